@@ -1,0 +1,60 @@
+"""Checks that keep every run inside its log folder, done before anything touches storage."""
+
+from __future__ import annotations
+
+import os
+
+from runlog_store.exceptions import InvalidNameError, InvalidRunIdError
+
+MAX_RUN_ID_BYTES = 200
+
+
+def validate_run_id(run_id: object) -> str:
+    """Return ``run_id`` if it can name a file or folder safely, else raise InvalidRunIdError.
+
+    The rules are those of docs/format.md: non-empty, at most 200 UTF-8 bytes, no leading dot
+    (so neither ``.`` nor ``..``), no ``/``, ``\\``, NUL or other control characters.
+    """
+    if not isinstance(run_id, str):
+        raise InvalidRunIdError(repr(run_id), f"a run id must be a string, not {type(run_id).__name__}")
+    if not run_id:
+        raise InvalidRunIdError(run_id, "a run id must not be empty")
+    try:
+        size = len(run_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidRunIdError(run_id, "a run id must be valid unicode (no lone surrogates)") from None
+    if size > MAX_RUN_ID_BYTES:
+        raise InvalidRunIdError(run_id, f"a run id must be at most {MAX_RUN_ID_BYTES} bytes, not {size}")
+    if run_id.startswith("."):
+        raise InvalidRunIdError(run_id, "a run id must not start with '.'")
+    for char in run_id:
+        if char in "/\\":
+            raise InvalidRunIdError(run_id, f"a run id must not contain {char!r}")
+        if ord(char) < 32 or ord(char) == 127:
+            raise InvalidRunIdError(run_id, f"a run id must not contain the control character {char!r}")
+    return run_id
+
+
+def validate_internal_name(name: object, *, run_id: str = "") -> str:
+    """Return ``name`` if it can be stored; the chunk name encoding makes any string safe."""
+    if not isinstance(name, str):
+        raise InvalidNameError(name, f"must be a string, not {type(name).__name__}", run_id=run_id)
+    if not name:
+        raise InvalidNameError(name, "must not be empty", run_id=run_id)
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidNameError(name, "must be valid unicode (no lone surrogates)", run_id=run_id) from None
+    return name
+
+
+def ensure_folder(folder: str) -> None:
+    """Create a log folder, turning OS errors into a StorageError that names it."""
+    from runlog_store.exceptions import StorageError
+
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot create folder {folder}: {exc.strerror or exc}", path=folder, errno=exc.errno
+        ) from exc

@@ -1,0 +1,112 @@
+"""Reading store configuration from the YAML files runnable users already have.
+
+``run-log-store:`` (runnable's spelling) or ``run_log_store:`` (the older one), with ``type:``
+and an optional ``config:`` mapping. Without a file, ``RUNNABLE_CONFIGURATION_FILE`` names one;
+without either, the embedded default is ``chunked-fs`` in ``.run_log_store``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from runlog_store.exceptions import ConfigurationError
+from runlog_store.registry import create_store
+from runlog_store.store import BaseRunLogStore
+
+CONFIG_ENV = "RUNNABLE_CONFIGURATION_FILE"
+STORE_KEYS = ("run-log-store", "run_log_store")
+DEFAULT_STORE_TYPE = "chunked-fs"
+DEFAULT_STORE_CONFIG: dict[str, Any] = {"log_folder": ".run_log_store"}
+
+
+def resolve_config_file(config_file: str | os.PathLike[str] | None = None) -> Path | None:
+    """The file to read: the argument, else the environment variable, else none."""
+    if config_file is not None:
+        return Path(config_file)
+    from_env = os.environ.get(CONFIG_ENV)
+    return Path(from_env) if from_env else None
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The YAML mapping in ``path``; ConfigurationError naming the file for anything else."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigurationError(f"configuration file {path} does not exist", path=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read configuration file {path}: {exc}", path=str(path)) from exc
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigurationError(f"configuration file {path} is not valid YAML: {exc}", path=str(path)) from exc
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise ConfigurationError(
+            f"configuration file {path} must hold a mapping at the top, not {type(document).__name__}",
+            path=str(path),
+        )
+    return document
+
+
+def section(
+    document: dict[str, Any], keys: tuple[str, ...], path: str
+) -> tuple[str, dict[str, Any]] | None:
+    """``(type, config)`` of one service section (first of ``keys`` present), or None."""
+    present = [k for k in keys if k in document]
+    if not present:
+        return None
+    if len(present) > 1:
+        raise ConfigurationError(
+            f"{path}: both {present[0]!r} and {present[1]!r} are set; keep one", key=present[0], path=path
+        )
+    name = present[0]
+    body = document[name]
+    if not isinstance(body, dict):
+        raise ConfigurationError(f"{path}: {name!r} must be a mapping with a 'type'", key=name, path=path)
+    unknown = set(body) - {"type", "config"}
+    if unknown:
+        raise ConfigurationError(
+            f"{path}: {name!r} has unknown key(s) {', '.join(map(repr, sorted(unknown)))}; "
+            "expected 'type' and 'config'",
+            key=f"{name}.{sorted(unknown)[0]}",
+            path=path,
+        )
+    type_name = body.get("type")
+    if not isinstance(type_name, str) or not type_name:
+        raise ConfigurationError(f"{path}: {name!r} needs a 'type' (a string)", key=f"{name}.type", path=path)
+    config = body.get("config") or {}
+    if not isinstance(config, dict):
+        raise ConfigurationError(f"{path}: '{name}.config' must be a mapping", key=f"{name}.config", path=path)
+    bad = [k for k in config if not isinstance(k, str)]
+    if bad:
+        raise ConfigurationError(f"{path}: '{name}.config' has a non-string key {bad[0]!r}", key=f"{name}.config", path=path)
+    return type_name, config
+
+
+def store_settings(config_file: str | os.PathLike[str] | None = None) -> tuple[str, dict[str, Any]]:
+    """The store ``(type, config)`` the configuration names, or the embedded default."""
+    path = resolve_config_file(config_file)
+    if path is None:
+        return DEFAULT_STORE_TYPE, dict(DEFAULT_STORE_CONFIG)
+    found = section(read_config_file(path), STORE_KEYS, str(path))
+    if found is None:
+        return DEFAULT_STORE_TYPE, dict(DEFAULT_STORE_CONFIG)
+    return found
+
+
+def load_store(config_file: str | os.PathLike[str] | None = None) -> BaseRunLogStore:
+    """The run log store a runnable configuration file describes (see module docstring)."""
+    type_name, config = store_settings(config_file)
+    try:
+        return create_store(type_name, **config)
+    except ConfigurationError as exc:
+        path = resolve_config_file(config_file)
+        if path is not None and str(path) not in exc.message:
+            raise ConfigurationError(f"{path}: {exc.message}", key=exc.key, path=str(path)) from None
+        raise

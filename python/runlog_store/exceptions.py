@@ -1,0 +1,147 @@
+"""Typed errors of runlog-store.
+
+Every error a store raises on purpose derives from :class:`RunLogStoreError`, so callers can
+catch the whole family in one place. The names of the "not found" / "exists" errors are the
+ones runnable uses, so code written against runnable's stores reads the same.
+
+Errors that come from storage carry ``path`` (the file or object involved) and ``run_id``, the
+two things an operator needs to find what went wrong. The Rust core raises the storage errors
+below directly, with those attributes set.
+"""
+
+from __future__ import annotations
+
+
+class RunLogStoreError(Exception):
+    """Base of every error raised by runlog-store."""
+
+    def __init__(self, message: str, *, path: str = "", run_id: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.path = path
+        self.run_id = run_id
+
+
+class RunLogNotFoundError(RunLogStoreError):
+    def __init__(self, run_id: str, *, path: str = "") -> None:
+        where = f" (looked at {path})" if path else ""
+        super().__init__(
+            f"Run log for run id {run_id!r} is not found in the store{where}",
+            path=path,
+            run_id=run_id,
+        )
+
+
+class RunLogExistsError(RunLogStoreError):
+    def __init__(self, run_id: str, *, path: str = "") -> None:
+        super().__init__(
+            f"Run log for run id {run_id!r} already exists in the store", path=path, run_id=run_id
+        )
+
+
+class StepLogNotFoundError(RunLogStoreError):
+    def __init__(self, run_id: str, step_name: str, *, path: str = "") -> None:
+        super().__init__(
+            f"Step log {step_name!r} is not found in run {run_id!r}", path=path, run_id=run_id
+        )
+        self.step_name = step_name
+
+
+class BranchLogNotFoundError(RunLogStoreError):
+    def __init__(self, run_id: str, branch_name: str, *, path: str = "") -> None:
+        super().__init__(
+            f"Branch log {branch_name!r} is not found in run {run_id!r}", path=path, run_id=run_id
+        )
+        self.branch_name = branch_name
+
+
+class JobLogNotFoundError(RunLogStoreError):
+    def __init__(self, run_id: str, *, path: str = "") -> None:
+        super().__init__(f"Run {run_id!r} has no job log", path=path, run_id=run_id)
+
+
+class ConfigurationError(RunLogStoreError, ValueError):
+    """A store or catalog configuration is wrong: unknown type, unknown key, bad value.
+
+    ``key`` names the offending configuration key when there is one.
+    """
+
+    def __init__(self, message: str, *, key: str = "", path: str = "") -> None:
+        super().__init__(message, path=path)
+        self.key = key
+
+
+class InvalidRunIdError(RunLogStoreError, ValueError):
+    """A run id that could not be stored safely (it would leave the log folder, or is empty)."""
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        super().__init__(f"Invalid run id {run_id!r}: {reason}", run_id=run_id)
+        self.reason = reason
+
+
+class InvalidNameError(RunLogStoreError, ValueError):
+    """A step or branch internal name that cannot be stored (empty, not a string...)."""
+
+    def __init__(self, name: object, reason: str, *, run_id: str = "") -> None:
+        super().__init__(f"Invalid internal name {name!r}: {reason}", run_id=run_id)
+        self.name = name
+        self.reason = reason
+
+
+# --- storage errors: raised by the Rust core, always with path and run_id -----------------
+
+
+class StorageError(RunLogStoreError, OSError):
+    """Reading or writing storage failed (disk full, permission denied, I/O error...).
+
+    It is also an ``OSError`` so generic handlers still catch it; ``errno`` is set when the
+    operating system gave one.
+    """
+
+    def __init__(
+        self, message: str, *, path: str = "", run_id: str = "", errno: int | None = None
+    ) -> None:
+        RunLogStoreError.__init__(self, message, path=path, run_id=run_id)
+        self.args = (message,)
+        self.errno = errno  # type: ignore[misc]
+        self.filename = path  # type: ignore[misc]
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class CorruptChunkError(RunLogStoreError):
+    """A stored chunk or run log file is not valid JSON of the expected shape.
+
+    The path names the file; ``salvage_run_log`` reads the rest of the run without it.
+    """
+
+
+class ChunkNotFoundError(RunLogStoreError):
+    """A chunk the operation needs does not exist (the stores turn it into a typed not-found)."""
+
+
+class ChunkExistsError(RunLogStoreError):
+    """An exclusive create found the target already there."""
+
+
+class LockTimeoutError(RunLogStoreError):
+    """Another process held the run's lock for longer than the configured timeout."""
+
+
+__all__ = [
+    "BranchLogNotFoundError",
+    "ChunkExistsError",
+    "ChunkNotFoundError",
+    "ConfigurationError",
+    "CorruptChunkError",
+    "InvalidNameError",
+    "InvalidRunIdError",
+    "JobLogNotFoundError",
+    "LockTimeoutError",
+    "RunLogExistsError",
+    "RunLogNotFoundError",
+    "RunLogStoreError",
+    "StepLogNotFoundError",
+    "StorageError",
+]

@@ -1,0 +1,390 @@
+"""The run log models: the JSON of runnable 0.50's ``runnable.datastore`` as pydantic v2 models.
+
+Field names, defaults and the computed ``description`` of parameters are runnable's, so the JSON
+written here is accepted by ``runnable.datastore.RunLog`` and every run log runnable writes is
+read here. Two deliberate differences:
+
+* The structural models (run, step, branch, job, attempt, code identity, catalog entry) keep
+  fields they do not declare (``extra="allow"``). Run logs of older layouts carry step-level
+  ``code_identities``, ``use_cached``, ``original_run_id``, attempt ``duration`` and
+  ``parameters``; a newer runnable may add more. Reading and writing such a log back loses
+  nothing.
+* Finding steps and branches by dot path raises this package's typed errors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, PrivateAttr, computed_field
+
+from runlog_store.exceptions import BranchLogNotFoundError, StepLogNotFoundError
+
+# Statuses runnable uses. A step goes CREATED -> PROCESSING -> SUCCESS | FAIL.
+CREATED = "CREATED"
+PROCESSING = "PROCESSING"
+SUCCESS = "SUCCESS"
+FAIL = "FAIL"
+TRIGGERED = "TRIGGERED"
+
+_KEEP_UNKNOWN = ConfigDict(extra="allow")
+
+
+def _short(value: JsonValue) -> JsonValue:
+    # runnable shows long strings truncated to 10 characters in summaries.
+    return value if not isinstance(value, str) or len(value) <= 10 else f"{value[:10]}..."
+
+
+class JsonParameter(BaseModel):
+    """A JSON-serialisable parameter passed between steps."""
+
+    kind: Literal["json"]
+    value: JsonValue
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def description(self) -> JsonValue:
+        return _short(self.value)
+
+    def get_value(self) -> JsonValue:
+        return self.value
+
+
+class MetricParameter(BaseModel):
+    """A parameter a step marked as a metric; the run collects them."""
+
+    kind: Literal["metric"]
+    value: JsonValue
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def description(self) -> JsonValue:
+        return _short(self.value)
+
+    def get_value(self) -> JsonValue:
+        return self.value
+
+
+class ObjectParameter(BaseModel):
+    """A parameter too large or too rich for JSON: only its name is logged, the object is
+    pickled into the catalog.
+
+    runnable derives the description from its run context; without one we keep the stored
+    description, or say the object was pickled (runnable's default).
+    """
+
+    kind: Literal["object"]
+    value: str
+    stored_description: str | None = Field(
+        default=None, validation_alias="description", exclude=True, repr=False
+    )
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def description(self) -> str:
+        if self.stored_description is not None:
+            return self.stored_description
+        return f"Pickled object stored in catalog as: {self.value}"
+
+    def get_value(self) -> str:
+        return self.value
+
+
+Parameter = Annotated[
+    JsonParameter | ObjectParameter | MetricParameter, Field(discriminator="kind")
+]
+
+
+class CodeIdentity(BaseModel):
+    """What code ran: a git sha (and whether the tree was clean) or a container digest."""
+
+    model_config = _KEEP_UNKNOWN
+
+    code_identifier: str | None = ""
+    code_identifier_type: str | None = ""
+    code_identifier_dependable: bool | None = False
+    code_identifier_url: str | None = ""
+    code_identifier_message: str | None = ""
+
+
+class DataCatalog(BaseModel):
+    """One file a step put into or got from the catalog, with the hash of its content."""
+
+    model_config = _KEEP_UNKNOWN
+
+    name: str
+    data_hash: str = ""
+    catalog_relative_path: str = ""
+    catalog_handler_location: str = ""
+    stage: str = ""
+
+    def __hash__(self) -> int:
+        # runnable de-duplicates catalog entries by name in sets.
+        return hash(self.name)
+
+
+class StepAttempt(BaseModel):
+    """One execution of a step: times, status, error message, parameters in and out."""
+
+    model_config = _KEEP_UNKNOWN
+
+    attempt_number: int = 1
+    start_time: str = ""
+    end_time: str = ""
+    status: str = FAIL
+    message: str = ""
+    input_parameters: dict[str, Parameter] = Field(default_factory=dict)
+    output_parameters: dict[str, Parameter] = Field(default_factory=dict)
+    user_defined_metrics: dict[str, Parameter] = Field(default_factory=dict)
+    retry_indicator: str = ""
+    code_identities: list[CodeIdentity] = Field(default_factory=list)
+
+    @property
+    def duration(self) -> str:
+        """Wall time of the attempt as runnable prints it (``0:00:01.5``)."""
+        start = datetime.fromisoformat(self.start_time)
+        end = datetime.fromisoformat(self.end_time)
+        return str(end - start)
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Wall time in seconds, or None when a time is missing or unparsable."""
+        try:
+            start = datetime.fromisoformat(self.start_time)
+            end = datetime.fromisoformat(self.end_time)
+        except ValueError:
+            return None
+        return (end - start).total_seconds()
+
+
+class StepLog(BaseModel):
+    """A step of the pipeline, with its attempts and, for map and parallel steps, branches."""
+
+    model_config = _KEEP_UNKNOWN
+
+    name: str
+    internal_name: str
+    status: str = FAIL
+    step_type: str = "task"
+    message: str = ""
+    mock: bool = False
+    attempts: list[StepAttempt] = Field(default_factory=list)
+    branches: dict[str, BranchLog] = Field(default_factory=dict)
+    data_catalog: list[DataCatalog] = Field(default_factory=list)
+
+    # When the step was first stored (ns); chunked stores keep it so that rewriting a step
+    # keeps its place among its siblings. Never part of the JSON.
+    _created_ns: int | None = PrivateAttr(default=None)
+
+    def get_data_catalogs_by_stage(self, stage: str = "put") -> list[DataCatalog]:
+        """Catalog entries of this step and of every step in its branches."""
+        _check_stage(stage)
+        found = [dc for dc in self.data_catalog if dc.stage == stage]
+        for branch in self.branches.values():
+            found.extend(branch.get_data_catalogs_by_stage(stage))
+        return found
+
+    def add_data_catalogs(self, data_catalogs: list[DataCatalog]) -> None:
+        self.data_catalog.extend(data_catalogs)
+
+    def get_summary(self) -> dict[str, Any]:
+        """The same summary runnable logs for a step."""
+        return {
+            "Name": self.internal_name,
+            "Input catalog content": [dc.name for dc in self.data_catalog if dc.stage == "get"],
+            "Available parameters": [
+                (p, v.description) for a in self.attempts for p, v in a.input_parameters.items()
+            ],
+            "Output catalog content": [dc.name for dc in self.data_catalog if dc.stage == "put"],
+            "Output parameters": [
+                (p, v.description) for a in self.attempts for p, v in a.output_parameters.items()
+            ],
+            "Metrics": [
+                (p, v.description)
+                for a in self.attempts
+                for p, v in a.user_defined_metrics.items()
+            ],
+            "Code identities": [
+                _describe_code_identity(ci) for a in self.attempts for ci in a.code_identities
+            ],
+            "status": self.status,
+        }
+
+
+class BranchLog(BaseModel):
+    """A branch of a map or parallel step: its own steps and its own parameter scope."""
+
+    model_config = _KEEP_UNKNOWN
+
+    internal_name: str
+    status: str = FAIL
+    steps: dict[str, StepLog] = Field(default_factory=dict)
+    parameters: dict[str, Parameter] = Field(default_factory=dict)
+
+    _created_ns: int | None = PrivateAttr(default=None)
+
+    def get_data_catalogs_by_stage(self, stage: str = "put") -> list[DataCatalog]:
+        _check_stage(stage)
+        found: list[DataCatalog] = []
+        for step in self.steps.values():
+            found.extend(step.get_data_catalogs_by_stage(stage))
+        return found
+
+
+StepLog.model_rebuild()
+
+
+class JobLog(BaseModel):
+    """The log of a job (a single task run outside a pipeline); shaped like a step log."""
+
+    model_config = _KEEP_UNKNOWN
+
+    status: str = FAIL
+    message: str = ""
+    mock: bool = False
+    code_identities: list[CodeIdentity] = Field(default_factory=list)
+    attempts: list[StepAttempt] = Field(default_factory=list)
+    data_catalog: list[DataCatalog] = Field(default_factory=list)
+
+    def add_data_catalogs(self, data_catalogs: list[DataCatalog]) -> None:
+        self.data_catalog.extend(data_catalogs)
+
+
+class RunLog(BaseModel):
+    """Everything about one run of a pipeline or job."""
+
+    model_config = _KEEP_UNKNOWN
+
+    run_id: str
+    dag_hash: str | None = None
+    tag: str | None = ""
+    status: str = FAIL
+    steps: dict[str, StepLog] = Field(default_factory=dict)
+    job: JobLog | None = None
+    parameters: dict[str, Parameter] = Field(default_factory=dict)
+    run_config: dict[str, Any] = Field(default_factory=dict)
+
+    def get_data_catalogs_by_stage(self, stage: str = "put") -> list[DataCatalog]:
+        """Catalog entries of every step, de-duplicated by name (as runnable does)."""
+        _check_stage(stage)
+        seen: dict[str, DataCatalog] = {}
+        for step in self.steps.values():
+            for dc in step.get_data_catalogs_by_stage(stage):
+                seen.setdefault(dc.name, dc)
+        return list(seen.values())
+
+    def search_step_by_internal_name(self, i_name: str) -> tuple[StepLog, BranchLog | None]:
+        """The step named by a dot path and the branch holding it (None for a root step)."""
+        chain = _ancestry(i_name)
+        try:
+            step, branch = self._walk(chain)
+        except KeyError as exc:
+            raise StepLogNotFoundError(self.run_id, i_name) from exc
+        assert isinstance(step, StepLog)
+        return step, branch
+
+    def search_branch_by_internal_name(
+        self, i_name: str
+    ) -> tuple[BranchLog | RunLog, StepLog | None]:
+        """The branch named by a dot path and the step holding it; the run itself for ``""``."""
+        if not i_name:
+            return self, None
+        chain = _ancestry(i_name)
+        if len(chain) < 2:
+            raise BranchLogNotFoundError(self.run_id, i_name)
+        try:
+            branch, step = self._walk(chain)
+        except KeyError as exc:
+            raise BranchLogNotFoundError(self.run_id, i_name) from exc
+        assert isinstance(branch, BranchLog)
+        return branch, step  # type: ignore[return-value]
+
+    def _walk(self, chain: list[str]) -> tuple[StepLog | BranchLog, Any]:
+        # chain is root-first: step, branch, step, branch, ...
+        steps = self.steps
+        node: StepLog | BranchLog | None = None
+        parent: StepLog | BranchLog | None = None
+        for depth, name in enumerate(chain):
+            parent = node
+            if depth % 2 == 0:
+                node = steps[name]
+            else:
+                assert isinstance(node, StepLog)
+                node = node.branches[name]
+                steps = node.steps
+        assert node is not None
+        return node, parent
+
+    def find_step(self, i_name: str) -> StepLog:
+        """The step at a dot path such as ``map.3.work``; StepLogNotFoundError if absent."""
+        return self.search_step_by_internal_name(i_name)[0]
+
+    def find_branch(self, i_name: str) -> BranchLog:
+        """The branch at a dot path such as ``map.3``; BranchLogNotFoundError if absent."""
+        branch, _ = self.search_branch_by_internal_name(i_name)
+        if not isinstance(branch, BranchLog):
+            raise BranchLogNotFoundError(self.run_id, i_name)
+        return branch
+
+    def iter_steps(self) -> Iterator[StepLog]:
+        """Every step at every depth, parents before their branches' steps."""
+        stack = list(reversed(self.steps.values()))
+        while stack:
+            step = stack.pop()
+            yield step
+            for branch in reversed(list(step.branches.values())):
+                stack.extend(reversed(branch.steps.values()))
+
+    def iter_branches(self) -> Iterator[BranchLog]:
+        """Every branch at every depth."""
+        for step in self.iter_steps():
+            yield from step.branches.values()
+
+
+def parent_name(internal_name: str) -> str:
+    """The internal name of the parent (branch of a step, step of a branch); "" for the run."""
+    head, sep, _ = internal_name.rpartition(".")
+    return head if sep else ""
+
+
+def _ancestry(i_name: str) -> list[str]:
+    chain = [i_name]
+    while parent := parent_name(chain[-1]):
+        chain.append(parent)
+    chain.reverse()
+    return chain
+
+
+def _check_stage(stage: str) -> None:
+    if stage not in ("get", "put"):
+        raise ValueError(f"stage must be 'get' or 'put', not {stage!r}")
+
+
+def _describe_code_identity(ci: CodeIdentity) -> str:
+    message = f"{ci.code_identifier_type}:{ci.code_identifier}"
+    if not ci.code_identifier_dependable:
+        message += " but is not dependable"
+    return message
+
+
+__all__ = [
+    "CREATED",
+    "FAIL",
+    "PROCESSING",
+    "SUCCESS",
+    "TRIGGERED",
+    "BranchLog",
+    "CodeIdentity",
+    "DataCatalog",
+    "JobLog",
+    "JsonParameter",
+    "MetricParameter",
+    "ObjectParameter",
+    "Parameter",
+    "RunLog",
+    "StepAttempt",
+    "StepLog",
+    "parent_name",
+]

@@ -1,0 +1,239 @@
+"""``BaseRunLogStore``: the store API of runnable 0.50, with safe defaults for custom stores.
+
+A custom store implements four methods (``get_summary``, ``create_run_log``,
+``get_run_log_by_id``, ``put_run_log``) and inherits the rest. Every change to a run goes
+through :meth:`BaseRunLogStore._updating`, a read-modify-write context: a store that can lock
+(file-system) or that stores runs in pieces (chunked-fs) overrides it or the methods themselves,
+and every inherited method becomes safe at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from runlog_store.exceptions import (
+    BranchLogNotFoundError,
+    JobLogNotFoundError,
+    RunLogNotFoundError,
+)
+from runlog_store.models import (
+    CREATED,
+    BranchLog,
+    CodeIdentity,
+    DataCatalog,
+    JobLog,
+    Parameter,
+    RunLog,
+    StepLog,
+    parent_name,
+)
+
+
+class SalvagedRunLog(BaseModel):
+    """What ``salvage_run_log`` could read, and the chunks it had to leave out (path, reason)."""
+
+    run_log: RunLog
+    skipped: list[tuple[str, str]]
+
+
+class BaseRunLogStore(ABC, BaseModel):
+    """The interface every run log store offers, named and shaped as runnable's.
+
+    Configuration keys are the pydantic fields of the subclass; unknown keys are refused.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    service_name: str = ""
+    service_type: str = "run_log_store"
+    supports_parallel_writes: bool = False
+
+    # --- what a store must implement ------------------------------------------------------
+
+    @abstractmethod
+    def get_summary(self) -> dict[str, Any]:
+        """A short description of where the logs are, for run summaries (never secrets)."""
+
+    @abstractmethod
+    def create_run_log(
+        self,
+        run_id: str,
+        dag_hash: str = "",
+        use_cached: bool = False,
+        tag: str = "",
+        original_run_id: str = "",
+        status: str = CREATED,
+    ) -> RunLog:
+        """Create and store a new run log; RunLogExistsError if the run id is taken."""
+
+    @abstractmethod
+    def get_run_log_by_id(self, run_id: str, full: bool = False) -> RunLog:
+        """The run log; with ``full`` every step and branch at every depth."""
+
+    @abstractmethod
+    def put_run_log(self, run_log: RunLog) -> None:
+        """Store the run log as given (creating the run if needed)."""
+
+    # --- the read-modify-write every change goes through ----------------------------------
+
+    @contextlib.contextmanager
+    def _updating(self, run_id: str) -> Iterator[RunLog]:
+        """Yield the full run log; what the caller changes in it is stored on exit.
+
+        The default is not atomic across processes; stores that can be shared override it.
+        """
+        run_log = self.get_run_log_by_id(run_id, full=True)
+        yield run_log
+        self.put_run_log(run_log)
+
+    # --- run level --------------------------------------------------------------------------
+
+    def update_run_log_status(self, run_id: str, status: str) -> None:
+        with self._updating(run_id) as run_log:
+            run_log.status = status
+
+    def get_parameters(self, run_id: str, internal_branch_name: str = "") -> dict[str, Parameter]:
+        """Root parameters of the run, or those of one branch's scope."""
+        if not internal_branch_name:
+            return self.get_run_log_by_id(run_id).parameters
+        run_log = self.get_run_log_by_id(run_id, full=True)
+        return run_log.find_branch(internal_branch_name).parameters
+
+    def set_parameters(
+        self,
+        run_id: str,
+        parameters: dict[str, Parameter],
+        internal_branch_name: str = "",
+    ) -> None:
+        """Add or overwrite parameters (``dict.update``) at the root or in one branch."""
+        with self._updating(run_id) as run_log:
+            if internal_branch_name:
+                run_log.find_branch(internal_branch_name).parameters.update(parameters)
+            else:
+                run_log.parameters.update(parameters)
+
+    def get_run_config(self, run_id: str) -> dict[str, Any]:
+        return self.get_run_log_by_id(run_id).run_config
+
+    def set_run_config(self, run_id: str, run_config: dict[str, Any]) -> None:
+        """Merge ``run_config`` into the stored one (``dict.update``)."""
+        with self._updating(run_id) as run_log:
+            run_log.run_config.update(run_config)
+
+    # --- steps --------------------------------------------------------------------------------
+
+    def create_step_log(self, name: str, internal_name: str) -> StepLog:
+        """A new, not yet stored step log in state CREATED."""
+        return StepLog(name=name, internal_name=internal_name, status=CREATED)
+
+    def get_step_log(self, internal_name: str, run_id: str) -> StepLog:
+        run_log = self.get_run_log_by_id(run_id, full=True)
+        return run_log.find_step(internal_name)
+
+    def add_step_log(self, step_log: StepLog, run_id: str) -> None:
+        """Store a step (replacing a stored step of the same internal name)."""
+        with self._updating(run_id) as run_log:
+            branch_name = parent_name(step_log.internal_name)
+            if branch_name:
+                run_log.find_branch(branch_name).steps[step_log.internal_name] = step_log
+            else:
+                run_log.steps[step_log.internal_name] = step_log
+
+    # --- branches -----------------------------------------------------------------------------
+
+    def create_branch_log(
+        self, internal_branch_name: str, parameters: dict[str, Parameter] | None = None
+    ) -> BranchLog:
+        """A new, not yet stored branch log in state CREATED."""
+        branch = BranchLog(internal_name=internal_branch_name, status=CREATED)
+        if parameters:
+            branch.parameters.update(parameters)
+        return branch
+
+    def get_branch_log(self, internal_branch_name: str, run_id: str) -> BranchLog | RunLog:
+        """The branch, or the run log itself for ``""`` (runnable's convention)."""
+        if not internal_branch_name:
+            return self.get_run_log_by_id(run_id)
+        return self.get_run_log_by_id(run_id, full=True).find_branch(internal_branch_name)
+
+    def add_branch_log(self, branch_log: BranchLog | RunLog, run_id: str) -> None:
+        """Store a branch (a RunLog is stored as the run, runnable's convention)."""
+        if isinstance(branch_log, RunLog):
+            self.put_run_log(branch_log)
+            return
+        with self._updating(run_id) as run_log:
+            step_name = parent_name(branch_log.internal_name)
+            if not step_name:
+                raise BranchLogNotFoundError(run_id, branch_log.internal_name)
+            run_log.find_step(step_name).branches[branch_log.internal_name] = branch_log
+
+    # --- factories runnable's executors call ---------------------------------------------------
+
+    def create_code_identity(self) -> CodeIdentity:
+        return CodeIdentity()
+
+    def create_data_catalog(self, name: str) -> DataCatalog:
+        return DataCatalog(name=name)
+
+    # --- jobs -----------------------------------------------------------------------------------
+
+    def create_job_log(self) -> JobLog:
+        return JobLog(status=CREATED)
+
+    def get_job_log(self, run_id: str) -> JobLog:
+        run_log = self.get_run_log_by_id(run_id)
+        if run_log.job is None:
+            raise JobLogNotFoundError(run_id)
+        return run_log.job
+
+    def add_job_log(self, run_id: str, job_log: JobLog) -> None:
+        """Store the job and make its status the run's status (as runnable does)."""
+        with self._updating(run_id) as run_log:
+            run_log.job = job_log
+            run_log.status = job_log.status
+
+    # --- reading many runs, and fast reads ---------------------------------------------------
+
+    def list_run_ids(self) -> list[str]:
+        """Ids of the stored runs, newest first where the store can tell."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list its runs")
+
+    def get_run_logs(
+        self,
+        run_ids: list[str] | None = None,
+        tag: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> list[RunLog]:
+        """Run logs (not full) of the given or all runs that match ``tag`` and ``status``."""
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must not be negative, not {limit}")
+        found: list[RunLog] = []
+        for run_id in run_ids if run_ids is not None else self.list_run_ids():
+            if limit is not None and len(found) >= limit:
+                break
+            try:
+                run_log = self.get_run_log_by_id(run_id)
+            except RunLogNotFoundError:
+                if run_ids is not None:
+                    raise
+                continue  # deleted while we listed
+            if tag is not None and run_log.tag != tag:
+                continue
+            if status is not None and run_log.status != status:
+                continue
+            found.append(run_log)
+        return found
+
+    def get_run_log_json(self, run_id: str) -> bytes:
+        """The full run log as JSON bytes (stores with a Rust merger skip pydantic entirely)."""
+        return self.get_run_log_by_id(run_id, full=True).model_dump_json().encode()
+
+    def salvage_run_log(self, run_id: str) -> SalvagedRunLog:
+        """Read as much of a damaged run as possible, listing what had to be left out."""
+        return SalvagedRunLog(run_log=self.get_run_log_by_id(run_id, full=True), skipped=[])

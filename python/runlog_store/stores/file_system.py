@@ -1,0 +1,144 @@
+"""``file-system``: one JSON file per run, the simplest store that survives the process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import Field, ValidationError
+
+from runlog_store import _core
+from runlog_store._paths import ensure_folder, validate_run_id
+from runlog_store.exceptions import (
+    ChunkExistsError,
+    CorruptChunkError,
+    RunLogExistsError,
+    RunLogNotFoundError,
+)
+from runlog_store.models import CREATED, RunLog
+from runlog_store.store import BaseRunLogStore
+
+
+class FileSystemRunLogStore(BaseRunLogStore):
+    """``<log_folder>/<run_id>.json``, the whole run log in one file (docs/format.md).
+
+    Every change is a read-modify-write of that file under an inter-process lock, written
+    atomically, so concurrent writers lose nothing and a crash never tears the file. Each write
+    costs O(size of the run): large or parallel runs belong in ``chunked-fs``.
+    """
+
+    service_name: str = "file-system"
+    supports_parallel_writes: bool = True
+
+    log_folder: str = Field(default=".run_log_store", min_length=1)
+    fsync: bool = True
+    lock_timeout: float = Field(default=60.0, gt=0)
+
+    def get_summary(self) -> dict[str, Any]:
+        return {"Type": self.service_name, "Location": self.log_folder}
+
+    def _path(self, run_id: str) -> str:
+        return os.path.join(self.log_folder, validate_run_id(run_id) + ".json")
+
+    def _lock_path(self, run_id: str) -> str:
+        return os.path.join(self.log_folder, f".{run_id}.lock")
+
+    def _write(self, run_log: RunLog, *, exclusive: bool = False) -> None:
+        data = run_log.model_dump_json(indent=4).encode()
+        _core.write_atomic(
+            self._path(run_log.run_id), data, fsync=self.fsync, exclusive=exclusive,
+            run_id=run_log.run_id,
+        )
+
+    def _read(self, run_id: str) -> RunLog:
+        path = self._path(run_id)
+        data = _core.read_file(path, run_id=run_id)
+        if data is None:
+            raise RunLogNotFoundError(run_id, path=path)
+        try:
+            return RunLog.model_validate_json(data)
+        except ValidationError as exc:
+            raise CorruptChunkError(
+                f"{path} is not a valid run log: {_first_error(exc)}", path=path, run_id=run_id
+            ) from exc
+
+    def create_run_log(
+        self,
+        run_id: str,
+        dag_hash: str = "",
+        use_cached: bool = False,
+        tag: str = "",
+        original_run_id: str = "",
+        status: str = CREATED,
+    ) -> RunLog:
+        validate_run_id(run_id)
+        ensure_folder(self.log_folder)
+        _core.clean_temp_files(self.log_folder)
+        run_log = RunLog(run_id=run_id, dag_hash=dag_hash, tag=tag, status=status)
+        try:
+            self._write(run_log, exclusive=True)
+        except ChunkExistsError:
+            raise RunLogExistsError(run_id, path=self._path(run_id)) from None
+        return run_log
+
+    def get_run_log_by_id(self, run_id: str, full: bool = False) -> RunLog:
+        return self._read(run_id)
+
+    def put_run_log(self, run_log: RunLog) -> None:
+        ensure_folder(self.log_folder)
+        with _core.FileLock(
+            self._lock_path(validate_run_id(run_log.run_id)), self.lock_timeout, run_log.run_id
+        ):
+            self._write(run_log)
+
+    @contextlib.contextmanager
+    def _updating(self, run_id: str) -> Iterator[RunLog]:
+        path = self._path(run_id)
+        if not os.path.isdir(self.log_folder):
+            raise RunLogNotFoundError(run_id, path=path)
+        with _core.FileLock(self._lock_path(run_id), self.lock_timeout, run_id):
+            run_log = self._read(run_id)
+            yield run_log
+            self._write(run_log)
+
+    def get_run_log_json(self, run_id: str) -> bytes:
+        path = self._path(run_id)
+        data = _core.read_file(path, run_id=run_id)
+        if data is None:
+            raise RunLogNotFoundError(run_id, path=path)
+        return data
+
+    def list_run_ids(self) -> list[str]:
+        try:
+            entries = list(os.scandir(self.log_folder))
+        except FileNotFoundError:
+            return []
+        runs: list[tuple[int, str]] = []
+        for entry in entries:
+            if entry.name.endswith(".json") and not entry.name.startswith("."):
+                try:
+                    runs.append((entry.stat().st_mtime_ns, entry.name[: -len(".json")]))
+                except FileNotFoundError:
+                    continue
+        return [run_id for _, run_id in sorted(runs, reverse=True)]
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run's file (and its lock file)."""
+        path = self._path(run_id)
+        try:
+            os.remove(path)
+        except FileNotFoundError:
+            raise RunLogNotFoundError(run_id, path=path) from None
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self._lock_path(run_id))
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "document"
+    return f"{where}: {err['msg']}"
+
+
+__all__ = ["FileSystemRunLogStore"]

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs everything runlog-store needs, on a fresh machine or an old one (idempotent):
+# the Rust toolchain if missing, a virtualenv in .venv with the pinned Python dependencies,
+# and the package itself in editable mode (maturin builds the Rust core).
+# Cargo's build output is kept in ~/.cache/runlog-store so a fresh clone rebuilds fast.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/runlog-store/target}
+
+if ! command -v cargo >/dev/null 2>&1; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    else
+        echo "install: no Rust toolchain found; installing Debian's cargo and rustc" >&2
+        apt-get update -qq && apt-get install -y -qq cargo rustc
+    fi
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -c requirements/constraints.txt pip
+.venv/bin/python -m pip install -q --disable-pip-version-check \
+    -c requirements/constraints.txt -e '.[dev]'
+echo "install: runlog-store is installed in .venv ($(.venv/bin/python -c 'import runlog_store; print(runlog_store.__version__)'))"

@@ -1,0 +1,103 @@
+"""Eight real processes write steps, branches and root parameters into one run at once."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from runlog_store import BranchLog, JsonParameter
+
+from .conftest import PERSISTENT_TYPES, make_store
+
+PROCESSES = 8
+
+
+def _p(value: int) -> JsonParameter:
+    return JsonParameter(kind="json", value=value)
+
+
+def _writer(type_name: str, folder: str, worker: int, branches: int, barrier: object) -> None:
+    store = make_store(type_name, Path(folder))
+    barrier.wait()  # type: ignore[attr-defined]  # start together for the most overlap
+    for i in range(branches):
+        name = f"map.w{worker}-{i}"
+        store.add_branch_log(store.create_branch_log(name), "run")
+        store.set_parameters("run", {"item": _p(i), "worker": _p(worker)}, internal_branch_name=name)
+        step = store.create_step_log("work", f"{name}.work")
+        store.add_step_log(step, "run")
+        step.status = "SUCCESS"
+        store.add_step_log(step, "run")
+        store.set_parameters("run", {f"w{worker}-{i}": _p(i)})
+        store.update_run_log_status("run", "PROCESSING")
+        branch = store.get_branch_log(name, "run")
+        assert isinstance(branch, BranchLog)
+        branch.status = "SUCCESS"
+        store.add_branch_log(branch, "run")
+
+
+@pytest.mark.parametrize("type_name", PERSISTENT_TYPES)
+def test_eight_processes_lose_nothing(type_name: str, tmp_path: Path) -> None:
+    branches = 40 if type_name == "chunked-fs" else 15
+    folder = tmp_path / "logs"
+    store = make_store(type_name, folder)
+    store.create_run_log("run")
+    store.set_parameters("run", {"seed": _p(0)})
+    mapped = store.create_step_log("map", "map")
+    mapped.step_type = "map"
+    store.add_step_log(mapped, "run")
+
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(PROCESSES)
+    workers = [
+        context.Process(target=_writer, args=(type_name, str(folder), w, branches, barrier))
+        for w in range(PROCESSES)
+    ]
+    for proc in workers:
+        proc.start()
+    for proc in workers:
+        proc.join(timeout=300)
+    assert [p.exitcode for p in workers] == [0] * PROCESSES
+
+    run = store.get_run_log_by_id("run", full=True)
+    expected_branches = {f"map.w{w}-{i}" for w in range(PROCESSES) for i in range(branches)}
+    got = run.steps["map"].branches
+    assert set(got) == expected_branches
+    lost = [
+        name
+        for name, branch in got.items()
+        if branch.status != "SUCCESS"
+        or set(branch.parameters) != {"item", "worker"}
+        or branch.steps[f"{name}.work"].status != "SUCCESS"
+    ]
+    assert lost == []
+    expected_params = {"seed"} | {f"w{w}-{i}" for w in range(PROCESSES) for i in range(branches)}
+    assert set(run.parameters) == expected_params
+    assert run.status == "PROCESSING"
+
+
+def test_threads_share_one_store_object(store_factory: object, tmp_path: Path) -> None:
+    import threading
+
+    for type_name in ("buffered", "chunked-fs", "file-system"):
+        store = make_store(type_name, tmp_path / type_name)
+        store.create_run_log("run")
+        store.add_step_log(store.create_step_log("map", "map"), "run")
+
+        def work(t: int, store=store) -> None:  # type: ignore[no-untyped-def]
+            for i in range(25):
+                name = f"map.t{t}-{i}"
+                store.add_branch_log(store.create_branch_log(name), "run")
+                store.add_step_log(store.create_step_log("s", f"{name}.s"), "run")
+                store.set_parameters("run", {name: _p(i)})
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        run = store.get_run_log_by_id("run", full=True)
+        assert len(run.steps["map"].branches) == 200, type_name
+        assert len(run.parameters) == 200, type_name
+        assert all(len(b.steps) == 1 for b in run.steps["map"].branches.values())

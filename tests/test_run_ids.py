@@ -1,0 +1,61 @@
+"""Run ids that would leave the log folder are refused before anything touches disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from runlog_store import RunLog
+from runlog_store.exceptions import InvalidRunIdError
+
+from .conftest import STORE_TYPES, make_store
+
+BAD_RUN_IDS = [
+    "../x",
+    "../../etc/passwd",
+    "/abs/path",
+    "a/b",
+    "a\\b",
+    "x\x00y",
+    "",
+    ".",
+    "..",
+    ".hidden",
+    "tab\there",
+    "new\nline",
+    "a" * 201,
+    "\ud800",
+]
+
+
+@pytest.mark.parametrize("type_name", STORE_TYPES)
+@pytest.mark.parametrize("run_id", BAD_RUN_IDS, ids=repr)
+def test_escaping_run_ids_are_refused(type_name: str, run_id: str, tmp_path: Path) -> None:
+    folder = tmp_path / "logs"
+    store = make_store(type_name, folder)
+    with pytest.raises(InvalidRunIdError) as err:
+        store.create_run_log(run_id)
+    assert err.value.run_id in (run_id, repr(run_id))
+    if type_name != "buffered":
+        for call in (
+            lambda: store.get_run_log_by_id(run_id),
+            lambda: store.get_run_log_by_id(run_id, full=True),
+            lambda: store.update_run_log_status(run_id, "FAIL"),
+            lambda: store.add_step_log(store.create_step_log("s", "s"), run_id),
+            lambda: store.get_run_log_json(run_id),
+        ):
+            with pytest.raises(InvalidRunIdError):
+                call()
+    with pytest.raises(InvalidRunIdError):
+        store.put_run_log(RunLog.model_construct(run_id=run_id))
+    assert not folder.exists() or list(folder.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) in ([], ["logs"])
+
+
+def test_good_unusual_run_ids_round_trip(tmp_path: Path) -> None:
+    for type_name in STORE_TYPES:
+        store = make_store(type_name, tmp_path / type_name)
+        for run_id in ("with space", "ünïcode-rün", "a" * 200, "dots.in.id", "x..y"):
+            store.create_run_log(run_id)
+            assert store.get_run_log_by_id(run_id).run_id == run_id
