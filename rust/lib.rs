@@ -1,0 +1,25 @@
+//! Rust core of runlog-store.
+//!
+//! Plain Rust, in modules by job, tested with `cargo test` and no Python:
+//! - [`writer`]: atomic file writes (temp, fsync, rename, folder fsync) and reads;
+//! - [`lock`]: the inter-process lock (`flock`) with a deadline;
+//! - [`patch`]: read-modify-write of a shared JSON document under that lock;
+//! - [`merger`]: a run folder's chunks read in parallel and merged into one run log;
+//! - [`names`]: the chunk file names.
+//!
+//! The `python` feature adds the `#[pymodule]` (in `python.rs`), which only converts types,
+//! releases the GIL around I/O and maps errors to typed Python exceptions.
+
+#![forbid(unsafe_code)]
+
+pub mod error;
+pub mod lock;
+pub mod merger;
+pub mod names;
+pub mod patch;
+pub mod writer;
+
+#[cfg(feature = "python")]
+mod python;
+
+pub use error::{CoreError, Result};

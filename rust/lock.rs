@@ -1,0 +1,112 @@
+//! The inter-process lock: an exclusive `flock(2)` on a lock file, waited for with a deadline.
+//!
+//! `flock` is released by the kernel when the holding descriptor is closed, including when the
+//! process is killed, so a crashed writer never leaves a run locked. It serialises processes on
+//! one host (not across NFS clients; docs/format.md).
+
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rustix::fs::{flock, FlockOperation};
+use rustix::io::Errno;
+
+use crate::error::{CoreError, Result};
+
+/// An acquired lock; dropping it releases the lock.
+#[derive(Debug)]
+pub struct FileLock {
+    _file: File,
+    path: PathBuf,
+}
+
+impl FileLock {
+    /// Lock `path` (created if missing), waiting at most `timeout`.
+    pub fn acquire(path: &Path, timeout: Duration) -> Result<FileLock> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o644)
+            .open(path)
+            .map_err(|e| CoreError::io("open lock", path, e))?;
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_micros(50);
+        loop {
+            match flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => {
+                    return Ok(FileLock {
+                        _file: file,
+                        path: path.to_path_buf(),
+                    })
+                }
+                Err(Errno::WOULDBLOCK) | Err(Errno::INTR) => {}
+                Err(e) => return Err(CoreError::io("lock", path, e.into())),
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(CoreError::LockTimeout {
+                    path: path.to_path_buf(),
+                    timeout_secs: timeout.as_secs_f64(),
+                });
+            }
+            thread::sleep(pause.min(deadline - now));
+            pause = (pause * 2).min(Duration::from_millis(5));
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn second_holder_times_out_then_gets_it_after_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".lock");
+        let first = FileLock::acquire(&path, Duration::from_secs(1)).unwrap();
+        // flock locks belong to open file descriptions, so a second open in the same process
+        // contends exactly like another process would.
+        let err = FileLock::acquire(&path, Duration::from_millis(50)).unwrap_err();
+        assert!(matches!(err, CoreError::LockTimeout { .. }), "{err:?}");
+        assert!(err.to_string().contains(".lock"));
+        drop(first);
+        FileLock::acquire(&path, Duration::from_millis(50)).unwrap();
+    }
+
+    #[test]
+    fn waiters_get_the_lock_in_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".lock");
+        let counter = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let handles: Vec<_> = (0..4)
+            .map(|i| {
+                let (path, counter) = (path.clone(), counter.clone());
+                thread::spawn(move || {
+                    let _held = FileLock::acquire(&path, Duration::from_secs(10)).unwrap();
+                    counter.lock().unwrap().push(i);
+                    thread::sleep(Duration::from_millis(5));
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(counter.lock().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn missing_folder_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = FileLock::acquire(&dir.path().join("no/.lock"), Duration::from_millis(10))
+            .unwrap_err();
+        assert_eq!(err.errno(), Some(2));
+    }
+}

@@ -1,0 +1,188 @@
+//! Read-modify-write of a shared JSON document under the run's lock (docs/format.md,
+//! "Read-modify-write and the lock").
+//!
+//! The patch is merged at the top level: keys in `merge_keys` are merged key by key (like
+//! `dict.update`), every other key the patch names is replaced, and keys it does not name are
+//! kept byte for byte (values are held as raw JSON, never re-parsed).
+
+use std::path::Path;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde_json::value::RawValue;
+
+use crate::error::{CoreError, Result};
+use crate::lock::FileLock;
+use crate::writer::{read_file, write_atomic};
+
+type RawObject = IndexMap<String, Box<RawValue>>;
+
+/// How to apply one patch.
+#[derive(Debug, Clone)]
+pub struct PatchOptions<'a> {
+    pub lock_path: &'a Path,
+    pub merge_keys: &'a [String],
+    /// The document to start from when the target does not exist; without it a missing target
+    /// is [`CoreError::NotFound`].
+    pub create: Option<&'a [u8]>,
+    pub fsync: bool,
+    pub lock_timeout: Duration,
+}
+
+/// Apply `patch` to the JSON object at `path` under the lock; returns the bytes written.
+pub fn patch_json(path: &Path, patch: &[u8], options: &PatchOptions<'_>) -> Result<Vec<u8>> {
+    let patch: RawObject = serde_json::from_slice(patch)
+        .map_err(|e| CoreError::InvalidArgument(format!("the patch is not a JSON object: {e}")))?;
+    let _held = FileLock::acquire(options.lock_path, options.lock_timeout)?;
+    let (mut document, path_for_errors): (RawObject, &Path) = match read_file(path)? {
+        Some(bytes) => (
+            serde_json::from_slice(&bytes)
+                .map_err(|e| CoreError::corrupt(path, format!("not a JSON object: {e}")))?,
+            path,
+        ),
+        None => match options.create {
+            Some(initial) => (
+                serde_json::from_slice(initial).map_err(|e| {
+                    CoreError::InvalidArgument(format!(
+                        "the initial document is not a JSON object: {e}"
+                    ))
+                })?,
+                path,
+            ),
+            None => {
+                return Err(CoreError::NotFound {
+                    path: path.to_path_buf(),
+                })
+            }
+        },
+    };
+    for (key, value) in patch {
+        if options.merge_keys.iter().any(|k| k == &key) {
+            let merged = merge_objects(document.get(&key).map(|v| &**v), &value, path_for_errors, &key)?;
+            document.insert(key, merged);
+        } else {
+            document.insert(key, value);
+        }
+    }
+    let bytes = serde_json::to_vec(&document)
+        .map_err(|e| CoreError::InvalidArgument(format!("cannot serialise the document: {e}")))?;
+    write_atomic(path, &bytes, options.fsync, false)?;
+    Ok(bytes)
+}
+
+fn merge_objects(
+    current: Option<&RawValue>,
+    update: &RawValue,
+    path: &Path,
+    key: &str,
+) -> Result<Box<RawValue>> {
+    let update: RawObject = serde_json::from_str(update.get()).map_err(|_| {
+        CoreError::InvalidArgument(format!("the patch's {key:?} must be a JSON object"))
+    })?;
+    let mut merged: RawObject = match current {
+        Some(raw) if raw.get() != "null" => serde_json::from_str(raw.get())
+            .map_err(|e| CoreError::corrupt(path, format!("{key:?} is not a JSON object: {e}")))?,
+        _ => RawObject::new(),
+    };
+    merged.extend(update);
+    let text = serde_json::to_string(&merged)
+        .map_err(|e| CoreError::InvalidArgument(format!("cannot serialise {key:?}: {e}")))?;
+    RawValue::from_string(text)
+        .map_err(|e| CoreError::InvalidArgument(format!("cannot serialise {key:?}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options<'a>(lock: &'a Path, merge: &'a [String], create: Option<&'a [u8]>) -> PatchOptions<'a> {
+        PatchOptions {
+            lock_path: lock,
+            merge_keys: merge,
+            create,
+            fsync: false,
+            lock_timeout: Duration::from_secs(5),
+        }
+    }
+
+    #[test]
+    fn merges_named_keys_replaces_others_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, lock) = (dir.path().join("RunLog.json"), dir.path().join(".lock"));
+        std::fs::write(
+            &path,
+            br#"{"_created_ns":5,"status":"CREATED","parameters":{"a":1},"steps":{"x":{"n": 1}}}"#,
+        )
+        .unwrap();
+        let merge = vec!["parameters".to_string()];
+        let out = patch_json(
+            &path,
+            br#"{"status":"SUCCESS","parameters":{"b":2}}"#,
+            &options(&lock, &merge, None),
+        )
+        .unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"_created_ns":5,"status":"SUCCESS","parameters":{"a":1,"b":2},"steps":{"x":{"n": 1}}}"#
+        );
+    }
+
+    #[test]
+    fn missing_target_needs_create() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, lock) = (dir.path().join("B.json"), dir.path().join(".lock"));
+        let err = patch_json(&path, b"{}", &options(&lock, &[], None)).unwrap_err();
+        assert!(matches!(err, CoreError::NotFound { .. }));
+        let out = patch_json(
+            &path,
+            br#"{"status":"FAIL"}"#,
+            &options(&lock, &[], Some(br#"{"status":"CREATED","steps":{}}"#)),
+        )
+        .unwrap();
+        assert_eq!(out, br#"{"status":"FAIL","steps":{}}"#);
+    }
+
+    #[test]
+    fn corrupt_target_is_named_and_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, lock) = (dir.path().join("RunLog.json"), dir.path().join(".lock"));
+        std::fs::write(&path, b"{\"status\": ").unwrap();
+        let err = patch_json(&path, b"{}", &options(&lock, &[], None)).unwrap_err();
+        assert!(matches!(err, CoreError::Corrupt { .. }));
+        assert!(err.to_string().contains("RunLog.json"));
+        assert_eq!(std::fs::read(&path).unwrap(), b"{\"status\": ");
+    }
+
+    #[test]
+    fn bad_patch_is_an_argument_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, lock) = (dir.path().join("R.json"), dir.path().join(".lock"));
+        let err = patch_json(&path, b"[1]", &options(&lock, &[], None)).unwrap_err();
+        assert!(matches!(err, CoreError::InvalidArgument(_)));
+    }
+
+    #[test]
+    fn concurrent_patches_lose_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("RunLog.json");
+        let lock = dir.path().join(".lock");
+        std::fs::write(&path, br#"{"parameters":{}}"#).unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let (path, lock) = (path.clone(), lock.clone());
+                std::thread::spawn(move || {
+                    let merge = vec!["parameters".to_string()];
+                    for i in 0..50 {
+                        let patch = format!(r#"{{"parameters":{{"p{t}_{i}":{i}}}}}"#);
+                        patch_json(&path, patch.as_bytes(), &options(&lock, &merge, None)).unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        assert_eq!(doc["parameters"].as_object().unwrap().len(), 200);
+    }
+}
