@@ -105,8 +105,8 @@ mod tests {
     #[test]
     fn missing_folder_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let err = FileLock::acquire(&dir.path().join("no/.lock"), Duration::from_millis(10))
-            .unwrap_err();
+        let err =
+            FileLock::acquire(&dir.path().join("no/.lock"), Duration::from_millis(10)).unwrap_err();
         assert_eq!(err.errno(), Some(2));
     }
 }

@@ -89,7 +89,12 @@ fn skip_or_fail(err: CoreError, salvage: bool, skipped: &mut Vec<(PathBuf, Strin
 fn list_chunks(run_dir: &Path, run_log_path: &Path) -> Result<Vec<(String, ChunkKind)>> {
     let entries = match fs::read_dir(run_dir) {
         Ok(entries) => entries,
-        Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
             return Err(CoreError::NotFound {
                 path: run_log_path.to_path_buf(),
             })
@@ -125,9 +130,8 @@ fn read_chunk(run_dir: &Path, file_name: &str, kind: ChunkKind) -> Result<Option
     };
     let fields = parse_object(&bytes, &path)?;
     let (fields, created_ns) = strip_created_ns(fields, &path)?;
-    let name = internal_name_of(&fields, None).ok_or_else(|| {
-        CoreError::corrupt(&path, "it has no string \"internal_name\"")
-    })?;
+    let name = internal_name_of(&fields, None)
+        .ok_or_else(|| CoreError::corrupt(&path, "it has no string \"internal_name\""))?;
     Ok(Some(Chunk {
         created_ns: created_ns.or_else(|| legacy_created_ns(file_name)),
         path,
@@ -141,7 +145,10 @@ fn parse_object(bytes: &[u8], path: &Path) -> Result<Map<String, Value>> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(map)) => Ok(map),
         Ok(_) => Err(CoreError::corrupt(path, "it is not a JSON object")),
-        Err(e) => Err(CoreError::corrupt(path, format!("it is not valid JSON ({e})"))),
+        Err(e) => Err(CoreError::corrupt(
+            path,
+            format!("it is not valid JSON ({e})"),
+        )),
     }
 }
 
@@ -152,7 +159,10 @@ fn strip_created_ns(
     match fields.shift_remove(CREATED_NS_KEY) {
         None => Ok((fields, None)),
         Some(Value::Number(n)) if n.as_i64().is_some() => Ok((fields, n.as_i64())),
-        Some(_) => Err(CoreError::corrupt(path, "\"_created_ns\" is not an integer")),
+        Some(_) => Err(CoreError::corrupt(
+            path,
+            "\"_created_ns\" is not an integer",
+        )),
     }
 }
 
@@ -179,12 +189,19 @@ fn child_kind(kind: ChunkKind) -> ChunkKind {
 
 /// Take the children object out of `fields`, leaving its key in place (so the output keeps the
 /// stored key order) with a `null` to be filled in.
-fn take_children(fields: &mut Map<String, Value>, key: &str, path: &Path) -> Result<Map<String, Value>> {
+fn take_children(
+    fields: &mut Map<String, Value>,
+    key: &str,
+    path: &Path,
+) -> Result<Map<String, Value>> {
     match fields.get_mut(key) {
         None => Ok(Map::new()),
         Some(Value::Null) => Ok(Map::new()),
         Some(Value::Object(children)) => Ok(std::mem::take(children)),
-        Some(_) => Err(CoreError::corrupt(path, format!("{key:?} is not a JSON object"))),
+        Some(_) => Err(CoreError::corrupt(
+            path,
+            format!("{key:?} is not a JSON object"),
+        )),
     }
 }
 
@@ -247,7 +264,14 @@ impl Tree {
             sequence: 0,
             created_ns: chunk.created_ns.unwrap_or(i64::MAX),
         };
-        self.insert(chunk.name, chunk.kind, chunk.fields, Priority::OwnChunk, position, source)?;
+        self.insert(
+            chunk.name,
+            chunk.kind,
+            chunk.fields,
+            Priority::OwnChunk,
+            position,
+            source,
+        )?;
         for (name, kind, fields, position) in embedded {
             self.insert(name, kind, fields, Priority::InChunk, position, source)?;
         }
@@ -278,11 +302,17 @@ impl Tree {
         path: &Path,
     ) -> Result<Vec<(String, ChunkKind, Map<String, Value>, Position)>> {
         let mut out = Vec::new();
-        let mut pending: Vec<(String, Value, ChunkKind)> =
-            children.into_iter().map(|(k, v)| (k, v, kind)).rev().collect();
+        let mut pending: Vec<(String, Value, ChunkKind)> = children
+            .into_iter()
+            .map(|(k, v)| (k, v, kind))
+            .rev()
+            .collect();
         while let Some((key, value, kind)) = pending.pop() {
             let Value::Object(mut fields) = value else {
-                return Err(CoreError::corrupt(path, format!("{key:?} is not a JSON object")));
+                return Err(CoreError::corrupt(
+                    path,
+                    format!("{key:?} is not a JSON object"),
+                ));
             };
             let name = internal_name_of(&fields, Some(&key)).unwrap_or(key);
             fields.shift_remove(CREATED_NS_KEY);
@@ -349,7 +379,11 @@ impl Tree {
     }
 
     /// Attach every node under its parent; returns the root steps.
-    fn attach_all(&mut self, salvage: bool, skipped: &mut Vec<(PathBuf, String)>) -> Result<Vec<String>> {
+    fn attach_all(
+        &mut self,
+        salvage: bool,
+        skipped: &mut Vec<(PathBuf, String)>,
+    ) -> Result<Vec<String>> {
         let mut names: Vec<String> = self.nodes.keys().cloned().collect();
         names.sort();
         let mut roots = Vec::new();
@@ -409,39 +443,36 @@ impl Tree {
     }
 
     /// The parent of a node: the longest dot-prefix of its name stored with the parent's kind
-    /// (so dotted map values still find their step), else the name less its last component.
-    /// `None` is the run itself.
-    fn find_parent(&self, name: &str, kind: ChunkKind) -> std::result::Result<Option<String>, String> {
+    /// (so dots inside step names and map values do not mislead it). A step with no stored
+    /// branch above it is a root step; a branch with no stored step above it gets one made up
+    /// from its name less the last component. `None` is the run itself.
+    fn find_parent(
+        &self,
+        name: &str,
+        kind: ChunkKind,
+    ) -> std::result::Result<Option<String>, String> {
         let want = child_kind(kind);
         let mut prefix = name;
         while let Some((head, _)) = prefix.rsplit_once('.') {
             if let Some(node) = self.nodes.get(head) {
-                if node.kind == want {
+                // Made-up steps are guesses: only stored nodes decide where a dot splits.
+                if node.kind == want && node.priority != Priority::MadeUp {
                     return Ok(Some(head.to_string()));
                 }
             }
             prefix = head;
         }
-        let immediate = name.rsplit_once('.').map(|(head, _)| head);
-        match (kind, immediate) {
+        match (kind, name.rsplit_once('.')) {
+            (ChunkKind::Step, _) => Ok(None),
             (ChunkKind::Branch, None) => Err(format!(
                 "branch {name:?} names no step: a branch's internal name is <step>.<branch>"
             )),
-            (ChunkKind::Branch, Some(head)) => self.expect_free(head, name, want),
-            // A step is under a branch only if that branch could exist (it needs a dot).
-            (ChunkKind::Step, Some(head)) if head.contains('.') => self.expect_free(head, name, want),
-            (ChunkKind::Step, _) => Ok(None),
-        }
-    }
-
-    fn expect_free(&self, head: &str, name: &str, want: ChunkKind) -> std::result::Result<Option<String>, String> {
-        match self.nodes.get(head) {
-            Some(node) if node.kind != want => Err(format!(
-                "the parent of {name:?}, {head:?}, is a {} where a {} is needed",
-                kind_word(node.kind),
-                kind_word(want)
-            )),
-            _ => Ok(Some(head.to_string())),
+            (ChunkKind::Branch, Some((head, _))) => match self.nodes.get(head) {
+                Some(node) if node.kind == ChunkKind::Branch => Err(format!(
+                    "the parent of branch {name:?}, {head:?}, is a branch where a step is needed"
+                )),
+                _ => Ok(Some(head.to_string())),
+            },
         }
     }
 
@@ -508,13 +539,6 @@ impl Tree {
     }
 }
 
-fn kind_word(kind: ChunkKind) -> &'static str {
-    match kind {
-        ChunkKind::Step => "step",
-        ChunkKind::Branch => "branch",
-    }
-}
-
 /// Names in natural order: runs of digits compare as numbers, so `map.2` < `map.10`.
 pub fn natural_cmp(a: &str, b: &str) -> Ordering {
     let (mut a, mut b) = (a.as_bytes(), b.as_bytes());
@@ -527,7 +551,11 @@ pub fn natural_cmp(a: &str, b: &str) -> Ordering {
                 let da = a.iter().take_while(|c| c.is_ascii_digit()).count();
                 let db = b.iter().take_while(|c| c.is_ascii_digit()).count();
                 let (na, nb) = (trim_zeros(&a[..da]), trim_zeros(&b[..db]));
-                let ord = na.len().cmp(&nb.len()).then_with(|| na.cmp(nb)).then(da.cmp(&db));
+                let ord = na
+                    .len()
+                    .cmp(&nb.len())
+                    .then_with(|| na.cmp(nb))
+                    .then(da.cmp(&db));
                 if ord != Ordering::Equal {
                     return ord;
                 }
@@ -577,15 +605,25 @@ mod tests {
     }
 
     fn branch(name: &str, ns: i64) -> String {
-        format!(r#"{{"_created_ns":{ns},"internal_name":"{name}","status":"SUCCESS","steps":{{}},"parameters":{{}}}}"#)
+        format!(
+            r#"{{"_created_ns":{ns},"internal_name":"{name}","status":"SUCCESS","steps":{{}},"parameters":{{}}}}"#
+        )
     }
 
     fn put_step(dir: &Path, name: &str, ns: i64) {
-        write(dir, &chunk_file_name(ChunkKind::Step, name).unwrap(), &step(name, ns));
+        write(
+            dir,
+            &chunk_file_name(ChunkKind::Step, name).unwrap(),
+            &step(name, ns),
+        );
     }
 
     fn put_branch(dir: &Path, name: &str, ns: i64) {
-        write(dir, &chunk_file_name(ChunkKind::Branch, name).unwrap(), &branch(name, ns));
+        write(
+            dir,
+            &chunk_file_name(ChunkKind::Branch, name).unwrap(),
+            &branch(name, ns),
+        );
     }
 
     #[test]
@@ -604,24 +642,52 @@ mod tests {
         write(d, "notes.txt", "ignored");
         let run = merged(d);
         assert_eq!(keys(&run["steps"]), ["first", "map"]);
-        assert_eq!(keys(&run["steps"]["map"]["branches"]), ["map.1", "map.2", "map.10"]);
-        assert_eq!(keys(&run["steps"]["map"]["branches"]["map.2"]["steps"]), ["map.2.b", "map.2.a"]);
+        assert_eq!(
+            keys(&run["steps"]["map"]["branches"]),
+            ["map.1", "map.2", "map.10"]
+        );
+        assert_eq!(
+            keys(&run["steps"]["map"]["branches"]["map.2"]["steps"]),
+            ["map.2.b", "map.2.a"]
+        );
         assert!(run["steps"]["map"].get("_created_ns").is_none());
         assert_eq!(keys(&run)[4], "steps", "the stored key order is kept");
     }
 
     #[test]
-    fn missing_parents_are_made_up() {
+    fn missing_steps_of_branches_are_made_up() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         write(d, "RunLog.json", RUN);
-        put_step(d, "par.b1.inner.x.leaf", 1);
+        put_branch(d, "par.b1", 1);
+        put_branch(d, "par.b1.inner.x", 2);
+        put_step(d, "par.b1.inner.x.leaf", 3);
         let run = merged(d);
         let par = &run["steps"]["par"];
         assert_eq!(par["status"], "CREATED");
-        let leaf = &par["branches"]["par.b1"]["steps"]["par.b1.inner"]["branches"]["par.b1.inner.x"]
-            ["steps"]["par.b1.inner.x.leaf"];
+        assert_eq!(par["name"], "par");
+        let inner = &par["branches"]["par.b1"]["steps"]["par.b1.inner"];
+        assert_eq!(inner["name"], "inner");
+        let leaf = &inner["branches"]["par.b1.inner.x"]["steps"]["par.b1.inner.x.leaf"];
         assert_eq!(leaf["status"], "SUCCESS");
+    }
+
+    #[test]
+    fn steps_with_dots_and_no_branch_above_are_root_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(d, "RunLog.json", RUN);
+        put_step(d, "dots.in.0.name", 1);
+        put_step(d, "../escape", 2);
+        put_step(d, "map", 3);
+        put_branch(d, "map.1", 4);
+        put_step(d, "map.1.my.step", 5);
+        let run = merged(d);
+        assert_eq!(keys(&run["steps"]), ["dots.in.0.name", "../escape", "map"]);
+        assert_eq!(
+            keys(&run["steps"]["map"]["branches"]["map.1"]["steps"]),
+            ["map.1.my.step"]
+        );
     }
 
     #[test]
@@ -634,7 +700,10 @@ mod tests {
         put_step(d, "map.1.5.w", 3);
         let run = merged(d);
         assert_eq!(keys(&run["steps"]["map"]["branches"]), ["map.1.5"]);
-        assert_eq!(keys(&run["steps"]["map"]["branches"]["map.1.5"]["steps"]), ["map.1.5.w"]);
+        assert_eq!(
+            keys(&run["steps"]["map"]["branches"]["map.1.5"]["steps"]),
+            ["map.1.5.w"]
+        );
     }
 
     #[test]
@@ -658,14 +727,27 @@ mod tests {
             .map(|(p, _)| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
         skipped.sort();
-        assert_eq!(skipped, ["BranchLog-list.json", "StepLog-bad.json", "StepLog-noname.json"]);
+        assert_eq!(
+            skipped,
+            [
+                "BranchLog-list.json",
+                "StepLog-bad.json",
+                "StepLog-noname.json"
+            ]
+        );
     }
 
     #[test]
     fn missing_run_is_not_found() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(merge_run(&dir.path().join("nope"), false), Err(CoreError::NotFound { .. })));
-        assert!(matches!(merge_run(dir.path(), false), Err(CoreError::NotFound { .. })));
+        assert!(matches!(
+            merge_run(&dir.path().join("nope"), false),
+            Err(CoreError::NotFound { .. })
+        ));
+        assert!(matches!(
+            merge_run(dir.path(), false),
+            Err(CoreError::NotFound { .. })
+        ));
     }
 
     #[test]
@@ -674,7 +756,10 @@ mod tests {
         let d = dir.path();
         write(d, "RunLog.json", RUN);
         put_branch(d, "lonely", 1);
-        assert!(matches!(merge_run(d, false), Err(CoreError::Corrupt { .. })));
+        assert!(matches!(
+            merge_run(d, false),
+            Err(CoreError::Corrupt { .. })
+        ));
         assert!(merge_run(d, true).unwrap().skipped.len() == 1);
     }
 
@@ -682,7 +767,10 @@ mod tests {
     fn natural_order() {
         let mut v = vec!["map.10", "map.2", "map.1", "map.02", "b", "a10b", "a9b"];
         v.sort_by(|a, b| natural_cmp(a, b));
-        assert_eq!(v, ["a9b", "a10b", "b", "map.1", "map.2", "map.02", "map.10"]);
+        assert_eq!(
+            v,
+            ["a9b", "a10b", "b", "map.1", "map.2", "map.02", "map.10"]
+        );
     }
 
     fn fixtures() -> PathBuf {
@@ -694,7 +782,8 @@ mod tests {
         let base = fixtures().join("runnable-0.50");
         let got = merged(&base.join("chunked-fs/chunked-map"));
         let expected: Value =
-            serde_json::from_slice(&fs::read(base.join("expected-full/chunked-map.json")).unwrap()).unwrap();
+            serde_json::from_slice(&fs::read(base.join("expected-full/chunked-map.json")).unwrap())
+                .unwrap();
         assert_eq!(got, expected);
         // Root steps keep RunLog.json's order; map branches come in natural order.
         assert_eq!(keys(&got["steps"]), keys(&expected["steps"]));
@@ -713,7 +802,8 @@ mod tests {
             .filter_map(|e| {
                 let name = e.unwrap().file_name().into_string().unwrap();
                 let ns = legacy_created_ns(&name)?;
-                let value: Value = serde_json::from_slice(&fs::read(run_dir.join(&name)).unwrap()).unwrap();
+                let value: Value =
+                    serde_json::from_slice(&fs::read(run_dir.join(&name)).unwrap()).unwrap();
                 Some((ns, value["internal_name"].as_str().unwrap().to_string()))
             })
             .collect();

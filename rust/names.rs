@@ -63,7 +63,11 @@ pub fn chunk_file_name(kind: ChunkKind, internal_name: &str) -> Result<String> {
             "an internal name must not be empty".to_string(),
         ));
     }
-    Ok(format!("{}-{}.json", kind.prefix(), encode_key(internal_name)))
+    Ok(format!(
+        "{}-{}.json",
+        kind.prefix(),
+        encode_key(internal_name)
+    ))
 }
 
 /// The kind of a chunk file, from its name; `None` for files that are not chunks.

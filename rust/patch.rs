@@ -58,7 +58,12 @@ pub fn patch_json(path: &Path, patch: &[u8], options: &PatchOptions<'_>) -> Resu
     };
     for (key, value) in patch {
         if options.merge_keys.iter().any(|k| k == &key) {
-            let merged = merge_objects(document.get(&key).map(|v| &**v), &value, path_for_errors, &key)?;
+            let merged = merge_objects(
+                document.get(&key).map(|v| &**v),
+                &value,
+                path_for_errors,
+                &key,
+            )?;
             document.insert(key, merged);
         } else {
             document.insert(key, value);
@@ -95,7 +100,11 @@ fn merge_objects(
 mod tests {
     use super::*;
 
-    fn options<'a>(lock: &'a Path, merge: &'a [String], create: Option<&'a [u8]>) -> PatchOptions<'a> {
+    fn options<'a>(
+        lock: &'a Path,
+        merge: &'a [String],
+        create: Option<&'a [u8]>,
+    ) -> PatchOptions<'a> {
         PatchOptions {
             lock_path: lock,
             merge_keys: merge,
@@ -182,7 +191,8 @@ mod tests {
         for t in threads {
             t.join().unwrap();
         }
-        let doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
         assert_eq!(doc["parameters"].as_object().unwrap().len(), 200);
     }
 }

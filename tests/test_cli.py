@@ -19,7 +19,9 @@ def _runlog(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_demo_writes_from_workers_and_shows_the_tree(tmp_path: Path) -> None:
-    result = _runlog("demo", "--branches", "12", "--workers", "3", "--run-id", "demo-1", cwd=tmp_path)
+    result = _runlog(
+        "demo", "--branches", "12", "--workers", "3", "--run-id", "demo-1", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert "Run demo-1" in result.stdout and "SUCCESS" in result.stdout
     assert "train.3" in result.stdout and "attempt 1 failed" in result.stdout
@@ -39,7 +41,10 @@ def test_demo_writes_from_workers_and_shows_the_tree(tmp_path: Path) -> None:
 
 def test_show_reads_runnable_fixtures_through_a_config_file(tmp_path: Path) -> None:
     config = tmp_path / "config.yaml"
-    config.write_text(f"run-log-store:\n  type: chunked-fs\n  config:\n    log_folder: {RUNNABLE_FIXTURES / 'chunked-fs'}\n")
+    config.write_text(
+        "run-log-store:\n  type: chunked-fs\n  config:\n"
+        f"    log_folder: {RUNNABLE_FIXTURES / 'chunked-fs'}\n"
+    )
     result = _runlog("show", "chunked-map", "-c", str(config), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "map_state.4" in result.stdout and "parallel step.branch1" in result.stdout

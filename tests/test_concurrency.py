@@ -24,7 +24,9 @@ def _writer(type_name: str, folder: str, worker: int, branches: int, barrier: ob
     for i in range(branches):
         name = f"map.w{worker}-{i}"
         store.add_branch_log(store.create_branch_log(name), "run")
-        store.set_parameters("run", {"item": _p(i), "worker": _p(worker)}, internal_branch_name=name)
+        store.set_parameters(
+            "run", {"item": _p(i), "worker": _p(worker)}, internal_branch_name=name
+        )
         step = store.create_step_log("work", f"{name}.work")
         store.add_step_log(step, "run")
         step.status = "SUCCESS"

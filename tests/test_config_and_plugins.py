@@ -30,7 +30,9 @@ def test_builtin_types_are_registered_through_entry_points() -> None:
 
 @pytest.mark.parametrize("key", ["run-log-store", "run_log_store"])
 def test_both_spellings_of_the_section(tmp_path: Path, key: str) -> None:
-    path = _write(tmp_path, f"""
+    path = _write(
+        tmp_path,
+        f"""
         pipeline-executor:
           type: local
         {key}:
@@ -40,13 +42,16 @@ def test_both_spellings_of_the_section(tmp_path: Path, key: str) -> None:
             fsync: false
         catalog:
           type: file-system
-    """)
+    """,
+    )
     store = load_store(path)
     assert isinstance(store, FileSystemRunLogStore)
     assert store.log_folder == f"{tmp_path}/logs" and store.fsync is False
 
 
-def test_environment_variable_then_embedded_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_variable_then_embedded_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = _write(tmp_path, "run-log-store:\n  type: buffered\n")
     monkeypatch.setenv("RUNNABLE_CONFIGURATION_FILE", str(path))
     assert load_store().service_name == "buffered"
@@ -61,7 +66,10 @@ def test_environment_variable_then_embedded_default(tmp_path: Path, monkeypatch:
 @pytest.mark.parametrize(
     ("text", "names"),
     [
-        ("run-log-store:\n  type: chunked-fs\n  config:\n    log_foldr: x\n", ["log_foldr", "log_folder"]),
+        (
+            "run-log-store:\n  type: chunked-fs\n  config:\n    log_foldr: x\n",
+            ["log_foldr", "log_folder"],
+        ),
         ("run-log-store:\n  type: chunked-fs\n  config:\n    fsync: maybe\n", ["fsync"]),
         ("run-log-store:\n  type: chunked-fs\n  config:\n    lock_timeout: -1\n", ["lock_timeout"]),
         ("run-log-store:\n  type: nosuch\n", ["nosuch", "chunked-fs", "file-system", "buffered"]),
@@ -85,7 +93,7 @@ def test_bad_configuration_names_the_offender(tmp_path: Path, text: str, names: 
 
 
 def test_missing_config_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="does-not-exist.yaml"):
+    with pytest.raises(ConfigurationError, match=r"does-not-exist\.yaml"):
         load_store(tmp_path / "does-not-exist.yaml")
 
 
@@ -99,9 +107,19 @@ def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example third-party store package, really installed (into a target folder)."""
     target = tmp_path_factory.mktemp("plugin-site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--disable-pip-version-check", "--target", str(target),
-         str(ROOT / "tests" / "plugin_example")],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "--target",
+            str(target),
+            str(ROOT / "tests" / "plugin_example"),
+        ],
         check=True,
     )
     return target
@@ -110,33 +128,47 @@ def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _run_with_plugin(plugin_path: Path, code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(plugin_path))
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=cwd, capture_output=True, text=True
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
     )
 
 
 def test_third_party_store_is_loaded_by_name(plugin_path: Path, tmp_path: Path) -> None:
-    _write(tmp_path, """
+    _write(
+        tmp_path,
+        """
         run-log-store:
           type: example-db
           config:
             connection_string: "sqlite:///:memory:"
             table_name: pipeline_runs
-    """)
-    result = _run_with_plugin(plugin_path, """
+    """,
+    )
+    result = _run_with_plugin(
+        plugin_path,
+        """
         from runlog_store import load_store, store_types
         assert "example-db" in store_types()
         store = load_store("config.yaml")
         store.create_run_log("r1", tag="t")
         store.add_step_log(store.create_step_log("a", "a"), "r1")
         store.set_parameters("r1", {})
-        print(type(store).__name__, store.table_name, list(store.get_run_log_by_id("r1", full=True).steps))
-    """, tmp_path)
+        steps = list(store.get_run_log_by_id("r1", full=True).steps)
+        print(type(store).__name__, store.table_name, steps)
+    """,
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ExampleDatabaseStore pipeline_runs ['a']"
 
 
 def test_third_party_store_config_is_validated(plugin_path: Path, tmp_path: Path) -> None:
-    result = _run_with_plugin(plugin_path, """
+    result = _run_with_plugin(
+        plugin_path,
+        """
         from runlog_store import create_store
         from runlog_store.exceptions import ConfigurationError
         for kwargs in ({}, {"connection_string": 1}):
@@ -148,7 +180,9 @@ def test_third_party_store_config_is_validated(plugin_path: Path, tmp_path: Path
             create_store("not-a-store")
         except ConfigurationError as exc:
             print(exc)
-    """, tmp_path)
+    """,
+        tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert "missing required key 'connection_string'" in lines[0]

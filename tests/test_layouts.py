@@ -56,7 +56,9 @@ def test_seed_layout_chunked_run_keeps_old_fields_and_order() -> None:
     run = store.get_run_log_by_id("pleasant-lamarr-0549", full=True)
     assert list(run.steps) == ["simple", "success"]
     step = run.steps["simple"]
-    assert step.model_extra is not None and step.model_extra["code_identities"][0]["code_identifier"]
+    assert (
+        step.model_extra is not None and step.model_extra["code_identities"][0]["code_identifier"]
+    )
     assert step.attempts[0].model_extra == {"duration": "0:00:00.005841", "parameters": {}}
     assert run.model_extra == {"use_cached": False, "original_run_id": ""}
     dumped = json.loads(run.model_dump_json())
@@ -111,7 +113,14 @@ def test_chunk_files_are_the_documented_ones(tmp_path: Path) -> None:
     assert any(f.startswith("StepLog-~") and len(f) < 60 for f in files)
     assert os.listdir(tmp_path) == ["r"]  # nothing escaped the run's folder
     run = store.get_run_log_by_id("r", full=True)
-    assert set(run.steps) == {"plain", "with space", "dots.in.0.name", "ünïcode", "../escape", "a/b\\c\x00d"}
+    assert set(run.steps) == {
+        "plain",
+        "with space",
+        "dots.in.0.name",
+        "ünïcode",
+        "../escape",
+        "a/b\\c\x00d",
+    }
     assert run.find_step("plain.b1." + "x" * 300).name == "x" * 300
     chunk = (tmp_path / "r" / "StepLog-plain.json").read_bytes()
     assert chunk.startswith(b'{"_created_ns":')

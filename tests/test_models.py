@@ -13,8 +13,9 @@ from runlog_store.exceptions import BranchLogNotFoundError, StepLogNotFoundError
 
 from .conftest import RUNNABLE_FIXTURES, SEED_FIXTURES
 
-FULL_LOGS = sorted((RUNNABLE_FIXTURES / "file-system").glob("*.json")) + [
-    RUNNABLE_FIXTURES / "expected-full" / "chunked-map.json"
+FULL_LOGS = [
+    *sorted((RUNNABLE_FIXTURES / "file-system").glob("*.json")),
+    RUNNABLE_FIXTURES / "expected-full" / "chunked-map.json",
 ]
 
 
@@ -33,9 +34,13 @@ def test_seed_layout_log_keeps_every_old_field() -> None:
 
     def contains(big: object, small: object) -> bool:
         if isinstance(small, dict):
-            return isinstance(big, dict) and all(k in big and contains(big[k], v) for k, v in small.items())
+            return isinstance(big, dict) and all(
+                k in big and contains(big[k], v) for k, v in small.items()
+            )
         if isinstance(small, list):
-            return isinstance(big, list) and len(big) == len(small) and all(map(contains, big, small))
+            return (
+                isinstance(big, list) and len(big) == len(small) and all(map(contains, big, small))
+            )
         return big == small
 
     assert contains(ours, raw)
@@ -59,7 +64,9 @@ def test_runnable_reads_our_parameters_and_descriptions() -> None:
 
 
 def test_stored_object_description_survives() -> None:
-    param = ObjectParameter.model_validate({"kind": "object", "value": "x", "description": "Object stored in memory as: x"})
+    param = ObjectParameter.model_validate(
+        {"kind": "object", "value": "x", "description": "Object stored in memory as: x"}
+    )
     assert json.loads(param.model_dump_json())["description"] == "Object stored in memory as: x"
 
 
@@ -69,7 +76,9 @@ def test_unknown_kind_is_refused() -> None:
 
 
 def test_tree_helpers_and_typed_not_found() -> None:
-    run = RunLog.model_validate(json.loads((RUNNABLE_FIXTURES / "expected-full" / "chunked-map.json").read_text()))
+    run = RunLog.model_validate(
+        json.loads((RUNNABLE_FIXTURES / "expected-full" / "chunked-map.json").read_text())
+    )
     step, branch = run.search_step_by_internal_name("map_state.2.work")
     assert step.name == "work" and branch is not None and branch.internal_name == "map_state.2"
     assert run.search_step_by_internal_name("gen") == (run.steps["gen"], None)
@@ -86,13 +95,18 @@ def test_tree_helpers_and_typed_not_found() -> None:
         run.find_branch("gen")
     names = [s.internal_name for s in run.iter_steps()]
     assert names[0] == "gen" and "map_state.4.success" in names and len(names) == len(set(names))
-    assert {dc.name for dc in run.get_data_catalogs_by_stage("put")} >= {"data/table.csv", "data/out_1.txt"}
+    assert {dc.name for dc in run.get_data_catalogs_by_stage("put")} >= {
+        "data/table.csv",
+        "data/out_1.txt",
+    }
     with pytest.raises(ValueError):
         run.get_data_catalogs_by_stage("bogus")
 
 
 def test_step_summary_like_runnable() -> None:
-    run = RunLog.model_validate(json.loads((RUNNABLE_FIXTURES / "file-system" / "fs-map.json").read_text()))
+    run = RunLog.model_validate(
+        json.loads((RUNNABLE_FIXTURES / "file-system" / "fs-map.json").read_text())
+    )
     step = next(iter(run.steps.values()))
     ours = step.get_summary()
     theirs = runnable_models.StepLog.model_validate(step.model_dump(mode="json")).get_summary()

@@ -30,7 +30,9 @@ def test_runnable_file_system_store_reads_our_files(tmp_path: Path) -> None:
     ours = make_store("file-system", tmp_path)
     build_map_run(ours)
     theirs = RunnableFileSystem(log_folder=str(tmp_path)).get_run_log_by_id("run-1", full=True)
-    assert theirs.model_dump(mode="json") == ours.get_run_log_by_id("run-1", full=True).model_dump(mode="json")
+    assert theirs.model_dump(mode="json") == ours.get_run_log_by_id("run-1", full=True).model_dump(
+        mode="json"
+    )
 
 
 def _runnable_chunked_run(folder: Path) -> RunnableChunkedFs:
@@ -43,9 +45,15 @@ def _runnable_chunked_run(folder: Path) -> RunnableChunkedFs:
     theirs.add_step_log(step, "theirs")
     for i in (1, 2):
         theirs.add_branch_log(theirs.create_branch_log(f"map.{i}"), "theirs")
-        theirs.set_parameters("theirs", {"i": RunnableJsonParameter(kind="json", value=i)}, f"map.{i}")
+        theirs.set_parameters(
+            "theirs", {"i": RunnableJsonParameter(kind="json", value=i)}, f"map.{i}"
+        )
         work = theirs.create_step_log("work", f"map.{i}.work")
-        work.attempts.append(RunnableAttempt(status="SUCCESS", start_time="2026-01-01 00:00:00", end_time="2026-01-01 00:00:02"))
+        work.attempts.append(
+            RunnableAttempt(
+                status="SUCCESS", start_time="2026-01-01 00:00:00", end_time="2026-01-01 00:00:02"
+            )
+        )
         work.status = "SUCCESS"
         theirs.add_step_log(work, "theirs")
     theirs.update_run_log_status("theirs", "SUCCESS")

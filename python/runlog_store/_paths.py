@@ -16,22 +16,30 @@ def validate_run_id(run_id: object) -> str:
     (so neither ``.`` nor ``..``), no ``/``, ``\\``, NUL or other control characters.
     """
     if not isinstance(run_id, str):
-        raise InvalidRunIdError(repr(run_id), f"a run id must be a string, not {type(run_id).__name__}")
+        raise InvalidRunIdError(
+            repr(run_id), f"a run id must be a string, not {type(run_id).__name__}"
+        )
     if not run_id:
         raise InvalidRunIdError(run_id, "a run id must not be empty")
     try:
         size = len(run_id.encode("utf-8"))
     except UnicodeEncodeError:
-        raise InvalidRunIdError(run_id, "a run id must be valid unicode (no lone surrogates)") from None
+        raise InvalidRunIdError(
+            run_id, "a run id must be valid unicode (no lone surrogates)"
+        ) from None
     if size > MAX_RUN_ID_BYTES:
-        raise InvalidRunIdError(run_id, f"a run id must be at most {MAX_RUN_ID_BYTES} bytes, not {size}")
+        raise InvalidRunIdError(
+            run_id, f"a run id must be at most {MAX_RUN_ID_BYTES} bytes, not {size}"
+        )
     if run_id.startswith("."):
         raise InvalidRunIdError(run_id, "a run id must not start with '.'")
     for char in run_id:
         if char in "/\\":
             raise InvalidRunIdError(run_id, f"a run id must not contain {char!r}")
         if ord(char) < 32 or ord(char) == 127:
-            raise InvalidRunIdError(run_id, f"a run id must not contain the control character {char!r}")
+            raise InvalidRunIdError(
+                run_id, f"a run id must not contain the control character {char!r}"
+            )
     return run_id
 
 
@@ -44,7 +52,9 @@ def validate_internal_name(name: object, *, run_id: str = "") -> str:
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
-        raise InvalidNameError(name, "must be valid unicode (no lone surrogates)", run_id=run_id) from None
+        raise InvalidNameError(
+            name, "must be valid unicode (no lone surrogates)", run_id=run_id
+        ) from None
     return name
 
 

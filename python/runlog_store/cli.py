@@ -87,7 +87,9 @@ def demo(
 def show(
     run_id: str,
     config: ConfigOption = None,
-    json_output: Annotated[bool, typer.Option("--json", help="Print the full run log JSON.")] = False,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the full run log JSON.")
+    ] = False,
     depth: Annotated[int, typer.Option(min=1, help="Levels of nesting to draw.")] = 99,
     max_branches: Annotated[int, typer.Option(min=0, help="Branches shown per step.")] = 20,
     verbose: VerboseOption = False,

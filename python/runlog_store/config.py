@@ -37,18 +37,25 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigurationError(f"configuration file {path} does not exist", path=str(path)) from None
+        raise ConfigurationError(
+            f"configuration file {path} does not exist", path=str(path)
+        ) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigurationError(f"cannot read configuration file {path}: {exc}", path=str(path)) from exc
+        raise ConfigurationError(
+            f"cannot read configuration file {path}: {exc}", path=str(path)
+        ) from exc
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigurationError(f"configuration file {path} is not valid YAML: {exc}", path=str(path)) from exc
+        raise ConfigurationError(
+            f"configuration file {path} is not valid YAML: {exc}", path=str(path)
+        ) from exc
     if document is None:
         return {}
     if not isinstance(document, dict):
         raise ConfigurationError(
-            f"configuration file {path} must hold a mapping at the top, not {type(document).__name__}",
+            f"configuration file {path} must hold a mapping at the top, "
+            f"not {type(document).__name__}",
             path=str(path),
         )
     return document
@@ -63,12 +70,16 @@ def section(
         return None
     if len(present) > 1:
         raise ConfigurationError(
-            f"{path}: both {present[0]!r} and {present[1]!r} are set; keep one", key=present[0], path=path
+            f"{path}: both {present[0]!r} and {present[1]!r} are set; keep one",
+            key=present[0],
+            path=path,
         )
     name = present[0]
     body = document[name]
     if not isinstance(body, dict):
-        raise ConfigurationError(f"{path}: {name!r} must be a mapping with a 'type'", key=name, path=path)
+        raise ConfigurationError(
+            f"{path}: {name!r} must be a mapping with a 'type'", key=name, path=path
+        )
     unknown = set(body) - {"type", "config"}
     if unknown:
         raise ConfigurationError(
@@ -79,13 +90,21 @@ def section(
         )
     type_name = body.get("type")
     if not isinstance(type_name, str) or not type_name:
-        raise ConfigurationError(f"{path}: {name!r} needs a 'type' (a string)", key=f"{name}.type", path=path)
+        raise ConfigurationError(
+            f"{path}: {name!r} needs a 'type' (a string)", key=f"{name}.type", path=path
+        )
     config = body.get("config") or {}
     if not isinstance(config, dict):
-        raise ConfigurationError(f"{path}: '{name}.config' must be a mapping", key=f"{name}.config", path=path)
+        raise ConfigurationError(
+            f"{path}: '{name}.config' must be a mapping", key=f"{name}.config", path=path
+        )
     bad = [k for k in config if not isinstance(k, str)]
     if bad:
-        raise ConfigurationError(f"{path}: '{name}.config' has a non-string key {bad[0]!r}", key=f"{name}.config", path=path)
+        raise ConfigurationError(
+            f"{path}: '{name}.config' has a non-string key {bad[0]!r}",
+            key=f"{name}.config",
+            path=path,
+        )
     return type_name, config
 
 
@@ -108,5 +127,7 @@ def load_store(config_file: str | os.PathLike[str] | None = None) -> BaseRunLogS
     except ConfigurationError as exc:
         path = resolve_config_file(config_file)
         if path is not None and str(path) not in exc.message:
-            raise ConfigurationError(f"{path}: {exc.message}", key=exc.key, path=str(path)) from None
+            raise ConfigurationError(
+                f"{path}: {exc.message}", key=exc.key, path=str(path)
+            ) from None
         raise

@@ -141,7 +141,9 @@ def _run_branch(settings: DemoSettings, item: int) -> int:
     branch.status = SUCCESS
     store.add_branch_log(branch, run_id)
     # Every branch reports to the run's root parameters at the same time as the others.
-    store.set_parameters(run_id, {f"accuracy_{item}": MetricParameter(kind="metric", value=accuracy)})
+    store.set_parameters(
+        run_id, {f"accuracy_{item}": MetricParameter(kind="metric", value=accuracy)}
+    )
     return os.getpid()
 
 
@@ -165,16 +167,16 @@ def run_demo(settings: DemoSettings) -> BaseRunLogStore:
     items = list(range(1, settings.branches + 1))
 
     prepare = store.create_step_log("prepare", "prepare")
-    _run_task(
-        store, run_id, prepare, 0.01, {}, {"items": JsonParameter(kind="json", value=items)}
-    )
+    _run_task(store, run_id, prepare, 0.01, {}, {"items": JsonParameter(kind="json", value=items)})
     store.set_parameters(run_id, {"items": JsonParameter(kind="json", value=items)})
 
     train = store.create_step_log("train", "train")
     train.step_type = "map"
     train.status = PROCESSING
     store.add_step_log(train, run_id)
-    context = multiprocessing.get_context("spawn" if os.name != "posix" else "fork")
+    # Fresh interpreters, not forks: a forked child would inherit the parent's rayon pool and
+    # locks in whatever state they were, and each worker opens the store as a real job would.
+    context = multiprocessing.get_context("spawn")
     with context.Pool(settings.workers) as pool:
         pids = set(pool.map(_run_branch_star, [(settings, item) for item in items], chunksize=1))
     train.status = SUCCESS
@@ -200,7 +202,15 @@ def run_demo(settings: DemoSettings) -> BaseRunLogStore:
         (p.value for n, p in store.get_parameters(run_id).items() if n.startswith("accuracy_")),
         key=lambda v: float(v),  # type: ignore[arg-type]
     )
-    _run_task(store, run_id, report, 0.005, {}, {}, {"best_accuracy": MetricParameter(kind="metric", value=best)})
+    _run_task(
+        store,
+        run_id,
+        report,
+        0.005,
+        {},
+        {},
+        {"best_accuracy": MetricParameter(kind="metric", value=best)},
+    )
     success = store.create_step_log("success", "success")
     success.step_type = "success"
     _run_task(store, run_id, success, 0.0, {}, {})

@@ -103,8 +103,8 @@ class StorageError(RunLogStoreError, OSError):
     ) -> None:
         RunLogStoreError.__init__(self, message, path=path, run_id=run_id)
         self.args = (message,)
-        self.errno = errno  # type: ignore[misc]
-        self.filename = path  # type: ignore[misc]
+        self.errno = errno
+        self.filename = path
 
     def __str__(self) -> str:
         return self.message

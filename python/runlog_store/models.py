@@ -14,7 +14,7 @@ read here. Two deliberate differences:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -202,9 +202,7 @@ class StepLog(BaseModel):
                 (p, v.description) for a in self.attempts for p, v in a.output_parameters.items()
             ],
             "Metrics": [
-                (p, v.description)
-                for a in self.attempts
-                for p, v in a.user_defined_metrics.items()
+                (p, v.description) for a in self.attempts for p, v in a.user_defined_metrics.items()
             ],
             "Code identities": [
                 _describe_code_identity(ci) for a in self.attempts for ci in a.code_identities
@@ -277,13 +275,13 @@ class RunLog(BaseModel):
 
     def search_step_by_internal_name(self, i_name: str) -> tuple[StepLog, BranchLog | None]:
         """The step named by a dot path and the branch holding it (None for a root step)."""
-        chain = _ancestry(i_name)
-        try:
-            step, branch = self._walk(chain)
-        except KeyError as exc:
-            raise StepLogNotFoundError(self.run_id, i_name) from exc
-        assert isinstance(step, StepLog)
-        return step, branch
+        path = self._descend(i_name)
+        node = path[-1] if path else None
+        if not isinstance(node, StepLog) or node.internal_name != i_name:
+            raise StepLogNotFoundError(self.run_id, i_name)
+        parent = path[-2] if len(path) > 1 else None
+        assert parent is None or isinstance(parent, BranchLog)
+        return node, parent
 
     def search_branch_by_internal_name(
         self, i_name: str
@@ -291,31 +289,63 @@ class RunLog(BaseModel):
         """The branch named by a dot path and the step holding it; the run itself for ``""``."""
         if not i_name:
             return self, None
-        chain = _ancestry(i_name)
-        if len(chain) < 2:
+        path = self._descend(i_name)
+        node = path[-1] if path else None
+        if not isinstance(node, BranchLog) or node.internal_name != i_name:
             raise BranchLogNotFoundError(self.run_id, i_name)
-        try:
-            branch, step = self._walk(chain)
-        except KeyError as exc:
-            raise BranchLogNotFoundError(self.run_id, i_name) from exc
-        assert isinstance(branch, BranchLog)
-        return branch, step  # type: ignore[return-value]
-
-    def _walk(self, chain: list[str]) -> tuple[StepLog | BranchLog, Any]:
-        # chain is root-first: step, branch, step, branch, ...
-        steps = self.steps
-        node: StepLog | BranchLog | None = None
-        parent: StepLog | BranchLog | None = None
-        for depth, name in enumerate(chain):
-            parent = node
-            if depth % 2 == 0:
-                node = steps[name]
-            else:
-                assert isinstance(node, StepLog)
-                node = node.branches[name]
-                steps = node.steps
-        assert node is not None
+        parent = path[-2]
+        assert isinstance(parent, StepLog)
         return node, parent
+
+    def _descend(self, i_name: str) -> list[StepLog | BranchLog]:
+        """The stored nodes on the way down to ``i_name``, root first.
+
+        Each level takes the longest dot-prefix of ``i_name`` stored there, so a dot inside a
+        step name or a map value does not mislead the walk (the merger's rule, docs/format.md).
+        """
+        prefixes = _dot_prefixes(i_name)
+        path: list[StepLog | BranchLog] = []
+        children: Mapping[str, StepLog | BranchLog] = self.steps
+        while True:
+            name = next((p for p in reversed(prefixes) if p in children), None)
+            if name is None:
+                return path
+            node = children[name]
+            path.append(node)
+            if name == i_name:
+                return path
+            children = node.branches if isinstance(node, StepLog) else node.steps
+
+    def place_step(self, step: StepLog) -> None:
+        """Store ``step`` under the deepest stored branch its name continues (else at the root).
+
+        A stored step of the same name is replaced, but its branches are kept where the new
+        step does not carry them: branches are written on their own, often by other
+        processes, and re-storing a step (to change its status) must not drop them.
+        """
+        path = list(self._descend(step.internal_name))
+        branches = [node for node in path if isinstance(node, BranchLog)]
+        siblings = branches[-1].steps if branches else self.steps
+        old = siblings.get(step.internal_name)
+        if old is not None and old is not step and old.branches:
+            step.branches = {**old.branches, **step.branches}
+        siblings[step.internal_name] = step
+
+    def place_branch(self, branch: BranchLog) -> None:
+        """Store ``branch`` under the deepest stored step its name continues.
+
+        Like :meth:`place_step`, stored steps of the branch the new one does not carry are kept.
+        """
+        path = list(self._descend(branch.internal_name))
+        steps = [node for node in path if isinstance(node, StepLog)]
+        if not steps or steps[-1].internal_name == branch.internal_name:
+            step_name = parent_name(branch.internal_name)
+            raise StepLogNotFoundError(self.run_id, step_name or branch.internal_name)
+        siblings = steps[-1].branches
+        old = siblings.get(branch.internal_name)
+        if old is not None and old is not branch and old.steps:
+            branch.steps = {**old.steps, **branch.steps}
+        siblings[branch.internal_name] = branch
 
     def find_step(self, i_name: str) -> StepLog:
         """The step at a dot path such as ``map.3.work``; StepLogNotFoundError if absent."""
@@ -349,12 +379,10 @@ def parent_name(internal_name: str) -> str:
     return head if sep else ""
 
 
-def _ancestry(i_name: str) -> list[str]:
-    chain = [i_name]
-    while parent := parent_name(chain[-1]):
-        chain.append(parent)
-    chain.reverse()
-    return chain
+def _dot_prefixes(i_name: str) -> list[str]:
+    """``a.b.c`` -> ``["a", "a.b", "a.b.c"]``."""
+    parts = i_name.split(".")
+    return [".".join(parts[: k + 1]) for k in range(len(parts))]
 
 
 def _check_stage(stage: str) -> None:

@@ -78,8 +78,12 @@ def create_store(type_name: str, **config: Any) -> BaseRunLogStore:
         raise _config_error(type_name, cls, exc) from None
 
 
-def _config_error(type_name: str, cls: type[BaseRunLogStore], exc: ValidationError) -> ConfigurationError:
-    allowed = sorted(k for k in cls.model_fields if k not in _FIXED_KEYS | {"supports_parallel_writes"})
+def _config_error(
+    type_name: str, cls: type[BaseRunLogStore], exc: ValidationError
+) -> ConfigurationError:
+    allowed = sorted(
+        k for k in cls.model_fields if k not in _FIXED_KEYS | {"supports_parallel_writes"}
+    )
     problems = []
     first_key = ""
     for err in exc.errors():

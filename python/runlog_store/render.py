@@ -79,7 +79,9 @@ def _add_step(node: Tree, step: StepLog, depth: int, max_branches: int) -> None:
     child = node.add(_step_label(step, short))
     for attempt in step.attempts:
         if attempt.status == FAIL and attempt.message:
-            child.add(Text(f"attempt {attempt.attempt_number} failed: {attempt.message.strip()}", "red"))
+            child.add(
+                Text(f"attempt {attempt.attempt_number} failed: {attempt.message.strip()}", "red")
+            )
         if attempt.output_parameters:
             child.add(Text(f"out: {_params(attempt.output_parameters)}", "dim"))
         if attempt.user_defined_metrics:
@@ -115,7 +117,9 @@ def run_tree(run_log: RunLog, depth: int = 99, max_branches: int = 8) -> Tree:
     """The run as a rich Tree; ``depth`` limits nesting, ``max_branches`` per step."""
     steps = list(run_log.iter_steps())
     branches = sum(len(s.branches) for s in steps)
-    title = Text.assemble(("Run ", "bold"), (run_log.run_id, "bold cyan"), "  ", _status(run_log.status))
+    title = Text.assemble(
+        ("Run ", "bold"), (run_log.run_id, "bold cyan"), "  ", _status(run_log.status)
+    )
     if run_log.tag:
         title.append(f"  tag={run_log.tag}")
     window = run_window(run_log)

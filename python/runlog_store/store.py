@@ -30,7 +30,6 @@ from runlog_store.models import (
     Parameter,
     RunLog,
     StepLog,
-    parent_name,
 )
 
 
@@ -138,11 +137,7 @@ class BaseRunLogStore(ABC, BaseModel):
     def add_step_log(self, step_log: StepLog, run_id: str) -> None:
         """Store a step (replacing a stored step of the same internal name)."""
         with self._updating(run_id) as run_log:
-            branch_name = parent_name(step_log.internal_name)
-            if branch_name:
-                run_log.find_branch(branch_name).steps[step_log.internal_name] = step_log
-            else:
-                run_log.steps[step_log.internal_name] = step_log
+            run_log.place_step(step_log)
 
     # --- branches -----------------------------------------------------------------------------
 
@@ -166,11 +161,10 @@ class BaseRunLogStore(ABC, BaseModel):
         if isinstance(branch_log, RunLog):
             self.put_run_log(branch_log)
             return
+        if "." not in branch_log.internal_name:
+            raise BranchLogNotFoundError(run_id, branch_log.internal_name)
         with self._updating(run_id) as run_log:
-            step_name = parent_name(branch_log.internal_name)
-            if not step_name:
-                raise BranchLogNotFoundError(run_id, branch_log.internal_name)
-            run_log.find_step(step_name).branches[branch_log.internal_name] = branch_log
+            run_log.place_branch(branch_log)
 
     # --- factories runnable's executors call ---------------------------------------------------
 

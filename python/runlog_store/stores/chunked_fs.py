@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import pydantic_core
 from pydantic import BaseModel, Field, ValidationError
@@ -54,6 +54,7 @@ LAYOUT_MARKER_TEXT = b"runlog-store chunked-fs 1\n"
 
 _NS_PREFIX = b'{"_created_ns":'
 ChunkKind = Literal["StepLog", "BranchLog"]
+_ChunkModel = TypeVar("_ChunkModel", StepLog, BranchLog)
 
 
 def with_created_ns(created_ns: int, document: bytes) -> bytes:
@@ -154,9 +155,7 @@ class ChunkedFileSystemRunLogStore(BaseRunLogStore):
         except ChunkNotFoundError:
             raise RunLogNotFoundError(run_id, path=path) from None
 
-    def _read_model(
-        self, model: type[StepLog] | type[BranchLog], path: str, run_id: str
-    ) -> StepLog | BranchLog | None:
+    def _read_model(self, model: type[_ChunkModel], path: str, run_id: str) -> _ChunkModel | None:
         data = _core.read_file(path, run_id=run_id)
         if data is None:
             return None
@@ -311,7 +310,6 @@ class ChunkedFileSystemRunLogStore(BaseRunLogStore):
         path = self._chunk_path(run_id, "StepLog", internal_name)
         step = self._read_model(StepLog, path, run_id)
         if step is not None:
-            assert isinstance(step, StepLog)
             return step
         self._raise_if_run_missing(run_id, FileNotFoundError(path))
         if self._is_own_layout(run_id):

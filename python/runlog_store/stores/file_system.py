@@ -48,7 +48,10 @@ class FileSystemRunLogStore(BaseRunLogStore):
     def _write(self, run_log: RunLog, *, exclusive: bool = False) -> None:
         data = run_log.model_dump_json(indent=4).encode()
         _core.write_atomic(
-            self._path(run_log.run_id), data, fsync=self.fsync, exclusive=exclusive,
+            self._path(run_log.run_id),
+            data,
+            fsync=self.fsync,
+            exclusive=exclusive,
             run_id=run_log.run_id,
         )
 

@@ -21,8 +21,15 @@ class ExampleDatabaseStore(BaseRunLogStore):
     def get_summary(self) -> dict[str, Any]:
         return {"Type": self.service_name, "Table": self.table_name}
 
-    def create_run_log(self, run_id: str, dag_hash: str = "", use_cached: bool = False,
-                       tag: str = "", original_run_id: str = "", status: str = "CREATED") -> RunLog:
+    def create_run_log(
+        self,
+        run_id: str,
+        dag_hash: str = "",
+        use_cached: bool = False,
+        tag: str = "",
+        original_run_id: str = "",
+        status: str = "CREATED",
+    ) -> RunLog:
         if run_id in _DATABASE:
             raise RunLogExistsError(run_id)
         run_log = RunLog(run_id=run_id, dag_hash=dag_hash, tag=tag, status=status)

@@ -1,0 +1,51 @@
+"""Print the benchmark table as ratios (runnable time / ours) from a pytest-benchmark JSON file.
+
+    python benches/report.py .benchmarks/latest.json
+
+Absolute times on shared, noisy machines mean little; the ratio of two implementations measured
+in the same run does. For the "scale" group the ratio is the cost of 1000 writes into a run of
+9000 steps over the cost into an empty run (1.0 = flat).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.2f} s"
+
+
+def table(path: Path) -> str:
+    data = json.loads(path.read_text())
+    groups: dict[str, list[dict[str, object]]] = defaultdict(list)
+    for bench in data["benchmarks"]:
+        groups[bench["group"]].append(bench)
+    lines = ["| benchmark | implementation | median | ratio |", "| --- | --- | --- | --- |"]
+    for group, benches in groups.items():
+        baseline = next(b for b in benches if b["extra_info"].get("role") == "baseline")  # type: ignore[union-attr]
+        base = baseline["stats"]["median"]  # type: ignore[index]
+        scale = group.startswith("scale")
+        for bench in benches:
+            median = bench["stats"]["median"]  # type: ignore[index]
+            name = str(bench["name"]).split("[", 1)[-1].rstrip("]")
+            if bench is baseline:
+                ratio = "1.0 (base)"
+            elif scale:
+                ratio = f"{median / base:.2f}x the cost"
+            else:
+                ratio = f"**{base / median:.1f}x** faster"
+            lines.append(f"| {group} | {name} | {_fmt(median)} | {ratio} |")
+    machine = data.get("machine_info", {})
+    lines.append("")
+    cores = machine.get("cpu", {}).get("count", "?")
+    python = machine.get("python_version", "?")
+    lines.append(f"{cores} cores, Python {python}, {data.get('datetime', '')[:19]}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(table(Path(sys.argv[1] if len(sys.argv) > 1 else ".benchmarks/latest.json")))
