@@ -239,3 +239,37 @@ def test_step_with_branches_is_stored_whole(store: BaseRunLogStore) -> None:
     run = store.get_run_log_by_id("r", full=True)
     assert run.find_step("par.a.inner").name == "inner"
     assert run.find_branch("par.a").status == "SUCCESS"
+
+
+def test_restoring_a_step_keeps_its_branches(store: BaseRunLogStore) -> None:
+    """A map step stored again from an old copy (to set its status) keeps every branch."""
+    store.create_run_log("r")
+    mapped = store.create_step_log("map", "map")
+    store.add_step_log(mapped, "r")
+    for i in range(3):
+        store.add_branch_log(store.create_branch_log(f"map.{i}"), "r")
+        store.add_step_log(store.create_step_log("w", f"map.{i}.w"), "r")
+    mapped.status = "SUCCESS"
+    store.add_step_log(mapped, "r")
+    branch = store.create_branch_log("map.0")
+    branch.status = "SUCCESS"
+    store.add_branch_log(branch, "r")
+    run = store.get_run_log_by_id("r", full=True)
+    assert run.steps["map"].status == "SUCCESS"
+    assert list(run.steps["map"].branches) == ["map.0", "map.1", "map.2"]
+    assert run.find_branch("map.0").status == "SUCCESS"
+    assert list(run.find_branch("map.0").steps) == ["map.0.w"]
+
+
+def test_dots_in_step_names_and_map_values(store: BaseRunLogStore) -> None:
+    store.create_run_log("r")
+    store.add_step_log(store.create_step_log("v1.2", "v1.2"), "r")
+    store.add_step_log(store.create_step_log("map", "map"), "r")
+    store.add_branch_log(store.create_branch_log("map.0.5"), "r")
+    store.add_step_log(store.create_step_log("fit.model", "map.0.5.fit.model"), "r")
+    run = store.get_run_log_by_id("r", full=True)
+    assert list(run.steps) == ["v1.2", "map"]
+    assert list(run.steps["map"].branches) == ["map.0.5"]
+    assert run.find_step("map.0.5.fit.model").name == "fit.model"
+    assert store.get_step_log("map.0.5.fit.model", "r").name == "fit.model"
+    assert store.get_step_log("v1.2", "r").name == "v1.2"
