@@ -4,21 +4,27 @@
 //! The folder is listed once and every chunk is read and parsed in parallel (rayon). Each step
 //! and branch, whether it has a chunk of its own or sits embedded in another document (the root
 //! steps of a runnable 0.50 `RunLog.json`, the steps of a 0.50 `BranchLog`), becomes a node keyed
-//! by its internal name; nodes are attached to their parents by name, parents named but stored
-//! nowhere are made up, and siblings are put in a deterministic order.
+//! by its internal name; nodes are attached to their parents by name, steps that branches name
+//! but that are stored nowhere are made up, and siblings are put in a deterministic order.
+//!
+//! Only the top level of each document is parsed, into (key, raw value) pairs borrowed from the
+//! file buffers; values are copied to the output as they are. So the cost of a full read is the
+//! reading, one validating scan of each file and one copy, with few allocations.
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
-use std::fs;
-use std::io;
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use serde_json::{Map, Value};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
 
 use crate::error::{CoreError, Result};
 use crate::names::{chunk_kind_of, legacy_created_ns, ChunkKind};
-use crate::writer::read_file;
 
 pub const RUN_LOG_FILE: &str = "RunLog.json";
 const CREATED_NS_KEY: &str = "_created_ns";
@@ -39,51 +45,102 @@ pub fn merge_run(run_dir: &Path, salvage: bool) -> Result<MergedRun> {
     let run_log_path = run_dir.join(RUN_LOG_FILE);
     let mut chunk_names = list_chunks(run_dir, &run_log_path)?;
     chunk_names.sort();
-    let run_log_bytes = read_file(&run_log_path)?.ok_or_else(|| CoreError::NotFound {
+    let run_log_bytes = read_whole(&run_log_path)?.ok_or_else(|| CoreError::NotFound {
         path: run_log_path.clone(),
     })?;
-
-    let parsed: Vec<Result<Option<Chunk>>> = chunk_names
+    let contents: Vec<Result<Option<Vec<u8>>>> = chunk_names
         .par_iter()
-        .map(|(name, kind)| read_chunk(run_dir, name, *kind))
+        .map(|(name, _)| read_whole(&run_dir.join(name)))
+        .collect();
+    let parsed: Vec<Result<Option<Chunk<'_>>>> = chunk_names
+        .par_iter()
+        .zip(contents.par_iter())
+        .map(|((name, kind), bytes)| match bytes {
+            Ok(Some(bytes)) => parse_chunk(run_dir, name, *kind, bytes).map(Some),
+            Ok(None) => Ok(None),
+            Err(err) => Err(copy_error(err)),
+        })
         .collect();
 
-    let mut skipped = Vec::new();
-    let mut tree = Tree::default();
-    let root = parse_object(&run_log_bytes, &run_log_path)?;
-    let root_source = tree.add_source(run_log_path.clone());
-    let mut root = strip_created_ns(root, &run_log_path)?.0;
-    let root_steps = take_children(&mut root, "steps", &run_log_path)?;
-    tree.add_embedded_children(root_steps, ChunkKind::Step, Priority::InRunLog, root_source)?;
-
+    let mut merge = Merge {
+        tree: Tree::default(),
+        salvage,
+        skipped: Vec::new(),
+    };
+    let mut root = parse_object(&run_log_bytes, &run_log_path)?;
+    remove(&mut root, CREATED_NS_KEY);
+    let root_source = merge.tree.add_source(run_log_path.clone());
+    let root_steps = children_of(&root, "steps", &run_log_path)?;
+    let embedded = merge
+        .tree
+        .collect_embedded(root_steps, ChunkKind::Step, &run_log_path)?;
+    for node in embedded {
+        merge.tree.insert(node, Priority::InRunLog, root_source)?;
+    }
     for chunk in parsed {
         match chunk {
             Ok(Some(chunk)) => {
-                let source = tree.add_source(chunk.path.clone());
-                if let Err(err) = tree.add_chunk(chunk, source) {
-                    skip_or_fail(err, salvage, &mut skipped)?;
+                let source = merge.tree.add_source(chunk.path.clone());
+                if let Err(err) = merge.tree.add_chunk(chunk, source) {
+                    merge.skip_or_fail(err)?;
                 }
             }
             Ok(None) => {}
-            Err(err) => skip_or_fail(err, salvage, &mut skipped)?,
+            Err(err) => merge.skip_or_fail(err)?,
         }
     }
-    let root_children = tree.attach_all(salvage, &mut skipped)?;
-    let steps = tree.build_children(root_children);
-    set_children(&mut root, "steps", steps);
-    let document = serde_json::to_vec(&Value::Object(root))
-        .map_err(|e| CoreError::corrupt(&run_log_path, format!("cannot serialise: {e}")))?;
+    let roots = merge.attach_all()?;
+    let mut document = Vec::with_capacity(run_log_bytes.len() + total_len(&contents));
+    merge
+        .tree
+        .write_object(&mut document, &root, "steps", roots);
+    let mut skipped = merge.skipped;
+    let mut seen = std::collections::HashSet::new();
+    skipped.retain(|(path, _)| seen.insert(path.clone()));
     Ok(MergedRun { document, skipped })
 }
 
-fn skip_or_fail(err: CoreError, salvage: bool, skipped: &mut Vec<(PathBuf, String)>) -> Result<()> {
+fn total_len(contents: &[Result<Option<Vec<u8>>>]) -> usize {
+    contents
+        .iter()
+        .map(|c| c.as_ref().ok().and_then(|b| b.as_ref()).map_or(0, Vec::len))
+        .sum()
+}
+
+/// Errors are reported from the sequential pass, so the parallel pass hands back a copy.
+fn copy_error(err: &CoreError) -> CoreError {
     match err {
-        CoreError::Corrupt { path, reason } if salvage => {
-            skipped.push((path, reason));
-            Ok(())
-        }
-        other => Err(other),
+        CoreError::Io { op, path, source } => CoreError::Io {
+            op,
+            path: path.clone(),
+            source: match source.raw_os_error() {
+                Some(code) => io::Error::from_raw_os_error(code),
+                None => io::Error::new(source.kind(), source.to_string()),
+            },
+        },
+        CoreError::Corrupt { path, reason } => CoreError::corrupt(path, reason.clone()),
+        CoreError::NotFound { path } => CoreError::NotFound { path: path.clone() },
+        CoreError::Exists { path } => CoreError::Exists { path: path.clone() },
+        CoreError::LockTimeout { path, timeout_secs } => CoreError::LockTimeout {
+            path: path.clone(),
+            timeout_secs: *timeout_secs,
+        },
+        CoreError::InvalidArgument(message) => CoreError::InvalidArgument(message.clone()),
     }
+}
+
+/// A whole file in few system calls (open, read, read, close): chunks are small and never
+/// written in place, so no size hint is needed. `None` when it does not exist.
+fn read_whole(path: &Path) -> Result<Option<Vec<u8>>> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(CoreError::io("open", path, e)),
+    };
+    let mut bytes = Vec::with_capacity(8192);
+    file.read_to_end(&mut bytes)
+        .map_err(|e| CoreError::io("read", path, e))?;
+    Ok(Some(bytes))
 }
 
 fn list_chunks(run_dir: &Path, run_log_path: &Path) -> Result<Vec<(String, ChunkKind)>> {
@@ -113,63 +170,159 @@ fn list_chunks(run_dir: &Path, run_log_path: &Path) -> Result<Vec<(String, Chunk
     Ok(chunks)
 }
 
-/// One chunk file, parsed.
-struct Chunk {
-    path: PathBuf,
-    kind: ChunkKind,
-    name: String,
-    created_ns: Option<i64>,
-    fields: Map<String, Value>,
+// --- parsing ---------------------------------------------------------------------------------
+
+/// A field value: raw JSON from a file, or made up by the merger.
+#[derive(Debug)]
+enum Json<'a> {
+    Raw(&'a RawValue),
+    Owned(String),
 }
 
-fn read_chunk(run_dir: &Path, file_name: &str, kind: ChunkKind) -> Result<Option<Chunk>> {
+impl Json<'_> {
+    fn text(&self) -> &str {
+        match self {
+            Json::Raw(raw) => raw.get(),
+            Json::Owned(text) => text,
+        }
+    }
+}
+
+/// The top level of a JSON object in stored order. Documents have a dozen keys, so a vector
+/// searched from the end (the last of duplicate keys wins, as in most parsers) beats a map.
+type Fields<'a> = Vec<(Cow<'a, str>, Json<'a>)>;
+
+fn get<'f, 'a>(fields: &'f Fields<'a>, key: &str) -> Option<&'f Json<'a>> {
+    fields.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
+}
+
+fn remove<'a>(fields: &mut Fields<'a>, key: &str) -> Option<Json<'a>> {
+    let index = fields.iter().rposition(|(k, _)| k == key)?;
+    let (_, value) = fields.remove(index);
+    fields.retain(|(k, _)| k != key);
+    Some(value)
+}
+
+/// A string borrowed from the input when it has no escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> std::result::Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E>(self, v: String) -> std::result::Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(TextVisitor)
+    }
+}
+
+/// A JSON object's top level as (key, raw value) pairs.
+struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for RawObject<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct ObjectVisitor;
+        impl<'de> Visitor<'de> for ObjectVisitor {
+            type Value = RawObject<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<RawObject<'de>, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(12));
+                while let Some((key, value)) = map.next_entry::<Text<'de>, &'de RawValue>()? {
+                    entries.push((key.0, value));
+                }
+                Ok(RawObject(entries))
+            }
+        }
+        deserializer.deserialize_map(ObjectVisitor)
+    }
+}
+
+/// One chunk file, parsed at the top level.
+struct Chunk<'a> {
+    path: PathBuf,
+    kind: ChunkKind,
+    name: Cow<'a, str>,
+    created_ns: Option<i64>,
+    fields: Fields<'a>,
+}
+
+fn parse_chunk<'a>(
+    run_dir: &Path,
+    file_name: &str,
+    kind: ChunkKind,
+    bytes: &'a [u8],
+) -> Result<Chunk<'a>> {
     let path = run_dir.join(file_name);
-    // Chunks are replaced by rename, never deleted, so a vanished file is a run being deleted.
-    let Some(bytes) = read_file(&path)? else {
-        return Ok(None);
+    let mut fields = parse_object(bytes, &path)?;
+    let created_ns = match remove(&mut fields, CREATED_NS_KEY) {
+        None => legacy_created_ns(file_name),
+        Some(value) => Some(
+            serde_json::from_str::<i64>(value.text())
+                .map_err(|_| CoreError::corrupt(&path, "\"_created_ns\" is not an integer"))?,
+        ),
     };
-    let fields = parse_object(&bytes, &path)?;
-    let (fields, created_ns) = strip_created_ns(fields, &path)?;
-    let name = internal_name_of(&fields, None)
+    let name = internal_name_of(&fields)
         .ok_or_else(|| CoreError::corrupt(&path, "it has no string \"internal_name\""))?;
-    Ok(Some(Chunk {
-        created_ns: created_ns.or_else(|| legacy_created_ns(file_name)),
+    // The children must be an object; checked here so a corrupt chunk adds nothing.
+    children_of(&fields, children_key(kind), &path)?;
+    Ok(Chunk {
         path,
         kind,
         name,
+        created_ns,
         fields,
-    }))
+    })
 }
 
-fn parse_object(bytes: &[u8], path: &Path) -> Result<Map<String, Value>> {
-    match serde_json::from_slice::<Value>(bytes) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(_) => Err(CoreError::corrupt(path, "it is not a JSON object")),
-        Err(e) => Err(CoreError::corrupt(
-            path,
-            format!("it is not valid JSON ({e})"),
-        )),
+fn parse_object<'a>(bytes: &'a [u8], path: &Path) -> Result<Fields<'a>> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| CoreError::corrupt(path, format!("it is not UTF-8 ({e})")))?;
+    parse_object_str(text).map_err(|reason| CoreError::corrupt(path, reason))
+}
+
+fn parse_object_str(text: &str) -> std::result::Result<Fields<'_>, String> {
+    if text.trim_ascii().is_empty() {
+        return Err("it is empty".to_string());
     }
+    let object: RawObject<'_> = serde_json::from_str(text).map_err(|e| {
+        if e.is_data() {
+            "it is not a JSON object".to_string()
+        } else {
+            format!("it is not valid JSON ({e})")
+        }
+    })?;
+    Ok(object
+        .0
+        .into_iter()
+        .map(|(key, value)| (key, Json::Raw(value)))
+        .collect())
 }
 
-fn strip_created_ns(
-    mut fields: Map<String, Value>,
-    path: &Path,
-) -> Result<(Map<String, Value>, Option<i64>)> {
-    match fields.shift_remove(CREATED_NS_KEY) {
-        None => Ok((fields, None)),
-        Some(Value::Number(n)) if n.as_i64().is_some() => Ok((fields, n.as_i64())),
-        Some(_) => Err(CoreError::corrupt(
-            path,
-            "\"_created_ns\" is not an integer",
-        )),
-    }
-}
-
-fn internal_name_of(fields: &Map<String, Value>, fallback: Option<&str>) -> Option<String> {
-    match fields.get("internal_name") {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        _ => fallback.map(str::to_string),
+fn internal_name_of<'a>(fields: &Fields<'a>) -> Option<Cow<'a, str>> {
+    let Json::Raw(raw) = get(fields, "internal_name")? else {
+        return None;
+    };
+    let raw: &'a RawValue = raw;
+    match serde_json::from_str::<Text<'a>>(raw.get()) {
+        Ok(Text(name)) if !name.is_empty() => Some(name),
+        _ => None,
     }
 }
 
@@ -187,32 +340,26 @@ fn child_kind(kind: ChunkKind) -> ChunkKind {
     }
 }
 
-/// Take the children object out of `fields`, leaving its key in place (so the output keeps the
-/// stored key order) with a `null` to be filled in.
-fn take_children(
-    fields: &mut Map<String, Value>,
+/// The embedded children of a document: (key, raw value) in stored order.
+fn children_of<'a>(
+    fields: &Fields<'a>,
     key: &str,
     path: &Path,
-) -> Result<Map<String, Value>> {
-    match fields.get_mut(key) {
-        None => Ok(Map::new()),
-        Some(Value::Null) => Ok(Map::new()),
-        Some(Value::Object(children)) => Ok(std::mem::take(children)),
-        Some(_) => Err(CoreError::corrupt(
-            path,
-            format!("{key:?} is not a JSON object"),
-        )),
+) -> Result<Vec<(Cow<'a, str>, &'a RawValue)>> {
+    let Some(Json::Raw(raw)) = get(fields, key) else {
+        return Ok(Vec::new());
+    };
+    let raw: &'a RawValue = raw;
+    let text = raw.get();
+    if text == "{}" || text == "null" {
+        return Ok(Vec::new());
     }
+    serde_json::from_str::<RawObject<'a>>(text)
+        .map(|object| object.0)
+        .map_err(|_| CoreError::corrupt(path, format!("{key:?} is not a JSON object")))
 }
 
-fn set_children(fields: &mut Map<String, Value>, key: &str, children: Map<String, Value>) {
-    match fields.get_mut(key) {
-        Some(slot) => *slot = Value::Object(children),
-        None => {
-            fields.insert(key.to_string(), Value::Object(children));
-        }
-    }
-}
+// --- the tree --------------------------------------------------------------------------------
 
 /// Which copy of a node's fields wins when a node is stored more than once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -231,311 +378,364 @@ struct Position {
     created_ns: i64,
 }
 
-struct Node {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Loose,
+    Attached,
+    LeftOut,
+}
+
+struct Node<'a> {
+    name: Cow<'a, str>,
     kind: ChunkKind,
-    fields: Option<Map<String, Value>>,
+    fields: Fields<'a>,
     priority: Priority,
     position: Position,
     source: usize,
-    children: Vec<String>,
+    children: Vec<usize>,
+    state: State,
+}
+
+/// A node before it is in the tree.
+struct NewNode<'a> {
+    name: Cow<'a, str>,
+    kind: ChunkKind,
+    fields: Fields<'a>,
+    position: Position,
 }
 
 #[derive(Default)]
-struct Tree {
-    nodes: HashMap<String, Node>,
+struct Tree<'a> {
+    nodes: Vec<Node<'a>>,
+    index: HashMap<Cow<'a, str>, usize>,
     sources: Vec<PathBuf>,
     sequence: u64,
-    /// true: attached; false: left out (salvage).
-    attached: HashMap<String, bool>,
 }
 
-impl Tree {
+impl<'a> Tree<'a> {
     fn add_source(&mut self, path: PathBuf) -> usize {
         self.sources.push(path);
         self.sources.len() - 1
     }
 
-    fn add_chunk(&mut self, mut chunk: Chunk, source: usize) -> Result<()> {
-        let key = children_key(chunk.kind);
-        let children = take_children(&mut chunk.fields, key, &chunk.path)?;
+    fn add_chunk(&mut self, chunk: Chunk<'a>, source: usize) -> Result<()> {
+        let children = children_of(&chunk.fields, children_key(chunk.kind), &chunk.path)?;
         let embedded = self.collect_embedded(children, child_kind(chunk.kind), &chunk.path)?;
-        let position = Position {
-            chunked: true,
-            sequence: 0,
-            created_ns: chunk.created_ns.unwrap_or(i64::MAX),
+        let own = NewNode {
+            name: chunk.name,
+            kind: chunk.kind,
+            fields: chunk.fields,
+            position: Position {
+                chunked: true,
+                sequence: 0,
+                created_ns: chunk.created_ns.unwrap_or(i64::MAX),
+            },
         };
-        self.insert(
-            chunk.name,
-            chunk.kind,
-            chunk.fields,
-            Priority::OwnChunk,
-            position,
-            source,
-        )?;
-        for (name, kind, fields, position) in embedded {
-            self.insert(name, kind, fields, Priority::InChunk, position, source)?;
-        }
-        Ok(())
-    }
-
-    fn add_embedded_children(
-        &mut self,
-        children: Map<String, Value>,
-        kind: ChunkKind,
-        priority: Priority,
-        source: usize,
-    ) -> Result<()> {
-        let path = self.sources[source].clone();
-        for (name, kind, fields, position) in self.collect_embedded(children, kind, &path)? {
-            self.insert(name, kind, fields, priority, position, source)?;
+        self.insert(own, Priority::OwnChunk, source)?;
+        for node in embedded {
+            self.insert(node, Priority::InChunk, source)?;
         }
         Ok(())
     }
 
     /// Flatten embedded children (at any depth) into nodes, checking their shape first so a
-    /// corrupt chunk adds nothing.
-    #[allow(clippy::type_complexity)]
+    /// corrupt document adds nothing.
     fn collect_embedded(
         &mut self,
-        children: Map<String, Value>,
+        children: Vec<(Cow<'a, str>, &'a RawValue)>,
         kind: ChunkKind,
         path: &Path,
-    ) -> Result<Vec<(String, ChunkKind, Map<String, Value>, Position)>> {
+    ) -> Result<Vec<NewNode<'a>>> {
         let mut out = Vec::new();
-        let mut pending: Vec<(String, Value, ChunkKind)> = children
+        let mut pending: Vec<(Cow<'a, str>, &'a RawValue, ChunkKind)> = children
             .into_iter()
             .map(|(k, v)| (k, v, kind))
             .rev()
             .collect();
         while let Some((key, value, kind)) = pending.pop() {
-            let Value::Object(mut fields) = value else {
-                return Err(CoreError::corrupt(
-                    path,
-                    format!("{key:?} is not a JSON object"),
-                ));
-            };
-            let name = internal_name_of(&fields, Some(&key)).unwrap_or(key);
-            fields.shift_remove(CREATED_NS_KEY);
-            let grandchildren = take_children(&mut fields, children_key(kind), path)?;
+            let mut fields = parse_object_str(value.get())
+                .map_err(|_| CoreError::corrupt(path, format!("{key:?} is not a JSON object")))?;
+            remove(&mut fields, CREATED_NS_KEY);
+            let name = internal_name_of(&fields).unwrap_or(key);
+            let grandchildren = children_of(&fields, children_key(kind), path)?;
             self.sequence += 1;
             let position = Position {
                 chunked: false,
                 sequence: self.sequence,
                 created_ns: 0,
             };
-            out.push((name, kind, fields, position));
+            out.push(NewNode {
+                name,
+                kind,
+                fields,
+                position,
+            });
             let child = child_kind(kind);
             pending.extend(grandchildren.into_iter().map(|(k, v)| (k, v, child)).rev());
         }
         Ok(out)
     }
 
-    fn insert(
-        &mut self,
-        name: String,
-        kind: ChunkKind,
-        fields: Map<String, Value>,
-        priority: Priority,
-        position: Position,
-        source: usize,
-    ) -> Result<()> {
-        match self.nodes.get_mut(&name) {
-            None => {
-                self.nodes.insert(
-                    name,
-                    Node {
-                        kind,
-                        fields: Some(fields),
-                        priority,
-                        position,
-                        source,
-                        children: Vec::new(),
-                    },
-                );
-            }
-            Some(node) => {
-                if node.kind != kind {
-                    return Err(CoreError::corrupt(
-                        &self.sources[source],
-                        format!(
-                            "{name:?} is stored both as a step and as a branch (also in {})",
-                            self.sources[node.source].display()
-                        ),
-                    ));
-                }
-                let newer = priority > node.priority
-                    || (priority == node.priority
-                        && (priority != Priority::OwnChunk
-                            || position.created_ns >= node.position.created_ns));
-                if newer {
-                    node.fields = Some(fields);
-                    node.priority = priority;
-                    node.source = source;
-                }
-                node.position = node.position.min(position);
-            }
+    fn insert(&mut self, new: NewNode<'a>, priority: Priority, source: usize) -> Result<()> {
+        let Some(&at) = self.index.get(new.name.as_ref()) else {
+            self.index.insert(new.name.clone(), self.nodes.len());
+            self.nodes.push(Node {
+                name: new.name,
+                kind: new.kind,
+                fields: new.fields,
+                priority,
+                position: new.position,
+                source,
+                children: Vec::new(),
+                state: State::Loose,
+            });
+            return Ok(());
+        };
+        let node = &mut self.nodes[at];
+        if node.kind != new.kind {
+            return Err(CoreError::corrupt(
+                &self.sources[source],
+                format!(
+                    "{:?} is stored both as a step and as a branch (also in {})",
+                    new.name,
+                    self.sources[node.source].display()
+                ),
+            ));
         }
+        let newer = priority > node.priority
+            || (priority == node.priority
+                && (priority != Priority::OwnChunk
+                    || new.position.created_ns >= node.position.created_ns));
+        if newer {
+            node.fields = new.fields;
+            node.priority = priority;
+            node.source = source;
+        }
+        node.position = node.position.min(new.position);
         Ok(())
-    }
-
-    /// Attach every node under its parent; returns the root steps.
-    fn attach_all(
-        &mut self,
-        salvage: bool,
-        skipped: &mut Vec<(PathBuf, String)>,
-    ) -> Result<Vec<String>> {
-        let mut names: Vec<String> = self.nodes.keys().cloned().collect();
-        names.sort();
-        let mut roots = Vec::new();
-        for name in names {
-            if let Err(err) = self.attach(&name, &mut roots) {
-                skip_or_fail(err, salvage, skipped)?;
-            }
-        }
-        Ok(roots)
-    }
-
-    fn attach(&mut self, name: &str, roots: &mut Vec<String>) -> Result<bool> {
-        if let Some(&done) = self.attached.get(name) {
-            return Ok(done);
-        }
-        let (kind, source) = {
-            let node = &self.nodes[name];
-            (node.kind, node.source)
-        };
-        let parent = match self.find_parent(name, kind) {
-            Ok(parent) => parent,
-            Err(reason) => {
-                self.attached.insert(name.to_string(), false);
-                self.nodes.remove(name);
-                return Err(CoreError::corrupt(&self.sources[source], reason));
-            }
-        };
-        match parent {
-            None => roots.push(name.to_string()),
-            Some(parent) => {
-                if !self.nodes.contains_key(&parent) {
-                    self.make_up(&parent, child_kind(kind), source);
-                }
-                let attached = match self.attach(&parent, roots) {
-                    Ok(attached) => attached,
-                    Err(err) => {
-                        self.attached.insert(name.to_string(), false);
-                        self.nodes.remove(name);
-                        return Err(err);
-                    }
-                };
-                if !attached {
-                    self.attached.insert(name.to_string(), false);
-                    self.nodes.remove(name);
-                    return Ok(false);
-                }
-                let position = self.nodes[name].position;
-                let parent_node = self.nodes.get_mut(&parent).expect("parent exists");
-                parent_node.children.push(name.to_string());
-                if parent_node.priority == Priority::MadeUp {
-                    parent_node.position = parent_node.position.min(position);
-                }
-            }
-        }
-        self.attached.insert(name.to_string(), true);
-        Ok(true)
     }
 
     /// The parent of a node: the longest dot-prefix of its name stored with the parent's kind
     /// (so dots inside step names and map values do not mislead it). A step with no stored
     /// branch above it is a root step; a branch with no stored step above it gets one made up
-    /// from its name less the last component. `None` is the run itself.
-    fn find_parent(
-        &self,
-        name: &str,
-        kind: ChunkKind,
-    ) -> std::result::Result<Option<String>, String> {
+    /// from its name less the last component. `Ok(None)` is the run itself; `Err(Some(name))`
+    /// a step to make up; `Err(None)` with the reason, a node that cannot be placed.
+    fn find_parent(&self, at: usize) -> std::result::Result<Option<usize>, Placement> {
+        let node = &self.nodes[at];
+        let (name, kind) = (node.name.as_ref(), node.kind);
         let want = child_kind(kind);
         let mut prefix = name;
         while let Some((head, _)) = prefix.rsplit_once('.') {
-            if let Some(node) = self.nodes.get(head) {
+            if let Some(&parent) = self.index.get(head) {
+                let parent_node = &self.nodes[parent];
                 // Made-up steps are guesses: only stored nodes decide where a dot splits.
-                if node.kind == want && node.priority != Priority::MadeUp {
-                    return Ok(Some(head.to_string()));
+                if parent_node.kind == want && parent_node.priority != Priority::MadeUp {
+                    return Ok(Some(parent));
                 }
             }
             prefix = head;
         }
         match (kind, name.rsplit_once('.')) {
             (ChunkKind::Step, _) => Ok(None),
-            (ChunkKind::Branch, None) => Err(format!(
+            (ChunkKind::Branch, None) => Err(Placement::Invalid(format!(
                 "branch {name:?} names no step: a branch's internal name is <step>.<branch>"
-            )),
-            (ChunkKind::Branch, Some((head, _))) => match self.nodes.get(head) {
-                Some(node) if node.kind == ChunkKind::Branch => Err(format!(
+            ))),
+            (ChunkKind::Branch, Some((head, _))) => match self.index.get(head) {
+                Some(&parent) if self.nodes[parent].kind == ChunkKind::Step => Ok(Some(parent)),
+                Some(_) => Err(Placement::Invalid(format!(
                     "the parent of branch {name:?}, {head:?}, is a branch where a step is needed"
-                )),
-                _ => Ok(Some(head.to_string())),
+                ))),
+                None => Err(Placement::MakeUp(head.to_string())),
             },
         }
     }
 
-    fn make_up(&mut self, name: &str, kind: ChunkKind, source: usize) {
-        let mut fields = Map::new();
+    fn make_up(&mut self, name: String, kind: ChunkKind, source: usize) -> usize {
+        let text = |value: &str| Json::Owned(serde_json::Value::from(value).to_string());
+        let literal = |value: &str| Json::Owned(value.to_string());
+        let mut fields: Fields<'a> = Vec::new();
+        let mut add = |key: &'static str, value: Json<'a>| fields.push((Cow::Borrowed(key), value));
         match kind {
             ChunkKind::Step => {
-                let short = name.rsplit_once('.').map_or(name, |(_, last)| last);
-                fields.insert("name".into(), Value::from(short));
-                fields.insert("internal_name".into(), Value::from(name));
-                fields.insert("status".into(), Value::from("CREATED"));
-                fields.insert("step_type".into(), Value::from("task"));
-                fields.insert("message".into(), Value::from(""));
-                fields.insert("mock".into(), Value::Bool(false));
-                fields.insert("attempts".into(), Value::Array(Vec::new()));
-                fields.insert("branches".into(), Value::Null);
-                fields.insert("data_catalog".into(), Value::Array(Vec::new()));
+                let short = name
+                    .rsplit_once('.')
+                    .map_or(name.as_str(), |(_, last)| last);
+                add("name", text(short));
+                add("internal_name", text(&name));
+                add("status", text("CREATED"));
+                add("step_type", text("task"));
+                add("message", text(""));
+                add("mock", literal("false"));
+                add("attempts", literal("[]"));
+                add("branches", literal("{}"));
+                add("data_catalog", literal("[]"));
             }
             ChunkKind::Branch => {
-                fields.insert("internal_name".into(), Value::from(name));
-                fields.insert("status".into(), Value::from("CREATED"));
-                fields.insert("steps".into(), Value::Null);
-                fields.insert("parameters".into(), Value::Object(Map::new()));
+                add("internal_name", text(&name));
+                add("status", text("CREATED"));
+                add("steps", literal("{}"));
+                add("parameters", literal("{}"));
             }
         }
-        self.nodes.insert(
-            name.to_string(),
-            Node {
-                kind,
-                fields: Some(fields),
-                priority: Priority::MadeUp,
-                position: Position {
-                    chunked: true,
-                    sequence: 0,
-                    created_ns: i64::MAX,
-                },
-                source,
-                children: Vec::new(),
+        let at = self.nodes.len();
+        let name: Cow<'a, str> = Cow::Owned(name);
+        self.index.insert(name.clone(), at);
+        self.nodes.push(Node {
+            name,
+            kind,
+            fields,
+            priority: Priority::MadeUp,
+            position: Position {
+                chunked: true,
+                sequence: 0,
+                created_ns: i64::MAX,
             },
-        );
-    }
-
-    fn build_children(&mut self, mut names: Vec<String>) -> Map<String, Value> {
-        names.sort_by(|a, b| {
-            let (pa, pb) = (self.nodes[a].position, self.nodes[b].position);
-            pa.cmp(&pb).then_with(|| natural_cmp(a, b))
+            source,
+            children: Vec::new(),
+            state: State::Loose,
         });
-        let mut out = Map::with_capacity(names.len());
-        for name in names {
-            let value = self.build(&name);
-            out.insert(name, value);
-        }
-        out
+        at
     }
 
-    fn build(&mut self, name: &str) -> Value {
-        let node = self.nodes.get_mut(name).expect("attached nodes exist");
-        let kind = node.kind;
-        let mut fields = node.fields.take().unwrap_or_default();
-        let children = std::mem::take(&mut node.children);
-        let built = self.build_children(children);
-        set_children(&mut fields, children_key(kind), built);
-        Value::Object(fields)
+    /// Write `fields` as a JSON object with `children` under `key`, at the key's stored place
+    /// (appended when the document had none).
+    fn write_object(
+        &mut self,
+        out: &mut Vec<u8>,
+        fields: &Fields<'_>,
+        key: &str,
+        children: Vec<usize>,
+    ) {
+        out.push(b'{');
+        let mut children = Some(children);
+        for (index, (name, value)) in fields.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            write_key(out, name);
+            if name == key {
+                let children = children.take().unwrap_or_default();
+                self.write_children(out, children);
+            } else {
+                out.extend_from_slice(value.text().as_bytes());
+            }
+        }
+        if let Some(children) = children {
+            if !fields.is_empty() {
+                out.push(b',');
+            }
+            write_key(out, key);
+            self.write_children(out, children);
+        }
+        out.push(b'}');
+    }
+
+    fn write_children(&mut self, out: &mut Vec<u8>, mut children: Vec<usize>) {
+        children.sort_by(|&a, &b| {
+            let (a, b) = (&self.nodes[a], &self.nodes[b]);
+            a.position
+                .cmp(&b.position)
+                .then_with(|| natural_cmp(&a.name, &b.name))
+        });
+        out.push(b'{');
+        for (index, &child) in children.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            let node = &mut self.nodes[child];
+            write_key(out, &node.name);
+            let fields = std::mem::take(&mut node.fields);
+            let grandchildren = std::mem::take(&mut node.children);
+            let key = children_key(node.kind);
+            self.write_object(out, &fields, key, grandchildren);
+        }
+        out.push(b'}');
+    }
+}
+
+/// Why a node has no parent yet.
+enum Placement {
+    /// Its step is stored nowhere: make it up under this name.
+    MakeUp(String),
+    /// It cannot be placed (the reason).
+    Invalid(String),
+}
+
+fn write_key(out: &mut Vec<u8>, key: &str) {
+    // Writing a string into a Vec cannot fail.
+    serde_json::to_writer(&mut *out, key).expect("a string serialises");
+    out.push(b':');
+}
+
+/// The tree being attached, with what salvage leaves out.
+struct Merge<'a> {
+    tree: Tree<'a>,
+    salvage: bool,
+    skipped: Vec<(PathBuf, String)>,
+}
+
+impl Merge<'_> {
+    fn skip_or_fail(&mut self, err: CoreError) -> Result<()> {
+        match err {
+            CoreError::Corrupt { path, reason } if self.salvage => {
+                self.skipped.push((path, reason));
+                Ok(())
+            }
+            other => Err(other),
+        }
+    }
+
+    /// Attach every node under its parent; returns the root steps.
+    fn attach_all(&mut self) -> Result<Vec<usize>> {
+        let mut order: Vec<usize> = (0..self.tree.nodes.len()).collect();
+        order.sort_by(|&a, &b| self.tree.nodes[a].name.cmp(&self.tree.nodes[b].name));
+        let mut roots = Vec::new();
+        for at in order {
+            self.attach(at, &mut roots)?;
+        }
+        Ok(roots)
+    }
+
+    /// Attach one node (and its parents first); false when it is left out.
+    fn attach(&mut self, at: usize, roots: &mut Vec<usize>) -> Result<bool> {
+        match self.tree.nodes[at].state {
+            State::Attached => return Ok(true),
+            State::LeftOut => return Ok(false),
+            State::Loose => {}
+        }
+        let parent = match self.tree.find_parent(at) {
+            Ok(parent) => parent,
+            Err(Placement::MakeUp(name)) => {
+                let (kind, source) = (self.tree.nodes[at].kind, self.tree.nodes[at].source);
+                Some(self.tree.make_up(name, child_kind(kind), source))
+            }
+            Err(Placement::Invalid(reason)) => return self.leave_out(at, reason),
+        };
+        let Some(parent) = parent else {
+            self.tree.nodes[at].state = State::Attached;
+            roots.push(at);
+            return Ok(true);
+        };
+        if !self.attach(parent, roots)? {
+            let reason = format!("its parent {:?} was left out", self.tree.nodes[parent].name);
+            return self.leave_out(at, reason);
+        }
+        let position = self.tree.nodes[at].position;
+        self.tree.nodes[at].state = State::Attached;
+        let parent_node = &mut self.tree.nodes[parent];
+        parent_node.children.push(at);
+        if parent_node.priority == Priority::MadeUp {
+            parent_node.position = parent_node.position.min(position);
+        }
+        Ok(true)
+    }
+
+    fn leave_out(&mut self, at: usize, reason: String) -> Result<bool> {
+        let node = &mut self.tree.nodes[at];
+        node.state = State::LeftOut;
+        let path = self.tree.sources[node.source].clone();
+        self.skip_or_fail(CoreError::corrupt(&path, reason))?;
+        Ok(false)
     }
 }
 
@@ -582,6 +782,7 @@ fn trim_zeros(digits: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
     use crate::names::chunk_file_name;
+    use serde_json::Value;
 
     fn write(dir: &Path, name: &str, json: &str) {
         fs::write(dir.join(name), json).unwrap();

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 
 from runlog_store.exceptions import InvalidNameError, InvalidRunIdError
 
 MAX_RUN_ID_BYTES = 200
+_FORBIDDEN_IN_RUN_ID = re.compile(r"[\x00-\x1f\x7f/\\]")
 
 
 def validate_run_id(run_id: object) -> str:
@@ -33,13 +35,14 @@ def validate_run_id(run_id: object) -> str:
         )
     if run_id.startswith("."):
         raise InvalidRunIdError(run_id, "a run id must not start with '.'")
-    for char in run_id:
+    forbidden = _FORBIDDEN_IN_RUN_ID.search(run_id)
+    if forbidden is not None:
+        char = forbidden.group()
         if char in "/\\":
             raise InvalidRunIdError(run_id, f"a run id must not contain {char!r}")
-        if ord(char) < 32 or ord(char) == 127:
-            raise InvalidRunIdError(
-                run_id, f"a run id must not contain the control character {char!r}"
-            )
+        raise InvalidRunIdError(
+            run_id, f"a run id must not contain the control character {char!r}"
+        )
     return run_id
 
 

@@ -43,7 +43,7 @@ from runlog_store.models import (
     RunLog,
     StepLog,
 )
-from runlog_store.store import BaseRunLogStore, SalvagedRunLog
+from runlog_store.store import BaseRunLogStore, SalvagedRunLog, validate_run_log
 
 RUN_LOG_FILE = "RunLog.json"
 LOCK_FILE = ".lock"
@@ -174,7 +174,7 @@ class ChunkedFileSystemRunLogStore(BaseRunLogStore):
         data = _core.read_file(path, run_id=run_id)
         if data is None:
             raise RunLogNotFoundError(run_id, path=path)
-        return _validate_run_log(data, path, run_id)
+        return validate_run_log(data, path, run_id)
 
     # --- runs ----------------------------------------------------------------------------------
 
@@ -216,7 +216,7 @@ class ChunkedFileSystemRunLogStore(BaseRunLogStore):
         if not full:
             return self._read_run_meta(run_id)
         data = self.get_run_log_json(run_id)
-        return _validate_run_log(data, self.run_folder(run_id), run_id)
+        return validate_run_log(data, self.run_folder(run_id), run_id)
 
     def get_run_log_json(self, run_id: str) -> bytes:
         folder = self.run_folder(run_id)
@@ -233,7 +233,7 @@ class ChunkedFileSystemRunLogStore(BaseRunLogStore):
             data, skipped = _core.merge_run(folder, salvage=True, run_id=run_id)
         except ChunkNotFoundError:
             raise RunLogNotFoundError(run_id, path=os.path.join(folder, RUN_LOG_FILE)) from None
-        return SalvagedRunLog(run_log=_validate_run_log(data, folder, run_id), skipped=skipped)
+        return SalvagedRunLog(run_log=validate_run_log(data, folder, run_id), skipped=skipped)
 
     def put_run_log(self, run_log: RunLog) -> None:
         """Store the run-level fields, and every step and branch the run log carries."""
@@ -391,19 +391,6 @@ class ChunkedFileSystemRunLogStore(BaseRunLogStore):
             pydantic_core.to_json(job.status),
         )
         self._patch_run_log(run_id, patch)
-
-
-def _validate_run_log(data: bytes, path: str, run_id: str) -> RunLog:
-    try:
-        return RunLog.model_validate_json(data)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "document"
-        raise CorruptChunkError(
-            f"{path} does not hold a valid run log ({where}: {err['msg']})",
-            path=path,
-            run_id=run_id,
-        ) from exc
 
 
 def _own(model: Any, obj: Any) -> Any:

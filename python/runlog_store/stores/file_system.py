@@ -7,18 +7,17 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from runlog_store import _core
 from runlog_store._paths import ensure_folder, validate_run_id
 from runlog_store.exceptions import (
     ChunkExistsError,
-    CorruptChunkError,
     RunLogExistsError,
     RunLogNotFoundError,
 )
 from runlog_store.models import CREATED, RunLog
-from runlog_store.store import BaseRunLogStore
+from runlog_store.store import BaseRunLogStore, validate_run_log
 
 
 class FileSystemRunLogStore(BaseRunLogStore):
@@ -60,12 +59,7 @@ class FileSystemRunLogStore(BaseRunLogStore):
         data = _core.read_file(path, run_id=run_id)
         if data is None:
             raise RunLogNotFoundError(run_id, path=path)
-        try:
-            return RunLog.model_validate_json(data)
-        except ValidationError as exc:
-            raise CorruptChunkError(
-                f"{path} is not a valid run log: {_first_error(exc)}", path=path, run_id=run_id
-            ) from exc
+        return validate_run_log(data, path, run_id)
 
     def create_run_log(
         self,
@@ -136,12 +130,6 @@ class FileSystemRunLogStore(BaseRunLogStore):
             raise RunLogNotFoundError(run_id, path=path) from None
         with contextlib.suppress(FileNotFoundError):
             os.remove(self._lock_path(run_id))
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"]) or "document"
-    return f"{where}: {err['msg']}"
 
 
 __all__ = ["FileSystemRunLogStore"]
