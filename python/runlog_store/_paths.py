@@ -40,9 +40,7 @@ def validate_run_id(run_id: object) -> str:
         char = forbidden.group()
         if char in "/\\":
             raise InvalidRunIdError(run_id, f"a run id must not contain {char!r}")
-        raise InvalidRunIdError(
-            run_id, f"a run id must not contain the control character {char!r}"
-        )
+        raise InvalidRunIdError(run_id, f"a run id must not contain the control character {char!r}")
     return run_id
 
 
