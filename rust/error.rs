@@ -27,6 +27,10 @@ pub enum CoreError {
     /// Another process held the lock longer than the caller was willing to wait.
     #[error("could not lock {} within {timeout_secs} s: another writer holds it", path.display())]
     LockTimeout { path: PathBuf, timeout_secs: f64 },
+    /// A path that cannot be hashed or copied as a file: a directory, a FIFO, a device, or a
+    /// file that changed while it was read.
+    #[error("{}: {reason}", path.display())]
+    NotAFile { path: PathBuf, reason: String },
     /// The caller passed something the core cannot act on (a bad patch, an unknown kind).
     #[error("{0}")]
     InvalidArgument(String),
@@ -60,7 +64,8 @@ impl CoreError {
             | CoreError::Corrupt { path, .. }
             | CoreError::NotFound { path }
             | CoreError::Exists { path }
-            | CoreError::LockTimeout { path, .. } => path,
+            | CoreError::LockTimeout { path, .. }
+            | CoreError::NotAFile { path, .. } => path,
             CoreError::InvalidArgument(_) => Path::new(""),
         }
     }

@@ -12,7 +12,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod cache;
+pub mod copier;
 pub mod error;
+pub mod hasher;
 pub mod lock;
 pub mod merger;
 pub mod names;

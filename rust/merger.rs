@@ -125,6 +125,10 @@ fn copy_error(err: &CoreError) -> CoreError {
             path: path.clone(),
             timeout_secs: *timeout_secs,
         },
+        CoreError::NotAFile { path, reason } => CoreError::NotAFile {
+            path: path.clone(),
+            reason: reason.clone(),
+        },
         CoreError::InvalidArgument(message) => CoreError::InvalidArgument(message.clone()),
     }
 }

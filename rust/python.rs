@@ -12,7 +12,10 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
+use crate::cache::HashCache;
+use crate::copier::copy_files as copy_file_pairs;
 use crate::error::CoreError;
+use crate::hasher::{self, Algorithm};
 use crate::lock::FileLock;
 use crate::merger::merge_run as merge_run_folder;
 use crate::names::{chunk_file_name as file_name_of, ChunkKind};
@@ -21,8 +24,18 @@ use crate::writer;
 
 /// Raise `err` as the matching exception of `runlog_store.exceptions`.
 fn to_py_err(py: Python<'_>, err: CoreError, run_id: &str) -> PyErr {
+    to_py_err_as(py, err, run_id, None)
+}
+
+/// Like [`to_py_err`], with storage errors raised as `class` (a subclass of StorageError).
+fn to_py_err_as(py: Python<'_>, err: CoreError, run_id: &str, storage: Option<&str>) -> PyErr {
     let class = match &err {
-        CoreError::Io { .. } => "StorageError",
+        CoreError::Io { .. } | CoreError::NotAFile { .. } | CoreError::NotFound { .. }
+            if storage.is_some() =>
+        {
+            storage.unwrap_or("StorageError")
+        }
+        CoreError::Io { .. } | CoreError::NotAFile { .. } => "StorageError",
         CoreError::Corrupt { .. } => "CorruptChunkError",
         CoreError::NotFound { .. } => "ChunkNotFoundError",
         CoreError::Exists { .. } => "ChunkExistsError",
@@ -39,7 +52,7 @@ fn to_py_err(py: Python<'_>, err: CoreError, run_id: &str) -> PyErr {
         let kwargs = PyDict::new(py);
         kwargs.set_item("path", err.path().to_string_lossy())?;
         kwargs.set_item("run_id", run_id)?;
-        if class == "StorageError" {
+        if matches!(err, CoreError::Io { .. } | CoreError::NotAFile { .. }) || storage.is_some() {
             kwargs.set_item("errno", err.errno())?;
         }
         Ok(PyErr::from_value(cls.call((message,), Some(&kwargs))?))
@@ -201,6 +214,104 @@ impl PyFileLock {
     }
 }
 
+fn algorithm_of(name: &str) -> PyResult<Algorithm> {
+    Algorithm::parse(name).map_err(|e| PyValueError::new_err(e.to_string()))
+}
+
+/// Run `work` on `jobs` threads (all cores when None), with the GIL released.
+fn on_threads<T: Send>(
+    py: Python<'_>,
+    jobs: Option<usize>,
+    work: impl FnOnce() -> T + Send,
+) -> PyResult<T> {
+    match jobs {
+        None => Ok(py.detach(work)),
+        Some(0) => Err(PyValueError::new_err("jobs must be at least 1")),
+        Some(n) => {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .map_err(|e| PyValueError::new_err(format!("cannot start {n} threads: {e}")))?;
+            Ok(py.detach(|| pool.install(work)))
+        }
+    }
+}
+
+/// The hex digest of one file's content.
+#[pyfunction]
+#[pyo3(signature = (path, algorithm = "blake3"))]
+fn hash_file(py: Python<'_>, path: PathBuf, algorithm: &str) -> PyResult<String> {
+    let algorithm = algorithm_of(algorithm)?;
+    py.detach(|| hasher::hash_file(&path, algorithm))
+        .map_err(|e| to_py_err_as(py, e, "", Some("HashError")))
+}
+
+/// Digests of many files in order; a file that fails gives a HashError instance in its place.
+#[pyfunction]
+#[pyo3(signature = (paths, algorithm = "blake3", *, jobs = None, cache = None))]
+fn hash_files<'py>(
+    py: Python<'py>,
+    paths: Vec<PathBuf>,
+    algorithm: &str,
+    jobs: Option<usize>,
+    cache: Option<PathBuf>,
+) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    let algorithm = algorithm_of(algorithm)?;
+    let results = on_threads(py, jobs, || -> Result<Vec<_>, CoreError> {
+        match cache {
+            Some(cache_path) => Ok(HashCache::open(&cache_path)?.hash_files(&paths, algorithm)),
+            None => Ok(hasher::hash_files(&paths, algorithm)),
+        }
+    })?
+    .map_err(|e| to_py_err(py, e, ""))?;
+    results
+        .into_iter()
+        .map(|result| match result {
+            Ok(digest) => Ok(digest.into_pyobject(py)?.into_any()),
+            Err(err) => Ok(to_py_err_as(py, err, "", Some("HashError"))
+                .into_value(py)
+                .into_bound(py)
+                .into_any()),
+        })
+        .collect()
+}
+
+/// Copy (source, destination) pairs atomically, hashing as they pass. Each result is
+/// `(digest, copied)` or a StorageError instance for a pair that failed.
+#[pyfunction]
+#[pyo3(signature = (pairs, algorithm = "blake3", *, fsync = true, jobs = None, cache = None, run_id = ""))]
+fn copy_files<'py>(
+    py: Python<'py>,
+    pairs: Vec<(PathBuf, PathBuf)>,
+    algorithm: &str,
+    fsync: bool,
+    jobs: Option<usize>,
+    cache: Option<PathBuf>,
+    run_id: &str,
+) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    let algorithm = algorithm_of(algorithm)?;
+    let results = on_threads(py, jobs, || -> Result<Vec<_>, CoreError> {
+        match cache {
+            Some(cache_path) => {
+                let mut cache = HashCache::open(&cache_path)?;
+                Ok(copy_file_pairs(&pairs, algorithm, fsync, Some(&mut cache)))
+            }
+            None => Ok(copy_file_pairs(&pairs, algorithm, fsync, None)),
+        }
+    })?
+    .map_err(|e| to_py_err(py, e, run_id))?;
+    results
+        .into_iter()
+        .map(|result| match result {
+            Ok(copied) => Ok((copied.digest, copied.copied).into_pyobject(py)?.into_any()),
+            Err(err) => Ok(to_py_err_as(py, err, run_id, Some("StorageError"))
+                .into_value(py)
+                .into_bound(py)
+                .into_any()),
+        })
+        .collect()
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -210,6 +321,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(patch_json, m)?)?;
     m.add_function(wrap_pyfunction!(merge_run, m)?)?;
     m.add_function(wrap_pyfunction!(clean_temp_files, m)?)?;
+    m.add_function(wrap_pyfunction!(hash_file, m)?)?;
+    m.add_function(wrap_pyfunction!(hash_files, m)?)?;
+    m.add_function(wrap_pyfunction!(copy_files, m)?)?;
     m.add_class::<PyFileLock>()?;
     Ok(())
 }

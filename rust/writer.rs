@@ -31,7 +31,7 @@ fn split_target(path: &Path) -> Result<(&Path, &str)> {
     Ok((folder, name))
 }
 
-fn temp_path(folder: &Path, name: &str) -> PathBuf {
+pub fn temp_path(folder: &Path, name: &str) -> PathBuf {
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_nanos())

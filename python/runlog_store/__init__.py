@@ -1,7 +1,9 @@
 """runlog-store: crash-safe, concurrent, Rust-accelerated run log stores for runnable pipelines."""
 
 from runlog_store import exceptions
-from runlog_store.config import load_store
+from runlog_store.catalog import BaseCatalog
+from runlog_store.config import load_catalog, load_store
+from runlog_store.hashing import hash_file, hash_files
 from runlog_store.models import (
     BranchLog,
     CodeIdentity,
@@ -15,12 +17,13 @@ from runlog_store.models import (
     StepAttempt,
     StepLog,
 )
-from runlog_store.registry import create_store, store_types
+from runlog_store.registry import catalog_types, create_catalog, create_store, store_types
 from runlog_store.store import BaseRunLogStore, SalvagedRunLog
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BaseCatalog",
     "BaseRunLogStore",
     "BranchLog",
     "CodeIdentity",
@@ -35,8 +38,13 @@ __all__ = [
     "StepAttempt",
     "StepLog",
     "__version__",
+    "catalog_types",
+    "create_catalog",
     "create_store",
     "exceptions",
+    "hash_file",
+    "hash_files",
+    "load_catalog",
     "load_store",
     "store_types",
 ]

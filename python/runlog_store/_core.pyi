@@ -10,6 +10,8 @@ from os import PathLike
 from types import TracebackType
 from typing import Literal
 
+from runlog_store.exceptions import HashError, StorageError
+
 __version__: str
 
 _Path = str | PathLike[str]
@@ -59,3 +61,26 @@ class FileLock:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool: ...
+
+def hash_file(path: _Path, algorithm: Literal["blake3", "sha256"] = "blake3") -> str:
+    """Hex digest of a file's content; HashError naming the path on failure."""
+
+def hash_files(
+    paths: list[_Path],
+    algorithm: Literal["blake3", "sha256"] = "blake3",
+    *,
+    jobs: int | None = None,
+    cache: _Path | None = None,
+) -> list[str | HashError]:
+    """Digests in order, in parallel; a HashError instance in place of a file that failed."""
+
+def copy_files(
+    pairs: list[tuple[_Path, _Path]],
+    algorithm: Literal["blake3", "sha256"] = "blake3",
+    *,
+    fsync: bool = True,
+    jobs: int | None = None,
+    cache: _Path | None = None,
+    run_id: str = "",
+) -> list[tuple[str, bool] | StorageError]:
+    """Atomic copies hashed in the same pass: (digest, copied) or a StorageError per pair."""

@@ -11,10 +11,13 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
-from runlog_store.config import load_store
+from runlog_store.catalogs.file_system import FileSystemCatalog
+from runlog_store.config import load_catalog, load_store
 from runlog_store.exceptions import RunLogStoreError
 from runlog_store.render import format_seconds, run_tree
+from runlog_store.verify import verify_run
 
 app = typer.Typer(
     help="See and manage run logs of runnable pipelines, in any run log store.",
@@ -104,6 +107,50 @@ def show(
     except RunLogStoreError as exc:
         raise _fail(exc, verbose) from exc
     Console().print(run_tree(run_log, depth=depth, max_branches=max_branches))
+
+
+@app.command()
+def verify(
+    run_id: str,
+    config: ConfigOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Re-hash a run's catalog copies and compare them with the data hashes of its run log.
+
+    Exit status 0 when every copy matches, 1 when any is changed, missing or unreadable.
+    """
+    try:
+        store = load_store(config)
+        catalog = load_catalog(config)
+        if not isinstance(catalog, FileSystemCatalog):
+            raise RunLogStoreError(
+                f"verify reads file-system catalogs; the configured catalog is "
+                f"{catalog.service_name!r}"
+            )
+        run_log = store.get_run_log_by_id(run_id, full=True)
+        report = verify_run(run_log, catalog.catalog_location)
+    except RunLogStoreError as exc:
+        raise _fail(exc, verbose) from exc
+    console = Console()
+    table = Table(title=f"Catalog of run {run_id} in {catalog.catalog_location}")
+    for column in ("status", "file", "detail"):
+        table.add_column(column)
+    styles = {"ok": "green", "fingerprint-only": "yellow"}
+    for checked in report.files:
+        style = styles.get(checked.status, "bold red")
+        detail = checked.detail
+        if checked.status == "mismatch":
+            detail = f"expected {', '.join(checked.expected)}; found {checked.actual}"
+        elif checked.status == "missing":
+            detail = f"recorded by {', '.join(checked.steps)}"
+        where = os.path.relpath(checked.path, catalog.catalog_location)
+        table.add_row(f"[{style}]{checked.status}[/]", where, detail)
+    console.print(table)
+    problems = len(report.problems)
+    if problems:
+        console.print(f"[bold red]{problems} of {len(report.files)} files failed verification[/]")
+        raise typer.Exit(code=1)
+    console.print(f"[green]all {len(report.files)} files match their recorded hashes[/]")
 
 
 def main() -> None:

@@ -1,5 +1,7 @@
 """Reading store configuration from the YAML files runnable users already have.
 
+Also the ``catalog:`` section of the same files (``load_catalog``).
+
 ``run-log-store:`` (runnable's spelling) or ``run_log_store:`` (the older one), with ``type:``
 and an optional ``config:`` mapping. Without a file, ``RUNNABLE_CONFIGURATION_FILE`` names one;
 without either, the embedded default is ``chunked-fs`` in ``.run_log_store``.
@@ -7,20 +9,26 @@ without either, the embedded default is ``chunked-fs`` in ``.run_log_store``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from runlog_store.catalog import BaseCatalog
 from runlog_store.exceptions import ConfigurationError
-from runlog_store.registry import create_store
+from runlog_store.registry import create_catalog, create_store
 from runlog_store.store import BaseRunLogStore
 
 CONFIG_ENV = "RUNNABLE_CONFIGURATION_FILE"
 STORE_KEYS = ("run-log-store", "run_log_store")
 DEFAULT_STORE_TYPE = "chunked-fs"
 DEFAULT_STORE_CONFIG: dict[str, Any] = {"log_folder": ".run_log_store"}
+CATALOG_KEYS = ("catalog",)
+DEFAULT_CATALOG_TYPE = "file-system"
+DEFAULT_CATALOG_CONFIG: dict[str, Any] = {"catalog_location": ".catalog"}
 
 
 def resolve_config_file(config_file: str | os.PathLike[str] | None = None) -> Path | None:
@@ -119,11 +127,38 @@ def store_settings(config_file: str | os.PathLike[str] | None = None) -> tuple[s
     return found
 
 
+def catalog_settings(
+    config_file: str | os.PathLike[str] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    """The catalog ``(type, config)`` of the ``catalog:`` section, or runnable's default."""
+    path = resolve_config_file(config_file)
+    if path is None:
+        return DEFAULT_CATALOG_TYPE, dict(DEFAULT_CATALOG_CONFIG)
+    found = section(read_config_file(path), CATALOG_KEYS, str(path))
+    if found is None:
+        return DEFAULT_CATALOG_TYPE, dict(DEFAULT_CATALOG_CONFIG)
+    return found
+
+
 def load_store(config_file: str | os.PathLike[str] | None = None) -> BaseRunLogStore:
     """The run log store a runnable configuration file describes (see module docstring)."""
     type_name, config = store_settings(config_file)
-    try:
+    with _naming_the_file(config_file):
         return create_store(type_name, **config)
+
+
+def load_catalog(config_file: str | os.PathLike[str] | None = None) -> BaseCatalog:
+    """The catalog of the same configuration file (default: file-system in ``.catalog``)."""
+    type_name, config = catalog_settings(config_file)
+    with _naming_the_file(config_file):
+        return create_catalog(type_name, **config)
+
+
+@contextlib.contextmanager
+def _naming_the_file(config_file: str | os.PathLike[str] | None) -> Iterator[None]:
+    """Configuration errors name the file they come from."""
+    try:
+        yield
     except ConfigurationError as exc:
         path = resolve_config_file(config_file)
         if path is not None and str(path) not in exc.message:

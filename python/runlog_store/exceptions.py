@@ -110,6 +110,19 @@ class StorageError(RunLogStoreError, OSError):
         return self.message
 
 
+class HashError(StorageError):
+    """A file could not be hashed: missing, unreadable, a directory or special file, or it
+    changed while it was read. ``path`` names it; batch hashing returns these per file."""
+
+
+class CatalogError(RunLogStoreError):
+    """A catalog operation could not be done (no compute data folder, no previous run...)."""
+
+
+class NoMatchingFilesError(CatalogError):
+    """A catalog ``get`` or ``put`` pattern matched no file."""
+
+
 class CorruptChunkError(RunLogStoreError):
     """A stored chunk or run log file is not valid JSON of the expected shape.
 
@@ -131,14 +144,17 @@ class LockTimeoutError(RunLogStoreError):
 
 __all__ = [
     "BranchLogNotFoundError",
+    "CatalogError",
     "ChunkExistsError",
     "ChunkNotFoundError",
     "ConfigurationError",
     "CorruptChunkError",
+    "HashError",
     "InvalidNameError",
     "InvalidRunIdError",
     "JobLogNotFoundError",
     "LockTimeoutError",
+    "NoMatchingFilesError",
     "RunLogExistsError",
     "RunLogNotFoundError",
     "RunLogStoreError",

@@ -1,25 +1,42 @@
-"""Finding store classes by YAML type name, through entry points.
+"""Finding run log stores and catalogs by YAML type name, through entry points.
 
-The package registers its own stores in the entry-point group ``runlog_store.run_log_store``
-exactly as a third-party package would, so a custom store is a first-class citizen: install
-it and name it in YAML. The only module-level state of the package is the cache below.
+The package registers its own stores (group ``runlog_store.run_log_store``) and catalogs
+(group ``runlog_store.catalog``) exactly as a third-party package would, so a custom one is a
+first-class citizen: install it and name it in YAML. The only module-level state of the
+package is the cache below.
 """
 
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from runlog_store.catalog import BaseCatalog
 from runlog_store.exceptions import ConfigurationError
 from runlog_store.store import BaseRunLogStore
 
 STORE_GROUP = "runlog_store.run_log_store"
+CATALOG_GROUP = "runlog_store.catalog"
 
-# Keys a YAML config may not set: they say what a store is, not how it is configured.
-_FIXED_KEYS = frozenset({"service_name", "service_type"})
+# Keys a YAML config may not set: they say what a service is, not how it is configured.
+_FIXED_KEYS = frozenset({"service_name", "service_type", "supports_parallel_writes"})
+
+ServiceT = TypeVar("ServiceT", bound=BaseModel)
+
+
+@dataclass(frozen=True)
+class _Kind:
+    group: str
+    label: str
+    base: type[BaseModel]
+
+
+_STORES = _Kind(STORE_GROUP, "run log store", BaseRunLogStore)
+_CATALOGS = _Kind(CATALOG_GROUP, "catalog", BaseCatalog)
 
 
 @functools.cache
@@ -32,58 +49,78 @@ def clear_cache() -> None:
     _entry_points.cache_clear()
 
 
+def _class(kind: _Kind, type_name: str) -> type[BaseModel]:
+    points = _entry_points(kind.group)
+    if type_name not in points:
+        known = ", ".join(sorted(points)) or "none"
+        raise ConfigurationError(
+            f"unknown {kind.label} type {type_name!r}; registered types: {known}", key="type"
+        )
+    try:
+        cls = points[type_name].load()
+    except Exception as exc:
+        raise ConfigurationError(
+            f"{kind.label} type {type_name!r} could not be loaded from "
+            f"{points[type_name].value}: {exc}",
+            key="type",
+        ) from exc
+    if not (isinstance(cls, type) and issubclass(cls, kind.base)):
+        raise ConfigurationError(
+            f"{kind.label} type {type_name!r} ({points[type_name].value}) is not a "
+            f"subclass of runlog_store.{kind.base.__name__}",
+            key="type",
+        )
+    return cls
+
+
+def _create(kind: _Kind, type_name: str, config: dict[str, Any]) -> BaseModel:
+    cls = _class(kind, type_name)
+    for key in config:
+        if key in _FIXED_KEYS:
+            raise ConfigurationError(
+                f"{kind.label} {type_name!r}: {key!r} is set by the type and cannot be configured",
+                key=key,
+            )
+    try:
+        return cls(**config)
+    except ValidationError as exc:
+        raise _config_error(kind, type_name, cls, exc) from None
+
+
 def store_types() -> list[str]:
     """The YAML type names of every installed run log store."""
     return sorted(_entry_points(STORE_GROUP))
 
 
 def store_class(type_name: str) -> type[BaseRunLogStore]:
-    """The class registered under ``type_name``; ConfigurationError listing the known names."""
-    points = _entry_points(STORE_GROUP)
-    if type_name not in points:
-        known = ", ".join(sorted(points)) or "none"
-        raise ConfigurationError(
-            f"unknown run log store type {type_name!r}; registered types: {known}", key="type"
-        )
-    try:
-        cls = points[type_name].load()
-    except Exception as exc:
-        raise ConfigurationError(
-            f"run log store type {type_name!r} could not be loaded from "
-            f"{points[type_name].value}: {exc}",
-            key="type",
-        ) from exc
-    if not (isinstance(cls, type) and issubclass(cls, BaseRunLogStore)):
-        raise ConfigurationError(
-            f"run log store type {type_name!r} ({points[type_name].value}) is not a "
-            "subclass of runlog_store.BaseRunLogStore",
-            key="type",
-        )
-    return cls
+    """The store class registered under ``type_name``; ConfigurationError listing the known."""
+    return _class(_STORES, type_name)  # type: ignore[return-value]
 
 
 def create_store(type_name: str, **config: Any) -> BaseRunLogStore:
     """A store of the given type, its config validated by the store's own fields."""
-    cls = store_class(type_name)
-    for key in config:
-        if key in _FIXED_KEYS:
-            raise ConfigurationError(
-                f"run log store {type_name!r}: {key!r} is set by the store type and cannot be "
-                "configured",
-                key=key,
-            )
-    try:
-        return cls(**config)
-    except ValidationError as exc:
-        raise _config_error(type_name, cls, exc) from None
+    return _create(_STORES, type_name, config)  # type: ignore[return-value]
+
+
+def catalog_types() -> list[str]:
+    """The YAML type names of every installed catalog."""
+    return sorted(_entry_points(CATALOG_GROUP))
+
+
+def catalog_class(type_name: str) -> type[BaseCatalog]:
+    """The catalog class registered under ``type_name``."""
+    return _class(_CATALOGS, type_name)  # type: ignore[return-value]
+
+
+def create_catalog(type_name: str, **config: Any) -> BaseCatalog:
+    """A catalog of the given type, its config validated by the catalog's own fields."""
+    return _create(_CATALOGS, type_name, config)  # type: ignore[return-value]
 
 
 def _config_error(
-    type_name: str, cls: type[BaseRunLogStore], exc: ValidationError
+    kind: _Kind, type_name: str, cls: type[BaseModel], exc: ValidationError
 ) -> ConfigurationError:
-    allowed = sorted(
-        k for k in cls.model_fields if k not in _FIXED_KEYS | {"supports_parallel_writes"}
-    )
+    allowed = sorted(k for k in cls.model_fields if k not in _FIXED_KEYS)
     problems = []
     first_key = ""
     for err in exc.errors():
@@ -96,5 +133,5 @@ def _config_error(
         else:
             problems.append(f"key {key!r}: {err['msg']} (got {err.get('input')!r})")
     return ConfigurationError(
-        f"run log store {type_name!r} config: " + "; ".join(problems), key=first_key
+        f"{kind.label} {type_name!r} config: " + "; ".join(problems), key=first_key
     )

@@ -1,0 +1,1 @@
+"""The catalogs this package registers (entry-point group ``runlog_store.catalog``)."""

@@ -1,0 +1,187 @@
+"""Checking a run's catalog copies against the ``data_hash`` entries of its run log.
+
+Every byte of every copy is read again (the hash cache is not used: a verification must not
+trust what it is checking). SHA-256 entries (bare hex, runnable's) and BLAKE3 entries
+(``blake3:<hex>``) are each checked with their own algorithm.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from runlog_store.catalog import in_batches
+from runlog_store.exceptions import HashError
+from runlog_store.hashing import (
+    RUNNABLE_FINGERPRINT_MIN_BYTES,
+    HashAlgorithm,
+    hash_files,
+    parse_data_hash,
+    runnable_fingerprint,
+)
+from runlog_store.models import DataCatalog, RunLog
+
+Status = Literal["ok", "mismatch", "missing", "unreadable", "unknown-hash", "fingerprint-only"]
+PROBLEMS: frozenset[Status] = frozenset({"mismatch", "missing", "unreadable", "unknown-hash"})
+
+
+@dataclass
+class Checked:
+    """One catalog copy and what the run log says it must hash to."""
+
+    path: str
+    status: Status
+    expected: list[str] = field(default_factory=list)
+    actual: str = ""
+    detail: str = ""
+    steps: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Verification:
+    run_id: str
+    files: list[Checked]
+
+    @property
+    def problems(self) -> list[Checked]:
+        return [f for f in self.files if f.status in PROBLEMS]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def catalog_entries(run_log: RunLog) -> list[tuple[str, DataCatalog]]:
+    """(step internal name, entry) of every catalog entry of the run, steps and job."""
+    found = [(step.internal_name, dc) for step in run_log.iter_steps() for dc in step.data_catalog]
+    if run_log.job is not None:
+        found.extend(("job", dc) for dc in run_log.job.data_catalog)
+    return found
+
+
+def copy_path(
+    entry: DataCatalog, run_id: str, catalog_location: str, compute_data_folder: str
+) -> Path:
+    """Where runnable's file-system catalog keeps the copy an entry describes."""
+    if entry.stage == "put":
+        relative = Path(entry.catalog_relative_path)
+        parts = relative.parts
+        rest = Path(*parts[1:]) if parts[:1] == (run_id,) else relative
+    else:
+        rest = Path(entry.catalog_relative_path)
+    prefix = Path(os.path.normpath(compute_data_folder))
+    if prefix.is_absolute() or prefix.parts[:1] == ("..",) or str(prefix) == ".":
+        prefix = Path()
+    return Path(catalog_location) / run_id / prefix / rest
+
+
+def verify_run(
+    run_log: RunLog,
+    catalog_location: str,
+    compute_data_folder: str | None = None,
+    hash_paths: Callable[[list[str], HashAlgorithm], list[str | HashError]] | None = None,
+) -> Verification:
+    """Re-hash the catalog copies of a run and compare them with its run log."""
+    if compute_data_folder is None:
+        recorded = (
+            run_log.run_config.get("catalog") if isinstance(run_log.run_config, dict) else None
+        )
+        folder = recorded.get("compute_data_folder") if isinstance(recorded, dict) else None
+        compute_data_folder = folder if isinstance(folder, str) and folder else "."
+    expected: dict[Path, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    for step, entry in catalog_entries(run_log):
+        path = copy_path(entry, run_log.run_id, catalog_location, compute_data_folder)
+        expected[path][entry.data_hash].add(step)
+    hasher = hash_paths or _hash_paths
+    checked: list[Checked] = []
+    by_algorithm: dict[HashAlgorithm, list[Path]] = defaultdict(list)
+    for path, hashes in sorted(expected.items()):
+        parsed = {parse_data_hash(h) for h in hashes}
+        steps = sorted({s for group in hashes.values() for s in group})
+        if None in parsed:
+            bad = next(h for h in hashes if parse_data_hash(h) is None)
+            checked.append(
+                Checked(
+                    str(path),
+                    "unknown-hash",
+                    sorted(hashes),
+                    detail=f"cannot read {bad!r}",
+                    steps=steps,
+                )
+            )
+            continue
+        if not path.is_file():
+            checked.append(Checked(str(path), "missing", sorted(hashes), steps=steps))
+            continue
+        for algorithm in {p[0] for p in parsed if p is not None}:
+            by_algorithm[algorithm].append(path)
+    digests: dict[tuple[HashAlgorithm, Path], str | HashError] = {}
+    for algorithm, paths in by_algorithm.items():
+        results = hasher([str(p) for p in paths], algorithm)
+        digests.update({(algorithm, p): r for p, r in zip(paths, results, strict=True)})
+    for path, hashes in sorted(expected.items()):
+        if any(c.path == str(path) for c in checked):
+            continue
+        checked.append(_judge(path, hashes, digests))
+    checked.sort(key=lambda c: c.path)
+    return Verification(run_log.run_id, checked)
+
+
+def _judge(
+    path: Path,
+    hashes: dict[str, set[str]],
+    digests: dict[tuple[HashAlgorithm, Path], str | HashError],
+) -> Checked:
+    steps = sorted({s for group in hashes.values() for s in group})
+    actual_by_hash: dict[str, str] = {}
+    for recorded in hashes:
+        parsed = parse_data_hash(recorded)
+        assert parsed is not None
+        algorithm, hex_digest = parsed
+        result = digests[(algorithm, path)]
+        if isinstance(result, HashError):
+            return Checked(
+                str(path), "unreadable", sorted(hashes), detail=result.message, steps=steps
+            )
+        actual_by_hash[recorded] = result
+        if result == hex_digest:
+            detail = (
+                ""
+                if len(hashes) == 1
+                else f"overwritten within the run: {len(hashes)} hashes recorded"
+            )
+            return Checked(str(path), "ok", sorted(hashes), result, detail, steps)
+    size = path.stat().st_size
+    bare = [h for h in hashes if ":" not in h]
+    if size >= RUNNABLE_FINGERPRINT_MIN_BYTES and bare and runnable_fingerprint(path) in bare:
+        return Checked(
+            str(path),
+            "fingerprint-only",
+            sorted(hashes),
+            detail="runnable recorded a fingerprint (size, first and last MiB), not a content "
+            "hash, for this file of 1 GiB or more: its content cannot be checked",
+            steps=steps,
+        )
+    actual = ", ".join(sorted(set(actual_by_hash.values())))
+    return Checked(str(path), "mismatch", sorted(hashes), actual, steps=steps)
+
+
+def _hash_paths(paths: list[str], algorithm: HashAlgorithm) -> list[str | HashError]:
+    sizes = [_size(p) for p in paths]
+    return in_batches(
+        f"verify ({algorithm})",
+        paths,
+        sizes,
+        lambda batch: hash_files(batch, algorithm, return_exceptions=True),
+    )
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0

@@ -1,0 +1,418 @@
+//! The hash cache: a file whose identity (device, inode, size, mtime, ctime) is unchanged since
+//! it was hashed is not read again (docs/format.md, "The hash cache").
+//!
+//! Stored as an append-only text file, one checksummed line per entry, so writers in any number
+//! of processes append under a lock without rewriting each other's entries, a torn line (a
+//! crash mid-append) is skipped on reading, and the file is compacted when it has grown to many
+//! times its live entries. The cache is advisory: a lost entry costs one more read of a file,
+//! never a wrong digest.
+//!
+//! A digest is recorded only for a file last modified at least [`RACY_WINDOW_NS`] before the
+//! hash started. File timestamps come from a coarse clock (a few ms), so a file rewritten right
+//! after being hashed could keep its mtime; one modified long before cannot be rewritten
+//! without its mtime moving past the recorded one.
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{CoreError, Result};
+use rayon::prelude::*;
+
+use crate::hasher::{hash_with_identity, Algorithm, FileIdentity, Hashed};
+use crate::lock::FileLock;
+use crate::writer::write_atomic;
+
+/// How long before the start of a hash a file must have been last modified to be cached.
+pub const RACY_WINDOW_NS: i64 = 1_000_000_000;
+const FORMAT: &str = "1";
+const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    size: u64,
+    mtime_ns: i64,
+    ctime_ns: i64,
+    hashed_ns: i64,
+    digest: String,
+}
+
+type Key = (Algorithm, u64, u64);
+
+/// The cache of one catalog, loaded once per batch of files.
+#[derive(Debug)]
+pub struct HashCache {
+    path: PathBuf,
+    entries: HashMap<Key, Entry>,
+    lines_on_disk: usize,
+    pending: Vec<String>,
+}
+
+impl HashCache {
+    /// Load the cache at `path` (an empty one when the file does not exist yet).
+    pub fn open(path: &Path) -> Result<HashCache> {
+        let mut cache = HashCache {
+            path: path.to_path_buf(),
+            entries: HashMap::new(),
+            lines_on_disk: 0,
+            pending: Vec::new(),
+        };
+        cache.load()?;
+        Ok(cache)
+    }
+
+    fn load(&mut self) -> Result<()> {
+        let text = match fs::read(&self.path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(CoreError::io("read", &self.path, e)),
+        };
+        let text = String::from_utf8_lossy(&text);
+        for line in text.split('\n') {
+            if line.is_empty() {
+                continue;
+            }
+            self.lines_on_disk += 1;
+            if let Some((key, entry)) = parse_line(line) {
+                self.entries.insert(key, entry);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The digest recorded for a file with exactly this identity.
+    pub fn lookup(&self, algorithm: Algorithm, identity: &FileIdentity) -> Option<&str> {
+        let entry = self.entries.get(&(algorithm, identity.dev, identity.ino))?;
+        let same = entry.size == identity.size
+            && entry.mtime_ns == identity.mtime_ns
+            && entry.ctime_ns == identity.ctime_ns;
+        same.then_some(entry.digest.as_str())
+    }
+
+    /// Remember a digest, if the file was old enough when hashed to be trusted later.
+    pub fn record(&mut self, algorithm: Algorithm, hashed: &Hashed) -> bool {
+        self.record_identity(
+            algorithm,
+            &hashed.identity,
+            hashed.started_ns,
+            &hashed.digest,
+        )
+    }
+
+    pub fn record_identity(
+        &mut self,
+        algorithm: Algorithm,
+        identity: &FileIdentity,
+        started_ns: i64,
+        digest: &str,
+    ) -> bool {
+        if identity.mtime_ns > started_ns - RACY_WINDOW_NS {
+            return false;
+        }
+        let key = (algorithm, identity.dev, identity.ino);
+        let entry = Entry {
+            size: identity.size,
+            mtime_ns: identity.mtime_ns,
+            ctime_ns: identity.ctime_ns,
+            hashed_ns: started_ns,
+            digest: digest.to_string(),
+        };
+        if self.entries.get(&key) == Some(&entry) {
+            return true;
+        }
+        self.pending.push(format_line(key, &entry));
+        self.entries.insert(key, entry);
+        true
+    }
+
+    /// Hex digests of `paths` in order, reading only files whose identity is not cached; the
+    /// new digests are recorded and flushed. Each file fails on its own.
+    pub fn hash_files(&mut self, paths: &[PathBuf], algorithm: Algorithm) -> Vec<Result<String>> {
+        let results: Vec<Result<(String, Option<Hashed>)>> = {
+            let cache = &*self;
+            paths
+                .par_iter()
+                .map(|path| {
+                    if let Ok(meta) = fs::metadata(path) {
+                        if meta.is_file() {
+                            let identity = FileIdentity::of(&meta);
+                            if let Some(digest) = cache.lookup(algorithm, &identity) {
+                                return Ok((digest.to_string(), None));
+                            }
+                        }
+                    }
+                    let hashed = hash_with_identity(path, algorithm)?;
+                    Ok((hashed.digest.clone(), Some(hashed)))
+                })
+                .collect()
+        };
+        for hashed in results.iter().flatten().filter_map(|(_, h)| h.as_ref()) {
+            self.record(algorithm, hashed);
+        }
+        // The digests are right whether or not the cache could be written (a full disk, a
+        // read-only catalog): the next batch reads those files again, nothing worse.
+        let _ = self.flush();
+        results
+            .into_iter()
+            .map(|r| r.map(|(digest, _)| digest))
+            .collect()
+    }
+
+    /// Append what was recorded since the last flush; compact a file that has grown to many
+    /// times its live entries.
+    pub fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let lock_path = lock_path_of(&self.path);
+        let _held = FileLock::acquire(&lock_path, LOCK_TIMEOUT)?;
+        let mut text = self.pending.join("\n");
+        text.push('\n');
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o644)
+            .open(&self.path)
+            .map_err(|e| CoreError::io("open", &self.path, e))?;
+        file.write_all(text.as_bytes())
+            .map_err(|e| CoreError::io("write", &self.path, e))?;
+        drop(file);
+        self.lines_on_disk += self.pending.len();
+        self.pending.clear();
+        if self.lines_on_disk > 4 * self.entries.len() + 10_000 {
+            self.compact_locked()?;
+        }
+        Ok(())
+    }
+
+    /// Rewrite the file with one line per live entry (the lock is held by the caller).
+    fn compact_locked(&mut self) -> Result<()> {
+        self.entries.clear();
+        self.lines_on_disk = 0;
+        self.load()?;
+        let mut text = String::new();
+        for (key, entry) in &self.entries {
+            text.push_str(&format_line(*key, entry));
+            text.push('\n');
+        }
+        write_atomic(&self.path, text.as_bytes(), false, false)?;
+        self.lines_on_disk = self.entries.len();
+        Ok(())
+    }
+}
+
+fn lock_path_of(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".lock");
+    path.with_file_name(name)
+}
+
+fn checksum(text: &str) -> String {
+    blake3::hash(text.as_bytes()).to_hex()[..8].to_string()
+}
+
+fn format_line(key: Key, entry: &Entry) -> String {
+    let body = format!(
+        "{FORMAT} {} {} {} {} {} {} {} {}",
+        key.0.name(),
+        key.1,
+        key.2,
+        entry.size,
+        entry.mtime_ns,
+        entry.ctime_ns,
+        entry.hashed_ns,
+        entry.digest
+    );
+    let check = checksum(&body);
+    format!("{body} {check}")
+}
+
+fn parse_line(line: &str) -> Option<(Key, Entry)> {
+    let (body, check) = line.rsplit_once(' ')?;
+    if checksum(body) != check {
+        return None;
+    }
+    let fields: Vec<&str> = body.split(' ').collect();
+    if fields.len() != 9 || fields[0] != FORMAT {
+        return None;
+    }
+    let algorithm = Algorithm::parse(fields[1]).ok()?;
+    let key = (algorithm, fields[2].parse().ok()?, fields[3].parse().ok()?);
+    let entry = Entry {
+        size: fields[4].parse().ok()?,
+        mtime_ns: fields[5].parse().ok()?,
+        ctime_ns: fields[6].parse().ok()?,
+        hashed_ns: fields[7].parse().ok()?,
+        digest: fields[8].to_string(),
+    };
+    Some((key, entry))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hasher::now_ns;
+
+    fn old_file(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        fs::write(&path, content).unwrap();
+        let old = std::time::SystemTime::now() - Duration::from_secs(60);
+        fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        path
+    }
+
+    #[test]
+    fn entries_survive_a_reload_and_a_change_misses() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_path = dir.path().join(".cache");
+        let file = old_file(dir.path(), "a", b"hello");
+        let hashed = hash_with_identity(&file, Algorithm::Blake3).unwrap();
+        let mut cache = HashCache::open(&cache_path).unwrap();
+        assert!(cache.record(Algorithm::Blake3, &hashed));
+        cache.flush().unwrap();
+        let cache = HashCache::open(&cache_path).unwrap();
+        assert_eq!(
+            cache.lookup(Algorithm::Blake3, &hashed.identity),
+            Some(hashed.digest.as_str())
+        );
+        assert_eq!(cache.lookup(Algorithm::Sha256, &hashed.identity), None);
+        let mut changed = hashed.identity;
+        changed.mtime_ns += 1;
+        assert_eq!(cache.lookup(Algorithm::Blake3, &changed), None);
+    }
+
+    #[test]
+    fn batch_hashing_reads_only_what_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_path = dir.path().join(".cache");
+        let a = old_file(dir.path(), "a", b"one");
+        let b = old_file(dir.path(), "b", b"two");
+        let paths = vec![a.clone(), b.clone(), dir.path().join("missing")];
+        let first = HashCache::open(&cache_path)
+            .unwrap()
+            .hash_files(&paths, Algorithm::Sha256);
+        assert!(first[2].is_err());
+        let mut cache = HashCache::open(&cache_path).unwrap();
+        assert_eq!(cache.len(), 2);
+        // Same size, new content, mtime put back: the ctime still tells.
+        let meta = fs::metadata(&b).unwrap();
+        fs::write(&b, b"TWO").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&b)
+            .unwrap()
+            .set_modified(meta.modified().unwrap())
+            .unwrap();
+        let second = cache.hash_files(&paths, Algorithm::Sha256);
+        assert_eq!(second[0].as_ref().unwrap(), first[0].as_ref().unwrap());
+        assert_eq!(
+            second[1].as_ref().unwrap(),
+            &crate::hasher::hash_file(&b, Algorithm::Sha256).unwrap()
+        );
+        assert_ne!(second[1].as_ref().unwrap(), first[1].as_ref().unwrap());
+    }
+
+    #[test]
+    fn fresh_files_are_not_trusted() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("fresh");
+        fs::write(&file, b"new").unwrap();
+        let hashed = hash_with_identity(&file, Algorithm::Blake3).unwrap();
+        let mut cache = HashCache::open(&dir.path().join(".cache")).unwrap();
+        assert!(!cache.record(Algorithm::Blake3, &hashed));
+        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn torn_and_foreign_lines_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_path = dir.path().join(".cache");
+        let file = old_file(dir.path(), "a", b"x");
+        let hashed = hash_with_identity(&file, Algorithm::Sha256).unwrap();
+        let mut cache = HashCache::open(&cache_path).unwrap();
+        cache.record(Algorithm::Sha256, &hashed);
+        cache.flush().unwrap();
+        let good = fs::read_to_string(&cache_path).unwrap();
+        let torn = &good[..good.len() / 2];
+        fs::write(
+            &cache_path,
+            format!("garbage line\n{torn}{good}1 sha256 1 2 3 4 5 6 deadbeef 00000000\n"),
+        )
+        .unwrap();
+        let cache = HashCache::open(&cache_path).unwrap();
+        assert_eq!(
+            cache.len(),
+            0,
+            "the torn line swallowed the good one after it"
+        );
+        fs::write(&cache_path, format!("garbage\n{torn}\n{good}")).unwrap();
+        let cache = HashCache::open(&cache_path).unwrap();
+        assert_eq!(cache.len(), 1);
+    }
+
+    #[test]
+    fn concurrent_writers_keep_every_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_path = dir.path().join(".cache");
+        let threads: Vec<_> = (0..4u64)
+            .map(|t| {
+                let cache_path = cache_path.clone();
+                std::thread::spawn(move || {
+                    for i in 0..50u64 {
+                        let mut cache = HashCache::open(&cache_path).unwrap();
+                        let identity = FileIdentity {
+                            dev: 1,
+                            ino: t * 1000 + i,
+                            size: 1,
+                            mtime_ns: 0,
+                            ctime_ns: 0,
+                        };
+                        cache.record_identity(Algorithm::Blake3, &identity, now_ns(), "d");
+                        cache.flush().unwrap();
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(HashCache::open(&cache_path).unwrap().len(), 200);
+    }
+
+    #[test]
+    fn compaction_keeps_live_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_path = dir.path().join(".cache");
+        let identity = FileIdentity {
+            dev: 1,
+            ino: 1,
+            size: 1,
+            mtime_ns: 0,
+            ctime_ns: 0,
+        };
+        let mut cache = HashCache::open(&cache_path).unwrap();
+        for round in 0..10_050i64 {
+            cache.record_identity(Algorithm::Blake3, &identity, now_ns() + round, "d");
+            cache.flush().unwrap();
+        }
+        let lines = fs::read_to_string(&cache_path).unwrap().lines().count();
+        assert!(lines < 100, "{lines} lines after compaction");
+        assert_eq!(HashCache::open(&cache_path).unwrap().len(), 1);
+    }
+}

@@ -1,0 +1,240 @@
+//! Copies into and out of a catalog: atomic (temp file, rename) and hashed in the same pass,
+//! so a catalog put reads each file once.
+//!
+//! The copy keeps the source's modification time, so its identity can be cached like the
+//! source's: a later put of an unchanged file into the same place is two stat calls, with no
+//! read and no write.
+
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use crate::cache::HashCache;
+use crate::error::{CoreError, Result};
+use crate::hasher::{
+    changed_while_read, now_ns, open_regular, Algorithm, FileIdentity, Hashed, StreamHasher,
+};
+use crate::writer::{fsync_folder, temp_path};
+
+const BUFFER_BYTES: usize = 1 << 20;
+
+/// The digest of a file copied (or found already there, `copied == false`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copied {
+    pub digest: String,
+    pub copied: bool,
+}
+
+/// Copy `src` to `dst` atomically, hashing the bytes as they pass; returns the source's
+/// digest and identity and the copy's identity.
+pub fn copy_file(
+    src: &Path,
+    dst: &Path,
+    algorithm: Algorithm,
+    fsync: bool,
+) -> Result<(Hashed, FileIdentity)> {
+    let started_ns = now_ns();
+    let (mut source, meta) = open_regular(src)?;
+    let before = FileIdentity::of(&meta);
+    let folder = match dst.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    fs::create_dir_all(folder).map_err(|e| CoreError::io("create folder", folder, e))?;
+    let name = dst
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| CoreError::InvalidArgument(format!("{} names no file", dst.display())))?;
+    let temp = temp_path(folder, name);
+    let result = (|| -> Result<String> {
+        let mut out = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&temp)
+            .map_err(|e| CoreError::io("create", dst, e))?;
+        let mut hasher = StreamHasher::new(algorithm);
+        let mut buffer = vec![0u8; BUFFER_BYTES.min(before.size as usize + 1).max(4096)];
+        loop {
+            let n = match source.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(CoreError::io("read", src, e)),
+            };
+            hasher.update(&buffer[..n]);
+            out.write_all(&buffer[..n])
+                .map_err(|e| CoreError::io("write", dst, e))?;
+        }
+        let modified = meta.modified().map_err(|e| CoreError::io("stat", src, e))?;
+        out.set_modified(modified)
+            .map_err(|e| CoreError::io("set the time of", dst, e))?;
+        if fsync {
+            out.sync_data()
+                .map_err(|e| CoreError::io("fsync", dst, e))?;
+        }
+        let after = source
+            .metadata()
+            .map(|m| FileIdentity::of(&m))
+            .map_err(|e| CoreError::io("stat", src, e))?;
+        if after != before {
+            return Err(changed_while_read(src));
+        }
+        fs::rename(&temp, dst).map_err(|e| CoreError::io("replace", dst, e))?;
+        Ok(hasher.finalize())
+    })();
+    let digest = match result {
+        Ok(digest) => digest,
+        Err(err) => {
+            let _ = fs::remove_file(&temp);
+            return Err(err);
+        }
+    };
+    if fsync {
+        fsync_folder(folder)?;
+    }
+    let copy = fs::metadata(dst)
+        .map(|m| FileIdentity::of(&m))
+        .map_err(|e| CoreError::io("stat", dst, e))?;
+    Ok((
+        Hashed {
+            digest,
+            identity: before,
+            started_ns,
+        },
+        copy,
+    ))
+}
+
+/// Copy many files in parallel; with a cache, a source whose identity is cached and whose
+/// destination holds (by its cached identity) the same digest is not read or written again.
+pub fn copy_files(
+    pairs: &[(PathBuf, PathBuf)],
+    algorithm: Algorithm,
+    fsync: bool,
+    cache: Option<&mut HashCache>,
+) -> Vec<Result<Copied>> {
+    type Outcome = (Copied, Option<(Hashed, FileIdentity)>);
+    let results: Vec<Result<Outcome>> = {
+        let cache = cache.as_deref();
+        pairs
+            .par_iter()
+            .map(|(src, dst)| {
+                if let Some(digest) = cache.and_then(|c| unchanged(c, src, dst, algorithm)) {
+                    let copied = Copied {
+                        digest,
+                        copied: false,
+                    };
+                    return Ok((copied, None));
+                }
+                let (hashed, copy) = copy_file(src, dst, algorithm, fsync)?;
+                let copied = Copied {
+                    digest: hashed.digest.clone(),
+                    copied: true,
+                };
+                Ok((copied, Some((hashed, copy))))
+            })
+            .collect()
+    };
+    if let Some(cache) = cache {
+        for (hashed, copy) in results.iter().flatten().filter_map(|(_, h)| h.as_ref()) {
+            if cache.record(algorithm, hashed) {
+                // The copy has the source's mtime, so it is as old, and as trustworthy.
+                cache.record_identity(algorithm, copy, hashed.started_ns, &hashed.digest);
+            }
+        }
+        let _ = cache.flush();
+    }
+    results.into_iter().map(|r| r.map(|(c, _)| c)).collect()
+}
+
+fn unchanged(cache: &HashCache, src: &Path, dst: &Path, algorithm: Algorithm) -> Option<String> {
+    let src_meta = fs::metadata(src).ok().filter(|m| m.is_file())?;
+    let digest = cache.lookup(algorithm, &FileIdentity::of(&src_meta))?;
+    let dst_meta = fs::metadata(dst).ok().filter(|m| m.is_file())?;
+    let copy_digest = cache.lookup(algorithm, &FileIdentity::of(&dst_meta))?;
+    (digest == copy_digest).then(|| digest.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hasher::hash_file;
+    use std::time::{Duration, SystemTime};
+
+    fn age(path: &Path) {
+        let old = SystemTime::now() - Duration::from_secs(60);
+        fs::File::options()
+            .write(true)
+            .open(path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+    }
+
+    #[test]
+    fn copies_hash_and_keep_the_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("data.bin");
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        fs::write(&src, &data).unwrap();
+        let dst = dir.path().join("catalog/run/data.bin");
+        let (hashed, copy) = copy_file(&src, &dst, Algorithm::Sha256, true).unwrap();
+        assert_eq!(fs::read(&dst).unwrap(), data);
+        assert_eq!(hashed.digest, hash_file(&src, Algorithm::Sha256).unwrap());
+        assert_eq!(copy.mtime_ns, hashed.identity.mtime_ns);
+        assert_eq!(fs::read_dir(dst.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn second_copy_of_unchanged_files_reads_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache_path = dir.path().join(".cache");
+        let src = dir.path().join("a");
+        fs::write(&src, b"content").unwrap();
+        age(&src);
+        let pairs = vec![(src.clone(), dir.path().join("out/a"))];
+        let mut cache = HashCache::open(&cache_path).unwrap();
+        let first = copy_files(&pairs, Algorithm::Blake3, false, Some(&mut cache));
+        assert!(first[0].as_ref().unwrap().copied);
+        let mut cache = HashCache::open(&cache_path).unwrap();
+        let second = copy_files(&pairs, Algorithm::Blake3, false, Some(&mut cache));
+        assert_eq!(
+            second[0].as_ref().unwrap(),
+            &Copied {
+                digest: first[0].as_ref().unwrap().digest.clone(),
+                copied: false
+            }
+        );
+        // A changed source is copied again; so is a damaged copy.
+        fs::write(&src, b"CONTENT").unwrap();
+        age(&src);
+        let third = copy_files(&pairs, Algorithm::Blake3, false, Some(&mut cache));
+        assert!(third[0].as_ref().unwrap().copied);
+        assert_eq!(fs::read(dir.path().join("out/a")).unwrap(), b"CONTENT");
+        fs::write(dir.path().join("out/a"), b"damaged").unwrap();
+        let fourth = copy_files(&pairs, Algorithm::Blake3, false, Some(&mut cache));
+        assert!(fourth[0].as_ref().unwrap().copied);
+        assert_eq!(fs::read(dir.path().join("out/a")).unwrap(), b"CONTENT");
+    }
+
+    #[test]
+    fn failed_copy_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = copy_file(
+            &dir.path().join("missing"),
+            &dir.path().join("out/x"),
+            Algorithm::Blake3,
+            false,
+        )
+        .unwrap_err();
+        assert_eq!(err.errno(), Some(2));
+        let err =
+            copy_file(dir.path(), &dir.path().join("y"), Algorithm::Blake3, false).unwrap_err();
+        assert!(err.to_string().contains("directory"), "{err}");
+        assert!(!dir.path().join("y").exists());
+    }
+}

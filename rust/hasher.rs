@@ -1,0 +1,323 @@
+//! Content hashing of files: BLAKE3 (the default) or SHA-256 (what runnable records).
+//!
+//! Every byte of every file is hashed, whatever its size. Many files are hashed in parallel
+//! (rayon, one task per file); a large file is hashed by BLAKE3's tree hashing over a memory
+//! map on all threads. SHA-256 cannot be split, so large SHA-256 files run one per thread.
+//! A file that changes while it is read is an error, never a digest of a mix.
+
+use std::fs::{File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rayon::prelude::*;
+use rustix::fs::{Mode, OFlags};
+use sha2::{Digest as _, Sha256};
+
+use crate::error::{CoreError, Result};
+
+/// Files at least this large are hashed by BLAKE3 over a memory map on all threads.
+pub const PARALLEL_MIN_BYTES: u64 = 4 << 20;
+const BUFFER_BYTES: usize = 1 << 20;
+
+/// A content hash algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    Blake3,
+    Sha256,
+}
+
+impl Algorithm {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "blake3" => Ok(Algorithm::Blake3),
+            "sha256" => Ok(Algorithm::Sha256),
+            other => Err(CoreError::InvalidArgument(format!(
+                "unknown hash algorithm {other:?}: expected \"blake3\" or \"sha256\""
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Blake3 => "blake3",
+            Algorithm::Sha256 => "sha256",
+        }
+    }
+}
+
+/// What identifies a file's content without reading it: if none of these changed, neither did
+/// the content (given the racy-timestamp rule of the cache).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub dev: u64,
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl FileIdentity {
+    pub fn of(meta: &Metadata) -> Self {
+        FileIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        }
+    }
+}
+
+/// A digest and the identity of the file it was computed from.
+#[derive(Debug, Clone)]
+pub struct Hashed {
+    pub digest: String,
+    pub identity: FileIdentity,
+    /// Wall clock (ns) before the file was opened: the cache trusts the digest only for files
+    /// last modified well before this.
+    pub started_ns: i64,
+}
+
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// Hex digest of one file.
+pub fn hash_file(path: &Path, algorithm: Algorithm) -> Result<String> {
+    hash_with_identity(path, algorithm).map(|h| h.digest)
+}
+
+/// Hex digests of many files, in parallel, in the order given; each file fails on its own.
+pub fn hash_files(paths: &[PathBuf], algorithm: Algorithm) -> Vec<Result<String>> {
+    paths
+        .par_iter()
+        .map(|path| hash_file(path, algorithm))
+        .collect()
+}
+
+/// Open a path for reading only if it is a regular file. `O_NONBLOCK` keeps a FIFO that
+/// appears at the path from blocking the open; the type is checked on the opened descriptor.
+pub fn open_regular(path: &Path) -> Result<(File, Metadata)> {
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| CoreError::io("open", path, io::Error::from(e)))?;
+    let file = File::from(fd);
+    let meta = file
+        .metadata()
+        .map_err(|e| CoreError::io("stat", path, e))?;
+    if !meta.is_file() {
+        return Err(CoreError::NotAFile {
+            path: path.to_path_buf(),
+            reason: format!("is {}, not a regular file", describe_type(&meta)),
+        });
+    }
+    Ok((file, meta))
+}
+
+fn describe_type(meta: &Metadata) -> &'static str {
+    let kind = meta.file_type();
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else {
+        "a special file"
+    }
+}
+
+/// Hash one file and say which file (identity) the digest belongs to.
+pub fn hash_with_identity(path: &Path, algorithm: Algorithm) -> Result<Hashed> {
+    let started_ns = now_ns();
+    let (mut file, meta) = open_regular(path)?;
+    let before = FileIdentity::of(&meta);
+    let digest = if algorithm == Algorithm::Blake3 && before.size >= PARALLEL_MIN_BYTES {
+        let mut hasher = blake3::Hasher::new();
+        hasher
+            .update_mmap_rayon(path)
+            .map_err(|e| CoreError::io("read", path, e))?;
+        hasher.finalize().to_hex().to_string()
+    } else {
+        hash_reader(&mut file, algorithm).map_err(|e| CoreError::io("read", path, e))?
+    };
+    // The memory map reopens the path: check it is still the same, unchanged file.
+    let after = std::fs::metadata(path)
+        .map(|m| FileIdentity::of(&m))
+        .map_err(|e| CoreError::io("stat", path, e))?;
+    if after != before {
+        return Err(changed_while_read(path));
+    }
+    Ok(Hashed {
+        digest,
+        identity: before,
+        started_ns,
+    })
+}
+
+pub fn changed_while_read(path: &Path) -> CoreError {
+    CoreError::NotAFile {
+        path: path.to_path_buf(),
+        reason: "changed while it was being read; hash it again once it is complete".to_string(),
+    }
+}
+
+/// Streaming hasher of either algorithm.
+pub enum StreamHasher {
+    Blake3(Box<blake3::Hasher>),
+    Sha256(Sha256),
+}
+
+impl StreamHasher {
+    pub fn new(algorithm: Algorithm) -> Self {
+        match algorithm {
+            Algorithm::Blake3 => StreamHasher::Blake3(Box::new(blake3::Hasher::new())),
+            Algorithm::Sha256 => StreamHasher::Sha256(Sha256::new()),
+        }
+    }
+
+    pub fn update(&mut self, data: &[u8]) {
+        match self {
+            StreamHasher::Blake3(h) => {
+                h.update(data);
+            }
+            StreamHasher::Sha256(h) => h.update(data),
+        }
+    }
+
+    pub fn finalize(self) -> String {
+        match self {
+            StreamHasher::Blake3(h) => h.finalize().to_hex().to_string(),
+            StreamHasher::Sha256(h) => to_hex(&h.finalize()),
+        }
+    }
+}
+
+fn hash_reader(reader: &mut impl Read, algorithm: Algorithm) -> io::Result<String> {
+    let mut hasher = StreamHasher::new(algorithm);
+    let mut buffer = vec![0u8; BUFFER_BYTES];
+    loop {
+        let n = match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hasher.finalize())
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for &b in bytes {
+        out.push(DIGITS[(b >> 4) as usize] as char);
+        out.push(DIGITS[(b & 15) as usize] as char);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Seek, SeekFrom, Write};
+
+    const EMPTY_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    const EMPTY_BLAKE3: &str = "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262";
+
+    #[test]
+    fn known_vectors() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, b"").unwrap();
+        assert_eq!(hash_file(&empty, Algorithm::Sha256).unwrap(), EMPTY_SHA256);
+        assert_eq!(hash_file(&empty, Algorithm::Blake3).unwrap(), EMPTY_BLAKE3);
+        let abc = dir.path().join("abc");
+        std::fs::write(&abc, b"abc").unwrap();
+        assert_eq!(
+            hash_file(&abc, Algorithm::Sha256).unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            hash_file(&abc, Algorithm::Blake3).unwrap(),
+            blake3::hash(b"abc").to_hex().to_string()
+        );
+    }
+
+    #[test]
+    fn large_files_hash_every_byte_both_ways() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big");
+        let mut data = vec![0u8; (PARALLEL_MIN_BYTES as usize) * 2 + 12345];
+        for (i, b) in data.iter_mut().enumerate() {
+            *b = (i * 31 % 251) as u8;
+        }
+        std::fs::write(&path, &data).unwrap();
+        assert_eq!(
+            hash_file(&path, Algorithm::Blake3).unwrap(),
+            blake3::hash(&data).to_hex().to_string()
+        );
+        assert_eq!(
+            hash_file(&path, Algorithm::Sha256).unwrap(),
+            to_hex(&Sha256::digest(&data))
+        );
+        // One byte flipped at the very end changes the digest.
+        let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.seek(SeekFrom::End(-1)).unwrap();
+        file.write_all(&[data[data.len() - 1] ^ 1]).unwrap();
+        assert_ne!(
+            hash_file(&path, Algorithm::Blake3).unwrap(),
+            blake3::hash(&data).to_hex().to_string()
+        );
+    }
+
+    #[test]
+    fn per_file_errors_name_the_path_and_keep_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = dir.path().join("good");
+        std::fs::write(&good, b"x").unwrap();
+        let fifo = dir.path().join("fifo");
+        assert!(std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success());
+        let paths = vec![
+            good.clone(),
+            dir.path().join("missing"),
+            dir.path().to_path_buf(),
+            fifo.clone(),
+        ];
+        let results = hash_files(&paths, Algorithm::Blake3);
+        assert_eq!(
+            results[0].as_ref().unwrap(),
+            &blake3::hash(b"x").to_hex().to_string()
+        );
+        let missing = results[1].as_ref().unwrap_err();
+        assert_eq!(missing.errno(), Some(2));
+        assert!(missing.to_string().contains("missing"));
+        let folder = results[2].as_ref().unwrap_err().to_string();
+        assert!(folder.contains("a directory"), "{folder}");
+        let fifo_err = results[3].as_ref().unwrap_err().to_string();
+        assert!(fifo_err.contains("a FIFO"), "{fifo_err}");
+    }
+
+    #[test]
+    fn algorithms_by_name() {
+        assert_eq!(Algorithm::parse("sha256").unwrap(), Algorithm::Sha256);
+        assert!(Algorithm::parse("md5").is_err());
+    }
+}
