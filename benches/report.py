@@ -4,7 +4,9 @@
 
 Absolute times on shared, noisy machines mean little; the ratio of two implementations measured
 in the same run does. For the "scale" group the ratio is the cost of 1000 writes into a run of
-9000 steps over the cost into an empty run (1.0 = flat).
+9000 steps over the cost into an empty run (1.0 = flat); for "put-again" it is the cost of a
+put of unchanged files over the cost of stat-ing them. Where a group has a "reference" (the
+blake3 package), ours is also given as a multiple of its time.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ def table(path: Path) -> str:
     for group, benches in groups.items():
         baseline = next(b for b in benches if b["extra_info"].get("role") == "baseline")  # type: ignore[union-attr]
         base = baseline["stats"]["median"]  # type: ignore[index]
-        scale = group.startswith("scale")
+        scale = group.startswith(("scale", "put-again"))
+        reference = next((b for b in benches if b["extra_info"].get("role") == "reference"), None)  # type: ignore[union-attr]
         for bench in benches:
             median = bench["stats"]["median"]  # type: ignore[index]
             name = str(bench["name"]).split("[", 1)[-1].rstrip("]")
@@ -38,6 +41,9 @@ def table(path: Path) -> str:
                 ratio = f"{median / base:.2f}x the cost"
             else:
                 ratio = f"**{base / median:.1f}x** faster"
+            if reference is not None and bench["extra_info"].get("role") == "ours":  # type: ignore[union-attr]
+                ref = reference["stats"]["median"]  # type: ignore[index]
+                ratio += f"; {median / ref:.2f}x the time of the reference"
             lines.append(f"| {group} | {name} | {_fmt(median)} | {ratio} |")
     machine = data.get("machine_info", {})
     lines.append("")

@@ -149,17 +149,26 @@ pub fn hash_with_identity(path: &Path, algorithm: Algorithm) -> Result<Hashed> {
         hasher
             .update_mmap_rayon(path)
             .map_err(|e| CoreError::io("read", path, e))?;
+        // The memory map reopens the path: check it is still the same, unchanged file.
+        let after = std::fs::metadata(path)
+            .map(|m| FileIdentity::of(&m))
+            .map_err(|e| CoreError::io("stat", path, e))?;
+        if after != before {
+            return Err(changed_while_read(path));
+        }
         hasher.finalize().to_hex().to_string()
     } else {
-        hash_reader(&mut file, algorithm).map_err(|e| CoreError::io("read", path, e))?
+        let digest = hash_reader(&mut file, algorithm, before.size)
+            .map_err(|e| CoreError::io("read", path, e))?;
+        let after = file
+            .metadata()
+            .map(|m| FileIdentity::of(&m))
+            .map_err(|e| CoreError::io("stat", path, e))?;
+        if after != before {
+            return Err(changed_while_read(path));
+        }
+        digest
     };
-    // The memory map reopens the path: check it is still the same, unchanged file.
-    let after = std::fs::metadata(path)
-        .map(|m| FileIdentity::of(&m))
-        .map_err(|e| CoreError::io("stat", path, e))?;
-    if after != before {
-        return Err(changed_while_read(path));
-    }
     Ok(Hashed {
         digest,
         identity: before,
@@ -205,10 +214,15 @@ impl StreamHasher {
     }
 }
 
-fn hash_reader(reader: &mut impl Read, algorithm: Algorithm) -> io::Result<String> {
+fn hash_reader(reader: &mut impl Read, algorithm: Algorithm, size: u64) -> io::Result<String> {
     let mut hasher = StreamHasher::new(algorithm);
-    let mut buffer = vec![0u8; BUFFER_BYTES];
-    loop {
+    // Sized to the file (one read for a small one), at most 1 MiB.
+    let mut buffer = vec![0u8; (size as usize).clamp(4096, BUFFER_BYTES - 1) + 1];
+    let mut total: u64 = 0;
+    // Stop at the size fstat gave, without a read to see the end: the caller compares the
+    // file's identity (size included) after reading, so growth or shrinkage is an error.
+    // Files that say they are empty are read to the end: pseudo-files (/proc) have content.
+    while size == 0 || total < size {
         let n = match reader.read(&mut buffer) {
             Ok(0) => break,
             Ok(n) => n,
@@ -216,6 +230,7 @@ fn hash_reader(reader: &mut impl Read, algorithm: Algorithm) -> io::Result<Strin
             Err(e) => return Err(e),
         };
         hasher.update(&buffer[..n]);
+        total += n as u64;
     }
     Ok(hasher.finalize())
 }

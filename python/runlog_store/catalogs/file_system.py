@@ -188,8 +188,10 @@ class FileSystemCatalog(BaseCatalog):
 
 
 def _glob_files(root: Path, pattern: str, run_id: str) -> list[Path]:
+    """Every match but folders (as runnable does). A FIFO, socket or broken link is kept, so
+    its copy fails with an error naming it instead of being skipped without a word."""
     try:
-        return sorted(path for path in root.glob(pattern) if path.is_file())
+        return sorted(path for path in root.glob(pattern) if not path.is_dir())
     except (ValueError, NotImplementedError) as exc:
         raise CatalogError(
             f"{pattern!r} is not a usable glob pattern: {exc}", path=str(root), run_id=run_id

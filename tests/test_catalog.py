@@ -1,0 +1,217 @@
+"""Catalogs: runnable's layout and entries, atomic copies hashed in the same pass, progress."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import blake3
+import pytest
+import runnable.datastore as runnable_models
+
+from runlog_store import catalog_types, create_catalog, load_catalog
+from runlog_store.catalogs.file_system import FileSystemCatalog
+from runlog_store.exceptions import (
+    CatalogError,
+    ConfigurationError,
+    InvalidRunIdError,
+    NoMatchingFilesError,
+    StorageError,
+)
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.csv").write_text("x,y\n1,2\n")
+    (tmp_path / "data" / "b.csv").write_text("x,y\n3,4\n")
+    (tmp_path / "data" / "deep").mkdir()
+    (tmp_path / "data" / "deep" / "c.txt").write_text("deep")
+    return tmp_path
+
+
+def _catalog(**config: object) -> FileSystemCatalog:
+    catalog = create_catalog("file-system", fsync=False, **config)
+    assert isinstance(catalog, FileSystemCatalog)
+    return catalog
+
+
+def test_types_are_registered_through_entry_points() -> None:
+    assert {"do-nothing", "file-system"} <= set(catalog_types())
+    assert create_catalog("do-nothing").put("x", run_id="r") == []
+
+
+def test_put_records_what_runnable_records(workdir: Path) -> None:
+    catalog = _catalog(hash_algorithm="sha256")
+    entries = catalog.put("data/*.csv", run_id="run-1")
+    assert [e.name for e in entries] == ["data/a.csv", "data/b.csv"]
+    first = entries[0]
+    assert first.data_hash == hashlib.sha256(b"x,y\n1,2\n").hexdigest()
+    assert first.catalog_relative_path == "run-1/data/a.csv"
+    assert first.catalog_handler_location == ".catalog"
+    assert first.stage == "put"
+    assert (workdir / ".catalog" / "run-1" / "data" / "a.csv").read_text() == "x,y\n1,2\n"
+    # runnable's own model takes the entries as they are
+    runnable_models.DataCatalog.model_validate(first.model_dump())
+    leftovers = [p for p in (workdir / ".catalog").rglob(".*tmp*")]
+    assert leftovers == []
+
+
+def test_blake3_is_the_default_and_says_so(workdir: Path) -> None:
+    entries = _catalog().put("data/deep/*", run_id="r")
+    assert entries[0].data_hash == "blake3:" + blake3.blake3(b"deep").hexdigest()
+
+
+def test_compute_data_folder_layout_is_runnables(workdir: Path) -> None:
+    catalog = _catalog(compute_data_folder="data")
+    entries = catalog.put("**/*.txt", run_id="r")
+    assert [e.name for e in entries] == ["deep/c.txt"]
+    assert entries[0].catalog_relative_path == "r/deep/c.txt"
+    assert (workdir / ".catalog" / "r" / "data" / "deep" / "c.txt").read_text() == "deep"
+    (workdir / "data" / "deep" / "c.txt").unlink()
+    got = catalog.get("deep/*", run_id="r")
+    assert got[0].stage == "get" and got[0].catalog_relative_path == "deep/c.txt"
+    assert (workdir / "data" / "deep" / "c.txt").read_text() == "deep"
+
+
+def test_put_without_copy_only_hashes(workdir: Path) -> None:
+    entries = _catalog().put("data/a.csv", store_copy=False, run_id="r")
+    assert entries[0].data_hash.startswith("blake3:")
+    assert not (workdir / ".catalog" / "r").exists()
+
+
+def test_no_match(workdir: Path) -> None:
+    catalog = _catalog()
+    with pytest.raises(NoMatchingFilesError, match=r"nothing\*"):
+        catalog.put("nothing*", run_id="r")
+    assert catalog.put("nothing*", allow_file_not_found_exc=True, run_id="r") == []
+    with pytest.raises(NoMatchingFilesError, match="has no catalog"):
+        catalog.get("*", run_id="never-ran")
+
+
+def test_get_copies_back_and_skips_execution_logs(workdir: Path) -> None:
+    catalog = _catalog(hash_algorithm="sha256")
+    catalog.put("data/**/*", run_id="r")
+    (workdir / ".catalog" / "r" / "step.execution.log").write_text("log")
+    for path in (workdir / "data").glob("*.csv"):
+        path.unlink()
+    got = catalog.get("**/*", run_id="r")
+    assert sorted(e.name for e in got) == ["data/a.csv", "data/b.csv", "data/deep/c.txt"]
+    assert (workdir / "data" / "a.csv").read_text() == "x,y\n1,2\n"
+    assert all(e.stage == "get" and e.catalog_handler_location == ".catalog" for e in got)
+    assert not (workdir / "step.execution.log").exists()
+
+
+def test_sync_between_runs(workdir: Path) -> None:
+    catalog = _catalog()
+    catalog.put("data/*.csv", run_id="first")
+    (workdir / ".catalog" / "first" / "x.execution.log").write_text("log")
+    catalog.sync_between_runs("first", "retry")
+    assert (workdir / ".catalog" / "retry" / "data" / "b.csv").read_text() == "x,y\n3,4\n"
+    assert not (workdir / ".catalog" / "retry" / "x.execution.log").exists()
+    with pytest.raises(CatalogError, match="never"):
+        catalog.sync_between_runs("never", "retry")
+
+
+def test_nothing_leaves_the_folders(workdir: Path) -> None:
+    catalog = _catalog()
+    with pytest.raises(CatalogError, match="outside"):
+        catalog.put("../*", run_id="r")
+    with pytest.raises(InvalidRunIdError):
+        catalog.put("data/*", run_id="../escape")
+    with pytest.raises(CatalogError, match="no run id"):
+        catalog.put("data/*")
+
+
+def test_second_put_of_unchanged_files_copies_nothing(workdir: Path) -> None:
+    old = time.time() - 3600
+    for path in (workdir / "data").rglob("*"):
+        os.utime(path, (old, old))
+    catalog = _catalog()
+    first = catalog.put("data/*.csv", run_id="r")
+    copy = workdir / ".catalog" / "r" / "data" / "a.csv"
+    inode = os.stat(copy).st_ino
+    second = catalog.put("data/*.csv", run_id="r")
+    assert [e.data_hash for e in second] == [e.data_hash for e in first]
+    assert os.stat(copy).st_ino == inode, "the copy was not rewritten"
+    (workdir / "data" / "a.csv").write_text("x,y\n9,9\n")
+    third = catalog.put("data/*.csv", run_id="r")
+    assert os.stat(copy).st_ino != inode
+    assert copy.read_text() == "x,y\n9,9\n"
+    assert third[0].data_hash != first[0].data_hash
+
+
+def test_failed_copy_keeps_what_was_there(workdir: Path) -> None:
+    catalog = _catalog()
+    catalog.put("data/a.csv", run_id="r")
+    copy = workdir / ".catalog" / "r" / "data" / "a.csv"
+    os.mkfifo(workdir / "data" / "pipe.csv")
+    with pytest.raises(StorageError, match="FIFO") as raised:
+        catalog.put("data/*.csv", run_id="r")
+    assert raised.value.path == "data/pipe.csv"
+    assert copy.read_text() == "x,y\n1,2\n"
+    assert not (workdir / ".catalog" / "r" / "data" / "pipe.csv").exists()
+
+
+def test_load_catalog_reads_the_catalog_section(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "catalog:\n  type: file-system\n  config:\n    catalog_location: /tmp/cat\n"
+        "    hash_algorithm: sha256\n"
+    )
+    catalog = load_catalog(config)
+    assert isinstance(catalog, FileSystemCatalog)
+    assert (catalog.catalog_location, catalog.hash_algorithm) == ("/tmp/cat", "sha256")
+    default = load_catalog(None)
+    assert isinstance(default, FileSystemCatalog) and default.catalog_location == ".catalog"
+    config.write_text("catalog:\n  type: file-system\n  config:\n    hash_algorithm: md5\n")
+    with pytest.raises(ConfigurationError, match="hash_algorithm") as raised:
+        load_catalog(config)
+    assert raised.value.key == "hash_algorithm" and str(config) in str(raised.value)
+    config.write_text("catalog:\n  type: s4\n")
+    with pytest.raises(ConfigurationError, match="do-nothing, file-system"):
+        load_catalog(config)
+
+
+PROGRESS = """
+import os, sys
+from runlog_store import create_catalog
+os.chdir(sys.argv[1])
+create_catalog("file-system", fsync=False).put("many/*", run_id="r")
+"""
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(100):
+        (many / f"f{i}").write_text(str(i))
+    piped = subprocess.run(
+        [sys.executable, "-c", PROGRESS, str(tmp_path)], capture_output=True, text=True, check=True
+    )
+    assert piped.stderr == ""
+    main, child = os.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", PROGRESS, str(tmp_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=child,
+        env={**os.environ, "COLUMNS": "100", "TERM": "xterm"},
+    )
+    os.close(child)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    assert proc.wait(30) == 0
+    os.close(main)
+    assert b"put many/*" in drawn
