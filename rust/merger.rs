@@ -52,13 +52,63 @@ pub fn merge_run(run_dir: &Path, salvage: bool) -> Result<MergedRun> {
         .par_iter()
         .map(|(name, _)| read_whole(&run_dir.join(name)))
         .collect();
-    let parsed: Vec<Result<Option<Chunk<'_>>>> = chunk_names
-        .par_iter()
-        .zip(contents.par_iter())
-        .map(|((name, kind), bytes)| match bytes {
-            Ok(Some(bytes)) => parse_chunk(run_dir, name, *kind, bytes).map(Some),
+    let chunks = chunk_names
+        .iter()
+        .zip(&contents)
+        .map(|((name, kind), content)| {
+            let content = match content {
+                Ok(bytes) => Ok(bytes.as_deref()),
+                Err(err) => Err(copy_error(err)),
+            };
+            (name.as_str(), *kind, content)
+        })
+        .collect();
+    merge_contents(run_dir, &run_log_bytes, chunks, salvage)
+}
+
+/// [`merge_run`] of a run already in memory (fetched from object storage): `RunLog.json`'s
+/// bytes and `(file name, bytes)` of the other objects; names that are not chunks are ignored.
+/// Errors name `location` joined with the file name.
+pub fn merge_documents(
+    location: &Path,
+    run_log: &[u8],
+    objects: &[(String, Vec<u8>)],
+    salvage: bool,
+) -> Result<MergedRun> {
+    let mut chunks: Vec<_> = objects
+        .iter()
+        .filter_map(|(name, bytes)| {
+            chunk_kind_of(name).map(|kind| (name.as_str(), kind, Ok(Some(bytes.as_slice()))))
+        })
+        .collect();
+    chunks.sort_by(|a, b| a.0.cmp(b.0));
+    merge_contents(location, run_log, chunks, salvage)
+}
+
+type ChunkContent<'a> = (&'a str, ChunkKind, Result<Option<&'a [u8]>>);
+
+fn merge_contents(
+    location: &Path,
+    run_log_bytes: &[u8],
+    chunks: Vec<ChunkContent<'_>>,
+    salvage: bool,
+) -> Result<MergedRun> {
+    let run_log_path = location.join(RUN_LOG_FILE);
+    let total: usize = chunks
+        .iter()
+        .map(|(_, _, c)| {
+            c.as_ref()
+                .ok()
+                .and_then(|b| b.as_ref())
+                .map_or(0, |b| b.len())
+        })
+        .sum();
+    let parsed: Vec<Result<Option<Chunk<'_>>>> = chunks
+        .into_par_iter()
+        .map(|(name, kind, content)| match content {
+            Ok(Some(bytes)) => parse_chunk(location, name, kind, bytes).map(Some),
             Ok(None) => Ok(None),
-            Err(err) => Err(copy_error(err)),
+            Err(err) => Err(err),
         })
         .collect();
 
@@ -67,7 +117,7 @@ pub fn merge_run(run_dir: &Path, salvage: bool) -> Result<MergedRun> {
         salvage,
         skipped: Vec::new(),
     };
-    let mut root = parse_object(&run_log_bytes, &run_log_path)?;
+    let mut root = parse_object(run_log_bytes, &run_log_path)?;
     remove(&mut root, CREATED_NS_KEY);
     let root_source = merge.tree.add_source(run_log_path.clone());
     let root_steps = children_of(&root, "steps", &run_log_path)?;
@@ -90,7 +140,7 @@ pub fn merge_run(run_dir: &Path, salvage: bool) -> Result<MergedRun> {
         }
     }
     let roots = merge.attach_all()?;
-    let mut document = Vec::with_capacity(run_log_bytes.len() + total_len(&contents));
+    let mut document = Vec::with_capacity(run_log_bytes.len() + total);
     merge
         .tree
         .write_object(&mut document, &root, "steps", roots);
@@ -98,13 +148,6 @@ pub fn merge_run(run_dir: &Path, salvage: bool) -> Result<MergedRun> {
     let mut seen = std::collections::HashSet::new();
     skipped.retain(|(path, _)| seen.insert(path.clone()));
     Ok(MergedRun { document, skipped })
-}
-
-fn total_len(contents: &[Result<Option<Vec<u8>>>]) -> usize {
-    contents
-        .iter()
-        .map(|c| c.as_ref().ok().and_then(|b| b.as_ref()).map_or(0, Vec::len))
-        .sum()
 }
 
 /// Errors are reported from the sequential pass, so the parallel pass hands back a copy.
@@ -966,6 +1009,38 @@ mod tests {
             Err(CoreError::Corrupt { .. })
         ));
         assert!(merge_run(d, true).unwrap().skipped.len() == 1);
+    }
+
+    #[test]
+    fn in_memory_documents_merge_like_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(d, "RunLog.json", RUN);
+        put_step(d, "map", 1);
+        put_branch(d, "map.1", 2);
+        put_step(d, "map.1.w", 3);
+        let objects: Vec<(String, Vec<u8>)> = fs::read_dir(d)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().into_string().unwrap(),
+                    fs::read(e.path()).unwrap(),
+                )
+            })
+            .filter(|(name, _)| name != "RunLog.json")
+            .chain([(".layout".to_string(), b"x".to_vec())])
+            .collect();
+        let from_memory =
+            merge_documents(Path::new("s3://b/p/r"), RUN.as_bytes(), &objects, false).unwrap();
+        assert_eq!(from_memory.document, merge_run(d, false).unwrap().document);
+        let bad = vec![("StepLog-x.json".to_string(), b"{".to_vec())];
+        let err =
+            merge_documents(Path::new("s3://b/p/r"), RUN.as_bytes(), &bad, false).unwrap_err();
+        assert!(
+            err.to_string().contains("s3://b/p/r/StepLog-x.json"),
+            "{err}"
+        );
     }
 
     #[test]

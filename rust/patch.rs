@@ -31,48 +31,59 @@ pub struct PatchOptions<'a> {
 
 /// Apply `patch` to the JSON object at `path` under the lock; returns the bytes written.
 pub fn patch_json(path: &Path, patch: &[u8], options: &PatchOptions<'_>) -> Result<Vec<u8>> {
-    let patch: RawObject = serde_json::from_slice(patch)
-        .map_err(|e| CoreError::InvalidArgument(format!("the patch is not a JSON object: {e}")))?;
+    check_patch(patch)?;
     let _held = FileLock::acquire(options.lock_path, options.lock_timeout)?;
-    let (mut document, path_for_errors): (RawObject, &Path) = match read_file(path)? {
-        Some(bytes) => (
-            serde_json::from_slice(&bytes)
-                .map_err(|e| CoreError::corrupt(path, format!("not a JSON object: {e}")))?,
-            path,
-        ),
-        None => match options.create {
-            Some(initial) => (
-                serde_json::from_slice(initial).map_err(|e| {
-                    CoreError::InvalidArgument(format!(
-                        "the initial document is not a JSON object: {e}"
-                    ))
-                })?,
-                path,
-            ),
-            None => {
-                return Err(CoreError::NotFound {
-                    path: path.to_path_buf(),
-                })
-            }
-        },
+    let current = read_file(path)?;
+    let bytes = apply_patch(
+        path,
+        current.as_deref(),
+        patch,
+        options.merge_keys,
+        options.create,
+    )?;
+    write_atomic(path, &bytes, options.fsync, false)?;
+    Ok(bytes)
+}
+
+fn check_patch(patch: &[u8]) -> Result<RawObject> {
+    serde_json::from_slice(patch)
+        .map_err(|e| CoreError::InvalidArgument(format!("the patch is not a JSON object: {e}")))
+}
+
+/// The document `patch` turns `current` into (`create` when there is none yet; without it a
+/// missing document is [`CoreError::NotFound`] at `path`). The pure half of [`patch_json`],
+/// shared with the object stores, which write the result with a conditional PUT instead of
+/// under a lock.
+pub fn apply_patch(
+    path: &Path,
+    current: Option<&[u8]>,
+    patch: &[u8],
+    merge_keys: &[String],
+    create: Option<&[u8]>,
+) -> Result<Vec<u8>> {
+    let patch = check_patch(patch)?;
+    let mut document: RawObject = match (current, create) {
+        (Some(bytes), _) => serde_json::from_slice(bytes)
+            .map_err(|e| CoreError::corrupt(path, format!("not a JSON object: {e}")))?,
+        (None, Some(initial)) => serde_json::from_slice(initial).map_err(|e| {
+            CoreError::InvalidArgument(format!("the initial document is not a JSON object: {e}"))
+        })?,
+        (None, None) => {
+            return Err(CoreError::NotFound {
+                path: path.to_path_buf(),
+            })
+        }
     };
     for (key, value) in patch {
-        if options.merge_keys.iter().any(|k| k == &key) {
-            let merged = merge_objects(
-                document.get(&key).map(|v| &**v),
-                &value,
-                path_for_errors,
-                &key,
-            )?;
+        if merge_keys.iter().any(|k| k == &key) {
+            let merged = merge_objects(document.get(&key).map(|v| &**v), &value, path, &key)?;
             document.insert(key, merged);
         } else {
             document.insert(key, value);
         }
     }
-    let bytes = serde_json::to_vec(&document)
-        .map_err(|e| CoreError::InvalidArgument(format!("cannot serialise the document: {e}")))?;
-    write_atomic(path, &bytes, options.fsync, false)?;
-    Ok(bytes)
+    serde_json::to_vec(&document)
+        .map_err(|e| CoreError::InvalidArgument(format!("cannot serialise the document: {e}")))
 }
 
 fn merge_objects(

@@ -15,11 +15,11 @@ use pyo3::types::{PyBytes, PyDict};
 use crate::cache::HashCache;
 use crate::copier::copy_files as copy_file_pairs;
 use crate::error::CoreError;
-use crate::hasher::{self, Algorithm};
+use crate::hasher::{self, Algorithm, StreamHasher};
 use crate::lock::FileLock;
-use crate::merger::merge_run as merge_run_folder;
+use crate::merger::{merge_documents, merge_run as merge_run_folder};
 use crate::names::{chunk_file_name as file_name_of, ChunkKind};
-use crate::patch::{patch_json as patch_document, PatchOptions};
+use crate::patch::{apply_patch as apply_patch_to, patch_json as patch_document, PatchOptions};
 use crate::writer;
 
 /// Raise `err` as the matching exception of `runlog_store.exceptions`.
@@ -138,6 +138,25 @@ fn patch_json<'py>(
 /// (path, reason) of each chunk a salvage read left out.
 type Skipped = Vec<(String, String)>;
 
+/// The document `patch` turns `current` into (no I/O): what `patch_json` writes, for stores
+/// that write it themselves (a conditional PUT). `path` names the document in errors.
+#[pyfunction]
+#[pyo3(signature = (path, current, patch, *, merge_keys = Vec::new(), create = None, run_id = ""))]
+#[allow(clippy::too_many_arguments)]
+fn apply_patch<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    current: Option<&[u8]>,
+    patch: &[u8],
+    merge_keys: Vec<String>,
+    create: Option<&[u8]>,
+    run_id: &str,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let document = apply_patch_to(&path, current, patch, &merge_keys, create)
+        .map_err(|e| to_py_err(py, e, run_id))?;
+    Ok(PyBytes::new(py, &document))
+}
+
 /// The full run log of a chunked run folder, and the chunks salvage left out.
 #[pyfunction]
 #[pyo3(signature = (run_dir, *, salvage = false, run_id = ""))]
@@ -156,6 +175,77 @@ fn merge_run<'py>(
         .map(|(path, reason)| (path.to_string_lossy().into_owned(), reason))
         .collect();
     Ok((PyBytes::new(py, &merged.document), skipped))
+}
+
+/// The full run log of a run held in memory (object storage): `RunLog.json`'s bytes and
+/// `(name, bytes)` of the run's other objects. Errors name `location`/<name>.
+#[pyfunction]
+#[pyo3(signature = (location, run_log, objects, *, salvage = false, run_id = ""))]
+fn merge_chunks<'py>(
+    py: Python<'py>,
+    location: PathBuf,
+    run_log: &[u8],
+    objects: Vec<(String, Vec<u8>)>,
+    salvage: bool,
+    run_id: &str,
+) -> PyResult<(Bound<'py, PyBytes>, Skipped)> {
+    let merged = py
+        .detach(|| merge_documents(&location, run_log, &objects, salvage))
+        .map_err(|e| to_py_err(py, e, run_id))?;
+    let skipped = merged
+        .skipped
+        .into_iter()
+        .map(|(path, reason)| (path.to_string_lossy().into_owned(), reason))
+        .collect();
+    Ok((PyBytes::new(py, &merged.document), skipped))
+}
+
+/// A streaming content hash, for bytes that pass through Python (uploads, downloads).
+#[pyclass(name = "Hasher", module = "runlog_store._core")]
+struct PyHasher {
+    state: Mutex<Option<StreamHasher>>,
+    algorithm: Algorithm,
+}
+
+#[pymethods]
+impl PyHasher {
+    #[new]
+    #[pyo3(signature = (algorithm = "blake3"))]
+    fn new(algorithm: &str) -> PyResult<Self> {
+        let algorithm = algorithm_of(algorithm)?;
+        Ok(PyHasher {
+            state: Mutex::new(Some(StreamHasher::new(algorithm))),
+            algorithm,
+        })
+    }
+
+    /// Add bytes; the GIL is released while hashing large buffers.
+    fn update(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let hasher = state
+            .as_mut()
+            .ok_or_else(|| PyValueError::new_err("update() after hexdigest()"))?;
+        if data.len() >= 64 * 1024 {
+            py.detach(|| hasher.update(data));
+        } else {
+            hasher.update(data);
+        }
+        Ok(())
+    }
+
+    /// The hex digest; the hasher cannot be updated after it.
+    fn hexdigest(&self) -> PyResult<String> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state
+            .take()
+            .map(StreamHasher::finalize)
+            .ok_or_else(|| PyValueError::new_err("hexdigest() was already called"))
+    }
+
+    #[getter]
+    fn algorithm(&self) -> &'static str {
+        self.algorithm.name()
+    }
 }
 
 /// Remove temp files of dead writes older than `older_than` seconds; returns how many.
@@ -319,11 +409,14 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(write_atomic, m)?)?;
     m.add_function(wrap_pyfunction!(read_file, m)?)?;
     m.add_function(wrap_pyfunction!(patch_json, m)?)?;
+    m.add_function(wrap_pyfunction!(apply_patch, m)?)?;
     m.add_function(wrap_pyfunction!(merge_run, m)?)?;
+    m.add_function(wrap_pyfunction!(merge_chunks, m)?)?;
     m.add_function(wrap_pyfunction!(clean_temp_files, m)?)?;
     m.add_function(wrap_pyfunction!(hash_file, m)?)?;
     m.add_function(wrap_pyfunction!(hash_files, m)?)?;
     m.add_function(wrap_pyfunction!(copy_files, m)?)?;
     m.add_class::<PyFileLock>()?;
+    m.add_class::<PyHasher>()?;
     Ok(())
 }

@@ -84,3 +84,33 @@ def copy_files(
     run_id: str = "",
 ) -> list[tuple[str, bool] | StorageError]:
     """Atomic copies hashed in the same pass: (digest, copied) or a StorageError per pair."""
+
+def apply_patch(
+    path: _Path,
+    current: bytes | None,
+    patch: bytes,
+    *,
+    merge_keys: tuple[str, ...] | list[str] = (),
+    create: bytes | None = None,
+    run_id: str = "",
+) -> bytes:
+    """The document ``patch`` turns ``current`` into, as ``patch_json`` would write it."""
+
+def merge_chunks(
+    location: _Path,
+    run_log: bytes,
+    objects: list[tuple[str, bytes]],
+    *,
+    salvage: bool = False,
+    run_id: str = "",
+) -> tuple[bytes, list[tuple[str, str]]]:
+    """``merge_run`` of a run held in memory: RunLog.json and (name, bytes) of its objects."""
+
+class Hasher:
+    """A streaming BLAKE3 or SHA-256 hash of bytes passing through Python."""
+
+    def __init__(self, algorithm: Literal["blake3", "sha256"] = "blake3") -> None: ...
+    @property
+    def algorithm(self) -> str: ...
+    def update(self, data: bytes) -> None: ...
+    def hexdigest(self) -> str: ...
