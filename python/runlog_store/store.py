@@ -2,9 +2,10 @@
 
 A custom store implements four methods (``get_summary``, ``create_run_log``,
 ``get_run_log_by_id``, ``put_run_log``) and inherits the rest. Every change to a run goes
-through :meth:`BaseRunLogStore._updating`, a read-modify-write context: a store that can lock
-(file-system) or that stores runs in pieces (chunked-fs) overrides it or the methods themselves,
-and every inherited method becomes safe at once.
+through :meth:`BaseRunLogStore._update`, a read-modify-write of the whole run: a store that can
+lock (file-system), that has conditional writes (minio) or that stores runs in pieces (chunked)
+overrides it (or ``_updating``) or the methods themselves, and every inherited method becomes
+safe at once.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -116,11 +117,22 @@ class BaseRunLogStore(ABC, BaseModel):
         yield run_log
         self.put_run_log(run_log)
 
+    def _update(self, run_id: str, change: Callable[[RunLog], None]) -> None:
+        """Apply ``change`` to the full run log and store it, atomically where the store can.
+
+        ``change`` may run more than once (a store with optimistic writes retries it on a fresh
+        copy when another writer got there first), so it must only depend on its argument.
+        """
+        with self._updating(run_id) as run_log:
+            change(run_log)
+
     # --- run level --------------------------------------------------------------------------
 
     def update_run_log_status(self, run_id: str, status: str) -> None:
-        with self._updating(run_id) as run_log:
+        def change(run_log: RunLog) -> None:
             run_log.status = status
+
+        self._update(run_id, change)
 
     def get_parameters(self, run_id: str, internal_branch_name: str = "") -> dict[str, Parameter]:
         """Root parameters of the run, or those of one branch's scope."""
@@ -136,19 +148,25 @@ class BaseRunLogStore(ABC, BaseModel):
         internal_branch_name: str = "",
     ) -> None:
         """Add or overwrite parameters (``dict.update``) at the root or in one branch."""
-        with self._updating(run_id) as run_log:
+
+        def change(run_log: RunLog) -> None:
             if internal_branch_name:
                 run_log.find_branch(internal_branch_name).parameters.update(parameters)
             else:
                 run_log.parameters.update(parameters)
+
+        self._update(run_id, change)
 
     def get_run_config(self, run_id: str) -> dict[str, Any]:
         return self.get_run_log_by_id(run_id).run_config
 
     def set_run_config(self, run_id: str, run_config: dict[str, Any]) -> None:
         """Merge ``run_config`` into the stored one (``dict.update``)."""
-        with self._updating(run_id) as run_log:
+
+        def change(run_log: RunLog) -> None:
             run_log.run_config.update(run_config)
+
+        self._update(run_id, change)
 
     # --- steps --------------------------------------------------------------------------------
 
@@ -162,8 +180,7 @@ class BaseRunLogStore(ABC, BaseModel):
 
     def add_step_log(self, step_log: StepLog, run_id: str) -> None:
         """Store a step (replacing a stored step of the same internal name)."""
-        with self._updating(run_id) as run_log:
-            run_log.place_step(step_log)
+        self._update(run_id, lambda run_log: run_log.place_step(step_log))
 
     # --- branches -----------------------------------------------------------------------------
 
@@ -189,8 +206,7 @@ class BaseRunLogStore(ABC, BaseModel):
             return
         if "." not in branch_log.internal_name:
             raise BranchLogNotFoundError(run_id, branch_log.internal_name)
-        with self._updating(run_id) as run_log:
-            run_log.place_branch(branch_log)
+        self._update(run_id, lambda run_log: run_log.place_branch(branch_log))
 
     # --- factories runnable's executors call ---------------------------------------------------
 
@@ -213,9 +229,12 @@ class BaseRunLogStore(ABC, BaseModel):
 
     def add_job_log(self, run_id: str, job_log: JobLog) -> None:
         """Store the job and make its status the run's status (as runnable does)."""
-        with self._updating(run_id) as run_log:
+
+        def change(run_log: RunLog) -> None:
             run_log.job = job_log
             run_log.status = job_log.status
+
+        self._update(run_id, change)
 
     # --- reading many runs, and fast reads ---------------------------------------------------
 

@@ -1,0 +1,432 @@
+"""Object storage (MinIO, S3) for the stores and the catalog, through the ``minio`` SDK.
+
+What every object store here needs and the SDK leaves to its caller:
+
+- **settings** in both spellings of the reference documents (runnable 0.50's ``endpoint_url``,
+  ``aws_access_key_id``, ``aws_secret_access_key``, ``bucket``; the docs' ``endpoint``,
+  ``access_key``, ``secret_key``, ``bucket_name``), a bucket that may carry a prefix
+  (``runnable/run-logs``), credentials from the environment, secrets that never show;
+- **bounded retries**: a server that is unreachable, restarting or overloaded is retried with
+  exponential backoff up to ``retries`` times, then the error names the endpoint, the bucket
+  and the operation; wrong credentials fail at once, with no retries;
+- **conditional writes** (``If-Match`` / ``If-None-Match``, which MinIO and S3 honour), the
+  only way writers on different machines can update one object without losing each other's
+  updates.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, BinaryIO, TypeVar
+from urllib.parse import urlsplit
+
+import urllib3
+from minio import Minio
+from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
+from pydantic import AliasChoices, BaseModel, Field, PrivateAttr, SecretStr, model_validator
+
+from runlog_store.exceptions import ConfigurationError, StorageError
+
+T = TypeVar("T")
+
+# The SDK's own default credentials are runnable's defaults too (a local MinIO).
+DEFAULT_ENDPOINT = "http://localhost:9002"
+_DEFAULT_KEY = "minioadmin"
+_ENV_ACCESS_KEYS = ("MINIO_ACCESS_KEY", "AWS_ACCESS_KEY_ID", "MINIO_ROOT_USER")
+_ENV_SECRET_KEYS = ("MINIO_SECRET_KEY", "AWS_SECRET_ACCESS_KEY", "MINIO_ROOT_PASSWORD")
+
+_AUTH_CODES = frozenset(
+    {
+        "AccessDenied",
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "InvalidToken",
+        "ExpiredToken",
+        "AllAccessDisabled",
+    }
+)
+_RETRY_CODES = frozenset(
+    {
+        "InternalError",
+        "ServiceUnavailable",
+        "SlowDown",
+        "RequestTimeout",
+        "XMinioServerNotInitialized",
+        "XMinioReadQuorum",
+        "XMinioWriteQuorum",
+        "OperationTimedOut",
+    }
+)
+_SPELLINGS = {
+    "endpoint_url": "endpoint",
+    "aws_access_key_id": "access_key",
+    "aws_secret_access_key": "secret_key",
+    "bucket": "bucket_name",
+}
+
+
+class ObjectStorageError(StorageError):
+    """An object storage operation failed; the message names endpoint, bucket and operation."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str = "",
+        run_id: str = "",
+        endpoint: str = "",
+        bucket: str = "",
+        operation: str = "",
+        code: str = "",
+    ) -> None:
+        super().__init__(message, path=path, run_id=run_id)
+        self.endpoint = endpoint
+        self.bucket = bucket
+        self.operation = operation
+        self.code = code
+
+
+class ObjectStorageUnavailableError(ObjectStorageError):
+    """The server could not be reached (or kept failing) within the retry budget."""
+
+
+class ObjectStorageAuthError(ObjectStorageError):
+    """The server refused the credentials: not retried."""
+
+
+class BucketNotFoundError(ObjectStorageError):
+    """The bucket does not exist and the configuration says not to create it."""
+
+
+class PreconditionFailed(Exception):
+    """A conditional write lost the race: the object changed (or appeared) meanwhile."""
+
+
+class ObjectStorageSettings(BaseModel):
+    """Connection settings shared by the object stores and the object catalog."""
+
+    endpoint_url: str = Field(
+        default=DEFAULT_ENDPOINT, validation_alias=AliasChoices("endpoint_url", "endpoint")
+    )
+    aws_access_key_id: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("aws_access_key_id", "access_key")
+    )
+    aws_secret_access_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("aws_secret_access_key", "secret_key")
+    )
+    region: str | None = None
+    secure: bool | None = Field(
+        default=None, description="TLS; by default from the endpoint's scheme (https)"
+    )
+    cert_check: bool = True
+    ca_bundle: str | None = Field(default=None, description="CA certificates file for TLS")
+    create_bucket: bool = True
+    retries: int = Field(default=6, ge=0, le=100)
+    retry_backoff: float = Field(default=0.2, gt=0, le=60)
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=60.0, gt=0)
+
+    _bucket: Bucket | None = PrivateAttr(default=None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_spelling(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name, alias in _SPELLINGS.items():
+                if name in data and alias in data:
+                    raise ValueError(f"{name!r} and {alias!r} are the same setting; set one")
+        return data
+
+    def bucket_and_prefix(self) -> tuple[str, str]:
+        """``runnable/run-logs`` is bucket ``runnable`` with the prefix ``run-logs``."""
+        full = str(getattr(self, "bucket", "")).strip("/")
+        bucket, _, prefix = full.partition("/")
+        if not bucket:
+            raise ConfigurationError("the bucket must not be empty", key="bucket")
+        return bucket, prefix.strip("/")
+
+    def storage(self) -> Bucket:
+        """The bucket this configuration names, connected on first use."""
+        if self._bucket is None:
+            self._bucket = Bucket(self)
+        return self._bucket
+
+
+def _secret(configured: SecretStr | None, env_names: tuple[str, ...]) -> str:
+    if configured is not None:
+        return configured.get_secret_value()
+    for name in env_names:
+        value = os.environ.get(name)
+        if value:
+            return value
+    return _DEFAULT_KEY
+
+
+class Bucket:
+    """One bucket and prefix of one server, with retries, error mapping and conditional PUTs."""
+
+    def __init__(self, settings: ObjectStorageSettings) -> None:
+        url = (
+            settings.endpoint_url
+            if "://" in settings.endpoint_url
+            else (f"{'https' if settings.secure else 'http'}://{settings.endpoint_url}")
+        )
+        parts = urlsplit(url)
+        if not parts.hostname:
+            raise ConfigurationError(
+                f"endpoint {settings.endpoint_url!r} names no host", key="endpoint_url"
+            )
+        secure = settings.secure if settings.secure is not None else parts.scheme == "https"
+        self.endpoint = f"{parts.scheme}://{parts.netloc}"
+        self.name, self.prefix = settings.bucket_and_prefix()
+        self.settings = settings
+        timeout = urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout)
+        http = urllib3.PoolManager(
+            timeout=timeout,
+            maxsize=64,
+            retries=False,
+            cert_reqs="CERT_REQUIRED" if settings.cert_check else "CERT_NONE",
+            ca_certs=settings.ca_bundle or os.environ.get("SSL_CERT_FILE") or None,
+        )
+        self.client = Minio(
+            parts.netloc,
+            access_key=_secret(settings.aws_access_key_id, _ENV_ACCESS_KEYS),
+            secret_key=_secret(settings.aws_secret_access_key, _ENV_SECRET_KEYS),
+            secure=secure,
+            region=settings.region,
+            http_client=http,
+            cert_check=settings.cert_check,
+        )
+        self._ready = False
+
+    def __repr__(self) -> str:
+        return f"Bucket({self.endpoint}/{self.name}/{self.prefix})"
+
+    def key(self, *parts: str) -> str:
+        return "/".join(p for p in (self.prefix, *parts) if p)
+
+    def url(self, key: str = "") -> str:
+        return f"{self.endpoint}/{self.name}/{key}" if key else f"{self.endpoint}/{self.name}"
+
+    # --- the retry loop ---------------------------------------------------------------------
+
+    def call(self, operation: str, key: str, action: Callable[[], T], *, run_id: str = "") -> T:
+        """Run ``action`` with bounded retries; errors name endpoint, bucket and operation."""
+        if not self._ready and operation != "check the bucket":
+            self.ensure_bucket(run_id=run_id)
+        where = self.url(key)
+        attempts = self.settings.retries + 1
+        started = time.monotonic()
+        last: BaseException | None = None
+        for attempt in range(attempts):
+            try:
+                return action()
+            except S3Error as exc:
+                code = exc.code or ""
+                if code == "PreconditionFailed":
+                    raise PreconditionFailed(where) from None
+                if code in _AUTH_CODES:
+                    raise ObjectStorageAuthError(
+                        f"{self.endpoint} refused the credentials for {operation} {where} "
+                        f"({code}: {exc.message}); check the access key and secret key",
+                        path=where,
+                        run_id=run_id,
+                        endpoint=self.endpoint,
+                        bucket=self.name,
+                        operation=operation,
+                        code=code,
+                    ) from None
+                if code == "NoSuchBucket":
+                    self._ready = False
+                    raise BucketNotFoundError(
+                        f"bucket {self.name!r} does not exist at {self.endpoint} ({operation} "
+                        f"{where})",
+                        path=where,
+                        run_id=run_id,
+                        endpoint=self.endpoint,
+                        bucket=self.name,
+                        operation=operation,
+                        code=code,
+                    ) from None
+                if code not in _RETRY_CODES and exc.response.status < 500:
+                    raise ObjectStorageError(
+                        f"{operation} {where} failed: {code}: {exc.message}",
+                        path=where,
+                        run_id=run_id,
+                        endpoint=self.endpoint,
+                        bucket=self.name,
+                        operation=operation,
+                        code=code,
+                    ) from None
+                last = exc
+            except (
+                ServerError,
+                InvalidResponseError,
+                urllib3.exceptions.HTTPError,
+                OSError,
+            ) as exc:
+                last = exc
+            except MinioException as exc:
+                raise ObjectStorageError(
+                    f"{operation} {where} failed: {exc}",
+                    path=where,
+                    run_id=run_id,
+                    endpoint=self.endpoint,
+                    bucket=self.name,
+                    operation=operation,
+                ) from None
+            if attempt + 1 < attempts:
+                pause = min(self.settings.retry_backoff * 2**attempt, 10.0)
+                time.sleep(pause * (0.5 + random.random() / 2))
+        waited = time.monotonic() - started
+        raise ObjectStorageUnavailableError(
+            f"{self.endpoint} (bucket {self.name!r}): {operation} {where} failed after "
+            f"{attempts} attempts over {waited:.1f} s: {_describe(last)}",
+            path=where,
+            run_id=run_id,
+            endpoint=self.endpoint,
+            bucket=self.name,
+            operation=operation,
+        )
+
+    def ensure_bucket(self, *, run_id: str = "") -> None:
+        """Create the bucket on first use (unless configured not to)."""
+        exists = self.call("check the bucket", "", lambda: self.client.bucket_exists(self.name))
+        if not exists:
+            if not self.settings.create_bucket:
+                raise BucketNotFoundError(
+                    f"bucket {self.name!r} does not exist at {self.endpoint} and create_bucket "
+                    "is false; create it or set create_bucket: true",
+                    path=self.url(),
+                    run_id=run_id,
+                    endpoint=self.endpoint,
+                    bucket=self.name,
+                    operation="check the bucket",
+                )
+            try:
+                self.call("check the bucket", "", lambda: self.client.make_bucket(self.name))
+            except ObjectStorageError as exc:
+                if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
+        self._ready = True
+
+    # --- operations -------------------------------------------------------------------------
+
+    def get(self, key: str, *, run_id: str = "") -> tuple[bytes, str] | None:
+        """An object's bytes and ETag; None when it does not exist."""
+
+        def fetch() -> tuple[bytes, str] | None:
+            try:
+                response = self.client.get_object(self.name, key)
+            except S3Error as exc:
+                if exc.code in ("NoSuchKey", "NoSuchObject"):
+                    return None
+                raise
+            try:
+                data = response.read()
+                etag = (response.headers.get("ETag") or "").strip('"')
+            finally:
+                response.close()
+                response.release_conn()
+            return data, etag
+
+        return self.call("read", key, fetch, run_id=run_id)
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+        run_id: str = "",
+    ) -> str:
+        """Write a whole object in one PUT; PreconditionFailed if the condition does not hold.
+
+        The SDK's public ``put_object`` turns unknown headers into user metadata, so the
+        conditional headers go through its single-request ``_put_object`` (the SDK is pinned).
+        """
+        headers: dict[str, str | list[str] | tuple[str]] = {"Content-Type": "application/json"}
+        if if_match is not None:
+            headers["If-Match"] = f'"{if_match}"'
+        if if_none_match:
+            headers["If-None-Match"] = "*"
+
+        def send() -> str:
+            result = self.client._put_object(self.name, key, data, headers=headers)
+            return str(result.etag or "")
+
+        return self.call("write", key, send, run_id=run_id)
+
+    def stat(self, key: str, *, run_id: str = "") -> Any | None:
+        """The object's metadata (size, etag, last_modified); None when it does not exist."""
+
+        def head() -> Any | None:
+            try:
+                return self.client.stat_object(self.name, key)
+            except S3Error as exc:
+                if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
+                    return None
+                raise
+
+        return self.call("check", key, head, run_id=run_id)
+
+    def exists(self, key: str, *, run_id: str = "") -> bool:
+        return self.stat(key, run_id=run_id) is not None
+
+    def list_objects(self, prefix: str, *, recursive: bool = True, run_id: str = "") -> list[Any]:
+        """Objects (and, without ``recursive``, common prefixes) under ``prefix``."""
+        return self.call(
+            "list",
+            prefix,
+            lambda: list(self.client.list_objects(self.name, prefix=prefix, recursive=recursive)),
+            run_id=run_id,
+        )
+
+    def get_many(self, keys: list[str], *, run_id: str = "") -> list[tuple[bytes, str] | None]:
+        """Many objects fetched in parallel (network-bound: threads overlap the waits)."""
+        if not keys:
+            return []
+        workers = min(32, len(keys))
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(lambda k: self.get(k, run_id=run_id), keys))
+
+    def delete_prefix(self, prefix: str, *, run_id: str = "") -> int:
+        names = [obj.object_name for obj in self.list_objects(prefix, run_id=run_id)]
+        for name in names:
+            self.delete(name, run_id=run_id)
+        return len(names)
+
+    def delete(self, key: str, *, run_id: str = "") -> None:
+        self.call("delete", key, lambda: self.client.remove_object(self.name, key), run_id=run_id)
+
+    def upload_stream(self, key: str, stream: BinaryIO, length: int, *, run_id: str = "") -> None:
+        """A large object from a stream (multipart when big). Not retried: a stream is read once."""
+        self.call(
+            "upload",
+            key,
+            lambda: self.client.put_object(self.name, key, stream, length, part_size=64 << 20),
+            run_id=run_id,
+        )
+
+    def download_chunks(self, key: str, *, run_id: str = "") -> Iterator[bytes]:
+        """An object's bytes as they arrive."""
+        response = self.call("download", key, lambda: self.client.get_object(self.name, key))
+        try:
+            yield from response.stream(1 << 20)
+        finally:
+            response.close()
+            response.release_conn()
+
+
+def _describe(exc: BaseException | None) -> str:
+    if exc is None:
+        return "no answer"
+    if isinstance(exc, S3Error):
+        return f"{exc.code}: {exc.message}"
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

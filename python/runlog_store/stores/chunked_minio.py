@@ -1,0 +1,185 @@
+"""``chunked-minio``: the chunked layout in object storage (docs/format.md, "Object storage").
+
+``<bucket>/<prefix>/<run_id>/`` holds the same names and JSON as a chunked-fs run folder, so a
+run moves between the two by copying files to objects. A step chunk is one PUT (replacing an
+object is atomic in S3 and MinIO); ``RunLog.json`` and branch chunks are updated with
+conditional PUTs on their ETag and retried on conflict, so writers on any number of machines
+lose no update. A full read lists the run once, fetches every chunk in parallel and merges them
+in the Rust core.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr
+
+from runlog_store import _core
+from runlog_store._paths import validate_run_id
+from runlog_store.exceptions import ChunkNotFoundError, RunLogExistsError, RunLogNotFoundError
+from runlog_store.object_storage import ObjectStorageSettings, PreconditionFailed
+from runlog_store.stores._chunked import (
+    LAYOUT_MARKER,
+    LAYOUT_MARKER_TEXT,
+    RUN_LOG_FILE,
+    ChunkedRunLogStore,
+)
+from runlog_store.stores._optimistic import update_object
+
+
+class ChunkedMinioRunLogStore(ChunkedRunLogStore, ObjectStorageSettings):
+    """Run logs in chunks under ``<bucket>/<prefix>/<run_id>/``; safe for writers anywhere."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    service_name: str = "chunked-minio"
+    bucket: str = Field(
+        default="runnable/run-logs", validation_alias=AliasChoices("bucket", "bucket_name")
+    )
+    update_timeout: float = Field(default=60.0, gt=0)
+
+    # Runs this process has seen exist: a chunk write checks its run once, not every time.
+    _known_runs: set[str] = PrivateAttr(default_factory=set)
+
+    def get_summary(self) -> dict[str, Any]:
+        bucket, prefix = self.bucket_and_prefix()
+        return {
+            "Type": self.service_name,
+            "Location": f"{self.endpoint_url}/{bucket}/{prefix}".rstrip("/"),
+        }
+
+    def _key(self, run_id: str, name: str = "") -> str:
+        return self.storage().key(validate_run_id(run_id), name)
+
+    # --- storage primitives ---------------------------------------------------------------
+
+    def _doc_location(self, run_id: str, name: str) -> str:
+        return self.storage().url(self._key(run_id, name))
+
+    def _doc_read(self, run_id: str, name: str) -> bytes | None:
+        found = self.storage().get(self._key(run_id, name), run_id=run_id)
+        return found[0] if found is not None else None
+
+    def _doc_write(self, run_id: str, name: str, data: bytes) -> None:
+        if run_id not in self._known_runs and not self._run_exists(run_id):
+            raise ChunkNotFoundError(
+                f"run {run_id!r} has no {RUN_LOG_FILE}",
+                path=self._doc_location(run_id, RUN_LOG_FILE),
+                run_id=run_id,
+            )
+        self.storage().put(self._key(run_id, name), data, run_id=run_id)
+
+    def _doc_patch(
+        self,
+        run_id: str,
+        name: str,
+        patch: bytes,
+        merge_keys: tuple[str, ...] = (),
+        create: bytes | None = None,
+    ) -> bytes:
+        location = self._doc_location(run_id, name)
+        if name != RUN_LOG_FILE and run_id not in self._known_runs:
+            self._raise_if_run_missing(run_id)
+
+        def change(current: bytes | None) -> bytes:
+            return _core.apply_patch(
+                location, current, patch, merge_keys=merge_keys, create=create, run_id=run_id
+            )
+
+        written = update_object(
+            self.storage(),
+            self._key(run_id, name),
+            change,
+            timeout=self.update_timeout,
+            run_id=run_id,
+        )
+        if name == RUN_LOG_FILE:
+            self._known_runs.add(run_id)
+        return written
+
+    def _run_create(self, run_id: str, run_log: bytes) -> None:
+        bucket = self.storage()
+        try:
+            bucket.put(self._key(run_id, RUN_LOG_FILE), run_log, if_none_match=True, run_id=run_id)
+        except PreconditionFailed:
+            raise RunLogExistsError(run_id, path=self._doc_location(run_id, RUN_LOG_FILE)) from None
+        bucket.put(self._key(run_id, LAYOUT_MARKER), LAYOUT_MARKER_TEXT, run_id=run_id)
+        self._known_runs.add(run_id)
+
+    def _run_prepare(self, run_id: str) -> None:
+        return None
+
+    def _run_merge(self, run_id: str, salvage: bool) -> tuple[bytes, list[tuple[str, str]]]:
+        bucket = self.storage()
+        folder = self._key(run_id) + "/"
+        names = [
+            obj.object_name[len(folder) :]
+            for obj in bucket.list_objects(folder, run_id=run_id)
+            if not obj.is_dir
+        ]
+        if RUN_LOG_FILE not in names:
+            raise ChunkNotFoundError(
+                f"run {run_id!r} has no {RUN_LOG_FILE}",
+                path=self._doc_location(run_id, RUN_LOG_FILE),
+                run_id=run_id,
+            )
+        wanted = [n for n in names if n == RUN_LOG_FILE or not n.startswith(".")]
+        fetched = bucket.get_many([folder + n for n in wanted], run_id=run_id)
+        documents = {n: f[0] for n, f in zip(wanted, fetched, strict=True) if f is not None}
+        run_log = documents.pop(RUN_LOG_FILE, None)
+        if run_log is None:
+            raise ChunkNotFoundError(
+                f"run {run_id!r} has no {RUN_LOG_FILE}",
+                path=self._doc_location(run_id, RUN_LOG_FILE),
+                run_id=run_id,
+            )
+        self._known_runs.add(run_id)
+        return _core.merge_chunks(
+            bucket.url(self._key(run_id)),
+            run_log,
+            list(documents.items()),
+            salvage=salvage,
+            run_id=run_id,
+        )
+
+    def _run_exists(self, run_id: str) -> bool:
+        exists = self.storage().exists(self._key(run_id, RUN_LOG_FILE), run_id=run_id)
+        if exists:
+            self._known_runs.add(run_id)
+        return exists
+
+    def _run_is_own_layout(self, run_id: str) -> bool:
+        return self.storage().exists(self._key(run_id, LAYOUT_MARKER), run_id=run_id)
+
+    # --- listing and deleting ---------------------------------------------------------------
+
+    def list_run_ids(self) -> list[str]:
+        """Run ids, newest first, from one listing and one HEAD of each run's RunLog.json."""
+        bucket = self.storage()
+        root = bucket.key() + "/" if bucket.prefix else ""
+        run_ids = [
+            obj.object_name[len(root) :].rstrip("/")
+            for obj in bucket.list_objects(root, recursive=False)
+            if obj.is_dir
+        ]
+        run_ids = [r for r in run_ids if r and not r.startswith(".")]
+
+        def modified(run_id: str) -> tuple[float, str] | None:
+            stat = bucket.stat(bucket.key(run_id, RUN_LOG_FILE))
+            if stat is None or stat.last_modified is None:
+                return None
+            return stat.last_modified.timestamp(), run_id
+
+        with ThreadPoolExecutor(max_workers=min(16, max(1, len(run_ids)))) as pool:
+            found = [m for m in pool.map(modified, run_ids) if m is not None]
+        return [run_id for _, run_id in sorted(found, reverse=True)]
+
+    def delete_run(self, run_id: str) -> None:
+        if not self._run_exists(run_id):
+            raise RunLogNotFoundError(run_id, path=self._doc_location(run_id, RUN_LOG_FILE))
+        self.storage().delete_prefix(self._key(run_id) + "/", run_id=run_id)
+        self._known_runs.discard(run_id)
+
+
+__all__ = ["ChunkedMinioRunLogStore"]
