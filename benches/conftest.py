@@ -4,7 +4,40 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from tests.minio_server import MinioServer, MinioUnavailableError, minio_binary
 
 # The runnable banner on import is noise in benchmark output.
 sys.stdout.flush()
 os.environ.setdefault("RUNNABLE_TELEMETRY", "0")
+
+
+# A real MinIO server for the object-storage benchmarks (tests/minio_server.py; the binary is
+# built once by scripts/minio.sh). Same rules as the tests: skip without it, fail in CI.
+
+
+@pytest.fixture(scope="session")
+def minio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
+    """One MinIO server for the whole benchmark session, on its own data directory."""
+    try:
+        binary = minio_binary()
+    except MinioUnavailableError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"MinIO is required in CI: {exc}")
+        pytest.skip(f"no MinIO server binary: {exc}")
+    with MinioServer(binary, tmp_path_factory.mktemp("minio")) as server:
+        yield server
+
+
+@pytest.fixture
+def minio_config(minio_server: MinioServer) -> dict[str, str]:
+    """Store config keys (runnable's chunked-minio names) for a fresh, not yet created bucket."""
+    return {
+        "endpoint_url": minio_server.endpoint,
+        "aws_access_key_id": minio_server.access_key,
+        "aws_secret_access_key": minio_server.secret_key,
+        "bucket": f"b-{uuid.uuid4().hex[:12]}",
+    }

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from runlog_store import BaseRunLogStore, create_store
+
+from .minio_server import MinioServer, MinioUnavailableError, minio_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -15,12 +20,15 @@ FIXTURES = SHARED / "fixtures"
 RUNNABLE_FIXTURES = FIXTURES / "runnable-0.50"
 SEED_FIXTURES = FIXTURES / "seed-layout"
 
-STORE_TYPES = ["buffered", "file-system", "chunked-fs"]
-PERSISTENT_TYPES = ["file-system", "chunked-fs"]
+OBJECT_TYPES = ["minio", "chunked-minio"]
+STORE_TYPES = ["buffered", "file-system", "chunked-fs", *OBJECT_TYPES]
+PERSISTENT_TYPES = ["file-system", "chunked-fs", *OBJECT_TYPES]
 
 
 def make_store(type_name: str, folder: Path, **config: object) -> BaseRunLogStore:
-    if type_name == "buffered":
+    """A store of any type; object stores take their server settings in ``config``
+    (``store_config``), the others a folder."""
+    if type_name == "buffered" or type_name in OBJECT_TYPES:
         return create_store(type_name, **config)
     config.setdefault("fsync", False)
     return create_store(type_name, log_folder=str(folder), **config)
@@ -32,14 +40,21 @@ def _fixtures_present() -> None:
         pytest.fail(f"the shared fixtures are missing: expected them at {FIXTURES}")
 
 
+def store_config(request: pytest.FixtureRequest, type_name: str) -> dict[str, Any]:
+    """The settings an object store needs (a real MinIO server and a fresh bucket)."""
+    if type_name in OBJECT_TYPES:
+        return dict(request.getfixturevalue("minio_config"))
+    return {}
+
+
 @pytest.fixture(params=STORE_TYPES)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> BaseRunLogStore:
-    return make_store(request.param, tmp_path / "logs")
+    return make_store(request.param, tmp_path / "logs", **store_config(request, request.param))
 
 
 @pytest.fixture(params=PERSISTENT_TYPES)
 def persistent_store(request: pytest.FixtureRequest, tmp_path: Path) -> BaseRunLogStore:
-    return make_store(request.param, tmp_path / "logs")
+    return make_store(request.param, tmp_path / "logs", **store_config(request, request.param))
 
 
 @pytest.fixture
@@ -48,3 +63,44 @@ def store_factory(tmp_path: Path) -> Iterator[Callable[..., BaseRunLogStore]]:
         return make_store(type_name, tmp_path / "logs", **config)
 
     yield factory
+
+
+# --- MinIO: the object-storage tests run against a real server (tests/minio_server.py) ---
+
+
+@pytest.fixture(scope="session")
+def minio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
+    """One real MinIO server for the whole session (built once by scripts/minio.sh).
+
+    Without a binary (no Go toolchain, failed build) the object-storage tests skip on a
+    developer machine but fail in CI, where every integration test must run.
+    """
+    try:
+        binary = minio_binary()
+    except MinioUnavailableError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"MinIO is required in CI: {exc}")
+        pytest.skip(f"no MinIO server binary: {exc}")
+    server = MinioServer(binary, tmp_path_factory.mktemp("minio"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def minio_bucket() -> str:
+    """A fresh bucket name per test, not created: the stores create their bucket on first use."""
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def minio_config(minio_server: MinioServer, minio_bucket: str) -> dict[str, str]:
+    """The store config keys (runnable's chunked-minio names) for the test server and bucket."""
+    return {
+        "endpoint_url": minio_server.endpoint,
+        "aws_access_key_id": minio_server.access_key,
+        "aws_secret_access_key": minio_server.secret_key,
+        "bucket": minio_bucket,
+    }

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import multiprocessing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from runlog_store import BranchLog, JsonParameter
 
-from .conftest import PERSISTENT_TYPES, make_store
+from .conftest import PERSISTENT_TYPES, make_store, store_config
 
 PROCESSES = 8
 
@@ -18,8 +19,15 @@ def _p(value: int) -> JsonParameter:
     return JsonParameter(kind="json", value=value)
 
 
-def _writer(type_name: str, folder: str, worker: int, branches: int, barrier: object) -> None:
-    store = make_store(type_name, Path(folder))
+def _writer(
+    type_name: str,
+    folder: str,
+    worker: int,
+    branches: int,
+    barrier: object,
+    config: dict[str, Any],
+) -> None:
+    store = make_store(type_name, Path(folder), **config)
     barrier.wait()  # type: ignore[attr-defined]  # start together for the most overlap
     for i in range(branches):
         name = f"map.w{worker}-{i}"
@@ -40,10 +48,13 @@ def _writer(type_name: str, folder: str, worker: int, branches: int, barrier: ob
 
 
 @pytest.mark.parametrize("type_name", PERSISTENT_TYPES)
-def test_eight_processes_lose_nothing(type_name: str, tmp_path: Path) -> None:
-    branches = 40 if type_name == "chunked-fs" else 15
+def test_eight_processes_lose_nothing(
+    type_name: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    branches = 40 if type_name.startswith("chunked") else 15
     folder = tmp_path / "logs"
-    store = make_store(type_name, folder)
+    config = store_config(request, type_name)
+    store = make_store(type_name, folder, **config)
     store.create_run_log("run")
     store.set_parameters("run", {"seed": _p(0)})
     mapped = store.create_step_log("map", "map")
@@ -53,7 +64,7 @@ def test_eight_processes_lose_nothing(type_name: str, tmp_path: Path) -> None:
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(PROCESSES)
     workers = [
-        context.Process(target=_writer, args=(type_name, str(folder), w, branches, barrier))
+        context.Process(target=_writer, args=(type_name, str(folder), w, branches, barrier, config))
         for w in range(PROCESSES)
     ]
     for proc in workers:

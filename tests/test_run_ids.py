@@ -9,7 +9,7 @@ import pytest
 from runlog_store import RunLog
 from runlog_store.exceptions import InvalidRunIdError
 
-from .conftest import STORE_TYPES, make_store
+from .conftest import STORE_TYPES, make_store, store_config
 
 BAD_RUN_IDS = [
     "../x",
@@ -31,9 +31,11 @@ BAD_RUN_IDS = [
 
 @pytest.mark.parametrize("type_name", STORE_TYPES)
 @pytest.mark.parametrize("run_id", BAD_RUN_IDS, ids=repr)
-def test_escaping_run_ids_are_refused(type_name: str, run_id: str, tmp_path: Path) -> None:
+def test_escaping_run_ids_are_refused(
+    type_name: str, run_id: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     folder = tmp_path / "logs"
-    store = make_store(type_name, folder)
+    store = make_store(type_name, folder, **store_config(request, type_name))
     with pytest.raises(InvalidRunIdError) as err:
         store.create_run_log(run_id)
     assert err.value.run_id in (run_id, repr(run_id))
@@ -53,9 +55,9 @@ def test_escaping_run_ids_are_refused(type_name: str, run_id: str, tmp_path: Pat
     assert sorted(p.name for p in tmp_path.iterdir()) in ([], ["logs"])
 
 
-def test_good_unusual_run_ids_round_trip(tmp_path: Path) -> None:
+def test_good_unusual_run_ids_round_trip(tmp_path: Path, request: pytest.FixtureRequest) -> None:
     for type_name in STORE_TYPES:
-        store = make_store(type_name, tmp_path / type_name)
+        store = make_store(type_name, tmp_path / type_name, **store_config(request, type_name))
         for run_id in ("with space", "ünïcode-rün", "a" * 200, "dots.in.id", "x..y"):
             store.create_run_log(run_id)
             assert store.get_run_log_by_id(run_id).run_id == run_id

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, BinaryIO, TypeVar
@@ -61,6 +62,7 @@ _RETRY_CODES = frozenset(
         "OperationTimedOut",
     }
 )
+CREATE_TOKEN = "runlog-create"
 _SPELLINGS = {
     "endpoint_url": "endpoint",
     "aws_access_key_id": "access_key",
@@ -343,6 +345,7 @@ class Bucket:
         *,
         if_match: str | None = None,
         if_none_match: bool = False,
+        metadata: dict[str, str] | None = None,
         run_id: str = "",
     ) -> str:
         """Write a whole object in one PUT; PreconditionFailed if the condition does not hold.
@@ -355,9 +358,12 @@ class Bucket:
             headers["If-Match"] = f'"{if_match}"'
         if if_none_match:
             headers["If-None-Match"] = "*"
+        for name, value in (metadata or {}).items():
+            headers[f"x-amz-meta-{name}"] = value
 
         def send() -> str:
-            result = self.client._put_object(self.name, key, data, headers=headers)
+            # The SDK changes the headers it is given: each attempt gets its own copy.
+            result = self.client._put_object(self.name, key, data, headers=dict(headers))
             return str(result.etag or "")
 
         return self.call("write", key, send, run_id=run_id)
@@ -374,6 +380,21 @@ class Bucket:
                 raise
 
         return self.call("check", key, head, run_id=run_id)
+
+    def create(self, key: str, data: bytes, *, run_id: str = "") -> bool:
+        """Write ``key`` only if it does not exist; False if it did.
+
+        A create retried after a lost answer finds its own first try there: a token in the
+        object's metadata tells it apart from an object someone else created.
+        """
+        token = uuid.uuid4().hex
+        try:
+            self.put(key, data, if_none_match=True, metadata={CREATE_TOKEN: token}, run_id=run_id)
+        except PreconditionFailed:
+            stat = self.stat(key, run_id=run_id)
+            found = (stat.metadata or {}).get(f"x-amz-meta-{CREATE_TOKEN}") if stat else None
+            return found == token
+        return True
 
     def exists(self, key: str, *, run_id: str = "") -> bool:
         return self.stat(key, run_id=run_id) is not None

@@ -18,7 +18,7 @@ from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr
 from runlog_store import _core
 from runlog_store._paths import validate_run_id
 from runlog_store.exceptions import ChunkNotFoundError, RunLogExistsError, RunLogNotFoundError
-from runlog_store.object_storage import ObjectStorageSettings, PreconditionFailed
+from runlog_store.object_storage import ObjectStorageSettings
 from runlog_store.stores._chunked import (
     LAYOUT_MARKER,
     LAYOUT_MARKER_TEXT,
@@ -100,10 +100,9 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, ObjectStorageSettings):
 
     def _run_create(self, run_id: str, run_log: bytes) -> None:
         bucket = self.storage()
-        try:
-            bucket.put(self._key(run_id, RUN_LOG_FILE), run_log, if_none_match=True, run_id=run_id)
-        except PreconditionFailed:
-            raise RunLogExistsError(run_id, path=self._doc_location(run_id, RUN_LOG_FILE)) from None
+        key = self._key(run_id, RUN_LOG_FILE)
+        if not bucket.create(key, run_log, run_id=run_id):
+            raise RunLogExistsError(run_id, path=bucket.url(key))
         bucket.put(self._key(run_id, LAYOUT_MARKER), LAYOUT_MARKER_TEXT, run_id=run_id)
         self._known_runs.add(run_id)
 

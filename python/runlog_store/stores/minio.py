@@ -15,7 +15,7 @@ from pydantic import AliasChoices, ConfigDict, Field
 from runlog_store._paths import validate_run_id
 from runlog_store.exceptions import RunLogExistsError, RunLogNotFoundError
 from runlog_store.models import CREATED, RunLog
-from runlog_store.object_storage import ObjectStorageSettings, PreconditionFailed
+from runlog_store.object_storage import ObjectStorageSettings
 from runlog_store.store import BaseRunLogStore, validate_run_log
 from runlog_store.stores._optimistic import update_object
 
@@ -60,10 +60,8 @@ class MinioRunLogStore(BaseRunLogStore, ObjectStorageSettings):
             run_log.use_cached = True  # type: ignore[attr-defined]  # an extra field
         if original_run_id:
             run_log.original_run_id = original_run_id  # type: ignore[attr-defined]
-        try:
-            self.storage().put(self._key(run_id), _dump(run_log), if_none_match=True, run_id=run_id)
-        except PreconditionFailed:
-            raise RunLogExistsError(run_id, path=self._location(run_id)) from None
+        if not self.storage().create(self._key(run_id), _dump(run_log), run_id=run_id):
+            raise RunLogExistsError(run_id, path=self._location(run_id))
         return run_log
 
     def get_run_log_by_id(self, run_id: str, full: bool = False) -> RunLog:
@@ -104,7 +102,6 @@ class MinioRunLogStore(BaseRunLogStore, ObjectStorageSettings):
         ]
         names = [name[len(root) : -len(SUFFIX)] for _, name in sorted(found, reverse=True)]
         return [n for n in names if n and not n.startswith(".")]
-
 
     def delete_run(self, run_id: str) -> None:
         bucket = self.storage()
