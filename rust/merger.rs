@@ -28,6 +28,8 @@ use crate::names::{chunk_kind_of, legacy_created_ns, ChunkKind};
 
 pub const RUN_LOG_FILE: &str = "RunLog.json";
 const CREATED_NS_KEY: &str = "_created_ns";
+/// A branch chunk's index of the step chunks it embeds (object storage; docs/format.md).
+const CHUNK_INDEX_KEY: &str = "_chunks";
 
 /// A merged run and, in salvage mode, the chunks left out with the reason.
 #[derive(Debug)]
@@ -325,6 +327,7 @@ fn parse_chunk<'a>(
                 .map_err(|_| CoreError::corrupt(&path, "\"_created_ns\" is not an integer"))?,
         ),
     };
+    remove(&mut fields, CHUNK_INDEX_KEY);
     let name = internal_name_of(&fields)
         .ok_or_else(|| CoreError::corrupt(&path, "it has no string \"internal_name\""))?;
     // The children must be an object; checked here so a corrupt chunk adds nothing.
@@ -502,14 +505,24 @@ impl<'a> Tree<'a> {
         while let Some((key, value, kind)) = pending.pop() {
             let mut fields = parse_object_str(value.get())
                 .map_err(|_| CoreError::corrupt(path, format!("{key:?} is not a JSON object")))?;
-            remove(&mut fields, CREATED_NS_KEY);
+            // A chunk embedded whole (a sealed branch) keeps its creation time and its place.
+            let created_ns = remove(&mut fields, CREATED_NS_KEY)
+                .and_then(|v| serde_json::from_str::<i64>(v.text()).ok());
+            remove(&mut fields, CHUNK_INDEX_KEY);
             let name = internal_name_of(&fields).unwrap_or(key);
             let grandchildren = children_of(&fields, children_key(kind), path)?;
             self.sequence += 1;
-            let position = Position {
-                chunked: false,
-                sequence: self.sequence,
-                created_ns: 0,
+            let position = match created_ns {
+                Some(created_ns) => Position {
+                    chunked: true,
+                    sequence: 0,
+                    created_ns,
+                },
+                None => Position {
+                    chunked: false,
+                    sequence: self.sequence,
+                    created_ns: 0,
+                },
             };
             out.push(NewNode {
                 name,
@@ -1041,6 +1054,36 @@ mod tests {
             err.to_string().contains("s3://b/p/r/StepLog-x.json"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn sealed_branches_embed_whole_chunks() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write(d, "RunLog.json", RUN);
+        put_step(d, "map", 1);
+        put_branch(d, "map.1", 2);
+        put_step(d, "map.1.a", 3);
+        put_step(d, "map.1.b", 4);
+        let separate = merged(d);
+        // The same run with map.1's steps inside its chunk (and their own chunks gone).
+        let embedded = format!(
+            r#"{{"_created_ns":2,"internal_name":"map.1","status":"SUCCESS","steps":{{"map.1.b":{},"map.1.a":{}}},"parameters":{{}},"_chunks":{{"StepLog-map.1.a.json":"e1"}}}}"#,
+            step("map.1.b", 4),
+            step("map.1.a", 3)
+        );
+        fs::remove_file(d.join("StepLog-map.1.a.json")).unwrap();
+        fs::remove_file(d.join("StepLog-map.1.b.json")).unwrap();
+        write(d, "BranchLog-map.1.json", &embedded);
+        let sealed = merged(d);
+        assert_eq!(sealed, separate);
+        assert_eq!(
+            keys(&sealed["steps"]["map"]["branches"]["map.1"]["steps"]),
+            ["map.1.a", "map.1.b"]
+        );
+        assert!(sealed["steps"]["map"]["branches"]["map.1"]
+            .get("_chunks")
+            .is_none());
     }
 
     #[test]

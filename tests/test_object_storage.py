@@ -304,3 +304,42 @@ def test_store_type_is_registered() -> None:
     assert {"minio", "chunked-minio"} <= set(store_types())
     assert "minio" in catalog_types()
     assert ChunkedMinioRunLogStore.model_fields["bucket"].default == "runnable/run-logs"
+
+
+def test_sealed_branches_cut_the_requests_of_a_full_read(minio_config: dict[str, str]) -> None:
+    writer = create_store("chunked-minio", **minio_config)
+    writer.create_run_log("r")
+    writer.add_step_log(writer.create_step_log("map", "map"), "r")
+    for i in range(4):
+        branch = writer.create_branch_log(f"map.{i}")
+        writer.add_branch_log(branch, "r")
+        for name in ("a", "b"):
+            step = writer.create_step_log(name, f"map.{i}.{name}")
+            step.status = "SUCCESS"
+            writer.add_step_log(step, "r")
+        branch.status = "SUCCESS" if i < 3 else "PROCESSING"  # map.3 stays open
+        writer.add_branch_log(branch, "r")
+    reader = create_store("chunked-minio", **minio_config)
+    fetched: list[str] = []
+    bucket = reader.storage()
+    original = bucket.get
+
+    def counting(key: str, **kwargs: Any) -> Any:
+        fetched.append(key.rsplit("/", 1)[-1])
+        return original(key, **kwargs)
+
+    bucket.get = counting  # type: ignore[method-assign]
+    run = reader.get_run_log_by_id("r", full=True)
+    step_reads = sorted(k for k in fetched if k.startswith("StepLog-"))
+    assert step_reads == ["StepLog-map.3.a.json", "StepLog-map.3.b.json", "StepLog-map.json"]
+    assert [list(b.steps) for b in run.steps["map"].branches.values()] == [
+        [f"map.{i}.a", f"map.{i}.b"] for i in range(4)
+    ]
+    assert "_chunks" not in reader.get_run_log_json("r").decode()
+    # A step rewritten after its branch was sealed is read from its own chunk.
+    late = writer.get_step_log("map.1.b", "r")
+    late.status = "FAIL"
+    writer.add_step_log(late, "r")
+    fetched.clear()
+    assert reader.get_run_log_by_id("r", full=True).find_step("map.1.b").status == "FAIL"
+    assert "StepLog-map.1.b.json" in fetched

@@ -95,8 +95,9 @@ class ChunkedRunLogStore(BaseRunLogStore):
         """A document's bytes, or None when it does not exist."""
 
     @abstractmethod
-    def _doc_write(self, run_id: str, name: str, data: bytes) -> None:
-        """Replace a document atomically (readers see the old or the new bytes, whole)."""
+    def _doc_write(self, run_id: str, name: str, data: bytes, internal_name: str = "") -> None:
+        """Replace a document atomically (readers see the old or the new bytes, whole);
+        ``internal_name`` is the step's, for a step chunk."""
 
     @abstractmethod
     def _doc_patch(
@@ -296,14 +297,14 @@ class ChunkedRunLogStore(BaseRunLogStore):
         created_ns = step._created_ns
         if created_ns is None:
             created_ns = self._stored_created_ns(name, run_id)
-        self._write_chunk(run_id, name, with_created_ns(created_ns, body))
+        self._write_chunk(run_id, name, with_created_ns(created_ns, body), step.internal_name)
         step._created_ns = created_ns
         if isinstance(original, StepLog) and original is not step:
             original._created_ns = created_ns
 
-    def _write_chunk(self, run_id: str, name: str, data: bytes) -> None:
+    def _write_chunk(self, run_id: str, name: str, data: bytes, internal_name: str = "") -> None:
         try:
-            self._doc_write(run_id, name, data)
+            self._doc_write(run_id, name, data, internal_name)
         except ChunkNotFoundError as exc:
             self._raise_if_run_missing(run_id, exc)
             raise
@@ -345,7 +346,9 @@ class ChunkedRunLogStore(BaseRunLogStore):
         validate_run_id(run_id)
         branch = _own(BranchLog, branch_log)
         name = chunk_name("BranchLog", branch.internal_name, run_id)
-        patch = branch.model_dump_json(exclude={"steps"}).encode()
+        patch = self._branch_patch(
+            run_id, branch, branch.model_dump_json(exclude={"steps"}).encode()
+        )
         created_ns = branch._created_ns if branch._created_ns is not None else time.time_ns()
         created = with_created_ns(
             created_ns, branch.model_copy(update={"steps": {}}).model_dump_json().encode()
@@ -360,6 +363,10 @@ class ChunkedRunLogStore(BaseRunLogStore):
             branch_log._created_ns = branch._created_ns
         for step in branch.steps.values():
             self._store_step(step, run_id)
+
+    def _branch_patch(self, run_id: str, branch: BranchLog, patch: bytes) -> bytes:
+        """The patch that stores a branch's fields; a backend may add to it."""
+        return patch
 
     # --- jobs -------------------------------------------------------------------------------
 

@@ -58,7 +58,7 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
     def _doc_read(self, run_id: str, name: str) -> bytes | None:
         return _core.read_file(self._doc_location(run_id, name), run_id=run_id)
 
-    def _doc_write(self, run_id: str, name: str, data: bytes) -> None:
+    def _doc_write(self, run_id: str, name: str, data: bytes, internal_name: str = "") -> None:
         path = self._doc_location(run_id, name)
         try:
             _core.write_atomic(path, data, fsync=self.fsync, run_id=run_id)

@@ -6,10 +6,19 @@ object is atomic in S3 and MinIO); ``RunLog.json`` and branch chunks are updated
 conditional PUTs on their ETag and retried on conflict, so writers on any number of machines
 lose no update. A full read lists the run once, fetches every chunk in parallel and merges them
 in the Rust core.
+
+Requests, not bytes, are what a full read costs here, so a branch is **sealed** when it ends: the
+process that closes it (status SUCCESS or FAIL) writes the step chunks it wrote for that branch
+into the branch's own chunk too, with an index of their ETags (``_chunks``). A full read first
+fetches ``RunLog.json`` and the branch chunks, then only the step chunks whose listed ETag is not
+in an index: a map of 200 branches x 5 steps is 201 GETs instead of 1,201. A step chunk changed
+after its branch was sealed has a new ETag, so it is fetched and wins (docs/format.md).
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -18,6 +27,7 @@ from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr
 from runlog_store import _core
 from runlog_store._paths import validate_run_id
 from runlog_store.exceptions import ChunkNotFoundError, RunLogExistsError, RunLogNotFoundError
+from runlog_store.models import BranchLog
 from runlog_store.object_storage import ObjectStorageSettings
 from runlog_store.stores._chunked import (
     LAYOUT_MARKER,
@@ -26,6 +36,10 @@ from runlog_store.stores._chunked import (
     ChunkedRunLogStore,
 )
 from runlog_store.stores._optimistic import update_object
+
+CHUNK_INDEX = "_chunks"
+SEALING_STATUSES = frozenset({"SUCCESS", "FAIL"})
+MAX_UNSEALED = 20_000
 
 
 class ChunkedMinioRunLogStore(ChunkedRunLogStore, ObjectStorageSettings):
@@ -41,6 +55,9 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, ObjectStorageSettings):
 
     # Runs this process has seen exist: a chunk write checks its run once, not every time.
     _known_runs: set[str] = PrivateAttr(default_factory=set)
+    # Step chunks this process wrote and no branch has sealed yet:
+    # (run_id, internal name) -> (chunk name, bytes, ETag).
+    _unsealed: dict[tuple[str, str], tuple[str, bytes, str]] = PrivateAttr(default_factory=dict)
 
     def get_summary(self) -> dict[str, Any]:
         bucket, prefix = self.bucket_and_prefix()
@@ -61,14 +78,47 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, ObjectStorageSettings):
         found = self.storage().get(self._key(run_id, name), run_id=run_id)
         return found[0] if found is not None else None
 
-    def _doc_write(self, run_id: str, name: str, data: bytes) -> None:
+    def _doc_write(self, run_id: str, name: str, data: bytes, internal_name: str = "") -> None:
         if run_id not in self._known_runs and not self._run_exists(run_id):
             raise ChunkNotFoundError(
                 f"run {run_id!r} has no {RUN_LOG_FILE}",
                 path=self._doc_location(run_id, RUN_LOG_FILE),
                 run_id=run_id,
             )
-        self.storage().put(self._key(run_id, name), data, run_id=run_id)
+        etag = self.storage().put(self._key(run_id, name), data, run_id=run_id)
+        if internal_name:
+            if len(self._unsealed) >= MAX_UNSEALED:
+                self._unsealed.clear()  # only an optimisation: reads fetch those chunks
+            self._unsealed[(run_id, internal_name)] = (name, data, etag)
+
+    def _branch_patch(self, run_id: str, branch: BranchLog, patch: bytes) -> bytes:
+        """Seal an ending branch: embed the step chunks this process wrote for it."""
+        if branch.status not in SEALING_STATUSES:
+            return patch
+        prefix = branch.internal_name + "."
+        mine = sorted(
+            (internal, chunk)
+            for (run, internal), chunk in self._unsealed.items()
+            if run == run_id and internal.startswith(prefix)
+        )
+        if not mine:
+            return patch
+        steps = b",".join(
+            json.dumps(internal).encode() + b":" + data for internal, (_, data, _) in mine
+        )
+        index = json.dumps({name: etag for _, (name, _, etag) in mine}).encode()
+        for internal, _ in mine:
+            del self._unsealed[(run_id, internal)]
+        return (
+            patch[:-1]
+            + b',"steps":{'
+            + steps
+            + b'},"'
+            + CHUNK_INDEX.encode()
+            + b'":'
+            + index
+            + b"}"
+        )
 
     def _doc_patch(
         self,
@@ -112,27 +162,26 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, ObjectStorageSettings):
     def _run_merge(self, run_id: str, salvage: bool) -> tuple[bytes, list[tuple[str, str]]]:
         bucket = self.storage()
         folder = self._key(run_id) + "/"
-        names = [
-            obj.object_name[len(folder) :]
+        listed = {
+            obj.object_name[len(folder) :]: (obj.etag or "").strip('"')
             for obj in bucket.list_objects(folder, run_id=run_id)
             if not obj.is_dir
-        ]
-        if RUN_LOG_FILE not in names:
-            raise ChunkNotFoundError(
-                f"run {run_id!r} has no {RUN_LOG_FILE}",
-                path=self._doc_location(run_id, RUN_LOG_FILE),
-                run_id=run_id,
-            )
-        wanted = [n for n in names if n == RUN_LOG_FILE or not n.startswith(".")]
-        fetched = bucket.get_many([folder + n for n in wanted], run_id=run_id)
-        documents = {n: f[0] for n, f in zip(wanted, fetched, strict=True) if f is not None}
+        }
+        missing = ChunkNotFoundError(
+            f"run {run_id!r} has no {RUN_LOG_FILE}",
+            path=self._doc_location(run_id, RUN_LOG_FILE),
+            run_id=run_id,
+        )
+        if RUN_LOG_FILE not in listed:
+            raise missing
+        first = [RUN_LOG_FILE] + [n for n in listed if n.startswith("BranchLog-")]
+        documents = self._fetch(folder, first, run_id)
         run_log = documents.pop(RUN_LOG_FILE, None)
         if run_log is None:
-            raise ChunkNotFoundError(
-                f"run {run_id!r} has no {RUN_LOG_FILE}",
-                path=self._doc_location(run_id, RUN_LOG_FILE),
-                run_id=run_id,
-            )
+            raise missing
+        covered = _sealed_chunks(documents.values(), listed)
+        rest = [n for n in listed if n.startswith("StepLog-") and n not in covered]
+        documents.update(self._fetch(folder, rest, run_id))
         self._known_runs.add(run_id)
         return _core.merge_chunks(
             bucket.url(self._key(run_id)),
@@ -141,6 +190,10 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, ObjectStorageSettings):
             salvage=salvage,
             run_id=run_id,
         )
+
+    def _fetch(self, folder: str, names: list[str], run_id: str) -> dict[str, bytes]:
+        fetched = self.storage().get_many([folder + n for n in names], run_id=run_id)
+        return {n: f[0] for n, f in zip(names, fetched, strict=True) if f is not None}
 
     def _run_exists(self, run_id: str) -> bool:
         exists = self.storage().exists(self._key(run_id, RUN_LOG_FILE), run_id=run_id)
@@ -179,6 +232,21 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, ObjectStorageSettings):
             raise RunLogNotFoundError(run_id, path=self._doc_location(run_id, RUN_LOG_FILE))
         self.storage().delete_prefix(self._key(run_id) + "/", run_id=run_id)
         self._known_runs.discard(run_id)
+
+
+def _sealed_chunks(branch_chunks: Iterable[bytes], listed: dict[str, str]) -> set[str]:
+    """Step chunks embedded in sealed branches and unchanged since (same ETag as listed)."""
+    covered: set[str] = set()
+    for data in branch_chunks:
+        if CHUNK_INDEX.encode() not in data:
+            continue
+        try:
+            index = json.loads(data).get(CHUNK_INDEX)
+        except (ValueError, AttributeError):
+            continue  # the merge reports the corrupt chunk
+        if isinstance(index, dict):
+            covered.update(n for n, etag in index.items() if listed.get(n) == etag)
+    return covered
 
 
 __all__ = ["ChunkedMinioRunLogStore"]
