@@ -4,6 +4,7 @@ moving runs between chunked-fs and chunked-minio, and the minio catalog."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 import os
@@ -343,3 +344,36 @@ def test_sealed_branches_cut_the_requests_of_a_full_read(minio_config: dict[str,
     fetched.clear()
     assert reader.get_run_log_by_id("r", full=True).find_step("map.1.b").status == "FAIL"
     assert "StepLog-map.1.b.json" in fetched
+
+
+def test_a_finished_run_reads_back_from_its_snapshot_until_anything_changes(
+    minio_server: MinioServer, minio_config: dict[str, str]
+) -> None:
+    store = create_store("chunked-minio", **minio_config)
+    store.create_run_log("r")
+    for i in range(3):
+        store.add_step_log(store.create_step_log(f"s{i}", f"s{i}"), "r")
+    store.update_run_log_status("r", "SUCCESS")
+    first = store.get_run_log_json("r")
+    assert "r/.merged.json" in _keys(minio_server, minio_config["bucket"])
+    fetched: list[str] = []
+    bucket = store.storage()
+    original = bucket.get
+
+    def counting(key: str, **kwargs: Any) -> Any:
+        fetched.append(key.rsplit("/", 1)[-1])
+        return original(key, **kwargs)
+
+    bucket.get = counting  # type: ignore[method-assign]
+    assert store.get_run_log_json("r") == first
+    assert fetched == [".merged.json"]
+    # any change to any object makes the snapshot stale: the run is merged again
+    late = store.get_step_log("s1", "r")
+    late.status = "FAIL"
+    store.add_step_log(late, "r")
+    assert store.get_run_log_by_id("r", full=True).steps["s1"].status == "FAIL"
+    # a damaged snapshot is ignored, never returned
+    _client(minio_server).put_object(
+        minio_config["bucket"], "r/.merged.json", io.BytesIO(b"garbage"), 7
+    )
+    assert store.get_run_log_by_id("r", full=True).steps["s1"].status == "FAIL"

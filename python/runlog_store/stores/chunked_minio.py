@@ -13,6 +13,10 @@ into the branch's own chunk too, with an index of their ETags (``_chunks``). A f
 fetches ``RunLog.json`` and the branch chunks, then only the step chunks whose listed ETag is not
 in an index: a map of 200 branches x 5 steps is 201 GETs instead of 1,201. A step chunk changed
 after its branch was sealed has a new ETag, so it is fetched and wins (docs/format.md).
+
+A full read of a run that has ended also leaves the merged document beside the chunks
+(``.merged.json``) with the ETag of every object it came from; the next full read lists the run,
+and if every name and ETag is unchanged, that document is the answer (one GET).
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ from runlog_store.stores._chunked import (
 from runlog_store.stores._optimistic import update_object
 
 CHUNK_INDEX = "_chunks"
+# The merged run as a full read of a run that has ended assembled it, with the ETag of every
+# object it came from: a later full read checks those against one listing and is one GET.
+SNAPSHOT = ".merged.json"
 SEALING_STATUSES = frozenset({"SUCCESS", "FAIL"})
 MAX_UNSEALED = 20_000
 
@@ -163,9 +170,8 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, ObjectStorageSettings):
         bucket = self.storage()
         folder = self._key(run_id) + "/"
         listed = {
-            obj.object_name[len(folder) :]: (obj.etag or "").strip('"')
-            for obj in bucket.list_objects(folder, run_id=run_id)
-            if not obj.is_dir
+            key[len(folder) :]: etag
+            for key, etag in bucket.list_etags(folder, run_id=run_id).items()
         }
         missing = ChunkNotFoundError(
             f"run {run_id!r} has no {RUN_LOG_FILE}",
@@ -174,22 +180,45 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, ObjectStorageSettings):
         )
         if RUN_LOG_FILE not in listed:
             raise missing
-        first = [RUN_LOG_FILE] + [n for n in listed if n.startswith("BranchLog-")]
+        chunks = {n: e for n, e in listed.items() if n != SNAPSHOT}
+        if not salvage and SNAPSHOT in listed:
+            document = self._snapshot(folder, chunks, run_id)
+            if document is not None:
+                return document, []
+        first = [RUN_LOG_FILE] + [n for n in chunks if n.startswith("BranchLog-")]
         documents = self._fetch(folder, first, run_id)
         run_log = documents.pop(RUN_LOG_FILE, None)
         if run_log is None:
             raise missing
         covered = _sealed_chunks(documents.values(), listed)
-        rest = [n for n in listed if n.startswith("StepLog-") and n not in covered]
+        rest = [n for n in chunks if n.startswith("StepLog-") and n not in covered]
         documents.update(self._fetch(folder, rest, run_id))
         self._known_runs.add(run_id)
-        return _core.merge_chunks(
+        merged, skipped = _core.merge_chunks(
             bucket.url(self._key(run_id)),
             run_log,
             list(documents.items()),
             salvage=salvage,
             run_id=run_id,
         )
+        if not skipped and _has_ended(run_log):
+            header = json.dumps(chunks, sort_keys=True).encode()
+            bucket.put(folder + SNAPSHOT, header + b"\n" + merged, run_id=run_id)
+        return merged, skipped
+
+    def _snapshot(self, folder: str, chunks: dict[str, str], run_id: str) -> bytes | None:
+        """The merged run saved by an earlier full read, if every object is still what it was
+        then (the same names with the same ETags); else None."""
+        found = self.storage().get(folder + SNAPSHOT, run_id=run_id)
+        if found is None:
+            return None
+        data = found[0]
+        end = data.find(b"\n")
+        try:
+            etags = json.loads(data[:end]) if end > 0 else None
+        except ValueError:
+            return None
+        return data[end + 1 :] if etags == chunks else None
 
     def _fetch(self, folder: str, names: list[str], run_id: str) -> dict[str, bytes]:
         fetched = self.storage().get_many([folder + n for n in names], run_id=run_id)
@@ -232,6 +261,14 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, ObjectStorageSettings):
             raise RunLogNotFoundError(run_id, path=self._doc_location(run_id, RUN_LOG_FILE))
         self.storage().delete_prefix(self._key(run_id) + "/", run_id=run_id)
         self._known_runs.discard(run_id)
+
+
+def _has_ended(run_log: bytes) -> bool:
+    try:
+        status = json.loads(run_log).get("status")
+    except (ValueError, AttributeError):
+        return False
+    return status in SEALING_STATUSES
 
 
 def _sealed_chunks(branch_chunks: Iterable[bytes], listed: dict[str, str]) -> set[str]:
