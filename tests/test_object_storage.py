@@ -115,6 +115,10 @@ def test_secrets_never_show(
         bucket=minio_bucket,
     )
     shown += [repr(catalog), json.dumps(catalog.get_summary()), catalog.model_dump_json()]
+    for bad in ({"bucket": "x"}, {"retries": -1}, {"endpoint": "h", "endpoint_url": "h"}):
+        with pytest.raises(ConfigurationError) as invalid:
+            create_store("chunked-minio", aws_secret_access_key=SECRET, **bad)  # type: ignore[arg-type]
+        shown.append(str(invalid.value))
     captured = capsys.readouterr()
     shown += [caplog.text, captured.out, captured.err]
     assert all(SECRET not in text for text in shown)

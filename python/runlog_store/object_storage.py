@@ -30,7 +30,15 @@ import urllib3
 from minio import Minio
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 from minio.helpers import check_bucket_name
-from pydantic import AliasChoices, BaseModel, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from runlog_store.exceptions import ConfigurationError, StorageError
 
@@ -145,9 +153,10 @@ class ObjectStorageSettings(BaseModel):
                     raise ValueError(f"{name!r} and {alias!r} are the same setting; set one")
         return data
 
-    @model_validator(mode="after")
-    def _valid_bucket(self) -> ObjectStorageSettings:
-        bucket, _ = self.bucket_and_prefix()
+    @field_validator("bucket", check_fields=False)
+    @classmethod
+    def _valid_bucket(cls, value: str) -> str:
+        bucket = value.strip("/").partition("/")[0]
         try:
             check_bucket_name(bucket)
         except ValueError:
@@ -155,7 +164,7 @@ class ObjectStorageSettings(BaseModel):
                 f"{bucket!r} is not a valid bucket name (3-63 characters: lower-case letters, "
                 "digits, dots and hyphens, starting and ending with a letter or digit)"
             ) from None
-        return self
+        return value
 
     def bucket_and_prefix(self) -> tuple[str, str]:
         """``runnable/run-logs`` is bucket ``runnable`` with the prefix ``run-logs``."""

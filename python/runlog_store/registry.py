@@ -117,6 +117,17 @@ def create_catalog(type_name: str, **config: Any) -> BaseCatalog:
     return _create(_CATALOGS, type_name, config)  # type: ignore[return-value]
 
 
+_SECRET_WORDS = ("secret", "password", "token", "access_key")
+
+
+def _shown_input(key: str, err: Any) -> str:
+    """The offending value, unless it could hold a secret (or is the whole config)."""
+    value = err.get("input")
+    if not key or isinstance(value, dict) or any(w in key.lower() for w in _SECRET_WORDS):
+        return ""
+    return f" (got {value!r})"
+
+
 def _config_error(
     kind: _Kind, type_name: str, cls: type[BaseModel], exc: ValidationError
 ) -> ConfigurationError:
@@ -131,7 +142,7 @@ def _config_error(
         elif err["type"] == "missing":
             problems.append(f"missing required key {key!r}")
         else:
-            problems.append(f"key {key!r}: {err['msg']} (got {err.get('input')!r})")
+            problems.append(f"key {key or 'config'!r}: {err['msg']}{_shown_input(key, err)}")
     return ConfigurationError(
         f"{kind.label} {type_name!r} config: " + "; ".join(problems), key=first_key
     )
