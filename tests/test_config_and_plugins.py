@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -106,6 +107,9 @@ def test_create_store_validates_config() -> None:
 def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The example third-party store package, really installed (into a target folder)."""
     target = tmp_path_factory.mktemp("plugin-site")
+    # Built from a copy: a build in place would leave build/ and egg-info in the source tree.
+    source = tmp_path_factory.mktemp("plugin-source") / "plugin_example"
+    shutil.copytree(ROOT / "tests" / "plugin_example", source)
     subprocess.run(
         [
             sys.executable,
@@ -118,7 +122,7 @@ def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "--disable-pip-version-check",
             "--target",
             str(target),
-            str(ROOT / "tests" / "plugin_example"),
+            str(source),
         ],
         check=True,
     )

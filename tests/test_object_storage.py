@@ -41,6 +41,20 @@ def _keys(server: MinioServer, bucket: str) -> list[str]:
     return sorted(o.object_name for o in _client(server).list_objects(bucket, recursive=True))
 
 
+def _count_gets(store: Any) -> list[str]:
+    """The names (last path part) of the objects ``store`` GETs from now on."""
+    fetched: list[str] = []
+    bucket = store.storage()
+    original = bucket.get
+
+    def counting(key: str, **kwargs: Any) -> Any:
+        fetched.append(key.rsplit("/", 1)[-1])
+        return original(key, **kwargs)
+
+    bucket.get = counting
+    return fetched
+
+
 # --- configuration --------------------------------------------------------------------------
 
 
@@ -246,18 +260,10 @@ def test_runs_are_listed_without_reading_their_chunks(minio_config: dict[str, st
         store.create_run_log(run_id, tag=run_id)
         time.sleep(0.01)
     store.add_step_log(store.create_step_log("s", "s"), "b")
-    fetched: list[str] = []
-    bucket = store.storage()
-    original = bucket.get
-
-    def counting(key: str, **kwargs: Any) -> Any:
-        fetched.append(key)
-        return original(key, **kwargs)
-
-    bucket.get = counting  # type: ignore[method-assign]
+    fetched = _count_gets(store)
     runs = store.get_run_logs(tag="b")
     assert [r.run_id for r in runs] == ["b"]
-    assert all(key.endswith("RunLog.json") for key in fetched)
+    assert fetched and all(key == "RunLog.json" for key in fetched)
 
 
 # --- the catalog ----------------------------------------------------------------------------
@@ -325,15 +331,7 @@ def test_sealed_branches_cut_the_requests_of_a_full_read(minio_config: dict[str,
         branch.status = "SUCCESS" if i < 3 else "PROCESSING"  # map.3 stays open
         writer.add_branch_log(branch, "r")
     reader = create_store("chunked-minio", **minio_config)
-    fetched: list[str] = []
-    bucket = reader.storage()
-    original = bucket.get
-
-    def counting(key: str, **kwargs: Any) -> Any:
-        fetched.append(key.rsplit("/", 1)[-1])
-        return original(key, **kwargs)
-
-    bucket.get = counting  # type: ignore[method-assign]
+    fetched = _count_gets(reader)
     run = reader.get_run_log_by_id("r", full=True)
     step_reads = sorted(k for k in fetched if k.startswith("StepLog-"))
     assert step_reads == ["StepLog-map.3.a.json", "StepLog-map.3.b.json", "StepLog-map.json"]
@@ -360,15 +358,7 @@ def test_a_finished_run_reads_back_from_its_snapshot_until_anything_changes(
     store.update_run_log_status("r", "SUCCESS")
     first = store.get_run_log_json("r")
     assert "r/.merged.json" in _keys(minio_server, minio_config["bucket"])
-    fetched: list[str] = []
-    bucket = store.storage()
-    original = bucket.get
-
-    def counting(key: str, **kwargs: Any) -> Any:
-        fetched.append(key.rsplit("/", 1)[-1])
-        return original(key, **kwargs)
-
-    bucket.get = counting  # type: ignore[method-assign]
+    fetched = _count_gets(store)
     assert store.get_run_log_json("r") == first
     assert fetched == [".merged.json"]
     # any change to any object makes the snapshot stale: the run is merged again

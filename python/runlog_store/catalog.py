@@ -27,7 +27,7 @@ from rich.progress import (
 )
 
 from runlog_store._paths import validate_run_id
-from runlog_store.exceptions import CatalogError
+from runlog_store.exceptions import CatalogError, NoMatchingFilesError
 from runlog_store.hashing import HashAlgorithm
 from runlog_store.models import DataCatalog
 
@@ -73,6 +73,28 @@ class BaseCatalog(ABC, BaseModel):
     @abstractmethod
     def sync_between_runs(self, previous_run_id: str, run_id: str) -> None:
         """Copy every catalog file of a previous run into this run's catalog (a retry)."""
+
+    def _put_sources(
+        self, name: str, allow_file_not_found_exc: bool, run_id: str
+    ) -> tuple[list[Path], list[Path], list[int]]:
+        """The files a put of ``name`` takes: (paths, paths relative to the compute folder,
+        sizes); empty when nothing matches and that is allowed."""
+        source_root = Path(self.compute_data_folder)
+        if not source_root.is_dir():
+            raise CatalogError(
+                f"compute data folder {source_root} does not exist (create it before a put)",
+                path=str(source_root),
+                run_id=run_id,
+            )
+        matches = glob_files(source_root, name, run_id)
+        if not matches:
+            if allow_file_not_found_exc:
+                return [], [], []
+            raise NoMatchingFilesError(
+                f"no file matches {name!r} in {source_root}", path=str(source_root), run_id=run_id
+            )
+        relatives = [relative_inside(path, source_root, name) for path in matches]
+        return matches, relatives, [file_size(path) for path in matches]
 
     def _run_id(self, run_id: str | None) -> str:
         """The run id given, else the one of the runnable run this is called in."""
@@ -155,6 +177,17 @@ def file_size(path: str | os.PathLike[str]) -> int:
         return os.stat(path).st_size
     except OSError:
         return 0
+
+
+def glob_files(root: Path, pattern: str, run_id: str) -> list[Path]:
+    """Every match but folders (as runnable does). A FIFO, socket or broken link is kept, so
+    its copy fails with an error naming it instead of being skipped without a word."""
+    try:
+        return sorted(path for path in root.glob(pattern) if not path.is_dir())
+    except (ValueError, NotImplementedError) as exc:
+        raise CatalogError(
+            f"{pattern!r} is not a usable glob pattern: {exc}", path=str(root), run_id=run_id
+        ) from exc
 
 
 def relative_inside(path: Path, root: Path, pattern: str) -> Path:

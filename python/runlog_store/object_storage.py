@@ -244,6 +244,18 @@ class Bucket:
         if not self._ready and operation != "check the bucket":
             self.ensure_bucket(run_id=run_id)
         where = self.url(key)
+
+        def fail(cls: type[ObjectStorageError], message: str, code: str = "") -> ObjectStorageError:
+            return cls(
+                message,
+                path=where,
+                run_id=run_id,
+                endpoint=self.endpoint,
+                bucket=self.name,
+                operation=operation,
+                code=code,
+            )
+
         attempts = self.settings.retries + 1
         started = time.monotonic()
         last: BaseException | None = None
@@ -255,37 +267,25 @@ class Bucket:
                 if code == "PreconditionFailed":
                     raise PreconditionFailed(where) from None
                 if code in _AUTH_CODES:
-                    raise ObjectStorageAuthError(
+                    raise fail(
+                        ObjectStorageAuthError,
                         f"{self.endpoint} refused the credentials for {operation} {where} "
                         f"({code}: {exc.message}); check the access key and secret key",
-                        path=where,
-                        run_id=run_id,
-                        endpoint=self.endpoint,
-                        bucket=self.name,
-                        operation=operation,
-                        code=code,
+                        code,
                     ) from None
                 if code == "NoSuchBucket":
                     self._ready = False
-                    raise BucketNotFoundError(
-                        f"bucket {self.name!r} does not exist at {self.endpoint} ({operation} "
-                        f"{where})",
-                        path=where,
-                        run_id=run_id,
-                        endpoint=self.endpoint,
-                        bucket=self.name,
-                        operation=operation,
-                        code=code,
+                    raise fail(
+                        BucketNotFoundError,
+                        f"bucket {self.name!r} does not exist at {self.endpoint} "
+                        f"({operation} {where})",
+                        code,
                     ) from None
                 if code not in _RETRY_CODES and exc.response.status < 500:
-                    raise ObjectStorageError(
+                    raise fail(
+                        ObjectStorageError,
                         f"{operation} {where} failed: {code}: {exc.message}",
-                        path=where,
-                        run_id=run_id,
-                        endpoint=self.endpoint,
-                        bucket=self.name,
-                        operation=operation,
-                        code=code,
+                        code,
                     ) from None
                 last = exc
             except (
@@ -296,26 +296,15 @@ class Bucket:
             ) as exc:
                 last = exc
             except MinioException as exc:
-                raise ObjectStorageError(
-                    f"{operation} {where} failed: {exc}",
-                    path=where,
-                    run_id=run_id,
-                    endpoint=self.endpoint,
-                    bucket=self.name,
-                    operation=operation,
-                ) from None
+                raise fail(ObjectStorageError, f"{operation} {where} failed: {exc}") from None
             if attempt + 1 < attempts:
                 pause = min(self.settings.retry_backoff * 2**attempt, 10.0)
                 time.sleep(pause * (0.5 + random.random() / 2))
         waited = time.monotonic() - started
-        raise ObjectStorageUnavailableError(
+        raise fail(
+            ObjectStorageUnavailableError,
             f"{self.endpoint} (bucket {self.name!r}): {operation} {where} failed after "
             f"{attempts} attempts over {waited:.1f} s: {_describe(last)}",
-            path=where,
-            run_id=run_id,
-            endpoint=self.endpoint,
-            bucket=self.name,
-            operation=operation,
         )
 
     def ensure_bucket(self, *, run_id: str = "") -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from runlog_store._paths import validate_run_id
 from runlog_store.exceptions import (
     BranchLogNotFoundError,
     CorruptChunkError,
@@ -34,6 +35,27 @@ from runlog_store.models import (
     RunLog,
     StepLog,
 )
+
+
+def new_run_log(
+    run_id: str,
+    dag_hash: str = "",
+    use_cached: bool = False,
+    tag: str = "",
+    original_run_id: str = "",
+    status: str = CREATED,
+) -> RunLog:
+    """The run log every store's ``create_run_log`` starts from (the run id checked first).
+
+    Retry lineage (``use_cached``, ``original_run_id``) is kept when given, as the older
+    layout recorded it; runnable 0.50 no longer does, so it is left out otherwise.
+    """
+    run_log = RunLog(run_id=validate_run_id(run_id), dag_hash=dag_hash, tag=tag, status=status)
+    if use_cached:
+        run_log.use_cached = True  # type: ignore[attr-defined]  # an extra field
+    if original_run_id:
+        run_log.original_run_id = original_run_id  # type: ignore[attr-defined]
+    return run_log
 
 
 def validate_run_log(data: bytes, path: str, run_id: str) -> RunLog:

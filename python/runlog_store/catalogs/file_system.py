@@ -17,7 +17,7 @@ from pydantic import Field
 
 from runlog_store import _core
 from runlog_store._paths import ensure_folder, validate_run_id
-from runlog_store.catalog import BaseCatalog, file_size, in_batches, relative_inside
+from runlog_store.catalog import BaseCatalog, file_size, glob_files, in_batches, relative_inside
 from runlog_store.exceptions import CatalogError, NoMatchingFilesError, StorageError
 from runlog_store.hashing import format_data_hash
 from runlog_store.models import DataCatalog
@@ -68,22 +68,9 @@ class FileSystemCatalog(BaseCatalog):
         run_id: str | None = None,
     ) -> list[DataCatalog]:
         run_id = self._run_id(run_id)
-        source_root = Path(self.compute_data_folder)
-        if not source_root.is_dir():
-            raise CatalogError(
-                f"compute data folder {source_root} does not exist (create it before a put)",
-                path=str(source_root),
-                run_id=run_id,
-            )
-        matches = _glob_files(source_root, name, run_id)
+        matches, relatives, sizes = self._put_sources(name, allow_file_not_found_exc, run_id)
         if not matches:
-            if allow_file_not_found_exc:
-                return []
-            raise NoMatchingFilesError(
-                f"no file matches {name!r} in {source_root}", path=str(source_root), run_id=run_id
-            )
-        relatives = [relative_inside(path, source_root, name) for path in matches]
-        sizes = [file_size(path) for path in matches]
+            return []
         target_root = self.run_folder(run_id)
         cache = self.cache_path()
         if store_copy:
@@ -121,7 +108,7 @@ class FileSystemCatalog(BaseCatalog):
             )
         matches = [
             path
-            for path in _glob_files(run_root, name, run_id)
+            for path in glob_files(run_root, name, run_id)
             if not path.name.endswith(EXECUTION_LOG_SUFFIX)
         ]
         if not matches:
@@ -185,17 +172,6 @@ class FileSystemCatalog(BaseCatalog):
             ),
         )
         return _digests([r if isinstance(r, Exception) else r[0] for r in results])
-
-
-def _glob_files(root: Path, pattern: str, run_id: str) -> list[Path]:
-    """Every match but folders (as runnable does). A FIFO, socket or broken link is kept, so
-    its copy fails with an error naming it instead of being skipped without a word."""
-    try:
-        return sorted(path for path in root.glob(pattern) if not path.is_dir())
-    except (ValueError, NotImplementedError) as exc:
-        raise CatalogError(
-            f"{pattern!r} is not a usable glob pattern: {exc}", path=str(root), run_id=run_id
-        ) from exc
 
 
 def _digests(results: Sequence[str | Exception]) -> list[str]:

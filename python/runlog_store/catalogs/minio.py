@@ -17,8 +17,8 @@ from pydantic import AliasChoices, ConfigDict, Field
 
 from runlog_store import _core
 from runlog_store._paths import validate_run_id
-from runlog_store.catalog import BaseCatalog, file_size, in_batches, relative_inside
-from runlog_store.catalogs.file_system import EXECUTION_LOG_SUFFIX, _glob_files
+from runlog_store.catalog import BaseCatalog, in_batches
+from runlog_store.catalogs.file_system import EXECUTION_LOG_SUFFIX
 from runlog_store.exceptions import CatalogError, NoMatchingFilesError
 from runlog_store.hashing import HashAlgorithm, format_data_hash
 from runlog_store.models import DataCatalog
@@ -77,22 +77,9 @@ class MinioCatalog(BaseCatalog, ObjectStorageSettings):
         run_id: str | None = None,
     ) -> list[DataCatalog]:
         run_id = self._run_id(run_id)
-        source_root = Path(self.compute_data_folder)
-        if not source_root.is_dir():
-            raise CatalogError(
-                f"compute data folder {source_root} does not exist (create it before a put)",
-                path=str(source_root),
-                run_id=run_id,
-            )
-        matches = _glob_files(source_root, name, run_id)
+        matches, relatives, sizes = self._put_sources(name, allow_file_not_found_exc, run_id)
         if not matches:
-            if allow_file_not_found_exc:
-                return []
-            raise NoMatchingFilesError(
-                f"no file matches {name!r} in {source_root}", path=str(source_root), run_id=run_id
-            )
-        relatives = [relative_inside(p, source_root, name) for p in matches]
-        sizes = [file_size(p) for p in matches]
+            return []
         bucket = self.storage()
         prefix = self.run_prefix(run_id)
         if store_copy:

@@ -42,7 +42,7 @@ from runlog_store.models import (
     RunLog,
     StepLog,
 )
-from runlog_store.store import BaseRunLogStore, SalvagedRunLog, validate_run_log
+from runlog_store.store import BaseRunLogStore, SalvagedRunLog, new_run_log, validate_run_log
 
 RUN_LOG_FILE = "RunLog.json"
 # Written when runlog-store creates a run: its steps and branches all live in chunks at their
@@ -181,13 +181,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
         original_run_id: str = "",
         status: str = CREATED,
     ) -> RunLog:
-        validate_run_id(run_id)
-        run_log = RunLog(run_id=run_id, dag_hash=dag_hash, tag=tag, status=status)
-        # Retry lineage is kept when given; runnable 0.50 no longer records it.
-        if use_cached:
-            run_log.use_cached = True  # type: ignore[attr-defined]  # an extra field
-        if original_run_id:
-            run_log.original_run_id = original_run_id  # type: ignore[attr-defined]
+        run_log = new_run_log(run_id, dag_hash, use_cached, tag, original_run_id, status)
         self._run_create(run_id, run_log.model_dump_json().encode())
         return run_log
 

@@ -12,7 +12,7 @@ from pydantic import PrivateAttr
 from runlog_store._paths import validate_run_id
 from runlog_store.exceptions import RunLogExistsError, RunLogNotFoundError
 from runlog_store.models import CREATED, RunLog
-from runlog_store.store import BaseRunLogStore
+from runlog_store.store import BaseRunLogStore, new_run_log
 
 
 class BufferedRunLogStore(BaseRunLogStore):
@@ -41,8 +41,7 @@ class BufferedRunLogStore(BaseRunLogStore):
         original_run_id: str = "",
         status: str = CREATED,
     ) -> RunLog:
-        validate_run_id(run_id)
-        run_log = RunLog(run_id=run_id, dag_hash=dag_hash, tag=tag, status=status)
+        run_log = new_run_log(run_id, dag_hash, use_cached, tag, original_run_id, status)
         with self._lock:
             if run_id in self._runs:
                 raise RunLogExistsError(run_id)

@@ -17,7 +17,7 @@ from runlog_store.exceptions import (
     RunLogNotFoundError,
 )
 from runlog_store.models import CREATED, RunLog
-from runlog_store.store import BaseRunLogStore, validate_run_log
+from runlog_store.store import BaseRunLogStore, new_run_log, validate_run_log
 
 
 class FileSystemRunLogStore(BaseRunLogStore):
@@ -70,10 +70,9 @@ class FileSystemRunLogStore(BaseRunLogStore):
         original_run_id: str = "",
         status: str = CREATED,
     ) -> RunLog:
-        validate_run_id(run_id)
+        run_log = new_run_log(run_id, dag_hash, use_cached, tag, original_run_id, status)
         ensure_folder(self.log_folder)
         _core.clean_temp_files(self.log_folder)
-        run_log = RunLog(run_id=run_id, dag_hash=dag_hash, tag=tag, status=status)
         try:
             self._write(run_log, exclusive=True)
         except ChunkExistsError:

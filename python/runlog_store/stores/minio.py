@@ -16,7 +16,7 @@ from runlog_store._paths import validate_run_id
 from runlog_store.exceptions import RunLogExistsError, RunLogNotFoundError
 from runlog_store.models import CREATED, RunLog
 from runlog_store.object_storage import ObjectStorageSettings
-from runlog_store.store import BaseRunLogStore, validate_run_log
+from runlog_store.store import BaseRunLogStore, new_run_log, validate_run_log
 from runlog_store.stores._optimistic import update_object
 
 SUFFIX = ".json"
@@ -55,11 +55,7 @@ class MinioRunLogStore(BaseRunLogStore, ObjectStorageSettings):
         original_run_id: str = "",
         status: str = CREATED,
     ) -> RunLog:
-        run_log = RunLog(run_id=validate_run_id(run_id), dag_hash=dag_hash, tag=tag, status=status)
-        if use_cached:
-            run_log.use_cached = True  # type: ignore[attr-defined]  # an extra field
-        if original_run_id:
-            run_log.original_run_id = original_run_id  # type: ignore[attr-defined]
+        run_log = new_run_log(run_id, dag_hash, use_cached, tag, original_run_id, status)
         if not self.storage().create(self._key(run_id), _dump(run_log), run_id=run_id):
             raise RunLogExistsError(run_id, path=self._location(run_id))
         return run_log
