@@ -215,3 +215,28 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
     assert proc.wait(30) == 0
     os.close(main)
     assert b"put many/*" in drawn
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("data/*", ["data/a.csv", "data/b.csv"]),
+        ("data/**/*", ["data/a.csv", "data/b.csv", "data/deep/c.txt"]),
+        ("**/*.txt", ["data/deep/c.txt"]),
+        ("deep/*", []),
+        ("data/?.csv", ["data/a.csv", "data/b.csv"]),
+        ("data/[!a].csv", ["data/b.csv"]),
+    ],
+)
+def test_object_globs_match_like_path_glob(
+    workdir: Path, pattern: str, expected: list[str]
+) -> None:
+    """The minio catalog matches object names the way the file-system catalog globs files."""
+    from runlog_store.catalogs.minio import glob_regex
+
+    names = ["data/a.csv", "data/b.csv", "data/deep/c.txt"]
+    on_disk = sorted(
+        p.relative_to(workdir).as_posix() for p in workdir.glob(pattern) if p.is_file()
+    )
+    assert on_disk == expected
+    assert [n for n in names if glob_regex(pattern).fullmatch(n)] == expected

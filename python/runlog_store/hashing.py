@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Literal, overload
 
 from runlog_store import _core
@@ -108,7 +108,3 @@ def runnable_fingerprint(path: StrPath) -> str:
             handle.seek(-min(_RUNNABLE_CHUNK, size - len(first)), os.SEEK_END)
             digest.update(handle.read(_RUNNABLE_CHUNK))
     return digest.hexdigest()
-
-
-def as_paths(paths: Sequence[StrPath]) -> list[str]:
-    return [os.fspath(p) for p in paths]

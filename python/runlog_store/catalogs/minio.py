@@ -9,6 +9,7 @@ half a file. A transfer that fails is retried whole, within the configured retry
 from __future__ import annotations
 
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -119,10 +120,11 @@ class MinioCatalog(BaseCatalog, ObjectStorageSettings):
             if not obj.is_dir and not obj.object_name.endswith(EXECUTION_LOG_SUFFIX)
         ]
         relatives = [Path(obj.object_name[len(prefix) :]) for obj in objects]
+        matcher = glob_regex(name)
         chosen = [
             (o, r)
             for o, r in zip(objects, relatives, strict=True)
-            if r.match(name) or _glob_match(r, name)
+            if matcher.fullmatch(r.as_posix())
         ]
         if not chosen:
             raise NoMatchingFilesError(
@@ -228,11 +230,39 @@ class MinioCatalog(BaseCatalog, ObjectStorageSettings):
         return digest
 
 
-def _glob_match(relative: Path, pattern: str) -> bool:
-    """Path.match anchors at the right; a catalog glob is anchored at the run's folder."""
-    import fnmatch
-
-    return fnmatch.fnmatchcase(relative.as_posix(), pattern)
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A glob as ``Path.glob`` reads it, for object names: ``*`` and ``?`` stay within one
+    path part, ``**/`` spans any number of parts (none included)."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]+/)*")
+            i += 3
+        elif pattern.startswith("**", i) and i + 2 == len(pattern):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                out.append(re.escape(pattern[i]))
+                i += 1
+            else:
+                body = pattern[i + 1 : end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append(f"[{body}]")
+                i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
 
 
 def _parallel(tasks: list[Any]) -> list[Any]:
