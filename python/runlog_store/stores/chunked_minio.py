@@ -103,9 +103,10 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, ObjectStorageSettings):
         if branch.status not in SEALING_STATUSES:
             return patch
         prefix = branch.internal_name + "."
+        # list() copies in one step: other threads may be adding steps meanwhile.
         mine = sorted(
             (internal, chunk)
-            for (run, internal), chunk in self._unsealed.items()
+            for (run, internal), chunk in list(self._unsealed.items())
             if run == run_id and internal.startswith(prefix)
         )
         if not mine:
@@ -115,7 +116,7 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, ObjectStorageSettings):
         )
         index = json.dumps({name: etag for _, (name, _, etag) in mine}).encode()
         for internal, _ in mine:
-            del self._unsealed[(run_id, internal)]
+            self._unsealed.pop((run_id, internal), None)
         return (
             patch[:-1]
             + b',"steps":{'
