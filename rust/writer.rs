@@ -122,7 +122,9 @@ pub fn read_file(path: &Path) -> Result<Option<Vec<u8>>> {
 
 /// Remove temp files of writes that died (older than `older_than`); returns how many.
 ///
-/// Younger ones may belong to a write still in flight in another process and are left alone.
+/// Younger ones may belong to a write still in flight in another process and are left alone,
+/// unless the process named in the temp file's name (`.<name>.tmp-<pid>-...`) is not running on
+/// this host: a writer killed mid-write leaves its temp file, which goes at the next cleaning.
 pub fn clean_temp_files(folder: &Path, older_than: Duration) -> Result<usize> {
     let entries = match fs::read_dir(folder) {
         Ok(entries) => entries,
@@ -143,11 +145,30 @@ pub fn clean_temp_files(folder: &Path, older_than: Duration) -> Result<usize> {
             .ok()
             .and_then(|m| now.duration_since(m).ok())
             .unwrap_or_default();
-        if age >= older_than && fs::remove_file(entry.path()).is_ok() {
+        let dead = writer_pid(name).is_some_and(|pid| !process_exists(pid));
+        if (age >= older_than || dead) && fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }
     }
     Ok(removed)
+}
+
+/// The pid in a temp file's name.
+fn writer_pid(name: &str) -> Option<i32> {
+    let (_, rest) = name.split_once(TEMP_MARKER)?;
+    rest.split('-').next()?.parse().ok()
+}
+
+/// Whether a process of this pid exists on this host (a reused pid counts as alive: the file is
+/// then left for the age rule, the safe side).
+fn process_exists(pid: i32) -> bool {
+    match rustix::process::Pid::from_raw(pid) {
+        Some(pid) => !matches!(
+            rustix::process::test_kill_process(pid),
+            Err(rustix::io::Errno::SRCH)
+        ),
+        None => true,
+    }
 }
 
 #[cfg(test)]
@@ -203,6 +224,22 @@ mod tests {
         );
         assert_eq!(clean_temp_files(dir.path(), Duration::ZERO).unwrap(), 1);
         assert!(dir.path().join("a.json").exists());
+    }
+
+    #[test]
+    fn temp_files_of_dead_writers_go_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mine = format!(".a.json.tmp-{}-1-1", std::process::id());
+        fs::write(dir.path().join(&mine), b"in flight").unwrap();
+        // pid 2^22 + 1 is above Linux's pid_max: no such process.
+        fs::write(dir.path().join(".b.json.tmp-4194305-1-1"), b"dead").unwrap();
+        assert_eq!(
+            clean_temp_files(dir.path(), Duration::from_secs(60)).unwrap(),
+            1
+        );
+        assert!(dir.path().join(&mine).exists());
+        assert_eq!(writer_pid(".x.tmp-123-456-7"), Some(123));
+        assert_eq!(writer_pid("plain.json"), None);
     }
 
     #[test]

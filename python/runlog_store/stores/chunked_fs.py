@@ -12,7 +12,7 @@ import os
 import shutil
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from runlog_store import _core
 from runlog_store._paths import ensure_folder, validate_run_id
@@ -44,6 +44,9 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
     fsync: bool = True
     lock_timeout: float = Field(default=60.0, gt=0)
 
+    # Runs whose leftover temp files this process has cleaned (at its first write to each).
+    _cleaned: set[str] = PrivateAttr(default_factory=set)
+
     def get_summary(self) -> dict[str, Any]:
         return {"Type": self.service_name, "Location": self.log_folder}
 
@@ -58,7 +61,15 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
     def _doc_read(self, run_id: str, name: str) -> bytes | None:
         return _core.read_file(self._doc_location(run_id, name), run_id=run_id)
 
+    def _clean_once(self, run_id: str) -> None:
+        """Remove temp files of writers that died mid-write, once per run and process: one
+        listing, not one per write."""
+        if run_id not in self._cleaned:
+            _core.clean_temp_files(self.run_folder(run_id))
+            self._cleaned.add(run_id)
+
     def _doc_write(self, run_id: str, name: str, data: bytes, internal_name: str = "") -> None:
+        self._clean_once(run_id)
         path = self._doc_location(run_id, name)
         try:
             _core.write_atomic(path, data, fsync=self.fsync, run_id=run_id)
@@ -77,6 +88,7 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
         merge_keys: tuple[str, ...] = (),
         create: bytes | None = None,
     ) -> bytes:
+        self._clean_once(run_id)
         path = self._doc_location(run_id, name)
         try:
             return _core.patch_json(

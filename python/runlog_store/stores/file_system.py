@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from runlog_store import _core
 from runlog_store._paths import ensure_folder, validate_run_id
@@ -35,6 +35,8 @@ class FileSystemRunLogStore(BaseRunLogStore):
     fsync: bool = True
     lock_timeout: float = Field(default=60.0, gt=0)
 
+    _cleaned: bool = PrivateAttr(default=False)
+
     def get_summary(self) -> dict[str, Any]:
         return {"Type": self.service_name, "Location": self.log_folder}
 
@@ -45,6 +47,10 @@ class FileSystemRunLogStore(BaseRunLogStore):
         return os.path.join(self.log_folder, f".{run_id}.lock")
 
     def _write(self, run_log: RunLog, *, exclusive: bool = False) -> None:
+        if not self._cleaned:
+            # Temp files of writers killed mid-write go at this process's first write.
+            _core.clean_temp_files(self.log_folder)
+            self._cleaned = True
         data = run_log.model_dump_json(indent=4).encode()
         _core.write_atomic(
             self._path(run_log.run_id),

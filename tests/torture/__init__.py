@@ -1,0 +1,1 @@
+"""Torture tests: real SIGKILLs, real races (issue 5)."""

@@ -1,0 +1,139 @@
+"""A writer is SIGKILLed at random moments, over and over; after every kill the run must load
+in full, every write the writer had been told succeeded must be there, and the temp files of
+killed writes must neither be read as chunks nor pile up.
+
+``RUNLOG_TORTURE_KILLS`` sets the kills per store (default 200, the CI size; raise it for a
+soak run, e.g. ``RUNLOG_TORTURE_KILLS=5000 .venv/bin/pytest tests/torture``).
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from runlog_store import BranchLog, JsonParameter
+
+from ..conftest import make_store, store_config
+
+KILLS = int(os.environ.get("RUNLOG_TORTURE_KILLS", "200"))
+KILLS_PER_RUN = 20
+CRASH_TYPES = ["file-system", "chunked-fs", "chunked-minio"]
+
+
+def _writer(
+    type_name: str, folder: str, config: dict[str, Any], run_id: str, start: int, ack: int
+) -> None:
+    """Write branches, steps, root parameters and statuses until killed; after each call
+    returns, say so on the ``ack`` pipe (what returned is what must survive)."""
+    store = make_store(type_name, Path(folder), **config)
+
+    def said(kind: str, i: int) -> None:
+        os.write(ack, f"{kind} {i}\n".encode())
+
+    i = start
+    while True:
+        branch = store.create_branch_log(f"map.{i}")
+        store.add_branch_log(branch, run_id)
+        said("B", i)
+        step = store.create_step_log("s", f"map.{i}.s")
+        step.status = "SUCCESS"
+        store.add_step_log(step, run_id)
+        said("S", i)
+        store.set_parameters(run_id, {f"p{i}": JsonParameter(kind="json", value=i)})
+        said("P", i)
+        branch.status = "SUCCESS"
+        store.add_branch_log(branch, run_id)
+        said("C", i)
+        store.update_run_log_status(run_id, f"AT-{i}")
+        said("R", i)
+        i += 1
+
+
+def _acknowledged(read_end: int) -> list[tuple[str, int]]:
+    data = b""
+    while chunk := os.read(read_end, 65536):
+        data += chunk
+    lines = data.decode().splitlines()
+    return [(kind, int(i)) for kind, i in (line.split() for line in lines)]
+
+
+def _temp_files(folder: Path) -> list[str]:
+    return [p.name for p in folder.rglob(".*.tmp-*")] if folder.exists() else []
+
+
+@pytest.mark.parametrize("type_name", CRASH_TYPES)
+def test_sigkill_at_random_moments_loses_nothing_acknowledged(
+    type_name: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    config = store_config(request, type_name)
+    folder = tmp_path / "logs"
+    store = make_store(type_name, folder, **config)
+    # fork: the writer starts in milliseconds, so 200 kills stay CI-sized. The child only
+    # writes (no thread pools), so forking a process with threads is safe here.
+    context = multiprocessing.get_context("fork")
+    rng = random.Random(os.environ.get("RUNLOG_TORTURE_SEED", "1"))
+    kills = 0
+    acknowledged_total = 0
+    next_index = 0
+    run_id = ""
+    max_temps = 0
+    while kills < KILLS:
+        if kills % KILLS_PER_RUN == 0:
+            run_id = f"crash-{kills // KILLS_PER_RUN}"
+            store.create_run_log(run_id)
+            store.add_step_log(store.create_step_log("map", "map"), run_id)
+            next_index = 0
+            expected: dict[str, set[int]] = {k: set() for k in "BSPCR"}
+        read_end, write_end = os.pipe()
+        child = context.Process(
+            target=_writer, args=(type_name, str(folder), config, run_id, next_index, write_end)
+        )
+        child.start()
+        os.close(write_end)
+        time.sleep(rng.uniform(0.002, 0.06))
+        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        child.join()
+        assert child.exitcode == -signal.SIGKILL
+        kills += 1
+        acks = _acknowledged(read_end)
+        os.close(read_end)
+        acknowledged_total += len(acks)
+        for kind, i in acks:
+            expected[kind].add(i)
+        if acks:
+            next_index = max(i for _, i in acks) + 1
+        next_index += 1  # the index the writer was on when killed is not reused
+
+        document = json.loads(store.get_run_log_json(run_id))  # loads in full, every chunk
+        branches = document["steps"]["map"]["branches"]
+        assert expected["B"] <= {int(name.split(".")[1]) for name in branches}
+        for i in expected["S"]:
+            assert branches[f"map.{i}"]["steps"][f"map.{i}.s"]["status"] == "SUCCESS"
+        for i in expected["C"]:
+            assert branches[f"map.{i}"]["status"] == "SUCCESS"
+        assert {f"p{i}" for i in expected["P"]} <= set(document["parameters"])
+        if expected["R"]:
+            assert int(document["status"].split("-")[1]) >= max(expected["R"])
+        if type_name != "chunked-minio":
+            # A killed write leaves at most one temp file, gone at the next write to its run.
+            temps = _temp_files(folder / run_id if type_name == "chunked-fs" else folder)
+            max_temps = max(max_temps, len(temps))
+            assert len(temps) <= 1, temps
+    assert kills == KILLS
+    assert acknowledged_total > KILLS, "the writers got work done between kills"
+    if type_name != "chunked-minio":
+        # Leftovers of earlier runs go as soon as anyone writes to those runs again.
+        later = make_store(type_name, folder, **config)
+        for n in range(KILLS // KILLS_PER_RUN):
+            later.update_run_log_status(f"crash-{n}", "SUCCESS")
+        assert _temp_files(folder) == []
+    full = store.get_run_log_by_id(run_id, full=True)
+    assert all(isinstance(b, BranchLog) for b in full.steps["map"].branches.values())
