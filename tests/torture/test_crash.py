@@ -129,6 +129,7 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(
             assert len(temps) <= 1, temps
     assert kills == KILLS
     assert acknowledged_total > KILLS, "the writers got work done between kills"
+    print(f"\n{type_name}: {kills} SIGKILLs, {acknowledged_total} acknowledged writes all present")
     if type_name != "chunked-minio":
         # Leftovers of earlier runs go as soon as anyone writes to those runs again.
         later = make_store(type_name, folder, **config)
