@@ -1,0 +1,148 @@
+"""Hostile input, generated (hypothesis): run ids, internal names, configuration files and
+chunk bytes. Only the package's typed errors may come out, and nothing may be written outside
+the log folder.
+
+``RUNLOG_HYPOTHESIS_EXAMPLES`` sets the examples per property (default 300).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from runlog_store import create_store, load_store
+from runlog_store.exceptions import (
+    ConfigurationError,
+    CorruptChunkError,
+    InvalidNameError,
+    InvalidRunIdError,
+)
+
+EXAMPLES = int(os.environ.get("RUNLOG_HYPOTHESIS_EXAMPLES", "300"))
+CONFIG = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+
+hostile_text = st.one_of(
+    st.text(),
+    st.text(alphabet=st.sampled_from(["/", "\\", ".", "\x00", "~", "%", " ", "a", "é", "\n"])),
+    st.sampled_from(["..", ".", "../x", "/etc/passwd", "a/../../b", "\x00", "x" * 300, "~x"]),
+)
+
+
+def _everything_under(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*")}
+
+
+@CONFIG
+@given(run_id=hostile_text)
+def test_run_ids_stay_inside_the_log_folder(run_id: str) -> None:
+    with tempfile.TemporaryDirectory() as base:
+        root = Path(base)
+        for type_name in ("file-system", "chunked-fs"):
+            logs = root / type_name
+            store = create_store(type_name, log_folder=str(logs), fsync=False)
+            try:
+                store.create_run_log(run_id)
+            except InvalidRunIdError:
+                assert _everything_under(root) <= {type_name}
+                continue
+            assert store.get_run_log_by_id(run_id).run_id == run_id
+            created = [p for p in logs.iterdir() if not p.name.startswith(".")]
+            assert [p.name for p in created] in ([run_id], [f"{run_id}.json"])
+        assert all(p.resolve().is_relative_to(root.resolve()) for p in root.rglob("*"))
+
+
+@CONFIG
+@given(name=hostile_text)
+def test_internal_names_round_trip_or_are_refused(name: str) -> None:
+    with tempfile.TemporaryDirectory() as base:
+        logs = Path(base) / "logs"
+        store = create_store("chunked-fs", log_folder=str(logs), fsync=False)
+        store.create_run_log("r")
+        try:
+            store.add_step_log(store.create_step_log("s", name), "r")
+        except InvalidNameError:
+            return
+        assert store.get_step_log(name, "r").internal_name == name
+        assert {p.parent for p in logs.rglob("*") if p.is_file()} == {logs / "r"}
+        run = store.get_run_log_by_id("r", full=True)
+        assert name in {s.internal_name for s in run.iter_steps()}
+
+
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+config_documents = st.one_of(
+    yaml_values,
+    st.fixed_dictionaries(
+        {
+            "run-log-store": st.fixed_dictionaries(
+                {
+                    "type": st.sampled_from(["chunked-fs", "file-system", "buffered", "s3", 1]),
+                    "config": yaml_values,
+                }
+            )
+        }
+    ),
+    st.text(max_size=200),
+)
+
+
+@CONFIG
+@given(document=config_documents)
+def test_config_files_load_or_fail_with_a_configuration_error(document: object) -> None:
+    with tempfile.TemporaryDirectory() as base:
+        path = Path(base) / "config.yaml"
+        if isinstance(document, str):
+            path.write_text(document)
+        else:
+            path.write_text(yaml.safe_dump(document))
+        cwd = os.getcwd()
+        os.chdir(base)
+        try:
+            load_store(path)
+        except ConfigurationError as exc:
+            assert str(path) in str(exc) or exc.key
+        finally:
+            os.chdir(cwd)
+
+
+chunk_bytes = st.one_of(
+    st.binary(max_size=300),
+    st.builds(lambda d: json.dumps(d).encode(), yaml_values),
+    st.builds(lambda n: b"[" * n + b"]" * n, st.integers(min_value=1, max_value=5000)),
+    st.builds(lambda n: b'{"internal_name":' * n, st.integers(min_value=1, max_value=2000)),
+    st.sampled_from(
+        [b"", b"{", b'{"internal_name": 3}', b'{"internal_name": "x", "branches": []}']
+    ),
+)
+
+
+@CONFIG
+@given(data=chunk_bytes, kind=st.sampled_from(["StepLog", "BranchLog"]))
+def test_chunk_bytes_read_or_fail_with_a_corrupt_chunk_error(data: bytes, kind: str) -> None:
+    with tempfile.TemporaryDirectory() as base:
+        logs = Path(base) / "logs"
+        store = create_store("chunked-fs", log_folder=str(logs), fsync=False)
+        store.create_run_log("r")
+        store.add_step_log(store.create_step_log("good", "good"), "r")
+        (logs / "r" / f"{kind}-hostile.json").write_bytes(data)
+        try:
+            store.get_run_log_by_id("r", full=True)
+        except CorruptChunkError as exc:
+            assert exc.path.endswith(f"{kind}-hostile.json") or exc.path.endswith("r")
+        salvaged = store.salvage_run_log("r")
+        assert "good" in salvaged.run_log.steps
