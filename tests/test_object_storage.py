@@ -18,7 +18,7 @@ import pytest
 from minio import Minio
 
 from runlog_store import JsonParameter, create_catalog, create_store, load_store
-from runlog_store.exceptions import ConfigurationError, RunLogStoreError
+from runlog_store.exceptions import ConfigurationError, CorruptChunkError, RunLogStoreError
 from runlog_store.object_storage import (
     BucketNotFoundError,
     ObjectStorageAuthError,
@@ -371,3 +371,40 @@ def test_a_finished_run_reads_back_from_its_snapshot_until_anything_changes(
         minio_config["bucket"], "r/.merged.json", io.BytesIO(b"garbage"), 7
     )
     assert store.get_run_log_by_id("r", full=True).steps["s1"].status == "FAIL"
+
+
+def test_a_bucket_deleted_underneath_is_a_clear_error(
+    minio_server: MinioServer, minio_config: dict[str, str]
+) -> None:
+    store = create_store("chunked-minio", **minio_config, create_bucket=False, retries=1)
+    client = _client(minio_server)
+    client.make_bucket(minio_config["bucket"])
+    store.create_run_log("r")
+    for obj in client.list_objects(minio_config["bucket"], recursive=True):
+        client.remove_object(minio_config["bucket"], obj.object_name)
+    client.remove_bucket(minio_config["bucket"])
+    started = time.monotonic()
+    with pytest.raises(BucketNotFoundError) as gone:
+        store.add_step_log(store.create_step_log("s", "s"), "r")
+    assert time.monotonic() - started < 5
+    assert minio_config["bucket"] in str(gone.value) and minio_server.endpoint in str(gone.value)
+
+
+def test_an_object_overwritten_with_garbage_is_named(
+    minio_server: MinioServer, minio_config: dict[str, str]
+) -> None:
+    store = create_store("chunked-minio", **minio_config)
+    store.create_run_log("r")
+    store.add_step_log(store.create_step_log("good", "good"), "r")
+    store.add_step_log(store.create_step_log("bad", "bad"), "r")
+    garbage = b"\x00\xffnot json"
+    _client(minio_server).put_object(
+        minio_config["bucket"], "r/StepLog-bad.json", io.BytesIO(garbage), len(garbage)
+    )
+    with pytest.raises(CorruptChunkError) as corrupt:
+        store.get_run_log_by_id("r", full=True)
+    assert corrupt.value.path.endswith("/r/StepLog-bad.json")
+    assert minio_server.endpoint in corrupt.value.path
+    salvaged = store.salvage_run_log("r")
+    assert list(salvaged.run_log.steps) == ["good"]
+    assert [path.rsplit("/", 1)[-1] for path, _ in salvaged.skipped] == ["StepLog-bad.json"]
