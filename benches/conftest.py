@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from tests.minio_server import MinioServer, MinioUnavailableError, minio_binary
+from tests.minio_server import MinioServer, required_minio_binary
 
 # The runnable banner on import is noise in benchmark output.
 sys.stdout.flush()
@@ -22,12 +22,7 @@ os.environ.setdefault("RUNNABLE_TELEMETRY", "0")
 @pytest.fixture(scope="session")
 def minio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServer]:
     """One MinIO server for the whole benchmark session, on its own data directory."""
-    try:
-        binary = minio_binary()
-    except MinioUnavailableError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"MinIO is required in CI: {exc}")
-        pytest.skip(f"no MinIO server binary: {exc}")
+    binary = required_minio_binary()
     with MinioServer(binary, tmp_path_factory.mktemp("minio")) as server:
         yield server
 

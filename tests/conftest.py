@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 
 from runlog_store import BaseRunLogStore, create_store
 
-from .minio_server import MinioServer, MinioUnavailableError, minio_binary
+from .minio_server import MinioServer, required_minio_binary
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -75,12 +74,7 @@ def minio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MinioServ
     Without a binary (no Go toolchain, failed build) the object-storage tests skip on a
     developer machine but fail in CI, where every integration test must run.
     """
-    try:
-        binary = minio_binary()
-    except MinioUnavailableError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"MinIO is required in CI: {exc}")
-        pytest.skip(f"no MinIO server binary: {exc}")
+    binary = required_minio_binary()
     server = MinioServer(binary, tmp_path_factory.mktemp("minio"))
     server.start()
     try:

@@ -43,6 +43,19 @@ class MinioServerError(RuntimeError):
     """The server did not come up (it exited, or did not answer in time); carries its log tail."""
 
 
+def required_minio_binary() -> Path:
+    """The binary for a test session: without it the object-storage tests skip on a developer
+    machine but fail in CI (CI=true), where every integration test must run."""
+    import pytest
+
+    try:
+        return minio_binary()
+    except MinioUnavailableError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"MinIO is required in CI: {exc}")
+        pytest.skip(f"no MinIO server binary: {exc}")
+
+
 def minio_binary(script: Path = MINIO_SCRIPT, timeout: float = 3600.0) -> Path:
     """The MinIO binary's path, from scripts/minio.sh (which builds it on first use).
 
