@@ -12,7 +12,6 @@ import itertools
 from typing import Any
 
 import pytest
-import runnable.datastore as runnable_models
 
 import runlog_store as ours_models
 from runlog_store import create_store
@@ -109,4 +108,3 @@ def test_minio_full_read(benchmark: Any, written: dict[str, Any], reader: str) -
     assert result is not None
     if not isinstance(result, bytes):
         assert len(result.steps["map"].branches) == BRANCHES
-    _ = runnable_models

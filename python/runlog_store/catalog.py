@@ -179,6 +179,16 @@ def file_size(path: str | os.PathLike[str]) -> int:
         return 0
 
 
+def data_prefix(compute_data_folder: str) -> Path:
+    """The compute folder's place inside a run's catalog folder, as runnable joins it on; an
+    absolute or escaping folder would land outside the catalog, so only an inward one is kept
+    (``.`` and those give no prefix)."""
+    prefix = Path(os.path.normpath(compute_data_folder))
+    if prefix.is_absolute() or prefix.parts[:1] == ("..",) or str(prefix) == ".":
+        return Path()
+    return prefix
+
+
 def glob_files(root: Path, pattern: str, run_id: str) -> list[Path]:
     """Every match but folders (as runnable does). A FIFO, socket or broken link is kept, so
     its copy fails with an error naming it instead of being skipped without a word."""

@@ -20,9 +20,9 @@ import os
 import random
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
@@ -471,24 +471,6 @@ class Bucket:
 
     def delete(self, key: str, *, run_id: str = "") -> None:
         self.call("delete", key, lambda: self.client.remove_object(self.name, key), run_id=run_id)
-
-    def upload_stream(self, key: str, stream: BinaryIO, length: int, *, run_id: str = "") -> None:
-        """A large object from a stream (multipart when big). Not retried: a stream is read once."""
-        self.call(
-            "upload",
-            key,
-            lambda: self.client.put_object(self.name, key, stream, length, part_size=64 << 20),
-            run_id=run_id,
-        )
-
-    def download_chunks(self, key: str, *, run_id: str = "") -> Iterator[bytes]:
-        """An object's bytes as they arrive."""
-        response = self.call("download", key, lambda: self.client.get_object(self.name, key))
-        try:
-            yield from response.stream(1 << 20)
-        finally:
-            response.close()
-            response.release_conn()
 
 
 def _describe(exc: BaseException | None) -> str:

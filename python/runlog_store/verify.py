@@ -7,14 +7,13 @@ trust what it is checking). SHA-256 entries (bare hex, runnable's) and BLAKE3 en
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from runlog_store.catalog import in_batches
+from runlog_store.catalog import data_prefix, file_size, in_batches
 from runlog_store.exceptions import HashError
 from runlog_store.hashing import (
     RUNNABLE_FINGERPRINT_MIN_BYTES,
@@ -73,10 +72,7 @@ def copy_path(
         rest = Path(*parts[1:]) if parts[:1] == (run_id,) else relative
     else:
         rest = Path(entry.catalog_relative_path)
-    prefix = Path(os.path.normpath(compute_data_folder))
-    if prefix.is_absolute() or prefix.parts[:1] == ("..",) or str(prefix) == ".":
-        prefix = Path()
-    return Path(catalog_location) / run_id / prefix / rest
+    return Path(catalog_location) / run_id / data_prefix(compute_data_folder) / rest
 
 
 def verify_run(
@@ -123,8 +119,9 @@ def verify_run(
     for algorithm, paths in by_algorithm.items():
         results = hasher([str(p) for p in paths], algorithm)
         digests.update({(algorithm, p): r for p, r in zip(paths, results, strict=True)})
+    settled = {c.path for c in checked}
     for path, hashes in sorted(expected.items()):
-        if any(c.path == str(path) for c in checked):
+        if str(path) in settled:
             continue
         checked.append(_judge(path, hashes, digests))
     checked.sort(key=lambda c: c.path)
@@ -171,17 +168,10 @@ def _judge(
 
 
 def _hash_paths(paths: list[str], algorithm: HashAlgorithm) -> list[str | HashError]:
-    sizes = [_size(p) for p in paths]
+    sizes = [file_size(p) for p in paths]
     return in_batches(
         f"verify ({algorithm})",
         paths,
         sizes,
         lambda batch: hash_files(batch, algorithm, return_exceptions=True),
     )
-
-
-def _size(path: str) -> int:
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0

@@ -17,7 +17,14 @@ from pydantic import Field
 
 from runlog_store import _core
 from runlog_store._paths import ensure_folder, validate_run_id
-from runlog_store.catalog import BaseCatalog, file_size, glob_files, in_batches, relative_inside
+from runlog_store.catalog import (
+    BaseCatalog,
+    data_prefix,
+    file_size,
+    glob_files,
+    in_batches,
+    relative_inside,
+)
 from runlog_store.exceptions import CatalogError, NoMatchingFilesError, StorageError
 from runlog_store.hashing import format_data_hash
 from runlog_store.models import DataCatalog
@@ -43,15 +50,11 @@ class FileSystemCatalog(BaseCatalog):
 
     def run_folder(self, run_id: str) -> Path:
         """Where a run's files are, as runnable places them (see the module docstring)."""
-        return Path(self.catalog_location) / validate_run_id(run_id) / self._data_prefix()
-
-    def _data_prefix(self) -> Path:
-        # runnable joins the compute folder onto the run's folder; an absolute or escaping one
-        # would land outside the catalog, so only a relative, inward one is kept.
-        prefix = Path(os.path.normpath(self.compute_data_folder))
-        if prefix.is_absolute() or prefix.parts[:1] == ("..",) or str(prefix) == ".":
-            return Path()
-        return prefix
+        return (
+            Path(self.catalog_location)
+            / validate_run_id(run_id)
+            / data_prefix(self.compute_data_folder)
+        )
 
     def cache_path(self) -> str:
         ensure_folder(self.catalog_location)

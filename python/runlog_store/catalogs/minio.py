@@ -14,14 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from minio.commonconfig import CopySource
 from pydantic import AliasChoices, ConfigDict, Field
 
 from runlog_store import _core
 from runlog_store._paths import validate_run_id
-from runlog_store.catalog import BaseCatalog, in_batches
+from runlog_store.catalog import BaseCatalog, data_prefix, in_batches
 from runlog_store.catalogs.file_system import EXECUTION_LOG_SUFFIX
 from runlog_store.exceptions import CatalogError, NoMatchingFilesError
-from runlog_store.hashing import HashAlgorithm, format_data_hash
+from runlog_store.hashing import HashAlgorithm, format_data_hash, hash_files
 from runlog_store.models import DataCatalog
 from runlog_store.object_storage import Bucket, ObjectStorageSettings
 
@@ -61,10 +62,8 @@ class MinioCatalog(BaseCatalog, ObjectStorageSettings):
 
     def run_prefix(self, run_id: str) -> str:
         """Where a run's files are (runnable's place: the run, then the compute folder)."""
-        data = Path(os.path.normpath(self.compute_data_folder))
-        parts = [validate_run_id(run_id)]
-        if not (data.is_absolute() or data.parts[:1] == ("..",) or str(data) == "."):
-            parts.append(data.as_posix())
+        prefix = data_prefix(self.compute_data_folder)
+        parts = [validate_run_id(run_id)] + ([prefix.as_posix()] if prefix.parts else [])
         return self.storage().key(*parts) + "/"
 
     # --- the API ------------------------------------------------------------------------------
@@ -96,8 +95,6 @@ class MinioCatalog(BaseCatalog, ObjectStorageSettings):
                 ),
             )
         else:
-            from runlog_store.hashing import hash_files
-
             digests = hash_files(matches, self.hash_algorithm)
         return [
             DataCatalog(
@@ -155,8 +152,6 @@ class MinioCatalog(BaseCatalog, ObjectStorageSettings):
         ]
 
     def sync_between_runs(self, previous_run_id: str, run_id: str) -> None:
-        from minio.commonconfig import CopySource
-
         bucket = self.storage()
         source = bucket.key(validate_run_id(previous_run_id)) + "/"
         target = bucket.key(validate_run_id(run_id)) + "/"

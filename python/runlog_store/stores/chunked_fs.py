@@ -111,7 +111,7 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
     def _run_create(self, run_id: str, run_log: bytes) -> None:
         folder = self.run_folder(run_id)
         ensure_folder(folder)
-        _core.clean_temp_files(folder)
+        self._clean_once(run_id)
         try:
             _core.write_atomic(
                 os.path.join(folder, RUN_LOG_FILE),

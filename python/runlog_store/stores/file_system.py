@@ -78,7 +78,6 @@ class FileSystemRunLogStore(BaseRunLogStore):
     ) -> RunLog:
         run_log = new_run_log(run_id, dag_hash, use_cached, tag, original_run_id, status)
         ensure_folder(self.log_folder)
-        _core.clean_temp_files(self.log_folder)
         try:
             self._write(run_log, exclusive=True)
         except ChunkExistsError:
