@@ -37,6 +37,8 @@ PROGRESS_MIN_BYTES = 256 << 20
 # Work is handed to the Rust core in batches this big, so the bar moves between them.
 BATCH_FILES = 256
 BATCH_BYTES = 512 << 20
+# The Rust writer's temp files are named ``.<name>.tmp-<pid>-...``.
+TEMP_MARKER = ".tmp-"
 
 T = TypeVar("T")
 
@@ -73,6 +75,32 @@ class BaseCatalog(ABC, BaseModel):
     @abstractmethod
     def sync_between_runs(self, previous_run_id: str, run_id: str) -> None:
         """Copy every catalog file of a previous run into this run's catalog (a retry)."""
+
+    # --- a run's catalog as a whole: what copying and pruning runs need --------------------
+
+    def run_files(self, run_id: str) -> dict[str, int]:
+        """Every file of a run's catalog (its execution logs too), as POSIX paths relative to
+        the run's folder, with their sizes; empty when the run has no catalog here."""
+        raise CatalogError(f"the {self.service_name} catalog cannot list the files of a run")
+
+    def download_run(self, run_id: str, folder: Path) -> int:
+        """Copy every file of a run's catalog under ``folder`` (same relative paths); the
+        number of bytes copied."""
+        raise CatalogError(f"the {self.service_name} catalog cannot export the files of a run")
+
+    def upload_run(self, run_id: str, folder: Path) -> int:
+        """Copy every file under ``folder`` into a run's catalog (same relative paths); the
+        number of bytes copied."""
+        raise CatalogError(f"the {self.service_name} catalog cannot import the files of a run")
+
+    def delete_run(self, run_id: str) -> int:
+        """Remove a run's catalog; the number of files removed (0 when it had none)."""
+        raise CatalogError(f"the {self.service_name} catalog cannot delete the files of a run")
+
+    def local_run_folder(self, run_id: str) -> Path | None:
+        """The folder holding a run's catalog when it is on this machine's file system, so it
+        can be read in place instead of downloaded; None for remote catalogs."""
+        return None
 
     def _put_sources(
         self, name: str, allow_file_not_found_exc: bool, run_id: str
@@ -187,6 +215,18 @@ def data_prefix(compute_data_folder: str) -> Path:
     if prefix.is_absolute() or prefix.parts[:1] == ("..",) or str(prefix) == ".":
         return Path()
     return prefix
+
+
+def folder_files(root: Path) -> dict[str, int]:
+    """Files under ``root`` (relative POSIX path -> size), temp files of writes in flight left
+    out; empty when ``root`` does not exist."""
+    found: dict[str, int] = {}
+    if not root.is_dir():
+        return found
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and TEMP_MARKER not in path.name:
+            found[path.relative_to(root).as_posix()] = path.stat().st_size
+    return found
 
 
 def glob_files(root: Path, pattern: str, run_id: str) -> list[Path]:

@@ -264,6 +264,15 @@ class BaseRunLogStore(ABC, BaseModel):
         """Ids of the stored runs, newest first where the store can tell."""
         raise NotImplementedError(f"{type(self).__name__} cannot list its runs")
 
+    def run_modified(self, run_id: str) -> float | None:
+        """When any part of the run was last written (seconds since the epoch), or None where
+        the store cannot tell: pruning keeps a run that is still being written by this."""
+        return None
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run with everything stored for it."""
+        raise NotImplementedError(f"{type(self).__name__} cannot delete runs")
+
     def get_run_logs(
         self,
         run_ids: list[str] | None = None,

@@ -7,13 +7,15 @@ trust what it is checking). SHA-256 entries (bare hex, runnable's) and BLAKE3 en
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from runlog_store.catalog import data_prefix, file_size, in_batches
+from runlog_store.catalog import BaseCatalog, data_prefix, file_size, in_batches
 from runlog_store.exceptions import HashError
 from runlog_store.hashing import (
     RUNNABLE_FINGERPRINT_MIN_BYTES,
@@ -38,6 +40,8 @@ class Checked:
     actual: str = ""
     detail: str = ""
     steps: list[str] = field(default_factory=list)
+    # The file's place in the run's catalog folder (``path`` may be a temporary download).
+    relative: str = ""
 
 
 @dataclass
@@ -83,11 +87,7 @@ def verify_run(
 ) -> Verification:
     """Re-hash the catalog copies of a run and compare them with its run log."""
     if compute_data_folder is None:
-        recorded = (
-            run_log.run_config.get("catalog") if isinstance(run_log.run_config, dict) else None
-        )
-        folder = recorded.get("compute_data_folder") if isinstance(recorded, dict) else None
-        compute_data_folder = folder if isinstance(folder, str) and folder else "."
+        compute_data_folder = _recorded_compute_folder(run_log) or "."
     expected: dict[Path, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for step, entry in catalog_entries(run_log):
         path = copy_path(entry, run_log.run_id, catalog_location, compute_data_folder)
@@ -125,7 +125,32 @@ def verify_run(
             continue
         checked.append(_judge(path, hashes, digests))
     checked.sort(key=lambda c: c.path)
+    run_root = Path(catalog_location) / run_log.run_id
+    for one in checked:
+        one.relative = Path(os.path.relpath(one.path, run_root)).as_posix()
     return Verification(run_log.run_id, checked)
+
+
+def verify_catalog(run_log: RunLog, catalog: BaseCatalog) -> Verification:
+    """``verify_run`` on any catalog: a local one is read in place, a remote one is downloaded
+    to a temporary folder first (every byte has to be read either way)."""
+    local = catalog.local_run_folder(run_log.run_id)
+    folder = _recorded_compute_folder(run_log) or catalog.compute_data_folder
+    if local is not None:
+        return verify_run(run_log, str(local.parent), folder)
+    with tempfile.TemporaryDirectory(prefix="runlog-verify-") as scratch:
+        catalog.download_run(run_log.run_id, Path(scratch) / run_log.run_id)
+        found = verify_run(run_log, scratch, folder)
+    # The downloaded copies are gone: name the files by their place in the catalog.
+    for checked in found.files:
+        checked.path = os.path.relpath(checked.path, scratch)
+    return found
+
+
+def _recorded_compute_folder(run_log: RunLog) -> str | None:
+    recorded = run_log.run_config.get("catalog") if isinstance(run_log.run_config, dict) else None
+    folder = recorded.get("compute_data_folder") if isinstance(recorded, dict) else None
+    return folder if isinstance(folder, str) and folder else None
 
 
 def _judge(

@@ -9,6 +9,7 @@ catalog folder lets a later put of unchanged files skip both the read and the co
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from runlog_store.catalog import (
     BaseCatalog,
     data_prefix,
     file_size,
+    folder_files,
     glob_files,
     in_batches,
     relative_inside,
@@ -155,6 +157,49 @@ class FileSystemCatalog(BaseCatalog):
         pairs = [(str(path), str(target / path.relative_to(previous))) for path in files]
         sizes = [file_size(path) for path in files]
         self._copy(f"sync {previous_run_id}", pairs, sizes, self.cache_path(), run_id)
+
+    # --- a run's catalog as a whole -----------------------------------------------------------
+
+    def local_run_folder(self, run_id: str) -> Path:
+        return Path(self.catalog_location) / validate_run_id(run_id)
+
+    def run_files(self, run_id: str) -> dict[str, int]:
+        return folder_files(self.local_run_folder(run_id))
+
+    def download_run(self, run_id: str, folder: Path) -> int:
+        root = self.local_run_folder(run_id)
+        files = self.run_files(run_id)
+        pairs = [(str(root / rel), str(folder / rel)) for rel in files]
+        self._copy(f"export catalog of {run_id}", pairs, list(files.values()), "", run_id)
+        return sum(files.values())
+
+    def upload_run(self, run_id: str, folder: Path) -> int:
+        root = self.local_run_folder(run_id)
+        files = folder_files(folder)
+        pairs = [(str(folder / rel), str(root / rel)) for rel in files]
+        self._copy(
+            f"import catalog of {run_id}", pairs, list(files.values()), self.cache_path(), run_id
+        )
+        return sum(files.values())
+
+    def delete_run(self, run_id: str) -> int:
+        """The run's folder is first renamed to a hidden name in one atomic step, so a reader
+        sees the whole catalog or none of it, never a half-deleted one."""
+        root = self.local_run_folder(run_id)
+        count = len(folder_files(root))
+        if not root.exists():
+            return 0
+        doomed = root.with_name(f".deleting-{root.name}-{os.getpid()}")
+        try:
+            os.rename(root, doomed)
+        except OSError as exc:
+            raise CatalogError(
+                f"cannot delete the catalog of run {run_id!r} at {root}: {exc.strerror}",
+                path=str(root),
+                run_id=run_id,
+            ) from exc
+        shutil.rmtree(doomed)
+        return count
 
     # --- copying ------------------------------------------------------------------------------
 

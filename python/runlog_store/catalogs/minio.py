@@ -19,7 +19,7 @@ from pydantic import AliasChoices, ConfigDict, Field
 
 from runlog_store import _core
 from runlog_store._paths import validate_run_id
-from runlog_store.catalog import BaseCatalog, data_prefix, in_batches
+from runlog_store.catalog import BaseCatalog, data_prefix, folder_files, in_batches
 from runlog_store.catalogs.file_system import EXECUTION_LOG_SUFFIX
 from runlog_store.exceptions import CatalogError, NoMatchingFilesError
 from runlog_store.hashing import HashAlgorithm, format_data_hash, hash_files
@@ -180,6 +180,52 @@ class MinioCatalog(BaseCatalog, ObjectStorageSettings):
             )
 
         _parallel([lambda n=obj.object_name: copy(n) for obj in objects])
+
+    # --- a run's catalog as a whole -----------------------------------------------------------
+
+    def _run_root(self, run_id: str) -> str:
+        return self.storage().key(validate_run_id(run_id)) + "/"
+
+    def run_files(self, run_id: str) -> dict[str, int]:
+        root = self._run_root(run_id)
+        return {
+            obj.object_name[len(root) :]: obj.size or 0
+            for obj in self.storage().list_objects(root, run_id=run_id)
+            if not obj.is_dir
+        }
+
+    def download_run(self, run_id: str, folder: Path) -> int:
+        bucket = self.storage()
+        root = self._run_root(run_id)
+        files = self.run_files(run_id)
+        jobs = [(root + rel, folder / rel) for rel in files]
+        in_batches(
+            f"download catalog of {run_id}",
+            jobs,
+            list(files.values()),
+            lambda batch: _parallel(
+                [lambda j=j: self._download(bucket, j[0], j[1], run_id) for j in batch]
+            ),
+        )
+        return sum(files.values())
+
+    def upload_run(self, run_id: str, folder: Path) -> int:
+        bucket = self.storage()
+        root = self._run_root(run_id)
+        files = folder_files(folder)
+        jobs = [(str(folder / rel), root + rel) for rel in files]
+        in_batches(
+            f"upload catalog of {run_id}",
+            jobs,
+            list(files.values()),
+            lambda batch: _parallel(
+                [lambda j=j: self._upload(bucket, j[0], j[1], run_id) for j in batch]
+            ),
+        )
+        return sum(files.values())
+
+    def delete_run(self, run_id: str) -> int:
+        return self.storage().delete_prefix(self._run_root(run_id), run_id=run_id)
 
     # --- transfers ----------------------------------------------------------------------------
 

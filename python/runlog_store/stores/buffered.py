@@ -74,3 +74,8 @@ class BufferedRunLogStore(BaseRunLogStore):
     def list_run_ids(self) -> list[str]:
         with self._lock:
             return list(reversed(self._runs))
+
+    def delete_run(self, run_id: str) -> None:
+        with self._lock:
+            if self._runs.pop(run_id, None) is None:
+                raise RunLogNotFoundError(run_id)

@@ -7,6 +7,7 @@ every document written by the Rust core's atomic writer, read-modify-writes unde
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -156,12 +157,34 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
             runs.append((mtime, entry.name))
         return [run_id for _, run_id in sorted(runs, reverse=True)]
 
+    def run_modified(self, run_id: str) -> float | None:
+        """The newest chunk's time: branches are written to their own files, so the run's
+        ``RunLog.json`` alone can be old while the run is busy."""
+        try:
+            entries = list(os.scandir(self.run_folder(run_id)))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        times = []
+        for entry in entries:
+            with contextlib.suppress(FileNotFoundError):
+                times.append(entry.stat().st_mtime)
+        return max(times, default=None)
+
     def delete_run(self, run_id: str) -> None:
-        """Remove a run's folder with every chunk in it."""
+        """Remove a run's folder with every chunk in it.
+
+        The folder is first renamed to a hidden name, one atomic step: readers and writers see
+        the whole run or no run (a writer then fails with "not found"), never half of one.
+        """
         folder = self.run_folder(run_id)
         if not os.path.exists(os.path.join(folder, RUN_LOG_FILE)):
             raise RunLogNotFoundError(run_id, path=folder)
-        shutil.rmtree(folder)
+        doomed = os.path.join(self.log_folder, f".deleting-{run_id}-{os.getpid()}")
+        try:
+            os.rename(folder, doomed)
+        except FileNotFoundError:
+            raise RunLogNotFoundError(run_id, path=folder) from None
+        shutil.rmtree(doomed)
 
 
 __all__ = ["ChunkedFileSystemRunLogStore", "split_created_ns", "with_created_ns"]

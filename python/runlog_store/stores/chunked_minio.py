@@ -257,10 +257,27 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, ObjectStorageSettings):
             found = [m for m in pool.map(modified, run_ids) if m is not None]
         return [run_id for _, run_id in sorted(found, reverse=True)]
 
+    def run_modified(self, run_id: str) -> float | None:
+        """The newest object's time (branches are objects of their own, see chunked-fs). The
+        snapshot is left out: a read writes it, and reading a run is not writing it."""
+        objects = self.storage().list_objects(self._key(run_id) + "/", run_id=run_id)
+        times = [
+            o.last_modified.timestamp()
+            for o in objects
+            if o.last_modified is not None and not o.object_name.endswith("/" + SNAPSHOT)
+        ]
+        return max(times, default=None)
+
     def delete_run(self, run_id: str) -> None:
+        """Remove every object of the run, ``RunLog.json`` last: until then the run is still
+        found (a reader sees its remaining pieces), and a gc stopped half-way can be re-run."""
         if not self._run_exists(run_id):
             raise RunLogNotFoundError(run_id, path=self._doc_location(run_id, RUN_LOG_FILE))
-        self.storage().delete_prefix(self._key(run_id) + "/", run_id=run_id)
+        bucket = self.storage()
+        head = self._key(run_id, RUN_LOG_FILE)
+        names = [o.object_name for o in bucket.list_objects(self._key(run_id) + "/", run_id=run_id)]
+        for name in [n for n in names if n != head] + [head]:
+            bucket.delete(name, run_id=run_id)
         self._known_runs.discard(run_id)
 
 

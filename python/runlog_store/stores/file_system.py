@@ -125,13 +125,23 @@ class FileSystemRunLogStore(BaseRunLogStore):
                     continue
         return [run_id for _, run_id in sorted(runs, reverse=True)]
 
-    def delete_run(self, run_id: str) -> None:
-        """Remove a run's file (and its lock file)."""
-        path = self._path(run_id)
+    def run_modified(self, run_id: str) -> float | None:
         try:
-            os.remove(path)
+            return os.stat(self._path(run_id)).st_mtime
         except FileNotFoundError:
-            raise RunLogNotFoundError(run_id, path=path) from None
+            return None
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove a run's file under its lock, so no writer is half-way through an update of
+        it (a later update finds the run gone and says so)."""
+        path = self._path(run_id)
+        if not os.path.exists(path):
+            raise RunLogNotFoundError(run_id, path=path)
+        with _core.FileLock(self._lock_path(run_id), self.lock_timeout, run_id):
+            try:
+                os.remove(path)
+            except FileNotFoundError:
+                raise RunLogNotFoundError(run_id, path=path) from None
         with contextlib.suppress(FileNotFoundError):
             os.remove(self._lock_path(run_id))
 

@@ -99,6 +99,12 @@ class MinioRunLogStore(BaseRunLogStore, ObjectStorageSettings):
         names = [name[len(root) : -len(SUFFIX)] for _, name in sorted(found, reverse=True)]
         return [n for n in names if n and not n.startswith(".")]
 
+    def run_modified(self, run_id: str) -> float | None:
+        stat = self.storage().stat(self._key(run_id), run_id=run_id)
+        if stat is None or stat.last_modified is None:
+            return None
+        return float(stat.last_modified.timestamp())
+
     def delete_run(self, run_id: str) -> None:
         bucket = self.storage()
         if not bucket.exists(self._key(run_id), run_id=run_id):
