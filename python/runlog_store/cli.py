@@ -1,26 +1,40 @@
-"""The ``runlog`` command: look at runs in any store named by a runnable configuration file."""
+"""The ``runlog`` command: see, compare, verify, move and prune runs in any store named by a
+runnable configuration file (``-c``, else RUNNABLE_CONFIGURATION_FILE, else the embedded
+default, chunked-fs in ``.run_log_store``).
+
+Exit status: 0 when all is well, 1 when the answer is "no" (runs differ, a catalog fails
+verification), 2 for errors, which are one line on stderr (``--verbose`` adds the traceback).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import sys
 import time
 import traceback
+from collections import Counter
+from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
-from runlog_store.catalogs.file_system import FileSystemCatalog
+from runlog_store import _core
 from runlog_store.config import load_catalog, load_store
+from runlog_store.diff import Difference
 from runlog_store.exceptions import RunLogStoreError
 from runlog_store.render import format_seconds, run_tree
-from runlog_store.verify import verify_run
 
 app = typer.Typer(
-    help="See and manage run logs of runnable pipelines, in any run log store.",
+    help="See, compare, verify, move and prune the run logs of runnable pipelines, in any "
+    "run log store.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -33,18 +47,73 @@ ConfigOption = Annotated[
         "-c",
         help="runnable configuration file (else RUNNABLE_CONFIGURATION_FILE, else chunked-fs "
         "in .run_log_store)",
-        exists=False,
     ),
 ]
-VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show tracebacks.")]
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Show the traceback of an error.")
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+_STATUS_STYLE = {"SUCCESS": "green", "FAIL": "bold red", "PROCESSING": "yellow"}
 
 
-def _fail(exc: BaseException, verbose: bool) -> typer.Exit:
+# --- plumbing every command shares ------------------------------------------------------------
+
+
+def _fail(message: str, verbose: bool) -> NoReturn:
     err = Console(stderr=True)
     if verbose:
         err.print(traceback.format_exc(), highlight=False, markup=False)
-    err.print(f"[bold red]error:[/] {exc}", highlight=False)
-    return typer.Exit(code=2)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+@contextlib.contextmanager
+def _reporting_errors(verbose: bool) -> Iterator[None]:
+    """Turn any failure into one line on stderr and exit status 2."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except KeyboardInterrupt:
+        Console(stderr=True).print("[bold red]interrupted[/]")
+        raise typer.Exit(code=130) from None
+    except RunLogStoreError as exc:
+        _fail(str(exc), verbose)
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        _fail(f"{exc.strerror or exc}{where}", verbose)
+    except Exception as exc:  # a defect: still one line, the traceback with --verbose
+        hint = "" if verbose else " (run again with --verbose for the traceback)"
+        _fail(f"unexpected {type(exc).__name__}: {exc}{hint}", verbose)
+
+
+@contextlib.contextmanager
+def _progress(description: str, total: int, minimum: int = 20) -> Iterator[Callable[[int], None]]:
+    """A bar on stderr, only on a terminal and only for work worth watching."""
+    err = Console(stderr=True)
+    if total < minimum or not err.is_terminal:
+        yield lambda _: None
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task(description, total=total)
+        yield lambda done: progress.advance(task, done)
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def _status(status: str) -> str:
+    return f"[{_STATUS_STYLE.get(status, 'dim')}]{escape(status)}[/]"
+
+
+def _print_json(document: object) -> None:
+    sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+
+
+# --- commands ---------------------------------------------------------------------------------
 
 
 @app.command()
@@ -67,15 +136,13 @@ def demo(
         config_file=str(config) if config else None,
         fail_branch=3 if branches >= 3 else None,
     )
-    try:
+    with _reporting_errors(verbose):
         started = time.perf_counter()
         store = run_demo(settings)
         written = time.perf_counter() - started
         started = time.perf_counter()
         run_log = store.get_run_log_by_id(settings.run_id, full=True)
         read = time.perf_counter() - started
-    except RunLogStoreError as exc:
-        raise _fail(exc, verbose) from exc
     console.print(run_tree(run_log, max_branches=max_branches))
     steps = sum(1 for _ in run_log.iter_steps())
     console.print(
@@ -86,27 +153,287 @@ def demo(
     console.print(f"See it again with: runlog show {settings.run_id}")
 
 
+@app.command("list")
+def list_runs(
+    config: ConfigOption = None,
+    status: Annotated[
+        str | None, typer.Option(help="Only runs of this status (SUCCESS, FAIL, ...).")
+    ] = None,
+    tag: Annotated[str | None, typer.Option(help="Only runs with this tag.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only runs started within this age (90m, 12h, 2d, 1w).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=0, help="At most this many runs.")] = None,
+    json_output: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """List runs, newest first: status, tag, start, duration, steps and the failed step."""
+    from runlog_store.runs import parse_age, summarize_runs
+
+    with _reporting_errors(verbose):
+        started_after = datetime.now() - parse_age(since, "--since") if since else None
+        store = load_store(config)
+        run_ids = store.list_run_ids()
+        with _progress("reading runs", len(run_ids)) as advance:
+            runs = summarize_runs(
+                store,
+                status=status,
+                tag=tag,
+                since=started_after,
+                limit=limit,
+                advance=advance,
+            )
+    if json_output:
+        _print_json([run.model_dump(mode="json") for run in runs])
+        return
+    table = Table(title=f"{len(runs)} runs in {escape(str(store.get_summary().get('Location')))}")
+    for column in ("run id", "status", "tag", "start", "duration", "steps", "failed step"):
+        table.add_column(column, justify="right" if column == "steps" else "left")
+    for run in runs:
+        duration = run.duration_seconds
+        table.add_row(
+            escape(run.run_id),
+            _status(run.status),
+            escape(run.tag),
+            _when(run.start),
+            format_seconds(duration) if duration is not None else "-",
+            str(run.steps),
+            f"[red]{escape(run.failed_step)}[/]" if run.failed_step else "",
+        )
+    Console().print(table)
+
+
 @app.command()
 def show(
     run_id: str,
     config: ConfigOption = None,
     json_output: Annotated[
-        bool, typer.Option("--json", help="Print the full run log JSON.")
+        bool, typer.Option("--json", help="Print the merged full run log JSON.")
     ] = False,
-    depth: Annotated[int, typer.Option(min=1, help="Levels of nesting to draw.")] = 99,
+    depth: Annotated[int, typer.Option(min=1, help="Levels of branch nesting to draw.")] = 99,
     max_branches: Annotated[int, typer.Option(min=0, help="Branches shown per step.")] = 20,
     verbose: VerboseOption = False,
 ) -> None:
-    """Show a run as a tree of steps and branches, with statuses, timings and errors."""
-    try:
+    """Show a run as a tree: steps, branches, attempts, errors, parameters, metrics, catalog."""
+    with _reporting_errors(verbose):
         store = load_store(config)
         if json_output:
             sys.stdout.buffer.write(store.get_run_log_json(run_id) + b"\n")
             return
         run_log = store.get_run_log_by_id(run_id, full=True)
-    except RunLogStoreError as exc:
-        raise _fail(exc, verbose) from exc
     Console().print(run_tree(run_log, depth=depth, max_branches=max_branches))
+
+
+@app.command()
+def timeline(
+    run_id: str,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="HTML file to write (default <run id>.html)."),
+    ] = None,
+    config: ConfigOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Draw every step attempt on a time axis, in one self-contained HTML page."""
+    from runlog_store.timeline import render_timeline
+
+    target = output or Path(f"{run_id}.html")
+    with _reporting_errors(verbose):
+        run_log = load_store(config).get_run_log_by_id(run_id, full=True)
+        page = render_timeline(run_log).encode()
+        _core.write_atomic(str(target), page, fsync=False, run_id=run_id)
+    attempts = sum(len(step.attempts) for step in run_log.iter_steps())
+    Console().print(f"Wrote the timeline of {attempts} attempts of run {run_id} to {target}")
+
+
+@app.command()
+def diff(
+    run_a: str,
+    run_b: str,
+    config: ConfigOption = None,
+    config_b: Annotated[
+        Path | None,
+        typer.Option(help="Configuration of RUN_B's store, when it is another store."),
+    ] = None,
+    rows: Annotated[
+        int, typer.Option(min=1, help="Rows shown per section (--json shows all).")
+    ] = 20,
+    json_output: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Compare two runs: parameters, metrics, code, data hashes, statuses and the DAG.
+
+    Exit status 0 when they do not differ in any of these, 1 when they do.
+    """
+    from runlog_store.diff import diff_runs
+
+    with _reporting_errors(verbose):
+        store_a = load_store(config)
+        store_b = load_store(config_b) if config_b else store_a
+        a = json.loads(store_a.get_run_log_json(run_a))
+        b = json.loads(store_b.get_run_log_json(run_b))
+        differences = diff_runs(a, b)
+    if json_output:
+        _print_json([d.model_dump() for d in differences])
+    elif not differences:
+        Console().print(
+            f"[green]runs {escape(run_a)} and {escape(run_b)} do not differ[/] in parameters, "
+            "metrics, code, data, statuses or DAG"
+        )
+    else:
+        Console().print(_differences_table(differences, run_a, run_b, rows))
+    if differences:
+        raise typer.Exit(code=1)
+
+
+def _cell(value: str | None, width: int = 72) -> str:
+    if value is None:
+        return "[dim]absent[/]"
+    return escape(value if len(value) <= width else value[: width - 1] + "…")
+
+
+def _differences_table(differences: list[Difference], run_a: str, run_b: str, rows: int) -> Table:
+    table = Table(title=f"{len(differences)} differences")
+    for column in ("what", "key", run_a, run_b):
+        table.add_column(escape(column), overflow="fold")
+    shown: Counter[str] = Counter()
+    hidden: Counter[str] = Counter()
+    for found in differences:
+        if shown[found.section] >= rows:
+            hidden[found.section] += 1
+            continue
+        shown[found.section] += 1
+        table.add_row(found.section, escape(found.key), _cell(found.a), _cell(found.b))
+    for section, count in hidden.items():
+        table.add_row(section, f"[dim]… {count} more (--json shows all)[/]", "", "")
+    return table
+
+
+@app.command()
+def export(
+    run_id: str,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="JSON file to write, or - for stdout.")
+    ],
+    config: ConfigOption = None,
+    force: Annotated[bool, typer.Option(help="Replace the file if it exists.")] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Write the full run log (every step and branch, merged) to one JSON file."""
+    from runlog_store.transfer import export_run
+
+    with _reporting_errors(verbose):
+        store = load_store(config)
+        if str(output) == "-":
+            sys.stdout.buffer.write(store.get_run_log_json(run_id) + b"\n")
+            return
+        size = export_run(store, run_id, output, overwrite=force)
+    Console(stderr=True).print(f"Exported run {run_id} ({size:,} bytes) to {output}")
+
+
+@app.command()
+def copy(
+    run_id: str,
+    to: Annotated[Path, typer.Option("--to", help="Configuration file of the store to copy into.")],
+    config: ConfigOption = None,
+    with_catalog: Annotated[
+        bool, typer.Option(help="Copy the run's catalog files too (into the target's catalog).")
+    ] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Copy a run into another store, checked by reading it back there."""
+    from runlog_store.transfer import copy_run
+
+    with _reporting_errors(verbose):
+        source = load_store(config)
+        target = load_store(to)
+        catalogs = (load_catalog(config), load_catalog(to)) if with_catalog else (None, None)
+        report = copy_run(
+            source, target, run_id, source_catalog=catalogs[0], target_catalog=catalogs[1]
+        )
+    console = Console()
+    console.print(
+        f"Copied run {escape(run_id)} ({report.steps} steps, {report.run_log_bytes:,} bytes of "
+        f"run log) from the {escape(report.source)} to the {escape(report.target)}; it reads "
+        "back identical."
+    )
+    if with_catalog:
+        checked = len(report.verification.files) if report.verification else 0
+        good = checked - len(report.inherited)
+        console.print(
+            f"Copied {report.catalog_files} catalog files ({report.catalog_bytes:,} bytes); "
+            f"{good} of {checked} re-hashed against the run log's data hashes match."
+        )
+        for problem in report.inherited:
+            console.print(
+                f"[yellow]warning:[/] {escape(problem)} fails in the source catalog too "
+                "(copied as it is)"
+            )
+
+
+@app.command()
+def gc(
+    older_than: Annotated[
+        str, typer.Option(help="Delete runs last written longer ago than this (30d, 12h, 1w).")
+    ],
+    config: ConfigOption = None,
+    status: Annotated[str | None, typer.Option(help="Only runs of this status.")] = None,
+    dry_run: Annotated[bool, typer.Option(help="Only show what would be deleted.")] = False,
+    with_catalog: Annotated[bool, typer.Option(help="Delete the runs' catalog files too.")] = False,
+    include_unfinished: Annotated[
+        bool,
+        typer.Option(
+            help="Also delete runs that never ended (CREATED, PROCESSING) once they are old "
+            "enough: runs of crashed pipelines."
+        ),
+    ] = False,
+    json_output: JsonOption = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Delete old runs, never one still being written."""
+    from runlog_store.runs import parse_age
+    from runlog_store.transfer import gc_runs
+
+    with _reporting_errors(verbose):
+        age = parse_age(older_than)
+        store = load_store(config)
+        catalog = load_catalog(config) if with_catalog else None
+        total = len(store.list_run_ids())
+        with _progress("checking runs", total) as advance:
+            decisions = gc_runs(
+                store,
+                age,
+                status=status,
+                include_unfinished=include_unfinished,
+                catalog=catalog,
+                dry_run=dry_run,
+                advance=advance,
+            )
+    if json_output:
+        _print_json([d.model_dump(mode="json") for d in decisions])
+        return
+    console = Console()
+    if not decisions:
+        console.print(f"No run of {total} was last written more than {older_than} ago.")
+        return
+    table = Table(title=f"Runs last written more than {older_than} ago")
+    for column in ("run id", "status", "last written", "age", "catalog files", "action"):
+        table.add_column(column)
+    for decision in decisions:
+        style = "red" if decision.action in ("deleted", "would delete") else "yellow"
+        age_text = format_seconds(decision.age_seconds) if decision.age_seconds else "-"
+        table.add_row(
+            escape(decision.run_id),
+            _status(decision.status),
+            _when(decision.last_written),
+            age_text,
+            str(decision.catalog_files) if with_catalog else "-",
+            f"[{style}]{decision.action}[/]",
+        )
+    console.print(table)
+    deleted = sum(d.action in ("deleted", "would delete") for d in decisions)
+    verb = "would delete" if dry_run else "deleted"
+    console.print(f"{verb} {deleted} of {total} runs")
 
 
 @app.command()
@@ -119,20 +446,17 @@ def verify(
 
     Exit status 0 when every copy matches, 1 when any is changed, missing or unreadable.
     """
-    try:
+    from runlog_store.verify import verify_catalog
+
+    with _reporting_errors(verbose):
         store = load_store(config)
         catalog = load_catalog(config)
-        if not isinstance(catalog, FileSystemCatalog):
-            raise RunLogStoreError(
-                f"verify reads file-system catalogs; the configured catalog is "
-                f"{catalog.service_name!r}"
-            )
         run_log = store.get_run_log_by_id(run_id, full=True)
-        report = verify_run(run_log, catalog.catalog_location)
-    except RunLogStoreError as exc:
-        raise _fail(exc, verbose) from exc
+        report = verify_catalog(run_log, catalog)
+        where = str(catalog.get_summary().get("Location"))
+        local = catalog.local_run_folder(run_id)
     console = Console()
-    table = Table(title=f"Catalog of run {run_id} in {catalog.catalog_location}")
+    table = Table(title=f"Catalog of run {escape(run_id)} in {escape(where)}")
     for column in ("status", "file", "detail"):
         table.add_column(column)
     styles = {"ok": "green", "fingerprint-only": "yellow"}
@@ -143,8 +467,8 @@ def verify(
             detail = f"expected {', '.join(checked.expected)}; found {checked.actual}"
         elif checked.status == "missing":
             detail = f"recorded by {', '.join(checked.steps)}"
-        where = os.path.relpath(checked.path, catalog.catalog_location)
-        table.add_row(f"[{style}]{checked.status}[/]", where, detail)
+        shown = os.path.relpath(checked.path, local.parent) if local else checked.path
+        table.add_row(f"[{style}]{checked.status}[/]", escape(shown), escape(detail))
     console.print(table)
     problems = len(report.problems)
     if problems:

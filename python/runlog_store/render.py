@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
+from typing import Any
 
 from rich.text import Text
 from rich.tree import Tree
 
-from runlog_store.models import FAIL, SUCCESS, BranchLog, Parameter, RunLog, StepLog
+from runlog_store.models import FAIL, SUCCESS, BranchLog, JobLog, Parameter, RunLog, StepLog
 
 _STATUS_STYLE = {SUCCESS: "green", FAIL: "bold red", "PROCESSING": "yellow", "CREATED": "dim"}
 _STATUS_MARK = {SUCCESS: "✔", FAIL: "✘", "PROCESSING": "…", "CREATED": "·"}
@@ -82,6 +83,8 @@ def _add_step(node: Tree, step: StepLog, depth: int, max_branches: int) -> None:
             child.add(
                 Text(f"attempt {attempt.attempt_number} failed: {attempt.message.strip()}", "red")
             )
+        if attempt.input_parameters:
+            child.add(Text(f"in: {_params(attempt.input_parameters)}", "dim"))
         if attempt.output_parameters:
             child.add(Text(f"out: {_params(attempt.output_parameters)}", "dim"))
         if attempt.user_defined_metrics:
@@ -113,6 +116,29 @@ def _add_branch(node: Tree, branch: BranchLog, depth: int, max_branches: int) ->
         _add_step(child, step, depth, max_branches)
 
 
+def code_identities(run_log: RunLog) -> list[str]:
+    """The code identities the run's steps recorded (attempt-level in runnable 0.50,
+    step-level in older layouts), as ``git <sha> clean|dirty``."""
+    found: set[str] = set()
+    holders: list[StepLog | JobLog] = list(run_log.iter_steps())
+    if run_log.job is not None:
+        holders.append(run_log.job)
+    for holder in holders:
+        sources: list[Any] = [getattr(holder, "code_identities", None)]
+        sources += [getattr(a, "code_identities", None) for a in holder.attempts]
+        for source in sources:
+            for identity in source or []:
+                item = identity if isinstance(identity, dict) else dict(identity)
+                if not item.get("code_identifier"):
+                    continue
+                kind = item.get("code_identifier_type") or "code"
+                text = f"{kind} {str(item['code_identifier'])[:12]}"
+                if kind == "git":
+                    text += " clean" if item.get("code_identifier_dependable") else " dirty"
+                found.add(text)
+    return sorted(found)
+
+
 def run_tree(run_log: RunLog, depth: int = 99, max_branches: int = 8) -> Tree:
     """The run as a rich Tree; ``depth`` limits nesting, ``max_branches`` per step."""
     steps = list(run_log.iter_steps())
@@ -127,6 +153,9 @@ def run_tree(run_log: RunLog, depth: int = 99, max_branches: int = 8) -> Tree:
         title.append(f"  {format_seconds((window[1] - window[0]).total_seconds())} wall", "cyan")
     title.append(f"  {len(steps)} steps, {branches} branches", "dim")
     tree = Tree(title)
+    identities = code_identities(run_log)
+    if identities:
+        tree.add(Text(f"code: {', '.join(identities)}", "dim"))
     if run_log.parameters:
         tree.add(Text(f"parameters: {_params(run_log.parameters, 6)}", "dim"))
     for step in run_log.steps.values():

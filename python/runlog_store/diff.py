@@ -1,0 +1,161 @@
+"""What differs between two runs: the questions asked when one run fails and the other did not.
+
+Only what can explain a difference in outcome is compared: parameters, metrics, the code that
+ran, the content of the data, the statuses of steps and the DAG. Run ids, times and paths
+differ between any two runs and would bury the rest, so they are left out.
+
+Runs are compared as merged JSON dicts, so runs of any store, layout or runnable version can be
+compared with each other.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pydantic import BaseModel
+
+from runlog_store.runs import attempts_of, walk_steps
+
+SECTIONS = ("run", "parameter", "metric", "code", "data", "step", "dag")
+
+
+class Difference(BaseModel):
+    """One thing that differs; ``None`` on a side means that run does not have it."""
+
+    section: str
+    key: str
+    a: str | None
+    b: str | None
+
+
+def _value(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _holders(run: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(name, step or job) of every step at every depth, and the job."""
+    for step in walk_steps(run.get("steps")):
+        yield str(step.get("internal_name") or step.get("name") or ""), step
+    if isinstance(run.get("job"), dict):
+        yield "job", run["job"]
+
+
+def _parameters(run: dict[str, Any], metrics: bool) -> dict[str, str]:
+    found: dict[str, str] = {}
+    params = run.get("parameters")
+    if isinstance(params, dict):
+        for name, param in params.items():
+            if isinstance(param, dict) and (param.get("kind") == "metric") == metrics:
+                found[name] = _value(param.get("value"))
+    if metrics:
+        # Metrics a step recorded in its last attempt, named by the step that recorded them.
+        for step_name, holder in _holders(run):
+            attempts = attempts_of(holder)
+            recorded = attempts[-1].get("user_defined_metrics") if attempts else None
+            if isinstance(recorded, dict):
+                for name, param in recorded.items():
+                    value = param.get("value") if isinstance(param, dict) else param
+                    found[f"{step_name}: {name}"] = _value(value)
+    return found
+
+
+def _identity(identity: Any) -> str | None:
+    if not isinstance(identity, dict) or not identity.get("code_identifier"):
+        return None
+    kind = identity.get("code_identifier_type") or "code"
+    text = f"{kind} {identity['code_identifier']}"
+    if kind == "git":
+        # runnable marks a commit with uncommitted changes as not dependable.
+        text += " clean" if identity.get("code_identifier_dependable") else " dirty"
+    return text
+
+
+def _code(run: dict[str, Any]) -> dict[str, str]:
+    """The code identities of the run, all steps together (a run normally has one)."""
+    identities: set[str] = set()
+    for _, holder in _holders(run):
+        sources = [holder.get("code_identities")]
+        sources += [a.get("code_identities") for a in attempts_of(holder)]
+        for source in sources:
+            if isinstance(source, list):
+                identities.update(i for i in map(_identity, source) if i)
+    return {"code identity": ", ".join(sorted(identities))} if identities else {}
+
+
+def _data(run: dict[str, Any]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for step_name, holder in _holders(run):
+        entries = holder.get("data_catalog")
+        if not isinstance(entries, list):
+            continue
+        for entry in entries:
+            if isinstance(entry, dict):
+                key = f"{step_name}: {entry.get('stage') or 'entry'} {entry.get('name')}"
+                found[key] = str(entry.get("data_hash") or "")
+    return found
+
+
+def _steps(run: dict[str, Any]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for step_name, holder in _holders(run):
+        status = str(holder.get("status") or "")
+        attempts = len(attempts_of(holder))
+        found[step_name] = f"{status} after {attempts} attempts" if attempts > 1 else status
+    return found
+
+
+def _dag_differences(
+    a: Any, b: Any, path: str, into: list[tuple[str, str | None, str | None]]
+) -> None:
+    """Where two DAGs differ, descending only while both sides are mappings: a node one DAG
+    lacks is one difference, not one per field of it."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            where = f"{path}.{key}" if path else str(key)
+            if key not in a:
+                into.append((where, None, _value(b[key])))
+            elif key not in b:
+                into.append((where, _value(a[key]), None))
+            else:
+                _dag_differences(a[key], b[key], where, into)
+    elif a != b:
+        into.append((path or "dag", _value(a), _value(b)))
+
+
+def _dag(run: dict[str, Any]) -> Any:
+    config = run.get("run_config")
+    return config.get("dag") if isinstance(config, dict) else None
+
+
+def _run(run: dict[str, Any]) -> dict[str, str]:
+    return {key: str(run.get(key) or "") for key in ("status", "tag", "dag_hash")}
+
+
+def diff_runs(a: dict[str, Any], b: dict[str, Any]) -> list[Difference]:
+    """Every difference between two merged run logs, section by section in SECTIONS order."""
+    extractors: dict[str, Callable[[dict[str, Any]], dict[str, str]]] = {
+        "run": _run,
+        "parameter": lambda run: _parameters(run, metrics=False),
+        "metric": lambda run: _parameters(run, metrics=True),
+        "code": _code,
+        "data": _data,
+        "step": _steps,
+    }
+    found: list[Difference] = []
+    for section, extract in extractors.items():
+        left, right = extract(a), extract(b)
+        keys = list(left) + [k for k in right if k not in left]
+        found.extend(
+            Difference(section=section, key=key, a=left.get(key), b=right.get(key))
+            for key in keys
+            if left.get(key) != right.get(key)
+        )
+    dag: list[tuple[str, str | None, str | None]] = []
+    _dag_differences(_dag(a), _dag(b), "", dag)
+    found.extend(Difference(section="dag", key=k, a=x, b=y) for k, x, y in dag)
+    return found
+
+
+__all__ = ["SECTIONS", "Difference", "diff_runs"]

@@ -1,0 +1,157 @@
+"""Many runs at a glance: one-line summaries of runs, and ages written the way people say them.
+
+Summaries are built from the merged JSON of each run (``get_run_log_json``) walked as plain
+dicts, not from the pydantic models: a listing reads every run of a store, and validating
+thousands of steps per run would cost more than reading them.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from runlog_store.exceptions import RunLogNotFoundError, RunLogStoreError
+from runlog_store.models import FAIL
+from runlog_store.store import BaseRunLogStore
+
+_AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_AGE_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+
+
+class RunSummary(BaseModel):
+    """What ``runlog list`` shows of a run."""
+
+    run_id: str
+    status: str
+    tag: str
+    start: datetime | None
+    end: datetime | None
+    duration_seconds: float | None
+    steps: int
+    branches: int
+    failed_step: str | None
+
+
+def parse_age(text: str, option: str = "--older-than") -> timedelta:
+    """``90s``, ``45m``, ``12h``, ``2d``, ``1w`` or a sum of them (``1d12h``)."""
+    cleaned = text.strip().lower().replace(" ", "")
+    position, total = 0, 0.0
+    for match in _AGE_PART.finditer(cleaned):
+        if match.start() != position:
+            break
+        total += float(match.group(1)) * _AGE_UNITS[match.group(2)]
+        position = match.end()
+    if not cleaned or position != len(cleaned):
+        raise RunLogStoreError(
+            f"{option} {text!r} is not an age; write a number and a unit, such as 90s, 45m, "
+            "12h, 2d, 1w or 1d12h"
+        )
+    return timedelta(seconds=total)
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A run log time (``str(datetime.now())`` in runnable); None for anything else."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    # runnable writes local naive times; an aware one is compared as local time too.
+    return parsed.astimezone().replace(tzinfo=None) if parsed.tzinfo else parsed
+
+
+def walk_steps(steps: Any) -> Iterator[dict[str, Any]]:
+    """Every step at every depth, in run order, parents before their branches' steps."""
+    if not isinstance(steps, dict):
+        return
+    for step in steps.values():
+        if not isinstance(step, dict):
+            continue
+        yield step
+        branches = step.get("branches")
+        if isinstance(branches, dict):
+            for branch in branches.values():
+                if isinstance(branch, dict):
+                    yield from walk_steps(branch.get("steps"))
+
+
+def attempts_of(holder: dict[str, Any]) -> list[dict[str, Any]]:
+    attempts = holder.get("attempts")
+    return [a for a in attempts if isinstance(a, dict)] if isinstance(attempts, list) else []
+
+
+def summarize(run: dict[str, Any]) -> RunSummary:
+    """The summary of one merged run log (a dict of its JSON)."""
+    steps = list(walk_steps(run.get("steps")))
+    holders = list(steps)
+    if isinstance(run.get("job"), dict):
+        holders.append(run["job"])
+    times: list[datetime] = []
+    for holder in holders:
+        for attempt in attempts_of(holder):
+            for key in ("start_time", "end_time"):
+                parsed = parse_time(attempt.get(key))
+                if parsed is not None:
+                    times.append(parsed)
+    start, end = (min(times), max(times)) if times else (None, None)
+    # The deepest failed step is the one to look at: a failed map step fails because one of
+    # its branches' steps did.
+    failed = [s for s in steps if s.get("status") == FAIL]
+    failed_step = None
+    if failed:
+        names = [str(s.get("internal_name") or s.get("name") or "") for s in failed]
+        leaves = [n for n in names if not any(o.startswith(n + ".") for o in names)]
+        failed_step = leaves[0] if leaves else names[0]
+    elif isinstance(run.get("job"), dict) and run["job"].get("status") == FAIL:
+        failed_step = "job"
+    return RunSummary(
+        run_id=str(run.get("run_id", "")),
+        status=str(run.get("status", "")),
+        tag=str(run.get("tag") or ""),
+        start=start,
+        end=end,
+        duration_seconds=(end - start).total_seconds() if start and end else None,
+        steps=len(steps),
+        branches=sum(len(s.get("branches") or {}) for s in steps),
+        failed_step=failed_step,
+    )
+
+
+def summarize_runs(
+    store: BaseRunLogStore,
+    *,
+    status: str | None = None,
+    tag: str | None = None,
+    since: datetime | None = None,
+    limit: int | None = None,
+    advance: Callable[[int], None] = lambda _: None,
+) -> list[RunSummary]:
+    """Summaries of the store's runs that match, newest first (by start; runs not started yet
+    count as newest). A run deleted while listed is left out."""
+    found: list[RunSummary] = []
+    for run_id in store.list_run_ids():
+        try:
+            run = json.loads(store.get_run_log_json(run_id))
+        except RunLogNotFoundError:
+            continue
+        finally:
+            advance(1)
+        summary = summarize(run)
+        if status is not None and summary.status != status:
+            continue
+        if tag is not None and summary.tag != tag:
+            continue
+        if since is not None and summary.start is not None and summary.start < since:
+            continue
+        found.append(summary)
+    found.sort(key=lambda s: s.start or datetime.max, reverse=True)
+    return found[:limit] if limit is not None else found
+
+
+__all__ = ["RunSummary", "parse_age", "parse_time", "summarize", "summarize_runs"]

@@ -1,0 +1,325 @@
+"""Moving runs out of and between stores, and pruning old ones, without losing anything.
+
+Every move is checked by reading the result back: an export is compared byte for byte, a copy
+is compared as a run log (the target may lay it out differently, in chunks or one document)
+and its catalog files are re-hashed against the run log's data hashes. A copy that does not
+read back identical is removed from the target again, since nothing of it was there before.
+
+Pruning never deletes a run that is still being written: only ended runs (SUCCESS or FAIL) are
+taken unless asked, a run's age is counted from the newest of its stored pieces, not only from
+its recorded times, and that time is checked again right before the run is deleted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from runlog_store import _core
+from runlog_store.catalog import BaseCatalog
+from runlog_store.exceptions import (
+    CatalogError,
+    ChunkExistsError,
+    RunLogNotFoundError,
+    RunLogStoreError,
+)
+from runlog_store.models import FAIL, SUCCESS, RunLog
+from runlog_store.runs import RunSummary, summarize, walk_steps
+from runlog_store.store import BaseRunLogStore, validate_run_log
+from runlog_store.verify import Verification, verify_catalog
+
+ENDED = frozenset({SUCCESS, FAIL})
+
+
+def _where(store: BaseRunLogStore) -> str:
+    location = store.get_summary().get("Location")
+    return f"{store.service_name} store at {location}" if location else f"{store.service_name}"
+
+
+def canonical_run(data: bytes, where: str, run_id: str) -> dict[str, Any]:
+    """A run log as the models read it: layouts and key order no longer matter."""
+    return validate_run_log(data, where, run_id).model_dump(mode="json")
+
+
+def first_difference(a: Any, b: Any, path: str = "") -> str | None:
+    """The JSON path of the first place two documents differ, or None when they are equal."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            if key not in a or key not in b:
+                return f"{path}.{key}".lstrip(".")
+            found = first_difference(a[key], b[key], f"{path}.{key}")
+            if found is not None:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        for index, (left, right) in enumerate(zip(a, b, strict=True)):
+            found = first_difference(left, right, f"{path}[{index}]")
+            if found is not None:
+                return found
+        return None
+    return None if a == b else (path.lstrip(".") or "document")
+
+
+# --- export -------------------------------------------------------------------------------------
+
+
+def export_run(store: BaseRunLogStore, run_id: str, output: Path, *, overwrite: bool) -> int:
+    """Write the merged run log to ``output`` atomically; the number of bytes written."""
+    data = store.get_run_log_json(run_id)
+    validate_run_log(data, _where(store), run_id)
+    try:
+        _core.write_atomic(str(output), data, fsync=True, exclusive=not overwrite, run_id=run_id)
+    except ChunkExistsError:
+        raise RunLogStoreError(
+            f"{output} already exists; pass --force to replace it", path=str(output), run_id=run_id
+        ) from None
+    if _core.read_file(str(output), run_id=run_id) != data:
+        raise RunLogStoreError(
+            f"{output} does not read back as written", path=str(output), run_id=run_id
+        )
+    return len(data)
+
+
+# --- copy ---------------------------------------------------------------------------------------
+
+
+class CopyReport(BaseModel):
+    run_id: str
+    source: str
+    target: str
+    steps: int
+    run_log_bytes: int
+    catalog_files: int = 0
+    catalog_bytes: int = 0
+    verification: Verification | None = None
+    # Catalog files that fail verification in the source already (copied as they are).
+    inherited: list[str] = []
+
+
+def copy_run(
+    source: BaseRunLogStore,
+    target: BaseRunLogStore,
+    run_id: str,
+    *,
+    source_catalog: BaseCatalog | None = None,
+    target_catalog: BaseCatalog | None = None,
+) -> CopyReport:
+    """Copy a run (and, given both catalogs, its catalog files) into another store.
+
+    The catalog goes first and the run log last, so a run that shows up in the target has its
+    files there already. Anything already in the target stops the copy before a byte is
+    written; anything this copy wrote is removed again when a later step fails.
+    """
+    data = source.get_run_log_json(run_id)
+    expected = canonical_run(data, _where(source), run_id)
+    with_catalog = source_catalog is not None and target_catalog is not None
+    try:
+        target.get_run_log_by_id(run_id)
+    except RunLogNotFoundError:
+        pass
+    else:
+        raise RunLogStoreError(
+            f"run {run_id!r} already exists in the {_where(target)}; nothing was copied",
+            run_id=run_id,
+        )
+    if with_catalog:
+        assert source_catalog is not None and target_catalog is not None
+        if target_catalog.run_files(run_id):
+            raise CatalogError(
+                f"the target catalog ({target_catalog.get_summary().get('Location')}) already "
+                f"holds files of run {run_id!r}; nothing was copied",
+                run_id=run_id,
+            )
+    report = CopyReport(
+        run_id=run_id,
+        source=_where(source),
+        target=_where(target),
+        steps=_count_steps(expected),
+        run_log_bytes=len(data),
+    )
+    wrote_catalog = wrote_run = False
+    try:
+        if with_catalog:
+            assert source_catalog is not None and target_catalog is not None
+            wrote_catalog = True
+            _copy_catalog(source_catalog, target_catalog, run_id, report)
+        wrote_run = True
+        target.put_run_log(validate_run_log(data, _where(source), run_id))
+        copied = canonical_run(target.get_run_log_json(run_id), _where(target), run_id)
+        differs = first_difference(expected, copied)
+        if differs is not None:
+            raise RunLogStoreError(
+                f"the copy of run {run_id!r} in the {_where(target)} does not read back as the "
+                f"original (first difference at {differs}); the copy was removed",
+                run_id=run_id,
+            )
+        if with_catalog:
+            assert source_catalog is not None and target_catalog is not None
+            run_log = validate_run_log(data, _where(source), run_id)
+            _verify_copy(run_log, source_catalog, target_catalog, report)
+    except BaseException:
+        # The first failure is the one to report; one in the clean-up must not replace it.
+        with contextlib.suppress(Exception):
+            _undo(target, target_catalog, run_id, wrote_run, wrote_catalog)
+        raise
+    return report
+
+
+def _copy_catalog(
+    source: BaseCatalog, target: BaseCatalog, run_id: str, report: CopyReport
+) -> None:
+    files = source.run_files(run_id)
+    report.catalog_files = len(files)
+    report.catalog_bytes = sum(files.values())
+    if not files:
+        return
+    local = source.local_run_folder(run_id)
+    if local is not None:
+        target.upload_run(run_id, local)
+    else:
+        with tempfile.TemporaryDirectory(prefix="runlog-copy-") as scratch:
+            source.download_run(run_id, Path(scratch))
+            target.upload_run(run_id, Path(scratch))
+    copied = target.run_files(run_id)
+    if copied != files:
+        missing = sorted(set(files) - set(copied)) or sorted(
+            name for name in files if copied.get(name) != files[name]
+        )
+        raise CatalogError(
+            f"the catalog copy of run {run_id!r} is incomplete ({len(copied)} of {len(files)} "
+            f"files, first missing or of another size: {missing[:1]}); the copy was removed",
+            run_id=run_id,
+        )
+
+
+def _verify_copy(
+    run_log: RunLog, source: BaseCatalog, target: BaseCatalog, report: CopyReport
+) -> None:
+    """Re-hash the copies against the run log. A file that fails in the target fails the copy
+    unless it fails in the source too: a copy is faithful to its source, damaged or not, and
+    such files are reported (``report.inherited``) rather than hidden."""
+    report.verification = verify_catalog(run_log, target)
+    problems = report.verification.problems
+    if not problems:
+        return
+    in_source = {c.relative: c.status for c in verify_catalog(run_log, source).problems}
+    new = [c for c in problems if in_source.get(c.relative) != c.status]
+    if new:
+        raise CatalogError(
+            f"the catalog copy of run {run_log.run_id!r} fails verification ({new[0].status}: "
+            f"{new[0].relative}) where the source does not; the copy was removed",
+            path=new[0].path,
+            run_id=run_log.run_id,
+        )
+    report.inherited = [f"{c.status}: {c.relative}" for c in problems]
+
+
+def _undo(
+    target: BaseRunLogStore,
+    target_catalog: BaseCatalog | None,
+    run_id: str,
+    wrote_run: bool,
+    wrote_catalog: bool,
+) -> None:
+    """Remove what a failed copy wrote (it was not there before the copy)."""
+    if wrote_run:
+        with contextlib.suppress(RunLogNotFoundError, NotImplementedError):
+            target.delete_run(run_id)
+    if wrote_catalog and target_catalog is not None:
+        target_catalog.delete_run(run_id)
+
+
+def _count_steps(run: dict[str, Any]) -> int:
+    return sum(1 for _ in walk_steps(run.get("steps")))
+
+
+# --- gc -----------------------------------------------------------------------------------------
+
+Action = Literal["deleted", "would delete", "kept: unfinished", "kept: written during gc"]
+
+
+class GcDecision(BaseModel):
+    run_id: str
+    status: str
+    last_written: datetime | None
+    age_seconds: float | None
+    action: Action
+    catalog_files: int = 0
+
+
+def _last_written(store: BaseRunLogStore, summary: RunSummary) -> tuple[datetime | None, float]:
+    modified = store.run_modified(summary.run_id)
+    times = [t for t in (summary.start, summary.end) if t is not None]
+    if modified is not None:
+        times.append(datetime.fromtimestamp(modified))
+    return max(times, default=None), modified or 0.0
+
+
+def gc_runs(
+    store: BaseRunLogStore,
+    older_than: timedelta,
+    *,
+    status: str | None = None,
+    include_unfinished: bool = False,
+    catalog: BaseCatalog | None = None,
+    dry_run: bool = False,
+    now: datetime | None = None,
+    advance: Callable[[int], None] = lambda _: None,
+) -> list[GcDecision]:
+    """Delete runs last written longer than ``older_than`` ago; the decision on every run that
+    was old enough (runs too young or of another status are not listed)."""
+    now = now or datetime.now()
+    decisions: list[GcDecision] = []
+    for run_id in store.list_run_ids():
+        advance(1)
+        try:
+            summary = summarize(json.loads(store.get_run_log_json(run_id)))
+        except RunLogNotFoundError:
+            continue
+        if status is not None and summary.status != status:
+            continue
+        last, modified = _last_written(store, summary)
+        if last is not None and now - last < older_than:
+            continue
+        decision = GcDecision(
+            run_id=run_id,
+            status=summary.status,
+            last_written=last,
+            age_seconds=(now - last).total_seconds() if last else None,
+            action="would delete" if dry_run else "deleted",
+        )
+        decisions.append(decision)
+        if summary.status not in ENDED and not include_unfinished:
+            decision.action = "kept: unfinished"
+            continue
+        if catalog is not None:
+            decision.catalog_files = len(catalog.run_files(run_id))
+        if dry_run:
+            continue
+        # A writer that came back since the run was read keeps it.
+        if (store.run_modified(run_id) or 0.0) != modified:
+            decision.action = "kept: written during gc"
+            continue
+        if catalog is not None:
+            catalog.delete_run(run_id)
+        with contextlib.suppress(RunLogNotFoundError):  # deleted by another gc meanwhile
+            store.delete_run(run_id)
+    return decisions
+
+
+__all__ = [
+    "CopyReport",
+    "GcDecision",
+    "canonical_run",
+    "copy_run",
+    "export_run",
+    "first_difference",
+    "gc_runs",
+]
