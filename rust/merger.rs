@@ -1097,7 +1097,10 @@ mod tests {
     }
 
     fn fixtures() -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
+        // Read at run time, not compiled in: the shared build cache serves clones at other
+        // paths, and a path baked into a cached test binary would point at another clone.
+        let root = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+        Path::new(&root).join("../shared/fixtures")
     }
 
     #[test]
