@@ -58,8 +58,11 @@ def _status(status: str) -> Text:
     return Text(f"{_STATUS_MARK.get(status, '?')} {status}", style=style)
 
 
-def _params(params: dict[str, Parameter], limit: int = 4) -> str:
-    shown = [f"{name}={param.description}" for name, param in list(params.items())[:limit]]
+def _params(params: dict[str, Parameter], limit: int = 4, width: int = 40) -> str:
+    shown = []
+    for name, param in list(params.items())[:limit]:
+        text = str(param.description)
+        shown.append(f"{name}={text if len(text) <= width else text[: width - 1] + '…'}")
     if len(params) > limit:
         shown.append(f"+{len(params) - limit} more")
     return " ".join(shown)
@@ -83,12 +86,14 @@ def _add_step(node: Tree, step: StepLog, depth: int, max_branches: int) -> None:
             child.add(
                 Text(f"attempt {attempt.attempt_number} failed: {attempt.message.strip()}", "red")
             )
-        if attempt.input_parameters:
-            child.add(Text(f"in: {_params(attempt.input_parameters)}", "dim"))
-        if attempt.output_parameters:
-            child.add(Text(f"out: {_params(attempt.output_parameters)}", "dim"))
-        if attempt.user_defined_metrics:
-            child.add(Text(f"metrics: {_params(attempt.user_defined_metrics)}", "magenta"))
+    # Parameters and metrics of the last attempt: the one whose outcome the step has.
+    last = step.attempts[-1] if step.attempts else None
+    if last is not None and last.input_parameters:
+        child.add(Text(f"in: {_params(last.input_parameters)}", "dim"))
+    if last is not None and last.output_parameters:
+        child.add(Text(f"out: {_params(last.output_parameters)}", "dim"))
+    if last is not None and last.user_defined_metrics:
+        child.add(Text(f"metrics: {_params(last.user_defined_metrics)}", "magenta"))
     for entry in step.data_catalog:
         child.add(Text(f"catalog {entry.stage}: {entry.name}  {entry.data_hash[:12]}", "blue"))
     if depth <= 1 or not step.branches:
