@@ -493,6 +493,35 @@ for index in range(count):
 """
 
 
+def _damage(place: Place, run_id: str) -> None:
+    """Garbage where one of the run's pieces was."""
+    if place.kind == "file-system":
+        (place.root / "logs" / f"{run_id}.json").write_text("{not json")
+    elif place.kind == "chunked-fs":
+        chunk = next((place.root / "logs" / run_id).glob("BranchLog-*.json"))
+        chunk.write_text("{not json")
+    else:
+        bucket = place.store().storage()  # type: ignore[attr-defined]
+        name = next(
+            o.object_name
+            for o in bucket.list_objects(bucket.key(run_id) + "/")
+            if "BranchLog-" in o.object_name
+        )
+        bucket.put(name, b"{not json")
+
+
+def test_a_damaged_run_is_listed_as_unreadable_and_gc_keeps_it(place: Place) -> None:
+    _damage(place, "made-ok")
+    runs = {r["run_id"]: r for r in json.loads(invoke("list", "-c", place.config, "--json").stdout)}
+    assert runs["made-ok"]["status"] == "UNREADABLE" and "made-ok" in runs["made-ok"]["error"]
+    assert runs["made-fail"]["status"] == FAIL  # the others are still listed
+    assert "UNREADABLE" in invoke("list", "-c", place.config).stdout
+    time.sleep(1.2)
+    decisions = json.loads(invoke("gc", "--older-than", "1s", "-c", place.config, "--json").stdout)
+    assert {d["run_id"]: d["action"] for d in decisions}["made-ok"] == "kept: unreadable"
+    assert place.store().list_run_ids() == ["made-ok"]
+
+
 # --- errors, and the real console script ------------------------------------------------------
 
 
@@ -548,3 +577,43 @@ def test_every_command_through_the_console_script(tmp_path: Path) -> None:
     assert not (work / ".run_log_store" / "demo-a").exists()
     failed = runlog("show", "demo-a", cwd=work, code=2)
     assert failed.stderr.startswith("error: ") and "Traceback" not in failed.stderr
+
+
+def test_reading_many_runs_draws_a_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
+    """stderr on a pseudo-terminal gets the bar; piped output (as in every other test) never
+    does, so --json stays clean."""
+    import pty
+
+    config = _write_config(
+        tmp_path / "config.yaml",
+        {"type": "chunked-fs", "config": {"log_folder": str(tmp_path / "logs"), "fsync": False}},
+        {"type": "do-nothing"},
+    )
+    many = load_store(config)
+    for index in range(40):
+        many.create_run_log(f"run-{index:02d}", status=SUCCESS)
+    leader, follower = pty.openpty()
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"}
+    done = subprocess.run(
+        [RUNLOG, "list", "-c", str(config), "--json"],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+        timeout=120,
+        env=env,
+    )
+    os.close(follower)
+    drawn = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        drawn += chunk
+    os.close(leader)
+    assert done.returncode == 0
+    assert len(json.loads(done.stdout)) == 40
+    assert b"reading runs" in drawn and b"/40" in drawn
+    piped = runlog("list", "-c", config, "--json", cwd=tmp_path)
+    assert "reading runs" not in piped.stderr and len(json.loads(piped.stdout)) == 40

@@ -198,7 +198,7 @@ def list_runs(
             _when(run.start),
             format_seconds(duration) if duration is not None else "-",
             str(run.steps),
-            f"[red]{escape(run.failed_step)}[/]" if run.failed_step else "",
+            f"[red]{escape(run.failed_step or run.error or '')}[/]",
         )
     Console().print(table)
 

@@ -35,6 +35,8 @@ class RunSummary(BaseModel):
     steps: int
     branches: int
     failed_step: str | None
+    # Why the run could not be read (its status is then UNREADABLE); None for readable runs.
+    error: str | None = None
 
 
 def parse_age(text: str, option: str = "--older-than") -> timedelta:
@@ -123,6 +125,32 @@ def summarize(run: dict[str, Any]) -> RunSummary:
     )
 
 
+UNREADABLE = "UNREADABLE"
+
+
+def read_summary(store: BaseRunLogStore, run_id: str) -> RunSummary:
+    """The summary of a stored run; a run that cannot be read (a damaged chunk, say) gets one
+    too, saying why, so one bad run does not hide the others."""
+    try:
+        return summarize(json.loads(store.get_run_log_json(run_id)))
+    except RunLogNotFoundError:
+        raise
+    except (RunLogStoreError, ValueError) as exc:
+        reason = str(exc) if isinstance(exc, RunLogStoreError) else f"not valid JSON ({exc})"
+        return RunSummary(
+            run_id=run_id,
+            status=UNREADABLE,
+            tag="",
+            start=None,
+            end=None,
+            duration_seconds=None,
+            steps=0,
+            branches=0,
+            failed_step=None,
+            error=reason if run_id in reason else f"run {run_id!r}: {reason}",
+        )
+
+
 def summarize_runs(
     store: BaseRunLogStore,
     *,
@@ -137,12 +165,11 @@ def summarize_runs(
     found: list[RunSummary] = []
     for run_id in store.list_run_ids():
         try:
-            run = json.loads(store.get_run_log_json(run_id))
+            summary = read_summary(store, run_id)
         except RunLogNotFoundError:
             continue
         finally:
             advance(1)
-        summary = summarize(run)
         if status is not None and summary.status != status:
             continue
         if tag is not None and summary.tag != tag:
@@ -154,4 +181,12 @@ def summarize_runs(
     return found[:limit] if limit is not None else found
 
 
-__all__ = ["RunSummary", "parse_age", "parse_time", "summarize", "summarize_runs"]
+__all__ = [
+    "UNREADABLE",
+    "RunSummary",
+    "parse_age",
+    "parse_time",
+    "read_summary",
+    "summarize",
+    "summarize_runs",
+]

@@ -13,7 +13,6 @@ its recorded times, and that time is checked again right before the run is delet
 from __future__ import annotations
 
 import contextlib
-import json
 import tempfile
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -31,7 +30,7 @@ from runlog_store.exceptions import (
     RunLogStoreError,
 )
 from runlog_store.models import FAIL, SUCCESS, RunLog
-from runlog_store.runs import RunSummary, summarize, walk_steps
+from runlog_store.runs import UNREADABLE, RunSummary, read_summary, walk_steps
 from runlog_store.store import BaseRunLogStore, validate_run_log
 from runlog_store.verify import Verification, verify_catalog
 
@@ -242,7 +241,13 @@ def _count_steps(run: dict[str, Any]) -> int:
 
 # --- gc -----------------------------------------------------------------------------------------
 
-Action = Literal["deleted", "would delete", "kept: unfinished", "kept: written during gc"]
+Action = Literal[
+    "deleted",
+    "would delete",
+    "kept: unfinished",
+    "kept: unreadable",
+    "kept: written during gc",
+]
 
 
 class GcDecision(BaseModel):
@@ -280,7 +285,7 @@ def gc_runs(
     for run_id in store.list_run_ids():
         advance(1)
         try:
-            summary = summarize(json.loads(store.get_run_log_json(run_id)))
+            summary = read_summary(store, run_id)
         except RunLogNotFoundError:
             continue
         if status is not None and summary.status != status:
@@ -296,6 +301,10 @@ def gc_runs(
             action="would delete" if dry_run else "deleted",
         )
         decisions.append(decision)
+        if summary.status == UNREADABLE:
+            # Its status and times are unknown: it may be a run still being written.
+            decision.action = "kept: unreadable"
+            continue
         if summary.status not in ENDED and not include_unfinished:
             decision.action = "kept: unfinished"
             continue
