@@ -10,16 +10,10 @@ from rich.text import Text
 from rich.tree import Tree
 
 from runlog_store.models import FAIL, SUCCESS, BranchLog, JobLog, Parameter, RunLog, StepLog
+from runlog_store.runs import parse_time
 
 _STATUS_STYLE = {SUCCESS: "green", FAIL: "bold red", "PROCESSING": "yellow", "CREATED": "dim"}
 _STATUS_MARK = {SUCCESS: "✔", FAIL: "✘", "PROCESSING": "…", "CREATED": "·"}
-
-
-def _parse_time(value: str) -> datetime | None:
-    try:
-        return datetime.fromisoformat(value) if value else None
-    except ValueError:
-        return None
 
 
 def step_window(step: StepLog) -> tuple[datetime, datetime] | None:
@@ -27,7 +21,7 @@ def step_window(step: StepLog) -> tuple[datetime, datetime] | None:
     times: list[datetime] = []
     for attempt in step.attempts:
         for value in (attempt.start_time, attempt.end_time):
-            parsed = _parse_time(value)
+            parsed = parse_time(value)
             if parsed is not None:
                 times.append(parsed)
     for branch in step.branches.values():

@@ -16,12 +16,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from html import escape
 from typing import Literal
 
 from runlog_store.models import FAIL, SUCCESS, BranchLog, RunLog, StepAttempt, StepLog
-from runlog_store.render import _parse_time, format_seconds
+from runlog_store.render import format_seconds
+from runlog_store.runs import parse_time
 
 # Geometry, in CSS pixels. Rows are small and fixed so thousands of branches stay a scroll, not
 # a wall; labels are monospace so their width is known here and they never run into the bars.
@@ -104,15 +105,9 @@ class _Collected:
 
 
 def _time(value: str) -> datetime | None:
-    """A recorded time, made comparable with every other one.
-
-    runnable writes naive local times, but a hand-edited or foreign log may carry an offset;
-    mixing the two would make ``min`` raise, so aware times are moved to naive UTC.
-    """
-    parsed = _parse_time(value)
-    if parsed is not None and parsed.tzinfo is not None:
-        parsed = parsed.astimezone(timezone.utc).replace(tzinfo=None)
-    return parsed
+    """A recorded time, comparable with every other one (``parse_time`` makes an aware time,
+    from a hand-edited or foreign log, naive local like runnable's)."""
+    return parse_time(value)
 
 
 def _merge(*windows: _Window | None) -> _Window | None:
