@@ -23,6 +23,8 @@ from runlog_store.exceptions import (
     StorageError,
 )
 
+from .terminal import run_with_terminal_stderr
+
 
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -195,25 +197,8 @@ def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
         [sys.executable, "-c", PROGRESS, str(tmp_path)], capture_output=True, text=True, check=True
     )
     assert piped.stderr == ""
-    main, child = os.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", PROGRESS, str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=child,
-        env={**os.environ, "COLUMNS": "100", "TERM": "xterm"},
-    )
-    os.close(child)
-    drawn = b""
-    while True:
-        try:
-            chunk = os.read(main, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        drawn += chunk
-    assert proc.wait(30) == 0
-    os.close(main)
+    status, _, drawn = run_with_terminal_stderr([sys.executable, "-c", PROGRESS, str(tmp_path)])
+    assert status == 0
     assert b"put many/*" in drawn
 
 

@@ -39,6 +39,7 @@ from runlog_store.models import (
 from runlog_store.store import BaseRunLogStore
 
 from .conftest import RUNNABLE_FIXTURES
+from .terminal import run_with_terminal_stderr
 
 RUNLOG = str(Path(sys.executable).with_name("runlog"))
 KINDS = ["file-system", "chunked-fs", "chunked-minio"]
@@ -582,8 +583,6 @@ def test_every_command_through_the_console_script(tmp_path: Path) -> None:
 def test_reading_many_runs_draws_a_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
     """stderr on a pseudo-terminal gets the bar; piped output (as in every other test) never
     does, so --json stays clean."""
-    import pty
-
     config = _write_config(
         tmp_path / "config.yaml",
         {"type": "chunked-fs", "config": {"log_folder": str(tmp_path / "logs"), "fsync": False}},
@@ -592,28 +591,9 @@ def test_reading_many_runs_draws_a_progress_bar_on_a_terminal_only(tmp_path: Pat
     many = load_store(config)
     for index in range(40):
         many.create_run_log(f"run-{index:02d}", status=SUCCESS)
-    leader, follower = pty.openpty()
-    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120"}
-    done = subprocess.run(
-        [RUNLOG, "list", "-c", str(config), "--json"],
-        stdout=subprocess.PIPE,
-        stderr=follower,
-        timeout=120,
-        env=env,
-    )
-    os.close(follower)
-    drawn = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        drawn += chunk
-    os.close(leader)
-    assert done.returncode == 0
-    assert len(json.loads(done.stdout)) == 40
+    status, out, drawn = run_with_terminal_stderr([RUNLOG, "list", "-c", str(config), "--json"])
+    assert status == 0
+    assert len(json.loads(out)) == 40
     assert b"reading runs" in drawn and b"/40" in drawn
     piped = runlog("list", "-c", config, "--json", cwd=tmp_path)
     assert "reading runs" not in piped.stderr and len(json.loads(piped.stdout)) == 40

@@ -181,6 +181,7 @@ def list_runs(
                 tag=tag,
                 since=started_after,
                 limit=limit,
+                run_ids=run_ids,
                 advance=advance,
             )
     if json_output:
@@ -398,7 +399,8 @@ def gc(
         age = parse_age(older_than)
         store = load_store(config)
         catalog = load_catalog(config) if with_catalog else None
-        total = len(store.list_run_ids())
+        run_ids = store.list_run_ids()
+        total = len(run_ids)
         with _progress("checking runs", total) as advance:
             decisions = gc_runs(
                 store,
@@ -407,6 +409,7 @@ def gc(
                 include_unfinished=include_unfinished,
                 catalog=catalog,
                 dry_run=dry_run,
+                run_ids=run_ids,
                 advance=advance,
             )
     if json_output:

@@ -158,12 +158,13 @@ def summarize_runs(
     tag: str | None = None,
     since: datetime | None = None,
     limit: int | None = None,
+    run_ids: list[str] | None = None,
     advance: Callable[[int], None] = lambda _: None,
 ) -> list[RunSummary]:
     """Summaries of the store's runs that match, newest first (by start; runs not started yet
     count as newest). A run deleted while listed is left out."""
     found: list[RunSummary] = []
-    for run_id in store.list_run_ids():
+    for run_id in store.list_run_ids() if run_ids is None else run_ids:
         try:
             summary = read_summary(store, run_id)
         except RunLogNotFoundError:

@@ -276,13 +276,14 @@ def gc_runs(
     catalog: BaseCatalog | None = None,
     dry_run: bool = False,
     now: datetime | None = None,
+    run_ids: list[str] | None = None,
     advance: Callable[[int], None] = lambda _: None,
 ) -> list[GcDecision]:
     """Delete runs last written longer than ``older_than`` ago; the decision on every run that
     was old enough (runs too young or of another status are not listed)."""
     now = now or datetime.now()
     decisions: list[GcDecision] = []
-    for run_id in store.list_run_ids():
+    for run_id in store.list_run_ids() if run_ids is None else run_ids:
         advance(1)
         try:
             summary = read_summary(store, run_id)

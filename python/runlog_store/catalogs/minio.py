@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -198,14 +199,11 @@ class MinioCatalog(BaseCatalog, ObjectStorageSettings):
         bucket = self.storage()
         root = self._run_root(run_id)
         files = self.run_files(run_id)
-        jobs = [(root + rel, folder / rel) for rel in files]
-        in_batches(
+        self._transfer_all(
             f"download catalog of {run_id}",
-            jobs,
+            [(root + rel, folder / rel) for rel in files],
             list(files.values()),
-            lambda batch: _parallel(
-                [lambda j=j: self._download(bucket, j[0], j[1], run_id) for j in batch]
-            ),
+            lambda job: self._download(bucket, job[0], job[1], run_id),
         )
         return sum(files.values())
 
@@ -213,16 +211,28 @@ class MinioCatalog(BaseCatalog, ObjectStorageSettings):
         bucket = self.storage()
         root = self._run_root(run_id)
         files = folder_files(folder)
-        jobs = [(str(folder / rel), root + rel) for rel in files]
-        in_batches(
+        self._transfer_all(
             f"upload catalog of {run_id}",
-            jobs,
+            [(str(folder / rel), root + rel) for rel in files],
             list(files.values()),
-            lambda batch: _parallel(
-                [lambda j=j: self._upload(bucket, j[0], j[1], run_id) for j in batch]
-            ),
+            lambda job: self._upload(bucket, job[0], job[1], run_id),
         )
         return sum(files.values())
+
+    @staticmethod
+    def _transfer_all(
+        description: str,
+        jobs: list[Any],
+        sizes: list[int],
+        transfer: Callable[[Any], str],
+    ) -> list[str]:
+        """Transfers on threads, in batches, with a progress bar on a terminal."""
+        return in_batches(
+            description,
+            jobs,
+            sizes,
+            lambda batch: _parallel([lambda j=j: transfer(j) for j in batch]),
+        )
 
     def delete_run(self, run_id: str) -> int:
         return self.storage().delete_prefix(self._run_root(run_id), run_id=run_id)
