@@ -367,6 +367,46 @@ def test_show_draws_the_tree_with_errors_parameters_metrics_and_catalog(place: P
     assert _canonical(as_json) == _expected("chunked-map")
 
 
+def test_nested_branches_are_drawn_to_the_depth_asked(place: Place, tmp_path: Path) -> None:
+    """A map step inside a parallel branch: three levels of nesting."""
+    store = place.store()
+    store.create_run_log("nested", status=PROCESSING)
+    now = datetime.now() - timedelta(seconds=5)
+    outer = store.create_step_log("outer", "outer")
+    outer.step_type, outer.status = "parallel", SUCCESS
+    store.add_step_log(outer, "nested")
+    store.add_branch_log(store.create_branch_log("outer.a"), "nested")
+    inner = store.create_step_log("inner", "outer.a.inner")
+    inner.step_type, inner.status = "map", SUCCESS
+    store.add_step_log(inner, "nested")
+    for item in ("1", "2"):
+        store.add_branch_log(store.create_branch_log(f"outer.a.inner.{item}"), "nested")
+        task = store.create_step_log("task", f"outer.a.inner.{item}.task")
+        task.status = SUCCESS
+        task.attempts.append(
+            StepAttempt(
+                start_time=str(now), end_time=str(now + timedelta(seconds=1)), status=SUCCESS
+            )
+        )
+        store.add_step_log(task, "nested")
+    store.update_run_log_status("nested", SUCCESS)
+
+    deep = invoke("show", "nested", "-c", place.config).stdout
+    assert "outer.a.inner.1" in deep and "outer.a.inner.2" in deep
+    assert deep.count("SUCCESS task  task") == 2
+    middle = invoke("show", "nested", "-c", place.config, "--depth", "2").stdout
+    assert "outer.a" in middle and "2 branches" in middle and "outer.a.inner.1" not in middle
+    top = invoke("show", "nested", "-c", place.config, "--depth", "1").stdout
+    assert "1 branches" in top and "inner" not in top
+    runs = json.loads(invoke("list", "-c", place.config, "--json").stdout)
+    nested = next(r for r in runs if r["run_id"] == "nested")
+    assert nested["steps"] == 4 and nested["branches"] == 3
+    page = tmp_path / "nested.html"
+    invoke("timeline", "nested", "-c", place.config, "-o", page)
+    html = page.read_text()
+    assert html.count('class="attempt') == 2 and "inner [map]" in html
+
+
 def test_timeline_writes_a_self_contained_page(place: Place, tmp_path: Path) -> None:
     page = tmp_path / "made.html"
     result = invoke("timeline", "made-fail", "-c", place.config, "-o", page)

@@ -104,12 +104,6 @@ class _Collected:
     failed: int = 0
 
 
-def _time(value: str) -> datetime | None:
-    """A recorded time, comparable with every other one (``parse_time`` makes an aware time,
-    from a hand-edited or foreign log, naive local like runnable's)."""
-    return parse_time(value)
-
-
 def _merge(*windows: _Window | None) -> _Window | None:
     known = [w for w in windows if w is not None]
     if not known:
@@ -135,7 +129,9 @@ def _attempts(
     for attempt in attempts:
         out.attempts += 1
         out.failed += attempt.status == FAIL
-        start, end = _time(attempt.start_time), _time(attempt.end_time)
+        # parse_time makes an aware time (a hand-edited or foreign log) naive local like the
+        # rest, so mixed logs compare instead of raising.
+        start, end = parse_time(attempt.start_time), parse_time(attempt.end_time)
         problem = None
         if start is None:
             problem = "no start time" if not attempt.start_time else "unreadable start time"
