@@ -17,7 +17,7 @@ use crate::copier::copy_files as copy_file_pairs;
 use crate::error::CoreError;
 use crate::hasher::{self, Algorithm, StreamHasher};
 use crate::lock::FileLock;
-use crate::merger::{merge_documents, merge_run as merge_run_folder};
+use crate::merger::{merge_documents, merge_run as merge_run_folder, MergedRun};
 use crate::names::{chunk_file_name as file_name_of, ChunkKind};
 use crate::patch::{apply_patch as apply_patch_to, patch_json as patch_document, PatchOptions};
 use crate::writer;
@@ -138,6 +138,17 @@ fn patch_json<'py>(
 /// (path, reason) of each chunk a salvage read left out.
 type Skipped = Vec<(String, String)>;
 
+/// A merged run as Python gets it: the document's bytes and the `(path, reason)` of every
+/// chunk a salvage left out.
+fn merged_to_python(py: Python<'_>, merged: MergedRun) -> (Bound<'_, PyBytes>, Skipped) {
+    let skipped = merged
+        .skipped
+        .into_iter()
+        .map(|(path, reason)| (path.to_string_lossy().into_owned(), reason))
+        .collect();
+    (PyBytes::new(py, &merged.document), skipped)
+}
+
 /// The document `patch` turns `current` into (no I/O): what `patch_json` writes, for stores
 /// that write it themselves (a conditional PUT). `path` names the document in errors.
 #[pyfunction]
@@ -169,12 +180,7 @@ fn merge_run<'py>(
     let merged = py
         .detach(|| merge_run_folder(&run_dir, salvage))
         .map_err(|e| to_py_err(py, e, run_id))?;
-    let skipped = merged
-        .skipped
-        .into_iter()
-        .map(|(path, reason)| (path.to_string_lossy().into_owned(), reason))
-        .collect();
-    Ok((PyBytes::new(py, &merged.document), skipped))
+    Ok(merged_to_python(py, merged))
 }
 
 /// The full run log of a run held in memory (object storage): `RunLog.json`'s bytes and
@@ -192,12 +198,7 @@ fn merge_chunks<'py>(
     let merged = py
         .detach(|| merge_documents(&location, run_log, &objects, salvage))
         .map_err(|e| to_py_err(py, e, run_id))?;
-    let skipped = merged
-        .skipped
-        .into_iter()
-        .map(|(path, reason)| (path.to_string_lossy().into_owned(), reason))
-        .collect();
-    Ok((PyBytes::new(py, &merged.document), skipped))
+    Ok(merged_to_python(py, merged))
 }
 
 /// A streaming content hash, for bytes that pass through Python (uploads, downloads).

@@ -20,7 +20,9 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     DownloadColumn,
+    MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
@@ -145,11 +147,16 @@ def _runnable_run_id() -> str | None:
     return run_id if isinstance(run_id, str) and run_id else None
 
 
+def on_terminal() -> bool:
+    """Progress bars go to stderr, and only when a person watches it."""
+    return Console(file=sys.stderr).is_terminal
+
+
 def show_progress(files: int, size: int) -> bool:
     """A bar only on a terminal, and only for work big enough to watch."""
     if files < PROGRESS_MIN_FILES and size < PROGRESS_MIN_BYTES:
         return False
-    return Console(file=sys.stderr).is_terminal
+    return on_terminal()
 
 
 def batches(sizes: Sequence[int]) -> Iterator[range]:
@@ -166,21 +173,26 @@ def batches(sizes: Sequence[int]) -> Iterator[range]:
 
 @contextmanager
 def progress_bar(
-    description: str, total_bytes: int, enabled: bool
+    description: str, total: int, enabled: bool, *, counting: bool = False
 ) -> Iterator[Callable[[int], None]]:
-    """A rich transfer bar on stderr; yields ``advance(bytes)``."""
+    """A rich bar on stderr; yields ``advance(amount)``. ``total`` is bytes (a transfer bar
+    with speed and time left), or a number of things with ``counting``."""
     if not enabled:
         yield lambda _: None
         return
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
+    columns: tuple[ProgressColumn, ...] = (
+        (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+        if counting
+        else (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+        )
     )
     with Progress(*columns, console=Console(file=sys.stderr), transient=True) as progress:
-        task = progress.add_task(description, total=total_bytes)
+        task = progress.add_task(description, total=total)
         yield lambda done: progress.advance(task, done)
 
 

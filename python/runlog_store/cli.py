@@ -23,14 +23,14 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from runlog_store import _core
+from runlog_store.catalog import on_terminal, progress_bar
 from runlog_store.config import load_catalog, load_store
 from runlog_store.diff import Difference
 from runlog_store.exceptions import RunLogStoreError
-from runlog_store.render import format_seconds, run_tree
+from runlog_store.render import STATUS_STYLE, format_seconds, run_tree
 
 app = typer.Typer(
     help="See, compare, verify, move and prune the run logs of runnable pipelines, in any "
@@ -53,8 +53,6 @@ VerboseOption = Annotated[
     bool, typer.Option("--verbose", "-v", help="Show the traceback of an error.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-
-_STATUS_STYLE = {"SUCCESS": "green", "FAIL": "bold red", "PROCESSING": "yellow"}
 
 
 # --- plumbing every command shares ------------------------------------------------------------
@@ -88,17 +86,11 @@ def _reporting_errors(verbose: bool) -> Iterator[None]:
         _fail(f"unexpected {type(exc).__name__}: {exc}{hint}", verbose)
 
 
-@contextlib.contextmanager
-def _progress(description: str, total: int, minimum: int = 20) -> Iterator[Callable[[int], None]]:
-    """A bar on stderr, only on a terminal and only for work worth watching."""
-    err = Console(stderr=True)
-    if total < minimum or not err.is_terminal:
-        yield lambda _: None
-        return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, console=err, transient=True) as progress:
-        task = progress.add_task(description, total=total)
-        yield lambda done: progress.advance(task, done)
+def _progress(
+    description: str, total: int
+) -> contextlib.AbstractContextManager[Callable[[int], None]]:
+    """A bar counting runs, on a terminal and for enough runs to watch."""
+    return progress_bar(description, total, total >= 20 and on_terminal(), counting=True)
 
 
 def _when(value: datetime | None) -> str:
@@ -106,7 +98,7 @@ def _when(value: datetime | None) -> str:
 
 
 def _status(status: str) -> str:
-    return f"[{_STATUS_STYLE.get(status, 'dim')}]{escape(status)}[/]"
+    return f"[{STATUS_STYLE.get(status, 'dim')}]{escape(status)}[/]"
 
 
 def _print_json(document: object) -> None:

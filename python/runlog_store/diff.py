@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from runlog_store.runs import attempts_of, walk_steps
+from runlog_store.runs import attempts_of, describe_code_identities, walk_steps
 
 SECTIONS = ("run", "parameter", "metric", "code", "data", "step", "dag")
 
@@ -61,27 +61,10 @@ def _parameters(run: dict[str, Any], metrics: bool) -> dict[str, str]:
     return found
 
 
-def _identity(identity: Any) -> str | None:
-    if not isinstance(identity, dict) or not identity.get("code_identifier"):
-        return None
-    kind = identity.get("code_identifier_type") or "code"
-    text = f"{kind} {identity['code_identifier']}"
-    if kind == "git":
-        # runnable marks a commit with uncommitted changes as not dependable.
-        text += " clean" if identity.get("code_identifier_dependable") else " dirty"
-    return text
-
-
 def _code(run: dict[str, Any]) -> dict[str, str]:
     """The code identities of the run, all steps together (a run normally has one)."""
-    identities: set[str] = set()
-    for _, holder in _holders(run):
-        sources = [holder.get("code_identities")]
-        sources += [a.get("code_identities") for a in attempts_of(holder)]
-        for source in sources:
-            if isinstance(source, list):
-                identities.update(i for i in map(_identity, source) if i)
-    return {"code identity": ", ".join(sorted(identities))} if identities else {}
+    identities = describe_code_identities(holder for _, holder in _holders(run))
+    return {"code identity": ", ".join(identities)} if identities else {}
 
 
 def _data(run: dict[str, Any]) -> dict[str, str]:

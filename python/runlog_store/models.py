@@ -28,6 +28,8 @@ PROCESSING = "PROCESSING"
 SUCCESS = "SUCCESS"
 FAIL = "FAIL"
 TRIGGERED = "TRIGGERED"
+# A run, branch or step in one of these has ended: nothing more will be written to it.
+ENDED_STATUSES = frozenset({SUCCESS, FAIL})
 
 _KEEP_UNKNOWN = ConfigDict(extra="allow")
 
@@ -399,6 +401,7 @@ def _describe_code_identity(ci: CodeIdentity) -> str:
 
 __all__ = [
     "CREATED",
+    "ENDED_STATUSES",
     "FAIL",
     "PROCESSING",
     "SUCCESS",

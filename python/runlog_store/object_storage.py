@@ -174,6 +174,11 @@ class ObjectStorageSettings(BaseModel):
             raise ConfigurationError("the bucket must not be empty", key="bucket")
         return bucket, prefix.strip("/")
 
+    def location(self) -> str:
+        """Where the configured bucket and prefix are, for summaries (never credentials)."""
+        bucket, prefix = self.bucket_and_prefix()
+        return f"{self.endpoint_url}/{bucket}/{prefix}".rstrip("/")
+
     def storage(self) -> Bucket:
         """The bucket this configuration names, connected on first use."""
         if self._bucket is None:

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
-from typing import Any
 
 from rich.text import Text
 from rich.tree import Tree
 
-from runlog_store.models import FAIL, SUCCESS, BranchLog, JobLog, Parameter, RunLog, StepLog
-from runlog_store.runs import parse_time
+from runlog_store.models import FAIL, SUCCESS, BranchLog, Parameter, RunLog, StepLog
+from runlog_store.runs import describe_code_identities, parse_time
 
-_STATUS_STYLE = {SUCCESS: "green", FAIL: "bold red", "PROCESSING": "yellow", "CREATED": "dim"}
+STATUS_STYLE = {SUCCESS: "green", FAIL: "bold red", "PROCESSING": "yellow", "CREATED": "dim"}
 _STATUS_MARK = {SUCCESS: "✔", FAIL: "✘", "PROCESSING": "…", "CREATED": "·"}
 
 
@@ -48,7 +47,7 @@ def format_seconds(seconds: float) -> str:
 
 
 def _status(status: str) -> Text:
-    style = _STATUS_STYLE.get(status, "")
+    style = STATUS_STYLE.get(status, "")
     return Text(f"{_STATUS_MARK.get(status, '?')} {status}", style=style)
 
 
@@ -115,29 +114,6 @@ def _add_branch(node: Tree, branch: BranchLog, depth: int, max_branches: int) ->
         _add_step(child, step, depth, max_branches)
 
 
-def code_identities(run_log: RunLog) -> list[str]:
-    """The code identities the run's steps recorded (attempt-level in runnable 0.50,
-    step-level in older layouts), as ``git <sha> clean|dirty``."""
-    found: set[str] = set()
-    holders: list[StepLog | JobLog] = list(run_log.iter_steps())
-    if run_log.job is not None:
-        holders.append(run_log.job)
-    for holder in holders:
-        sources: list[Any] = [getattr(holder, "code_identities", None)]
-        sources += [getattr(a, "code_identities", None) for a in holder.attempts]
-        for source in sources:
-            for identity in source or []:
-                item = identity if isinstance(identity, dict) else dict(identity)
-                if not item.get("code_identifier"):
-                    continue
-                kind = item.get("code_identifier_type") or "code"
-                text = f"{kind} {str(item['code_identifier'])[:12]}"
-                if kind == "git":
-                    text += " clean" if item.get("code_identifier_dependable") else " dirty"
-                found.add(text)
-    return sorted(found)
-
-
 def run_tree(run_log: RunLog, depth: int = 99, max_branches: int = 8) -> Tree:
     """The run as a rich Tree; ``depth`` limits nesting, ``max_branches`` per step."""
     steps = list(run_log.iter_steps())
@@ -152,7 +128,8 @@ def run_tree(run_log: RunLog, depth: int = 99, max_branches: int = 8) -> Tree:
         title.append(f"  {format_seconds((window[1] - window[0]).total_seconds())} wall", "cyan")
     title.append(f"  {len(steps)} steps, {branches} branches", "dim")
     tree = Tree(title)
-    identities = code_identities(run_log)
+    holders = [*run_log.iter_steps(), *([run_log.job] if run_log.job else [])]
+    identities = describe_code_identities(holders, sha_length=12)
     if identities:
         tree.add(Text(f"code: {', '.join(identities)}", "dim"))
     if run_log.parameters:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -86,6 +86,30 @@ def walk_steps(steps: Any) -> Iterator[dict[str, Any]]:
 def attempts_of(holder: dict[str, Any]) -> list[dict[str, Any]]:
     attempts = holder.get("attempts")
     return [a for a in attempts if isinstance(a, dict)] if isinstance(attempts, list) else []
+
+
+def _field(holder: Any, name: str) -> Any:
+    return holder.get(name) if isinstance(holder, Mapping) else getattr(holder, name, None)
+
+
+def describe_code_identities(holders: Iterable[Any], sha_length: int | None = None) -> list[str]:
+    """The code identities steps and jobs recorded, as ``git <sha> clean|dirty``: per attempt
+    in runnable 0.50, per step in older layouts; ``holders`` may be dicts or models."""
+    found: set[str] = set()
+    for holder in holders:
+        sources = [_field(holder, "code_identities")]
+        sources += [_field(a, "code_identities") for a in _field(holder, "attempts") or []]
+        for identity in (i for source in sources if isinstance(source, list) for i in source):
+            item = identity.model_dump() if isinstance(identity, BaseModel) else identity
+            if not isinstance(item, Mapping) or not item.get("code_identifier"):
+                continue
+            kind = item.get("code_identifier_type") or "code"
+            text = f"{kind} {str(item['code_identifier'])[:sha_length]}"
+            if kind == "git":
+                # runnable marks a commit with uncommitted changes as not dependable.
+                text += " clean" if item.get("code_identifier_dependable") else " dirty"
+            found.add(text)
+    return sorted(found)
 
 
 def summarize(run: dict[str, Any]) -> RunSummary:
@@ -185,6 +209,7 @@ def summarize_runs(
 __all__ = [
     "UNREADABLE",
     "RunSummary",
+    "describe_code_identities",
     "parse_age",
     "parse_time",
     "read_summary",

@@ -29,12 +29,10 @@ from runlog_store.exceptions import (
     RunLogNotFoundError,
     RunLogStoreError,
 )
-from runlog_store.models import FAIL, SUCCESS, RunLog
+from runlog_store.models import ENDED_STATUSES, RunLog
 from runlog_store.runs import UNREADABLE, RunSummary, read_summary, walk_steps
 from runlog_store.store import BaseRunLogStore, validate_run_log
 from runlog_store.verify import Verification, verify_catalog
-
-ENDED = frozenset({SUCCESS, FAIL})
 
 
 def _where(store: BaseRunLogStore) -> str:
@@ -117,8 +115,14 @@ def copy_run(
     written; anything this copy wrote is removed again when a later step fails.
     """
     data = source.get_run_log_json(run_id)
-    expected = canonical_run(data, _where(source), run_id)
-    with_catalog = source_catalog is not None and target_catalog is not None
+    run_log = validate_run_log(data, _where(source), run_id)
+    # Taken before the target sees the model, which a custom store might change in place.
+    expected = run_log.model_dump(mode="json")
+    catalogs = (
+        (source_catalog, target_catalog)
+        if source_catalog is not None and target_catalog is not None
+        else None
+    )
     try:
         target.get_run_log_by_id(run_id)
     except RunLogNotFoundError:
@@ -128,14 +132,12 @@ def copy_run(
             f"run {run_id!r} already exists in the {_where(target)}; nothing was copied",
             run_id=run_id,
         )
-    if with_catalog:
-        assert source_catalog is not None and target_catalog is not None
-        if target_catalog.run_files(run_id):
-            raise CatalogError(
-                f"the target catalog ({target_catalog.get_summary().get('Location')}) already "
-                f"holds files of run {run_id!r}; nothing was copied",
-                run_id=run_id,
-            )
+    if catalogs is not None and catalogs[1].run_files(run_id):
+        raise CatalogError(
+            f"the target catalog ({catalogs[1].get_summary().get('Location')}) already "
+            f"holds files of run {run_id!r}; nothing was copied",
+            run_id=run_id,
+        )
     report = CopyReport(
         run_id=run_id,
         source=_where(source),
@@ -145,12 +147,11 @@ def copy_run(
     )
     wrote_catalog = wrote_run = False
     try:
-        if with_catalog:
-            assert source_catalog is not None and target_catalog is not None
+        if catalogs is not None:
             wrote_catalog = True
-            _copy_catalog(source_catalog, target_catalog, run_id, report)
+            _copy_catalog(*catalogs, run_id, report)
         wrote_run = True
-        target.put_run_log(validate_run_log(data, _where(source), run_id))
+        target.put_run_log(run_log)
         copied = canonical_run(target.get_run_log_json(run_id), _where(target), run_id)
         differs = first_difference(expected, copied)
         if differs is not None:
@@ -159,10 +160,8 @@ def copy_run(
                 f"original (first difference at {differs}); the copy was removed",
                 run_id=run_id,
             )
-        if with_catalog:
-            assert source_catalog is not None and target_catalog is not None
-            run_log = validate_run_log(data, _where(source), run_id)
-            _verify_copy(run_log, source_catalog, target_catalog, report)
+        if catalogs is not None:
+            _verify_copy(run_log, *catalogs, report)
     except BaseException:
         # The first failure is the one to report; one in the clean-up must not replace it.
         with contextlib.suppress(Exception):
@@ -306,7 +305,7 @@ def gc_runs(
             # Its status and times are unknown: it may be a run still being written.
             decision.action = "kept: unreadable"
             continue
-        if summary.status not in ENDED and not include_unfinished:
+        if summary.status not in ENDED_STATUSES and not include_unfinished:
             decision.action = "kept: unfinished"
             continue
         if catalog is not None:

@@ -53,10 +53,9 @@ class MinioCatalog(BaseCatalog, ObjectStorageSettings):
     bucket: str = Field(default="runnable", validation_alias=AliasChoices("bucket", "bucket_name"))
 
     def get_summary(self) -> dict[str, Any]:
-        bucket, prefix = self.bucket_and_prefix()
         return {
             "Type": self.service_name,
-            "Location": f"{self.endpoint_url}/{bucket}/{prefix}".rstrip("/"),
+            "Location": self.location(),
             "compute_data_folder": self.compute_data_folder,
             "hash_algorithm": self.hash_algorithm,
         }

@@ -11,8 +11,20 @@ import random
 import time
 from collections.abc import Callable
 
+from pydantic import AliasChoices, Field
+
 from runlog_store.exceptions import LockTimeoutError
-from runlog_store.object_storage import Bucket, PreconditionFailed
+from runlog_store.object_storage import Bucket, ObjectStorageSettings, PreconditionFailed
+
+
+class RunLogBucketSettings(ObjectStorageSettings):
+    """The settings both object run log stores add to the connection: runnable's default
+    bucket and prefix, and how long an update retries against other writers."""
+
+    bucket: str = Field(
+        default="runnable/run-logs", validation_alias=AliasChoices("bucket", "bucket_name")
+    )
+    update_timeout: float = Field(default=60.0, gt=0)
 
 
 def update_object(

@@ -26,39 +26,33 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr
+from pydantic import ConfigDict, PrivateAttr
 
 from runlog_store import _core
 from runlog_store._paths import validate_run_id
 from runlog_store.exceptions import ChunkNotFoundError, RunLogExistsError, RunLogNotFoundError
-from runlog_store.models import BranchLog
-from runlog_store.object_storage import ObjectStorageSettings
+from runlog_store.models import ENDED_STATUSES, BranchLog
 from runlog_store.stores._chunked import (
     LAYOUT_MARKER,
     LAYOUT_MARKER_TEXT,
     RUN_LOG_FILE,
     ChunkedRunLogStore,
 )
-from runlog_store.stores._optimistic import update_object
+from runlog_store.stores._optimistic import RunLogBucketSettings, update_object
 
 CHUNK_INDEX = "_chunks"
 # The merged run as a full read of a run that has ended assembled it, with the ETag of every
 # object it came from: a later full read checks those against one listing and is one GET.
 SNAPSHOT = ".merged.json"
-SEALING_STATUSES = frozenset({"SUCCESS", "FAIL"})
 MAX_UNSEALED = 20_000
 
 
-class ChunkedMinioRunLogStore(ChunkedRunLogStore, ObjectStorageSettings):
+class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
     """Run logs in chunks under ``<bucket>/<prefix>/<run_id>/``; safe for writers anywhere."""
 
     model_config = ConfigDict(extra="forbid")
 
     service_name: str = "chunked-minio"
-    bucket: str = Field(
-        default="runnable/run-logs", validation_alias=AliasChoices("bucket", "bucket_name")
-    )
-    update_timeout: float = Field(default=60.0, gt=0)
 
     # Runs this process has seen exist: a chunk write checks its run once, not every time.
     _known_runs: set[str] = PrivateAttr(default_factory=set)
@@ -67,11 +61,7 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, ObjectStorageSettings):
     _unsealed: dict[tuple[str, str], tuple[str, bytes, str]] = PrivateAttr(default_factory=dict)
 
     def get_summary(self) -> dict[str, Any]:
-        bucket, prefix = self.bucket_and_prefix()
-        return {
-            "Type": self.service_name,
-            "Location": f"{self.endpoint_url}/{bucket}/{prefix}".rstrip("/"),
-        }
+        return {"Type": self.service_name, "Location": self.location()}
 
     def _key(self, run_id: str, name: str = "") -> str:
         return self.storage().key(validate_run_id(run_id), name)
@@ -100,7 +90,7 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, ObjectStorageSettings):
 
     def _branch_patch(self, run_id: str, branch: BranchLog, patch: bytes) -> bytes:
         """Seal an ending branch: embed the step chunks this process wrote for it."""
-        if branch.status not in SEALING_STATUSES:
+        if branch.status not in ENDED_STATUSES:
             return patch
         prefix = branch.internal_name + "."
         # list() copies in one step: other threads may be adding steps meanwhile.
@@ -286,7 +276,7 @@ def _has_ended(run_log: bytes) -> bool:
         status = json.loads(run_log).get("status")
     except (ValueError, AttributeError):
         return False
-    return status in SEALING_STATUSES
+    return status in ENDED_STATUSES
 
 
 def _sealed_chunks(branch_chunks: Iterable[bytes], listed: dict[str, str]) -> set[str]:

@@ -10,35 +10,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import AliasChoices, ConfigDict, Field
+from pydantic import ConfigDict
 
 from runlog_store._paths import validate_run_id
 from runlog_store.exceptions import RunLogExistsError, RunLogNotFoundError
 from runlog_store.models import CREATED, RunLog
-from runlog_store.object_storage import ObjectStorageSettings
 from runlog_store.store import BaseRunLogStore, new_run_log, validate_run_log
-from runlog_store.stores._optimistic import update_object
+from runlog_store.stores._optimistic import RunLogBucketSettings, update_object
 
 SUFFIX = ".json"
 
 
-class MinioRunLogStore(BaseRunLogStore, ObjectStorageSettings):
+class MinioRunLogStore(BaseRunLogStore, RunLogBucketSettings):
     """A run log per object; safe for concurrent writers through conditional writes."""
 
     model_config = ConfigDict(extra="forbid")
 
     service_name: str = "minio"
-    bucket: str = Field(
-        default="runnable/run-logs", validation_alias=AliasChoices("bucket", "bucket_name")
-    )
-    update_timeout: float = Field(default=60.0, gt=0)
 
     def get_summary(self) -> dict[str, Any]:
-        bucket, prefix = self.bucket_and_prefix()
-        return {
-            "Type": self.service_name,
-            "Location": f"{self.endpoint_url}/{bucket}/{prefix}".rstrip("/"),
-        }
+        return {"Type": self.service_name, "Location": self.location()}
 
     def _key(self, run_id: str) -> str:
         return self.storage().key(validate_run_id(run_id) + SUFFIX)
