@@ -225,3 +225,22 @@ def test_object_globs_match_like_path_glob(
     )
     assert on_disk == expected
     assert [n for n in names if glob_regex(pattern).fullmatch(n)] == expected
+
+
+def test_a_run_catalog_goes_out_and_back_whole(tmp_path: Path) -> None:
+    """download_run, upload_run, run_files and delete_run of the file-system catalog, as
+    `runlog copy` and `gc --with-catalog` use them (minio's are covered by those commands)."""
+    source = FileSystemCatalog(catalog_location=str(tmp_path / "a"), fsync=False)
+    (tmp_path / "a" / "r1" / "data").mkdir(parents=True)
+    (tmp_path / "a" / "r1" / "data" / "x.txt").write_text("hello")
+    (tmp_path / "a" / "r1" / "step.execution.log").write_text("log")
+    files = source.run_files("r1")
+    assert files == {"data/x.txt": 5, "step.execution.log": 3}
+    assert source.download_run("r1", tmp_path / "out") == 8
+    target = FileSystemCatalog(catalog_location=str(tmp_path / "b"), fsync=False)
+    assert target.upload_run("r1", tmp_path / "out") == 8
+    assert target.run_files("r1") == files
+    assert not list(tmp_path.rglob("*.tmp-*"))
+    assert target.delete_run("r1") == 2 and target.run_files("r1") == {}
+    assert not list((tmp_path / "b").glob(".deleting-*"))
+    assert target.delete_run("r1") == 0

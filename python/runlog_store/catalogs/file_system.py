@@ -170,7 +170,8 @@ class FileSystemCatalog(BaseCatalog):
         root = self.local_run_folder(run_id)
         files = self.run_files(run_id)
         pairs = [(str(root / rel), str(folder / rel)) for rel in files]
-        self._copy(f"export catalog of {run_id}", pairs, list(files.values()), "", run_id)
+        # No hash cache: the copies land outside the catalog, where it keeps no entries.
+        self._copy(f"export catalog of {run_id}", pairs, list(files.values()), None, run_id)
         return sum(files.values())
 
     def upload_run(self, run_id: str, folder: Path) -> int:
@@ -208,7 +209,7 @@ class FileSystemCatalog(BaseCatalog):
         description: str,
         pairs: Sequence[tuple[str, str]],
         sizes: Sequence[int],
-        cache: str,
+        cache: str | None,
         run_id: str,
     ) -> list[str]:
         results = in_batches(
