@@ -1,0 +1,35 @@
+"""Checks both contracts make: a service's summary is plain data and shows no secret."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, SecretBytes, SecretStr
+
+# Configuration keys whose values a summary must never show (the words the registry hides).
+SECRET_WORDS = ("secret", "password", "token", "access_key", "credential", "private_key")
+
+
+def secret_values(service: BaseModel) -> list[str]:
+    """The configured values of ``service`` that are secrets: SecretStr fields, and string
+    fields whose names say secret, password, token, access key..."""
+    found = []
+    for name in type(service).model_fields:
+        value = getattr(service, name)
+        if isinstance(value, SecretStr | SecretBytes):
+            secret = value.get_secret_value()
+            found.append(secret.decode() if isinstance(secret, bytes) else secret)
+        elif isinstance(value, str) and any(word in name.lower() for word in SECRET_WORDS):
+            found.append(value)
+    return [value for value in found if len(value) >= 4]
+
+
+def check_summary(service: Any) -> None:
+    """A summary is a JSON-able dict that names the service's type and shows no secret."""
+    summary = service.get_summary()
+    assert isinstance(summary, dict), f"get_summary() returned {type(summary).__name__}"
+    assert summary.get("Type") == service.service_name, summary
+    shown = json.dumps(summary) + repr(summary)
+    for secret in secret_values(service):
+        assert secret not in shown, "get_summary() shows a secret of the configuration"
