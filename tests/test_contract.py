@@ -1,0 +1,168 @@
+"""Every store and catalog of this package held to the contract suites of runlog_store.testing,
+and the example plugin held to them by its own tests, installed as a plugin author installs it.
+
+The bindings use only the stable entry points (``create_store``/``create_catalog`` by type
+name), exactly as a third-party implementation would.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from minio import Minio
+
+from runlog_store.testing import CatalogContract, StoreContract
+
+from .conftest import ROOT
+
+
+def _files(root: Path) -> Callable[[], object]:
+    """Everything under ``root`` (the test's tmp_path, so a write outside the log folder
+    shows too)."""
+    return lambda: sorted(path.relative_to(root).as_posix() for path in root.rglob("*"))
+
+
+def _objects(config: dict[str, Any]) -> Callable[[], object]:
+    """Every object of the test's bucket, listed behind the store's back."""
+    endpoint = urlsplit(config["endpoint_url"])
+    client = Minio(
+        endpoint.netloc,
+        access_key=config["aws_access_key_id"],
+        secret_key=config["aws_secret_access_key"],
+        secure=endpoint.scheme == "https",
+    )
+    bucket = config["bucket"]
+
+    def listing() -> object:
+        if not client.bucket_exists(bucket):
+            return []
+        return sorted(obj.object_name for obj in client.list_objects(bucket, recursive=True))
+
+    return listing
+
+
+# --- run log stores ------------------------------------------------------------------------
+
+
+class TestBufferedStore(StoreContract):
+    shared_between_processes = False  # runs live in the memory of one store object
+
+    @pytest.fixture
+    def store_config(self) -> dict[str, Any]:
+        return {"type": "buffered"}
+
+
+class TestFileSystemStore(StoreContract):
+    @pytest.fixture
+    def store_config(self, tmp_path: Path) -> dict[str, Any]:
+        return {"type": "file-system", "log_folder": str(tmp_path / "logs"), "fsync": False}
+
+    @pytest.fixture
+    def storage_listing(self, tmp_path: Path) -> Callable[[], object]:
+        return _files(tmp_path)
+
+
+class TestChunkedFileSystemStore(StoreContract):
+    @pytest.fixture
+    def store_config(self, tmp_path: Path) -> dict[str, Any]:
+        return {"type": "chunked-fs", "log_folder": str(tmp_path / "logs"), "fsync": False}
+
+    @pytest.fixture
+    def storage_listing(self, tmp_path: Path) -> Callable[[], object]:
+        return _files(tmp_path)
+
+
+class TestMinioStore(StoreContract):
+    @pytest.fixture
+    def store_config(self, minio_config: dict[str, str]) -> dict[str, Any]:
+        return {"type": "minio", **minio_config}
+
+    @pytest.fixture
+    def storage_listing(self, minio_config: dict[str, str]) -> Callable[[], object]:
+        return _objects(minio_config)
+
+
+class TestChunkedMinioStore(StoreContract):
+    @pytest.fixture
+    def store_config(self, minio_config: dict[str, str]) -> dict[str, Any]:
+        return {"type": "chunked-minio", **minio_config}
+
+    @pytest.fixture
+    def storage_listing(self, minio_config: dict[str, str]) -> Callable[[], object]:
+        return _objects(minio_config)
+
+
+# --- catalogs ------------------------------------------------------------------------------
+
+
+class TestDoNothingCatalog(CatalogContract):
+    keeps_files = False
+    moves_whole_runs = False
+
+    @pytest.fixture
+    def catalog_config(self) -> dict[str, Any]:
+        return {"type": "do-nothing"}
+
+
+class TestFileSystemCatalog(CatalogContract):
+    @pytest.fixture
+    def catalog_config(self, tmp_path: Path) -> dict[str, Any]:
+        return {
+            "type": "file-system",
+            "catalog_location": str(tmp_path / "catalog"),
+            "fsync": False,
+        }
+
+
+class TestMinioCatalog(CatalogContract):
+    @pytest.fixture
+    def catalog_config(self, minio_config: dict[str, str]) -> dict[str, Any]:
+        return {"type": "minio", **minio_config}
+
+
+# --- a third-party store -------------------------------------------------------------------
+
+
+def test_the_example_plugin_passes_the_store_contract(tmp_path: Path) -> None:
+    """tests/plugin_example installed as a plugin author installs it, then its own test
+    module (a StoreContract subclass) run by pytest: every test passes, none skips."""
+    source = tmp_path / "plugin_example"
+    # A copy: a build in place would leave build/ and egg-info in the source tree.
+    shutil.copytree(ROOT / "tests" / "plugin_example", source)
+    site = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "--target",
+            str(site),
+            str(source),
+        ],
+        check=True,
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"],
+        cwd=source,
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+    )
+    report = result.stdout + result.stderr
+    assert result.returncode == 0, report
+    summary = report.strip().splitlines()[-1]
+    assert re.fullmatch(r"\d+ passed in [\d.]+s.*", summary), report
