@@ -5,7 +5,7 @@
 //! `runlog_store.exceptions`, each carrying the path and the run id.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use pyo3::exceptions::PyValueError;
@@ -177,8 +177,7 @@ fn merge_run<'py>(
     salvage: bool,
     run_id: &str,
 ) -> PyResult<(Bound<'py, PyBytes>, Skipped)> {
-    let merged = py
-        .detach(|| merge_run_folder(&run_dir, salvage))
+    let merged = in_process_pool(py, || merge_run_folder(&run_dir, salvage))?
         .map_err(|e| to_py_err(py, e, run_id))?;
     Ok(merged_to_python(py, merged))
 }
@@ -195,9 +194,10 @@ fn merge_chunks<'py>(
     salvage: bool,
     run_id: &str,
 ) -> PyResult<(Bound<'py, PyBytes>, Skipped)> {
-    let merged = py
-        .detach(|| merge_documents(&location, run_log, &objects, salvage))
-        .map_err(|e| to_py_err(py, e, run_id))?;
+    let merged = in_process_pool(py, || {
+        merge_documents(&location, run_log, &objects, salvage)
+    })?
+    .map_err(|e| to_py_err(py, e, run_id))?;
     Ok(merged_to_python(py, merged))
 }
 
@@ -309,6 +309,38 @@ fn algorithm_of(name: &str) -> PyResult<Algorithm> {
     Algorithm::parse(name).map_err(|e| PyValueError::new_err(e.to_string()))
 }
 
+/// This process's rayon pool (every core), built at its first use in each process.
+///
+/// Not rayon's global pool: a process forked after that pool started (runnable's local executor
+/// forks its `multiprocessing.Pool` workers) inherits the pool's state but none of its threads,
+/// and its first parallel call would wait forever for them. A pool built by another process is
+/// leaked, not dropped: its threads are not there to be told to stop.
+fn process_pool() -> PyResult<Arc<rayon::ThreadPool>> {
+    static POOL: Mutex<Option<(u32, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
+    let pid = std::process::id();
+    let mut slot = POOL.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((owner, pool)) = slot.as_ref() {
+        if *owner == pid {
+            return Ok(Arc::clone(pool));
+        }
+    }
+    let pool = Arc::new(
+        rayon::ThreadPoolBuilder::new()
+            .build()
+            .map_err(|e| PyValueError::new_err(format!("cannot start the thread pool: {e}")))?,
+    );
+    if let Some(inherited) = slot.replace((pid, Arc::clone(&pool))) {
+        std::mem::forget(inherited);
+    }
+    Ok(pool)
+}
+
+/// Run `work` in this process's pool with the GIL released (see [`process_pool`]).
+fn in_process_pool<T: Send>(py: Python<'_>, work: impl FnOnce() -> T + Send) -> PyResult<T> {
+    let pool = process_pool()?;
+    Ok(py.detach(|| pool.install(work)))
+}
+
 /// Run `work` on `jobs` threads (all cores when None), with the GIL released.
 fn on_threads<T: Send>(
     py: Python<'_>,
@@ -316,7 +348,7 @@ fn on_threads<T: Send>(
     work: impl FnOnce() -> T + Send,
 ) -> PyResult<T> {
     match jobs {
-        None => Ok(py.detach(work)),
+        None => in_process_pool(py, work),
         Some(0) => Err(PyValueError::new_err("jobs must be at least 1")),
         Some(n) => {
             let pool = rayon::ThreadPoolBuilder::new()
@@ -333,7 +365,7 @@ fn on_threads<T: Send>(
 #[pyo3(signature = (path, algorithm = "blake3"))]
 fn hash_file(py: Python<'_>, path: PathBuf, algorithm: &str) -> PyResult<String> {
     let algorithm = algorithm_of(algorithm)?;
-    py.detach(|| hasher::hash_file(&path, algorithm))
+    in_process_pool(py, || hasher::hash_file(&path, algorithm))?
         .map_err(|e| to_py_err_as(py, e, "", Some("HashError")))
 }
 
