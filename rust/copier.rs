@@ -17,7 +17,7 @@ use crate::error::{CoreError, Result};
 use crate::hasher::{
     changed_while_read, now_ns, open_regular, Algorithm, FileIdentity, Hashed, StreamHasher,
 };
-use crate::writer::{fsync_folder, temp_path};
+use crate::writer::{create_dir_all_durable, fsync_folder, temp_path};
 
 const BUFFER_BYTES: usize = 1 << 20;
 
@@ -43,7 +43,7 @@ pub fn copy_file(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    fs::create_dir_all(folder).map_err(|e| CoreError::io("create folder", folder, e))?;
+    create_dir_all_durable(folder, fsync)?;
     let name = dst
         .file_name()
         .and_then(|n| n.to_str())

@@ -1,7 +1,10 @@
 //! Rust core of runlog-store.
 //!
 //! Plain Rust, in modules by job, tested with `cargo test` and no Python:
-//! - [`writer`]: atomic file writes (temp, fsync, rename, folder fsync) and reads;
+//! - [`chunk`]: the chunk byte format (fixed names, the `_created_ns` header, sealed branches,
+//!   snapshots, temp names), its one owner;
+//! - [`writer`]: atomic file writes (temp, fsync, rename, folder fsync), reads, and durable
+//!   folder creation;
 //! - [`lock`]: the inter-process lock (`flock`) with a deadline;
 //! - [`patch`]: read-modify-write of a shared JSON document under that lock;
 //! - [`merger`]: a run folder's chunks read in parallel and merged into one run log;
@@ -13,6 +16,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod chunk;
 pub mod copier;
 pub mod error;
 pub mod hasher;

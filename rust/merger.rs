@@ -14,22 +14,18 @@
 use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
-use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+use crate::chunk::{
+    parse_top_level, RawObject, Text, CHUNK_INDEX_KEY, CREATED_NS_KEY, RUN_LOG_FILE,
+};
 use crate::error::{CoreError, Result};
 use crate::names::{chunk_kind_of, legacy_created_ns, ChunkKind};
-
-pub const RUN_LOG_FILE: &str = "RunLog.json";
-const CREATED_NS_KEY: &str = "_created_ns";
-/// A branch chunk's index of the step chunks it embeds (object storage; docs/format.md).
-const CHUNK_INDEX_KEY: &str = "_chunks";
 
 /// A merged run and, in salvage mode, the chunks left out with the reason.
 #[derive(Debug)]
@@ -252,57 +248,6 @@ fn remove<'a>(fields: &mut Fields<'a>, key: &str) -> Option<Json<'a>> {
     Some(value)
 }
 
-/// A string borrowed from the input when it has no escapes.
-struct Text<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        struct TextVisitor;
-        impl<'de> Visitor<'de> for TextVisitor {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Text<'de>, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> std::result::Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E>(self, v: String) -> std::result::Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v)))
-            }
-        }
-        deserializer.deserialize_str(TextVisitor)
-    }
-}
-
-/// A JSON object's top level as (key, raw value) pairs.
-struct RawObject<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for RawObject<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        struct ObjectVisitor;
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = RawObject<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> std::result::Result<RawObject<'de>, A::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(12));
-                while let Some((key, value)) = map.next_entry::<Text<'de>, &'de RawValue>()? {
-                    entries.push((key.0, value));
-                }
-                Ok(RawObject(entries))
-            }
-        }
-        deserializer.deserialize_map(ObjectVisitor)
-    }
-}
-
 /// One chunk file, parsed at the top level.
 struct Chunk<'a> {
     path: PathBuf,
@@ -322,10 +267,9 @@ fn parse_chunk<'a>(
     let mut fields = parse_object(bytes, &path)?;
     let created_ns = match remove(&mut fields, CREATED_NS_KEY) {
         None => legacy_created_ns(file_name),
-        Some(value) => Some(
-            serde_json::from_str::<i64>(value.text())
-                .map_err(|_| CoreError::corrupt(&path, "\"_created_ns\" is not an integer"))?,
-        ),
+        Some(value) => Some(serde_json::from_str::<i64>(value.text()).map_err(|_| {
+            CoreError::corrupt(&path, format!("{CREATED_NS_KEY:?} is not an integer"))
+        })?),
     };
     remove(&mut fields, CHUNK_INDEX_KEY);
     let name = internal_name_of(&fields)
@@ -348,18 +292,7 @@ fn parse_object<'a>(bytes: &'a [u8], path: &Path) -> Result<Fields<'a>> {
 }
 
 fn parse_object_str(text: &str) -> std::result::Result<Fields<'_>, String> {
-    if text.trim_ascii().is_empty() {
-        return Err("it is empty".to_string());
-    }
-    let object: RawObject<'_> = serde_json::from_str(text).map_err(|e| {
-        if e.is_data() {
-            "it is not a JSON object".to_string()
-        } else {
-            format!("it is not valid JSON ({e})")
-        }
-    })?;
-    Ok(object
-        .0
+    Ok(parse_top_level(text)?
         .into_iter()
         .map(|(key, value)| (key, Json::Raw(value)))
         .collect())

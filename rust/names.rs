@@ -9,7 +9,7 @@ use crate::error::{CoreError, Result};
 /// Longest encoded key kept as is; longer ones are hashed (file names are limited to 255 bytes).
 pub const MAX_KEY_BYTES: usize = 180;
 
-/// The two kinds of chunk a run folder holds besides `RunLog.json`.
+/// The two kinds of chunk a run folder holds besides [`RUN_LOG_FILE`](crate::chunk::RUN_LOG_FILE).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ChunkKind {
     Step,
@@ -70,7 +70,9 @@ pub fn chunk_file_name(kind: ChunkKind, internal_name: &str) -> Result<String> {
     ))
 }
 
-/// The kind of a chunk file, from its name; `None` for files that are not chunks.
+/// The kind of a chunk file, from its name; `None` for files that are not chunks:
+/// `RunLog.json`, and every name starting with a dot (the layout marker, the snapshot of a
+/// merged run, temp files of writes in flight, the lock).
 pub fn chunk_kind_of(file_name: &str) -> Option<ChunkKind> {
     if file_name.starts_with('.') || !file_name.ends_with(".json") {
         return None;
@@ -98,6 +100,7 @@ pub fn legacy_created_ns(file_name: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunk::{temp_file_name, LAYOUT_MARKER, RUN_LOG_FILE, SNAPSHOT_NAME};
 
     #[test]
     fn plain_names_are_kept() {
@@ -155,7 +158,10 @@ mod tests {
         assert_eq!(chunk_kind_of("StepLog-a.json"), Some(ChunkKind::Step));
         assert_eq!(chunk_kind_of("BranchLog-a.json"), Some(ChunkKind::Branch));
         assert_eq!(chunk_kind_of(".StepLog-a.json.tmp-1-2-3"), None);
-        assert_eq!(chunk_kind_of("RunLog.json"), None);
+        assert_eq!(chunk_kind_of(&temp_file_name("StepLog-a.json")), None);
+        assert_eq!(chunk_kind_of(RUN_LOG_FILE), None);
+        assert_eq!(chunk_kind_of(LAYOUT_MARKER), None);
+        assert_eq!(chunk_kind_of(SNAPSHOT_NAME), None);
         assert_eq!(chunk_kind_of("notes.txt"), None);
     }
 }

@@ -9,16 +9,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
+use crate::chunk::{is_temp_name, temp_file_name, temp_writer_pid};
 use crate::error::{CoreError, Result};
 
-/// Marks the temp files of writes in flight: `.<name>.tmp-<pid>-<nanos>-<counter>`.
-pub const TEMP_MARKER: &str = ".tmp-";
-
-static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
+/// The folder and file name of a target path.
 fn split_target(path: &Path) -> Result<(&Path, &str)> {
     let name = path
         .file_name()
@@ -31,21 +27,16 @@ fn split_target(path: &Path) -> Result<(&Path, &str)> {
     Ok((folder, name))
 }
 
+/// A fresh temp file beside `name` in `folder` (see [`temp_file_name`]).
 pub fn temp_path(folder: &Path, name: &str) -> PathBuf {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let counter = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
-    folder.join(format!(
-        ".{name}{TEMP_MARKER}{}-{nanos}-{counter}",
-        std::process::id()
-    ))
+    folder.join(temp_file_name(name))
 }
 
-/// Whether a file name is the temp file of a write in flight (readers skip these).
-pub fn is_temp_name(name: &str) -> bool {
-    name.starts_with('.') && name.contains(TEMP_MARKER)
+/// A fresh temp file beside `target`, in the writer's own pattern, for callers that write the
+/// file themselves (a download) and rename it onto `target`.
+pub fn temp_path_beside(target: &Path) -> Result<PathBuf> {
+    let (folder, name) = split_target(target)?;
+    Ok(temp_path(folder, name))
 }
 
 /// Flush a folder's entries (a rename or link inside it) to disk.
@@ -107,6 +98,84 @@ fn write_temp_and_publish(
     }
 }
 
+/// Create `path` and every missing folder above it, like `mkdir -p`. With `fsync`, the new
+/// names reach the disk before the call returns: a folder's entry is durable only once its
+/// parent folder is fsynced, so without that a power cut can lose a new run folder and every
+/// acknowledged write inside it. So the parent of every folder that was missing is fsynced, and
+/// the deepest folder itself. A folder that already existed costs one `stat` and no fsync.
+///
+/// Something that is not a folder in the way (a file at `path` or above it) is a
+/// [`CoreError::Io`] `ENOTDIR` naming that path.
+pub fn create_dir_all_durable(path: &Path, fsync: bool) -> Result<()> {
+    let to_flush = create_missing_folders(path)?;
+    if fsync {
+        for folder in to_flush {
+            fsync_folder(folder)?;
+        }
+    }
+    Ok(())
+}
+
+/// Create the folders missing on the way to `path`, top down; returns the folders whose
+/// entries must be flushed for them to be durable, deepest first: every folder that was missing
+/// (each is the parent of the next one down, and the deepest is `path` itself) and the existing
+/// folder they were created in. Empty when `path` already existed.
+fn create_missing_folders(path: &Path) -> Result<Vec<&Path>> {
+    if path.as_os_str().is_empty() {
+        return Err(CoreError::InvalidArgument(
+            "an empty path names no folder".to_string(),
+        ));
+    }
+    let mut missing: Vec<&Path> = Vec::new();
+    let mut current = path;
+    let existing = loop {
+        match fs::metadata(current) {
+            Ok(meta) if meta.is_dir() => break current,
+            Ok(_) => return Err(not_a_folder(current)),
+            // ENOTDIR: a file above; found as the walk goes up.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
+                missing.push(current);
+                match current.parent() {
+                    Some(parent) if !parent.as_os_str().is_empty() => current = parent,
+                    // A relative path whose first part is missing: it goes in ".".
+                    _ => break Path::new("."),
+                }
+            }
+            Err(e) => return Err(CoreError::io("create folder", current, e)),
+        }
+    };
+    if missing.is_empty() {
+        return Ok(missing);
+    }
+    for &folder in missing.iter().rev() {
+        match fs::create_dir(folder) {
+            Ok(()) => {}
+            // Another process or thread created it meanwhile: fine if it is a folder.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                if !fs::metadata(folder).is_ok_and(|m| m.is_dir()) {
+                    return Err(not_a_folder(folder));
+                }
+            }
+            Err(e) => return Err(CoreError::io("create folder", folder, e)),
+        }
+    }
+    missing.push(existing);
+    Ok(missing)
+}
+
+fn not_a_folder(path: &Path) -> CoreError {
+    CoreError::io(
+        "create folder",
+        path,
+        io::Error::from_raw_os_error(rustix::io::Errno::NOTDIR.raw_os_error()),
+    )
+}
+
 /// Read a whole file; `Ok(None)` when it does not exist.
 pub fn read_file(path: &Path) -> Result<Option<Vec<u8>>> {
     let mut file = match File::open(path) {
@@ -145,18 +214,12 @@ pub fn clean_temp_files(folder: &Path, older_than: Duration) -> Result<usize> {
             .ok()
             .and_then(|m| now.duration_since(m).ok())
             .unwrap_or_default();
-        let dead = writer_pid(name).is_some_and(|pid| !process_exists(pid));
+        let dead = temp_writer_pid(name).is_some_and(|pid| !process_exists(pid));
         if (age >= older_than || dead) && fs::remove_file(entry.path()).is_ok() {
             removed += 1;
         }
     }
     Ok(removed)
-}
-
-/// The pid in a temp file's name.
-fn writer_pid(name: &str) -> Option<i32> {
-    let (_, rest) = name.split_once(TEMP_MARKER)?;
-    rest.split('-').next()?.parse().ok()
 }
 
 /// Whether a process of this pid exists on this host (a reused pid counts as alive: the file is
@@ -238,8 +301,96 @@ mod tests {
             1
         );
         assert!(dir.path().join(&mine).exists());
-        assert_eq!(writer_pid(".x.tmp-123-456-7"), Some(123));
-        assert_eq!(writer_pid("plain.json"), None);
+    }
+
+    #[test]
+    fn every_new_folder_and_its_parent_are_flushed() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = dir.path().join("logs");
+        let run = logs.join("run-1");
+        let data = run.join("data");
+        let flushed = create_missing_folders(&data).unwrap();
+        assert_eq!(
+            flushed,
+            [data.as_path(), run.as_path(), logs.as_path(), dir.path()]
+        );
+        assert!(data.is_dir());
+        assert!(create_missing_folders(&data).unwrap().is_empty());
+        let more = data.join("more");
+        assert_eq!(
+            create_missing_folders(&more).unwrap(),
+            [more.as_path(), data.as_path()]
+        );
+        let err = create_missing_folders(Path::new("")).unwrap_err();
+        assert!(matches!(err, CoreError::InvalidArgument(_)), "{err:?}");
+    }
+
+    #[test]
+    fn folders_are_created_with_every_missing_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("logs").join("run-1").join("data");
+        create_dir_all_durable(&deep, true).unwrap();
+        assert!(deep.is_dir());
+        // Existing folders are fine, with or without fsync.
+        create_dir_all_durable(&deep, true).unwrap();
+        create_dir_all_durable(&deep, false).unwrap();
+        create_dir_all_durable(dir.path(), true).unwrap();
+        let shallow = dir.path().join("other");
+        create_dir_all_durable(&shallow, false).unwrap();
+        assert!(shallow.is_dir());
+    }
+
+    #[test]
+    fn a_file_in_the_way_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("logs");
+        fs::write(&file, b"not a folder").unwrap();
+        for wanted in [
+            file.clone(),
+            file.join("run-1"),
+            file.join("run-1").join("x"),
+        ] {
+            let err = create_dir_all_durable(&wanted, true).unwrap_err();
+            assert_eq!(err.path(), file.as_path(), "{err}");
+            assert_eq!(err.errno(), Some(20));
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "create folder {}: Not a directory (os error 20)",
+                    file.display()
+                )
+            );
+        }
+        assert_eq!(fs::read(&file).unwrap(), b"not a folder");
+    }
+
+    #[test]
+    fn parallel_creators_of_one_folder_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let deep = dir.path().join("a").join("b").join("c");
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| create_dir_all_durable(&deep, true).unwrap());
+            }
+        });
+        assert!(deep.is_dir());
+    }
+
+    #[test]
+    fn temp_paths_sit_beside_their_target() {
+        let temp = temp_path_beside(Path::new("/x/y/data.csv")).unwrap();
+        assert_eq!(temp.parent(), Some(Path::new("/x/y")));
+        let name = temp.file_name().unwrap().to_str().unwrap();
+        assert!(
+            name.starts_with(".data.csv.tmp-") && is_temp_name(name),
+            "{name}"
+        );
+        assert_eq!(
+            temp_path_beside(Path::new("data.csv")).unwrap().parent(),
+            Some(Path::new("."))
+        );
+        assert!(temp_path_beside(Path::new("/")).is_err());
+        assert!(temp_path_beside(Path::new("a/..")).is_err());
     }
 
     #[test]
