@@ -2,17 +2,23 @@
 //!
 //! It only converts types, releases the GIL around every I/O call (so other Python threads and
 //! the rayon pool run meanwhile), and turns [`CoreError`]s into the typed exceptions of
-//! `runlog_store.exceptions`, each carrying the path and the run id.
+//! `runlog_store.exceptions`, each carrying the path and the run id, in one conversion
+//! ([`PyCoreError`]).
 
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyException, PyImportError, PyValueError};
+use pyo3::import_exception;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyBytes, PyDict, PyTuple, PyType};
 
 use crate::cache::HashCache;
+use crate::chunk;
 use crate::copier::copy_files as copy_file_pairs;
 use crate::error::CoreError;
 use crate::hasher::{self, Algorithm, StreamHasher};
@@ -22,47 +28,153 @@ use crate::names::{chunk_file_name as file_name_of, ChunkKind};
 use crate::patch::{apply_patch as apply_patch_to, patch_json as patch_document, PatchOptions};
 use crate::writer;
 
-/// Raise `err` as the matching exception of `runlog_store.exceptions`.
-fn to_py_err(py: Python<'_>, err: CoreError, run_id: &str) -> PyErr {
-    to_py_err_as(py, err, run_id, None)
+// --- errors ------------------------------------------------------------------------------------
+
+/// Declares each class of `runlog_store.exceptions` the core raises (a Rust type per class,
+/// imported once) and lists their names in `RAISED_EXCEPTIONS`, which the module checks when it
+/// is imported: a class renamed on the Python side fails `import runlog_store._core` (and the
+/// tests) instead of the first real failure.
+macro_rules! raised_exceptions {
+    ($($name:ident),* $(,)?) => {
+        $(import_exception!(runlog_store.exceptions, $name);)*
+        const RAISED_EXCEPTIONS: &[&str] = &[$(stringify!($name)),*];
+    };
 }
 
-/// Like [`to_py_err`], with storage errors raised as `class` (a subclass of StorageError).
-fn to_py_err_as(py: Python<'_>, err: CoreError, run_id: &str, storage: Option<&str>) -> PyErr {
-    let class = match &err {
-        CoreError::Io { .. } | CoreError::NotAFile { .. } | CoreError::NotFound { .. }
-            if storage.is_some() =>
-        {
-            storage.unwrap_or("StorageError")
+raised_exceptions!(
+    StorageError,
+    HashError,
+    CorruptChunkError,
+    ChunkNotFoundError,
+    ChunkExistsError,
+    LockTimeoutError,
+);
+
+/// Fail the import of `_core` unless every class in `RAISED_EXCEPTIONS` is an exception class of
+/// `runlog_store.exceptions` (an imported exception type that is missing would otherwise panic
+/// at the moment of a real failure).
+fn check_raised_exceptions(py: Python<'_>) -> PyResult<()> {
+    let module = py.import("runlog_store.exceptions")?;
+    for name in RAISED_EXCEPTIONS {
+        let is_exception = module
+            .getattr(*name)
+            .ok()
+            .and_then(|class| class.cast_into::<PyType>().ok())
+            .is_some_and(|class| class.is_subclass_of::<PyException>().unwrap_or(false));
+        if !is_exception {
+            return Err(PyImportError::new_err(format!(
+                "runlog_store._core raises runlog_store.exceptions.{name}, which is not an \
+                 exception class there"
+            )));
         }
-        CoreError::Io { .. } | CoreError::NotAFile { .. } => "StorageError",
-        CoreError::Corrupt { .. } => "CorruptChunkError",
-        CoreError::NotFound { .. } => "ChunkNotFoundError",
-        CoreError::Exists { .. } => "ChunkExistsError",
-        CoreError::LockTimeout { .. } => "LockTimeoutError",
-        CoreError::InvalidArgument(message) => return PyValueError::new_err(message.clone()),
-    };
-    let message = if run_id.is_empty() {
-        err.to_string()
-    } else {
-        format!("{err} (run {run_id:?})")
-    };
-    let build = || -> PyResult<PyErr> {
-        let cls = py.import("runlog_store.exceptions")?.getattr(class)?;
-        let kwargs = PyDict::new(py);
-        kwargs.set_item("path", err.path().to_string_lossy())?;
-        kwargs.set_item("run_id", run_id)?;
-        if matches!(err, CoreError::Io { .. } | CoreError::NotAFile { .. }) || storage.is_some() {
-            kwargs.set_item("errno", err.errno())?;
-        }
-        Ok(PyErr::from_value(cls.call((message,), Some(&kwargs))?))
-    };
-    build().unwrap_or_else(|import_failed| import_failed)
+    }
+    Ok(())
 }
 
-fn seconds(value: f64, what: &str) -> PyResult<Duration> {
+/// What a call was doing when it failed, which decides the exception of a storage failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Operation {
+    /// Reading and writing a run's documents: a missing file is a missing chunk
+    /// (ChunkNotFoundError, which the stores turn into their typed not-found errors).
+    Documents,
+    /// Hashing files: every failure to read one, a missing file too, is a HashError.
+    Hashing,
+    /// Copying files: every failure to copy one, a missing source too, is a StorageError.
+    Copying,
+}
+
+/// A core error with what Python needs to raise it: the run it concerns and the operation.
+/// Its `From` conversion into `PyErr` is the one place core errors become exceptions.
+#[derive(Debug)]
+struct PyCoreError {
+    err: CoreError,
+    run_id: String,
+    operation: Operation,
+}
+
+impl PyCoreError {
+    fn new(err: CoreError, run_id: &str, operation: Operation) -> Self {
+        PyCoreError {
+            err,
+            run_id: run_id.to_owned(),
+            operation,
+        }
+    }
+
+    /// The exception class, and whether it takes `errno` (the StorageError family does).
+    fn class<'py>(&self, py: Python<'py>) -> Option<(Bound<'py, PyType>, bool)> {
+        use CoreError as E;
+        use Operation as Op;
+        Some(match (&self.err, self.operation) {
+            (E::Io { .. } | E::NotAFile { .. } | E::NotFound { .. }, Op::Hashing) => {
+                (py.get_type::<HashError>(), true)
+            }
+            (E::Io { .. } | E::NotAFile { .. }, _) | (E::NotFound { .. }, Op::Copying) => {
+                (py.get_type::<StorageError>(), true)
+            }
+            (E::NotFound { .. }, Op::Documents) => (py.get_type::<ChunkNotFoundError>(), false),
+            (E::Corrupt { .. }, _) => (py.get_type::<CorruptChunkError>(), false),
+            (E::Exists { .. }, _) => (py.get_type::<ChunkExistsError>(), false),
+            (E::LockTimeout { .. }, _) => (py.get_type::<LockTimeoutError>(), false),
+            (E::InvalidArgument(_), _) => return None,
+        })
+    }
+
+    fn into_py_err(self, py: Python<'_>) -> PyErr {
+        let Some((class, takes_errno)) = self.class(py) else {
+            return PyValueError::new_err(self.err.to_string());
+        };
+        let message = if self.run_id.is_empty() {
+            self.err.to_string()
+        } else {
+            format!("{} (run {:?})", self.err, self.run_id)
+        };
+        let build = || -> PyResult<PyErr> {
+            let kwargs = PyDict::new(py);
+            kwargs.set_item("path", self.err.path().as_os_str())?;
+            kwargs.set_item("run_id", &self.run_id)?;
+            if takes_errno {
+                kwargs.set_item("errno", self.err.errno())?;
+            }
+            Ok(PyErr::from_value(class.call((message,), Some(&kwargs))?))
+        };
+        // A class whose constructor refuses these arguments is a bug, raised as it is.
+        build().unwrap_or_else(|refused| refused)
+    }
+}
+
+impl From<PyCoreError> for PyErr {
+    fn from(err: PyCoreError) -> PyErr {
+        Python::attach(|py| err.into_py_err(py))
+    }
+}
+
+/// A core error outside any run (argument errors mostly) is a documents error with no run id.
+impl From<CoreError> for PyErr {
+    fn from(err: CoreError) -> PyErr {
+        PyCoreError::new(err, "", Operation::Documents).into()
+    }
+}
+
+/// `result.for_run(run_id)?` raises a core error naming the run.
+trait ForRun<T> {
+    fn for_run(self, run_id: &str) -> Result<T, PyCoreError>;
+}
+
+impl<T> ForRun<T> for crate::Result<T> {
+    fn for_run(self, run_id: &str) -> Result<T, PyCoreError> {
+        self.map_err(|err| PyCoreError::new(err, run_id, Operation::Documents))
+    }
+}
+
+/// The exception instance for one failed item of a batch (returned in its place, not raised).
+fn failure_instance(py: Python<'_>, err: PyCoreError) -> Bound<'_, PyAny> {
+    PyErr::from(err).into_value(py).into_bound(py).into_any()
+}
+
+fn seconds(value: f64, what: &str) -> crate::Result<Duration> {
     Duration::try_from_secs_f64(value).map_err(|_| {
-        PyValueError::new_err(format!(
+        CoreError::InvalidArgument(format!(
             "{what} must be a non-negative number of seconds, not {value}"
         ))
     })
@@ -71,8 +183,7 @@ fn seconds(value: f64, what: &str) -> PyResult<Duration> {
 /// The chunk file name of a step (`kind="StepLog"`) or branch (`kind="BranchLog"`).
 #[pyfunction]
 fn chunk_file_name(kind: &str, internal_name: &str) -> PyResult<String> {
-    let kind = ChunkKind::parse(kind).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    file_name_of(kind, internal_name).map_err(|e| PyValueError::new_err(e.to_string()))
+    Ok(file_name_of(ChunkKind::parse(kind)?, internal_name)?)
 }
 
 /// Write `data` to `path` atomically (temp file, fsync, rename, folder fsync).
@@ -86,8 +197,9 @@ fn write_atomic(
     exclusive: bool,
     run_id: &str,
 ) -> PyResult<()> {
-    py.detach(|| writer::write_atomic(&path, data, fsync, exclusive))
-        .map_err(|e| to_py_err(py, e, run_id))
+    Ok(py
+        .detach(|| writer::write_atomic(&path, data, fsync, exclusive))
+        .for_run(run_id)?)
 }
 
 /// The bytes of a file, or None when it does not exist.
@@ -98,9 +210,7 @@ fn read_file<'py>(
     path: PathBuf,
     run_id: &str,
 ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-    let data = py
-        .detach(|| writer::read_file(&path))
-        .map_err(|e| to_py_err(py, e, run_id))?;
+    let data = py.detach(|| writer::read_file(&path)).for_run(run_id)?;
     Ok(data.map(|bytes| PyBytes::new(py, &bytes)))
 }
 
@@ -131,7 +241,7 @@ fn patch_json<'py>(
     };
     let written = py
         .detach(|| patch_document(&path, patch, &options))
-        .map_err(|e| to_py_err(py, e, run_id))?;
+        .for_run(run_id)?;
     Ok(PyBytes::new(py, &written))
 }
 
@@ -163,8 +273,7 @@ fn apply_patch<'py>(
     create: Option<&[u8]>,
     run_id: &str,
 ) -> PyResult<Bound<'py, PyBytes>> {
-    let document = apply_patch_to(&path, current, patch, &merge_keys, create)
-        .map_err(|e| to_py_err(py, e, run_id))?;
+    let document = apply_patch_to(&path, current, patch, &merge_keys, create).for_run(run_id)?;
     Ok(PyBytes::new(py, &document))
 }
 
@@ -177,8 +286,7 @@ fn merge_run<'py>(
     salvage: bool,
     run_id: &str,
 ) -> PyResult<(Bound<'py, PyBytes>, Skipped)> {
-    let merged = in_process_pool(py, || merge_run_folder(&run_dir, salvage))?
-        .map_err(|e| to_py_err(py, e, run_id))?;
+    let merged = in_process_pool(py, || merge_run_folder(&run_dir, salvage))?.for_run(run_id)?;
     Ok(merged_to_python(py, merged))
 }
 
@@ -197,7 +305,7 @@ fn merge_chunks<'py>(
     let merged = in_process_pool(py, || {
         merge_documents(&location, run_log, &objects, salvage)
     })?
-    .map_err(|e| to_py_err(py, e, run_id))?;
+    .for_run(run_id)?;
     Ok(merged_to_python(py, merged))
 }
 
@@ -254,8 +362,7 @@ impl PyHasher {
 #[pyo3(signature = (folder, older_than = 60.0))]
 fn clean_temp_files(py: Python<'_>, folder: PathBuf, older_than: f64) -> PyResult<usize> {
     let age = seconds(older_than, "older_than")?;
-    py.detach(|| writer::clean_temp_files(&folder, age))
-        .map_err(|e| to_py_err(py, e, ""))
+    Ok(py.detach(|| writer::clean_temp_files(&folder, age))?)
 }
 
 /// An exclusive inter-process lock on a file, as a context manager.
@@ -287,14 +394,14 @@ impl PyFileLock {
             let (path, timeout) = (this.path.clone(), this.timeout);
             let lock = py
                 .detach(|| FileLock::acquire(&path, timeout))
-                .map_err(|e| to_py_err(py, e, &this.run_id))?;
+                .for_run(&this.run_id)?;
             *this.held.lock().unwrap_or_else(|p| p.into_inner()) = Some(lock);
         }
         Ok(slf)
     }
 
     #[pyo3(signature = (*_exc))]
-    fn __exit__(&self, _exc: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+    fn __exit__(&self, _exc: &Bound<'_, PyTuple>) -> bool {
         self.held.lock().unwrap_or_else(|p| p.into_inner()).take();
         false
     }
@@ -305,8 +412,8 @@ impl PyFileLock {
     }
 }
 
-fn algorithm_of(name: &str) -> PyResult<Algorithm> {
-    Algorithm::parse(name).map_err(|e| PyValueError::new_err(e.to_string()))
+fn algorithm_of(name: &str) -> crate::Result<Algorithm> {
+    Algorithm::parse(name)
 }
 
 /// This process's rayon pool (every core), built at its first use in each process.
@@ -349,7 +456,7 @@ fn on_threads<T: Send>(
 ) -> PyResult<T> {
     match jobs {
         None => in_process_pool(py, work),
-        Some(0) => Err(PyValueError::new_err("jobs must be at least 1")),
+        Some(0) => Err(CoreError::InvalidArgument("jobs must be at least 1".to_string()).into()),
         Some(n) => {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(n)
@@ -365,8 +472,8 @@ fn on_threads<T: Send>(
 #[pyo3(signature = (path, algorithm = "blake3"))]
 fn hash_file(py: Python<'_>, path: PathBuf, algorithm: &str) -> PyResult<String> {
     let algorithm = algorithm_of(algorithm)?;
-    in_process_pool(py, || hasher::hash_file(&path, algorithm))?
-        .map_err(|e| to_py_err_as(py, e, "", Some("HashError")))
+    Ok(in_process_pool(py, || hasher::hash_file(&path, algorithm))?
+        .map_err(|e| PyCoreError::new(e, "", Operation::Hashing))?)
 }
 
 /// Digests of many files in order; a file that fails gives a HashError instance in its place.
@@ -386,15 +493,15 @@ fn hash_files<'py>(
             None => Ok(hasher::hash_files(&paths, algorithm)),
         }
     })?
-    .map_err(|e| to_py_err(py, e, ""))?;
+    .for_run("")?;
     results
         .into_iter()
         .map(|result| match result {
             Ok(digest) => Ok(digest.into_pyobject(py)?.into_any()),
-            Err(err) => Ok(to_py_err_as(py, err, "", Some("HashError"))
-                .into_value(py)
-                .into_bound(py)
-                .into_any()),
+            Err(err) => Ok(failure_instance(
+                py,
+                PyCoreError::new(err, "", Operation::Hashing),
+            )),
         })
         .collect()
 }
@@ -422,22 +529,147 @@ fn copy_files<'py>(
             None => Ok(copy_file_pairs(&pairs, algorithm, fsync, None)),
         }
     })?
-    .map_err(|e| to_py_err(py, e, run_id))?;
+    .for_run(run_id)?;
     results
         .into_iter()
         .map(|result| match result {
             Ok(copied) => Ok((copied.digest, copied.copied).into_pyobject(py)?.into_any()),
-            Err(err) => Ok(to_py_err_as(py, err, run_id, Some("StorageError"))
-                .into_value(py)
-                .into_bound(py)
-                .into_any()),
+            Err(err) => Ok(failure_instance(
+                py,
+                PyCoreError::new(err, run_id, Operation::Copying),
+            )),
         })
         .collect()
 }
 
+// --- the chunk format (rust/chunk.rs) ----------------------------------------------------------
+
+/// `document` (a JSON object) with `"_created_ns"` put first: the bytes of a chunk.
+#[pyfunction]
+fn chunk_with_header<'py>(
+    py: Python<'py>,
+    created_ns: i64,
+    document: &[u8],
+) -> PyResult<Bound<'py, PyBytes>> {
+    Ok(PyBytes::new(
+        py,
+        &chunk::chunk_with_header(created_ns, document)?,
+    ))
+}
+
+/// The creation time in a chunk's header (None for chunks of older layouts) and the chunk
+/// without it.
+#[pyfunction]
+fn split_chunk_header<'py>(
+    py: Python<'py>,
+    chunk: &[u8],
+) -> PyResult<(Option<i64>, Bound<'py, PyBytes>)> {
+    let (created_ns, body) = chunk::split_chunk_header(chunk)?;
+    Ok((created_ns, PyBytes::new(py, &body)))
+}
+
+/// The patch that seals an ending branch: `patch` plus the step chunks it embeds and their
+/// ETag index.
+#[pyfunction]
+fn seal_branch_patch<'py>(
+    py: Python<'py>,
+    patch: &[u8],
+    steps: Vec<(String, PyBackedBytes)>,
+    index: Vec<(String, String)>,
+) -> PyResult<Bound<'py, PyBytes>> {
+    Ok(PyBytes::new(
+        py,
+        &chunk::seal_branch_patch(patch, &steps, &index)?,
+    ))
+}
+
+/// The step chunks that sealed branch chunks embed and that are unchanged since (their listed
+/// ETag is the one in the index).
+#[pyfunction]
+fn sealed_step_chunks(
+    branch_chunks: &Bound<'_, PyAny>,
+    listed: HashMap<String, String>,
+) -> PyResult<HashSet<String>> {
+    let chunks = branch_chunks
+        .try_iter()?
+        .map(|item| Ok(item?.extract::<PyBackedBytes>()?))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok(chunk::sealed_step_chunks(&chunks, &listed))
+}
+
+/// A `.merged.json` snapshot: the ETag map as its first line, then the merged document.
+#[pyfunction]
+fn encode_snapshot<'py>(
+    py: Python<'py>,
+    etags: HashMap<String, String>,
+    merged: &[u8],
+) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &chunk::encode_snapshot(&etags, merged))
+}
+
+/// The merged document of a snapshot built from exactly these objects, else None.
+#[pyfunction]
+fn decode_snapshot<'py>(
+    py: Python<'py>,
+    data: &[u8],
+    etags: HashMap<String, String>,
+) -> Option<Bound<'py, PyBytes>> {
+    chunk::decode_snapshot(data, &etags).map(|merged| PyBytes::new(py, merged))
+}
+
+/// The top-level `"status"` of a run log document, None when it cannot be read.
+#[pyfunction]
+fn document_status(document: &[u8]) -> Option<String> {
+    chunk::document_status(document)
+}
+
+/// Whether a file name is the temp file of a write in flight.
+#[pyfunction]
+fn is_temp_name(name: &str) -> bool {
+    chunk::is_temp_name(name)
+}
+
+/// A fresh temp file path beside `target`, in the atomic writer's pattern.
+#[pyfunction]
+fn temp_path(target: PathBuf) -> PyResult<OsString> {
+    Ok(writer::temp_path_beside(&target)?.into_os_string())
+}
+
+/// Create a folder and every missing one above it, durably (see `writer::create_dir_all_durable`).
+#[pyfunction]
+#[pyo3(signature = (path, *, fsync = true, run_id = ""))]
+fn ensure_dir(py: Python<'_>, path: PathBuf, fsync: bool, run_id: &str) -> PyResult<()> {
+    Ok(py
+        .detach(|| writer::create_dir_all_durable(&path, fsync))
+        .for_run(run_id)?)
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    check_raised_exceptions(py)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("RAISED_EXCEPTIONS", PyTuple::new(py, RAISED_EXCEPTIONS)?)?;
+    m.add("RUN_LOG_FILE", chunk::RUN_LOG_FILE)?;
+    m.add("LAYOUT_MARKER", chunk::LAYOUT_MARKER)?;
+    m.add(
+        "LAYOUT_MARKER_TEXT",
+        PyBytes::new(py, chunk::LAYOUT_MARKER_TEXT),
+    )?;
+    m.add("CREATED_NS_KEY", chunk::CREATED_NS_KEY)?;
+    m.add("CHUNK_INDEX_KEY", chunk::CHUNK_INDEX_KEY)?;
+    m.add("SNAPSHOT_NAME", chunk::SNAPSHOT_NAME)?;
+    m.add("TEMP_MARKER", chunk::TEMP_MARKER)?;
+    m.add_function(wrap_pyfunction!(chunk_with_header, m)?)?;
+    m.add_function(wrap_pyfunction!(split_chunk_header, m)?)?;
+    m.add_function(wrap_pyfunction!(seal_branch_patch, m)?)?;
+    m.add_function(wrap_pyfunction!(sealed_step_chunks, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_snapshot, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_snapshot, m)?)?;
+    m.add_function(wrap_pyfunction!(document_status, m)?)?;
+    m.add_function(wrap_pyfunction!(is_temp_name, m)?)?;
+    m.add_function(wrap_pyfunction!(temp_path, m)?)?;
+    m.add_function(wrap_pyfunction!(ensure_dir, m)?)?;
     m.add_function(wrap_pyfunction!(chunk_file_name, m)?)?;
     m.add_function(wrap_pyfunction!(write_atomic, m)?)?;
     m.add_function(wrap_pyfunction!(read_file, m)?)?;

@@ -2,19 +2,81 @@
 
 Every function releases the GIL while it does I/O. Failures raise the typed errors of
 :mod:`runlog_store.exceptions` carrying ``path`` and ``run_id``: ``StorageError`` (with
-``errno``), ``CorruptChunkError``, ``ChunkNotFoundError``, ``ChunkExistsError``,
-``LockTimeoutError``; bad arguments raise ``ValueError``.
+``errno``), ``HashError``, ``CorruptChunkError``, ``ChunkNotFoundError``, ``ChunkExistsError``,
+``LockTimeoutError``; bad arguments raise ``ValueError``. Importing the module checks that every
+class it raises exists in :mod:`runlog_store.exceptions` (``RAISED_EXCEPTIONS``).
+
+The chunk byte format (docs/format.md) is owned here: Python never builds or cuts chunk bytes
+itself, it calls the functions and uses the names below.
 """
 
+from collections.abc import Iterable, Sequence
 from os import PathLike
 from types import TracebackType
-from typing import Literal
+from typing import Final, Literal
 
 from runlog_store.exceptions import HashError, StorageError
 
 __version__: str
 
+RAISED_EXCEPTIONS: Final[tuple[str, ...]]
+"""Names of the classes of runlog_store.exceptions the core raises."""
+
+RUN_LOG_FILE: Final[str]
+"""``RunLog.json``: the run-level document of a run folder or prefix."""
+LAYOUT_MARKER: Final[str]
+"""``.layout``: marks a run created by runlog-store (every step has its own chunk)."""
+LAYOUT_MARKER_TEXT: Final[bytes]
+"""The content of the layout marker."""
+CREATED_NS_KEY: Final[str]
+"""``_created_ns``: the chunk header key, first in every chunk."""
+CHUNK_INDEX_KEY: Final[str]
+"""``_chunks``: a sealed branch chunk's {chunk name: ETag} index of the steps it embeds."""
+SNAPSHOT_NAME: Final[str]
+"""``.merged.json``: the snapshot of an ended run's merged document (object storage)."""
+TEMP_MARKER: Final[str]
+"""``.tmp-``: marks temp files of writes in flight (``.<name>.tmp-<pid>-<nanos>-<n>``)."""
+
 _Path = str | PathLike[str]
+
+def chunk_with_header(created_ns: int, document: bytes) -> bytes:
+    """``document`` (a JSON object, ``{}`` too) with ``"_created_ns": created_ns`` put first.
+    ValueError when it is not a JSON object or already has the key."""
+
+def split_chunk_header(chunk: bytes) -> tuple[int | None, bytes]:
+    """The header's creation time and the chunk without it; ``(None, chunk)`` for chunks of
+    older layouts (no header). ValueError for a header that does not end in an integer."""
+
+def seal_branch_patch(
+    patch: bytes, steps: Sequence[tuple[str, bytes]], index: Sequence[tuple[str, str]]
+) -> bytes:
+    """The patch sealing an ending branch: ``patch`` plus ``"steps": {internal name: step
+    chunk as stored}`` and ``"_chunks": {chunk name: ETag}``, in the order given. ``patch``
+    unchanged when both lists are empty. ValueError for a patch or step chunk that is not a JSON
+    object, a patch that already has those keys, or a name given twice."""
+
+def sealed_step_chunks(branch_chunks: Iterable[bytes], listed: dict[str, str]) -> set[str]:
+    """Step chunk names that sealed branch chunks embed with the ETag ``listed`` now has."""
+
+def encode_snapshot(etags: dict[str, str], merged: bytes) -> bytes:
+    """A ``.merged.json``: the sorted ETag map as its first line, then the merged document."""
+
+def decode_snapshot(data: bytes, etags: dict[str, str]) -> bytes | None:
+    """The merged document of a snapshot built from exactly ``etags``, else None."""
+
+def document_status(document: bytes) -> str | None:
+    """The top-level ``"status"`` of a run log document; None when unreadable or absent."""
+
+def is_temp_name(name: str) -> bool:
+    """Whether a file name is a temp file of a write in flight."""
+
+def temp_path(target: _Path) -> str:
+    """A fresh temp path beside ``target`` in the atomic writer's pattern, for code that
+    writes a file itself and renames it onto ``target``. ValueError if it names no file."""
+
+def ensure_dir(path: _Path, *, fsync: bool = True, run_id: str = "") -> None:
+    """Create a folder and every missing parent; with ``fsync`` their names are durable on
+    return. StorageError (with errno) naming what is in the way or failed."""
 
 def chunk_file_name(kind: Literal["StepLog", "BranchLog"], internal_name: str) -> str:
     """``StepLog-<key>.json`` / ``BranchLog-<key>.json`` for an internal name (docs/format.md)."""
