@@ -1,0 +1,262 @@
+"""Where the writers call fsync, read off strace: one write of each kind, compared with the
+sequence docs/format.md documents ("The atomic writer") and with what the power-cut model needs.
+
+A power cut lands at a random moment, so a refactor that drops one fsync can pass a hundred
+cuts by luck; this test fails at once. The rules the model needs (docs/testing.md):
+
+- a file is renamed or linked to its name only after an ``fsync``/``fdatasync`` of its bytes;
+- after the rename or link, its folder is fsynced before the call returns;
+- a folder made by the call is named durably: its parent is fsynced before the call returns.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .harness import FUSE_SCRIPT
+
+ONE_WRITE = Path(__file__).with_name("one_write.py")
+TRACED = (
+    "fsync,fdatasync,rename,renameat,renameat2,openat,mkdir,mkdirat,link,linkat,unlink,unlinkat"
+)
+TEMP = re.compile(r"(\.[^/]*\.tmp-)\d+-\d+-\d+$")
+CALL = re.compile(r"^(?P<pid>\d+) +(?P<name>\w+)\((?P<args>.*)\) += (?P<result>-?\d+)")
+
+# The documented sequence of each write (paths relative to the test's folder; folders the
+# write creates, and the fsyncs that name them, are checked by the rules instead, since how
+# the parents are walked is the writer's business).
+EXPECTED = {
+    "chunked-fs": {
+        "create": [
+            "create-new logs/r/.RunLog.json.tmp-*",
+            "fdatasync logs/r/.RunLog.json.tmp-*",
+            "link logs/r/.RunLog.json.tmp-* -> logs/r/RunLog.json",
+            "unlink logs/r/.RunLog.json.tmp-*",
+            "fsync logs/r",
+            "create-new logs/r/..layout.tmp-*",
+            "fdatasync logs/r/..layout.tmp-*",
+            "rename logs/r/..layout.tmp-* -> logs/r/.layout",
+            "fsync logs/r",
+        ],
+        "step": [
+            "create-new logs/r/.StepLog-s.json.tmp-*",
+            "fdatasync logs/r/.StepLog-s.json.tmp-*",
+            "rename logs/r/.StepLog-s.json.tmp-* -> logs/r/StepLog-s.json",
+            "fsync logs/r",
+        ],
+        "status": [
+            "create logs/r/.lock",
+            "create-new logs/r/.RunLog.json.tmp-*",
+            "fdatasync logs/r/.RunLog.json.tmp-*",
+            "rename logs/r/.RunLog.json.tmp-* -> logs/r/RunLog.json",
+            "fsync logs/r",
+        ],
+    },
+    "file-system": {
+        "create": [
+            "create-new logs/.r.json.tmp-*",
+            "fdatasync logs/.r.json.tmp-*",
+            "link logs/.r.json.tmp-* -> logs/r.json",
+            "unlink logs/.r.json.tmp-*",
+            "fsync logs",
+        ],
+        **{
+            write: [
+                "create logs/.r.lock",
+                "create-new logs/.r.json.tmp-*",
+                "fdatasync logs/.r.json.tmp-*",
+                "rename logs/.r.json.tmp-* -> logs/r.json",
+                "fsync logs",
+            ]
+            for write in ("step", "status")
+        },
+    },
+    "catalog": {
+        write: [
+            "create-new catalog/r/.data.bin.tmp-*",
+            "fdatasync catalog/r/.data.bin.tmp-*",
+            "rename catalog/r/.data.bin.tmp-* -> catalog/r/data.bin",
+            "fsync catalog/r",
+        ]
+        for write in ("put", "put-again")
+    },
+}
+MADE = {
+    "chunked-fs": {"create": ["logs", "logs/r"]},
+    "file-system": {"create": ["logs"]},
+    "catalog": {"put": ["catalog", "catalog/r"]},
+}
+
+
+def _strace() -> str:
+    problem = None
+    if shutil.which("strace") is None:
+        done = subprocess.run(["bash", str(FUSE_SCRIPT)], capture_output=True, text=True)
+        if done.returncode != 0:
+            problem = f"{FUSE_SCRIPT.name} exited {done.returncode}: {done.stderr.strip()}"
+    found = shutil.which("strace")
+    if found is None:
+        problem = problem or "strace is not installed"
+    if problem is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"the fsync sequence test is required in CI: {problem}")
+        pytest.skip(f"no strace: {problem}")
+    assert found is not None
+    return found
+
+
+def _strings(args: str) -> list[str]:
+    return [
+        bytes(s, "utf-8").decode("unicode_escape") for s in re.findall(r'"((?:[^"\\]|\\.)*)"', args)
+    ]
+
+
+def trace_events(trace: str, base: Path) -> dict[str, list[str]]:
+    """The trace as normalised events per write: ``create-new P`` (O_EXCL), ``create P``,
+    ``fsync P``, ``fdatasync P``, ``rename P -> Q``, ``link P -> Q``, ``unlink P``,
+    ``mkdir P``, with P relative to ``base``, temp names as ``.<name>.tmp-*``."""
+    lines: list[str] = []
+    unfinished: dict[str, str] = {}
+    for raw in trace.splitlines():
+        pid, _, rest = raw.partition(" ")
+        rest = rest.strip()
+        if rest.endswith("<unfinished ...>"):
+            unfinished[pid] = rest[: -len("<unfinished ...>")].rstrip()
+            continue
+        resumed = re.match(r"<\.\.\. \w+ resumed>(.*)", rest)
+        if resumed:
+            rest = unfinished.pop(pid, "") + resumed.group(1)
+        lines.append(f"{pid} {rest}")
+
+    prefix = str(base) + "/"
+
+    def rel(path: str) -> str | None:
+        if path == str(base):
+            return "."
+        if not path.startswith(prefix):
+            return None
+        return TEMP.sub(r"\1*", path[len(prefix) :])
+
+    fds: dict[str, str] = {}  # one process: its threads share the descriptor table
+    writes: dict[str, list[str]] = {}
+    current: list[str] | None = None
+    for line in lines:
+        call = CALL.match(line)
+        if call is None:
+            continue
+        name, args, result = call["name"], call["args"], int(call["result"])
+        paths = _strings(args)
+        if name == "openat" and paths and paths[0].startswith("/powercut-mark-"):
+            current = writes.setdefault(paths[0][len("/powercut-mark-") :], [])
+            continue
+        if result < 0 or current is None:
+            continue
+        if name == "openat":
+            fds[str(result)] = paths[0]
+            where = rel(paths[0])
+            if where is not None and "O_CREAT" in args:
+                current.append(f"{'create-new' if 'O_EXCL' in args else 'create'} {where}")
+        elif name in ("fsync", "fdatasync"):
+            where = rel(fds.get(args.strip(), ""))
+            if where is not None:
+                current.append(f"{name} {where}")
+        elif name in ("rename", "renameat", "renameat2", "link", "linkat"):
+            source, target = (rel(p) for p in paths[:2])
+            if source is not None and target is not None:
+                current.append(f"{'link' if 'link' in name else 'rename'} {source} -> {target}")
+        elif name in ("unlink", "unlinkat", "mkdir", "mkdirat"):
+            where = rel(paths[0])
+            if where is not None:
+                current.append(f"{name.removesuffix('at')} {where}")
+    return writes
+
+
+def rule_breaches(events: list[str]) -> list[str]:
+    """Where one write breaks what the power-cut model needs (the module docstring)."""
+    breaches = []
+    synced_since_create: dict[str, bool] = {}
+    for n, event in enumerate(events):
+        kind, _, rest = event.partition(" ")
+        later = events[n + 1 :]
+        if kind in ("create-new", "create"):
+            synced_since_create[rest] = False
+        elif kind in ("fsync", "fdatasync"):
+            synced_since_create[rest] = True
+        elif kind in ("rename", "link"):
+            source, target = rest.split(" -> ")
+            if not synced_since_create.get(source, False):
+                breaches.append(f"{event}: the bytes were not synced before")
+            folder = os.path.dirname(target) or "."
+            if f"fsync {folder}" not in later:
+                breaches.append(f"{event}: its folder {folder} is not fsynced after")
+        elif kind == "mkdir":
+            parent = os.path.dirname(rest) or "."
+            if f"fsync {parent}" not in later:
+                breaches.append(f"{event}: the parent {parent} is not fsynced after")
+    return breaches
+
+
+def without_folder_making(events: list[str]) -> list[str]:
+    """The events after the folders were made: the mkdirs and the fsyncs before the first
+    file is created are the folder-making, checked by the rules."""
+    first_file = next((n for n, e in enumerate(events) if e.startswith("create")), len(events))
+    return [e for e in events[first_file:] if not e.startswith("mkdir ")]
+
+
+def traced_writes(kind: str, folder: Path, *options: str) -> dict[str, list[str]]:
+    """The events of each write of one_write.py, run under strace."""
+    strace = _strace()
+    trace = folder / "trace"
+    base = folder / "work"
+    base.mkdir()
+    command = [strace, "-f", "-qq", "-e", f"trace={TRACED}", "-o", str(trace)]
+    command += [sys.executable, str(ONE_WRITE), kind, str(base), *options]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    if done.returncode != 0 and "ptrace" in done.stderr:
+        pytest.fail(f"strace cannot trace here: {done.stderr.strip()}")
+    assert done.returncode == 0, done.stderr
+    writes = trace_events(trace.read_text(), base)
+    assert set(EXPECTED[kind]) <= set(writes), f"markers missing from the trace: {writes}"
+    return writes
+
+
+@pytest.mark.parametrize("kind", ["chunked-fs", "file-system", "catalog"])
+def test_every_write_syncs_where_a_power_cut_needs_it(kind: str, tmp_path: Path) -> None:
+    writes = traced_writes(kind, tmp_path)
+    for write, expected in EXPECTED[kind].items():
+        events = writes[write]
+        assert rule_breaches(events) == [], f"{kind} {write}: {events}"
+        made = [e.split(" ", 1)[1] for e in events if e.startswith("mkdir ")]
+        assert made == MADE.get(kind, {}).get(write, []), f"{kind} {write} made {made}"
+        assert without_folder_making(events) == expected, f"{kind} {write}: {events}"
+
+
+def test_a_write_without_fsync_breaks_the_rules(tmp_path: Path) -> None:
+    """The same trace of a store configured with ``fsync: false`` fails every rule."""
+    writes = traced_writes("chunked-fs", tmp_path, "nofsync")
+    breaches = rule_breaches(writes["create"])
+    assert any("not synced before" in b for b in breaches), breaches
+    assert any("folder logs/r is not fsynced" in b for b in breaches), breaches
+    assert any("parent logs is not fsynced" in b for b in breaches), breaches
+
+
+def test_the_rules_catch_a_missing_fsync() -> None:
+    """The checker itself: each rule fails when its fsync is dropped."""
+    good = [
+        "mkdir logs",
+        "fsync .",
+        "create-new logs/.a.tmp-*",
+        "fdatasync logs/.a.tmp-*",
+        "rename logs/.a.tmp-* -> logs/a",
+        "fsync logs",
+    ]
+    assert rule_breaches(good) == []
+    for dropped in ("fsync .", "fdatasync logs/.a.tmp-*", "fsync logs"):
+        assert rule_breaches([e for e in good if e != dropped]), dropped
