@@ -2,8 +2,10 @@
 
 runnable passes each function the parameters its signature names, and a map branch the item it
 works on; a branch starts with no other parameters (runnable 0.50), so branches share data
-through files in the catalog. Files are written to a temporary name and renamed, because the
-branches of a map run at the same time and read each other's files from the compute folder.
+through files. A catalog pattern is the same in every branch (``data/shards/*.json`` would
+catalog every branch's shard in each branch), so the shards are put once, by a step after the
+map. Files are written to a temporary name and renamed: the branches of a map run at the same
+time, in one compute folder.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ def load(item: int) -> int:
 
 
 def fit(item: int, rows: int) -> int:
-    """Write the branch's shard (put into the catalog after the step) and its weight."""
+    """Write the branch's shard into the compute folder, and its weight."""
     weight = rows + 1
     _write_atomically(SHARDS / f"shard-{item:04d}.json", {"item": item, "weight": weight})
     return weight
@@ -56,7 +58,7 @@ def score(item: int, weight: int) -> tuple[float, int]:
 
 
 def count_shards() -> int:
-    """A parallel branch: how many shards the catalog gave back."""
+    """A parallel branch: the shards every branch wrote, put into the catalog after it."""
     return len(list(SHARDS.glob("shard-*.json")))
 
 
@@ -74,7 +76,8 @@ def report(
     settings_ok: bool,
     calibration: Calibration,
 ) -> tuple[float, int]:
-    """The fan-in: fails the run unless it saw every branch's values and every shard."""
+    """The fan-in: fails the run unless it saw every branch's values and every shard (the
+    catalog copied them back before it ran)."""
     problems = []
     if sorted(seen) != items:
         problems.append(f"saw items {sorted(seen)}, expected {items}")

@@ -2,21 +2,20 @@
 
     cd examples && ../.venv/bin/python pipeline.py
 
+(``RUNNABLE_CONFIGURATION_FILE`` and ``RUNNABLE_PARAMETERS_FILE`` name other files, and
+``RUNNABLE_PRM_branches=64`` sets a parameter, as for any runnable pipeline.)
+
 prepare -> train (a map: load, fit, score in every branch, run in parallel worker processes)
--> evaluate (a parallel step of two branches) -> report (the fan-in, which checks it saw every
-branch). Files go through the catalog; ``calibration`` is an object parameter (pickled into
-the catalog). pipeline.yaml is the same pipeline in runnable's YAML.
+-> evaluate (a parallel step of two branches: one puts every branch's shard into the catalog)
+-> report (the fan-in: gets the shards back and checks it saw every branch). ``calibration`` is
+an object parameter (pickled into the catalog). pipeline.yaml is the same in runnable's YAML.
 """
 
 from __future__ import annotations
 
-import os
-
 import functions
-from runnable import Catalog, Map, Parallel, Pipeline, PythonTask, json, metric, pickled
 
-CONFIG = os.environ.get("RUNLOG_EXAMPLE_CONFIG", "runnable-config.yaml")
-PARAMETERS = os.environ.get("RUNLOG_EXAMPLE_PARAMETERS", "parameters.yaml")
+from runnable import Catalog, Map, Parallel, Pipeline, PythonTask, json, metric, pickled
 
 
 def branch() -> Pipeline:
@@ -29,12 +28,7 @@ def branch() -> Pipeline:
                 catalog=Catalog(get=["data/settings.json"]),
                 returns=[json("rows")],
             ),
-            PythonTask(
-                name="fit",
-                function=functions.fit,
-                catalog=Catalog(put=["data/shards/*.json"]),
-                returns=[json("weight")],
-            ),
+            PythonTask(name="fit", function=functions.fit, returns=[json("weight")]),
             PythonTask(
                 name="score",
                 function=functions.score,
@@ -60,7 +54,7 @@ def main() -> Pipeline:
                     PythonTask(
                         name="count",
                         function=functions.count_shards,
-                        catalog=Catalog(get=["data/shards/*.json"]),
+                        catalog=Catalog(put=["data/shards/*.json"]),
                         returns=[json("shard_count")],
                     )
                 ]
@@ -80,11 +74,11 @@ def main() -> Pipeline:
     report = PythonTask(
         name="report",
         function=functions.report,
-        catalog=Catalog(put=["data/report.json"]),
+        catalog=Catalog(get=["data/shards/*.json"], put=["data/report.json"]),
         returns=[metric("best_accuracy"), json("fan_in_saw")],
     )
     pipeline = Pipeline(steps=[prepare, train, evaluate, report])
-    pipeline.execute(configuration_file=CONFIG, parameters_file=PARAMETERS)
+    pipeline.execute(configuration_file="runnable-config.yaml", parameters_file="parameters.yaml")
     return pipeline
 
 

@@ -45,16 +45,16 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, TypeAdapter, model_validator
-from runnable import (  # type: ignore[import-untyped]  # runnable ships no type hints
-    context as runnable_context,
-)
-from runnable import datastore as runnable_models
-from runnable import exceptions as runnable_errors
 from runnable.catalog import BaseCatalog as RunnableBaseCatalog  # type: ignore[import-untyped]
 
 import runlog_store
 from runlog_store import exceptions as errors
 from runlog_store import models
+from runnable import (  # type: ignore[import-untyped]  # runnable ships no type hints
+    context as runnable_context,
+)
+from runnable import datastore as runnable_models
+from runnable import exceptions as runnable_errors
 
 # Settings that say what a service is, not how it is configured: runnable's base classes
 # declare them, and runlog-store refuses them in a config.
@@ -175,15 +175,19 @@ def _current_run_id() -> str:
 
 
 class RunlogRunLogStore(runnable_models.BaseRunLogStore):  # type: ignore[misc]
-    """A runnable run log store backed by the runlog-store type ``runlog_type``.
+    """A runnable run log store backed by the runlog-store store of type ``type_name``.
 
     Its configuration is validated by that type (same keys, same errors) and kept as this
     model's extra fields, readable and assignable by name (``store.log_folder``).
     """
 
-    model_config = ConfigDict(extra="allow")
+    # A refused configuration is reported by runlog-store, naming the key; pydantic must not
+    # add the input to the message (it may hold credentials).
+    model_config = ConfigDict(extra="allow", hide_input_in_errors=True)
 
-    runlog_type: ClassVar[str] = ""
+    # The YAML type name, in runnable's plugin group; runlog-store's registry reads it as an
+    # alias of its own type (``runlog-chunked-fs`` is ``chunked-fs``), so errors name it.
+    type_name: ClassVar[str] = ""
 
     _backend: runlog_store.BaseRunLogStore | None = PrivateAttr(default=None)
 
@@ -192,14 +196,14 @@ class RunlogRunLogStore(runnable_models.BaseRunLogStore):  # type: ignore[misc]
     def _validated_by_runlog_store(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        return _settings(runlog_store.create_store(cls.runlog_type, **data))
+        return _settings(runlog_store.create_store(cls.type_name, **data))
 
     @property
     def runlog_store(self) -> runlog_store.BaseRunLogStore:
         """The runlog-store store behind this one (built at first use in each process)."""
         if self._backend is None:
             config = dict(self.__pydantic_extra__ or {})
-            self._backend = runlog_store.create_store(self.runlog_type, **config)
+            self._backend = runlog_store.create_store(self.type_name, **config)
         return self._backend
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -305,7 +309,7 @@ class BufferedRunLogStore(RunlogRunLogStore):
     """``runlog-buffered``: in memory. A Pool worker cannot write into its parent's memory, so
     it tells runnable to run branches one after another."""
 
-    runlog_type: ClassVar[str] = "buffered"
+    type_name: ClassVar[str] = "runlog-buffered"
     service_name: str = "buffered"
     supports_parallel_writes: bool = False
 
@@ -314,7 +318,7 @@ class FileSystemRunLogStore(RunlogRunLogStore):
     """``runlog-file-system``: ``<log_folder>/<run_id>.json``, every write a locked atomic
     read-modify-write, so branches may run in parallel."""
 
-    runlog_type: ClassVar[str] = "file-system"
+    type_name: ClassVar[str] = "runlog-file-system"
     service_name: str = "file-system"
     supports_parallel_writes: bool = True
 
@@ -322,7 +326,7 @@ class FileSystemRunLogStore(RunlogRunLogStore):
 class ChunkedFileSystemRunLogStore(RunlogRunLogStore):
     """``runlog-chunked-fs``: ``<log_folder>/<run_id>/``, one chunk per step and branch."""
 
-    runlog_type: ClassVar[str] = "chunked-fs"
+    type_name: ClassVar[str] = "runlog-chunked-fs"
     service_name: str = "chunked-fs"
     supports_parallel_writes: bool = True
 
@@ -330,7 +334,7 @@ class ChunkedFileSystemRunLogStore(RunlogRunLogStore):
 class MinioRunLogStore(RunlogRunLogStore):
     """``runlog-minio``: one object per run, every write a conditional read-modify-write."""
 
-    runlog_type: ClassVar[str] = "minio"
+    type_name: ClassVar[str] = "runlog-minio"
     service_name: str = "minio"
     supports_parallel_writes: bool = True
 
@@ -338,7 +342,7 @@ class MinioRunLogStore(RunlogRunLogStore):
 class ChunkedMinioRunLogStore(RunlogRunLogStore):
     """``runlog-chunked-minio``: the chunked layout as objects, for runs spread over machines."""
 
-    runlog_type: ClassVar[str] = "chunked-minio"
+    type_name: ClassVar[str] = "runlog-chunked-minio"
     service_name: str = "chunked-minio"
     supports_parallel_writes: bool = True
 
@@ -347,16 +351,16 @@ class ChunkedMinioRunLogStore(RunlogRunLogStore):
 
 
 class RunlogCatalog(RunnableBaseCatalog):  # type: ignore[misc]
-    """A runnable catalog backed by the runlog-store catalog type ``runlog_type``.
+    """A runnable catalog backed by the runlog-store catalog of type ``type_name``.
 
     Files are copied and hashed by the Rust core, in parallel; ``hash_algorithm: sha256``
     records runnable's digests for files under 1 GiB (see the README, "Use it from runnable").
     The run id is the runnable run's.
     """
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", hide_input_in_errors=True)
 
-    runlog_type: ClassVar[str] = ""
+    type_name: ClassVar[str] = ""
 
     _backend: runlog_store.BaseCatalog | None = PrivateAttr(default=None)
 
@@ -365,7 +369,7 @@ class RunlogCatalog(RunnableBaseCatalog):  # type: ignore[misc]
     def _validated_by_runlog_store(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        return _settings(runlog_store.create_catalog(cls.runlog_type, **data))
+        return _settings(runlog_store.create_catalog(cls.type_name, **data))
 
     @property
     def runlog_catalog(self) -> runlog_store.BaseCatalog:
@@ -373,7 +377,7 @@ class RunlogCatalog(RunnableBaseCatalog):  # type: ignore[misc]
         if self._backend is None:
             config = {"compute_data_folder": self.compute_data_folder}
             config.update(self.__pydantic_extra__ or {})
-            self._backend = runlog_store.create_catalog(self.runlog_type, **config)
+            self._backend = runlog_store.create_catalog(self.type_name, **config)
         return self._backend
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -406,14 +410,14 @@ class RunlogCatalog(RunnableBaseCatalog):  # type: ignore[misc]
 class FileSystemCatalog(RunlogCatalog):
     """``runlog-file-system``: copies under ``<catalog_location>/<run_id>/``, runnable's layout."""
 
-    runlog_type: ClassVar[str] = "file-system"
+    type_name: ClassVar[str] = "runlog-file-system"
     service_name: str = "file-system"
 
 
 class MinioCatalog(RunlogCatalog):
     """``runlog-minio``: ``<bucket>/<prefix>/<run_id>/...``, hashed as the bytes stream."""
 
-    runlog_type: ClassVar[str] = "minio"
+    type_name: ClassVar[str] = "runlog-minio"
     service_name: str = "minio"
 
 
