@@ -107,6 +107,12 @@ class PowerCutFs(mfusepy.Operations):  # type: ignore[misc]
         with self._mutex:
             if self.frozen:
                 raise OSError(errno.EIO, "the power is off")
+            # A request read before the cut can reach this point after it, when its caller,
+            # killed at the cut, is gone: it must not land on the disk as it is after the cut.
+            caller = mfusepy.fuse_get_context()[2]
+            if caller and not os.path.exists(f"/proc/{caller}"):
+                self.counts["calls_of_the_dead"] += 1
+                raise OSError(errno.EIO, "the caller died in the power cut")
             yield
 
     def _full(self, path: str) -> str:
