@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +35,9 @@ def _write_atomically(path: Path, document: object) -> None:
 
 
 def prepare(branches: int = 16) -> tuple[list[int], Calibration]:
-    """The items the map iterates on, the settings file every branch reads, a calibration."""
+    """The items the map iterates on, the settings file every branch reads, a calibration.
+    Shards of an earlier run in this folder are removed first."""
+    shutil.rmtree(SHARDS, ignore_errors=True)
     _write_atomically(SETTINGS, {"scale": 3})
     return list(range(branches)), Calibration(offset=0.25)
 
