@@ -23,7 +23,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from runlog_store.cli import app
+from runlog_store.cli.app import app
 from runlog_store.config import load_catalog, load_store
 from runlog_store.models import (
     FAIL,
@@ -36,7 +36,7 @@ from runlog_store.models import (
     RunLog,
     StepAttempt,
 )
-from runlog_store.store import BaseRunLogStore
+from runlog_store.stores.base import BaseRunLogStore
 
 from .conftest import RUNNABLE_FIXTURES
 from .terminal import run_with_terminal_stderr
@@ -544,9 +544,7 @@ def _damage(place: Place, run_id: str) -> None:
     else:
         bucket = place.store().storage()  # type: ignore[attr-defined]
         name = next(
-            o.object_name
-            for o in bucket.list_objects(bucket.key(run_id) + "/")
-            if "BranchLog-" in o.object_name
+            o.key for o in bucket.list_objects(bucket.key(run_id) + "/") if "BranchLog-" in o.key
         )
         bucket.put(name, b"{not json")
 
@@ -637,3 +635,28 @@ def test_reading_many_runs_draws_a_progress_bar_on_a_terminal_only(tmp_path: Pat
     assert b"reading runs" in drawn and b"/40" in drawn
     piped = runlog("list", "-c", config, "--json", cwd=tmp_path)
     assert "reading runs" not in piped.stderr and len(json.loads(piped.stdout)) == 40
+
+
+@pytest.mark.parametrize("columns", [120, 80, 60, 40])
+def test_list_never_cuts_a_run_id_whatever_the_terminal_width(tmp_path: Path, columns: int) -> None:
+    """The run id is what a user copies into the next command: other columns wrap or go."""
+    config = _write_config(
+        tmp_path / "config.yaml",
+        {"type": "chunked-fs", "config": {"log_folder": str(tmp_path / "logs"), "fsync": False}},
+        {"type": "do-nothing"},
+    )
+    store = load_store(config)
+    run_ids = ["demo-20261128-114936-5207", "a-much-longer-run-id-of-a-weekly-training-42"]
+    for run_id in run_ids:
+        store.create_run_log(run_id, tag="nightly", status=SUCCESS)
+    result = CliRunner().invoke(app, ["list", "-c", str(config)], env={"COLUMNS": str(columns)})
+    assert result.exit_code == 0, result.stdout
+    lines = result.stdout.splitlines()
+    for run_id in run_ids:
+        assert any(run_id in line for line in lines), (run_id, result.stdout)
+    if columns >= len(run_ids[1]) + 15:
+        assert all(len(line) <= columns for line in lines)
+    else:  # wider than the terminal even alone: printed whole with its status, nothing else
+        assert "start" not in result.stdout
+    assert "SUCCESS" in result.stdout
+    assert ("nightly" in result.stdout) == (columns >= 120)

@@ -18,12 +18,15 @@ import pytest
 from minio import Minio
 
 from runlog_store import JsonParameter, create_catalog, create_store, load_store
-from runlog_store.exceptions import ConfigurationError, CorruptChunkError, RunLogStoreError
-from runlog_store.object_storage import (
+from runlog_store.exceptions import (
     BucketNotFoundError,
+    ConfigurationError,
+    CorruptChunkError,
     ObjectStorageAuthError,
     ObjectStorageUnavailableError,
+    RunLogStoreError,
 )
+from runlog_store.objectstore import sdk_signature_problems
 from runlog_store.stores.chunked_minio import ChunkedMinioRunLogStore
 
 from .minio_server import MinioServer, free_port, minio_binary
@@ -408,3 +411,19 @@ def test_an_object_overwritten_with_garbage_is_named(
     salvaged = store.salvage_run_log("r")
     assert list(salvaged.run_log.steps) == ["good"]
     assert [path.rsplit("/", 1)[-1] for path, _ in salvaged.skipped] == ["StepLog-bad.json"]
+
+
+def test_the_private_sdk_calls_still_have_the_signatures_used() -> None:
+    """Conditional PUTs and raw listings go through two private calls of the minio SDK; an SDK
+    that renamed or reshaped them fails here, with what changed, not in a pipeline's run."""
+    assert sdk_signature_problems() == []
+
+
+def test_a_reshaped_private_sdk_call_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    def reshaped(self: object, bucket_name: str, object_name: str, body: bytes) -> None: ...
+
+    monkeypatch.setattr(Minio, "_put_object", reshaped)
+    monkeypatch.delattr(Minio, "_execute")
+    problems = sdk_signature_problems()
+    assert problems[0].startswith("minio.Minio._put_object has no parameter data, headers")
+    assert problems[1] == "minio.Minio._execute no longer exists"

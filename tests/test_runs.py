@@ -10,9 +10,9 @@ import pytest
 
 from runlog_store.exceptions import RunLogStoreError
 from runlog_store.models import FAIL, PROCESSING, SUCCESS
-from runlog_store.runs import parse_age, summarize
+from runlog_store.ops.runs import parse_age, summarize
+from runlog_store.ops.transfer import first_difference, gc_runs
 from runlog_store.stores.file_system import FileSystemRunLogStore
-from runlog_store.transfer import first_difference, gc_runs
 
 
 @pytest.mark.parametrize(

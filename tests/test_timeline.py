@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from runlog_store.cli.timeline import FAIL_FILL, OK_FILL, RUN_FILL, render_timeline
 from runlog_store.models import FAIL, PROCESSING, SUCCESS, BranchLog, RunLog, StepAttempt, StepLog
-from runlog_store.timeline import FAIL_FILL, OK_FILL, RUN_FILL, render_timeline
 
 from .conftest import ROOT, RUNNABLE_FIXTURES
 

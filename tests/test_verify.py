@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from runlog_store import create_catalog, create_store
-from runlog_store.verify import verify_run
+from runlog_store.ops.verify import verify_run
 
 from .conftest import RUNNABLE_FIXTURES
 

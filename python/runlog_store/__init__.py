@@ -1,7 +1,10 @@
 """runlog-store: crash-safe, concurrent, Rust-accelerated run log stores for runnable pipelines."""
 
+from importlib.metadata import version
+
 from runlog_store import exceptions
-from runlog_store.catalog import BaseCatalog
+from runlog_store._paths import validate_run_id
+from runlog_store.catalogs.base import BaseCatalog
 from runlog_store.config import load_catalog, load_store
 from runlog_store.hashing import hash_file, hash_files
 from runlog_store.models import (
@@ -18,9 +21,9 @@ from runlog_store.models import (
     StepLog,
 )
 from runlog_store.registry import catalog_types, create_catalog, create_store, store_types
-from runlog_store.store import BaseRunLogStore, SalvagedRunLog
+from runlog_store.stores.base import BaseRunLogStore, SalvagedRunLog
 
-__version__ = "0.1.0"
+__version__ = version("runlog-store")
 
 __all__ = [
     "BaseCatalog",
@@ -47,4 +50,5 @@ __all__ = [
     "load_catalog",
     "load_store",
     "store_types",
+    "validate_run_id",
 ]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 
+from runlog_store import _core
 from runlog_store.exceptions import InvalidNameError, InvalidRunIdError
 
 MAX_RUN_ID_BYTES = 200
@@ -59,13 +61,23 @@ def validate_internal_name(name: object, *, run_id: str = "") -> str:
     return name
 
 
-def ensure_folder(folder: str) -> None:
-    """Create a log folder, turning OS errors into a StorageError that names it."""
-    from runlog_store.exceptions import StorageError
+def ensure_folder(folder: str, *, fsync: bool = True, run_id: str = "") -> None:
+    """Create a folder and any missing parents, durably with ``fsync``: the parent of every
+    folder created is fsynced, so the folder's name survives a power cut (a write acknowledged
+    inside a folder whose name was lost would be lost with it). A StorageError names it."""
+    if os.path.isdir(folder):
+        return  # the common case, without a system call per parent
+    _core.ensure_dir(folder, fsync=fsync, run_id=run_id)
 
-    try:
-        os.makedirs(folder, exist_ok=True)
-    except OSError as exc:
-        raise StorageError(
-            f"cannot create folder {folder}: {exc.strerror or exc}", path=folder, errno=exc.errno
-        ) from exc
+
+DELETING_PREFIX = ".deleting-"
+
+
+def remove_folder_atomically(folder: str, *, run_id: str = "") -> None:
+    """Remove a folder and everything in it so that readers see all of it or none of it: it is
+    first renamed, in one atomic step, to a hidden name beside it (which listings skip), then
+    removed. FileNotFoundError when it is not there (another deleter got there first)."""
+    parent, name = os.path.split(os.path.normpath(folder))
+    doomed = os.path.join(parent, f"{DELETING_PREFIX}{name}-{os.getpid()}")
+    os.rename(folder, doomed)
+    shutil.rmtree(doomed)

@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 
-from runlog_store.catalog import BaseCatalog
+from runlog_store.catalogs.base import BaseCatalog
 from runlog_store.exceptions import ConfigurationError
 from runlog_store.registry import create_catalog, create_store
-from runlog_store.store import BaseRunLogStore
+from runlog_store.stores.base import BaseRunLogStore
 
 CONFIG_ENV = "RUNNABLE_CONFIGURATION_FILE"
 STORE_KEYS = ("run-log-store", "run_log_store")

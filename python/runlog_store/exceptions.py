@@ -142,8 +142,50 @@ class LockTimeoutError(RunLogStoreError):
     """Another process held the run's lock for longer than the configured timeout."""
 
 
+# --- object storage: raised by runlog_store.objectstore ---------------------------------
+
+
+class ObjectStorageError(StorageError):
+    """An object storage operation failed; the message names endpoint, bucket and operation."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str = "",
+        run_id: str = "",
+        endpoint: str = "",
+        bucket: str = "",
+        operation: str = "",
+        code: str = "",
+    ) -> None:
+        super().__init__(message, path=path, run_id=run_id)
+        self.endpoint = endpoint
+        self.bucket = bucket
+        self.operation = operation
+        self.code = code
+
+
+class ObjectStorageUnavailableError(ObjectStorageError):
+    """The server could not be reached (or kept failing) within the retry budget."""
+
+
+class ObjectStorageAuthError(ObjectStorageError):
+    """The server refused the credentials: not retried."""
+
+
+class BucketNotFoundError(ObjectStorageError):
+    """The bucket does not exist and the configuration says not to create it."""
+
+
+class PreconditionFailed(RunLogStoreError):
+    """A conditional write lost the race: the object changed (or appeared) meanwhile. The
+    stores retry on it; it reaches a caller only from ``objectstore.Bucket.put`` itself."""
+
+
 __all__ = [
     "BranchLogNotFoundError",
+    "BucketNotFoundError",
     "CatalogError",
     "ChunkExistsError",
     "ChunkNotFoundError",
@@ -155,6 +197,10 @@ __all__ = [
     "JobLogNotFoundError",
     "LockTimeoutError",
     "NoMatchingFilesError",
+    "ObjectStorageAuthError",
+    "ObjectStorageError",
+    "ObjectStorageUnavailableError",
+    "PreconditionFailed",
     "RunLogExistsError",
     "RunLogNotFoundError",
     "RunLogStoreError",

@@ -15,9 +15,9 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from runlog_store.catalog import BaseCatalog
+from runlog_store.catalogs.base import BaseCatalog
 from runlog_store.exceptions import ConfigurationError
-from runlog_store.store import BaseRunLogStore
+from runlog_store.stores.base import BaseRunLogStore
 
 STORE_GROUP = "runlog_store.run_log_store"
 CATALOG_GROUP = "runlog_store.catalog"
@@ -49,8 +49,16 @@ def clear_cache() -> None:
     _entry_points.cache_clear()
 
 
+# runnable's plugin groups know our types as ``runlog-<type>`` (runlog_store.integrations.
+# runnable), so that one YAML file serves runnable and runlog: those names are accepted here.
+RUNNABLE_ALIAS_PREFIX = "runlog-"
+
+
 def _class(kind: _Kind, type_name: str) -> type[BaseModel]:
     points = _entry_points(kind.group)
+    aliased = type_name.removeprefix(RUNNABLE_ALIAS_PREFIX)
+    if type_name not in points and aliased in points:
+        type_name = aliased
     if type_name not in points:
         known = ", ".join(sorted(points)) or "none"
         raise ConfigurationError(

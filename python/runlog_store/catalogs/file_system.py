@@ -9,30 +9,28 @@ catalog folder lets a later put of unchanged files skip both the read and the co
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field
 
 from runlog_store import _core
-from runlog_store._paths import ensure_folder, validate_run_id
-from runlog_store.catalog import (
+from runlog_store._paths import ensure_folder, remove_folder_atomically, validate_run_id
+from runlog_store.callbacks import NO_PROGRESS, Callback, in_batches
+from runlog_store.catalogs.base import (
+    EXECUTION_LOG_SUFFIX,
     BaseCatalog,
+    StoredFile,
     data_prefix,
+    digests_or_first_failure,
     file_size,
     folder_files,
     glob_files,
-    in_batches,
     relative_inside,
 )
-from runlog_store.exceptions import CatalogError, NoMatchingFilesError, StorageError
-from runlog_store.hashing import format_data_hash
-from runlog_store.models import DataCatalog
+from runlog_store.exceptions import CatalogError, NoMatchingFilesError
 
 HASH_CACHE_FILE = ".runlog-hash-cache"
-EXECUTION_LOG_SUFFIX = ".execution.log"
 
 
 class FileSystemCatalog(BaseCatalog):
@@ -40,13 +38,8 @@ class FileSystemCatalog(BaseCatalog):
     catalog_location: str = Field(default=".catalog", min_length=1)
     fsync: bool = True
 
-    def get_summary(self) -> dict[str, Any]:
-        return {
-            "Type": self.service_name,
-            "Location": self.catalog_location,
-            "compute_data_folder": self.compute_data_folder,
-            "hash_algorithm": self.hash_algorithm,
-        }
+    def location(self) -> str:
+        return self.catalog_location
 
     # --- layout -------------------------------------------------------------------------------
 
@@ -59,86 +52,54 @@ class FileSystemCatalog(BaseCatalog):
         )
 
     def cache_path(self) -> str:
-        ensure_folder(self.catalog_location)
+        ensure_folder(self.catalog_location, fsync=self.fsync)
         return os.path.join(self.catalog_location, HASH_CACHE_FILE)
 
-    # --- the API ------------------------------------------------------------------------------
+    def _hash_cache(self) -> str:
+        return self.cache_path()
 
-    def put(
+    def _run_location(self, run_id: str) -> str:
+        return str(self.run_folder(run_id))
+
+    # --- primitives of put and get ------------------------------------------------------------
+
+    def _store_files(
         self,
-        name: str,
-        allow_file_not_found_exc: bool = False,
-        store_copy: bool = True,
-        *,
-        run_id: str | None = None,
-    ) -> list[DataCatalog]:
-        run_id = self._run_id(run_id)
-        matches, relatives, sizes = self._put_sources(name, allow_file_not_found_exc, run_id)
-        if not matches:
-            return []
+        run_id: str,
+        sources: Sequence[Path],
+        relatives: Sequence[Path],
+        sizes: Sequence[int],
+        callback: Callback,
+    ) -> list[str]:
         target_root = self.run_folder(run_id)
-        cache = self.cache_path()
-        if store_copy:
-            pairs = [
-                (str(src), str(target_root / rel))
-                for src, rel in zip(matches, relatives, strict=True)
-            ]
-            digests = self._copy(f"put {name}", pairs, sizes, cache, run_id)
-        else:
-            digests = _digests(
-                in_batches(
-                    f"hash {name}",
-                    [str(p) for p in matches],
-                    sizes,
-                    lambda batch: _core.hash_files(list(batch), self.hash_algorithm, cache=cache),
-                )
-            )
-        return [
-            DataCatalog(
-                name=str(rel),
-                data_hash=format_data_hash(self.hash_algorithm, digest),
-                catalog_relative_path=f"{run_id}{os.sep}{rel}",
-                catalog_handler_location=self.catalog_location,
-                stage="put",
-            )
-            for rel, digest in zip(relatives, digests, strict=True)
+        pairs = [
+            (str(src), str(target_root / rel)) for src, rel in zip(sources, relatives, strict=True)
         ]
+        return self._copy("put", pairs, sizes, self.cache_path(), run_id, callback)
 
-    def get(self, name: str, *, run_id: str | None = None) -> list[DataCatalog]:
-        run_id = self._run_id(run_id)
+    def _stored_matches(self, run_id: str, pattern: str) -> list[StoredFile]:
         run_root = self.run_folder(run_id)
         if not run_root.is_dir():
             raise NoMatchingFilesError(
                 f"run {run_id!r} has no catalog at {run_root}", path=str(run_root), run_id=run_id
             )
-        matches = [
-            path
-            for path in glob_files(run_root, name, run_id)
+        return [
+            StoredFile(
+                relative=relative_inside(path, run_root, pattern).as_posix(),
+                size=file_size(path),
+                source=str(path),
+            )
+            for path in glob_files(run_root, pattern, run_id)
             if not path.name.endswith(EXECUTION_LOG_SUFFIX)
         ]
-        if not matches:
-            raise NoMatchingFilesError(
-                f"no file matches {name!r} in the catalog of run {run_id!r} ({run_root})",
-                path=str(run_root),
-                run_id=run_id,
-            )
-        relatives = [relative_inside(path, run_root, name) for path in matches]
+
+    def _fetch_files(
+        self, run_id: str, files: Sequence[StoredFile], callback: Callback
+    ) -> list[str]:
         compute_root = Path(self.compute_data_folder)
-        pairs = [
-            (str(src), str(compute_root / rel)) for src, rel in zip(matches, relatives, strict=True)
-        ]
-        sizes = [file_size(path) for path in matches]
-        digests = self._copy(f"get {name}", pairs, sizes, self.cache_path(), run_id)
-        return [
-            DataCatalog(
-                name=str(rel),
-                data_hash=format_data_hash(self.hash_algorithm, digest),
-                catalog_relative_path=str(rel),
-                catalog_handler_location=self.catalog_location,
-                stage="get",
-            )
-            for rel, digest in zip(relatives, digests, strict=True)
-        ]
+        pairs = [(found.source, str(compute_root / found.relative)) for found in files]
+        sizes = [found.size for found in files]
+        return self._copy("get", pairs, sizes, self.cache_path(), run_id, callback)
 
     def sync_between_runs(self, previous_run_id: str, run_id: str) -> None:
         previous = Path(self.catalog_location) / validate_run_id(previous_run_id)
@@ -166,20 +127,27 @@ class FileSystemCatalog(BaseCatalog):
     def run_files(self, run_id: str) -> dict[str, int]:
         return folder_files(self.local_run_folder(run_id))
 
-    def download_run(self, run_id: str, folder: Path) -> int:
+    def download_run(self, run_id: str, folder: Path, callback: Callback = NO_PROGRESS) -> int:
         root = self.local_run_folder(run_id)
         files = self.run_files(run_id)
         pairs = [(str(root / rel), str(folder / rel)) for rel in files]
         # No hash cache: the copies land outside the catalog, where it keeps no entries.
-        self._copy(f"export catalog of {run_id}", pairs, list(files.values()), None, run_id)
+        self._copy(
+            f"export catalog of {run_id}", pairs, list(files.values()), None, run_id, callback
+        )
         return sum(files.values())
 
-    def upload_run(self, run_id: str, folder: Path) -> int:
+    def upload_run(self, run_id: str, folder: Path, callback: Callback = NO_PROGRESS) -> int:
         root = self.local_run_folder(run_id)
         files = folder_files(folder)
         pairs = [(str(folder / rel), str(root / rel)) for rel in files]
         self._copy(
-            f"import catalog of {run_id}", pairs, list(files.values()), self.cache_path(), run_id
+            f"import catalog of {run_id}",
+            pairs,
+            list(files.values()),
+            self.cache_path(),
+            run_id,
+            callback,
         )
         return sum(files.values())
 
@@ -190,16 +158,16 @@ class FileSystemCatalog(BaseCatalog):
         count = len(folder_files(root))
         if not root.exists():
             return 0
-        doomed = root.with_name(f".deleting-{root.name}-{os.getpid()}")
         try:
-            os.rename(root, doomed)
+            remove_folder_atomically(str(root), run_id=run_id)
+        except FileNotFoundError:
+            return 0
         except OSError as exc:
             raise CatalogError(
                 f"cannot delete the catalog of run {run_id!r} at {root}: {exc.strerror}",
                 path=str(root),
                 run_id=run_id,
             ) from exc
-        shutil.rmtree(doomed)
         return count
 
     # --- copying ------------------------------------------------------------------------------
@@ -211,6 +179,7 @@ class FileSystemCatalog(BaseCatalog):
         sizes: Sequence[int],
         cache: str | None,
         run_id: str,
+        callback: Callback = NO_PROGRESS,
     ) -> list[str]:
         results = in_batches(
             description,
@@ -219,20 +188,9 @@ class FileSystemCatalog(BaseCatalog):
             lambda batch: _core.copy_files(
                 list(batch), self.hash_algorithm, fsync=self.fsync, cache=cache, run_id=run_id
             ),
+            callback,
         )
-        return _digests([r if isinstance(r, Exception) else r[0] for r in results])
+        return digests_or_first_failure([r if isinstance(r, Exception) else r[0] for r in results])
 
 
-def _digests(results: Sequence[str | Exception]) -> list[str]:
-    """The digests, or the first failure (after every file was tried), saying how many failed."""
-    failures = [r for r in results if isinstance(r, Exception)]
-    if failures:
-        first = failures[0]
-        if len(failures) > 1 and isinstance(first, StorageError):
-            first.message = f"{first.message} (and {len(failures) - 1} more files failed)"
-            first.args = (first.message,)
-        raise first
-    return [r for r in results if isinstance(r, str)]
-
-
-__all__ = ["FileSystemCatalog"]
+__all__ = ["HASH_CACHE_FILE", "FileSystemCatalog"]

@@ -5,14 +5,13 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 from pydantic import PrivateAttr
 
 from runlog_store._paths import validate_run_id
 from runlog_store.exceptions import RunLogExistsError, RunLogNotFoundError
-from runlog_store.models import CREATED, RunLog
-from runlog_store.store import BaseRunLogStore, new_run_log
+from runlog_store.models import RunLog
+from runlog_store.stores.base import BaseRunLogStore
 
 
 class BufferedRunLogStore(BaseRunLogStore):
@@ -29,24 +28,14 @@ class BufferedRunLogStore(BaseRunLogStore):
     _runs: dict[str, RunLog] = PrivateAttr(default_factory=dict)
     _lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
 
-    def get_summary(self) -> dict[str, Any]:
-        return {"Type": self.service_name, "Location": "Not persisted"}
+    def location(self) -> str:
+        return "Not persisted"
 
-    def create_run_log(
-        self,
-        run_id: str,
-        dag_hash: str = "",
-        use_cached: bool = False,
-        tag: str = "",
-        original_run_id: str = "",
-        status: str = CREATED,
-    ) -> RunLog:
-        run_log = new_run_log(run_id, dag_hash, use_cached, tag, original_run_id, status)
+    def _create_run(self, run_log: RunLog) -> None:
         with self._lock:
-            if run_id in self._runs:
-                raise RunLogExistsError(run_id)
-            self._runs[run_id] = run_log.model_copy(deep=True)
-        return run_log
+            if run_log.run_id in self._runs:
+                raise RunLogExistsError(run_log.run_id)
+            self._runs[run_log.run_id] = run_log.model_copy(deep=True)
 
     def get_run_log_by_id(self, run_id: str, full: bool = False) -> RunLog:
         with self._lock:

@@ -10,13 +10,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
-from typing import Any
+from collections.abc import Iterator
 
 from pydantic import Field, PrivateAttr
 
 from runlog_store import _core
-from runlog_store._paths import ensure_folder, validate_run_id
+from runlog_store._paths import ensure_folder, remove_folder_atomically, validate_run_id
 from runlog_store.exceptions import (
     ChunkExistsError,
     ChunkNotFoundError,
@@ -24,13 +23,11 @@ from runlog_store.exceptions import (
     RunLogNotFoundError,
     StorageError,
 )
-from runlog_store.stores._chunked import (
+from runlog_store.stores.chunked import (
     LAYOUT_MARKER,
     LAYOUT_MARKER_TEXT,
     RUN_LOG_FILE,
     ChunkedRunLogStore,
-    split_created_ns,
-    with_created_ns,
 )
 
 LOCK_FILE = ".lock"
@@ -48,8 +45,8 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
     # Runs whose leftover temp files this process has cleaned (at its first write to each).
     _cleaned: set[str] = PrivateAttr(default_factory=set)
 
-    def get_summary(self) -> dict[str, Any]:
-        return {"Type": self.service_name, "Location": self.log_folder}
+    def location(self) -> str:
+        return self.log_folder
 
     def run_folder(self, run_id: str) -> str:
         return os.path.join(self.log_folder, validate_run_id(run_id))
@@ -72,14 +69,8 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
     def _doc_write(self, run_id: str, name: str, data: bytes, internal_name: str = "") -> None:
         self._clean_once(run_id)
         path = self._doc_location(run_id, name)
-        try:
+        with _run_folder_must_exist(run_id, path):
             _core.write_atomic(path, data, fsync=self.fsync, run_id=run_id)
-        except StorageError as exc:
-            if exc.errno == errno.ENOENT:
-                raise ChunkNotFoundError(
-                    f"the folder of run {run_id!r} does not exist", path=path, run_id=run_id
-                ) from exc
-            raise
 
     def _doc_patch(
         self,
@@ -91,7 +82,7 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
     ) -> bytes:
         self._clean_once(run_id)
         path = self._doc_location(run_id, name)
-        try:
+        with _run_folder_must_exist(run_id, path):
             return _core.patch_json(
                 path,
                 patch,
@@ -102,16 +93,10 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
                 lock_timeout=self.lock_timeout,
                 run_id=run_id,
             )
-        except StorageError as exc:
-            if exc.errno == errno.ENOENT:
-                raise ChunkNotFoundError(
-                    f"the folder of run {run_id!r} does not exist", path=path, run_id=run_id
-                ) from exc
-            raise
 
     def _run_create(self, run_id: str, run_log: bytes) -> None:
         folder = self.run_folder(run_id)
-        ensure_folder(folder)
+        ensure_folder(folder, fsync=self.fsync, run_id=run_id)
         self._clean_once(run_id)
         try:
             _core.write_atomic(
@@ -128,7 +113,7 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
         )
 
     def _run_prepare(self, run_id: str) -> None:
-        ensure_folder(self.run_folder(run_id))
+        ensure_folder(self.run_folder(run_id), fsync=self.fsync, run_id=run_id)
 
     def _run_merge(self, run_id: str, salvage: bool) -> tuple[bytes, list[tuple[str, str]]]:
         return _core.merge_run(self.run_folder(run_id), salvage=salvage, run_id=run_id)
@@ -179,12 +164,24 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
         folder = self.run_folder(run_id)
         if not os.path.exists(os.path.join(folder, RUN_LOG_FILE)):
             raise RunLogNotFoundError(run_id, path=folder)
-        doomed = os.path.join(self.log_folder, f".deleting-{run_id}-{os.getpid()}")
         try:
-            os.rename(folder, doomed)
+            remove_folder_atomically(folder, run_id=run_id)
         except FileNotFoundError:
             raise RunLogNotFoundError(run_id, path=folder) from None
-        shutil.rmtree(doomed)
 
 
-__all__ = ["ChunkedFileSystemRunLogStore", "split_created_ns", "with_created_ns"]
+__all__ = ["ChunkedFileSystemRunLogStore"]
+
+
+@contextlib.contextmanager
+def _run_folder_must_exist(run_id: str, path: str) -> Iterator[None]:
+    """A write into a run folder that is not there (never created, or deleted meanwhile) is a
+    ChunkNotFoundError, which the chunked layout turns into the typed not-found of the API."""
+    try:
+        yield
+    except StorageError as exc:
+        if exc.errno == errno.ENOENT:
+            raise ChunkNotFoundError(
+                f"the folder of run {run_id!r} does not exist", path=path, run_id=run_id
+            ) from exc
+        raise

@@ -21,10 +21,7 @@ and if every name and ETag is unchanged, that document is the answer (one GET).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from pydantic import ConfigDict, PrivateAttr
 
@@ -32,18 +29,18 @@ from runlog_store import _core
 from runlog_store._paths import validate_run_id
 from runlog_store.exceptions import ChunkNotFoundError, RunLogExistsError, RunLogNotFoundError
 from runlog_store.models import ENDED_STATUSES, BranchLog
-from runlog_store.stores._chunked import (
+from runlog_store.objectstore import update_object
+from runlog_store.stores.chunked import (
     LAYOUT_MARKER,
     LAYOUT_MARKER_TEXT,
     RUN_LOG_FILE,
     ChunkedRunLogStore,
 )
-from runlog_store.stores._optimistic import RunLogBucketSettings, update_object
+from runlog_store.stores.minio import RunLogBucketSettings
 
-CHUNK_INDEX = "_chunks"
 # The merged run as a full read of a run that has ended assembled it, with the ETag of every
 # object it came from: a later full read checks those against one listing and is one GET.
-SNAPSHOT = ".merged.json"
+SNAPSHOT = _core.SNAPSHOT_NAME
 MAX_UNSEALED = 20_000
 
 
@@ -60,8 +57,8 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
     # (run_id, internal name) -> (chunk name, bytes, ETag).
     _unsealed: dict[tuple[str, str], tuple[str, bytes, str]] = PrivateAttr(default_factory=dict)
 
-    def get_summary(self) -> dict[str, Any]:
-        return {"Type": self.service_name, "Location": self.location()}
+    def location(self) -> str:
+        return self.bucket_location()
 
     def _key(self, run_id: str, name: str = "") -> str:
         return self.storage().key(validate_run_id(run_id), name)
@@ -101,21 +98,12 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
         )
         if not mine:
             return patch
-        steps = b",".join(
-            json.dumps(internal).encode() + b":" + data for internal, (_, data, _) in mine
-        )
-        index = json.dumps({name: etag for _, (name, _, etag) in mine}).encode()
         for internal, _ in mine:
             self._unsealed.pop((run_id, internal), None)
-        return (
-            patch[:-1]
-            + b',"steps":{'
-            + steps
-            + b'},"'
-            + CHUNK_INDEX.encode()
-            + b'":'
-            + index
-            + b"}"
+        return _core.seal_branch_patch(
+            patch,
+            [(internal, data) for internal, (_, data, _) in mine],
+            [(name, etag) for _, (name, _, etag) in mine],
         )
 
     def _doc_patch(
@@ -181,7 +169,7 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
         run_log = documents.pop(RUN_LOG_FILE, None)
         if run_log is None:
             raise missing
-        covered = _sealed_chunks(documents.values(), listed)
+        covered = _core.sealed_step_chunks(list(documents.values()), listed)
         rest = [n for n in chunks if n.startswith("StepLog-") and n not in covered]
         documents.update(self._fetch(folder, rest, run_id))
         self._known_runs.add(run_id)
@@ -192,24 +180,15 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
             salvage=salvage,
             run_id=run_id,
         )
-        if not skipped and _has_ended(run_log):
-            header = json.dumps(chunks, sort_keys=True).encode()
-            bucket.put(folder + SNAPSHOT, header + b"\n" + merged, run_id=run_id)
+        if not skipped and _core.document_status(run_log) in ENDED_STATUSES:
+            bucket.put(folder + SNAPSHOT, _core.encode_snapshot(chunks, merged), run_id=run_id)
         return merged, skipped
 
     def _snapshot(self, folder: str, chunks: dict[str, str], run_id: str) -> bytes | None:
         """The merged run saved by an earlier full read, if every object is still what it was
         then (the same names with the same ETags); else None."""
         found = self.storage().get(folder + SNAPSHOT, run_id=run_id)
-        if found is None:
-            return None
-        data = found[0]
-        end = data.find(b"\n")
-        try:
-            etags = json.loads(data[:end]) if end > 0 else None
-        except ValueError:
-            return None
-        return data[end + 1 :] if etags == chunks else None
+        return _core.decode_snapshot(found[0], chunks) if found is not None else None
 
     def _fetch(self, folder: str, names: list[str], run_id: str) -> dict[str, bytes]:
         fetched = self.storage().get_many([folder + n for n in names], run_id=run_id)
@@ -231,17 +210,17 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
         bucket = self.storage()
         root = bucket.key() + "/" if bucket.prefix else ""
         run_ids = [
-            obj.object_name[len(root) :].rstrip("/")
+            obj.key[len(root) :].rstrip("/")
             for obj in bucket.list_objects(root, recursive=False)
-            if obj.is_dir
+            if obj.is_prefix
         ]
         run_ids = [r for r in run_ids if r and not r.startswith(".")]
 
         def modified(run_id: str) -> tuple[float, str] | None:
             stat = bucket.stat(bucket.key(run_id, RUN_LOG_FILE))
-            if stat is None or stat.last_modified is None:
+            if stat is None or stat.modified is None:
                 return None
-            return stat.last_modified.timestamp(), run_id
+            return stat.modified, run_id
 
         with ThreadPoolExecutor(max_workers=min(16, max(1, len(run_ids)))) as pool:
             found = [m for m in pool.map(modified, run_ids) if m is not None]
@@ -252,9 +231,9 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
         snapshot is left out: a read writes it, and reading a run is not writing it."""
         objects = self.storage().list_objects(self._key(run_id) + "/", run_id=run_id)
         times = [
-            o.last_modified.timestamp()
+            o.modified
             for o in objects
-            if o.last_modified is not None and not o.object_name.endswith("/" + SNAPSHOT)
+            if o.modified is not None and not o.key.endswith("/" + SNAPSHOT)
         ]
         return max(times, default=None)
 
@@ -265,33 +244,10 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
             raise RunLogNotFoundError(run_id, path=self._doc_location(run_id, RUN_LOG_FILE))
         bucket = self.storage()
         head = self._key(run_id, RUN_LOG_FILE)
-        names = [o.object_name for o in bucket.list_objects(self._key(run_id) + "/", run_id=run_id)]
+        names = [o.key for o in bucket.list_objects(self._key(run_id) + "/", run_id=run_id)]
         for name in [n for n in names if n != head] + [head]:
             bucket.delete(name, run_id=run_id)
         self._known_runs.discard(run_id)
-
-
-def _has_ended(run_log: bytes) -> bool:
-    try:
-        status = json.loads(run_log).get("status")
-    except (ValueError, AttributeError):
-        return False
-    return status in ENDED_STATUSES
-
-
-def _sealed_chunks(branch_chunks: Iterable[bytes], listed: dict[str, str]) -> set[str]:
-    """Step chunks embedded in sealed branches and unchanged since (same ETag as listed)."""
-    covered: set[str] = set()
-    for data in branch_chunks:
-        if CHUNK_INDEX.encode() not in data:
-            continue
-        try:
-            index = json.loads(data).get(CHUNK_INDEX)
-        except (ValueError, AttributeError):
-            continue  # the merge reports the corrupt chunk
-        if isinstance(index, dict):
-            covered.update(n for n, etag in index.items() if listed.get(n) == etag)
-    return covered
 
 
 __all__ = ["ChunkedMinioRunLogStore"]

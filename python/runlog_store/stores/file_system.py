@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from typing import Any
 
 from pydantic import Field, PrivateAttr
 
@@ -16,8 +15,8 @@ from runlog_store.exceptions import (
     RunLogExistsError,
     RunLogNotFoundError,
 )
-from runlog_store.models import CREATED, RunLog
-from runlog_store.store import BaseRunLogStore, new_run_log, validate_run_log
+from runlog_store.models import RunLog
+from runlog_store.stores.base import BaseRunLogStore, validate_run_log
 
 
 class FileSystemRunLogStore(BaseRunLogStore):
@@ -37,8 +36,8 @@ class FileSystemRunLogStore(BaseRunLogStore):
 
     _cleaned: bool = PrivateAttr(default=False)
 
-    def get_summary(self) -> dict[str, Any]:
-        return {"Type": self.service_name, "Location": self.log_folder}
+    def location(self) -> str:
+        return self.log_folder
 
     def _path(self, run_id: str) -> str:
         return os.path.join(self.log_folder, validate_run_id(run_id) + ".json")
@@ -67,31 +66,20 @@ class FileSystemRunLogStore(BaseRunLogStore):
             raise RunLogNotFoundError(run_id, path=path)
         return validate_run_log(data, path, run_id)
 
-    def create_run_log(
-        self,
-        run_id: str,
-        dag_hash: str = "",
-        use_cached: bool = False,
-        tag: str = "",
-        original_run_id: str = "",
-        status: str = CREATED,
-    ) -> RunLog:
-        run_log = new_run_log(run_id, dag_hash, use_cached, tag, original_run_id, status)
-        ensure_folder(self.log_folder)
+    def _create_run(self, run_log: RunLog) -> None:
+        ensure_folder(self.log_folder, fsync=self.fsync, run_id=run_log.run_id)
         try:
             self._write(run_log, exclusive=True)
         except ChunkExistsError:
-            raise RunLogExistsError(run_id, path=self._path(run_id)) from None
-        return run_log
+            raise RunLogExistsError(run_log.run_id, path=self._path(run_log.run_id)) from None
 
     def get_run_log_by_id(self, run_id: str, full: bool = False) -> RunLog:
         return self._read(run_id)
 
     def put_run_log(self, run_log: RunLog) -> None:
-        ensure_folder(self.log_folder)
-        with _core.FileLock(
-            self._lock_path(validate_run_id(run_log.run_id)), self.lock_timeout, run_log.run_id
-        ):
+        run_id = validate_run_id(run_log.run_id)
+        ensure_folder(self.log_folder, fsync=self.fsync, run_id=run_id)
+        with _core.FileLock(self._lock_path(run_id), self.lock_timeout, run_id):
             self._write(run_log)
 
     @contextlib.contextmanager

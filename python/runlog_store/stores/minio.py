@@ -8,17 +8,26 @@ rewrite, so use ``chunked-minio`` for large or parallel runs.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-from pydantic import ConfigDict
+from pydantic import AliasChoices, ConfigDict, Field
 
 from runlog_store._paths import validate_run_id
 from runlog_store.exceptions import RunLogExistsError, RunLogNotFoundError
-from runlog_store.models import CREATED, RunLog
-from runlog_store.store import BaseRunLogStore, new_run_log, validate_run_log
-from runlog_store.stores._optimistic import RunLogBucketSettings, update_object
+from runlog_store.models import RunLog
+from runlog_store.objectstore import ObjectStorageSettings, update_object
+from runlog_store.stores.base import BaseRunLogStore, validate_run_log
 
 SUFFIX = ".json"
+
+
+class RunLogBucketSettings(ObjectStorageSettings):
+    """The settings both object run log stores add to the connection: runnable's default
+    bucket and prefix, and how long an update retries against other writers."""
+
+    bucket: str = Field(
+        default="runnable/run-logs", validation_alias=AliasChoices("bucket", "bucket_name")
+    )
+    update_timeout: float = Field(default=60.0, gt=0)
 
 
 class MinioRunLogStore(BaseRunLogStore, RunLogBucketSettings):
@@ -27,9 +36,11 @@ class MinioRunLogStore(BaseRunLogStore, RunLogBucketSettings):
     model_config = ConfigDict(extra="forbid")
 
     service_name: str = "minio"
+    # Every change is a conditional PUT retried on conflict: safe for writers anywhere.
+    supports_parallel_writes: bool = True
 
-    def get_summary(self) -> dict[str, Any]:
-        return {"Type": self.service_name, "Location": self.location()}
+    def location(self) -> str:
+        return self.bucket_location()
 
     def _key(self, run_id: str) -> str:
         return self.storage().key(validate_run_id(run_id) + SUFFIX)
@@ -37,19 +48,10 @@ class MinioRunLogStore(BaseRunLogStore, RunLogBucketSettings):
     def _location(self, run_id: str) -> str:
         return self.storage().url(self._key(run_id))
 
-    def create_run_log(
-        self,
-        run_id: str,
-        dag_hash: str = "",
-        use_cached: bool = False,
-        tag: str = "",
-        original_run_id: str = "",
-        status: str = CREATED,
-    ) -> RunLog:
-        run_log = new_run_log(run_id, dag_hash, use_cached, tag, original_run_id, status)
+    def _create_run(self, run_log: RunLog) -> None:
+        run_id = run_log.run_id
         if not self.storage().create(self._key(run_id), _dump(run_log), run_id=run_id):
             raise RunLogExistsError(run_id, path=self._location(run_id))
-        return run_log
 
     def get_run_log_by_id(self, run_id: str, full: bool = False) -> RunLog:
         data = self.get_run_log_json(run_id)
@@ -83,18 +85,16 @@ class MinioRunLogStore(BaseRunLogStore, RunLogBucketSettings):
         bucket = self.storage()
         root = bucket.key() + "/" if bucket.prefix else ""
         found = [
-            (obj.last_modified.timestamp() if obj.last_modified else 0.0, obj.object_name)
+            (obj.modified or 0.0, obj.key)
             for obj in bucket.list_objects(root, recursive=False)
-            if not obj.is_dir and obj.object_name.endswith(SUFFIX)
+            if not obj.is_prefix and obj.key.endswith(SUFFIX)
         ]
         names = [name[len(root) : -len(SUFFIX)] for _, name in sorted(found, reverse=True)]
         return [n for n in names if n and not n.startswith(".")]
 
     def run_modified(self, run_id: str) -> float | None:
         stat = self.storage().stat(self._key(run_id), run_id=run_id)
-        if stat is None or stat.last_modified is None:
-            return None
-        return float(stat.last_modified.timestamp())
+        return stat.modified if stat is not None else None
 
     def delete_run(self, run_id: str) -> None:
         bucket = self.storage()

@@ -15,12 +15,10 @@ import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator
-from typing import Any
 
 from pydantic import Field, PrivateAttr, field_validator
 
-from runlog_store import BaseRunLogStore, RunLog
-from runlog_store._paths import validate_run_id
+from runlog_store import BaseRunLogStore, RunLog, validate_run_id
 from runlog_store.exceptions import RunLogExistsError, RunLogNotFoundError
 
 SQLITE = "sqlite:///"
@@ -45,8 +43,9 @@ class ExampleDatabaseStore(BaseRunLogStore):
             raise ValueError(f"this example store speaks SQLite only: {SQLITE}<file>")
         return value
 
-    def get_summary(self) -> dict[str, Any]:
-        return {"Type": self.service_name, "Table": self.table_name}
+    def location(self) -> str:
+        """Where the runs are, for get_summary (the base class builds the summary)."""
+        return f"{self.connection_string}#{self.table_name}"
 
     # --- the database -----------------------------------------------------------------------
 
@@ -85,27 +84,7 @@ class ExampleDatabaseStore(BaseRunLogStore):
             raise RunLogNotFoundError(run_id)
         return str(row[0])
 
-    # --- the four methods every store implements --------------------------------------------
-
-    def create_run_log(
-        self,
-        run_id: str,
-        dag_hash: str = "",
-        use_cached: bool = False,
-        tag: str = "",
-        original_run_id: str = "",
-        status: str = "CREATED",
-    ) -> RunLog:
-        run_log = RunLog(run_id=validate_run_id(run_id), dag_hash=dag_hash, tag=tag, status=status)
-        try:
-            with self._transaction() as db:
-                db.execute(
-                    f"INSERT INTO {self.table_name} (run_id, document) VALUES (?, ?)",
-                    (run_id, run_log.model_dump_json()),
-                )
-        except sqlite3.IntegrityError:
-            raise RunLogExistsError(run_id) from None
-        return run_log
+    # --- the two methods every store implements ---------------------------------------------
 
     def get_run_log_by_id(self, run_id: str, full: bool = False) -> RunLog:
         return RunLog.model_validate_json(self.get_run_log_json(run_id))
@@ -119,7 +98,18 @@ class ExampleDatabaseStore(BaseRunLogStore):
                 (run_id, run_log.model_dump_json()),
             )
 
-    # --- what makes every inherited method safe for concurrent writers ----------------------
+    # --- what makes create_run_log and every inherited change safe for concurrent writers ----
+
+    def _create_run(self, run_log: RunLog) -> None:
+        """An exclusive create (the base class checks the run id and builds the run log)."""
+        try:
+            with self._transaction() as db:
+                db.execute(
+                    f"INSERT INTO {self.table_name} (run_id, document) VALUES (?, ?)",
+                    (run_log.run_id, run_log.model_dump_json()),
+                )
+        except sqlite3.IntegrityError:
+            raise RunLogExistsError(run_log.run_id) from None
 
     @contextlib.contextmanager
     def _updating(self, run_id: str) -> Iterator[RunLog]:

@@ -1,4 +1,5 @@
-"""Object storage (MinIO, S3) for the stores and the catalog, through the ``minio`` SDK.
+"""Object storage (MinIO, S3) for the stores and the catalogs: the only module that imports the
+``minio`` SDK. Stores and catalogs call :class:`Bucket`; nothing else sees a client.
 
 What every object store here needs and the SDK leaves to its caller:
 
@@ -11,23 +12,31 @@ What every object store here needs and the SDK leaves to its caller:
   and the operation; wrong credentials fail at once, with no retries;
 - **conditional writes** (``If-Match`` / ``If-None-Match``, which MinIO and S3 honour), the
   only way writers on different machines can update one object without losing each other's
-  updates.
+  updates. The SDK has no public call for them, nor for a listing that skips its per-object
+  parsing, so two private SDK calls are made, each in one function below
+  (``_sdk_put_object``, ``_sdk_list_page``); ``sdk_signature_problems`` checks that the
+  installed SDK still has the signatures they use (a test fails with its message otherwise),
+  and the dependency is pinned to the SDK versions the tests ran.
 """
 
 from __future__ import annotations
 
+import inspect
 import os
 import random
 import time
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 from xml.etree import ElementTree
 
 import urllib3
 from minio import Minio
+from minio.commonconfig import CopySource
 from minio.error import InvalidResponseError, MinioException, S3Error, ServerError
 from minio.helpers import check_bucket_name
 from pydantic import (
@@ -40,7 +49,17 @@ from pydantic import (
     model_validator,
 )
 
-from runlog_store.exceptions import ConfigurationError, StorageError
+from runlog_store import _core
+from runlog_store.exceptions import (
+    BucketNotFoundError,
+    ConfigurationError,
+    LockTimeoutError,
+    ObjectStorageAuthError,
+    ObjectStorageError,
+    ObjectStorageUnavailableError,
+    PreconditionFailed,
+)
+from runlog_store.hashing import HashAlgorithm
 
 T = TypeVar("T")
 
@@ -81,43 +100,6 @@ _SPELLINGS = {
 }
 
 
-class ObjectStorageError(StorageError):
-    """An object storage operation failed; the message names endpoint, bucket and operation."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        path: str = "",
-        run_id: str = "",
-        endpoint: str = "",
-        bucket: str = "",
-        operation: str = "",
-        code: str = "",
-    ) -> None:
-        super().__init__(message, path=path, run_id=run_id)
-        self.endpoint = endpoint
-        self.bucket = bucket
-        self.operation = operation
-        self.code = code
-
-
-class ObjectStorageUnavailableError(ObjectStorageError):
-    """The server could not be reached (or kept failing) within the retry budget."""
-
-
-class ObjectStorageAuthError(ObjectStorageError):
-    """The server refused the credentials: not retried."""
-
-
-class BucketNotFoundError(ObjectStorageError):
-    """The bucket does not exist and the configuration says not to create it."""
-
-
-class PreconditionFailed(Exception):
-    """A conditional write lost the race: the object changed (or appeared) meanwhile."""
-
-
 class ObjectStorageSettings(BaseModel):
     """Connection settings shared by the object stores and the object catalog."""
 
@@ -130,6 +112,7 @@ class ObjectStorageSettings(BaseModel):
     aws_secret_access_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("aws_secret_access_key", "secret_key")
     )
+    bucket: str = Field(default="runnable", validation_alias=AliasChoices("bucket", "bucket_name"))
     region: str | None = None
     secure: bool | None = Field(
         default=None, description="TLS; by default from the endpoint's scheme (https)"
@@ -153,7 +136,7 @@ class ObjectStorageSettings(BaseModel):
                     raise ValueError(f"{name!r} and {alias!r} are the same setting; set one")
         return data
 
-    @field_validator("bucket", check_fields=False)
+    @field_validator("bucket")
     @classmethod
     def _valid_bucket(cls, value: str) -> str:
         bucket = value.strip("/").partition("/")[0]
@@ -168,13 +151,13 @@ class ObjectStorageSettings(BaseModel):
 
     def bucket_and_prefix(self) -> tuple[str, str]:
         """``runnable/run-logs`` is bucket ``runnable`` with the prefix ``run-logs``."""
-        full = str(getattr(self, "bucket", "")).strip("/")
+        full = self.bucket.strip("/")
         bucket, _, prefix = full.partition("/")
         if not bucket:
             raise ConfigurationError("the bucket must not be empty", key="bucket")
         return bucket, prefix.strip("/")
 
-    def location(self) -> str:
+    def bucket_location(self) -> str:
         """Where the configured bucket and prefix are, for summaries (never credentials)."""
         bucket, prefix = self.bucket_and_prefix()
         return f"{self.endpoint_url}/{bucket}/{prefix}".rstrip("/")
@@ -184,6 +167,31 @@ class ObjectStorageSettings(BaseModel):
         if self._bucket is None:
             self._bucket = Bucket(self)
         return self._bucket
+
+
+@dataclass(frozen=True)
+class StoredObject:
+    """An object (or, in a listing that is not recursive, a common prefix: ``is_prefix``)."""
+
+    key: str
+    size: int = 0
+    modified: float | None = None
+    etag: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    is_prefix: bool = False
+
+
+def _stored(obj: Any) -> StoredObject:
+    modified = obj.last_modified.timestamp() if obj.last_modified is not None else None
+    metadata = {str(k).lower(): str(v) for k, v in (obj.metadata or {}).items()}
+    return StoredObject(
+        key=obj.object_name,
+        size=obj.size or 0,
+        modified=modified,
+        etag=(obj.etag or "").strip('"'),
+        metadata=metadata,
+        is_prefix=bool(obj.is_dir),
+    )
 
 
 def _secret(configured: SecretStr | None, env_names: tuple[str, ...]) -> str:
@@ -222,7 +230,7 @@ class Bucket:
             cert_reqs="CERT_REQUIRED" if settings.cert_check else "CERT_NONE",
             ca_certs=settings.ca_bundle or os.environ.get("SSL_CERT_FILE") or None,
         )
-        self.client = Minio(
+        self._client = Minio(
             parts.netloc,
             access_key=_secret(settings.aws_access_key_id, _ENV_ACCESS_KEYS),
             secret_key=_secret(settings.aws_secret_access_key, _ENV_SECRET_KEYS),
@@ -270,7 +278,11 @@ class Bucket:
             except S3Error as exc:
                 code = exc.code or ""
                 if code == "PreconditionFailed":
-                    raise PreconditionFailed(where) from None
+                    raise PreconditionFailed(
+                        f"{where} changed meanwhile: the conditional {operation} was refused",
+                        path=where,
+                        run_id=run_id,
+                    ) from None
                 if code in _AUTH_CODES:
                     raise fail(
                         ObjectStorageAuthError,
@@ -314,7 +326,7 @@ class Bucket:
 
     def ensure_bucket(self, *, run_id: str = "") -> None:
         """Create the bucket on first use (unless configured not to)."""
-        exists = self.call("check the bucket", "", lambda: self.client.bucket_exists(self.name))
+        exists = self.call("check the bucket", "", lambda: self._client.bucket_exists(self.name))
         if not exists:
             if not self.settings.create_bucket:
                 raise BucketNotFoundError(
@@ -327,7 +339,7 @@ class Bucket:
                     operation="check the bucket",
                 )
             try:
-                self.call("check the bucket", "", lambda: self.client.make_bucket(self.name))
+                self.call("check the bucket", "", lambda: self._client.make_bucket(self.name))
             except ObjectStorageError as exc:
                 if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
                     raise
@@ -340,7 +352,7 @@ class Bucket:
 
         def fetch() -> tuple[bytes, str] | None:
             try:
-                response = self.client.get_object(self.name, key)
+                response = self._client.get_object(self.name, key)
             except S3Error as exc:
                 if exc.code in ("NoSuchKey", "NoSuchObject"):
                     return None
@@ -368,7 +380,7 @@ class Bucket:
         """Write a whole object in one PUT; PreconditionFailed if the condition does not hold.
 
         The SDK's public ``put_object`` turns unknown headers into user metadata, so the
-        conditional headers go through its single-request ``_put_object`` (the SDK is pinned).
+        conditional headers go through its single-request ``_put_object`` (``_sdk_put_object``).
         """
         headers: dict[str, str | list[str] | tuple[str]] = {"Content-Type": "application/json"}
         if if_match is not None:
@@ -380,17 +392,16 @@ class Bucket:
 
         def send() -> str:
             # The SDK changes the headers it is given: each attempt gets its own copy.
-            result = self.client._put_object(self.name, key, data, headers=dict(headers))
-            return str(result.etag or "")
+            return _sdk_put_object(self._client, self.name, key, data, dict(headers))
 
         return self.call("write", key, send, run_id=run_id)
 
-    def stat(self, key: str, *, run_id: str = "") -> Any | None:
-        """The object's metadata (size, etag, last_modified); None when it does not exist."""
+    def stat(self, key: str, *, run_id: str = "") -> StoredObject | None:
+        """The object's size, time, ETag and metadata; None when it does not exist."""
 
-        def head() -> Any | None:
+        def head() -> StoredObject | None:
             try:
-                return self.client.stat_object(self.name, key)
+                return _stored(self._client.stat_object(self.name, key))
             except S3Error as exc:
                 if exc.code in ("NoSuchKey", "NoSuchObject", "ResourceNotFound"):
                     return None
@@ -409,19 +420,24 @@ class Bucket:
             self.put(key, data, if_none_match=True, metadata={CREATE_TOKEN: token}, run_id=run_id)
         except PreconditionFailed:
             stat = self.stat(key, run_id=run_id)
-            found = (stat.metadata or {}).get(f"x-amz-meta-{CREATE_TOKEN}") if stat else None
+            found = stat.metadata.get(f"x-amz-meta-{CREATE_TOKEN}") if stat else None
             return found == token
         return True
 
     def exists(self, key: str, *, run_id: str = "") -> bool:
         return self.stat(key, run_id=run_id) is not None
 
-    def list_objects(self, prefix: str, *, recursive: bool = True, run_id: str = "") -> list[Any]:
+    def list_objects(
+        self, prefix: str, *, recursive: bool = True, run_id: str = ""
+    ) -> list[StoredObject]:
         """Objects (and, without ``recursive``, common prefixes) under ``prefix``."""
         return self.call(
             "list",
             prefix,
-            lambda: list(self.client.list_objects(self.name, prefix=prefix, recursive=recursive)),
+            lambda: [
+                _stored(obj)
+                for obj in self._client.list_objects(self.name, prefix=prefix, recursive=recursive)
+            ],
             run_id=run_id,
         )
 
@@ -437,8 +453,7 @@ class Bucket:
                 query["continuation-token"] = token
 
             def page(query: dict[str, str] = query) -> bytes:
-                response = self.client._execute("GET", self.name, query_params=dict(query))
-                return bytes(response.data)
+                return _sdk_list_page(self._client, self.name, dict(query))
 
             root = ElementTree.fromstring(self.call("list", prefix, page, run_id=run_id))
             truncated = False
@@ -468,14 +483,83 @@ class Bucket:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             return list(pool.map(lambda k: self.get(k, run_id=run_id), keys))
 
+    def upload_file(
+        self,
+        key: str,
+        path: str,
+        *,
+        algorithm: HashAlgorithm,
+        part_size: int = 64 << 20,
+        run_id: str = "",
+    ) -> str:
+        """Stream a file into ``key`` (multipart past ``part_size``), hashing the bytes as they
+        are sent with the Rust core; the hex digest of exactly what was uploaded."""
+
+        def send() -> str:
+            with open(path, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                reader = _HashingReader(handle, algorithm)
+                self._client.put_object(
+                    self.name,
+                    key,
+                    reader,  # type: ignore[arg-type]  # has read(): all put_object uses
+                    size,
+                    part_size=part_size,
+                )
+                return reader.hasher.hexdigest()
+
+        return self.call("upload", key, send, run_id=run_id)
+
+    def download_file(
+        self, key: str, target: Path, *, algorithm: HashAlgorithm, run_id: str = ""
+    ) -> str:
+        """Fetch ``key`` into ``target``, hashing the bytes as they arrive; the hex digest.
+
+        The bytes land in a temp file beside the target (the Rust writer's temp pattern, so
+        listings skip it) and are renamed into place: a reader never sees half a file."""
+        _core.ensure_dir(target.parent, run_id=run_id)
+        temp = Path(_core.temp_path(target))
+
+        def fetch() -> str:
+            hasher = _core.Hasher(algorithm)
+            response = self._client.get_object(self.name, key)
+            try:
+                with open(temp, "wb") as out:
+                    for chunk in response.stream(1 << 20):
+                        hasher.update(chunk)
+                        out.write(chunk)
+            finally:
+                response.close()
+                response.release_conn()
+            return hasher.hexdigest()
+
+        try:
+            digest = self.call("download", key, fetch, run_id=run_id)
+            os.replace(temp, target)
+        finally:
+            if temp.exists():
+                temp.unlink()
+        return digest
+
+    def copy(self, source_key: str, target_key: str, *, run_id: str = "") -> None:
+        """Copy an object within the bucket, on the server (no bytes pass through here)."""
+        self.call(
+            "copy",
+            target_key,
+            lambda: self._client.copy_object(
+                self.name, target_key, CopySource(self.name, source_key)
+            ),
+            run_id=run_id,
+        )
+
     def delete_prefix(self, prefix: str, *, run_id: str = "") -> int:
-        names = [obj.object_name for obj in self.list_objects(prefix, run_id=run_id)]
+        names = [obj.key for obj in self.list_objects(prefix, run_id=run_id)]
         for name in names:
             self.delete(name, run_id=run_id)
         return len(names)
 
     def delete(self, key: str, *, run_id: str = "") -> None:
-        self.call("delete", key, lambda: self.client.remove_object(self.name, key), run_id=run_id)
+        self.call("delete", key, lambda: self._client.remove_object(self.name, key), run_id=run_id)
 
 
 def _describe(exc: BaseException | None) -> str:
@@ -485,3 +569,101 @@ def _describe(exc: BaseException | None) -> str:
         return f"{exc.code}: {exc.message}"
     text = str(exc)
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class _HashingReader:
+    """A file object that hashes what is read from it (an upload's single pass)."""
+
+    def __init__(self, handle: BinaryIO, algorithm: HashAlgorithm) -> None:
+        self._handle = handle
+        self.hasher = _core.Hasher(algorithm)
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._handle.read(size)
+        if data:
+            self.hasher.update(data)
+        return data
+
+
+# --- the SDK's private calls, one function each ---------------------------------------------
+
+# The parameters each private call is made with; sdk_signature_problems checks them.
+_PRIVATE_CALLS: dict[str, tuple[str, ...]] = {
+    "_put_object": ("bucket_name", "object_name", "data", "headers"),
+    "_execute": ("method", "bucket_name", "query_params"),
+}
+
+
+def _sdk_put_object(
+    client: Minio, bucket: str, key: str, data: bytes, headers: dict[str, Any]
+) -> str:
+    """One PUT with exactly the headers given (conditional ones included); the new ETag."""
+    result = client._put_object(bucket, key, data, headers=headers)
+    return str(result.etag or "")
+
+
+def _sdk_list_page(client: Minio, bucket: str, query: dict[str, str]) -> bytes:
+    """One raw ListObjectsV2 page (XML), unparsed."""
+    params: dict[str, str | list[str] | tuple[str]] = dict(query)
+    response = client._execute("GET", bucket, query_params=params)
+    return bytes(response.data)
+
+
+def sdk_signature_problems() -> list[str]:
+    """What the installed minio SDK lacks of the private calls made here (empty when all is
+    well): a new SDK version that renamed or reshaped them is caught by a test, not in a run."""
+    problems = []
+    for name, wanted in _PRIVATE_CALLS.items():
+        method = getattr(Minio, name, None)
+        if method is None:
+            problems.append(f"minio.Minio.{name} no longer exists")
+            continue
+        parameters = inspect.signature(method).parameters
+        missing = [p for p in wanted if p not in parameters]
+        if missing:
+            problems.append(
+                f"minio.Minio.{name} has no parameter {', '.join(missing)} "
+                f"(its signature is now {inspect.signature(method)})"
+            )
+    return problems
+
+
+# --- optimistic updates of one object ---------------------------------------------------------
+
+
+def update_object(
+    bucket: Bucket,
+    key: str,
+    change: Callable[[bytes | None], bytes],
+    *,
+    timeout: float,
+    run_id: str = "",
+) -> bytes:
+    """Write ``change(current bytes or None)`` at ``key`` so that no concurrent update is lost:
+    read the object with its ETag, change it, write it back only if it still has that ETag,
+    and when another writer got there first, read again and retry (docs/format.md, "Object
+    storage"). Returns the bytes written. ``change`` may run several times and must not have
+    effects."""
+    deadline = time.monotonic() + timeout
+    pause = 0.002
+    conflicts = 0
+    while True:
+        current = bucket.get(key, run_id=run_id)
+        new = change(current[0] if current is not None else None)
+        try:
+            if current is None:
+                bucket.put(key, new, if_none_match=True, run_id=run_id)
+            else:
+                bucket.put(key, new, if_match=current[1], run_id=run_id)
+            return new
+        except PreconditionFailed:
+            conflicts += 1
+        if time.monotonic() >= deadline:
+            raise LockTimeoutError(
+                f"could not update {bucket.url(key)} within {timeout:g} s: other writers changed "
+                f"it {conflicts} times in a row",
+                path=bucket.url(key),
+                run_id=run_id,
+            )
+        time.sleep(pause * (0.5 + random.random()))
+        pause = min(pause * 2, 0.25)

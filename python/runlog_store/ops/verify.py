@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from runlog_store.catalog import BaseCatalog, data_prefix, file_size, in_batches
+from runlog_store.callbacks import NO_PROGRESS, Callback, in_batches
+from runlog_store.catalogs.base import BaseCatalog, data_prefix, file_size
 from runlog_store.exceptions import HashError
 from runlog_store.hashing import (
     RUNNABLE_FINGERPRINT_MIN_BYTES,
@@ -84,15 +85,17 @@ def verify_run(
     catalog_location: str,
     compute_data_folder: str | None = None,
     hash_paths: Callable[[list[str], HashAlgorithm], list[str | HashError]] | None = None,
+    callback: Callback = NO_PROGRESS,
 ) -> Verification:
-    """Re-hash the catalog copies of a run and compare them with its run log."""
+    """Re-hash the catalog copies of a run and compare them with its run log; the bytes hashed
+    are reported to ``callback``."""
     if compute_data_folder is None:
         compute_data_folder = _recorded_compute_folder(run_log) or "."
     expected: dict[Path, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
     for step, entry in catalog_entries(run_log):
         path = copy_path(entry, run_log.run_id, catalog_location, compute_data_folder)
         expected[path][entry.data_hash].add(step)
-    hasher = hash_paths or _hash_paths
+    hasher = hash_paths or (lambda paths, algorithm: _hash_paths(paths, algorithm, callback))
     checked: list[Checked] = []
     by_algorithm: dict[HashAlgorithm, list[Path]] = defaultdict(list)
     for path, hashes in sorted(expected.items()):
@@ -131,16 +134,18 @@ def verify_run(
     return Verification(run_log.run_id, checked)
 
 
-def verify_catalog(run_log: RunLog, catalog: BaseCatalog) -> Verification:
+def verify_catalog(
+    run_log: RunLog, catalog: BaseCatalog, callback: Callback = NO_PROGRESS
+) -> Verification:
     """``verify_run`` on any catalog: a local one is read in place, a remote one is downloaded
     to a temporary folder first (every byte has to be read either way)."""
     local = catalog.local_run_folder(run_log.run_id)
     folder = _recorded_compute_folder(run_log) or catalog.compute_data_folder
     if local is not None:
-        return verify_run(run_log, str(local.parent), folder)
+        return verify_run(run_log, str(local.parent), folder, callback=callback)
     with tempfile.TemporaryDirectory(prefix="runlog-verify-") as scratch:
-        catalog.download_run(run_log.run_id, Path(scratch) / run_log.run_id)
-        found = verify_run(run_log, scratch, folder)
+        catalog.download_run(run_log.run_id, Path(scratch) / run_log.run_id, callback)
+        found = verify_run(run_log, scratch, folder, callback=callback)
     # The downloaded copies are gone: name the files by their place in the catalog.
     for checked in found.files:
         checked.path = os.path.relpath(checked.path, scratch)
@@ -192,11 +197,14 @@ def _judge(
     return Checked(str(path), "mismatch", sorted(hashes), actual, steps=steps)
 
 
-def _hash_paths(paths: list[str], algorithm: HashAlgorithm) -> list[str | HashError]:
+def _hash_paths(
+    paths: list[str], algorithm: HashAlgorithm, callback: Callback
+) -> list[str | HashError]:
     sizes = [file_size(p) for p in paths]
     return in_batches(
         f"verify ({algorithm})",
         paths,
         sizes,
         lambda batch: hash_files(batch, algorithm, return_exceptions=True),
+        callback,
     )

@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
 
+from runlog_store.callbacks import NO_PROGRESS, Callback
 from runlog_store.exceptions import RunLogNotFoundError, RunLogStoreError
 from runlog_store.models import FAIL
-from runlog_store.store import BaseRunLogStore
+from runlog_store.stores.base import BaseRunLogStore
 
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _AGE_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
@@ -183,25 +184,28 @@ def summarize_runs(
     since: datetime | None = None,
     limit: int | None = None,
     run_ids: list[str] | None = None,
-    advance: Callable[[int], None] = lambda _: None,
+    callback: Callback = NO_PROGRESS,
 ) -> list[RunSummary]:
     """Summaries of the store's runs that match, newest first (by start; runs not started yet
-    count as newest). A run deleted while listed is left out."""
+    count as newest). A run deleted while listed is left out. Each run read is reported to
+    ``callback`` (unit: items)."""
     found: list[RunSummary] = []
-    for run_id in store.list_run_ids() if run_ids is None else run_ids:
-        try:
-            summary = read_summary(store, run_id)
-        except RunLogNotFoundError:
-            continue
-        finally:
-            advance(1)
-        if status is not None and summary.status != status:
-            continue
-        if tag is not None and summary.tag != tag:
-            continue
-        if since is not None and summary.start is not None and summary.start < since:
-            continue
-        found.append(summary)
+    run_ids = store.list_run_ids() if run_ids is None else run_ids
+    with callback.phase("reading runs", len(run_ids), "items"):
+        for run_id in run_ids:
+            try:
+                summary = read_summary(store, run_id)
+            except RunLogNotFoundError:
+                continue
+            finally:
+                callback.advance(1)
+            if status is not None and summary.status != status:
+                continue
+            if tag is not None and summary.tag != tag:
+                continue
+            if since is not None and summary.start is not None and summary.start < since:
+                continue
+            found.append(summary)
     found.sort(key=lambda s: s.start or datetime.max, reverse=True)
     return found[:limit] if limit is not None else found
 

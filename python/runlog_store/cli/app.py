@@ -15,7 +15,7 @@ import sys
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, NoReturn
@@ -26,11 +26,12 @@ from rich.markup import escape
 from rich.table import Table
 
 from runlog_store import _core
-from runlog_store.catalog import on_terminal, progress_bar
+from runlog_store.cli.progress import TerminalProgress
+from runlog_store.cli.render import STATUS_STYLE, format_seconds, run_tree
 from runlog_store.config import load_catalog, load_store
-from runlog_store.diff import Difference
 from runlog_store.exceptions import RunLogStoreError
-from runlog_store.render import STATUS_STYLE, format_seconds, run_tree
+from runlog_store.ops.diff import Difference
+from runlog_store.ops.runs import RunSummary
 
 app = typer.Typer(
     help="See, compare, verify, move and prune the run logs of runnable pipelines, in any "
@@ -86,13 +87,6 @@ def _reporting_errors(verbose: bool) -> Iterator[None]:
         _fail(f"unexpected {type(exc).__name__}: {exc}{hint}", verbose)
 
 
-def _progress(
-    description: str, total: int
-) -> contextlib.AbstractContextManager[Callable[[int], None]]:
-    """A bar counting runs, on a terminal and for enough runs to watch."""
-    return progress_bar(description, total, total >= 20 and on_terminal(), counting=True)
-
-
 def _when(value: datetime | None) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
@@ -118,7 +112,7 @@ def demo(
     verbose: VerboseOption = False,
 ) -> None:
     """Write a parallel pipeline's run log from several worker processes, then show it."""
-    from runlog_store.demo import DemoSettings, run_demo
+    from runlog_store.cli.demo import DemoSettings, run_demo
 
     console = Console()
     settings = DemoSettings(
@@ -160,40 +154,71 @@ def list_runs(
     verbose: VerboseOption = False,
 ) -> None:
     """List runs, newest first: status, tag, start, duration, steps and the failed step."""
-    from runlog_store.runs import parse_age, summarize_runs
+    from runlog_store.ops.runs import parse_age, summarize_runs
 
     with _reporting_errors(verbose):
         started_after = datetime.now() - parse_age(since, "--since") if since else None
         store = load_store(config)
-        run_ids = store.list_run_ids()
-        with _progress("reading runs", len(run_ids)) as advance:
-            runs = summarize_runs(
-                store,
-                status=status,
-                tag=tag,
-                since=started_after,
-                limit=limit,
-                run_ids=run_ids,
-                advance=advance,
-            )
+        runs = summarize_runs(
+            store,
+            status=status,
+            tag=tag,
+            since=started_after,
+            limit=limit,
+            callback=TerminalProgress(),
+        )
     if json_output:
         _print_json([run.model_dump(mode="json") for run in runs])
         return
-    table = Table(title=f"{len(runs)} runs in {escape(str(store.get_summary().get('Location')))}")
-    for column in ("run id", "status", "tag", "start", "duration", "steps", "failed step"):
-        table.add_column(column, justify="right" if column == "steps" else "left")
+    console = Console()
+    title = f"{len(runs)} runs in {escape(str(store.get_summary().get('Location')))}"
+    # An id wider than the terminal is printed whole (the terminal wraps it), never cropped.
+    console.print(_runs_table(runs, title, console.width), crop=False)
+
+
+# The columns of ``runlog list`` past the run id, in the order drawn, with the narrowest each
+# can be drawn in; when the terminal is too narrow, columns go in the order of _DROPPED. The
+# run id is what a user copies into the next command: it is never cut, nor is its status.
+_LIST_COLUMNS: dict[str, int] = {
+    "status": 8,
+    "tag": 3,
+    "start": 10,
+    "duration": 8,
+    "steps": 5,
+    "failed step": 11,
+}
+_DROPPED = ("tag", "duration", "steps", "failed step", "start")
+
+
+def _runs_table(runs: list[RunSummary], title: str, width: int) -> Table:
+    id_width = max([len(run.run_id) for run in runs] + [len("run id")])
+    shown = dict(_LIST_COLUMNS)
+    # Each column costs its width, two of padding and one border; the table one more border.
+    for name in _DROPPED:
+        if 1 + (id_width + 3) + sum(w + 3 for w in shown.values()) <= width:
+            break
+        del shown[name]
+    table = Table(title=title)
+    table.add_column("run id", no_wrap=True, min_width=id_width)
+    for name, least in shown.items():
+        table.add_column(
+            name,
+            justify="right" if name == "steps" else "left",
+            min_width=least,
+            no_wrap=name == "status",
+        )
     for run in runs:
         duration = run.duration_seconds
-        table.add_row(
-            escape(run.run_id),
-            _status(run.status),
-            escape(run.tag),
-            _when(run.start),
-            format_seconds(duration) if duration is not None else "-",
-            str(run.steps),
-            f"[red]{escape(run.failed_step or run.error or '')}[/]",
-        )
-    Console().print(table)
+        cells = {
+            "status": _status(run.status),
+            "tag": escape(run.tag),
+            "start": _when(run.start),
+            "duration": format_seconds(duration) if duration is not None else "-",
+            "steps": str(run.steps),
+            "failed step": f"[red]{escape(run.failed_step or run.error or '')}[/]",
+        }
+        table.add_row(escape(run.run_id), *(cells[name] for name in shown))
+    return table
 
 
 @app.command()
@@ -228,7 +253,7 @@ def timeline(
     verbose: VerboseOption = False,
 ) -> None:
     """Draw every step attempt on a time axis, in one self-contained HTML page."""
-    from runlog_store.timeline import render_timeline
+    from runlog_store.cli.timeline import render_timeline
 
     target = output or Path(f"{run_id}.html")
     with _reporting_errors(verbose):
@@ -258,7 +283,7 @@ def diff(
 
     Exit status 0 when they do not differ in any of these, 1 when they do.
     """
-    from runlog_store.diff import diff_runs
+    from runlog_store.ops.diff import diff_runs
 
     with _reporting_errors(verbose):
         store_a = load_store(config)
@@ -313,7 +338,7 @@ def export(
     verbose: VerboseOption = False,
 ) -> None:
     """Write the full run log (every step and branch, merged) to one JSON file."""
-    from runlog_store.transfer import export_run
+    from runlog_store.ops.transfer import export_run
 
     with _reporting_errors(verbose):
         store = load_store(config)
@@ -335,14 +360,19 @@ def copy(
     verbose: VerboseOption = False,
 ) -> None:
     """Copy a run into another store, checked by reading it back there."""
-    from runlog_store.transfer import copy_run
+    from runlog_store.ops.transfer import copy_run
 
     with _reporting_errors(verbose):
         source = load_store(config)
         target = load_store(to)
         catalogs = (load_catalog(config), load_catalog(to)) if with_catalog else (None, None)
         report = copy_run(
-            source, target, run_id, source_catalog=catalogs[0], target_catalog=catalogs[1]
+            source,
+            target,
+            run_id,
+            source_catalog=catalogs[0],
+            target_catalog=catalogs[1],
+            callback=TerminalProgress(),
         )
     console = Console()
     console.print(
@@ -384,8 +414,8 @@ def gc(
     verbose: VerboseOption = False,
 ) -> None:
     """Delete old runs, never one still being written."""
-    from runlog_store.runs import parse_age
-    from runlog_store.transfer import gc_runs
+    from runlog_store.ops.runs import parse_age
+    from runlog_store.ops.transfer import gc_runs
 
     with _reporting_errors(verbose):
         age = parse_age(older_than)
@@ -393,17 +423,16 @@ def gc(
         catalog = load_catalog(config) if with_catalog else None
         run_ids = store.list_run_ids()
         total = len(run_ids)
-        with _progress("checking runs", total) as advance:
-            decisions = gc_runs(
-                store,
-                age,
-                status=status,
-                include_unfinished=include_unfinished,
-                catalog=catalog,
-                dry_run=dry_run,
-                run_ids=run_ids,
-                advance=advance,
-            )
+        decisions = gc_runs(
+            store,
+            age,
+            status=status,
+            include_unfinished=include_unfinished,
+            catalog=catalog,
+            dry_run=dry_run,
+            run_ids=run_ids,
+            callback=TerminalProgress(),
+        )
     if json_output:
         _print_json([d.model_dump(mode="json") for d in decisions])
         return
@@ -441,13 +470,13 @@ def verify(
 
     Exit status 0 when every copy matches, 1 when any is changed, missing or unreadable.
     """
-    from runlog_store.verify import verify_catalog
+    from runlog_store.ops.verify import verify_catalog
 
     with _reporting_errors(verbose):
         store = load_store(config)
         catalog = load_catalog(config)
         run_log = store.get_run_log_by_id(run_id, full=True)
-        report = verify_catalog(run_log, catalog)
+        report = verify_catalog(run_log, catalog, TerminalProgress())
         where = str(catalog.get_summary().get("Location"))
         local = catalog.local_run_folder(run_id)
     console = Console()

@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import tempfile
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from runlog_store import _core
-from runlog_store.catalog import BaseCatalog
+from runlog_store.callbacks import NO_PROGRESS, Callback
+from runlog_store.catalogs.base import BaseCatalog
 from runlog_store.exceptions import (
     CatalogError,
     ChunkExistsError,
@@ -30,9 +30,9 @@ from runlog_store.exceptions import (
     RunLogStoreError,
 )
 from runlog_store.models import ENDED_STATUSES, RunLog
-from runlog_store.runs import UNREADABLE, RunSummary, read_summary, walk_steps
-from runlog_store.store import BaseRunLogStore, validate_run_log
-from runlog_store.verify import Verification, verify_catalog
+from runlog_store.ops.runs import UNREADABLE, RunSummary, read_summary, walk_steps
+from runlog_store.ops.verify import Verification, verify_catalog
+from runlog_store.stores.base import BaseRunLogStore, validate_run_log
 
 
 def _where(store: BaseRunLogStore) -> str:
@@ -107,8 +107,10 @@ def copy_run(
     *,
     source_catalog: BaseCatalog | None = None,
     target_catalog: BaseCatalog | None = None,
+    callback: Callback = NO_PROGRESS,
 ) -> CopyReport:
-    """Copy a run (and, given both catalogs, its catalog files) into another store.
+    """Copy a run (and, given both catalogs, its catalog files) into another store; catalog
+    transfers and re-hashing are reported to ``callback``.
 
     The catalog goes first and the run log last, so a run that shows up in the target has its
     files there already. Anything already in the target stops the copy before a byte is
@@ -149,7 +151,7 @@ def copy_run(
     try:
         if catalogs is not None:
             wrote_catalog = True
-            _copy_catalog(*catalogs, run_id, report)
+            _copy_catalog(*catalogs, run_id, report, callback)
         wrote_run = True
         target.put_run_log(run_log)
         copied = canonical_run(target.get_run_log_json(run_id), _where(target), run_id)
@@ -161,7 +163,7 @@ def copy_run(
                 run_id=run_id,
             )
         if catalogs is not None:
-            _verify_copy(run_log, *catalogs, report)
+            _verify_copy(run_log, *catalogs, report, callback)
     except BaseException:
         # The first failure is the one to report; one in the clean-up must not replace it.
         with contextlib.suppress(Exception):
@@ -171,7 +173,7 @@ def copy_run(
 
 
 def _copy_catalog(
-    source: BaseCatalog, target: BaseCatalog, run_id: str, report: CopyReport
+    source: BaseCatalog, target: BaseCatalog, run_id: str, report: CopyReport, callback: Callback
 ) -> None:
     files = source.run_files(run_id)
     report.catalog_files = len(files)
@@ -180,11 +182,11 @@ def _copy_catalog(
         return
     local = source.local_run_folder(run_id)
     if local is not None:
-        target.upload_run(run_id, local)
+        target.upload_run(run_id, local, callback)
     else:
         with tempfile.TemporaryDirectory(prefix="runlog-copy-") as scratch:
-            source.download_run(run_id, Path(scratch))
-            target.upload_run(run_id, Path(scratch))
+            source.download_run(run_id, Path(scratch), callback)
+            target.upload_run(run_id, Path(scratch), callback)
     copied = target.run_files(run_id)
     if copied != files:
         missing = sorted(set(files) - set(copied)) or sorted(
@@ -198,16 +200,20 @@ def _copy_catalog(
 
 
 def _verify_copy(
-    run_log: RunLog, source: BaseCatalog, target: BaseCatalog, report: CopyReport
+    run_log: RunLog,
+    source: BaseCatalog,
+    target: BaseCatalog,
+    report: CopyReport,
+    callback: Callback,
 ) -> None:
     """Re-hash the copies against the run log. A file that fails in the target fails the copy
     unless it fails in the source too: a copy is faithful to its source, damaged or not, and
     such files are reported (``report.inherited``) rather than hidden."""
-    report.verification = verify_catalog(run_log, target)
+    report.verification = verify_catalog(run_log, target, callback)
     problems = report.verification.problems
     if not problems:
         return
-    in_source = {c.relative: c.status for c in verify_catalog(run_log, source).problems}
+    in_source = {c.relative: c.status for c in verify_catalog(run_log, source, callback).problems}
     new = [c for c in problems if in_source.get(c.relative) != c.status]
     if new:
         raise CatalogError(
@@ -256,6 +262,9 @@ class GcDecision(BaseModel):
     age_seconds: float | None
     action: Action
     catalog_files: int = 0
+    # When the store last saw the run written, as read before deciding: a later time at the
+    # moment of the delete means a writer came back.
+    modified: float = Field(default=0.0, exclude=True)
 
 
 def _last_written(store: BaseRunLogStore, summary: RunSummary) -> tuple[datetime | None, float]:
@@ -276,51 +285,69 @@ def gc_runs(
     dry_run: bool = False,
     now: datetime | None = None,
     run_ids: list[str] | None = None,
-    advance: Callable[[int], None] = lambda _: None,
+    callback: Callback = NO_PROGRESS,
 ) -> list[GcDecision]:
     """Delete runs last written longer than ``older_than`` ago; the decision on every run that
-    was old enough (runs too young or of another status are not listed)."""
+    was old enough (runs too young or of another status are not listed). Each run checked is
+    reported to ``callback`` (unit: items)."""
     now = now or datetime.now()
+    run_ids = store.list_run_ids() if run_ids is None else run_ids
     decisions: list[GcDecision] = []
-    for run_id in store.list_run_ids() if run_ids is None else run_ids:
-        advance(1)
-        try:
-            summary = read_summary(store, run_id)
-        except RunLogNotFoundError:
-            continue
-        if status is not None and summary.status != status:
-            continue
-        last, modified = _last_written(store, summary)
-        if last is not None and now - last < older_than:
-            continue
-        decision = GcDecision(
-            run_id=run_id,
-            status=summary.status,
-            last_written=last,
-            age_seconds=(now - last).total_seconds() if last else None,
-            action="would delete" if dry_run else "deleted",
-        )
-        decisions.append(decision)
-        if summary.status == UNREADABLE:
-            # Its status and times are unknown: it may be a run still being written.
-            decision.action = "kept: unreadable"
-            continue
-        if summary.status not in ENDED_STATUSES and not include_unfinished:
-            decision.action = "kept: unfinished"
-            continue
-        if catalog is not None:
-            decision.catalog_files = len(catalog.run_files(run_id))
-        if dry_run:
-            continue
-        # A writer that came back since the run was read keeps it.
-        if (store.run_modified(run_id) or 0.0) != modified:
-            decision.action = "kept: written during gc"
-            continue
-        if catalog is not None:
-            catalog.delete_run(run_id)
-        with contextlib.suppress(RunLogNotFoundError):  # deleted by another gc meanwhile
-            store.delete_run(run_id)
+    with callback.phase("checking runs", len(run_ids), "items"):
+        for run_id in run_ids:
+            callback.advance(1)
+            decision = _gc_decision(store, run_id, older_than, now, status, dry_run)
+            if decision is None:
+                continue
+            decisions.append(decision)
+            if decision.status == UNREADABLE:
+                # Its status and times are unknown: it may be a run still being written.
+                decision.action = "kept: unreadable"
+                continue
+            if decision.status not in ENDED_STATUSES and not include_unfinished:
+                decision.action = "kept: unfinished"
+                continue
+            if catalog is not None:
+                decision.catalog_files = len(catalog.run_files(run_id))
+            if dry_run:
+                continue
+            # A writer that came back since the run was read keeps it.
+            if (store.run_modified(run_id) or 0.0) != decision.modified:
+                decision.action = "kept: written during gc"
+                continue
+            if catalog is not None:
+                catalog.delete_run(run_id)
+            with contextlib.suppress(RunLogNotFoundError):  # deleted by another gc meanwhile
+                store.delete_run(run_id)
     return decisions
+
+
+def _gc_decision(
+    store: BaseRunLogStore,
+    run_id: str,
+    older_than: timedelta,
+    now: datetime,
+    status: str | None,
+    dry_run: bool,
+) -> GcDecision | None:
+    """What gc would do with a run that is old enough and of the status asked; else None."""
+    try:
+        summary = read_summary(store, run_id)
+    except RunLogNotFoundError:
+        return None
+    if status is not None and summary.status != status:
+        return None
+    last, modified = _last_written(store, summary)
+    if last is not None and now - last < older_than:
+        return None
+    return GcDecision(
+        run_id=run_id,
+        status=summary.status,
+        last_written=last,
+        age_seconds=(now - last).total_seconds() if last else None,
+        action="would delete" if dry_run else "deleted",
+        modified=modified,
+    )
 
 
 __all__ = [

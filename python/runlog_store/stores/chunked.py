@@ -32,7 +32,6 @@ from runlog_store.exceptions import (
     StepLogNotFoundError,
 )
 from runlog_store.models import (
-    CREATED,
     BranchLog,
     JobLog,
     JsonParameter,
@@ -42,32 +41,17 @@ from runlog_store.models import (
     RunLog,
     StepLog,
 )
-from runlog_store.store import BaseRunLogStore, SalvagedRunLog, new_run_log, validate_run_log
+from runlog_store.stores.base import BaseRunLogStore, SalvagedRunLog, validate_run_log
 
-RUN_LOG_FILE = "RunLog.json"
+# The chunk format is the Rust core's (rust/chunk.rs): names, headers and markers come from it.
+RUN_LOG_FILE = _core.RUN_LOG_FILE
 # Written when runlog-store creates a run: its steps and branches all live in chunks at their
 # computed names, so a missing chunk means a missing step (no need to search older layouts).
-LAYOUT_MARKER = ".layout"
-LAYOUT_MARKER_TEXT = b"runlog-store chunked-fs 1\n"
+LAYOUT_MARKER = _core.LAYOUT_MARKER
+LAYOUT_MARKER_TEXT = _core.LAYOUT_MARKER_TEXT
 
-_NS_PREFIX = b'{"_created_ns":'
 ChunkKind = Literal["StepLog", "BranchLog"]
 _ChunkModel = TypeVar("_ChunkModel", StepLog, BranchLog)
-
-
-def with_created_ns(created_ns: int, document: bytes) -> bytes:
-    """Put ``_created_ns`` first in a JSON object (the chunk header of docs/format.md)."""
-    return b'{"_created_ns":%d,%s' % (created_ns, document[1:])
-
-
-def split_created_ns(chunk: bytes) -> tuple[int | None, bytes]:
-    """Take the ``_created_ns`` header off a chunk; chunks of older layouts have none."""
-    if not chunk.startswith(_NS_PREFIX):
-        return None, chunk
-    end = chunk.find(b",", len(_NS_PREFIX))
-    if end < 0:
-        raise ValueError("chunk header has no end")
-    return int(chunk[len(_NS_PREFIX) : end]), b"{" + chunk[end + 1 :]
 
 
 def chunk_name(kind: ChunkKind, internal_name: str, run_id: str) -> str:
@@ -77,6 +61,13 @@ def chunk_name(kind: ChunkKind, internal_name: str, run_id: str) -> str:
 
 class _Parameters(BaseModel):
     parameters: dict[str, Parameter]
+
+
+class _JobPatch(BaseModel):
+    """A job and the run status it sets, as one patch of RunLog.json."""
+
+    job: JobLog
+    status: str
 
 
 class ChunkedRunLogStore(BaseRunLogStore):
@@ -151,7 +142,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
             return None
         location = self._doc_location(run_id, name)
         try:
-            created_ns, body = split_created_ns(data)
+            created_ns, body = _core.split_chunk_header(data)
             obj = model.model_validate_json(body)
         except (ValueError, ValidationError) as exc:
             raise CorruptChunkError(
@@ -172,18 +163,8 @@ class ChunkedRunLogStore(BaseRunLogStore):
 
     # --- runs -------------------------------------------------------------------------------
 
-    def create_run_log(
-        self,
-        run_id: str,
-        dag_hash: str = "",
-        use_cached: bool = False,
-        tag: str = "",
-        original_run_id: str = "",
-        status: str = CREATED,
-    ) -> RunLog:
-        run_log = new_run_log(run_id, dag_hash, use_cached, tag, original_run_id, status)
-        self._run_create(run_id, run_log.model_dump_json().encode())
-        return run_log
+    def _create_run(self, run_log: RunLog) -> None:
+        self._run_create(run_log.run_id, run_log.model_dump_json().encode())
 
     def get_run_log_by_id(self, run_id: str, full: bool = False) -> RunLog:
         """The run log; ``full`` merges every chunk (Rust), otherwise only ``RunLog.json``."""
@@ -291,7 +272,9 @@ class ChunkedRunLogStore(BaseRunLogStore):
         created_ns = step._created_ns
         if created_ns is None:
             created_ns = self._stored_created_ns(name, run_id)
-        self._write_chunk(run_id, name, with_created_ns(created_ns, body), step.internal_name)
+        self._write_chunk(
+            run_id, name, _core.chunk_with_header(created_ns, body), step.internal_name
+        )
         step._created_ns = created_ns
         if isinstance(original, StepLog) and original is not step:
             original._created_ns = created_ns
@@ -308,7 +291,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
         existing = self._doc_read(run_id, name)
         if existing is not None:
             try:
-                created_ns, _ = split_created_ns(existing)
+                created_ns, _ = _core.split_chunk_header(existing)
             except ValueError:
                 created_ns = None
             if created_ns is not None:
@@ -344,7 +327,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
             run_id, branch, branch.model_dump_json(exclude={"steps"}).encode()
         )
         created_ns = branch._created_ns if branch._created_ns is not None else time.time_ns()
-        created = with_created_ns(
+        created = _core.chunk_with_header(
             created_ns, branch.model_copy(update={"steps": {}}).model_dump_json().encode()
         )
         try:
@@ -352,7 +335,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
         except ChunkNotFoundError as exc:
             self._raise_if_run_missing(run_id, exc)
             raise
-        branch._created_ns, _ = split_created_ns(stored)
+        branch._created_ns, _ = _core.split_chunk_header(stored)
         if isinstance(branch_log, BranchLog):
             branch_log._created_ns = branch._created_ns
         for step in branch.steps.values():
@@ -366,10 +349,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
 
     def add_job_log(self, run_id: str, job_log: JobLog) -> None:
         job = _own(JobLog, job_log)
-        patch = b'{"job":%s,"status":%s}' % (
-            job.model_dump_json().encode(),
-            pydantic_core.to_json(job.status),
-        )
+        patch = _JobPatch(job=job, status=job.status).model_dump_json().encode()
         self._patch_run_log(run_id, patch)
 
 

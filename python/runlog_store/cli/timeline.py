@@ -1,6 +1,6 @@
 """A run drawn on a time axis, as one self-contained HTML page.
 
-The tree of :mod:`runlog_store.render` says what ran and how it ended; it cannot show what ran
+The tree of :mod:`runlog_store.cli.render` says what ran and how it ended; it cannot show what ran
 *at the same time* or which branch held the others up. This page draws every step attempt as a
 bar against the run's clock, one row per step, grouped by branch, so parallelism, stragglers and
 retries are visible at a glance.
@@ -20,9 +20,9 @@ from datetime import datetime
 from html import escape
 from typing import Literal
 
+from runlog_store.cli.render import format_seconds
 from runlog_store.models import FAIL, SUCCESS, BranchLog, RunLog, StepAttempt, StepLog
-from runlog_store.render import format_seconds
-from runlog_store.runs import parse_time
+from runlog_store.ops.runs import parse_time
 
 # Geometry, in CSS pixels. Rows are small and fixed so thousands of branches stay a scroll, not
 # a wall; labels are monospace so their width is known here and they never run into the bars.

@@ -1,11 +1,13 @@
-"""``BaseRunLogStore``: the store API of runnable 0.50, with safe defaults for custom stores.
+"""``BaseRunLogStore``: the store API of runnable 0.50, written once over a few primitives.
 
-A custom store implements four methods (``get_summary``, ``create_run_log``,
-``get_run_log_by_id``, ``put_run_log``) and inherits the rest. Every change to a run goes
-through :meth:`BaseRunLogStore._update`, a read-modify-write of the whole run: a store that can
-lock (file-system), that has conditional writes (minio) or that stores runs in pieces (chunked)
-overrides it (or ``_updating``) or the methods themselves, and every inherited method becomes
-safe at once.
+A store implements two methods, ``get_run_log_by_id`` and ``put_run_log``, and inherits the
+rest; it says where it keeps runs with ``location()`` and creates runs atomically by overriding
+``_create_run``. Every change to a run goes through :meth:`BaseRunLogStore._update`, a
+read-modify-write of the whole run: a store that can lock (file-system), that has conditional
+writes (minio) or that stores runs in pieces (chunked) overrides it (or ``_updating``) or the
+methods themselves, and every inherited method becomes safe at once. Listing, deleting and
+fast reads (``list_run_ids``, ``run_modified``, ``delete_run``, ``get_run_log_json``) are
+optional. ``runlog_store.testing.StoreContract`` checks all of it against any store.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from runlog_store.exceptions import (
     BranchLogNotFoundError,
     CorruptChunkError,
     JobLogNotFoundError,
+    RunLogExistsError,
     RunLogNotFoundError,
 )
 from runlog_store.models import (
@@ -104,10 +107,38 @@ class BaseRunLogStore(ABC, BaseModel):
     # --- what a store must implement ------------------------------------------------------
 
     @abstractmethod
-    def get_summary(self) -> dict[str, Any]:
-        """A short description of where the logs are, for run summaries (never secrets)."""
+    def get_run_log_by_id(self, run_id: str, full: bool = False) -> RunLog:
+        """The run log; with ``full`` every step and branch at every depth."""
 
     @abstractmethod
+    def put_run_log(self, run_log: RunLog) -> None:
+        """Store the run log as given (creating the run if needed)."""
+
+    # --- what a store may implement to do better than the default ---------------------------
+
+    def location(self) -> str:
+        """Where the store keeps its runs, for summaries (never secrets)."""
+        return type(self).__name__
+
+    def _create_run(self, run_log: RunLog) -> None:
+        """Store a new run; RunLogExistsError if its id is taken.
+
+        The default checks, then puts: two processes creating the same run id at once could
+        both succeed. Stores shared between processes override it with an exclusive create.
+        """
+        try:
+            self.get_run_log_by_id(run_log.run_id)
+        except RunLogNotFoundError:
+            self.put_run_log(run_log)
+            return
+        raise RunLogExistsError(run_log.run_id)
+
+    # --- the API, written once ----------------------------------------------------------------
+
+    def get_summary(self) -> dict[str, Any]:
+        """A short description of where the logs are, for run summaries (never secrets)."""
+        return {"Type": self.service_name, "Location": self.location()}
+
     def create_run_log(
         self,
         run_id: str,
@@ -118,14 +149,9 @@ class BaseRunLogStore(ABC, BaseModel):
         status: str = CREATED,
     ) -> RunLog:
         """Create and store a new run log; RunLogExistsError if the run id is taken."""
-
-    @abstractmethod
-    def get_run_log_by_id(self, run_id: str, full: bool = False) -> RunLog:
-        """The run log; with ``full`` every step and branch at every depth."""
-
-    @abstractmethod
-    def put_run_log(self, run_log: RunLog) -> None:
-        """Store the run log as given (creating the run if needed)."""
+        run_log = new_run_log(run_id, dag_hash, use_cached, tag, original_run_id, status)
+        self._create_run(run_log)
+        return run_log
 
     # --- the read-modify-write every change goes through ----------------------------------
 

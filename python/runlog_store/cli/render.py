@@ -9,7 +9,7 @@ from rich.text import Text
 from rich.tree import Tree
 
 from runlog_store.models import FAIL, SUCCESS, BranchLog, Parameter, RunLog, StepLog
-from runlog_store.runs import describe_code_identities, parse_time
+from runlog_store.ops.runs import describe_code_identities, parse_time
 
 STATUS_STYLE = {SUCCESS: "green", FAIL: "bold red", "PROCESSING": "yellow", "CREATED": "dim"}
 _STATUS_MARK = {SUCCESS: "✔", FAIL: "✘", "PROCESSING": "…", "CREATED": "·"}

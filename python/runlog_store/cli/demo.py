@@ -28,7 +28,7 @@ from runlog_store.models import (
     StepAttempt,
     StepLog,
 )
-from runlog_store.store import BaseRunLogStore
+from runlog_store.stores.base import BaseRunLogStore
 
 BRANCH_STEPS = ("load", "fit", "score")
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from runlog_store.runs import attempts_of, describe_code_identities, walk_steps
+from runlog_store.ops.runs import attempts_of, describe_code_identities, walk_steps
 
 SECTIONS = ("run", "parameter", "metric", "code", "data", "step", "dag")
 

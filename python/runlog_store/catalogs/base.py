@@ -1,0 +1,320 @@
+"""The catalog API of runnable (``BaseCatalog``): files a step puts or gets, with content hashes.
+
+A catalog keeps a copy of each file a step ``put`` under the run's folder, and copies files back
+for a step that ``get``s them; each call returns ``DataCatalog`` entries (name, data_hash, paths,
+stage) for the step's run log. Outside a runnable run, pass ``run_id=`` to each call.
+
+``put`` and ``get`` are written once here, over a few primitives each catalog supplies
+(``location``, ``_store_files``, ``_stored_matches``, ``_fetch_files``; see ``BaseCatalog``).
+Long transfers report progress to the ``callback=`` they are given (``runlog_store.callbacks``);
+nothing here draws.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from runlog_store import _core
+from runlog_store._paths import validate_run_id
+from runlog_store.callbacks import NO_PROGRESS, Callback, in_batches
+from runlog_store.exceptions import CatalogError, NoMatchingFilesError, StorageError
+from runlog_store.hashing import HashAlgorithm, format_data_hash
+from runlog_store.models import DataCatalog
+
+# runnable keeps each task's captured output in the catalog under this suffix; a get never
+# hands them back and a retry's sync leaves them behind (they belong to the run that ran).
+EXECUTION_LOG_SUFFIX = ".execution.log"
+
+
+class StoredFile(BaseModel):
+    """A file in a run's catalog that a ``get`` matched: its place relative to the run's data
+    folder, its size, and where the catalog keeps it (a path or an object key)."""
+
+    relative: str
+    size: int
+    source: str
+
+
+class BaseCatalog(ABC, BaseModel):
+    """Base of every catalog; its pydantic fields are its YAML config keys.
+
+    ``put`` and ``get`` are written here once. A catalog supplies:
+
+    - ``location()``: where it keeps files (``catalog_handler_location`` of its entries);
+    - ``_store_files(run_id, sources, relatives, sizes, callback)``: copy files into the run's
+      catalog, returning their hex digests (of the bytes stored);
+    - ``_stored_matches(run_id, pattern)``: the run's stored files a ``get`` pattern matches;
+    - ``_fetch_files(run_id, files, callback)``: copy those into the compute data folder,
+      returning their hex digests (of the bytes written);
+    - ``sync_between_runs``, and the run-level operations it supports (``run_files``...).
+
+    Hashing without a copy (``store_copy=False``) goes through the Rust core in parallel, with
+    the hash cache ``_hash_cache()`` names (none by default).
+    """
+
+    service_name: str = ""
+    service_type: str = "catalog"
+    compute_data_folder: str = Field(default=".", min_length=1)
+    hash_algorithm: HashAlgorithm = "blake3"
+
+    model_config = ConfigDict(extra="forbid")
+
+    # --- what a catalog supplies --------------------------------------------------------------
+
+    @abstractmethod
+    def location(self) -> str:
+        """Where the catalog keeps its files, for summaries and entries (never secrets)."""
+
+    @abstractmethod
+    def _store_files(
+        self,
+        run_id: str,
+        sources: Sequence[Path],
+        relatives: Sequence[Path],
+        sizes: Sequence[int],
+        callback: Callback,
+    ) -> list[str]:
+        """Copy ``sources`` into the run's catalog at ``relatives``; their hex digests."""
+
+    @abstractmethod
+    def _stored_matches(self, run_id: str, pattern: str) -> list[StoredFile]:
+        """The run's stored files (execution logs left out) that the glob ``pattern`` matches,
+        as ``Path.glob`` matches them; empty when none does."""
+
+    @abstractmethod
+    def _fetch_files(
+        self, run_id: str, files: Sequence[StoredFile], callback: Callback
+    ) -> list[str]:
+        """Copy ``files`` into the compute data folder at their relative paths; hex digests."""
+
+    @abstractmethod
+    def sync_between_runs(self, previous_run_id: str, run_id: str) -> None:
+        """Copy every catalog file of a previous run into this run's catalog (a retry)."""
+
+    def _hash_cache(self) -> str | None:
+        """A hash cache file for hashing compute-folder files, or None."""
+        return None
+
+    def _run_location(self, run_id: str) -> str:
+        """Where a run's files are, for messages."""
+        return f"{self.location()}/{run_id}"
+
+    # --- the API, written once ----------------------------------------------------------------
+
+    def get_summary(self) -> dict[str, Any]:
+        return {
+            "Type": self.service_name,
+            "Location": self.location(),
+            "compute_data_folder": self.compute_data_folder,
+            "hash_algorithm": self.hash_algorithm,
+        }
+
+    def put(
+        self,
+        name: str,
+        allow_file_not_found_exc: bool = False,
+        store_copy: bool = True,
+        *,
+        run_id: str | None = None,
+        callback: Callback = NO_PROGRESS,
+    ) -> list[DataCatalog]:
+        """Hash (and, with ``store_copy``, copy into the catalog) the compute folder's files
+        matching the glob ``name``; their entries for the step's run log."""
+        run_id = self._run_id(run_id)
+        sources, relatives, sizes = self._put_sources(name, allow_file_not_found_exc, run_id)
+        if not sources:
+            return []
+        if store_copy:
+            digests = self._store_files(run_id, sources, relatives, sizes, callback)
+        else:
+            cache = self._hash_cache()
+            results = in_batches(
+                f"hash {name}",
+                [str(path) for path in sources],
+                sizes,
+                lambda batch: _core.hash_files(list(batch), self.hash_algorithm, cache=cache),
+                callback,
+            )
+            digests = digests_or_first_failure(results)
+        return self._entries(
+            "put", [f"{run_id}/{rel.as_posix()}" for rel in relatives], relatives, digests
+        )
+
+    def get(
+        self, name: str, *, run_id: str | None = None, callback: Callback = NO_PROGRESS
+    ) -> list[DataCatalog]:
+        """Copy the run's catalog files matching the glob ``name`` into the compute folder."""
+        run_id = self._run_id(run_id)
+        matches = self._stored_matches(run_id, name)
+        if not matches:
+            where = self._run_location(run_id)
+            raise NoMatchingFilesError(
+                f"no file matches {name!r} in the catalog of run {run_id!r} ({where})",
+                path=where,
+                run_id=run_id,
+            )
+        digests = self._fetch_files(run_id, matches, callback)
+        relatives = [Path(found.relative) for found in matches]
+        return self._entries("get", [rel.as_posix() for rel in relatives], relatives, digests)
+
+    def _entries(
+        self,
+        stage: Literal["put", "get"],
+        catalog_paths: Sequence[str],
+        relatives: Sequence[Path],
+        digests: Sequence[str],
+    ) -> list[DataCatalog]:
+        location = self.location()
+        return [
+            DataCatalog(
+                name=rel.as_posix(),
+                data_hash=format_data_hash(self.hash_algorithm, digest),
+                catalog_relative_path=catalog_path,
+                catalog_handler_location=location,
+                stage=stage,
+            )
+            for rel, catalog_path, digest in zip(relatives, catalog_paths, digests, strict=True)
+        ]
+
+    # --- a run's catalog as a whole: what copying and pruning runs need --------------------
+
+    def run_files(self, run_id: str) -> dict[str, int]:
+        """Every file of a run's catalog (its execution logs too), as POSIX paths relative to
+        the run's folder, with their sizes; empty when the run has no catalog here."""
+        raise CatalogError(f"the {self.service_name} catalog cannot list the files of a run")
+
+    def download_run(self, run_id: str, folder: Path, callback: Callback = NO_PROGRESS) -> int:
+        """Copy every file of a run's catalog under ``folder`` (same relative paths); the
+        number of bytes copied."""
+        raise CatalogError(f"the {self.service_name} catalog cannot export the files of a run")
+
+    def upload_run(self, run_id: str, folder: Path, callback: Callback = NO_PROGRESS) -> int:
+        """Copy every file under ``folder`` into a run's catalog (same relative paths); the
+        number of bytes copied."""
+        raise CatalogError(f"the {self.service_name} catalog cannot import the files of a run")
+
+    def delete_run(self, run_id: str) -> int:
+        """Remove a run's catalog; the number of files removed (0 when it had none)."""
+        raise CatalogError(f"the {self.service_name} catalog cannot delete the files of a run")
+
+    def local_run_folder(self, run_id: str) -> Path | None:
+        """The folder holding a run's catalog when it is on this machine's file system, so it
+        can be read in place instead of downloaded; None for remote catalogs."""
+        return None
+
+    def _put_sources(
+        self, name: str, allow_file_not_found_exc: bool, run_id: str
+    ) -> tuple[list[Path], list[Path], list[int]]:
+        """The files a put of ``name`` takes: (paths, paths relative to the compute folder,
+        sizes); empty when nothing matches and that is allowed."""
+        source_root = Path(self.compute_data_folder)
+        if not source_root.is_dir():
+            raise CatalogError(
+                f"compute data folder {source_root} does not exist (create it before a put)",
+                path=str(source_root),
+                run_id=run_id,
+            )
+        matches = glob_files(source_root, name, run_id)
+        if not matches:
+            if allow_file_not_found_exc:
+                return [], [], []
+            raise NoMatchingFilesError(
+                f"no file matches {name!r} in {source_root}", path=str(source_root), run_id=run_id
+            )
+        relatives = [relative_inside(path, source_root, name) for path in matches]
+        return matches, relatives, [file_size(path) for path in matches]
+
+    def _run_id(self, run_id: str | None) -> str:
+        """The run id given, else the one of the runnable run this is called in."""
+        if run_id is None:
+            run_id = _runnable_run_id()
+        if run_id is None:
+            raise CatalogError(
+                f"{self.service_name} catalog: no run id; pass run_id= (outside a runnable run)"
+            )
+        return validate_run_id(run_id)
+
+
+def _runnable_run_id() -> str | None:
+    try:
+        from runnable import context  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    current = context.get_run_context()
+    run_id = getattr(current, "run_id", None)
+    return run_id if isinstance(run_id, str) and run_id else None
+
+
+def digests_or_first_failure(results: Sequence[str | Exception]) -> list[str]:
+    """The digests, or the first failure (after every file was tried), saying how many failed."""
+    failures = [r for r in results if isinstance(r, Exception)]
+    if failures:
+        first = failures[0]
+        if len(failures) > 1 and isinstance(first, StorageError):
+            first.message = f"{first.message} (and {len(failures) - 1} more files failed)"
+            first.args = (first.message,)
+        raise first
+    return [r for r in results if isinstance(r, str)]
+
+
+def file_size(path: str | os.PathLike[str]) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return 0
+
+
+def data_prefix(compute_data_folder: str) -> Path:
+    """The compute folder's place inside a run's catalog folder, as runnable joins it on; an
+    absolute or escaping folder would land outside the catalog, so only an inward one is kept
+    (``.`` and those give no prefix)."""
+    prefix = Path(os.path.normpath(compute_data_folder))
+    if prefix.is_absolute() or prefix.parts[:1] == ("..",) or str(prefix) == ".":
+        return Path()
+    return prefix
+
+
+def folder_files(root: Path) -> dict[str, int]:
+    """Files under ``root`` (relative POSIX path -> size), temp files of writes in flight left
+    out; empty when ``root`` does not exist."""
+    found: dict[str, int] = {}
+    if not root.is_dir():
+        return found
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not _core.is_temp_name(path.name):
+            found[path.relative_to(root).as_posix()] = path.stat().st_size
+    return found
+
+
+def glob_files(root: Path, pattern: str, run_id: str) -> list[Path]:
+    """Every match but folders (as runnable does). A FIFO, socket or broken link is kept, so
+    its copy fails with an error naming it instead of being skipped without a word."""
+    try:
+        return sorted(path for path in root.glob(pattern) if not path.is_dir())
+    except (ValueError, NotImplementedError) as exc:
+        raise CatalogError(
+            f"{pattern!r} is not a usable glob pattern: {exc}", path=str(root), run_id=run_id
+        ) from exc
+
+
+def relative_inside(path: Path, root: Path, pattern: str) -> Path:
+    """``path`` relative to ``root``; a CatalogError if the glob reached outside it."""
+    try:
+        relative = path.relative_to(root)
+    except ValueError:
+        relative = Path("..")
+    if ".." in relative.parts:
+        raise CatalogError(
+            f"pattern {pattern!r} matches {path}, outside {root}: catalog names must stay "
+            "inside the folder"
+        )
+    return relative
+
+
+__all__ = ["EXECUTION_LOG_SUFFIX", "BaseCatalog", "StoredFile"]
