@@ -11,6 +11,12 @@
 //! hash started. File timestamps come from a coarse clock (a few ms), so a file rewritten right
 //! after being hashed could keep its mtime; one modified long before cannot be rewritten
 //! without its mtime moving past the recorded one.
+//!
+//! And only for a file whose bytes are on disk ([`make_durable`]): after a power cut a file can
+//! keep its new size and times while its unsynced bytes are lost (zeros, on XFS or ext4 with
+//! `data=writeback`), and an entry recorded for it would vouch for bytes it no longer holds.
+//! Syncing a file whose bytes are already on disk (the usual case for a file old enough to be
+//! recorded) costs a system call, not a write.
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
@@ -100,6 +106,29 @@ impl HashCache {
         same.then_some(entry.digest.as_str())
     }
 
+    /// Whether `record_identity` would add an entry (the file is old enough, and not recorded
+    /// with this identity and digest already): callers make such a file durable first.
+    pub fn would_record(
+        &self,
+        algorithm: Algorithm,
+        identity: &FileIdentity,
+        started_ns: i64,
+        digest: &str,
+    ) -> bool {
+        if identity.mtime_ns > started_ns - RACY_WINDOW_NS {
+            return false;
+        }
+        match self.entries.get(&(algorithm, identity.dev, identity.ino)) {
+            Some(entry) => {
+                entry.size != identity.size
+                    || entry.mtime_ns != identity.mtime_ns
+                    || entry.ctime_ns != identity.ctime_ns
+                    || entry.digest != digest
+            }
+            None => true,
+        }
+    }
+
     /// Remember a digest, if the file was old enough when hashed to be trusted later.
     pub fn record(&mut self, algorithm: Algorithm, hashed: &Hashed) -> bool {
         self.record_identity(
@@ -157,8 +186,20 @@ impl HashCache {
                 })
                 .collect()
         };
-        for hashed in results.iter().flatten().filter_map(|(_, h)| h.as_ref()) {
-            self.record(algorithm, hashed);
+        let fresh: Vec<(&PathBuf, &Hashed)> = paths
+            .iter()
+            .zip(&results)
+            .filter_map(|(path, r)| Some((path, r.as_ref().ok()?.1.as_ref()?)))
+            .filter(|(_, h)| self.would_record(algorithm, &h.identity, h.started_ns, &h.digest))
+            .collect();
+        let durable: Vec<bool> = fresh
+            .par_iter()
+            .map(|(path, _)| make_durable(path))
+            .collect();
+        for ((_, hashed), synced) in fresh.iter().zip(durable) {
+            if synced {
+                self.record(algorithm, hashed);
+            }
         }
         // The digests are right whether or not the cache could be written (a full disk, a
         // read-only catalog): the next batch reads those files again, nothing worse.
@@ -210,6 +251,12 @@ impl HashCache {
         self.lines_on_disk = self.entries.len();
         Ok(())
     }
+}
+
+/// Put a file's bytes on disk (`fdatasync`) before the cache vouches for them; false when that
+/// failed, and the entry is then not recorded (the file is read again next time).
+pub fn make_durable(path: &Path) -> bool {
+    fs::File::open(path).and_then(|f| f.sync_data()).is_ok()
 }
 
 fn lock_path_of(path: &Path) -> PathBuf {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::cache::HashCache;
+use crate::cache::{make_durable, HashCache};
 use crate::error::{CoreError, Result};
 use crate::hasher::{
     changed_while_read, now_ns, open_regular, Algorithm, FileIdentity, Hashed, StreamHasher,
@@ -140,8 +140,23 @@ pub fn copy_files(
             .collect()
     };
     if let Some(cache) = cache {
-        for (hashed, copy) in results.iter().flatten().filter_map(|(_, h)| h.as_ref()) {
-            if cache.record(algorithm, hashed) {
+        // Entries vouch only for bytes on disk (see the cache): a source is synced before its
+        // entry is recorded, and so is its copy when the copy itself was not fsynced.
+        let fresh: Vec<(&(PathBuf, PathBuf), &Hashed, &FileIdentity)> = pairs
+            .iter()
+            .zip(&results)
+            .filter_map(|(pair, r)| {
+                let (hashed, copy) = r.as_ref().ok()?.1.as_ref()?;
+                Some((pair, hashed, copy))
+            })
+            .filter(|(_, h, _)| cache.would_record(algorithm, &h.identity, h.started_ns, &h.digest))
+            .collect();
+        let durable: Vec<bool> = fresh
+            .par_iter()
+            .map(|((src, dst), _, _)| make_durable(src) && (fsync || make_durable(dst)))
+            .collect();
+        for ((_, hashed, copy), synced) in fresh.iter().zip(durable) {
+            if synced && cache.record(algorithm, hashed) {
                 // The copy has the source's mtime, so it is as old, and as trustworthy.
                 cache.record_identity(algorithm, copy, hashed.started_ns, &hashed.digest);
             }
