@@ -14,7 +14,6 @@ an object parameter (pickled into the catalog). pipeline.yaml is the same in run
 from __future__ import annotations
 
 import functions
-
 from runnable import Catalog, Map, Parallel, Pipeline, PythonTask, json, metric, pickled
 
 

@@ -13,12 +13,12 @@ import pytest
 import runnable.datastore as runnable_models
 import yaml
 from pydantic import TypeAdapter
+from runnable import context as runnable_context
+from runnable import exceptions as runnable_errors
 from runnable.catalog import BaseCatalog as RunnableBaseCatalog
 
 from runlog_store import create_store, exceptions, load_catalog, load_store
 from runlog_store.integrations import runnable as integration
-from runnable import context as runnable_context
-from runnable import exceptions as runnable_errors
 
 from .harness import BIN, Project, succeeded
 

@@ -45,16 +45,16 @@ from collections.abc import Iterator, Mapping
 from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr, TypeAdapter, model_validator
-from runnable.catalog import BaseCatalog as RunnableBaseCatalog  # type: ignore[import-untyped]
-
-import runlog_store
-from runlog_store import exceptions as errors
-from runlog_store import models
 from runnable import (  # type: ignore[import-untyped]  # runnable ships no type hints
     context as runnable_context,
 )
 from runnable import datastore as runnable_models
 from runnable import exceptions as runnable_errors
+from runnable.catalog import BaseCatalog as RunnableBaseCatalog  # type: ignore[import-untyped]
+
+import runlog_store
+from runlog_store import exceptions as errors
+from runlog_store import models
 
 # Settings that say what a service is, not how it is configured: runnable's base classes
 # declare them, and runlog-store refuses them in a config.

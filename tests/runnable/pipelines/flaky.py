@@ -2,7 +2,6 @@
 test then retries the run with ``runnable retry``."""
 
 import steps
-
 from runnable import Pipeline
 
 

@@ -1,7 +1,6 @@
 """A map whose middle step, for one item, SIGKILLs the Pool worker running it."""
 
 import steps
-
 from runnable import Pipeline
 
 

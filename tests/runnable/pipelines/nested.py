@@ -1,7 +1,6 @@
 """A map inside a branch of a parallel step: runnable's Pool cannot nest."""
 
 import steps
-
 from runnable import Map, Parallel, Pipeline, PythonTask, json
 
 

@@ -52,6 +52,10 @@ def total(items: list[int], c: list[int]) -> int:
     return sum(c)
 
 
+def nothing() -> None:
+    """A step that only has files to put."""
+
+
 def plain() -> str:
     return "plain"
 

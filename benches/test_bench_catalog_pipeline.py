@@ -1,0 +1,100 @@
+"""The catalog inside a runnable pipeline: one step puts 10,000 files of 4 KiB and one file of
+768 MiB, on runnable 0.50's file-system catalog and on runlog-file-system.
+
+Each round is one ``python bulk.py`` (tests/runnable/pipelines/bulk.py) in a fresh folder whose
+compute data (hard links to files written once, in the page cache) is ready before the clock
+starts; it is timed from start to exit, so runnable's start-up and its recording of 10,001
+catalog entries in the step log are in both figures. The run log store is runnable's own
+chunked-fs on both sides: only the catalog differs.
+
+runnable hashes each file with SHA-256 in Python (4 KiB reads), then copies it (shutil);
+runlog-store copies and hashes in one pass in the Rust core, in parallel. Group ``catalog-put``
+(benches/report.py prints runnable's time / ours).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.runnable.harness import Project, succeeded
+
+SMALL_FILES = 10_000
+SMALL_BYTES = 4 << 10
+BIG_BYTES = 768 << 20
+_rounds = itertools.count()
+
+CATALOGS = {
+    "runnable file-system (sha256)": ("file-system", {}),
+    "runlog-file-system (blake3, fsync off)": ("runlog-file-system", {"fsync": False}),
+    "runlog-file-system (sha256, fsync off)": (
+        "runlog-file-system",
+        {"fsync": False, "hash_algorithm": "sha256"},
+    ),
+    "runlog-file-system (blake3, fsync on)": ("runlog-file-system", {}),
+}
+
+
+@pytest.fixture(scope="module")
+def scratch() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="runlog-bench-catalog-", dir=Path.cwd()))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def data(scratch: Path) -> Path:
+    """The files to put, written once."""
+    folder = scratch / "data"
+    (folder / "small").mkdir(parents=True)
+    for i in range(SMALL_FILES):
+        (folder / "small" / f"f{i:05d}.bin").write_bytes(os.urandom(SMALL_BYTES))
+    with open(folder / "big.bin", "wb") as handle:
+        for _ in range(BIG_BYTES >> 24):
+            handle.write(os.urandom(1 << 24))
+    return folder
+
+
+def _link_tree(source: Path, target: Path) -> None:
+    (target / "small").mkdir(parents=True)
+    for path in (source / "small").iterdir():
+        os.link(path, target / "small" / path.name)
+    os.link(source / "big.bin", target / "big.bin")
+
+
+@pytest.mark.parametrize("name", list(CATALOGS))
+def test_catalog_put_in_a_pipeline(benchmark: Any, scratch: Path, data: Path, name: str) -> None:
+    benchmark.group = "catalog-put: a step putting 10,000 x 4 KiB + 768 MiB, end to end"
+    benchmark.extra_info["role"] = "baseline" if name.startswith("runnable") else "ours"
+    catalog_type, catalog_config = CATALOGS[name]
+    previous: list[Path] = []
+
+    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        for folder in previous:  # one round's copies on the disk at a time
+            shutil.rmtree(folder, ignore_errors=True)
+        project = Project(scratch / f"round-{next(_rounds)}")
+        previous.append(project.folder)
+        _link_tree(data, project.folder)
+        config = project.config(
+            "bench.yaml",
+            "chunked-fs",
+            {"log_folder": str(project.log_folder)},
+            catalog_type,
+            {"catalog_location": str(project.catalog_folder), **catalog_config},
+        )
+        return (project, config), {}
+
+    def run(project: Project, config: Path) -> None:
+        succeeded(project.run_sdk("bulk", config, "bulk"))
+
+    benchmark.pedantic(run, setup=setup, rounds=3, iterations=1)
+    last = previous[-1]
+    assert len(list((last / ".catalog" / "bulk" / "small").iterdir())) == SMALL_FILES
+    assert (last / ".catalog" / "bulk" / "big.bin").stat().st_size == BIG_BYTES
+    shutil.rmtree(last)

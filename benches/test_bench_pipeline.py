@@ -1,0 +1,97 @@
+"""A whole runnable pipeline, end to end, on runnable 0.50's stores and on runlog-store's.
+
+The example pipeline (examples/pipeline.py) with 64 branches: prepare, a map of 64 branches x
+load, fit, score, a parallel step, the fan-in; the local executor with ``enable_parallel:
+true``. Each round is one ``python pipeline.py`` in a fresh folder, timed from start to exit:
+runnable's own work (starting up, running each task, recording a git code identity per
+attempt, printing summaries) is in every figure, on both sides.
+
+Groups (benches/report.py prints runnable's time / ours):
+  pipeline-chunked      runnable's chunked-fs vs runlog-chunked-fs (fsync on, its default, and
+                        off, as runnable's stores never flush)
+  pipeline-file-system  runnable's file-system, which tells runnable to run the branches one by
+                        one (it rewrites the whole run per write, unlocked), vs
+                        runlog-file-system, which is safe for the Pool (fsync off, as runnable)
+Both sides use their own file-system catalog.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tests.runnable.harness import Project, succeeded
+
+BRANCHES = 64
+_rounds = itertools.count()
+# (store type, store config, catalog type, catalog config); paths are filled in per round.
+CHUNKED = {
+    "runnable chunked-fs": ("chunked-fs", {}, "file-system", {}),
+    "runlog-chunked-fs (fsync on)": ("runlog-chunked-fs", {}, "runlog-file-system", {}),
+    "runlog-chunked-fs (fsync off)": (
+        "runlog-chunked-fs",
+        {"fsync": False},
+        "runlog-file-system",
+        {"fsync": False},
+    ),
+}
+FILE_SYSTEM = {
+    "runnable file-system (sequential)": ("file-system", {}, "file-system", {}),
+    "runlog-file-system (parallel, fsync off)": (
+        "runlog-file-system",
+        {"fsync": False},
+        "runlog-file-system",
+        {"fsync": False},
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def scratch() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="runlog-bench-pipeline-", dir=Path.cwd()))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _bench(benchmark: Any, scratch: Path, setting: tuple[Any, ...], rounds: int) -> None:
+    store_type, store_config, catalog_type, catalog_config = setting
+    rounds_done: list[Path] = []
+
+    def setup() -> tuple[tuple[Any, ...], dict[str, Any]]:
+        for done in rounds_done:  # one round's files at a time on the disk
+            shutil.rmtree(done, ignore_errors=True)
+        project = Project(scratch / f"round-{next(_rounds)}")
+        rounds_done.append(project.folder)
+        config = project.config(
+            "bench.yaml",
+            store_type,
+            {"log_folder": str(project.log_folder), **store_config},
+            catalog_type,
+            {"catalog_location": str(project.catalog_folder), **catalog_config},
+        )
+        return (project, config), {}
+
+    def run(project: Project, config: Path) -> None:
+        succeeded(project.run_sdk("pipeline", config, "bench", {"branches": BRANCHES}))
+
+    benchmark.pedantic(run, setup=setup, rounds=rounds, iterations=1)
+
+
+@pytest.mark.parametrize("name", list(CHUNKED))
+def test_pipeline_chunked(benchmark: Any, scratch: Path, name: str) -> None:
+    benchmark.group = f"pipeline-chunked: {BRANCHES} branches end to end"
+    benchmark.extra_info["role"] = "baseline" if name.startswith("runnable") else "ours"
+    _bench(benchmark, scratch, CHUNKED[name], rounds=3)
+
+
+@pytest.mark.parametrize("name", list(FILE_SYSTEM))
+def test_pipeline_file_system(benchmark: Any, scratch: Path, name: str) -> None:
+    benchmark.group = f"pipeline-file-system: {BRANCHES} branches end to end"
+    benchmark.extra_info["role"] = "baseline" if name.startswith("runnable") else "ours"
+    # runnable's sequential run takes over a minute: one round each per benchmark run.
+    _bench(benchmark, scratch, FILE_SYSTEM[name], rounds=1)
