@@ -8,7 +8,9 @@
 //! - [`lock`]: the inter-process lock (`flock`) with a deadline;
 //! - [`patch`]: read-modify-write of a shared JSON document under that lock;
 //! - [`merger`]: a run folder's chunks read in parallel and merged into one run log;
-//! - [`names`]: the chunk file names.
+//! - [`names`]: the chunk file names;
+//! - [`content`]: the content catalogs' store: contents named by BLAKE3, reflink / hard link /
+//!   copy materialization, the run manifests.
 //!
 //! The `python` feature adds the `#[pymodule]` (in `python.rs`), which only converts types,
 //! releases the GIL around I/O and maps errors to typed Python exceptions.
@@ -17,6 +19,7 @@
 
 pub mod cache;
 pub mod chunk;
+pub mod content;
 pub mod copier;
 pub mod error;
 pub mod hasher;

@@ -1,0 +1,877 @@
+//! The content store of the content catalogs (docs/format.md, "Content catalogs").
+//!
+//! Every content is stored once, named by the BLAKE3 digest of its bytes
+//! (`<objects>/<2 hex>/<62 hex>`), and a run owns a manifest (path -> digest, size, mode). This
+//! module does the byte work: hashing a file for its object name and the catalog's recorded
+//! algorithm in one pass (through the hash cache), storing missing contents atomically and
+//! durably, materializing contents into a folder by reflink, hard link or copy, and the manifest
+//! format, whose only author it is.
+//!
+//! Objects are read-only (mode 0444) and never written in place: a content is written to a temp
+//! file in its object folder, checked against its name, fsynced, renamed into place, and the
+//! folder fsynced. A hard link of an object therefore refuses writes by anyone but root (and the
+//! owner after a `chmod`): see [`LinkMode::Auto`] for how the default keeps root away from them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use rustix::io::Errno;
+use serde::{Deserialize, Serialize};
+
+use crate::cache::{make_durable, HashCache};
+use crate::error::{CoreError, Result};
+use crate::hasher::{
+    changed_while_read, now_ns, open_regular, Algorithm, FileIdentity, Hashed, StreamHasher,
+    PARALLEL_MIN_BYTES,
+};
+use crate::writer::{create_dir_all_durable, fsync_folder, temp_path};
+
+const BUFFER_BYTES: usize = 1 << 20;
+/// The mode of every stored content: nobody writes an object in place.
+pub const OBJECT_MODE: u32 = 0o444;
+/// The manifest format this module writes (and the only one it reads).
+pub const MANIFEST_FORMAT: u32 = 1;
+
+// --- object names -------------------------------------------------------------------------------
+
+fn is_hex_digest(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// `<root>/<2 hex>/<62 hex>` for a BLAKE3 hex digest; an argument error for anything else, so
+/// no name from a damaged manifest can reach outside the store.
+pub fn object_path(root: &Path, digest: &str) -> Result<PathBuf> {
+    if !is_hex_digest(digest) {
+        return Err(CoreError::InvalidArgument(format!(
+            "{digest:?} is not a BLAKE3 digest (64 lower-case hex digits)"
+        )));
+    }
+    Ok(root.join(&digest[..2]).join(&digest[2..]))
+}
+
+// --- hashing for the store ----------------------------------------------------------------------
+
+/// What a put needs to know of a file: its object name, the digest the catalog records (the
+/// same when it records BLAKE3), its size and its permission bits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentDigests {
+    pub blake3: String,
+    pub recorded: String,
+    pub size: u64,
+    pub mode: u32,
+}
+
+/// Both digests of one file from one read: BLAKE3 and `algorithm` fed the same buffers (a big
+/// file: BLAKE3 tree-hashes a memory map on the pool while the other streams it, so the disk is
+/// read once and the page cache serves the second).
+fn hash_both(path: &Path, algorithm: Algorithm) -> Result<(Hashed, String)> {
+    let started_ns = now_ns();
+    let (mut file, meta) = open_regular(path)?;
+    let before = FileIdentity::of(&meta);
+    let (blake3_hex, recorded) = if before.size >= PARALLEL_MIN_BYTES {
+        let (tree, streamed) = rayon::join(
+            || {
+                let mut hasher = blake3::Hasher::new();
+                hasher
+                    .update_mmap_rayon(path)
+                    .map(|h| h.finalize().to_hex().to_string())
+            },
+            || stream_hash(&mut file, algorithm, before.size),
+        );
+        (
+            tree.map_err(|e| CoreError::io("read", path, e))?,
+            streamed.map_err(|e| CoreError::io("read", path, e))?,
+        )
+    } else {
+        let mut tree = blake3::Hasher::new();
+        let mut other = StreamHasher::new(algorithm);
+        let mut buffer = vec![0u8; (before.size as usize).clamp(4096, BUFFER_BYTES)];
+        loop {
+            let n = match file.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(CoreError::io("read", path, e)),
+            };
+            tree.update(&buffer[..n]);
+            other.update(&buffer[..n]);
+        }
+        (tree.finalize().to_hex().to_string(), other.finalize())
+    };
+    let after = fs::metadata(path)
+        .map(|m| FileIdentity::of(&m))
+        .map_err(|e| CoreError::io("stat", path, e))?;
+    if after != before {
+        return Err(changed_while_read(path));
+    }
+    let hashed = Hashed {
+        digest: blake3_hex,
+        identity: before,
+        started_ns,
+    };
+    Ok((hashed, recorded))
+}
+
+fn stream_hash(reader: &mut impl Read, algorithm: Algorithm, size: u64) -> io::Result<String> {
+    let mut hasher = StreamHasher::new(algorithm);
+    let mut buffer = vec![0u8; (size as usize).clamp(4096, BUFFER_BYTES)];
+    loop {
+        let n = match reader.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hasher.finalize())
+}
+
+/// Per file (in parallel, in order): its BLAKE3 and its `algorithm` digest, its size and mode.
+/// A file whose identity the cache knows for both is not read; the digests of files read are
+/// recorded (once their bytes are on disk, the cache's rule). Each file fails on its own.
+pub fn hash_contents(
+    paths: &[PathBuf],
+    algorithm: Algorithm,
+    cache: Option<&mut HashCache>,
+) -> Vec<Result<ContentDigests>> {
+    type Fresh = Option<(Hashed, String)>;
+    let results: Vec<Result<(ContentDigests, Fresh)>> = {
+        let cache = cache.as_deref();
+        paths
+            .par_iter()
+            .map(|path| {
+                let meta = fs::metadata(path).map_err(|e| CoreError::io("read", path, e))?;
+                let mode = meta.permissions().mode() & 0o7777;
+                if let (Some(cache), true) = (cache, meta.is_file()) {
+                    let identity = FileIdentity::of(&meta);
+                    let tree = cache.lookup(Algorithm::Blake3, &identity);
+                    let other = cache.lookup(algorithm, &identity);
+                    if let (Some(tree), Some(other)) = (tree, other) {
+                        let found = ContentDigests {
+                            blake3: tree.to_string(),
+                            recorded: other.to_string(),
+                            size: identity.size,
+                            mode,
+                        };
+                        return Ok((found, None));
+                    }
+                }
+                let (hashed, recorded) = if algorithm == Algorithm::Blake3 {
+                    let hashed = crate::hasher::hash_with_identity(path, algorithm)?;
+                    let digest = hashed.digest.clone();
+                    (hashed, digest)
+                } else {
+                    hash_both(path, algorithm)?
+                };
+                let found = ContentDigests {
+                    blake3: hashed.digest.clone(),
+                    recorded: recorded.clone(),
+                    size: hashed.identity.size,
+                    mode,
+                };
+                Ok((found, Some((hashed, recorded))))
+            })
+            .collect()
+    };
+    if let Some(cache) = cache {
+        let fresh: Vec<(&PathBuf, &Hashed, &String)> = paths
+            .iter()
+            .zip(&results)
+            .filter_map(|(path, r)| {
+                let (hashed, recorded) = r.as_ref().ok()?.1.as_ref()?;
+                Some((path, hashed, recorded))
+            })
+            .filter(|(_, h, _)| {
+                cache.would_record(Algorithm::Blake3, &h.identity, h.started_ns, &h.digest)
+            })
+            .collect();
+        let durable: Vec<bool> = fresh.par_iter().map(|(p, _, _)| make_durable(p)).collect();
+        for ((_, hashed, recorded), synced) in fresh.iter().zip(durable) {
+            if synced && cache.record(Algorithm::Blake3, hashed) && algorithm != Algorithm::Blake3 {
+                cache.record_identity(algorithm, &hashed.identity, hashed.started_ns, recorded);
+            }
+        }
+        // Advisory: a cache that cannot be written costs reads next time, nothing worse.
+        let _ = cache.flush();
+    }
+    results
+        .into_iter()
+        .map(|r| r.map(|(found, _)| found))
+        .collect()
+}
+
+// --- storing contents ---------------------------------------------------------------------------
+
+/// Why a failed reflink or hard link means "this filesystem or this pair cannot", not "this
+/// file is broken": the automatic mode then tries the next way.
+fn unsupported(errno: Option<i32>) -> bool {
+    let Some(code) = errno else { return false };
+    [
+        Errno::OPNOTSUPP,
+        Errno::NOTTY,
+        Errno::XDEV,
+        Errno::INVAL,
+        Errno::NOSYS,
+        Errno::PERM,
+        Errno::MLINK,
+        Errno::ACCESS,
+    ]
+    .iter()
+    .any(|e| e.raw_os_error() == code)
+}
+
+fn io_errno(err: &io::Error) -> Option<i32> {
+    err.raw_os_error()
+}
+
+/// Clone `source`'s extents into `target` (FICLONE): a copy that shares the blocks until
+/// either is written, in constant time.
+fn reflink(source: &File, target: &File) -> io::Result<()> {
+    rustix::fs::ioctl_ficlone(target, source).map_err(io::Error::from)
+}
+
+/// Copy `source` into `out` (both at their start), hashing with BLAKE3 as the bytes pass.
+fn copy_hashing(source: &mut File, out: &mut File, src: &Path, dst: &Path) -> Result<String> {
+    let mut hasher = blake3::Hasher::new();
+    let mut buffer = vec![0u8; BUFFER_BYTES];
+    loop {
+        let n = match source.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CoreError::io("read", src, e)),
+        };
+        hasher.update(&buffer[..n]);
+        out.write_all(&buffer[..n])
+            .map_err(|e| CoreError::io("write", dst, e))?;
+    }
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+fn hash_open_file(file: &mut File, path: &Path) -> Result<String> {
+    file.seek(SeekFrom::Start(0))
+        .map_err(|e| CoreError::io("read", path, e))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buffer = vec![0u8; BUFFER_BYTES];
+    loop {
+        let n = match file.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CoreError::io("read", path, e)),
+        };
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hasher.finalize().to_hex().to_string())
+}
+
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+fn temp_beside(target: &Path) -> Result<PathBuf> {
+    let name = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| CoreError::InvalidArgument(format!("{} names no file", target.display())))?;
+    Ok(temp_path(folder_of(target), name))
+}
+
+/// Store one content: nothing to do when its object is there (with the right size); else the
+/// source is reflinked (or copied) into a temp file of the object's folder, hashed from there
+/// (the temp is private, so what is hashed is what is published), checked against `digest`,
+/// fsynced and renamed into place. Returns whether it was stored now.
+fn store_one(root: &Path, source: &Path, digest: &str, fsync: bool) -> Result<bool> {
+    let target = object_path(root, digest)?;
+    let (mut input, meta) = open_regular(source)?;
+    if let Ok(found) = fs::metadata(&target) {
+        // A content of another size under this name is damaged: stored again over it.
+        if found.is_file() && found.len() == meta.len() {
+            return Ok(false);
+        }
+    }
+    let folder = folder_of(&target);
+    create_dir_all_durable(folder, fsync)?;
+    let temp = temp_beside(&target)?;
+    let result = (|| -> Result<()> {
+        let mut out = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(OBJECT_MODE)
+            .open(&temp)
+            .map_err(|e| CoreError::io("create", &target, e))?;
+        let written = match reflink(&input, &out) {
+            Ok(()) => hash_open_file(&mut out, &temp)?,
+            Err(_) => copy_hashing(&mut input, &mut out, source, &target)?,
+        };
+        if written != digest {
+            return Err(CoreError::NotAFile {
+                path: source.to_path_buf(),
+                reason: format!(
+                    "changed since it was hashed (BLAKE3 {digest}, now {written}); put it again \
+                     once it is complete"
+                ),
+            });
+        }
+        if fsync {
+            out.sync_data()
+                .map_err(|e| CoreError::io("fsync", &target, e))?;
+        }
+        fs::rename(&temp, &target).map_err(|e| CoreError::io("store", &target, e))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result.map(|()| true)
+}
+
+/// Store the contents of `(source, BLAKE3 digest)` pairs under `root` (in parallel; each item
+/// fails on its own); `Ok(true)` for one stored now, `Ok(false)` for one already there.
+///
+/// With `fsync`, every object folder an item lands in is fsynced before the call returns, the
+/// folders of contents found already there too: another process may have renamed an object into
+/// place without having fsynced its folder yet, and a manifest written after this call must
+/// never name a content a power cut could take back.
+pub fn store_contents(root: &Path, items: &[(PathBuf, String)], fsync: bool) -> Vec<Result<bool>> {
+    let mut results: Vec<Result<bool>> = items
+        .par_iter()
+        .map(|(source, digest)| store_one(root, source, digest, fsync))
+        .collect();
+    if fsync {
+        let folders: BTreeSet<PathBuf> = items
+            .iter()
+            .zip(&results)
+            .filter(|(_, r)| r.is_ok())
+            .filter_map(|((_, digest), _)| object_path(root, digest).ok())
+            .map(|p| folder_of(&p).to_path_buf())
+            .chain([root.to_path_buf()])
+            .collect();
+        let failed = fsync_folders(folders.iter().map(PathBuf::as_path));
+        for ((_, digest), result) in items.iter().zip(results.iter_mut()) {
+            let Ok(path) = object_path(root, digest) else {
+                continue;
+            };
+            for folder in [folder_of(&path), root] {
+                if let (Ok(_), Some(errno)) = (&*result, failed.get(folder)) {
+                    *result = Err(folder_fsync_error(folder, *errno));
+                }
+            }
+        }
+    }
+    results
+}
+
+/// Fsync each folder once (in parallel); the errno of each that failed.
+fn fsync_folders<'a>(folders: impl Iterator<Item = &'a Path>) -> BTreeMap<&'a Path, i32> {
+    let folders: Vec<&Path> = folders.collect();
+    folders
+        .par_iter()
+        .filter_map(|f| fsync_folder(f).err().map(|e| (*f, e.errno().unwrap_or(5))))
+        .collect()
+}
+
+fn folder_fsync_error(folder: &Path, errno: i32) -> CoreError {
+    CoreError::io("fsync folder", folder, io::Error::from_raw_os_error(errno))
+}
+
+// --- materializing contents ---------------------------------------------------------------------
+
+/// How a content is put into place in a folder (the catalogs' `link:` setting).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkMode {
+    /// A reflink where the filesystem can; else a hard link, except for root; else a copy.
+    /// Root's writes ignore the read-only mode, so a hard link would let root change the
+    /// stored content in place through the run's folder: the default never makes one for root.
+    Auto,
+    /// A reflink (XFS, Btrfs; same filesystem): a writable copy sharing the blocks.
+    Reflink,
+    /// A hard link to the read-only object: no bytes written, read-only for its users.
+    Hardlink,
+    /// A copy of every byte, checked against the content's name as it passes.
+    Copy,
+}
+
+impl LinkMode {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "auto" => Ok(LinkMode::Auto),
+            "reflink" => Ok(LinkMode::Reflink),
+            "hardlink" => Ok(LinkMode::Hardlink),
+            "copy" => Ok(LinkMode::Copy),
+            other => Err(CoreError::InvalidArgument(format!(
+                "unknown link mode {other:?}: expected \"auto\", \"reflink\", \"hardlink\" or \
+                 \"copy\""
+            ))),
+        }
+    }
+}
+
+/// How one content was put into place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Linked {
+    Reflink,
+    Hardlink,
+    Copy,
+}
+
+impl Linked {
+    pub fn name(self) -> &'static str {
+        match self {
+            Linked::Reflink => "reflink",
+            Linked::Hardlink => "hardlink",
+            Linked::Copy => "copy",
+        }
+    }
+}
+
+/// One content to put into place: the object, the target path, the mode a copy or reflink gets
+/// (a hard link shares the object's 0444), and the BLAKE3 digest the object must hold.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    pub object: PathBuf,
+    pub target: PathBuf,
+    pub mode: u32,
+    pub digest: String,
+}
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+fn place_reflink(place: &Placement, temp: &Path) -> Result<()> {
+    let (source, _) = open_regular(&place.object)?;
+    let out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(place.mode & 0o777)
+        .open(temp)
+        .map_err(|e| CoreError::io("create", &place.target, e))?;
+    reflink(&source, &out)
+        .map_err(|e| CoreError::io("reflink (XFS or Btrfs, one filesystem)", &place.target, e))?;
+    set_mode(&out, place.mode, &place.target)
+}
+
+fn place_hardlink(place: &Placement, temp: &Path) -> Result<()> {
+    fs::hard_link(&place.object, temp)
+        .map_err(|e| CoreError::io("hard-link (one filesystem)", &place.target, e))
+}
+
+fn place_copy(place: &Placement, temp: &Path, check: bool) -> Result<()> {
+    let (mut source, _) = open_regular(&place.object)?;
+    let mut out = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(place.mode & 0o777)
+        .open(temp)
+        .map_err(|e| CoreError::io("create", &place.target, e))?;
+    let digest = copy_hashing(&mut source, &mut out, &place.object, &place.target)?;
+    if check && digest != place.digest {
+        return Err(CoreError::corrupt(
+            &place.object,
+            format!(
+                "the stored content named {} holds bytes whose BLAKE3 is {digest}: the content \
+                 store is damaged (runlog verify shows the runs it affects)",
+                place.digest
+            ),
+        ));
+    }
+    set_mode(&out, place.mode, &place.target)
+}
+
+/// The mode as recorded, umask or not (a copy of an executable stays executable).
+fn set_mode(file: &File, mode: u32, target: &Path) -> Result<()> {
+    file.set_permissions(fs::Permissions::from_mode(mode & 0o7777))
+        .map_err(|e| CoreError::io("set the mode of", target, e))
+}
+
+/// Try one way; `Ok(None)` when it is unsupported here and the next may be tried.
+fn attempt(result: Result<()>, temp: &Path) -> Result<Option<()>> {
+    match result {
+        Ok(()) => Ok(Some(())),
+        Err(err) => {
+            let _ = fs::remove_file(temp);
+            match &err {
+                CoreError::Io { source, .. } if unsupported(io_errno(source)) => Ok(None),
+                _ => Err(err),
+            }
+        }
+    }
+}
+
+fn place_one(place: &Placement, link: LinkMode, fsync: bool, check: bool) -> Result<Linked> {
+    let folder = folder_of(&place.target);
+    create_dir_all_durable(folder, fsync)?;
+    let temp = temp_beside(&place.target)?;
+    let result = (|| -> Result<Linked> {
+        let how = match link {
+            LinkMode::Reflink => {
+                place_reflink(place, &temp)?;
+                Linked::Reflink
+            }
+            LinkMode::Hardlink => {
+                place_hardlink(place, &temp)?;
+                Linked::Hardlink
+            }
+            LinkMode::Copy => {
+                place_copy(place, &temp, check)?;
+                Linked::Copy
+            }
+            LinkMode::Auto => {
+                if attempt(place_reflink(place, &temp), &temp)?.is_some() {
+                    Linked::Reflink
+                } else if !is_root() && attempt(place_hardlink(place, &temp), &temp)?.is_some() {
+                    Linked::Hardlink
+                } else {
+                    place_copy(place, &temp, check)?;
+                    Linked::Copy
+                }
+            }
+        };
+        if fsync && how != Linked::Hardlink {
+            File::open(&temp)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| CoreError::io("fsync", &place.target, e))?;
+        }
+        fs::rename(&temp, &place.target).map_err(|e| CoreError::io("replace", &place.target, e))?;
+        Ok(how)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// Put contents into place (in parallel; each fails on its own), each target replaced
+/// atomically (temp name beside it, then rename): a reader of the folder sees the old file or
+/// the new one. With `check`, a copy whose bytes do not hash to the content's name fails
+/// (a reflink or hard link reads nothing, so it is not checked). With `fsync`, the files and
+/// their folders are durable when the call returns.
+pub fn materialize(
+    places: &[Placement],
+    link: LinkMode,
+    fsync: bool,
+    check: bool,
+) -> Vec<Result<Linked>> {
+    let mut results: Vec<Result<Linked>> = places
+        .par_iter()
+        .map(|place| place_one(place, link, fsync, check))
+        .collect();
+    if fsync {
+        let folders: BTreeSet<&Path> = places.iter().map(|p| folder_of(&p.target)).collect();
+        let failed = fsync_folders(folders.into_iter());
+        for (place, result) in places.iter().zip(results.iter_mut()) {
+            let folder = folder_of(&place.target);
+            if let (Ok(_), Some(errno)) = (&*result, failed.get(folder)) {
+                *result = Err(folder_fsync_error(folder, *errno));
+            }
+        }
+    }
+    results
+}
+
+// --- the manifest -------------------------------------------------------------------------------
+
+/// One file of a run: the BLAKE3 digest naming its content, its size, its permission bits, and
+/// the SHA-256 digest when the catalog records SHA-256 (so a get answers without reading).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestEntry {
+    pub blake3: String,
+    pub size: u64,
+    pub mode: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+}
+
+/// What a run owns in a content catalog: its files by path relative to the run's folder.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub format: u32,
+    pub run_id: String,
+    pub files: BTreeMap<String, ManifestEntry>,
+}
+
+/// Whether a manifest path stays inside the run's folder: relative, no `.`/`..`/empty part,
+/// no NUL, no backslash.
+fn is_inside_path(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && !path.contains('\0')
+        && !path.contains('\\')
+        && path.split('/').all(|part| !matches!(part, "" | "." | ".."))
+}
+
+fn check_entry(path: &str, entry: &ManifestEntry) -> std::result::Result<(), String> {
+    if !is_inside_path(path) {
+        return Err(format!("{path:?} is not a path inside the run's folder"));
+    }
+    if !is_hex_digest(&entry.blake3) {
+        return Err(format!(
+            "{path:?}: blake3 {:?} is not a digest",
+            entry.blake3
+        ));
+    }
+    if let Some(sha) = &entry.sha256 {
+        if !is_hex_digest(sha) {
+            return Err(format!("{path:?}: sha256 {sha:?} is not a digest"));
+        }
+    }
+    if entry.mode > 0o7777 {
+        return Err(format!(
+            "{path:?}: mode {} is not a permission mode",
+            entry.mode
+        ));
+    }
+    Ok(())
+}
+
+/// The bytes of a manifest (entries in path order, one JSON object). An entry that could not
+/// be read back (a path leaving the run's folder, a malformed digest) is refused here, before
+/// anything is written.
+pub fn encode_manifest(run_id: &str, files: BTreeMap<String, ManifestEntry>) -> Result<Vec<u8>> {
+    for (path, entry) in &files {
+        check_entry(path, entry).map_err(CoreError::InvalidArgument)?;
+    }
+    let manifest = Manifest {
+        format: MANIFEST_FORMAT,
+        run_id: run_id.to_string(),
+        files,
+    };
+    let mut bytes = serde_json::to_vec_pretty(&manifest)
+        .map_err(|e| CoreError::InvalidArgument(format!("cannot encode a manifest: {e}")))?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// A manifest read back, every entry checked (paths inside the run, digests well formed); a
+/// damaged one is [`CoreError::Corrupt`] naming `where_`.
+pub fn decode_manifest(where_: &Path, bytes: &[u8]) -> Result<Manifest> {
+    let manifest: Manifest = serde_json::from_slice(bytes)
+        .map_err(|e| CoreError::corrupt(where_, format!("not a content manifest: {e}")))?;
+    if manifest.format != MANIFEST_FORMAT {
+        return Err(CoreError::corrupt(
+            where_,
+            format!(
+                "manifest format {} (this version reads {MANIFEST_FORMAT})",
+                manifest.format
+            ),
+        ));
+    }
+    for (path, entry) in &manifest.files {
+        check_entry(path, entry).map_err(|reason| CoreError::corrupt(where_, reason))?;
+    }
+    Ok(manifest)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn digest_of(data: &[u8]) -> String {
+        blake3::hash(data).to_hex().to_string()
+    }
+
+    #[test]
+    fn object_names_are_digests_only() {
+        let root = Path::new("/store/objects");
+        let d = digest_of(b"x");
+        assert_eq!(
+            object_path(root, &d).unwrap(),
+            root.join(&d[..2]).join(&d[2..])
+        );
+        for bad in ["", "../../etc/passwd", &d[..63], &d.to_uppercase()] {
+            assert!(object_path(root, bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn both_digests_in_one_pass_small_and_big() {
+        let dir = tempfile::tempdir().unwrap();
+        for size in [0usize, 5, (PARALLEL_MIN_BYTES as usize) + 777] {
+            let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+            let path = dir.path().join(format!("f{size}"));
+            fs::write(&path, &data).unwrap();
+            let found = hash_contents(std::slice::from_ref(&path), Algorithm::Sha256, None);
+            let found = found[0].as_ref().unwrap();
+            assert_eq!(found.blake3, digest_of(&data));
+            assert_eq!(
+                found.recorded,
+                crate::hasher::hash_file(&path, Algorithm::Sha256).unwrap()
+            );
+            assert_eq!(found.size, size as u64);
+            let only = hash_contents(&[path], Algorithm::Blake3, None);
+            assert_eq!(only[0].as_ref().unwrap().recorded, digest_of(&data));
+        }
+    }
+
+    #[test]
+    fn the_cache_answers_both_digests_the_second_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old");
+        fs::write(&path, b"cached content").unwrap();
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let cache_path = dir.path().join(".cache");
+        let mut cache = HashCache::open(&cache_path).unwrap();
+        let first = hash_contents(
+            std::slice::from_ref(&path),
+            Algorithm::Sha256,
+            Some(&mut cache),
+        );
+        let cache = HashCache::open(&cache_path).unwrap();
+        let identity = FileIdentity::of(&fs::metadata(&path).unwrap());
+        let first = first[0].as_ref().unwrap();
+        assert_eq!(
+            cache.lookup(Algorithm::Blake3, &identity),
+            Some(first.blake3.as_str())
+        );
+        assert_eq!(
+            cache.lookup(Algorithm::Sha256, &identity),
+            Some(first.recorded.as_str())
+        );
+    }
+
+    #[test]
+    fn stores_once_read_only_and_refuses_a_source_that_changed() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("objects");
+        let src = dir.path().join("src");
+        fs::write(&src, b"content").unwrap();
+        let d = digest_of(b"content");
+        let items = vec![(src.clone(), d.clone()), (src.clone(), d.clone())];
+        let first = store_contents(&root, &items[..1], true);
+        assert!(*first[0].as_ref().unwrap());
+        let again = store_contents(&root, &items, true);
+        assert!(again.iter().all(|r| !*r.as_ref().unwrap()));
+        let object = object_path(&root, &d).unwrap();
+        assert_eq!(fs::read(&object).unwrap(), b"content");
+        assert_eq!(fs::metadata(&object).unwrap().mode() & 0o777, 0o444);
+        // The source changed after it was hashed: nothing is stored under the old name.
+        fs::write(&src, b"CONTENT").unwrap();
+        let wrong = digest_of(b"other");
+        let refused = store_contents(&root, &[(src.clone(), wrong.clone())], false);
+        let err = refused[0].as_ref().unwrap_err().to_string();
+        assert!(err.contains("changed since it was hashed"), "{err}");
+        assert!(!object_path(&root, &wrong).unwrap().exists());
+        let folder = object.parent().unwrap();
+        assert_eq!(
+            fs::read_dir(folder).unwrap().count(),
+            1,
+            "no temp file left"
+        );
+        // A damaged object (other size) is stored again.
+        fs::set_permissions(&object, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&object, b"cont").unwrap();
+        fs::write(&src, b"content").unwrap();
+        assert!(*store_contents(&root, &items[..1], false)[0]
+            .as_ref()
+            .unwrap());
+        assert_eq!(fs::read(&object).unwrap(), b"content");
+    }
+
+    #[test]
+    fn materializes_by_hard_link_and_copy_and_checks_copies() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("objects");
+        let src = dir.path().join("src");
+        fs::write(&src, b"payload").unwrap();
+        let d = digest_of(b"payload");
+        store_contents(&root, &[(src, d.clone())], false);
+        let object = object_path(&root, &d).unwrap();
+        let place = |name: &str, mode: u32| Placement {
+            object: object.clone(),
+            target: dir.path().join("out").join(name),
+            mode,
+            digest: d.clone(),
+        };
+        let linked = materialize(&[place("h", 0o644)], LinkMode::Hardlink, true, true);
+        assert_eq!(*linked[0].as_ref().unwrap(), Linked::Hardlink);
+        let h = fs::metadata(dir.path().join("out/h")).unwrap();
+        assert_eq!(h.ino(), fs::metadata(&object).unwrap().ino());
+        assert_eq!(h.mode() & 0o777, 0o444);
+        let copied = materialize(&[place("c", 0o755)], LinkMode::Copy, true, true);
+        assert_eq!(*copied[0].as_ref().unwrap(), Linked::Copy);
+        let c = fs::metadata(dir.path().join("out/c")).unwrap();
+        assert_ne!(c.ino(), fs::metadata(&object).unwrap().ino());
+        assert_eq!(c.mode() & 0o777, 0o755);
+        assert_eq!(fs::read(dir.path().join("out/c")).unwrap(), b"payload");
+        // ext4 and tmpfs have no reflinks: asked for, it is an error naming the target; the
+        // automatic mode goes on to a hard link (or, for root, a copy).
+        let refused = materialize(&[place("r", 0o644)], LinkMode::Reflink, false, true);
+        if let Err(err) = &refused[0] {
+            assert!(err.to_string().contains("reflink"), "{err}");
+            let auto = materialize(&[place("a", 0o644)], LinkMode::Auto, false, true);
+            let expected = if is_root() {
+                Linked::Copy
+            } else {
+                Linked::Hardlink
+            };
+            assert_eq!(*auto[0].as_ref().unwrap(), expected);
+        }
+        // A damaged object fails a checked copy and is copied as it is without the check.
+        fs::remove_file(&object).unwrap();
+        fs::write(&object, b"PAYLOAD").unwrap();
+        let damaged = materialize(&[place("d", 0o644)], LinkMode::Copy, false, true);
+        let err = damaged[0].as_ref().unwrap_err();
+        assert!(matches!(err, CoreError::Corrupt { .. }), "{err:?}");
+        assert!(!dir.path().join("out/d").exists());
+        let faithful = materialize(&[place("d", 0o644)], LinkMode::Copy, false, false);
+        assert!(faithful[0].is_ok());
+        assert_eq!(fs::read(dir.path().join("out/d")).unwrap(), b"PAYLOAD");
+        let names: Vec<_> = fs::read_dir(dir.path().join("out"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert!(names.iter().all(|n| !n.starts_with('.')), "{names:?}");
+    }
+
+    #[test]
+    fn manifests_round_trip_and_refuse_escapes() {
+        let d = digest_of(b"x");
+        let mut files = BTreeMap::new();
+        files.insert(
+            "data/a.csv".to_string(),
+            ManifestEntry {
+                blake3: d.clone(),
+                size: 1,
+                mode: 0o644,
+                sha256: None,
+            },
+        );
+        let path = Path::new("manifests/run.json");
+        let bytes = encode_manifest("run", files.clone()).unwrap();
+        let back = decode_manifest(path, &bytes).unwrap();
+        assert_eq!(back.files, files);
+        assert_eq!(back.run_id, "run");
+        for bad in ["../x", "/abs", "a//b", "a/./b", ""] {
+            let mut escaping = BTreeMap::new();
+            escaping.insert(bad.to_string(), files["data/a.csv"].clone());
+            assert!(encode_manifest("run", escaping).is_err(), "{bad}");
+            let forged = String::from_utf8(bytes.clone())
+                .unwrap()
+                .replace("data/a.csv", bad);
+            let err = decode_manifest(path, forged.as_bytes()).unwrap_err();
+            assert!(matches!(err, CoreError::Corrupt { .. }), "{bad}: {err:?}");
+        }
+        let err = decode_manifest(path, b"{\"format\": 2, \"run_id\": \"r\", \"files\": {}}")
+            .unwrap_err();
+        assert!(err.to_string().contains("format 2"), "{err}");
+        assert!(decode_manifest(path, b"garbage").is_err());
+    }
+}
