@@ -487,9 +487,11 @@ fn place_copy(place: &Placement, temp: &Path, check: bool) -> Result<()> {
     set_mode(&out, place.mode, &place.target)
 }
 
-/// The mode as recorded, umask or not (a copy of an executable stays executable).
+/// The mode as recorded, umask or not (a copy of an executable stays executable), and always
+/// writable by its owner: a copy or a reflink is private to its folder, and a mode recorded
+/// from a file that was itself a hard link of the store (0444) must not make it read-only.
 fn set_mode(file: &File, mode: u32, target: &Path) -> Result<()> {
-    file.set_permissions(fs::Permissions::from_mode(mode & 0o7777))
+    file.set_permissions(fs::Permissions::from_mode((mode & 0o7777) | 0o200))
         .map_err(|e| CoreError::io("set the mode of", target, e))
 }
 
@@ -810,6 +812,10 @@ mod tests {
         let c = fs::metadata(dir.path().join("out/c")).unwrap();
         assert_ne!(c.ino(), fs::metadata(&object).unwrap().ino());
         assert_eq!(c.mode() & 0o777, 0o755);
+        let ro = materialize(&[place("ro", 0o444)], LinkMode::Copy, false, true);
+        assert!(ro[0].is_ok());
+        let ro = fs::metadata(dir.path().join("out/ro")).unwrap();
+        assert_eq!(ro.mode() & 0o777, 0o644, "a private copy is writable by its owner");
         assert_eq!(fs::read(dir.path().join("out/c")).unwrap(), b"payload");
         // ext4 and tmpfs have no reflinks: asked for, it is an error naming the target; the
         // automatic mode goes on to a hard link (or, for root, a copy).
