@@ -176,3 +176,48 @@ class Hasher:
     def algorithm(self) -> str: ...
     def update(self, data: bytes) -> None: ...
     def hexdigest(self) -> str: ...
+
+# --- content catalogs (rust/content.rs) ---------------------------------------------------------
+
+CONTENT_OBJECT_MODE: Final[int]
+MANIFEST_FORMAT: Final[int]
+
+ManifestRow = tuple[str, str, int, int, str | None]
+
+def hash_contents(
+    paths: Sequence[_Path],
+    algorithm: Literal["blake3", "sha256"] = "blake3",
+    *,
+    cache: _Path | None = None,
+) -> list[tuple[str, str, int, int] | HashError]:
+    """Per path (blake3, recorded digest, size, mode) from one read, or a HashError."""
+
+def store_contents(
+    objects: _Path,
+    items: Sequence[tuple[_Path, str]],
+    *,
+    fsync: bool = True,
+    run_id: str = "",
+) -> list[bool | StorageError]:
+    """Store missing contents: True stored now, False already there, or a StorageError."""
+
+def materialize_contents(
+    items: Sequence[tuple[_Path, _Path, int, str]],
+    link: Literal["auto", "reflink", "hardlink", "copy"] = "auto",
+    *,
+    fsync: bool = True,
+    check: bool = True,
+    run_id: str = "",
+) -> list[str | Exception]:
+    """Put (object, target, mode, digest) into place: the way used, or the exception."""
+
+def content_object_path(objects: _Path, digest: str) -> str:
+    """``<objects>/<2 hex>/<62 hex>`` for a BLAKE3 digest; ValueError for anything else."""
+
+def encode_manifest(run_id: str, files: Sequence[ManifestRow]) -> bytes:
+    """A manifest's bytes from (path, blake3, size, mode, sha256 or None) entries."""
+
+def decode_manifest(
+    location: _Path, data: bytes, *, run_id: str = ""
+) -> tuple[str, list[ManifestRow]]:
+    """(run_id, entries) of a manifest; CorruptChunkError naming ``location`` if damaged."""
