@@ -129,6 +129,18 @@ class TestMinioCatalog(CatalogContract):
         return {"type": "minio", **minio_config}
 
 
+class TestContentFileSystemCatalog(CatalogContract):
+    @pytest.fixture
+    def catalog_config(self, tmp_path: Path) -> dict[str, Any]:
+        return {"type": "content-fs", "catalog_location": str(tmp_path / "catalog"), "fsync": False}
+
+
+class TestContentMinioCatalog(CatalogContract):
+    @pytest.fixture
+    def catalog_config(self, minio_config: dict[str, str]) -> dict[str, Any]:
+        return {"type": "content-minio", **minio_config}
+
+
 # --- a third-party store -------------------------------------------------------------------
 
 
