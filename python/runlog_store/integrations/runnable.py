@@ -8,7 +8,7 @@ runnable's own stores keep theirs (a name with two targets breaks stevedore for 
 
     run_log_store: runlog-buffered, runlog-file-system, runlog-chunked-fs, runlog-minio,
                    runlog-chunked-minio
-    catalog:       runlog-file-system, runlog-minio
+    catalog:       runlog-file-system, runlog-minio, runlog-content-fs, runlog-content-minio
 
 A runnable user changes one word of the YAML (``type: chunked-fs`` -> ``type:
 runlog-chunked-fs``); the config keys are those of the runlog-store type behind the name, and
@@ -421,11 +421,29 @@ class MinioCatalog(RunlogCatalog):
     service_name: str = "minio"
 
 
+class ContentFileSystemCatalog(RunlogCatalog):
+    """``runlog-content-fs``: every content once under ``<catalog_location>/objects/``, a
+    manifest per run; a get links contents into place (``link:``)."""
+
+    type_name: ClassVar[str] = "runlog-content-fs"
+    service_name: str = "content-fs"
+
+
+class ContentMinioCatalog(RunlogCatalog):
+    """``runlog-content-minio``: every content once under ``<bucket>/<prefix>/objects/``, a
+    manifest per run; only missing contents are uploaded."""
+
+    type_name: ClassVar[str] = "runlog-content-minio"
+    service_name: str = "content-minio"
+
+
 __all__ = [
     "BranchLogNotFoundError",
     "BufferedRunLogStore",
     "ChunkedFileSystemRunLogStore",
     "ChunkedMinioRunLogStore",
+    "ContentFileSystemCatalog",
+    "ContentMinioCatalog",
     "FileSystemCatalog",
     "FileSystemRunLogStore",
     "JobLogNotFoundError",
