@@ -351,10 +351,10 @@ class ContentCatalog(BaseCatalog):
 
     # --- the gc of contents -------------------------------------------------------------------
 
-    def referenced_contents(self) -> tuple[int, set[str]]:
-        """(manifests read, every digest they name)."""
+    def referenced_contents(self, ignoring: set[str] | None = None) -> tuple[int, set[str]]:
+        """(manifests read, every digest they name), the runs in ``ignoring`` left out."""
         referenced: set[str] = set()
-        run_ids = self._manifest_run_ids()
+        run_ids = [r for r in self._manifest_run_ids() if r not in (ignoring or set())]
         for run_id in run_ids:
             manifest = self._read_manifest(run_id)
             if manifest is not None:
@@ -362,12 +362,19 @@ class ContentCatalog(BaseCatalog):
         return len(run_ids), referenced
 
     def sweep_contents(
-        self, *, dry_run: bool = False, callback: Callback = NO_PROGRESS
+        self,
+        *,
+        dry_run: bool = False,
+        ignoring: set[str] | None = None,
+        callback: Callback = NO_PROGRESS,
     ) -> ContentSweep:
         """Remove every stored content no manifest references (mark and sweep, under the
-        store's lock held exclusively: puts wait, and none is half-way)."""
+        store's lock held exclusively: puts wait, and none is half-way). A dry run removes
+        nothing and may count the runs in ``ignoring`` as gone (those gc would delete)."""
+        if ignoring and not dry_run:
+            raise ValueError("only a dry run can count runs as gone: delete_run() them first")
         with self._excluding(), callback.phase("sweeping contents", 1, "items"):
-            manifests, referenced = self.referenced_contents()
+            manifests, referenced = self.referenced_contents(ignoring)
             stored = self._stored_contents()
             garbage = sorted(d for d in stored if d not in referenced)
             if not dry_run:

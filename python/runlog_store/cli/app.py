@@ -415,7 +415,7 @@ def gc(
 ) -> None:
     """Delete old runs, never one still being written."""
     from runlog_store.ops.runs import parse_age
-    from runlog_store.ops.transfer import gc_runs
+    from runlog_store.ops.transfer import gc_contents, gc_runs
 
     with _reporting_errors(verbose):
         age = parse_age(older_than)
@@ -432,6 +432,20 @@ def gc(
             dry_run=dry_run,
             run_ids=run_ids,
             callback=TerminalProgress(),
+        )
+        # A content catalog keeps contents apart from runs: those no remaining run references
+        # go now (kept from the JSON output, a list of runs, and said on stderr).
+        sweep = None
+        if catalog is not None:
+            gone = {d.run_id for d in decisions if d.action == "would delete"}
+            sweep = gc_contents(
+                catalog, dry_run=dry_run, deleted_runs=gone, callback=TerminalProgress()
+            )
+    if sweep is not None:
+        verb = "would remove" if dry_run else "removed"
+        Console(stderr=True).print(
+            f"Contents: {verb} {sweep.removed} of {sweep.contents} ({sweep.removed_bytes:,} "
+            f"bytes) that no remaining run references; {sweep.kept_bytes:,} bytes kept."
         )
     if json_output:
         _print_json([d.model_dump(mode="json") for d in decisions])

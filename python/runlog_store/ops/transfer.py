@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from runlog_store import _core
 from runlog_store.callbacks import NO_PROGRESS, Callback
 from runlog_store.catalogs.base import BaseCatalog
+from runlog_store.catalogs.content import ContentCatalog, ContentSweep
 from runlog_store.exceptions import (
     CatalogError,
     ChunkExistsError,
@@ -322,6 +323,23 @@ def gc_runs(
     return decisions
 
 
+def gc_contents(
+    catalog: BaseCatalog,
+    *,
+    dry_run: bool = False,
+    deleted_runs: set[str] | None = None,
+    callback: Callback = NO_PROGRESS,
+) -> ContentSweep | None:
+    """Remove the contents no remaining run references, once ``gc_runs`` removed runs' manifests
+    (content catalogs only: a per-run catalog's files went with their runs; None for those).
+    A dry run counts the runs ``deleted_runs`` as gone, as gc would have left it."""
+    if not isinstance(catalog, ContentCatalog):
+        return None
+    return catalog.sweep_contents(
+        dry_run=dry_run, ignoring=deleted_runs or set(), callback=callback
+    )
+
+
 def _gc_decision(
     store: BaseRunLogStore,
     run_id: str,
@@ -357,5 +375,6 @@ __all__ = [
     "copy_run",
     "export_run",
     "first_difference",
+    "gc_contents",
     "gc_runs",
 ]
