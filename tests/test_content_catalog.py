@@ -25,8 +25,9 @@ from typing import Any
 
 import blake3
 import pytest
+import yaml
 
-from runlog_store import BaseCatalog, create_catalog
+from runlog_store import BaseCatalog, create_catalog, create_store
 from runlog_store.catalogs.content import ContentCatalog
 from runlog_store.catalogs.content_fs import ContentFileSystemCatalog
 from runlog_store.exceptions import CatalogError
@@ -474,3 +475,200 @@ def test_without_the_lock_the_same_race_leaves_dangling_manifests(tmp_path: Path
     unlocked = UnlockedContentCatalog(**make_fs(tmp_path).model_dump())
     puts, dangling = race_puts_against_sweeps(catalog, unlocked, rounds=400, stop_at_first=True)
     assert dangling, f"no put of {puts} was caught between its check and its manifest"
+
+
+# --- both types: the command line ------------------------------------------------------------
+
+
+@pytest.fixture(params=["content-fs", "content-minio"])
+def content_config(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """A content catalog's configuration (a folder, or a fresh bucket of the real server)."""
+    if request.param == "content-fs":
+        return {"type": "content-fs", "catalog_location": str(tmp_path / "content"), "fsync": False}
+    return {"type": "content-minio", **request.getfixturevalue("minio_config")}
+
+
+def write_config(path: Path, logs: Path, catalog: dict[str, Any]) -> Path:
+    settings = {k: v for k, v in catalog.items() if k != "type"}
+    document = {
+        "run-log-store": {
+            "type": "chunked-fs",
+            "config": {"log_folder": str(logs), "fsync": False},
+        },
+        "catalog": {"type": catalog["type"], "config": settings},
+    }
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def record_run(logs: Path, run_id: str, entries: list[Any], status: str = "SUCCESS") -> None:
+    """A run whose one step records catalog entries, as runnable's executor writes it."""
+    store = create_store("chunked-fs", log_folder=str(logs), fsync=False)
+    store.create_run_log(run_id)
+    step = store.create_step_log("write", "write")
+    step.data_catalog.extend(entries)
+    step.status = status
+    store.add_step_log(step, run_id)
+    store.update_run_log_status(run_id, status)
+
+
+SAMPLE = {"data/a.csv": b"x,y\n1,2\n", "data/deep/b.bin": os.urandom(30_000), "top.txt": b"top"}
+
+
+def test_runlog_verify_checks_content_catalogs(content_config: dict[str, Any], tmp_path: Path):
+    compute = tmp_path / "compute"
+    write_files(compute, SAMPLE)
+    settings = {**content_config, "compute_data_folder": str(compute)}
+    config = write_config(tmp_path / "config.yaml", tmp_path / "logs", settings)
+    catalog = create_catalog(settings.pop("type"), **settings)
+    assert isinstance(catalog, ContentCatalog)
+    record_run(tmp_path / "logs", "run-v", catalog.put("**/*", run_id="run-v"))
+    done = runlog("verify", "run-v", "-c", config, cwd=tmp_path)
+    assert done.stdout.count(" ok ") == 3, done.stdout
+    # Damage the stored content of data/a.csv behind the catalog's back.
+    digest = catalog.run_manifest("run-v")["data/a.csv"].blake3
+    if isinstance(catalog, ContentFileSystemCatalog):
+        stored = catalog.object_path(digest)
+        stored.chmod(0o644)
+        stored.write_bytes(b"x,y\n1,3\n")
+    else:
+        catalog.storage().put(catalog.object_key(digest), b"x,y\n1,3\n")  # type: ignore[attr-defined]
+    done = runlog("verify", "run-v", "-c", config, cwd=tmp_path, code=1)
+    assert "mismatch" in done.stdout and "a.csv" in done.stdout, done.stdout
+    assert "1 of 3 files failed verification" in done.stdout, done.stdout
+
+
+def test_runlog_copy_with_catalog_both_ways(content_config: dict[str, Any], tmp_path: Path):
+    """file-system catalog -> content catalog -> file-system catalog, each through the command
+    line, each checked by the copy itself (names, sizes, re-hashed data hashes)."""
+    compute = tmp_path / "compute"
+    write_files(compute, SAMPLE)
+    per_run = {
+        "type": "file-system",
+        "catalog_location": str(tmp_path / "per-run"),
+        "compute_data_folder": str(compute),
+        "fsync": False,
+    }
+    source = write_config(tmp_path / "source.yaml", tmp_path / "logs-a", per_run)
+    settings = {**content_config, "compute_data_folder": str(compute)}
+    middle = write_config(tmp_path / "content.yaml", tmp_path / "logs-b", settings)
+    back = {**per_run, "catalog_location": str(tmp_path / "back")}
+    target = write_config(tmp_path / "back.yaml", tmp_path / "logs-c", back)
+    first = create_catalog(per_run.pop("type"), **per_run)
+    record_run(tmp_path / "logs-a", "run-c", first.put("**/*", run_id="run-c"))
+
+    done = runlog("copy", "run-c", "-c", source, "--to", middle, "--with-catalog", cwd=tmp_path)
+    assert "Copied 3 catalog files" in done.stdout and "3 of 3 re-hashed" in done.stdout
+    content = create_catalog(settings.pop("type"), **settings)
+    assert content.run_files("run-c") == first.run_files("run-c")
+
+    done = runlog("copy", "run-c", "-c", middle, "--to", target, "--with-catalog", cwd=tmp_path)
+    assert "Copied 3 catalog files" in done.stdout and "3 of 3 re-hashed" in done.stdout
+    assert {
+        p.relative_to(tmp_path / "back/run-c").as_posix(): p.read_bytes()
+        for p in (tmp_path / "back/run-c").rglob("*")
+        if p.is_file()
+    } == SAMPLE
+
+
+def test_runlog_gc_with_catalog_removes_unreferenced_contents(
+    content_config: dict[str, Any], tmp_path: Path
+) -> None:
+    compute = tmp_path / "compute"
+    write_files(compute, {"shared.txt": b"in both runs", "only-old.txt": b"only the failed run"})
+    settings = {**content_config, "compute_data_folder": str(compute)}
+    config = write_config(tmp_path / "config.yaml", tmp_path / "logs", settings)
+    catalog = create_catalog(settings.pop("type"), **settings)
+    assert isinstance(catalog, ContentCatalog)
+    record_run(tmp_path / "logs", "failed", catalog.put("*.txt", run_id="failed"), "FAIL")
+    record_run(tmp_path / "logs", "kept", catalog.put("shared.txt", run_id="kept"))
+    time.sleep(1.2)
+    args = ("gc", "--older-than", "1s", "--status", "FAIL", "-c", config, "--with-catalog")
+    dry = runlog(*args, "--dry-run", cwd=tmp_path)
+    assert "would remove 1 of 2" in dry.stderr, dry.stderr
+    assert len(catalog._stored_contents()) == 2
+    done = runlog(*args, cwd=tmp_path)
+    assert "removed 1 of 2 (19 bytes)" in done.stderr, done.stderr
+    assert set(catalog._stored_contents()) == {b3(b"in both runs")}
+    assert catalog.run_files("failed") == {}
+    shutil.rmtree(compute)
+    assert [e.name for e in catalog.get("*", run_id="kept")] == ["shared.txt"]
+    runlog("verify", "kept", "-c", config, cwd=tmp_path)
+
+
+# --- content-minio ------------------------------------------------------------------------------
+
+
+def make_minio(minio_config: dict[str, str], compute: Path, **config: Any) -> ContentCatalog:
+    catalog = create_catalog(
+        "content-minio", **minio_config, compute_data_folder=str(compute), **config
+    )
+    assert isinstance(catalog, ContentCatalog)
+    return catalog
+
+
+def listing(catalog: ContentCatalog, under: str) -> dict[str, tuple[str, float | None]]:
+    bucket = catalog.storage()  # type: ignore[attr-defined]
+    return {o.key: (o.etag, o.modified) for o in bucket.list_objects(bucket.key(under) + "/")}
+
+
+def test_minio_uploads_only_the_missing_contents(
+    minio_config: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runlog_store.catalogs import content_minio
+
+    # Contents over 50 KB take the large path (streamed to incoming/, checked, copied).
+    monkeypatch.setattr(content_minio, "SMALL_CONTENT_BYTES", 50_000)
+    compute = tmp_path / "compute"
+    files = {f"f{i:02}": os.urandom(1000 if i % 2 else 60_000) for i in range(20)}
+    write_files(compute, files)
+    catalog = make_minio(minio_config, compute)
+    catalog.put("*", run_id="a")
+    first = listing(catalog, "objects")
+    assert len(first) == 20
+    write_files(compute, {"f00": b"changed"})
+    catalog.put("*", run_id="b")
+    second = listing(catalog, "objects")
+    assert len(second) == 21
+    assert {k: v for k, v in second.items() if k in first} == first, "nothing sent again"
+    assert listing(catalog, "incoming") == {} and listing(catalog, "locks") == {}
+    shutil.rmtree(compute)
+    catalog.get("*", run_id="a")
+    assert {p.name: p.read_bytes() for p in compute.iterdir()} == files
+    # A damaged content is refused by a get, naming the object.
+    bucket = catalog.storage()  # type: ignore[attr-defined]
+    bucket.put(catalog.object_key(b3(files["f01"])), b"garbage")  # type: ignore[attr-defined]
+    with pytest.raises(CatalogError, match="content store is damaged"):
+        catalog.get("f01", run_id="a")
+
+
+def test_minio_leases_keep_a_sweep_and_puts_apart(
+    minio_config: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from runlog_store.catalogs import content, content_minio
+
+    monkeypatch.setattr(content_minio, "LOCK_WAIT_SECONDS", 1.0)
+    monkeypatch.setattr(content, "LOCK_WAIT_SECONDS", 1.0)
+    catalog = make_minio(minio_config, tmp_path)
+    bucket = catalog.storage()  # type: ignore[attr-defined]
+    with content_minio.Lease(bucket, "put", "r"), pytest.raises(Exception, match="puts held"):
+        catalog.sweep_contents()
+    with content_minio.Lease(bucket, "gc", ""), pytest.raises(Exception, match="a gc of"):
+        write_files(tmp_path, {"f": b"f"})
+        catalog.put("f", run_id="r")
+    assert catalog.sweep_contents().contents == 0
+    # A lease its process left behind (killed) holds nothing up once it is stale.
+    bucket.put(bucket.key("locks", "put-dead"), b"")
+    monkeypatch.setattr(content_minio, "LEASE_SECONDS", 0.5)
+    time.sleep(1.5)
+    assert catalog.sweep_contents().contents == 0
+
+
+def test_minio_gc_is_safe_against_a_put_running_at_the_same_moment(
+    minio_config: dict[str, str], tmp_path: Path
+) -> None:
+    catalog = make_minio(minio_config, tmp_path / "compute")
+    putter = make_minio(minio_config, tmp_path / "compute")
+    puts, dangling = race_puts_against_sweeps(catalog, putter, rounds=25)
+    assert puts == 25
+    assert not dangling, f"manifests naming swept contents: {dangling[:5]}"
