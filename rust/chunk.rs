@@ -25,8 +25,19 @@ pub const RUN_LOG_FILE: &str = "RunLog.json";
 /// Written when runlog-store creates a run: every step and branch of it has a chunk at its
 /// computed name, so a missing chunk is a missing step (no search of older layouts).
 pub const LAYOUT_MARKER: &str = ".layout";
-/// The content of [`LAYOUT_MARKER`].
-pub const LAYOUT_MARKER_TEXT: &[u8] = b"runlog-store chunked-fs 1\n";
+/// The content of [`LAYOUT_MARKER`] in a chunked-fs run created now (format 2: runnable's
+/// documents at rest, a journal per writer; docs/format.md, "chunked-fs").
+pub const LAYOUT_MARKER_TEXT: &[u8] = b"runlog-store chunked-fs 2\n";
+/// The marker of format 1 (`StepLog-<key>.json` per step), still read and written to.
+pub const LAYOUT_MARKER_TEXT_1: &[u8] = b"runlog-store chunked-fs 1\n";
+/// The marker of a chunked-minio run created now (runnable's object names, `RunLog` and
+/// `BranchLog-<name>`, with steps folded into them when a branch or the run ends).
+pub const MINIO_LAYOUT_MARKER_TEXT: &[u8] = b"runlog-store chunked-minio 2\n";
+/// The run-level object of a chunked-minio run of format 2: runnable's chunked-minio name.
+pub const RUN_LOG_OBJECT: &str = "RunLog";
+/// The key, in a folded document and in each step it embeds, of the stamp of the last journal
+/// record folded into it (docs/format.md, "The journal"): readers apply only later records.
+pub const STAMP_KEY: &str = "_stamp";
 /// The key of a chunk's creation time, first in every chunk runlog-store writes.
 pub const CREATED_NS_KEY: &str = "_created_ns";
 /// A sealed branch chunk's index of the step chunks it embeds: `{chunk name: ETag}`.
@@ -253,14 +264,24 @@ pub fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.contains(TEMP_MARKER)
 }
 
+/// Nanoseconds since the epoch, by the wall clock (0 if the clock is before 1970).
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A number this process never hands out twice.
+pub fn next_counter() -> u64 {
+    TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+}
+
 /// A fresh temp file name for a write of `name`, unique on this host:
 /// `.<name>.tmp-<pid>-<nanos>-<counter>` (the pid lets a cleaner tell a dead writer's file).
 pub fn temp_file_name(name: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let counter = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = now_ns();
+    let counter = next_counter();
     format!(
         ".{name}{TEMP_MARKER}{}-{nanos}-{counter}",
         std::process::id()

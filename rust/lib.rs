@@ -9,6 +9,9 @@
 //! - [`patch`]: read-modify-write of a shared JSON document under that lock;
 //! - [`merger`]: a run folder's chunks read in parallel and merged into one run log;
 //! - [`names`]: the chunk file names;
+//! - [`journal`]: the per-writer journal of a chunked-fs run (record frames, reading back);
+//! - [`fold`]: one stored document and folding journal records into it;
+//! - [`run`]: a chunked-fs run as a store sees it (appending, reading, folding);
 //! - [`content`]: the content catalogs' store: contents named by BLAKE3, reflink / hard link /
 //!   copy materialization, the run manifests.
 //!
@@ -22,11 +25,14 @@ pub mod chunk;
 pub mod content;
 pub mod copier;
 pub mod error;
+pub mod fold;
 pub mod hasher;
+pub mod journal;
 pub mod lock;
 pub mod merger;
 pub mod names;
 pub mod patch;
+pub mod run;
 pub mod writer;
 
 #[cfg(feature = "python")]

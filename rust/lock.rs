@@ -61,6 +61,11 @@ impl FileLock {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// The locked file (a run's lock file also keeps the last journal stamp, `run.rs`).
+    pub fn file(&self) -> &File {
+        &self._file
+    }
 }
 
 #[cfg(test)]

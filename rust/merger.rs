@@ -1,15 +1,20 @@
 //! The chunk merger: one run folder in, one full run log JSON document out (docs/format.md,
 //! "The full run log").
 //!
-//! The folder is listed once and every chunk is read and parsed in parallel (rayon). Each step
-//! and branch, whether it has a chunk of its own or sits embedded in another document (the root
-//! steps of a runnable 0.50 `RunLog.json`, the steps of a 0.50 `BranchLog`), becomes a node keyed
-//! by its internal name; nodes are attached to their parents by name, steps that branches name
-//! but that are stored nowhere are made up, and siblings are put in a deterministic order.
+//! The folder is listed once and every document is read and parsed in parallel (rayon). Each
+//! step and branch, whether it has a document of its own (a `BranchLog`, a format-1 `StepLog`)
+//! or sits embedded in another one (the root steps of `RunLog.json`, the steps of a
+//! `BranchLog`), becomes a node keyed by its internal name; the journal records not yet folded
+//! are applied on top, each to its node, in stamp order and only when newer than the node's
+//! stamp; nodes are attached to their parents by name, steps that branches name but that are
+//! stored nowhere are made up, and siblings are put in a deterministic order.
 //!
 //! Only the top level of each document is parsed, into (key, raw value) pairs borrowed from the
 //! file buffers; values are copied to the output as they are. So the cost of a full read is the
 //! reading, one validating scan of each file and one copy, with few allocations.
+//!
+//! The same tree gives the documents a fold writes ([`Tree::fold_documents`]): each branch's
+//! `BranchLog` with its direct steps, and `RunLog.json` with the root steps.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -23,9 +28,13 @@ use serde_json::value::RawValue;
 
 use crate::chunk::{
     parse_top_level, RawObject, Text, CHUNK_INDEX_KEY, CREATED_NS_KEY, RUN_LOG_FILE,
+    RUN_LOG_OBJECT, STAMP_KEY,
 };
 use crate::error::{CoreError, Result};
-use crate::names::{chunk_kind_of, legacy_created_ns, ChunkKind};
+use crate::journal::{self, Key, Record, RecordKind, JOURNAL_DIR};
+use crate::names::{
+    chunk_file_name, chunk_kind_of, legacy_created_ns, object_chunk_kind, ChunkKind,
+};
 
 /// A merged run and, in salvage mode, the chunks left out with the reason.
 #[derive(Debug)]
@@ -34,65 +43,141 @@ pub struct MergedRun {
     pub skipped: Vec<(PathBuf, String)>,
 }
 
-/// Read the run in `run_dir` and assemble its full run log.
-///
-/// Without `salvage`, the first corrupt chunk fails the read with [`CoreError::Corrupt`] naming
-/// it; with `salvage`, corrupt chunks are left out and listed. A corrupt `RunLog.json` fails
-/// both ways: without it there is no run.
-pub fn merge_run(run_dir: &Path, salvage: bool) -> Result<MergedRun> {
-    let run_log_path = run_dir.join(RUN_LOG_FILE);
-    let mut chunk_names = list_chunks(run_dir, &run_log_path)?;
-    chunk_names.sort();
-    let run_log_bytes = read_whole(&run_log_path)?.ok_or_else(|| CoreError::NotFound {
-        path: run_log_path.clone(),
-    })?;
-    let contents: Vec<Result<Option<Vec<u8>>>> = chunk_names
-        .par_iter()
-        .map(|(name, _)| read_whole(&run_dir.join(name)))
-        .collect();
-    let chunks = chunk_names
-        .iter()
-        .zip(&contents)
-        .map(|((name, kind), content)| {
-            let content = match content {
-                Ok(bytes) => Ok(bytes.as_deref()),
-                Err(err) => Err(copy_error(err)),
-            };
-            (name.as_str(), *kind, content)
-        })
-        .collect();
-    merge_contents(run_dir, &run_log_bytes, chunks, salvage)
+/// How a run's documents are named where they are stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Naming {
+    /// A run folder: `RunLog.json`, `BranchLog-<key>.json` (runnable's chunked-fs names).
+    Folder,
+    /// A chunked-minio run of format 2: `RunLog`, `BranchLog-<key>` (runnable's chunked-minio
+    /// names).
+    Objects,
 }
 
-/// [`merge_run`] of a run already in memory (fetched from object storage): `RunLog.json`'s
-/// bytes and `(file name, bytes)` of the other objects; names that are not chunks are ignored.
-/// Errors name `location` joined with the file name.
+impl Naming {
+    pub fn run_log(self) -> &'static str {
+        match self {
+            Naming::Folder => RUN_LOG_FILE,
+            Naming::Objects => RUN_LOG_OBJECT,
+        }
+    }
+
+    pub fn branch_document(self, internal_name: &str) -> Result<String> {
+        let name = chunk_file_name(ChunkKind::Branch, internal_name)?;
+        Ok(match self {
+            Naming::Folder => name,
+            Naming::Objects => name.strip_suffix(".json").unwrap_or(&name).to_string(),
+        })
+    }
+}
+
+/// Read the run in `run_dir` (its documents and its journals) and assemble its full run log.
+///
+/// Without `salvage`, the first corrupt chunk or journal record fails the read with
+/// [`CoreError::Corrupt`] naming it; with `salvage`, corrupt ones are left out and listed. A
+/// corrupt `RunLog.json` fails both ways: without it there is no run.
+pub fn merge_run(run_dir: &Path, salvage: bool) -> Result<MergedRun> {
+    let (records, journal_skips) = journal::read_all(run_dir, salvage)?;
+    let folder = Contents::read_folder(run_dir)?;
+    let refs: Vec<&Record> = records.iter().collect();
+    let mut tree = folder.tree(&refs, salvage)?;
+    let document = tree.document();
+    let mut skipped = journal_skips;
+    skipped.extend(tree.take_skipped());
+    Ok(MergedRun { document, skipped })
+}
+
+/// [`merge_run`] of a run already in memory (fetched from object storage): the run-level
+/// document's bytes and `(name, bytes)` of the other objects; names that are not chunks are
+/// ignored. Errors name `location` joined with the name.
 pub fn merge_documents(
     location: &Path,
     run_log: &[u8],
-    objects: &[(String, Vec<u8>)],
+    objects: Vec<(String, Vec<u8>)>,
     salvage: bool,
 ) -> Result<MergedRun> {
-    let mut chunks: Vec<_> = objects
-        .iter()
-        .filter_map(|(name, bytes)| {
-            chunk_kind_of(name).map(|kind| (name.as_str(), kind, Ok(Some(bytes.as_slice()))))
-        })
-        .collect();
-    chunks.sort_by(|a, b| a.0.cmp(b.0));
-    merge_contents(location, run_log, chunks, salvage)
+    let contents = Contents::from_objects(location, run_log.to_vec(), objects);
+    let mut tree = contents.tree(&[], salvage)?;
+    let document = tree.document();
+    Ok(MergedRun {
+        document,
+        skipped: tree.take_skipped(),
+    })
 }
 
-type ChunkContent<'a> = (&'a str, ChunkKind, Result<Option<&'a [u8]>>);
+/// A document's name, kind and bytes (`None`: gone since it was listed).
+type Document = (String, ChunkKind, Result<Option<Vec<u8>>>);
 
-fn merge_contents(
-    location: &Path,
-    run_log_bytes: &[u8],
-    chunks: Vec<ChunkContent<'_>>,
+/// Per document, the `(internal name, object name)` of the steps a fold embeds in it.
+pub type FoldPlan = Vec<(String, Vec<(String, String)>)>;
+
+/// The documents of a run, read (or fetched) but not yet parsed.
+pub struct Contents {
+    location: PathBuf,
+    run_log: Vec<u8>,
+    chunks: Vec<Document>,
+}
+
+impl Contents {
+    /// Every document of a run folder, read in parallel.
+    pub fn read_folder(run_dir: &Path) -> Result<Contents> {
+        let run_log_path = run_dir.join(RUN_LOG_FILE);
+        let mut chunk_names = list_chunks(run_dir, &run_log_path)?;
+        chunk_names.sort();
+        let run_log = read_whole(&run_log_path)?.ok_or_else(|| CoreError::NotFound {
+            path: run_log_path.clone(),
+        })?;
+        let contents: Vec<Result<Option<Vec<u8>>>> = chunk_names
+            .par_iter()
+            .map(|(name, _)| read_whole(&run_dir.join(name)))
+            .collect();
+        let chunks = chunk_names
+            .into_iter()
+            .zip(contents)
+            .map(|((name, kind), content)| (name, kind, content))
+            .collect();
+        Ok(Contents {
+            location: run_dir.to_path_buf(),
+            run_log,
+            chunks,
+        })
+    }
+
+    /// The objects of a run in memory; names that are not chunks are left out.
+    pub fn from_objects(
+        location: &Path,
+        run_log: Vec<u8>,
+        objects: Vec<(String, Vec<u8>)>,
+    ) -> Contents {
+        let mut chunks: Vec<_> = objects
+            .into_iter()
+            .filter_map(|(name, bytes)| {
+                object_chunk_kind(&name).map(|kind| (name, kind, Ok(Some(bytes))))
+            })
+            .collect();
+        chunks.sort_by(|a, b| a.0.cmp(&b.0));
+        Contents {
+            location: location.to_path_buf(),
+            run_log,
+            chunks,
+        }
+    }
+
+    /// The tree of the run: its documents with `records` (journal records not yet folded)
+    /// applied on top.
+    pub fn tree<'a>(&'a self, records: &[&'a Record], salvage: bool) -> Result<Tree<'a>> {
+        build_tree(self, records, salvage)
+    }
+}
+
+fn build_tree<'a>(
+    contents: &'a Contents,
+    records: &[&'a Record],
     salvage: bool,
-) -> Result<MergedRun> {
+) -> Result<Tree<'a>> {
+    let location = contents.location.as_path();
     let run_log_path = location.join(RUN_LOG_FILE);
-    let total: usize = chunks
+    let total: usize = contents
+        .chunks
         .iter()
         .map(|(_, _, c)| {
             c.as_ref()
@@ -101,51 +186,66 @@ fn merge_contents(
                 .map_or(0, |b| b.len())
         })
         .sum();
-    let parsed: Vec<Result<Option<Chunk<'_>>>> = chunks
-        .into_par_iter()
+    let parsed: Vec<Result<Option<Chunk<'a>>>> = contents
+        .chunks
+        .par_iter()
         .map(|(name, kind, content)| match content {
-            Ok(Some(bytes)) => parse_chunk(location, name, kind, bytes).map(Some),
+            Ok(Some(bytes)) => parse_chunk(location, name, *kind, bytes).map(Some),
             Ok(None) => Ok(None),
-            Err(err) => Err(err),
+            Err(err) => Err(copy_error(err)),
         })
         .collect();
 
-    let mut merge = Merge {
-        tree: Tree::default(),
+    let mut tree = Tree {
+        nodes: Vec::new(),
+        index: HashMap::new(),
+        sources: Vec::new(),
+        sequence: 0,
+        root: Vec::new(),
+        root_stamp: 0,
+        root_dirty: false,
+        roots: Vec::new(),
         salvage,
         skipped: Vec::new(),
+        location: location.to_path_buf(),
+        size_hint: contents.run_log.len() + total,
     };
-    let mut root = parse_object(run_log_bytes, &run_log_path)?;
+    let mut root = parse_object(&contents.run_log, &run_log_path)?;
     remove(&mut root, CREATED_NS_KEY);
-    let root_source = merge.tree.add_source(run_log_path.clone());
+    remove(&mut root, CHUNK_INDEX_KEY);
+    tree.root_stamp = take_stamp(&mut root, &run_log_path)?;
+    let root_source = tree.add_source(run_log_path.clone());
     let root_steps = children_of(&root, "steps", &run_log_path)?;
-    let embedded = merge
-        .tree
-        .collect_embedded(root_steps, ChunkKind::Step, &run_log_path)?;
+    let embedded = tree.collect_embedded(root_steps, ChunkKind::Step, &run_log_path)?;
     for node in embedded {
-        merge.tree.insert(node, Priority::InRunLog, root_source)?;
+        tree.insert(node, Priority::InRunLog, root_source)?;
     }
+    tree.root = root;
     for chunk in parsed {
         match chunk {
             Ok(Some(chunk)) => {
-                let source = merge.tree.add_source(chunk.path.clone());
-                if let Err(err) = merge.tree.add_chunk(chunk, source) {
-                    merge.skip_or_fail(err)?;
+                let source = tree.add_source(chunk.path.clone());
+                if let Err(err) = tree.add_chunk(chunk, source) {
+                    tree.skip_or_fail(err)?;
                 }
             }
             Ok(None) => {}
-            Err(err) => merge.skip_or_fail(err)?,
+            Err(err) => tree.skip_or_fail(err)?,
         }
     }
-    let roots = merge.attach_all()?;
-    let mut document = Vec::with_capacity(run_log_bytes.len() + total);
-    merge
-        .tree
-        .write_object(&mut document, &root, "steps", roots);
-    let mut skipped = merge.skipped;
+    let mut ordered: Vec<&'a Record> = records.to_vec();
+    ordered.sort_by(|a, b| a.order().cmp(&b.order()));
+    let journal_dir = location.join(JOURNAL_DIR);
+    for record in ordered {
+        if let Err(err) = tree.apply(record, &journal_dir) {
+            tree.skip_or_fail(err)?;
+        }
+    }
+    tree.attach_all()?;
     let mut seen = std::collections::HashSet::new();
-    skipped.retain(|(path, _)| seen.insert(path.clone()));
-    Ok(MergedRun { document, skipped })
+    tree.skipped
+        .retain(|(path, reason)| seen.insert((path.clone(), reason.clone())));
+    Ok(tree)
 }
 
 /// Errors are reported from the sequential pass, so the parallel pass hands back a copy.
@@ -174,9 +274,9 @@ fn copy_error(err: &CoreError) -> CoreError {
     }
 }
 
-/// A whole file in few system calls (open, read, read, close): chunks are small and never
-/// written in place, so no size hint is needed. `None` when it does not exist.
-fn read_whole(path: &Path) -> Result<Option<Vec<u8>>> {
+/// A whole file in few system calls (open, read, read, close): documents are small and never
+/// written in place by us, so no size hint is needed. `None` when it does not exist.
+pub(crate) fn read_whole(path: &Path) -> Result<Option<Vec<u8>>> {
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -218,14 +318,14 @@ fn list_chunks(run_dir: &Path, run_log_path: &Path) -> Result<Vec<(String, Chunk
 // --- parsing ---------------------------------------------------------------------------------
 
 /// A field value: raw JSON from a file, or made up by the merger.
-#[derive(Debug)]
-enum Json<'a> {
+#[derive(Debug, Clone)]
+pub(crate) enum Json<'a> {
     Raw(&'a RawValue),
     Owned(String),
 }
 
 impl Json<'_> {
-    fn text(&self) -> &str {
+    pub(crate) fn text(&self) -> &str {
         match self {
             Json::Raw(raw) => raw.get(),
             Json::Owned(text) => text,
@@ -235,17 +335,45 @@ impl Json<'_> {
 
 /// The top level of a JSON object in stored order. Documents have a dozen keys, so a vector
 /// searched from the end (the last of duplicate keys wins, as in most parsers) beats a map.
-type Fields<'a> = Vec<(Cow<'a, str>, Json<'a>)>;
+pub(crate) type Fields<'a> = Vec<(Cow<'a, str>, Json<'a>)>;
 
-fn get<'f, 'a>(fields: &'f Fields<'a>, key: &str) -> Option<&'f Json<'a>> {
+pub(crate) fn get<'f, 'a>(fields: &'f Fields<'a>, key: &str) -> Option<&'f Json<'a>> {
     fields.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v)
 }
 
-fn remove<'a>(fields: &mut Fields<'a>, key: &str) -> Option<Json<'a>> {
+pub(crate) fn remove<'a>(fields: &mut Fields<'a>, key: &str) -> Option<Json<'a>> {
     let index = fields.iter().rposition(|(k, _)| k == key)?;
     let (_, value) = fields.remove(index);
     fields.retain(|(k, _)| k != key);
     Some(value)
+}
+
+/// Replace the value of `key` in place (later duplicates of it go), or add it at the end.
+fn set<'a>(fields: &mut Fields<'a>, key: Cow<'a, str>, value: Json<'a>) {
+    match fields.iter().position(|(k, _)| *k == key) {
+        Some(first) => {
+            fields[first].1 = value;
+            let mut at = first + 1;
+            while at < fields.len() {
+                if fields[at].0 == key {
+                    fields.remove(at);
+                } else {
+                    at += 1;
+                }
+            }
+        }
+        None => fields.push((key, value)),
+    }
+}
+
+/// The stamp of the last journal record folded into a document or node (0 when none), taken
+/// off its fields. Anything but an integer is corrupt.
+pub(crate) fn take_stamp(fields: &mut Fields<'_>, path: &Path) -> Result<i64> {
+    match remove(fields, STAMP_KEY) {
+        None => Ok(0),
+        Some(value) => serde_json::from_str::<i64>(value.text())
+            .map_err(|_| CoreError::corrupt(path, format!("{STAMP_KEY:?} is not an integer"))),
+    }
 }
 
 /// One chunk file, parsed at the top level.
@@ -254,6 +382,7 @@ struct Chunk<'a> {
     kind: ChunkKind,
     name: Cow<'a, str>,
     created_ns: Option<i64>,
+    stamp: i64,
     fields: Fields<'a>,
 }
 
@@ -271,6 +400,7 @@ fn parse_chunk<'a>(
             CoreError::corrupt(&path, format!("{CREATED_NS_KEY:?} is not an integer"))
         })?),
     };
+    let stamp = take_stamp(&mut fields, &path)?;
     remove(&mut fields, CHUNK_INDEX_KEY);
     let name = internal_name_of(&fields)
         .ok_or_else(|| CoreError::corrupt(&path, "it has no string \"internal_name\""))?;
@@ -281,24 +411,25 @@ fn parse_chunk<'a>(
         kind,
         name,
         created_ns,
+        stamp,
         fields,
     })
 }
 
-fn parse_object<'a>(bytes: &'a [u8], path: &Path) -> Result<Fields<'a>> {
+pub(crate) fn parse_object<'a>(bytes: &'a [u8], path: &Path) -> Result<Fields<'a>> {
     let text = std::str::from_utf8(bytes)
         .map_err(|e| CoreError::corrupt(path, format!("it is not UTF-8 ({e})")))?;
     parse_object_str(text).map_err(|reason| CoreError::corrupt(path, reason))
 }
 
-fn parse_object_str(text: &str) -> std::result::Result<Fields<'_>, String> {
+pub(crate) fn parse_object_str(text: &str) -> std::result::Result<Fields<'_>, String> {
     Ok(parse_top_level(text)?
         .into_iter()
         .map(|(key, value)| (key, Json::Raw(value)))
         .collect())
 }
 
-fn internal_name_of<'a>(fields: &Fields<'a>) -> Option<Cow<'a, str>> {
+pub(crate) fn internal_name_of<'a>(fields: &Fields<'a>) -> Option<Cow<'a, str>> {
     let Json::Raw(raw) = get(fields, "internal_name")? else {
         return None;
     };
@@ -309,14 +440,14 @@ fn internal_name_of<'a>(fields: &Fields<'a>) -> Option<Cow<'a, str>> {
     }
 }
 
-fn children_key(kind: ChunkKind) -> &'static str {
+pub(crate) fn children_key(kind: ChunkKind) -> &'static str {
     match kind {
         ChunkKind::Step => "branches",
         ChunkKind::Branch => "steps",
     }
 }
 
-fn child_kind(kind: ChunkKind) -> ChunkKind {
+pub(crate) fn child_kind(kind: ChunkKind) -> ChunkKind {
     match kind {
         ChunkKind::Step => ChunkKind::Branch,
         ChunkKind::Branch => ChunkKind::Step,
@@ -324,7 +455,7 @@ fn child_kind(kind: ChunkKind) -> ChunkKind {
 }
 
 /// The embedded children of a document: (key, raw value) in stored order.
-fn children_of<'a>(
+pub(crate) fn children_of<'a>(
     fields: &Fields<'a>,
     key: &str,
     path: &Path,
@@ -342,9 +473,106 @@ fn children_of<'a>(
         .map_err(|_| CoreError::corrupt(path, format!("{key:?} is not a JSON object")))
 }
 
+// --- journal records ---------------------------------------------------------------------------
+
+/// The fields a branch has before anything is recorded of it (a merge record on a branch no
+/// record or document put).
+pub(crate) fn made_up_branch<'a>(name: &str) -> Fields<'a> {
+    vec![
+        (
+            Cow::Borrowed("internal_name"),
+            Json::Owned(serde_json::Value::from(name).to_string()),
+        ),
+        (
+            Cow::Borrowed("status"),
+            Json::Owned("\"CREATED\"".to_string()),
+        ),
+        (Cow::Borrowed("steps"), Json::Owned("{}".to_string())),
+        (Cow::Borrowed("parameters"), Json::Owned("{}".to_string())),
+    ]
+}
+
+/// Apply one journal record to the fields of what it is about. A put replaces every field (the
+/// node's children are nodes of their own, so they are kept); a set replaces the fields the
+/// body names; a merge merges each object the body names into the stored one, key by key.
+/// Hidden keys in a body are ignored, and a run record never replaces the root steps.
+pub(crate) fn apply_record<'a>(
+    fields: &mut Fields<'a>,
+    record: &'a Record,
+    journal_dir: &Path,
+) -> Result<()> {
+    let path = journal_dir.join(&*record.journal);
+    let body = std::str::from_utf8(&record.body)
+        .map_err(|_| record_error(&path, record, "its body is not UTF-8".to_string()))?;
+    let new = parse_object_str(body).map_err(|reason| record_error(&path, record, reason))?;
+    let hidden = |key: &str| key == CREATED_NS_KEY || key == STAMP_KEY || key == CHUNK_INDEX_KEY;
+    match record.kind {
+        RecordKind::StepPut | RecordKind::BranchPut => {
+            *fields = new.into_iter().filter(|(k, _)| !hidden(k)).collect();
+        }
+        RecordKind::RunSet => {
+            for (key, value) in new {
+                if !hidden(&key) && key != "steps" {
+                    set(fields, key, value);
+                }
+            }
+        }
+        RecordKind::RunMerge | RecordKind::BranchMerge => {
+            for (key, value) in new {
+                if hidden(&key) || key == "steps" {
+                    continue;
+                }
+                let merged = merge_objects(get(fields, &key), &value)
+                    .map_err(|reason| record_error(&path, record, format!("{key:?} {reason}")))?;
+                set(fields, key, Json::Owned(merged));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn record_error(path: &Path, record: &Record, reason: String) -> CoreError {
+    CoreError::corrupt(
+        path,
+        format!(
+            "the journal record at offset {} ({:?}) is not valid: {reason}",
+            record.offset, record.target
+        ),
+    )
+}
+
+/// `update` merged into `current` key by key (`dict.update`); a missing or null current value
+/// is an empty object.
+fn merge_objects(
+    current: Option<&Json<'_>>,
+    update: &Json<'_>,
+) -> std::result::Result<String, String> {
+    let update =
+        parse_object_str(update.text()).map_err(|_| "must be a JSON object".to_string())?;
+    let mut merged: Fields<'_> = match current {
+        Some(value) if value.text().trim() != "null" => parse_object_str(value.text())
+            .map_err(|_| "is stored as something else than a JSON object".to_string())?,
+        _ => Vec::new(),
+    };
+    for (key, value) in update {
+        set(&mut merged, key, value);
+    }
+    let mut out = Vec::with_capacity(64);
+    out.push(b'{');
+    for (i, (key, value)) in merged.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_key(&mut out, key);
+        out.extend_from_slice(value.text().as_bytes());
+    }
+    out.push(b'}');
+    Ok(String::from_utf8(out).expect("JSON text is UTF-8"))
+}
+
 // --- the tree --------------------------------------------------------------------------------
 
-/// Which copy of a node's fields wins when a node is stored more than once.
+/// Which copy of a node's fields wins when a node is stored more than once with one stamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 enum Priority {
     MadeUp,
@@ -374,6 +602,9 @@ struct Node<'a> {
     fields: Fields<'a>,
     priority: Priority,
     position: Position,
+    /// The stamp of the last journal record in these fields (0: none).
+    stamp: i64,
+    /// Where the winning copy of the fields was read (a document or a journal).
     source: usize,
     children: Vec<usize>,
     state: State,
@@ -385,20 +616,44 @@ struct NewNode<'a> {
     kind: ChunkKind,
     fields: Fields<'a>,
     position: Position,
+    stamp: i64,
 }
 
-#[derive(Default)]
-struct Tree<'a> {
+/// A run's steps and branches, attached.
+pub struct Tree<'a> {
     nodes: Vec<Node<'a>>,
     index: HashMap<Cow<'a, str>, usize>,
     sources: Vec<PathBuf>,
     sequence: u64,
+    root: Fields<'a>,
+    root_stamp: i64,
+    root_dirty: bool,
+    roots: Vec<usize>,
+    salvage: bool,
+    skipped: Vec<(PathBuf, String)>,
+    location: PathBuf,
+    size_hint: usize,
 }
 
 impl<'a> Tree<'a> {
     fn add_source(&mut self, path: PathBuf) -> usize {
         self.sources.push(path);
         self.sources.len() - 1
+    }
+
+    fn skip_or_fail(&mut self, err: CoreError) -> Result<()> {
+        match err {
+            CoreError::Corrupt { path, reason } if self.salvage => {
+                self.skipped.push((path, reason));
+                Ok(())
+            }
+            other => Err(other),
+        }
+    }
+
+    /// What a salvage read left out: (path, reason).
+    pub fn take_skipped(&mut self) -> Vec<(PathBuf, String)> {
+        std::mem::take(&mut self.skipped)
     }
 
     fn add_chunk(&mut self, chunk: Chunk<'a>, source: usize) -> Result<()> {
@@ -413,6 +668,7 @@ impl<'a> Tree<'a> {
                 sequence: 0,
                 created_ns: chunk.created_ns.unwrap_or(i64::MAX),
             },
+            stamp: chunk.stamp,
         };
         self.insert(own, Priority::OwnChunk, source)?;
         for node in embedded {
@@ -438,9 +694,11 @@ impl<'a> Tree<'a> {
         while let Some((key, value, kind)) = pending.pop() {
             let mut fields = parse_object_str(value.get())
                 .map_err(|_| CoreError::corrupt(path, format!("{key:?} is not a JSON object")))?;
-            // A chunk embedded whole (a sealed branch) keeps its creation time and its place.
+            // A chunk embedded whole (a sealed or folded branch) keeps its creation time, its
+            // stamp and its place.
             let created_ns = remove(&mut fields, CREATED_NS_KEY)
                 .and_then(|v| serde_json::from_str::<i64>(v.text()).ok());
+            let stamp = take_stamp(&mut fields, path)?;
             remove(&mut fields, CHUNK_INDEX_KEY);
             let name = internal_name_of(&fields).unwrap_or(key);
             let grandchildren = children_of(&fields, children_key(kind), path)?;
@@ -462,6 +720,7 @@ impl<'a> Tree<'a> {
                 kind,
                 fields,
                 position,
+                stamp,
             });
             let child = child_kind(kind);
             pending.extend(grandchildren.into_iter().map(|(k, v)| (k, v, child)).rev());
@@ -478,6 +737,7 @@ impl<'a> Tree<'a> {
                 fields: new.fields,
                 priority,
                 position: new.position,
+                stamp: new.stamp,
                 source,
                 children: Vec::new(),
                 state: State::Loose,
@@ -495,24 +755,114 @@ impl<'a> Tree<'a> {
                 ),
             ));
         }
-        let newer = priority > node.priority
-            || (priority == node.priority
-                && (priority != Priority::OwnChunk
-                    || new.position.created_ns >= node.position.created_ns));
+        // A copy with a later journal stamp is newer whatever holds it; between copies with
+        // one stamp (documents of older layouts have none), the document kind decides.
+        let newer = match new.stamp.cmp(&node.stamp) {
+            Ordering::Greater => true,
+            Ordering::Less => false,
+            Ordering::Equal => {
+                priority > node.priority
+                    || (priority == node.priority
+                        && (priority != Priority::OwnChunk
+                            || new.position.created_ns >= node.position.created_ns))
+            }
+        };
         if newer {
             node.fields = new.fields;
             node.priority = priority;
             node.source = source;
+            node.stamp = new.stamp;
         }
         node.position = node.position.min(new.position);
+        Ok(())
+    }
+
+    /// Apply one journal record to the node it is about (made when missing), if it is newer
+    /// than what the node holds.
+    fn apply(&mut self, record: &'a Record, journal_dir: &Path) -> Result<()> {
+        let (name, kind) = match record.key() {
+            Key::Run => {
+                if record.stamp > self.root_stamp {
+                    apply_record(&mut self.root, record, journal_dir)?;
+                    self.root_stamp = record.stamp;
+                    self.root_dirty = true;
+                }
+                return Ok(());
+            }
+            Key::Branch(_) => (record.target.as_str(), ChunkKind::Branch),
+            Key::Step(_) => (record.target.as_str(), ChunkKind::Step),
+        };
+        let source_path = journal_dir.join(&*record.journal);
+        let at = match self.index.get(name) {
+            Some(&at) => at,
+            None => {
+                let fields = match record.kind {
+                    RecordKind::BranchMerge => made_up_branch(name),
+                    _ => Vec::new(),
+                };
+                let source = self.add_source(source_path.clone());
+                self.index.insert(Cow::Borrowed(name), self.nodes.len());
+                self.nodes.push(Node {
+                    name: Cow::Borrowed(name),
+                    kind,
+                    fields,
+                    priority: Priority::OwnChunk,
+                    position: Position {
+                        chunked: true,
+                        sequence: 0,
+                        created_ns: record.stamp,
+                    },
+                    stamp: 0,
+                    source,
+                    children: Vec::new(),
+                    state: State::Loose,
+                });
+                self.nodes.len() - 1
+            }
+        };
+        if self.nodes[at].kind != kind {
+            return Err(CoreError::corrupt(
+                &source_path,
+                format!(
+                    "the journal record at offset {} makes {name:?} a {} where {} holds a {}",
+                    record.offset,
+                    kind_word(kind),
+                    self.sources[self.nodes[at].source].display(),
+                    kind_word(self.nodes[at].kind)
+                ),
+            ));
+        }
+        if record.stamp <= self.nodes[at].stamp {
+            return Ok(()); // folded already (or an older write)
+        }
+        let mut fields = std::mem::take(&mut self.nodes[at].fields);
+        let applied = apply_record(&mut fields, record, journal_dir);
+        let node = &mut self.nodes[at];
+        node.fields = fields;
+        applied?;
+        if get(&node.fields, "internal_name").is_none() {
+            node.fields.insert(
+                0,
+                (
+                    Cow::Borrowed("internal_name"),
+                    Json::Owned(serde_json::Value::from(name).to_string()),
+                ),
+            );
+        }
+        node.stamp = record.stamp;
+        let source = self.add_source(source_path);
+        let node = &mut self.nodes[at];
+        node.source = source;
+        if node.position.chunked {
+            node.position.created_ns = node.position.created_ns.min(record.stamp);
+        }
         Ok(())
     }
 
     /// The parent of a node: the longest dot-prefix of its name stored with the parent's kind
     /// (so dots inside step names and map values do not mislead it). A step with no stored
     /// branch above it is a root step; a branch with no stored step above it gets one made up
-    /// from its name less the last component. `Ok(None)` is the run itself; `Err(Some(name))`
-    /// a step to make up; `Err(None)` with the reason, a node that cannot be placed.
+    /// from its name less the last component. `Ok(None)` is the run itself.
     fn find_parent(&self, at: usize) -> std::result::Result<Option<usize>, Placement> {
         let node = &self.nodes[at];
         let (name, kind) = (node.name.as_ref(), node.kind);
@@ -583,6 +933,7 @@ impl<'a> Tree<'a> {
                 sequence: 0,
                 created_ns: i64::MAX,
             },
+            stamp: 0,
             source,
             children: Vec::new(),
             state: State::Loose,
@@ -590,60 +941,370 @@ impl<'a> Tree<'a> {
         at
     }
 
-    /// Write `fields` as a JSON object with `children` under `key`, at the key's stored place
-    /// (appended when the document had none).
-    fn write_object(
-        &mut self,
-        out: &mut Vec<u8>,
-        fields: &Fields<'_>,
-        key: &str,
-        children: Vec<usize>,
-    ) {
-        out.push(b'{');
-        let mut children = Some(children);
-        for (index, (name, value)) in fields.iter().enumerate() {
-            if index > 0 {
-                out.push(b',');
-            }
-            write_key(out, name);
-            if name == key {
-                let children = children.take().unwrap_or_default();
-                self.write_children(out, children);
-            } else {
-                out.extend_from_slice(value.text().as_bytes());
-            }
+    /// Attach every node under its parent, and put every node's children in order.
+    fn attach_all(&mut self) -> Result<()> {
+        let mut order: Vec<usize> = (0..self.nodes.len()).collect();
+        order.sort_by(|&a, &b| self.nodes[a].name.cmp(&self.nodes[b].name));
+        let mut roots = Vec::new();
+        for at in order {
+            self.attach(at, &mut roots)?;
         }
-        if let Some(children) = children {
-            if !fields.is_empty() {
-                out.push(b',');
-            }
-            write_key(out, key);
-            self.write_children(out, children);
+        self.sort_children(&mut roots);
+        for at in 0..self.nodes.len() {
+            let mut children = std::mem::take(&mut self.nodes[at].children);
+            self.sort_children(&mut children);
+            self.nodes[at].children = children;
         }
-        out.push(b'}');
+        self.roots = roots;
+        Ok(())
     }
 
-    fn write_children(&mut self, out: &mut Vec<u8>, mut children: Vec<usize>) {
+    fn sort_children(&self, children: &mut [usize]) {
         children.sort_by(|&a, &b| {
             let (a, b) = (&self.nodes[a], &self.nodes[b]);
             a.position
                 .cmp(&b.position)
                 .then_with(|| natural_cmp(&a.name, &b.name))
         });
+    }
+
+    /// Attach one node (and its parents first); false when it is left out.
+    fn attach(&mut self, at: usize, roots: &mut Vec<usize>) -> Result<bool> {
+        match self.nodes[at].state {
+            State::Attached => return Ok(true),
+            State::LeftOut => return Ok(false),
+            State::Loose => {}
+        }
+        let parent = match self.find_parent(at) {
+            Ok(parent) => parent,
+            Err(Placement::MakeUp(name)) => {
+                let (kind, source) = (self.nodes[at].kind, self.nodes[at].source);
+                Some(self.make_up(name, child_kind(kind), source))
+            }
+            Err(Placement::Invalid(reason)) => return self.leave_out(at, reason),
+        };
+        let Some(parent) = parent else {
+            self.nodes[at].state = State::Attached;
+            roots.push(at);
+            return Ok(true);
+        };
+        if !self.attach(parent, roots)? {
+            let reason = format!("its parent {:?} was left out", self.nodes[parent].name);
+            return self.leave_out(at, reason);
+        }
+        let position = self.nodes[at].position;
+        self.nodes[at].state = State::Attached;
+        let parent_node = &mut self.nodes[parent];
+        parent_node.children.push(at);
+        if parent_node.priority == Priority::MadeUp {
+            parent_node.position = parent_node.position.min(position);
+        }
+        Ok(true)
+    }
+
+    fn leave_out(&mut self, at: usize, reason: String) -> Result<bool> {
+        let node = &mut self.nodes[at];
+        node.state = State::LeftOut;
+        let path = self.sources[node.source].clone();
+        self.skip_or_fail(CoreError::corrupt(&path, reason))?;
+        Ok(false)
+    }
+
+    // --- writing -------------------------------------------------------------------------
+
+    /// The full run log: every step and branch at every depth, hidden keys left out.
+    pub fn document(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.size_hint);
+        self.write_fields(&mut out, &self.root, "steps", &self.roots, Depth::All);
+        out
+    }
+
+    /// The run's fields and its root steps, each without its branches (a read that is not
+    /// full, as runnable's chunked store gives it).
+    pub fn shallow(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.root.len() * 64);
+        self.write_fields(&mut out, &self.root, "steps", &self.roots, Depth::Children);
+        out
+    }
+
+    /// One branch with its direct steps (each without its branches), as runnable's
+    /// `get_branch_log` gives it; `None` when the run has no such branch.
+    pub fn branch(&self, name: &str) -> Option<Vec<u8>> {
+        let &at = self.index.get(name)?;
+        let node = &self.nodes[at];
+        if node.kind != ChunkKind::Branch || node.state != State::Attached {
+            return None;
+        }
+        let mut out = Vec::new();
+        self.write_fields(
+            &mut out,
+            &node.fields,
+            "steps",
+            &node.children,
+            Depth::Children,
+        );
+        Some(out)
+    }
+
+    /// One step without its branches; `None` when the run has no such step (or only made it
+    /// up).
+    pub fn step(&self, name: &str) -> Option<Vec<u8>> {
+        let &at = self.index.get(name)?;
+        let node = &self.nodes[at];
+        if node.kind != ChunkKind::Step
+            || node.state != State::Attached
+            || node.priority == Priority::MadeUp
+        {
+            return None;
+        }
+        let mut out = Vec::new();
+        self.write_fields(&mut out, &node.fields, "branches", &[], Depth::Own);
+        Some(out)
+    }
+
+    /// Whether the tree holds a branch of this name (stored, attached).
+    pub fn has_branch(&self, name: &str) -> bool {
+        self.index.get(name).is_some_and(|&at| {
+            self.nodes[at].kind == ChunkKind::Branch && self.nodes[at].state == State::Attached
+        })
+    }
+
+    fn write_fields(
+        &self,
+        out: &mut Vec<u8>,
+        fields: &Fields<'_>,
+        key: &str,
+        children: &[usize],
+        depth: Depth,
+    ) {
+        out.push(b'{');
+        let mut written = false;
+        for (index, (name, value)) in fields.iter().enumerate() {
+            if index > 0 {
+                out.push(b',');
+            }
+            write_key(out, name);
+            if name == key && !written {
+                written = true;
+                self.write_children(out, children, depth);
+            } else {
+                out.extend_from_slice(value.text().as_bytes());
+            }
+        }
+        if !written {
+            if !fields.is_empty() {
+                out.push(b',');
+            }
+            write_key(out, key);
+            self.write_children(out, children, depth);
+        }
+        out.push(b'}');
+    }
+
+    fn write_children(&self, out: &mut Vec<u8>, children: &[usize], depth: Depth) {
+        out.push(b'{');
+        if depth != Depth::Own {
+            for (index, &child) in children.iter().enumerate() {
+                if index > 0 {
+                    out.push(b',');
+                }
+                let node = &self.nodes[child];
+                write_key(out, &node.name);
+                let key = children_key(node.kind);
+                match depth {
+                    Depth::All => self.write_fields(out, &node.fields, key, &node.children, depth),
+                    _ => self.write_fields(out, &node.fields, key, &[], Depth::Own),
+                }
+            }
+        }
+        out.push(b'}');
+    }
+
+    // --- folding ---------------------------------------------------------------------------
+
+    /// The documents a fold must write so that they hold everything this tree holds, in
+    /// runnable's layout: `RunLog.json` with the root steps, each branch's document with its
+    /// direct steps (every step with `"branches": {}`: branches are documents of their own).
+    /// A document is written when it is missing or when something it must hold came from a
+    /// journal record or from another document. Each written document and step keeps its
+    /// creation time (`_created_ns`) and the stamp of the last record folded into it
+    /// (`_stamp`).
+    pub fn fold_documents(&self, naming: Naming) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut out = Vec::new();
+        let run_log = naming.run_log();
+        let home = self.location.join(run_log);
+        if self.root_dirty || self.roots.iter().any(|&at| self.misplaced(at, &home)) {
+            let mut doc = Vec::new();
+            self.write_document(&mut doc, &self.root, None, self.root_stamp, &self.roots);
+            out.push((run_log.to_string(), doc));
+        }
+        for node in &self.nodes {
+            if node.kind != ChunkKind::Branch || node.state != State::Attached {
+                continue;
+            }
+            let name = naming.branch_document(&node.name)?;
+            let home = self.location.join(&name);
+            let stale = self.sources[node.source] != home
+                || node.children.iter().any(|&at| self.misplaced(at, &home));
+            if stale {
+                let mut doc = Vec::new();
+                let created = created_of(node);
+                self.write_document(&mut doc, &node.fields, created, node.stamp, &node.children);
+                out.push((name, doc));
+            }
+        }
+        Ok(out)
+    }
+
+    /// For object storage, where steps are objects of their own until a fold embeds them: per
+    /// document (named by `naming`), the `(internal name, object name)` of each step it holds
+    /// whose newest copy is its own object.
+    pub fn object_fold_plan(&self, naming: Naming) -> Result<FoldPlan> {
+        let own_object = |at: usize| -> Option<(String, String)> {
+            let node = &self.nodes[at];
+            let file = self.sources[node.source].file_name()?.to_str()?;
+            (node.kind == ChunkKind::Step
+                && node.priority == Priority::OwnChunk
+                && file.starts_with("StepLog-"))
+            .then(|| (node.name.to_string(), file.to_string()))
+        };
+        let mut plan = Vec::new();
+        let roots: Vec<_> = self.roots.iter().filter_map(|&at| own_object(at)).collect();
+        if !roots.is_empty() {
+            plan.push((naming.run_log().to_string(), roots));
+        }
+        for node in &self.nodes {
+            if node.kind != ChunkKind::Branch || node.state != State::Attached {
+                continue;
+            }
+            let steps: Vec<_> = node
+                .children
+                .iter()
+                .filter_map(|&at| own_object(at))
+                .collect();
+            if !steps.is_empty() {
+                plan.push((naming.branch_document(&node.name)?, steps));
+            }
+        }
+        Ok(plan)
+    }
+
+    fn misplaced(&self, at: usize, home: &Path) -> bool {
+        let node = &self.nodes[at];
+        node.priority == Priority::MadeUp || self.sources[node.source] != home
+    }
+
+    /// A stored document: hidden keys first, the fields, and the direct children (steps) with
+    /// their own hidden keys and no children of theirs.
+    fn write_document(
+        &self,
+        out: &mut Vec<u8>,
+        fields: &Fields<'_>,
+        created_ns: Option<i64>,
+        stamp: i64,
+        children: &[usize],
+    ) {
+        out.push(b'{');
+        let hidden = write_hidden(out, created_ns, stamp);
+        let mut written = false;
+        for (index, (name, value)) in fields.iter().enumerate() {
+            if index > 0 || hidden {
+                out.push(b',');
+            }
+            write_key(out, name);
+            if name == "steps" && !written {
+                written = true;
+                self.write_stored_children(out, children);
+            } else {
+                out.extend_from_slice(value.text().as_bytes());
+            }
+        }
+        if !written {
+            if !fields.is_empty() || hidden {
+                out.push(b',');
+            }
+            write_key(out, "steps");
+            self.write_stored_children(out, children);
+        }
+        out.push(b'}');
+    }
+
+    fn write_stored_children(&self, out: &mut Vec<u8>, children: &[usize]) {
         out.push(b'{');
         for (index, &child) in children.iter().enumerate() {
             if index > 0 {
                 out.push(b',');
             }
-            let node = &mut self.nodes[child];
+            let node = &self.nodes[child];
             write_key(out, &node.name);
-            let fields = std::mem::take(&mut node.fields);
-            let grandchildren = std::mem::take(&mut node.children);
-            let key = children_key(node.kind);
-            self.write_object(out, &fields, key, grandchildren);
+            out.push(b'{');
+            let hidden = write_hidden(out, created_of(node), node.stamp);
+            let mut written = false;
+            for (i, (name, value)) in node.fields.iter().enumerate() {
+                if i > 0 || hidden {
+                    out.push(b',');
+                }
+                write_key(out, name);
+                if name == "branches" && !written {
+                    written = true;
+                    out.extend_from_slice(b"{}");
+                } else {
+                    out.extend_from_slice(value.text().as_bytes());
+                }
+            }
+            if !written {
+                if !node.fields.is_empty() || hidden {
+                    out.push(b',');
+                }
+                write_key(out, "branches");
+                out.extend_from_slice(b"{}");
+            }
+            out.push(b'}');
         }
         out.push(b'}');
     }
+}
+
+fn created_of(node: &Node<'_>) -> Option<i64> {
+    (node.position.chunked && node.position.created_ns != i64::MAX)
+        .then_some(node.position.created_ns)
+}
+
+/// `"_created_ns":<n>,"_stamp":<n>` (each only when known); whether anything was written.
+pub(crate) fn write_hidden(out: &mut Vec<u8>, created_ns: Option<i64>, stamp: i64) -> bool {
+    let mut any = false;
+    if let Some(created) = created_ns {
+        write_key(out, CREATED_NS_KEY);
+        out.extend_from_slice(created.to_string().as_bytes());
+        any = true;
+    }
+    if stamp > 0 {
+        if any {
+            out.push(b',');
+        }
+        write_key(out, STAMP_KEY);
+        out.extend_from_slice(stamp.to_string().as_bytes());
+        any = true;
+    }
+    any
+}
+
+fn kind_word(kind: ChunkKind) -> &'static str {
+    match kind {
+        ChunkKind::Step => "step",
+        ChunkKind::Branch => "branch",
+    }
+}
+
+/// How deep a write goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Depth {
+    /// Every descendant.
+    All,
+    /// The direct children, each without children of its own.
+    Children,
+    /// No children (an empty object under the children key).
+    Own,
 }
 
 /// Why a node has no parent yet.
@@ -654,82 +1315,10 @@ enum Placement {
     Invalid(String),
 }
 
-fn write_key(out: &mut Vec<u8>, key: &str) {
+pub(crate) fn write_key(out: &mut Vec<u8>, key: &str) {
     // Writing a string into a Vec cannot fail.
     serde_json::to_writer(&mut *out, key).expect("a string serialises");
     out.push(b':');
-}
-
-/// The tree being attached, with what salvage leaves out.
-struct Merge<'a> {
-    tree: Tree<'a>,
-    salvage: bool,
-    skipped: Vec<(PathBuf, String)>,
-}
-
-impl Merge<'_> {
-    fn skip_or_fail(&mut self, err: CoreError) -> Result<()> {
-        match err {
-            CoreError::Corrupt { path, reason } if self.salvage => {
-                self.skipped.push((path, reason));
-                Ok(())
-            }
-            other => Err(other),
-        }
-    }
-
-    /// Attach every node under its parent; returns the root steps.
-    fn attach_all(&mut self) -> Result<Vec<usize>> {
-        let mut order: Vec<usize> = (0..self.tree.nodes.len()).collect();
-        order.sort_by(|&a, &b| self.tree.nodes[a].name.cmp(&self.tree.nodes[b].name));
-        let mut roots = Vec::new();
-        for at in order {
-            self.attach(at, &mut roots)?;
-        }
-        Ok(roots)
-    }
-
-    /// Attach one node (and its parents first); false when it is left out.
-    fn attach(&mut self, at: usize, roots: &mut Vec<usize>) -> Result<bool> {
-        match self.tree.nodes[at].state {
-            State::Attached => return Ok(true),
-            State::LeftOut => return Ok(false),
-            State::Loose => {}
-        }
-        let parent = match self.tree.find_parent(at) {
-            Ok(parent) => parent,
-            Err(Placement::MakeUp(name)) => {
-                let (kind, source) = (self.tree.nodes[at].kind, self.tree.nodes[at].source);
-                Some(self.tree.make_up(name, child_kind(kind), source))
-            }
-            Err(Placement::Invalid(reason)) => return self.leave_out(at, reason),
-        };
-        let Some(parent) = parent else {
-            self.tree.nodes[at].state = State::Attached;
-            roots.push(at);
-            return Ok(true);
-        };
-        if !self.attach(parent, roots)? {
-            let reason = format!("its parent {:?} was left out", self.tree.nodes[parent].name);
-            return self.leave_out(at, reason);
-        }
-        let position = self.tree.nodes[at].position;
-        self.tree.nodes[at].state = State::Attached;
-        let parent_node = &mut self.tree.nodes[parent];
-        parent_node.children.push(at);
-        if parent_node.priority == Priority::MadeUp {
-            parent_node.position = parent_node.position.min(position);
-        }
-        Ok(true)
-    }
-
-    fn leave_out(&mut self, at: usize, reason: String) -> Result<bool> {
-        let node = &mut self.tree.nodes[at];
-        node.state = State::LeftOut;
-        let path = self.tree.sources[node.source].clone();
-        self.skip_or_fail(CoreError::corrupt(&path, reason))?;
-        Ok(false)
-    }
 }
 
 /// Names in natural order: runs of digits compare as numbers, so `map.2` < `map.10`.
@@ -978,11 +1567,10 @@ mod tests {
             .chain([(".layout".to_string(), b"x".to_vec())])
             .collect();
         let from_memory =
-            merge_documents(Path::new("s3://b/p/r"), RUN.as_bytes(), &objects, false).unwrap();
+            merge_documents(Path::new("s3://b/p/r"), RUN.as_bytes(), objects, false).unwrap();
         assert_eq!(from_memory.document, merge_run(d, false).unwrap().document);
         let bad = vec![("StepLog-x.json".to_string(), b"{".to_vec())];
-        let err =
-            merge_documents(Path::new("s3://b/p/r"), RUN.as_bytes(), &bad, false).unwrap_err();
+        let err = merge_documents(Path::new("s3://b/p/r"), RUN.as_bytes(), bad, false).unwrap_err();
         assert!(
             err.to_string().contains("s3://b/p/r/StepLog-x.json"),
             "{err}"

@@ -56,6 +56,41 @@ pub fn encode_key(internal_name: &str) -> String {
     key
 }
 
+/// The internal name a key encodes; `None` for a hashed key (`~<hex>`: only the chunk's
+/// content says) or one that is not this encoding.
+pub fn decode_key(key: &str) -> Option<String> {
+    if key.starts_with('~') {
+        return None;
+    }
+    let bytes = key.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        match bytes[at] {
+            b'%' => {
+                let hex = std::str::from_utf8(bytes.get(at + 1..at + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                at += 3;
+            }
+            byte if is_kept(byte) => {
+                out.push(byte);
+                at += 1;
+            }
+            _ => return None,
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The kind and internal name of a chunk from its file or object name (`StepLog-<key>.json`,
+/// `BranchLog-<key>`, ...); `None` for other names and hashed keys.
+pub fn chunk_internal_name(name: &str) -> Option<(ChunkKind, String)> {
+    let kind = object_chunk_kind(name)?;
+    let key = name.strip_prefix(kind.prefix())?.strip_prefix('-')?;
+    let key = key.strip_suffix(".json").unwrap_or(key);
+    Some((kind, decode_key(key)?))
+}
+
 /// `StepLog-<key>.json` or `BranchLog-<key>.json`.
 pub fn chunk_file_name(kind: ChunkKind, internal_name: &str) -> Result<String> {
     if internal_name.is_empty() {
@@ -80,6 +115,23 @@ pub fn chunk_kind_of(file_name: &str) -> Option<ChunkKind> {
     if file_name.starts_with("StepLog-") {
         Some(ChunkKind::Step)
     } else if file_name.starts_with("BranchLog-") {
+        Some(ChunkKind::Branch)
+    } else {
+        None
+    }
+}
+
+/// The kind of a chunk object of object storage, from its name: the folder names above, and
+/// runnable's chunked-minio names without `.json` (`BranchLog-<name>`, and this package's
+/// `StepLog-<key>`); `None` for the run-level document (`RunLog`, `RunLog.json`) and hidden
+/// names.
+pub fn object_chunk_kind(name: &str) -> Option<ChunkKind> {
+    if name.starts_with('.') {
+        return None;
+    }
+    if name.starts_with("StepLog-") {
+        Some(ChunkKind::Step)
+    } else if name.starts_with("BranchLog-") {
         Some(ChunkKind::Branch)
     } else {
         None
@@ -151,6 +203,40 @@ mod tests {
         );
         assert_eq!(legacy_created_ns("StepLog-map.1.json"), None);
         assert_eq!(legacy_created_ns("StepLog-step-12.json"), None);
+    }
+
+    #[test]
+    fn keys_decode_back_to_their_names() {
+        for name in ["map.3.work", "../x", "a b", "é€", "50%", "a\0b"] {
+            assert_eq!(decode_key(&encode_key(name)).as_deref(), Some(name));
+        }
+        assert_eq!(decode_key(&encode_key(&"x".repeat(500))), None);
+        assert_eq!(decode_key("bad/"), None);
+        assert_eq!(decode_key("%4"), None);
+        assert_eq!(
+            chunk_internal_name("BranchLog-map.1"),
+            Some((ChunkKind::Branch, "map.1".to_string()))
+        );
+        assert_eq!(
+            chunk_internal_name("StepLog-..%2Fx.json"),
+            Some((ChunkKind::Step, "../x".to_string()))
+        );
+        assert_eq!(chunk_internal_name("RunLog.json"), None);
+    }
+
+    #[test]
+    fn object_names_with_and_without_json() {
+        assert_eq!(
+            object_chunk_kind("BranchLog-map.1"),
+            Some(ChunkKind::Branch)
+        );
+        assert_eq!(
+            object_chunk_kind("BranchLog-map.1.json"),
+            Some(ChunkKind::Branch)
+        );
+        assert_eq!(object_chunk_kind("StepLog-a.json"), Some(ChunkKind::Step));
+        assert_eq!(object_chunk_kind("RunLog"), None);
+        assert_eq!(object_chunk_kind(".layout"), None);
     }
 
     #[test]

@@ -24,10 +24,12 @@ use crate::copier::copy_files as copy_file_pairs;
 use crate::error::CoreError;
 use crate::hasher::{self, Algorithm, StreamHasher};
 use crate::lock::FileLock;
-use crate::merger::{merge_documents, merge_run as merge_run_folder, MergedRun};
+use crate::merger::{merge_run as merge_run_folder, MergedRun};
 use crate::names::{chunk_file_name as file_name_of, ChunkKind};
 use crate::patch::{apply_patch as apply_patch_to, patch_json as patch_document, PatchOptions};
 use crate::writer;
+
+mod runs;
 
 // --- errors ------------------------------------------------------------------------------------
 
@@ -288,25 +290,6 @@ fn merge_run<'py>(
     run_id: &str,
 ) -> PyResult<(Bound<'py, PyBytes>, Skipped)> {
     let merged = in_process_pool(py, || merge_run_folder(&run_dir, salvage))?.for_run(run_id)?;
-    Ok(merged_to_python(py, merged))
-}
-
-/// The full run log of a run held in memory (object storage): `RunLog.json`'s bytes and
-/// `(name, bytes)` of the run's other objects. Errors name `location`/<name>.
-#[pyfunction]
-#[pyo3(signature = (location, run_log, objects, *, salvage = false, run_id = ""))]
-fn merge_chunks<'py>(
-    py: Python<'py>,
-    location: PathBuf,
-    run_log: &[u8],
-    objects: Vec<(String, Vec<u8>)>,
-    salvage: bool,
-    run_id: &str,
-) -> PyResult<(Bound<'py, PyBytes>, Skipped)> {
-    let merged = in_process_pool(py, || {
-        merge_documents(&location, run_log, &objects, salvage)
-    })?
-    .for_run(run_id)?;
     Ok(merged_to_python(py, merged))
 }
 
@@ -836,13 +819,13 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(patch_json, m)?)?;
     m.add_function(wrap_pyfunction!(apply_patch, m)?)?;
     m.add_function(wrap_pyfunction!(merge_run, m)?)?;
-    m.add_function(wrap_pyfunction!(merge_chunks, m)?)?;
     m.add_function(wrap_pyfunction!(clean_temp_files, m)?)?;
     m.add_function(wrap_pyfunction!(hash_file, m)?)?;
     m.add_function(wrap_pyfunction!(hash_files, m)?)?;
     m.add_function(wrap_pyfunction!(copy_files, m)?)?;
     m.add_class::<PyFileLock>()?;
     m.add_class::<PyHasher>()?;
+    runs::register(m)?;
     add_content_functions(m)?;
     Ok(())
 }

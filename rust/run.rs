@@ -1,0 +1,1051 @@
+//! A chunked-fs run as one store object sees it (docs/format.md, "chunked-fs"): appending to
+//! this process's journal, reading the run (documents with the journals' records on top), and
+//! folding records into runnable's documents.
+//!
+//! **Order.** Every record gets a stamp while the appender holds the run's `flock` (`.lock`):
+//! the stamp is the wall clock in nanoseconds, or one more than the last stamp handed out if
+//! the clock is not past it (the last stamp is kept in the lock file's first 8 bytes). So
+//! stamps are unique in a run, and a write that starts after another returned has a later
+//! stamp, whichever process makes it: for one key, the record with the later stamp wins, and
+//! every reader applies records in stamp order. A fold takes the same lock, so no record can be
+//! stamped before a fold and appended after it.
+//!
+//! **Durability.** The frame is written while the lock is held and synced (`fdatasync`) after
+//! it is released, so other writers do not wait for this one's disk. A journal created by the
+//! append is named durably (its folder is fsynced) before the append returns.
+//!
+//! **Reading.** A store object keeps, per run, the records it has read from each journal and
+//! how far it read; each read lists `.journals/` and reads only what was appended since, then
+//! the documents it needs. Records already folded into a document (a stamp no later than the
+//! document's) are skipped, so a reader sees every acknowledged write exactly once, whether a
+//! fold happened before, during or after its read.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::chunk::{now_ns, LAYOUT_MARKER, LAYOUT_MARKER_TEXT_1, RUN_LOG_FILE};
+use crate::error::{CoreError, Result};
+use crate::fold::Doc;
+use crate::journal::{
+    encode_frame, journal_path, list_journals, new_journal_name, read_from, scan, Key, NewRecord,
+    Record, JOURNAL_DIR,
+};
+use crate::lock::FileLock;
+use crate::merger::{read_whole, Contents, MergedRun, Naming};
+use crate::names::{chunk_file_name, ChunkKind};
+use crate::writer::{fsync_folder, write_atomic};
+
+/// The lock file of a run: `flock` target, and the last stamp handed out.
+pub const LOCK_FILE: &str = ".lock";
+
+/// How a store writes.
+#[derive(Debug, Clone, Copy)]
+pub struct RunOptions {
+    /// Sync every acknowledged write to the disk.
+    pub fsync: bool,
+    /// How long to wait for the run's lock.
+    pub lock_timeout: Duration,
+}
+
+/// Which layout a run folder has (its `.layout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// No marker: written by runnable (documents only) or created by a put of a whole run.
+    Documents,
+    /// Format 1 of this package: a `StepLog-<key>.json` per step.
+    Chunks,
+    /// Format 2: runnable's documents at rest, journals meanwhile.
+    Journals,
+}
+
+/// One run folder, for one store object.
+pub struct Run {
+    dir: PathBuf,
+    options: RunOptions,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The process the state belongs to: a forked child starts its own journal.
+    pid: u32,
+    /// The run folder's device and inode: a run deleted and created again is another run.
+    identity: Option<(u64, u64)>,
+    layout: Option<Layout>,
+    /// This process's journal (its name, and its size after the last append) once it has
+    /// appended.
+    own: Option<(String, u64)>,
+    index: Index,
+    /// Branches known to have a document.
+    documented: HashSet<String>,
+}
+
+/// The records read from the run's journals, by what they are about.
+#[derive(Default)]
+struct Index {
+    /// How far each journal has been read.
+    cursors: BTreeMap<String, u64>,
+    records: HashMap<Key, Vec<Record>>,
+    /// Step names by their name less the last component (runnable's parent branch), "" for
+    /// names without a dot.
+    steps_by_parent: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Index {
+    fn add(&mut self, record: Record) {
+        if let Key::Step(name) = record.key() {
+            let parent = name.rsplit_once('.').map_or("", |(p, _)| p);
+            self.steps_by_parent
+                .entry(parent.to_string())
+                .or_default()
+                .insert(name);
+        }
+        let list = self.records.entry(record.key()).or_default();
+        let sorted = list
+            .last()
+            .map_or(true, |last| last.order() <= record.order());
+        list.push(record);
+        if !sorted {
+            list.sort_by(|a, b| a.order().cmp(&b.order()));
+        }
+    }
+
+    fn get(&self, key: &Key) -> &[Record] {
+        self.records.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    /// Drop the records of `key` up to `stamp`: they are folded.
+    fn prune(&mut self, key: &Key, stamp: i64) {
+        let Some(list) = self.records.get_mut(key) else {
+            return;
+        };
+        list.retain(|r| r.stamp > stamp);
+        if list.is_empty() {
+            self.records.remove(key);
+            if let Key::Step(name) = key {
+                let parent = name.rsplit_once('.').map_or("", |(p, _)| p);
+                if let Some(set) = self.steps_by_parent.get_mut(parent) {
+                    set.remove(name);
+                    if set.is_empty() {
+                        self.steps_by_parent.remove(parent);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Forget the records of journals that are gone (a fold folded them all, then removed them).
+    fn forget_journals(&mut self, gone: &HashSet<String>) {
+        let keys: Vec<Key> = self.records.keys().cloned().collect();
+        for key in keys {
+            if let Some(list) = self.records.get_mut(&key) {
+                list.retain(|r| !gone.contains(&*r.journal));
+            }
+            if self.records.get(&key).is_some_and(Vec::is_empty) {
+                self.prune(&key, i64::MAX);
+            }
+        }
+    }
+
+    fn all(&self) -> Vec<&Record> {
+        self.records.values().flatten().collect()
+    }
+}
+
+impl Run {
+    pub fn new(dir: &Path, options: RunOptions) -> Run {
+        Run {
+            dir: dir.to_path_buf(),
+            options,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn run_log_path(&self) -> PathBuf {
+        self.dir.join(RUN_LOG_FILE)
+    }
+
+    fn not_found(&self) -> CoreError {
+        CoreError::NotFound {
+            path: self.run_log_path(),
+        }
+    }
+
+    fn journal_dir(&self) -> PathBuf {
+        self.dir.join(JOURNAL_DIR)
+    }
+
+    fn branch_path(&self, name: &str) -> Result<PathBuf> {
+        Ok(self.dir.join(chunk_file_name(ChunkKind::Branch, name)?))
+    }
+
+    /// The state, checked against the process and the run folder: a forked child starts its
+    /// own journal, and a run folder replaced since (deleted, created again) is read afresh.
+    fn state(&self) -> Result<MutexGuard<'_, State>> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let pid = std::process::id();
+        if state.pid != pid {
+            state.pid = pid;
+            state.own = None;
+        }
+        let identity = match fs::metadata(&self.dir) {
+            Ok(meta) if meta.is_dir() => (meta.dev(), meta.ino()),
+            Ok(_) => return Err(self.not_found()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(self.not_found()),
+            Err(e) => return Err(CoreError::io("open", &self.dir, e)),
+        };
+        if state.identity != Some(identity) {
+            *state = State {
+                pid,
+                identity: Some(identity),
+                ..State::default()
+            };
+        }
+        Ok(state)
+    }
+
+    fn layout(&self, state: &mut State) -> Result<Layout> {
+        if let Some(layout) = state.layout {
+            return Ok(layout);
+        }
+        let layout = match read_whole(&self.dir.join(LAYOUT_MARKER))? {
+            None => Layout::Documents,
+            Some(text) if text == LAYOUT_MARKER_TEXT_1 => Layout::Chunks,
+            Some(_) => Layout::Journals,
+        };
+        state.layout = Some(layout);
+        Ok(layout)
+    }
+
+    /// Read what the journals gained since the last look.
+    fn catch_up(&self, state: &mut State) -> Result<()> {
+        let names = list_journals(&self.dir)?;
+        let listed: HashSet<&str> = names.iter().map(String::as_str).collect();
+        let gone: HashSet<String> = state
+            .index
+            .cursors
+            .keys()
+            .filter(|n| !listed.contains(n.as_str()))
+            .cloned()
+            .collect();
+        if !gone.is_empty() {
+            for name in &gone {
+                state.index.cursors.remove(name);
+            }
+            state.index.forget_journals(&gone);
+        }
+        for name in names {
+            let cursor = *state.index.cursors.get(&name).unwrap_or(&0);
+            let path = journal_path(&self.dir, &name);
+            let Some(bytes) = read_from(&path, cursor)? else {
+                continue;
+            };
+            if bytes.is_empty() {
+                state.index.cursors.insert(name, cursor);
+                continue;
+            }
+            let shared: Arc<str> = Arc::from(name.as_str());
+            let scanned = scan(&bytes, cursor, &path, &shared, false)?;
+            for record in scanned.records {
+                state.index.add(record);
+            }
+            state.index.cursors.insert(name, scanned.end);
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> Result<FileLock> {
+        FileLock::acquire(&self.dir.join(LOCK_FILE), self.options.lock_timeout).map_err(|e| {
+            if e.errno() == Some(2) {
+                self.not_found()
+            } else {
+                e
+            }
+        })
+    }
+
+    // --- appending -----------------------------------------------------------------------
+
+    /// Append records to this process's journal, as one write: one lock, one frame each, one
+    /// sync. Returns when they are durable (with `fsync`) and visible to every reader.
+    pub fn append(&self, records: &[NewRecord]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        // No check of the folder's identity here (a system call per write): a run deleted
+        // since fails to open its lock file, and one created again has no journal of this
+        // name, so a new one is started in it.
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let pid = std::process::id();
+        if state.pid != pid {
+            state.pid = pid;
+            state.own = None;
+        }
+        let lock = self.lock()?;
+        let (mut journal, name, new_folder) = self.open_journal(&mut state)?;
+        let stamp = next_stamps(lock.file(), records.len() as i64, &self.dir)?;
+        let mut frames = Vec::with_capacity(records.iter().map(|r| r.body.len() + 64).sum());
+        for (i, record) in records.iter().enumerate() {
+            encode_frame(&mut frames, stamp + i as i64, record);
+        }
+        let path = journal_path(&self.dir, &name);
+        if let Err(e) = journal.file.write_all(&frames) {
+            // Take the partial frame back, so the next append does not follow garbage; if even
+            // that fails, this journal is abandoned (its torn tail is read as never written).
+            if journal.file.set_len(journal.size).is_err() {
+                state.own = None;
+            }
+            return Err(CoreError::io("write", &path, e));
+        }
+        state.own = Some((name, journal.size + frames.len() as u64));
+        drop(lock);
+        if self.options.fsync {
+            journal
+                .file
+                .sync_data()
+                .map_err(|e| CoreError::io("fsync", &path, e))?;
+            if journal.created {
+                fsync_folder(&self.journal_dir())?;
+            }
+            if new_folder {
+                fsync_folder(&self.dir)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// This process's journal, opened for appending (created, with `.journals/`, if needed);
+    /// whether `.journals/` was created.
+    fn open_journal(&self, state: &mut State) -> Result<(OpenJournal, String, bool)> {
+        if let Some((name, size)) = state.own.clone() {
+            let path = journal_path(&self.dir, &name);
+            match OpenOptions::new().append(true).open(&path) {
+                Ok(file) => {
+                    let journal = OpenJournal {
+                        file,
+                        created: false,
+                        size,
+                    };
+                    return Ok((journal, name, false));
+                }
+                // Folded and removed: start a new one.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => state.own = None,
+                Err(e) => return Err(CoreError::io("open", &path, e)),
+            }
+        }
+        if !self.run_log_path().exists() {
+            return Err(self.not_found());
+        }
+        let folder = self.journal_dir();
+        let new_folder = match fs::create_dir(&folder) {
+            Ok(()) => true,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(self.not_found()),
+            Err(e) => return Err(CoreError::io("create folder", &folder, e)),
+        };
+        let name = new_journal_name();
+        let path = journal_path(&self.dir, &name);
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&path)
+            .map_err(|e| CoreError::io("create", &path, e))?;
+        Ok((
+            OpenJournal {
+                file,
+                created: true,
+                size: 0,
+            },
+            name,
+            new_folder,
+        ))
+    }
+
+    // --- reading ---------------------------------------------------------------------------
+
+    /// The full run log, and what a salvage read left out.
+    pub fn read(&self, salvage: bool) -> Result<MergedRun> {
+        if salvage {
+            // A salvage read uses nothing cached: it reads every journal past the damage.
+            let (records, mut skipped) = crate::journal::read_all(&self.dir, true)?;
+            let contents = Contents::read_folder(&self.dir)?;
+            let refs: Vec<&Record> = records.iter().collect();
+            let mut tree = contents.tree(&refs, true)?;
+            skipped.extend(tree.take_skipped());
+            return Ok(MergedRun {
+                document: tree.document(),
+                skipped,
+            });
+        }
+        let mut state = self.state()?;
+        self.catch_up(&mut state)?;
+        let contents = Contents::read_folder(&self.dir)?;
+        let records = state.index.all();
+        let tree = contents.tree(&records, false)?;
+        Ok(MergedRun {
+            document: tree.document(),
+            skipped: Vec::new(),
+        })
+    }
+
+    /// The run's fields with its root steps (each without branches), as runnable's chunked
+    /// store reads a run that is not full; with `steps: false`, the fields alone.
+    pub fn read_run(&self, steps: bool) -> Result<Vec<u8>> {
+        let mut state = self.state()?;
+        self.catch_up(&mut state)?;
+        let layout = self.layout(&mut state)?;
+        if steps && layout != Layout::Journals {
+            // Steps may sit in files of their own (format 1, magnus): the whole tree says.
+            return self.with_tree(&mut state, |tree| Ok(tree.shallow()));
+        }
+        let root_steps = if steps {
+            self.steps_homed_in(&mut state, None)?
+        } else {
+            Vec::new()
+        };
+        let path = self.run_log_path();
+        let bytes = read_whole(&path)?.ok_or_else(|| self.not_found())?;
+        let mut doc = Doc::parse(&bytes, path)?;
+        let journal_dir = self.journal_dir();
+        for record in state.index.get(&Key::Run) {
+            doc.fold_own(record, &journal_dir)?;
+        }
+        if !steps {
+            return Ok(doc.clean_fields());
+        }
+        for name in root_steps {
+            for record in state.index.get(&Key::Step(name)) {
+                doc.fold_step(record, &journal_dir)?;
+            }
+        }
+        Ok(doc.clean())
+    }
+
+    /// A branch with its direct steps (each without its branches), as runnable's chunked store
+    /// gives it; `None` when the run has no such branch.
+    pub fn read_branch(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.branch_path(name)?;
+        let mut state = self.state()?;
+        self.catch_up(&mut state)?;
+        let layout = self.layout(&mut state)?;
+        if layout == Layout::Chunks {
+            return self.with_tree(&mut state, |tree| Ok(tree.branch(name)));
+        }
+        let found = {
+            let bytes = read_whole(&path)?;
+            let mut doc = match &bytes {
+                Some(bytes) => Doc::parse(bytes, path)?,
+                None => Doc::missing(path),
+            };
+            let journal_dir = self.journal_dir();
+            let steps = self.steps_homed_in(&mut state, Some(name))?;
+            let own = state.index.get(&Key::Branch(name.to_string()));
+            if doc.exists() || !own.is_empty() {
+                for record in own {
+                    doc.fold_own(record, &journal_dir)?;
+                }
+                for step in steps {
+                    for record in state.index.get(&Key::Step(step)) {
+                        doc.fold_step(record, &journal_dir)?;
+                    }
+                }
+                Some(doc.clean())
+            } else {
+                None
+            }
+        };
+        if found.is_none() && layout == Layout::Documents {
+            // magnus and other older layouts may keep a branch elsewhere.
+            return self.with_tree(&mut state, |tree| Ok(tree.branch(name)));
+        }
+        Ok(found)
+    }
+
+    /// One step without its branches; `None` when the run has no such step.
+    pub fn read_step(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let mut state = self.state()?;
+        self.catch_up(&mut state)?;
+        let layout = self.layout(&mut state)?;
+        let home = self.home_of(&mut state, name)?;
+        let path = match &home {
+            Some(branch) => self.branch_path(branch)?,
+            None => self.run_log_path(),
+        };
+        let journal_dir = self.journal_dir();
+        let found = {
+            let bytes = read_whole(&path)?;
+            if bytes.is_none() && home.is_none() {
+                return Err(self.not_found());
+            }
+            let mut doc = match &bytes {
+                Some(bytes) => Doc::parse(bytes, path)?,
+                None => Doc::missing(path),
+            };
+            let chunk_path = self.dir.join(chunk_file_name(ChunkKind::Step, name)?);
+            let chunk = if layout == Layout::Chunks {
+                read_whole(&chunk_path)?
+            } else {
+                None
+            };
+            if let Some(chunk) = &chunk {
+                // Format 1: the step's own chunk, unless a fold has embedded a later copy.
+                let own = Doc::single_step(chunk, chunk_path)?;
+                if own.child_stamp(name).unwrap_or(0) >= doc.child_stamp(name).unwrap_or(0) {
+                    doc = own;
+                }
+            }
+            for record in state.index.get(&Key::Step(name.to_string())) {
+                doc.fold_step(record, &journal_dir)?;
+            }
+            doc.step(name)
+        };
+        if found.is_none() && layout != Layout::Journals {
+            // Older layouts may keep a step inside another file: the whole tree says.
+            return self.with_tree(&mut state, |tree| Ok(tree.step(name)));
+        }
+        Ok(found)
+    }
+
+    /// Whether the run has this branch (a document or a record of it).
+    pub fn has_branch(&self, name: &str) -> Result<bool> {
+        let mut state = self.state()?;
+        self.catch_up(&mut state)?;
+        let layout = self.layout(&mut state)?;
+        if layout != Layout::Chunks && self.is_branch(&mut state, name)? {
+            return Ok(true);
+        }
+        if layout == Layout::Journals {
+            return Ok(false);
+        }
+        self.with_tree(&mut state, |tree| Ok(tree.has_branch(name)))
+    }
+
+    /// Run `read` on the full tree (documents and every record read so far).
+    fn with_tree<T>(
+        &self,
+        state: &mut State,
+        read: impl FnOnce(&crate::merger::Tree<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let contents = Contents::read_folder(&self.dir)?;
+        let records = state.index.all();
+        let tree = contents.tree(&records, false)?;
+        read(&tree)
+    }
+
+    /// Whether `name` is a branch: recorded in a journal, or with a document.
+    fn is_branch(&self, state: &mut State, name: &str) -> Result<bool> {
+        if state.documented.contains(name)
+            || state
+                .index
+                .records
+                .contains_key(&Key::Branch(name.to_string()))
+        {
+            return Ok(true);
+        }
+        if self.branch_path(name)?.exists() {
+            state.documented.insert(name.to_string());
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// The branch a step belongs to: the longest dot-prefix of its name that is a branch
+    /// (docs/format.md, "The run log JSON"); None for a root step.
+    fn home_of(&self, state: &mut State, step: &str) -> Result<Option<String>> {
+        let mut prefix = step;
+        while let Some((head, _)) = prefix.rsplit_once('.') {
+            if self.is_branch(state, head)? {
+                return Ok(Some(head.to_string()));
+            }
+            prefix = head;
+        }
+        Ok(None)
+    }
+
+    /// The steps with records whose home is `home` (a branch, or the run for None).
+    fn steps_homed_in(&self, state: &mut State, home: Option<&str>) -> Result<Vec<String>> {
+        let candidates: Vec<(String, Vec<String>)> = match home {
+            None => state
+                .index
+                .steps_by_parent
+                .iter()
+                .map(|(p, s)| (p.clone(), s.iter().cloned().collect()))
+                .collect(),
+            Some(branch) => {
+                let prefix = format!("{branch}.");
+                state
+                    .index
+                    .steps_by_parent
+                    .range(branch.to_string()..)
+                    .take_while(|(p, _)| *p == branch || p.starts_with(&prefix))
+                    .map(|(p, s)| (p.clone(), s.iter().cloned().collect()))
+                    .collect()
+            }
+        };
+        let mut found = Vec::new();
+        for (parent, steps) in candidates {
+            if home.is_some_and(|h| h == parent) || (home.is_none() && parent.is_empty()) {
+                // The name less its last component is the home itself (a branch, or nothing).
+                found.extend(steps);
+                continue;
+            }
+            if self.is_branch(state, &parent)? {
+                continue; // they belong to that branch
+            }
+            for step in steps {
+                if self.home_of(state, &step)?.as_deref() == home {
+                    found.push(step);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    // --- folding -----------------------------------------------------------------------------
+
+    /// Fold an ended branch: its records and its direct steps' into `BranchLog-<name>.json`,
+    /// then the step that holds it into that step's document (and up, while documents are
+    /// missing), so runnable's reader finds the branch where it looks.
+    pub fn fold_branch(&self, name: &str) -> Result<()> {
+        let mut state = self.state()?;
+        let _lock = self.lock()?;
+        self.catch_up(&mut state)?;
+        if self.layout(&mut state)? == Layout::Chunks {
+            return self.fold_all_locked(&mut state);
+        }
+        let mut branch = name.to_string();
+        loop {
+            let created = self.fold_document(&mut state, Some(&branch), true)?;
+            // The step holding the branch, into its own document.
+            let Some(parent) = self.recorded_parent_step(&state, &branch) else {
+                return Ok(());
+            };
+            let home = self.home_of(&mut state, &parent)?;
+            let home_created = self.fold_step_into(&mut state, &parent, home.as_deref())?;
+            match home {
+                Some(next) if home_created || created => branch = next,
+                _ => return Ok(()),
+            }
+        }
+    }
+
+    /// Fold a document's own records and its steps'; whether it was created now.
+    fn fold_document(
+        &self,
+        state: &mut State,
+        branch: Option<&str>,
+        with_steps: bool,
+    ) -> Result<bool> {
+        let path = match branch {
+            Some(name) => self.branch_path(name)?,
+            None => self.run_log_path(),
+        };
+        let key = match branch {
+            Some(name) => Key::Branch(name.to_string()),
+            None => Key::Run,
+        };
+        let steps = if with_steps {
+            self.steps_homed_in(state, branch)?
+        } else {
+            Vec::new()
+        };
+        let bytes = read_whole(&path)?;
+        let journal_dir = self.journal_dir();
+        let (stored, own_stamp, step_stamps, created) = {
+            let mut doc = match &bytes {
+                Some(bytes) => Doc::parse(bytes, path.clone())?,
+                None => Doc::missing(path.clone()),
+            };
+            for record in state.index.get(&key) {
+                doc.fold_own(record, &journal_dir)?;
+            }
+            for step in &steps {
+                for record in state.index.get(&Key::Step(step.clone())) {
+                    doc.fold_step(record, &journal_dir)?;
+                }
+            }
+            if !doc.exists() && !doc.has_fields() {
+                return Ok(false); // nothing recorded of this branch
+            }
+            let stamps: Vec<(String, i64)> = steps
+                .iter()
+                .map(|s| (s.clone(), doc.child_stamp(s).unwrap_or(0)))
+                .collect();
+            let stored = doc.changed().then(|| doc.stored());
+            (stored, doc.stamp(), stamps, !doc.exists())
+        };
+        if let Some(stored) = stored {
+            write_atomic(&path, &stored, self.options.fsync, false)?;
+        }
+        if let Some(name) = branch {
+            state.documented.insert(name.to_string());
+        }
+        state.index.prune(&key, own_stamp);
+        for (step, stamp) in step_stamps {
+            state.index.prune(&Key::Step(step), stamp);
+        }
+        Ok(created)
+    }
+
+    /// Fold one step's records into its home document (a branch's or the run's); whether the
+    /// branch document was created now.
+    fn fold_step_into(&self, state: &mut State, step: &str, home: Option<&str>) -> Result<bool> {
+        let path = match home {
+            Some(name) => self.branch_path(name)?,
+            None => self.run_log_path(),
+        };
+        let bytes = read_whole(&path)?;
+        let journal_dir = self.journal_dir();
+        let key = Key::Step(step.to_string());
+        let own_key = home.map(|h| Key::Branch(h.to_string()));
+        let (stored, step_stamp, own_stamp, created) = {
+            let mut doc = match &bytes {
+                Some(bytes) => Doc::parse(bytes, path.clone())?,
+                None => Doc::missing(path.clone()),
+            };
+            if !doc.exists() {
+                // A branch document is made with the branch's own fields.
+                if let Some(own) = &own_key {
+                    for record in state.index.get(own) {
+                        doc.fold_own(record, &journal_dir)?;
+                    }
+                }
+            }
+            for record in state.index.get(&key) {
+                doc.fold_step(record, &journal_dir)?;
+            }
+            let stored = doc.changed().then(|| doc.stored());
+            (
+                stored,
+                doc.child_stamp(step).unwrap_or(0),
+                doc.stamp(),
+                !doc.exists(),
+            )
+        };
+        if let Some(stored) = stored {
+            write_atomic(&path, &stored, self.options.fsync, false)?;
+        }
+        state.index.prune(&key, step_stamp);
+        if let Some(own) = own_key {
+            if created {
+                state.index.prune(&own, own_stamp);
+            }
+            if let Some(name) = home {
+                state.documented.insert(name.to_string());
+            }
+        }
+        Ok(created)
+    }
+
+    /// The step that holds a branch, if a journal has records of it: the longest dot-prefix of
+    /// the branch's name recorded as a step.
+    fn recorded_parent_step(&self, state: &State, branch: &str) -> Option<String> {
+        let mut prefix = branch;
+        while let Some((head, _)) = prefix.rsplit_once('.') {
+            if state
+                .index
+                .records
+                .contains_key(&Key::Step(head.to_string()))
+            {
+                return Some(head.to_string());
+            }
+            prefix = head;
+        }
+        None
+    }
+
+    /// Fold everything (the run ended, or `runlog fold`): every document that a journal record
+    /// or a misplaced copy makes stale is written, then every journal is removed.
+    pub fn fold_all(&self) -> Result<()> {
+        let mut state = self.state()?;
+        let _lock = self.lock()?;
+        self.catch_up(&mut state)?;
+        self.fold_all_locked(&mut state)
+    }
+
+    fn fold_all_locked(&self, state: &mut State) -> Result<()> {
+        let contents = Contents::read_folder(&self.dir)?;
+        let documents = {
+            let records = state.index.all();
+            let tree = contents.tree(&records, false)?;
+            tree.fold_documents(Naming::Folder)?
+        };
+        for (name, bytes) in &documents {
+            write_atomic(&self.dir.join(name), bytes, self.options.fsync, false)?;
+        }
+        // Every record is in a document now (durably, with fsync): the journals can go.
+        for name in state.index.cursors.keys() {
+            let path = journal_path(&self.dir, name);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(CoreError::io("remove", &path, e)),
+            }
+        }
+        state.index = Index::default();
+        state.own = None;
+        Ok(())
+    }
+
+    /// The journals of the run with their sizes: records not folded yet (`runlog show`).
+    pub fn journals(&self) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        for name in list_journals(&self.dir)? {
+            let path = journal_path(&self.dir, &name);
+            match fs::metadata(&path) {
+                Ok(meta) => out.push((name, meta.len())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(CoreError::io("stat", &path, e)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+struct OpenJournal {
+    file: File,
+    created: bool,
+    /// Its size before this append (this process is its only writer).
+    size: u64,
+}
+
+/// `count` consecutive stamps, the first later than every stamp handed out in this run and no
+/// earlier than now; the lock file keeps the last one. Called with the run's lock held.
+fn next_stamps(lock: &File, count: i64, dir: &Path) -> Result<i64> {
+    let lock_path = dir.join(LOCK_FILE);
+    let mut last = [0u8; 8];
+    let read = lock
+        .read_at(&mut last, 0)
+        .map_err(|e| CoreError::io("read", &lock_path, e))?;
+    let last = if read == 8 {
+        i64::from_le_bytes(last)
+    } else {
+        0
+    };
+    let first = now_ns().max(last.saturating_add(1));
+    let new_last = first + count - 1;
+    lock.write_all_at(&new_last.to_le_bytes(), 0)
+        .map_err(|e| CoreError::io("write", &lock_path, e))?;
+    Ok(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::RecordKind;
+    use serde_json::{json, Value};
+
+    fn options() -> RunOptions {
+        RunOptions {
+            fsync: false,
+            lock_timeout: Duration::from_secs(5),
+        }
+    }
+
+    fn new_run(dir: &Path) -> PathBuf {
+        let run = dir.join("r");
+        fs::create_dir(&run).unwrap();
+        fs::write(
+            run.join(RUN_LOG_FILE),
+            br#"{"run_id":"r","dag_hash":"","tag":"","status":"CREATED","steps":{},"job":null,"parameters":{},"run_config":{}}"#,
+        )
+        .unwrap();
+        fs::write(run.join(LAYOUT_MARKER), crate::chunk::LAYOUT_MARKER_TEXT).unwrap();
+        run
+    }
+
+    fn rec(kind: RecordKind, target: &str, body: Value) -> NewRecord {
+        NewRecord::new(kind, target, body.to_string().into_bytes()).unwrap()
+    }
+
+    fn step(name: &str, status: &str) -> NewRecord {
+        let short = name.rsplit('.').next().unwrap();
+        rec(
+            RecordKind::StepPut,
+            name,
+            json!({"name": short, "internal_name": name, "status": status, "step_type": "task",
+                   "message": "", "mock": false, "attempts": [], "branches": {}, "data_catalog": []}),
+        )
+    }
+
+    fn branch(name: &str, status: &str) -> NewRecord {
+        rec(
+            RecordKind::BranchPut,
+            name,
+            json!({"internal_name": name, "status": status, "steps": {}, "parameters": {}}),
+        )
+    }
+
+    fn full(run: &Run) -> Value {
+        serde_json::from_slice(&run.read(false).unwrap().document).unwrap()
+    }
+
+    fn keys(v: &Value) -> Vec<String> {
+        v.as_object().unwrap().keys().cloned().collect()
+    }
+
+    #[test]
+    fn appended_records_read_back_and_fold_into_runnables_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = new_run(dir.path());
+        let run = Run::new(&path, options());
+        run.append(&[step("map", "PROCESSING")]).unwrap();
+        for i in 0..3 {
+            let b = format!("map.{i}");
+            run.append(&[branch(&b, "PROCESSING")]).unwrap();
+            run.append(&[rec(
+                RecordKind::BranchMerge,
+                &b,
+                json!({"parameters": {"item": {"kind": "json", "value": i}}}),
+            )])
+            .unwrap();
+            run.append(&[step(&format!("{b}.s"), "CREATED")]).unwrap();
+            run.append(&[step(&format!("{b}.s"), "SUCCESS")]).unwrap();
+        }
+        let before = full(&run);
+        assert_eq!(
+            keys(&before["steps"]["map"]["branches"]),
+            ["map.0", "map.1", "map.2"]
+        );
+        assert_eq!(
+            before["steps"]["map"]["branches"]["map.1"]["steps"]["map.1.s"]["status"],
+            "SUCCESS"
+        );
+        assert_eq!(
+            before["steps"]["map"]["branches"]["map.1"]["parameters"]["item"]["value"],
+            1
+        );
+        // The first branch ends: its document, and the map step in RunLog.json.
+        // As runnable's executor does: read the branch back, put it with its new status.
+        let mut ended: Value =
+            serde_json::from_slice(&run.read_branch("map.0").unwrap().unwrap()).unwrap();
+        ended["status"] = json!("SUCCESS");
+        ended["steps"] = json!({});
+        run.append(&[rec(RecordKind::BranchPut, "map.0", ended)])
+            .unwrap();
+        run.fold_branch("map.0").unwrap();
+        let doc: Value =
+            serde_json::from_slice(&fs::read(path.join("BranchLog-map.0.json")).unwrap()).unwrap();
+        assert_eq!(doc["status"], "SUCCESS");
+        assert_eq!(doc["parameters"]["item"]["value"], 0);
+        assert_eq!(doc["steps"]["map.0.s"]["status"], "SUCCESS");
+        let run_log: Value =
+            serde_json::from_slice(&fs::read(path.join(RUN_LOG_FILE)).unwrap()).unwrap();
+        assert_eq!(run_log["steps"]["map"]["status"], "PROCESSING");
+        assert!(!path.join("BranchLog-map.1.json").exists());
+        let mut after = full(&run);
+        assert_eq!(
+            after["steps"]["map"]["branches"]["map.0"]["status"],
+            "SUCCESS"
+        );
+        after["steps"]["map"]["branches"]["map.0"]["status"] = json!("PROCESSING");
+        assert_eq!(after, before, "the fold changed nothing a reader sees");
+        // A fresh reader (another process) sees the same.
+        let other = Run::new(&path, options());
+        assert_eq!(full(&other), full(&run));
+        // The run ends: everything folded, the journals gone.
+        run.append(&[rec(RecordKind::RunSet, "", json!({"status": "SUCCESS"}))])
+            .unwrap();
+        let ended = full(&run);
+        run.fold_all().unwrap();
+        assert!(run.journals().unwrap().is_empty());
+        assert_eq!(full(&Run::new(&path, options())), ended);
+        assert_eq!(full(&run), ended);
+        for i in 1..3 {
+            let doc: Value = serde_json::from_slice(
+                &fs::read(path.join(format!("BranchLog-map.{i}.json"))).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(doc["steps"][format!("map.{i}.s")]["status"], "SUCCESS");
+        }
+        // Folding again changes nothing.
+        let bytes: Vec<Vec<u8>> = ["RunLog.json", "BranchLog-map.1.json"]
+            .iter()
+            .map(|n| fs::read(path.join(n)).unwrap())
+            .collect();
+        run.fold_all().unwrap();
+        let again: Vec<Vec<u8>> = ["RunLog.json", "BranchLog-map.1.json"]
+            .iter()
+            .map(|n| fs::read(path.join(n)).unwrap())
+            .collect();
+        assert_eq!(bytes, again);
+    }
+
+    #[test]
+    fn partial_reads_see_documents_and_journals() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = new_run(dir.path());
+        let run = Run::new(&path, options());
+        run.append(&[
+            step("map", "PROCESSING"),
+            branch("map.1", "PROCESSING"),
+            step("map.1.a", "SUCCESS"),
+        ])
+        .unwrap();
+        run.append(&[rec(
+            RecordKind::RunMerge,
+            "",
+            json!({"parameters": {"p": {"kind": "json", "value": 1}}}),
+        )])
+        .unwrap();
+        let branch_json: Value =
+            serde_json::from_slice(&run.read_branch("map.1").unwrap().unwrap()).unwrap();
+        assert_eq!(keys(&branch_json["steps"]), ["map.1.a"]);
+        assert!(run.read_branch("map.2").unwrap().is_none());
+        let step_json: Value =
+            serde_json::from_slice(&run.read_step("map.1.a").unwrap().unwrap()).unwrap();
+        assert_eq!(step_json["status"], "SUCCESS");
+        assert!(run.read_step("map.1.b").unwrap().is_none());
+        let short: Value = serde_json::from_slice(&run.read_run(true).unwrap()).unwrap();
+        assert_eq!(keys(&short["steps"]), ["map"]);
+        assert_eq!(short["parameters"]["p"]["value"], 1);
+        let fields: Value = serde_json::from_slice(&run.read_run(false).unwrap()).unwrap();
+        assert_eq!(fields["steps"], json!({}));
+        run.append(&[branch("map.1", "SUCCESS")]).unwrap();
+        run.fold_branch("map.1").unwrap();
+        let other = Run::new(&path, options());
+        let step_json: Value =
+            serde_json::from_slice(&other.read_step("map.1.a").unwrap().unwrap()).unwrap();
+        assert_eq!(step_json["status"], "SUCCESS");
+        assert!(other.has_branch("map.1").unwrap() && !other.has_branch("map.9").unwrap());
+    }
+
+    #[test]
+    fn later_stamps_win_across_writers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = new_run(dir.path());
+        let (a, b) = (Run::new(&path, options()), Run::new(&path, options()));
+        a.append(&[step("s", "FIRST")]).unwrap();
+        b.append(&[step("s", "SECOND")]).unwrap();
+        a.append(&[rec(RecordKind::RunSet, "", json!({"status": "A"}))])
+            .unwrap();
+        b.append(&[rec(RecordKind::RunSet, "", json!({"status": "B"}))])
+            .unwrap();
+        for run in [&a, &b, &Run::new(&path, options())] {
+            let doc = full(run);
+            assert_eq!(doc["steps"]["s"]["status"], "SECOND");
+            assert_eq!(doc["status"], "B");
+        }
+        assert_eq!(list_journals(&path).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_missing_run_is_not_found_and_nothing_is_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = Run::new(&dir.path().join("nope"), options());
+        let err = run.append(&[step("s", "X")]).unwrap_err();
+        assert!(matches!(err, CoreError::NotFound { .. }), "{err:?}");
+        assert!(!dir.path().join("nope").exists());
+        assert!(matches!(run.read(false), Err(CoreError::NotFound { .. })));
+    }
+}
