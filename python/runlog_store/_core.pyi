@@ -165,8 +165,75 @@ def merge_chunks(
     *,
     salvage: bool = False,
     run_id: str = "",
-) -> tuple[bytes, list[tuple[str, str]]]:
-    """``merge_run`` of a run held in memory: RunLog.json and (name, bytes) of its objects."""
+    view: Literal["full", "run", "branch", "step"] = "full",
+    name: str = "",
+) -> tuple[bytes | None, list[tuple[str, str]]]:
+    """A run held in memory (object storage) merged: its run-level document and (name, bytes)
+    of its other objects. ``view``: the full run log, the run's fields and root steps without
+    branches ("run"), or the branch or step ``name`` with its direct steps (None when missing).
+    Also (path, reason) of what a salvage left out."""
+
+def fold_plan(
+    location: _Path,
+    run_log: bytes,
+    objects: list[tuple[str, bytes]],
+    *,
+    naming: Literal["objects", "folder"] = "objects",
+    run_id: str = "",
+) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Per document of a run held in memory, the (internal name, object name) of each step
+    whose newest copy is its own object: what a fold embeds where."""
+
+def chunk_internal_name(name: str) -> tuple[Literal["StepLog", "BranchLog"], str] | None:
+    """The kind and internal name of a chunk from its file or object name; None for other
+    names and for hashed keys (``~<hex>``: only the chunk's content says)."""
+
+def pending_journals(run_dir: _Path, *, run_id: str = "") -> list[tuple[str, int]]:
+    """The journals of a chunked-fs run holding records not folded yet: (name, size)."""
+
+JOURNAL_DIR: Final[str]
+"""``.journals``: the folder of a chunked-fs run that holds the writers' journals."""
+STAMP_KEY: Final[str]
+"""``_stamp``: the stamp of the last journal record folded into a document or step."""
+RUN_LOG_OBJECT: Final[str]
+"""``RunLog``: the run-level object of a chunked-minio run of format 2 (runnable's name)."""
+LAYOUT_MARKER_TEXT_1: Final[bytes]
+"""The layout marker of a chunked-fs run of format 1 (a ``StepLog`` file per step)."""
+MINIO_LAYOUT_MARKER_TEXT: Final[bytes]
+"""The layout marker of a chunked-minio run of format 2."""
+
+RecordKind = Literal["run-set", "run-merge", "branch-put", "branch-merge", "step-put"]
+
+class ChunkedRun:
+    """A chunked-fs run folder as one store object sees it (docs/format.md, "chunked-fs"):
+    records appended to this process's journal, reads of the documents with the journals'
+    records on top, folds into runnable's documents. Thread-safe; a forked child starts its own
+    journal. A missing run is ChunkNotFoundError; damage is CorruptChunkError naming the file
+    (and, in a journal, the offset)."""
+
+    def __init__(
+        self, run_dir: _Path, *, fsync: bool = True, lock_timeout: float = 60.0, run_id: str = ""
+    ) -> None: ...
+    def append(self, records: Sequence[tuple[RecordKind, str, bytes]]) -> None:
+        """Append (kind, target, JSON body) records as one write: durable (with fsync) and
+        visible to every reader when it returns. Target: the internal name, "" for the run."""
+    def fold_branch(self, name: str) -> None:
+        """Fold an ended branch into its document (and the step holding it into its own)."""
+    def fold_all(self) -> None:
+        """Fold every record into the documents, then remove the journals."""
+    def read(self, *, salvage: bool = False) -> tuple[bytes, list[tuple[str, str]]]:
+        """The full run log, and (path, reason) of what a salvage left out."""
+    def read_run(self, *, steps: bool = True) -> bytes:
+        """The run's fields with its root steps (without branches), or with ``"steps": {}``."""
+    def read_branch(self, name: str) -> bytes | None:
+        """A branch with its direct steps, or None."""
+    def read_step(self, name: str) -> bytes | None:
+        """A step without its branches, or None."""
+    def has_branch(self, name: str) -> bool: ...
+    def journals(self) -> list[tuple[str, int]]:
+        """The journals holding records not folded yet: (name, size)."""
+    @property
+    def run_dir(self) -> str: ...
 
 class Hasher:
     """A streaming BLAKE3 or SHA-256 hash of bytes passing through Python."""

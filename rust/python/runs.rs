@@ -88,7 +88,9 @@ impl PyChunkedRun {
     /// `"steps": {}`.
     #[pyo3(signature = (*, steps = true))]
     fn read_run<'py>(&self, py: Python<'py>, steps: bool) -> PyResult<Bound<'py, PyBytes>> {
-        let data = py.detach(|| self.run.read_run(steps)).for_run(&self.run_id)?;
+        let data = py
+            .detach(|| self.run.read_run(steps))
+            .for_run(&self.run_id)?;
         Ok(PyBytes::new(py, &data))
     }
 
@@ -98,19 +100,25 @@ impl PyChunkedRun {
         py: Python<'py>,
         name: &str,
     ) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let data = py.detach(|| self.run.read_branch(name)).for_run(&self.run_id)?;
+        let data = py
+            .detach(|| self.run.read_branch(name))
+            .for_run(&self.run_id)?;
         Ok(bytes_or_none(py, data))
     }
 
     /// A step without its branches, or None.
     fn read_step<'py>(&self, py: Python<'py>, name: &str) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let data = py.detach(|| self.run.read_step(name)).for_run(&self.run_id)?;
+        let data = py
+            .detach(|| self.run.read_step(name))
+            .for_run(&self.run_id)?;
         Ok(bytes_or_none(py, data))
     }
 
     /// Whether the run has this branch.
     fn has_branch(&self, py: Python<'_>, name: &str) -> PyResult<bool> {
-        Ok(py.detach(|| self.run.has_branch(name)).for_run(&self.run_id)?)
+        Ok(py
+            .detach(|| self.run.has_branch(name))
+            .for_run(&self.run_id)?)
     }
 
     /// The journals holding records not folded yet: (file name, size in bytes).

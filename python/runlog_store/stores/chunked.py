@@ -1,22 +1,30 @@
-"""The chunked layout (docs/format.md, "chunked-fs"), whatever holds the chunks.
+"""The chunked layout both chunked stores share (docs/format.md, "chunked-fs" and "Object
+storage").
 
-A run is a folder (or object prefix) of documents: ``RunLog.json`` with the run-level fields,
-one ``StepLog-<key>.json`` per step and one ``BranchLog-<key>.json`` per branch. Writing a step
-is one write of a document at a name computed from the step's internal name: no listing, no
-lock, no rewrite of anything else, so its cost does not grow with the run and thousands of
-branches written by many processes never wait on each other. Run-level and branch-level fields
-(status, parameters, run config, job) are read-modify-writes of one small document that the
-backend makes atomic against every other writer (a lock for files, a conditional PUT for
-objects). A full read fetches every chunk and merges them in Rust.
+At rest a run is runnable 0.50's chunked layout: the run's fields and its root steps in one
+document, each branch's fields, parameters and direct steps in a ``BranchLog`` document of its
+own, so runnable's own chunked stores read what these stores write. What differs is how a run
+gets there. Every API call is turned into the changes it makes (:class:`Change`: a step put
+whole, a branch put whole, a merge of parameters, a set of the run's status...), and a backend
+stores them its own way:
 
-Subclasses supply the storage primitives (the ``_doc_*`` and ``_run_*`` methods).
+- ``chunked-fs`` appends them to a journal of its own process (one ``fdatasync`` per call, no
+  new file), and folds them into the documents when a branch or the run ends;
+- ``chunked-minio`` writes each step as an object of its own (object storage has no append)
+  and the run's and branches' fields with conditional PUTs, and embeds the steps into their
+  documents when a branch or the run ends.
+
+Readers (Rust) read the documents with what is not folded yet on top. Subclasses supply the
+storage primitives (the methods starting with ``_``, below).
 """
 
 from __future__ import annotations
 
-import time
+import contextlib
+import errno
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import pydantic_core
@@ -28,16 +36,18 @@ from runlog_store.exceptions import (
     BranchLogNotFoundError,
     ChunkNotFoundError,
     CorruptChunkError,
+    JobLogNotFoundError,
     RunLogNotFoundError,
     StepLogNotFoundError,
+    StorageError,
 )
 from runlog_store.models import (
+    ENDED_STATUSES,
     BranchLog,
     JobLog,
     JsonParameter,
     MetricParameter,
     ObjectParameter,
-    Parameter,
     RunLog,
     StepLog,
 )
@@ -45,312 +55,347 @@ from runlog_store.stores.base import BaseRunLogStore, SalvagedRunLog, validate_r
 
 # The chunk format is the Rust core's (rust/chunk.rs): names, headers and markers come from it.
 RUN_LOG_FILE = _core.RUN_LOG_FILE
-# Written when runlog-store creates a run: its steps and branches all live in chunks at their
-# computed names, so a missing chunk means a missing step (no need to search older layouts).
 LAYOUT_MARKER = _core.LAYOUT_MARKER
 LAYOUT_MARKER_TEXT = _core.LAYOUT_MARKER_TEXT
 
-ChunkKind = Literal["StepLog", "BranchLog"]
-_ChunkModel = TypeVar("_ChunkModel", StepLog, BranchLog)
+ChangeKind = Literal["run-set", "run-merge", "branch-put", "branch-merge", "step-put"]
+_Model = TypeVar("_Model", StepLog, BranchLog, RunLog)
 
 
-def chunk_name(kind: ChunkKind, internal_name: str, run_id: str) -> str:
+def chunk_name(kind: Literal["StepLog", "BranchLog"], internal_name: str, run_id: str) -> str:
     validate_internal_name(internal_name, run_id=run_id)
     return _core.chunk_file_name(kind, internal_name)
 
 
+@dataclass
+class Change:
+    """One change an API call makes to a run, as the Rust core stores it (docs/format.md, "The
+    journal"): a ``*-put`` replaces every field of a step or branch (its children are changes of
+    their own), a ``*-set`` the run fields it names, a ``*-merge`` merges each object it names
+    (``parameters``, ``run_config``) key by key."""
+
+    kind: ChangeKind
+    target: str  # the internal name of the step or branch; "" for the run
+    body: bytes  # a JSON object: the model's JSON, or the fields it sets or merges
+    # The step or branch as given (object storage keeps its creation time on it).
+    model: StepLog | BranchLog | None = None
+    keys: tuple[str, ...] = field(default=())  # the top-level keys of a set or merge
+
+    def as_record(self) -> tuple[ChangeKind, str, bytes]:
+        return (self.kind, self.target, self.body)
+
+
 class _Parameters(BaseModel):
-    parameters: dict[str, Parameter]
+    parameters: dict[str, Any]
 
 
 class _JobPatch(BaseModel):
-    """A job and the run status it sets, as one patch of RunLog.json."""
+    """A job and the run status it sets, as one change of the run's fields."""
 
     job: JobLog
     status: str
 
 
 class ChunkedRunLogStore(BaseRunLogStore):
-    """Run logs in chunks, one run per folder or prefix; safe for parallel writers."""
+    """Run logs in runnable's chunked layout, one run per folder or prefix; safe for parallel
+    writers."""
 
     supports_parallel_writes: bool = True
 
     # --- storage primitives ---------------------------------------------------------------
 
     @abstractmethod
-    def _doc_location(self, run_id: str, name: str) -> str:
-        """Where a document is, for messages (a path or a URL)."""
+    def _location(self, run_id: str, name: str = "") -> str:
+        """Where a run (or one of its documents) is, for messages: a path or a URL."""
 
     @abstractmethod
-    def _doc_read(self, run_id: str, name: str) -> bytes | None:
-        """A document's bytes, or None when it does not exist."""
+    def _create(self, run_id: str, run_log: bytes) -> None:
+        """Create the run with these fields, only if it does not exist (RunLogExistsError)."""
 
     @abstractmethod
-    def _doc_write(self, run_id: str, name: str, data: bytes, internal_name: str = "") -> None:
-        """Replace a document atomically (readers see the old or the new bytes, whole);
-        ``internal_name`` is the step's, for a step chunk."""
+    def _prepare(self, run_id: str, run_log: bytes) -> None:
+        """Make the run exist (a put of a whole run never created here), with these fields if
+        it is new."""
 
     @abstractmethod
-    def _doc_patch(
-        self,
-        run_id: str,
-        name: str,
-        patch: bytes,
-        merge_keys: tuple[str, ...] = (),
-        create: bytes | None = None,
-    ) -> bytes:
-        """Apply a patch (see ``_core.apply_patch``) atomically against every other writer;
-        ChunkNotFoundError when the document is missing and there is no ``create``."""
+    def _write(self, run_id: str, changes: list[Change]) -> None:
+        """Store the changes, atomically with respect to every other writer; ChunkNotFoundError
+        when the run does not exist."""
 
     @abstractmethod
-    def _run_create(self, run_id: str, run_log: bytes) -> None:
-        """Create ``RunLog.json`` only if the run does not exist (RunLogExistsError), and the
-        layout marker."""
+    def _ended(self, run_id: str, branch: str) -> None:
+        """A branch (or the run, for ``""``) has ended: fold what it holds into its document."""
 
     @abstractmethod
-    def _run_prepare(self, run_id: str) -> None:
-        """Make a run's folder writable (put_run_log of a run never created here)."""
+    def _read_full(self, run_id: str, salvage: bool) -> tuple[bytes, list[tuple[str, str]]]:
+        """The full run log (Rust); ChunkNotFoundError when the run does not exist."""
 
     @abstractmethod
-    def _run_merge(self, run_id: str, salvage: bool) -> tuple[bytes, list[tuple[str, str]]]:
-        """Every chunk merged (Rust); ChunkNotFoundError when the run has no RunLog.json."""
+    def _read_run(self, run_id: str, steps: bool) -> bytes:
+        """The run's fields, with its root steps (each without branches) when ``steps``."""
+
+    @abstractmethod
+    def _read_branch(self, run_id: str, name: str) -> bytes | None:
+        """A branch with its direct steps, or None."""
+
+    @abstractmethod
+    def _read_step(self, run_id: str, name: str) -> bytes | None:
+        """A step without its branches, or None."""
+
+    @abstractmethod
+    def _has_branch(self, run_id: str, name: str) -> bool: ...
 
     @abstractmethod
     def _run_exists(self, run_id: str) -> bool: ...
 
-    @abstractmethod
-    def _run_is_own_layout(self, run_id: str) -> bool: ...
-
     # --- helpers ----------------------------------------------------------------------------
 
-    def _raise_if_run_missing(self, run_id: str, exc: Exception | None = None) -> None:
-        """Turn a failure on a chunk of a run that does not exist into RunLogNotFoundError."""
-        if not self._run_exists(run_id):
-            location = self._doc_location(run_id, RUN_LOG_FILE)
-            raise RunLogNotFoundError(run_id, path=location) from exc
-
-    def _patch_run_log(self, run_id: str, patch: bytes, merge_keys: tuple[str, ...] = ()) -> None:
+    @contextlib.contextmanager
+    def _run_must_exist(self, run_id: str) -> Iterator[None]:
+        """A missing run (its folder or run document gone) is RunLogNotFoundError."""
         try:
-            self._doc_patch(run_id, RUN_LOG_FILE, patch, merge_keys)
-        except ChunkNotFoundError:
-            location = self._doc_location(run_id, RUN_LOG_FILE)
-            raise RunLogNotFoundError(run_id, path=location) from None
+            yield
+        except ChunkNotFoundError as exc:
+            raise RunLogNotFoundError(run_id, path=self._location(run_id, "")) from exc
+        except StorageError as exc:
+            if exc.errno != errno.ENOENT:
+                raise
+            # A write into a run folder deleted meanwhile.
+            raise RunLogNotFoundError(run_id, path=self._location(run_id, "")) from exc
 
-    def _read_model(self, model: type[_ChunkModel], name: str, run_id: str) -> _ChunkModel | None:
-        data = self._doc_read(run_id, name)
-        if data is None:
-            return None
-        location = self._doc_location(run_id, name)
+    def _validated(self, model: type[_Model], data: bytes, run_id: str, name: str) -> _Model:
         try:
-            created_ns, body = _core.split_chunk_header(data)
-            obj = model.model_validate_json(body)
-        except (ValueError, ValidationError) as exc:
+            return model.model_validate_json(data)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or "document"
+            location = self._location(run_id, name)
             raise CorruptChunkError(
-                f"{location} is not a valid {model.__name__} chunk: {exc}",
+                f"{location} does not hold a valid {model.__name__} ({where}: {err['msg']})",
                 path=location,
                 run_id=run_id,
             ) from exc
-        obj._created_ns = created_ns
-        return obj
 
-    def _read_run_meta(self, run_id: str) -> RunLog:
+    def _run_fields(self, run_id: str) -> RunLog:
         validate_run_id(run_id)
-        data = self._doc_read(run_id, RUN_LOG_FILE)
-        location = self._doc_location(run_id, RUN_LOG_FILE)
-        if data is None:
-            raise RunLogNotFoundError(run_id, path=location)
-        return validate_run_log(data, location, run_id)
+        with self._run_must_exist(run_id):
+            data = self._read_run(run_id, False)
+        return self._validated(RunLog, data, run_id, "")
+
+    def _store(self, run_id: str, changes: list[Change]) -> None:
+        try:
+            self._write(run_id, changes)
+        except (ChunkNotFoundError, StorageError):
+            with self._run_must_exist(run_id):
+                raise
+
+    def _end(self, run_id: str, branch: str = "") -> None:
+        with self._run_must_exist(run_id):
+            self._ended(run_id, branch)
 
     # --- runs -------------------------------------------------------------------------------
 
     def _create_run(self, run_log: RunLog) -> None:
-        self._run_create(run_log.run_id, run_log.model_dump_json().encode())
+        self._create(run_log.run_id, run_log.model_dump_json().encode())
 
     def get_run_log_by_id(self, run_id: str, full: bool = False) -> RunLog:
-        """The run log; ``full`` merges every chunk (Rust), otherwise only ``RunLog.json``."""
-        if not full:
-            return self._read_run_meta(run_id)
-        data = self.get_run_log_json(run_id)
-        return validate_run_log(data, self._doc_location(run_id, ""), run_id)
+        """The run log; ``full`` merges everything (Rust), otherwise the run's fields and its
+        root steps without their branches (as runnable's chunked store reads them)."""
+        if full:
+            data = self.get_run_log_json(run_id)
+            return validate_run_log(data, self._location(run_id, ""), run_id)
+        validate_run_id(run_id)
+        with self._run_must_exist(run_id):
+            data = self._read_run(run_id, True)
+        return validate_run_log(data, self._location(run_id, ""), run_id)
 
     def get_run_log_json(self, run_id: str) -> bytes:
         validate_run_id(run_id)
-        try:
-            data, _ = self._run_merge(run_id, False)
-        except ChunkNotFoundError:
-            location = self._doc_location(run_id, RUN_LOG_FILE)
-            raise RunLogNotFoundError(run_id, path=location) from None
+        with self._run_must_exist(run_id):
+            data, _ = self._read_full(run_id, False)
         return data
 
     def salvage_run_log(self, run_id: str) -> SalvagedRunLog:
-        """Read a damaged run without its corrupt chunks, and say which were left out."""
+        """Read a damaged run without its corrupt documents and records, and say which were left
+        out."""
         validate_run_id(run_id)
-        location = self._doc_location(run_id, "")
-        try:
-            data, skipped = self._run_merge(run_id, True)
-        except ChunkNotFoundError:
-            raise RunLogNotFoundError(
-                run_id, path=self._doc_location(run_id, RUN_LOG_FILE)
-            ) from None
-        return SalvagedRunLog(run_log=validate_run_log(data, location, run_id), skipped=skipped)
+        with self._run_must_exist(run_id):
+            data, skipped = self._read_full(run_id, True)
+        run_log = validate_run_log(data, self._location(run_id, ""), run_id)
+        return SalvagedRunLog(run_log=run_log, skipped=skipped)
 
     def put_run_log(self, run_log: RunLog) -> None:
         """Store the run-level fields, and every step and branch the run log carries."""
         run_log = _own(RunLog, run_log)
         run_id = validate_run_id(run_log.run_id)
-        self._run_prepare(run_id)
-        metadata = run_log.model_dump_json(exclude={"steps"}).encode()
+        fields = run_log.model_dump_json(exclude={"steps"}).encode()
         created = run_log.model_copy(update={"steps": {}}).model_dump_json().encode()
-        self._doc_patch(run_id, RUN_LOG_FILE, metadata, create=created)
+        changes = [Change("run-set", "", fields, keys=_keys(run_log, exclude="steps"))]
+        ended_branches: list[str] = []
         for step in run_log.steps.values():
-            self._store_step(step, run_id)
+            changes += _step_changes(step, run_id, ended_branches)
+        self._prepare(run_id, created)
+        self._store(run_id, changes)
+        if run_log.status in ENDED_STATUSES:
+            self._end(run_id)
+            return
+        for branch in ended_branches:
+            self._end(run_id, branch)
 
     def update_run_log_status(self, run_id: str, status: str) -> None:
-        self._patch_run_log(run_id, pydantic_core.to_json({"status": status}))
+        validate_run_id(run_id)
+        body = pydantic_core.to_json({"status": status})
+        self._store(run_id, [Change("run-set", "", body, keys=("status",))])
+        if status in ENDED_STATUSES:
+            self._end(run_id)
 
     def get_run_config(self, run_id: str) -> dict[str, Any]:
-        return self._read_run_meta(run_id).run_config
+        return self._run_fields(run_id).run_config
 
     def set_run_config(self, run_id: str, run_config: dict[str, Any]) -> None:
-        patch = pydantic_core.to_json({"run_config": run_config}, fallback=str)
-        self._patch_run_log(run_id, patch, ("run_config",))
+        validate_run_id(run_id)
+        body = pydantic_core.to_json({"run_config": run_config}, fallback=str)
+        self._store(run_id, [Change("run-merge", "", body, keys=("run_config",))])
 
     # --- parameters -------------------------------------------------------------------------
 
-    def get_parameters(self, run_id: str, internal_branch_name: str = "") -> dict[str, Parameter]:
+    def get_parameters(self, run_id: str, internal_branch_name: str = "") -> dict[str, Any]:
         if not internal_branch_name:
-            return self._read_run_meta(run_id).parameters
+            return self._run_fields(run_id).parameters
         return self.get_branch_log(internal_branch_name, run_id).parameters
 
     def set_parameters(
         self,
         run_id: str,
-        parameters: Mapping[str, Parameter],
+        parameters: Mapping[str, Any],
         internal_branch_name: str = "",
     ) -> None:
         """Add or overwrite parameters, atomically with respect to every other writer."""
         validate_run_id(run_id)
-        patch = _Parameters(parameters=_own_parameters(parameters)).model_dump_json().encode()
+        body = _Parameters(parameters=_own_parameters(parameters)).model_dump_json().encode()
         if not internal_branch_name:
-            self._patch_run_log(run_id, patch, ("parameters",))
+            self._store(run_id, [Change("run-merge", "", body, keys=("parameters",))])
             return
-        name = chunk_name("BranchLog", internal_branch_name, run_id)
-        try:
-            self._doc_patch(run_id, name, patch, ("parameters",))
-        except ChunkNotFoundError:
-            self._raise_if_run_missing(run_id)
-            location = self._doc_location(run_id, name)
-            raise BranchLogNotFoundError(run_id, internal_branch_name, path=location) from None
+        name = validate_internal_name(internal_branch_name, run_id=run_id)
+        with self._run_must_exist(run_id):
+            exists = self._has_branch(run_id, name)
+        if not exists:
+            location = self._location(run_id, chunk_name("BranchLog", name, run_id))
+            raise BranchLogNotFoundError(run_id, name, path=location)
+        self._store(run_id, [Change("branch-merge", name, body, keys=("parameters",))])
 
     # --- steps ------------------------------------------------------------------------------
 
     def get_step_log(self, internal_name: str, run_id: str) -> StepLog:
         validate_run_id(run_id)
-        name = chunk_name("StepLog", internal_name, run_id)
-        step = self._read_model(StepLog, name, run_id)
-        if step is not None:
-            return step
-        self._raise_if_run_missing(run_id)
-        if self._run_is_own_layout(run_id):
-            location = self._doc_location(run_id, name)
-            raise StepLogNotFoundError(run_id, internal_name, path=location)
-        # A run of an older layout keeps steps inside other files: search the merged run.
-        return self.get_run_log_by_id(run_id, full=True).find_step(internal_name)
+        name = validate_internal_name(internal_name, run_id=run_id)
+        with self._run_must_exist(run_id):
+            data = self._read_step(run_id, name)
+            if data is None and not self._run_exists(run_id):
+                raise ChunkNotFoundError(f"run {run_id!r} does not exist", run_id=run_id)
+        if data is None:
+            raise StepLogNotFoundError(run_id, name, path=self._location(run_id, ""))
+        return self._validated(StepLog, data, run_id, chunk_name("StepLog", name, run_id))
 
     def add_step_log(self, step_log: StepLog, run_id: str) -> None:
         validate_run_id(run_id)
-        self._store_step(_own(StepLog, step_log), run_id, original=step_log)
-
-    def _store_step(self, step: StepLog, run_id: str, original: object = None) -> None:
-        name = chunk_name("StepLog", step.internal_name, run_id)
-        if step.branches:
-            for branch in step.branches.values():
-                self.add_branch_log(branch, run_id)
-            body = step.model_copy(update={"branches": {}}).model_dump_json().encode()
-        else:
-            body = step.model_dump_json().encode()
-        created_ns = step._created_ns
-        if created_ns is None:
-            created_ns = self._stored_created_ns(name, run_id)
-        self._write_chunk(
-            run_id, name, _core.chunk_with_header(created_ns, body), step.internal_name
-        )
-        step._created_ns = created_ns
-        if isinstance(original, StepLog) and original is not step:
-            original._created_ns = created_ns
-
-    def _write_chunk(self, run_id: str, name: str, data: bytes, internal_name: str = "") -> None:
-        try:
-            self._doc_write(run_id, name, data, internal_name)
-        except ChunkNotFoundError as exc:
-            self._raise_if_run_missing(run_id, exc)
-            raise
-
-    def _stored_created_ns(self, name: str, run_id: str) -> int:
-        """The creation time a rewritten chunk must keep, or now for a new one."""
-        existing = self._doc_read(run_id, name)
-        if existing is not None:
-            try:
-                created_ns, _ = _core.split_chunk_header(existing)
-            except ValueError:
-                created_ns = None
-            if created_ns is not None:
-                return created_ns
-        return time.time_ns()
+        ended: list[str] = []
+        self._store(run_id, _step_changes(step_log, run_id, ended))
+        for branch in ended:
+            self._end(run_id, branch)
 
     # --- branches ---------------------------------------------------------------------------
 
     def get_branch_log(self, internal_branch_name: str, run_id: str) -> BranchLog | RunLog:
-        """The branch's own fields (status, parameters); its steps come with a full read."""
+        """The branch with its direct steps (as runnable's chunked store gives it), or the run
+        log itself for ``""``."""
         if not internal_branch_name:
-            return self._read_run_meta(run_id)
+            return self.get_run_log_by_id(run_id)
         validate_run_id(run_id)
-        name = chunk_name("BranchLog", internal_branch_name, run_id)
-        branch = self._read_model(BranchLog, name, run_id)
-        if branch is not None:
-            return branch
-        self._raise_if_run_missing(run_id)
-        if self._run_is_own_layout(run_id):
-            location = self._doc_location(run_id, name)
-            raise BranchLogNotFoundError(run_id, internal_branch_name, path=location)
-        return self.get_run_log_by_id(run_id, full=True).find_branch(internal_branch_name)
+        name = validate_internal_name(internal_branch_name, run_id=run_id)
+        with self._run_must_exist(run_id):
+            data = self._read_branch(run_id, name)
+            if data is None and not self._run_exists(run_id):
+                raise ChunkNotFoundError(f"run {run_id!r} does not exist", run_id=run_id)
+        document = chunk_name("BranchLog", name, run_id)
+        if data is None:
+            raise BranchLogNotFoundError(run_id, name, path=self._location(run_id, document))
+        return self._validated(BranchLog, data, run_id, document)
 
     def add_branch_log(self, branch_log: BranchLog | RunLog, run_id: str) -> None:
-        """Store a branch's status and parameters, and any steps it carries."""
+        """Store a branch's fields, and any steps it carries; a branch that ends is folded."""
         if isinstance(branch_log, RunLog) or type(branch_log).__name__ == "RunLog":
             self.put_run_log(branch_log)  # type: ignore[arg-type]
             return
         validate_run_id(run_id)
-        branch = _own(BranchLog, branch_log)
-        name = chunk_name("BranchLog", branch.internal_name, run_id)
-        patch = self._branch_patch(
-            run_id, branch, branch.model_dump_json(exclude={"steps"}).encode()
-        )
-        created_ns = branch._created_ns if branch._created_ns is not None else time.time_ns()
-        created = _core.chunk_with_header(
-            created_ns, branch.model_copy(update={"steps": {}}).model_dump_json().encode()
-        )
-        try:
-            stored = self._doc_patch(run_id, name, patch, create=created)
-        except ChunkNotFoundError as exc:
-            self._raise_if_run_missing(run_id, exc)
-            raise
-        branch._created_ns, _ = _core.split_chunk_header(stored)
-        if isinstance(branch_log, BranchLog):
-            branch_log._created_ns = branch._created_ns
-        for step in branch.steps.values():
-            self._store_step(step, run_id)
-
-    def _branch_patch(self, run_id: str, branch: BranchLog, patch: bytes) -> bytes:
-        """The patch that stores a branch's fields; a backend may add to it."""
-        return patch
+        ended: list[str] = []
+        self._store(run_id, _branch_changes(branch_log, run_id, ended))
+        for branch in ended:
+            self._end(run_id, branch)
 
     # --- jobs -------------------------------------------------------------------------------
 
+    def get_job_log(self, run_id: str) -> JobLog:
+        run_log = self._run_fields(run_id)
+        if run_log.job is None:
+            raise JobLogNotFoundError(run_id, path=self._location(run_id, ""))
+        return run_log.job
+
     def add_job_log(self, run_id: str, job_log: JobLog) -> None:
+        validate_run_id(run_id)
         job = _own(JobLog, job_log)
-        patch = _JobPatch(job=job, status=job.status).model_dump_json().encode()
-        self._patch_run_log(run_id, patch)
+        body = _JobPatch(job=job, status=job.status).model_dump_json().encode()
+        self._store(run_id, [Change("run-set", "", body, keys=("job", "status"))])
+        if job.status in ENDED_STATUSES:
+            self._end(run_id)
+
+    # --- folding ------------------------------------------------------------------------------
+
+    def fold(self, run_id: str) -> None:
+        """Fold everything the run holds into runnable's documents, as the end of the run does:
+        for a run abandoned before its end (killed), so runnable's reader sees all of it."""
+        validate_run_id(run_id)
+        self._end(run_id)
+
+
+# --- models into changes ------------------------------------------------------------------------
+
+
+def _keys(model: BaseModel, exclude: str) -> tuple[str, ...]:
+    names = [*type(model).model_fields, *(model.model_extra or {})]
+    return tuple(name for name in names if name != exclude)
+
+
+def _step_changes(step_log: Any, run_id: str, ended: list[str]) -> list[Change]:
+    """A step put whole (without its branches), and each branch it carries."""
+    step = _own(StepLog, step_log)
+    name = validate_internal_name(step.internal_name, run_id=run_id)
+    if step.branches:
+        body = step.model_copy(update={"branches": {}}).model_dump_json().encode()
+    else:
+        body = step.model_dump_json().encode()
+    original = step_log if isinstance(step_log, StepLog) else step
+    changes = [Change("step-put", name, body, model=original)]
+    for branch in step.branches.values():
+        changes += _branch_changes(branch, run_id, ended)
+    return changes
+
+
+def _branch_changes(branch_log: Any, run_id: str, ended: list[str]) -> list[Change]:
+    """A branch put whole (without its steps), and each step it carries."""
+    branch = _own(BranchLog, branch_log)
+    name = validate_internal_name(branch.internal_name, run_id=run_id)
+    if branch.steps:
+        body = branch.model_copy(update={"steps": {}}).model_dump_json().encode()
+    else:
+        body = branch.model_dump_json().encode()
+    original = branch_log if isinstance(branch_log, BranchLog) else branch
+    changes = [Change("branch-put", name, body, model=original)]
+    for step in branch.steps.values():
+        changes += _step_changes(step, run_id, ended)
+    if branch.status in ENDED_STATUSES:
+        ended.append(name)
+    return changes
 
 
 def _own(model: Any, obj: Any) -> Any:
@@ -372,3 +417,6 @@ def _own_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
         else value.model_dump(mode="json")
         for name, value in parameters.items()
     }
+
+
+__all__ = ["Change", "ChunkedRunLogStore", "chunk_name"]

@@ -1,40 +1,46 @@
-"""``chunked-fs``: one folder per run, one file per step and per branch (docs/format.md).
+"""``chunked-fs``: one folder per run, runnable 0.50's chunked layout at rest, a journal per
+writer process meanwhile (docs/format.md, "chunked-fs").
 
-The chunked layout itself is in ``_chunked.py``; this module is its storage on a file system:
-every document written by the Rust core's atomic writer, read-modify-writes under the run's
-``flock``, full reads listed and merged in Rust.
+What runnable's own ``ChunkedFileSystemRunLogStore`` reads is what this store leaves: the run's
+fields and root steps in ``RunLog.json``, each branch with its parameters and direct steps in
+``BranchLog-<name>.json``. While a run goes on, each writer process appends the changes it makes
+to its own journal in the run's hidden ``.journals/`` folder (one write, and with ``fsync`` one
+``fdatasync``, per call: no file is created per step); the process that ends a branch folds the
+branch's records into its document, and the one that ends the run folds the rest and removes the
+journals. Readers (Rust) read the documents with the records not folded yet on top, so they see
+every acknowledged write at every moment. All of it is the Rust core's (``_core.ChunkedRun``);
+this module only maps the store's primitives onto it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
-from collections.abc import Iterator
+from typing import Any
 
 from pydantic import Field, PrivateAttr
 
 from runlog_store import _core
 from runlog_store._paths import ensure_folder, remove_folder_atomically, validate_run_id
-from runlog_store.exceptions import (
-    ChunkExistsError,
-    ChunkNotFoundError,
-    RunLogExistsError,
-    RunLogNotFoundError,
-    StorageError,
-)
+from runlog_store.exceptions import ChunkExistsError, RunLogExistsError, RunLogNotFoundError
 from runlog_store.stores.chunked import (
     LAYOUT_MARKER,
     LAYOUT_MARKER_TEXT,
     RUN_LOG_FILE,
+    Change,
     ChunkedRunLogStore,
 )
 
 LOCK_FILE = ".lock"
+JOURNAL_DIR = _core.JOURNAL_DIR
+# Runs a store object keeps open (their journal state): a process reading thousands of runs
+# (a listing, a gc) does not keep them all.
+MAX_OPEN_RUNS = 256
 
 
 class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
-    """Run logs in chunks under ``<log_folder>/<run_id>/``; safe for parallel writers."""
+    """Run logs under ``<log_folder>/<run_id>/`` in runnable's chunked layout; safe for parallel
+    writers."""
 
     service_name: str = "chunked-fs"
 
@@ -42,8 +48,18 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
     fsync: bool = True
     lock_timeout: float = Field(default=60.0, gt=0)
 
-    # Runs whose leftover temp files this process has cleaned (at its first write to each).
+    # The runs this store object has touched, each with its journal state (Rust).
+    _runs: dict[str, _core.ChunkedRun] = PrivateAttr(default_factory=dict)
+    # Runs whose leftover temp files this store has cleaned (at its first write to each).
     _cleaned: set[str] = PrivateAttr(default_factory=set)
+
+    def __getstate__(self) -> dict[Any, Any]:
+        """Pickled (into a worker process) without the open runs: each process has its own."""
+        state = super().__getstate__()
+        private = dict(state.get("__pydantic_private__") or {})
+        private["_runs"] = {}
+        private["_cleaned"] = set()
+        return {**state, "__pydantic_private__": private}
 
     def location(self) -> str:
         return self.log_folder
@@ -51,78 +67,102 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
     def run_folder(self, run_id: str) -> str:
         return os.path.join(self.log_folder, validate_run_id(run_id))
 
-    # --- storage primitives ---------------------------------------------------------------
-
-    def _doc_location(self, run_id: str, name: str) -> str:
-        return os.path.join(self.run_folder(run_id), name) if name else self.run_folder(run_id)
-
-    def _doc_read(self, run_id: str, name: str) -> bytes | None:
-        return _core.read_file(self._doc_location(run_id, name), run_id=run_id)
-
-    def _clean_once(self, run_id: str) -> None:
-        """Remove temp files of writers that died mid-write, once per run and process: one
-        listing, not one per write."""
-        if run_id not in self._cleaned:
-            _core.clean_temp_files(self.run_folder(run_id))
-            self._cleaned.add(run_id)
-
-    def _doc_write(self, run_id: str, name: str, data: bytes, internal_name: str = "") -> None:
-        self._clean_once(run_id)
-        path = self._doc_location(run_id, name)
-        with _run_folder_must_exist(run_id, path):
-            _core.write_atomic(path, data, fsync=self.fsync, run_id=run_id)
-
-    def _doc_patch(
-        self,
-        run_id: str,
-        name: str,
-        patch: bytes,
-        merge_keys: tuple[str, ...] = (),
-        create: bytes | None = None,
-    ) -> bytes:
-        self._clean_once(run_id)
-        path = self._doc_location(run_id, name)
-        with _run_folder_must_exist(run_id, path):
-            return _core.patch_json(
-                path,
-                patch,
-                lock_path=self._doc_location(run_id, LOCK_FILE),
-                merge_keys=merge_keys,
-                create=create,
+    def _run(self, run_id: str) -> _core.ChunkedRun:
+        run = self._runs.get(run_id)
+        if run is None:
+            if len(self._runs) >= MAX_OPEN_RUNS:
+                self._runs.pop(next(iter(self._runs)))
+            run = _core.ChunkedRun(
+                self.run_folder(run_id),
                 fsync=self.fsync,
                 lock_timeout=self.lock_timeout,
                 run_id=run_id,
             )
+            self._runs[run_id] = run
+        return run
 
-    def _run_create(self, run_id: str, run_log: bytes) -> None:
+    def _clean_once(self, run_id: str) -> None:
+        """Remove temp files of writers that died mid-write (a fold's), once per run and store
+        object: one listing, not one per write."""
+        if run_id not in self._cleaned:
+            _core.clean_temp_files(self.run_folder(run_id))
+            self._cleaned.add(run_id)
+
+    # --- storage primitives ---------------------------------------------------------------
+
+    def _location(self, run_id: str, name: str = "") -> str:
+        folder = self.run_folder(run_id)
+        return os.path.join(folder, name) if name else folder
+
+    def _create(self, run_id: str, run_log: bytes) -> None:
         folder = self.run_folder(run_id)
         ensure_folder(folder, fsync=self.fsync, run_id=run_id)
         self._clean_once(run_id)
+        path = os.path.join(folder, RUN_LOG_FILE)
         try:
-            _core.write_atomic(
-                os.path.join(folder, RUN_LOG_FILE),
-                run_log,
-                fsync=self.fsync,
-                exclusive=True,
-                run_id=run_id,
-            )
+            _core.write_atomic(path, run_log, fsync=self.fsync, exclusive=True, run_id=run_id)
         except ChunkExistsError:
-            raise RunLogExistsError(run_id, path=os.path.join(folder, RUN_LOG_FILE)) from None
+            raise RunLogExistsError(run_id, path=path) from None
         _core.write_atomic(
             os.path.join(folder, LAYOUT_MARKER), LAYOUT_MARKER_TEXT, fsync=self.fsync, run_id=run_id
         )
 
-    def _run_prepare(self, run_id: str) -> None:
-        ensure_folder(self.run_folder(run_id), fsync=self.fsync, run_id=run_id)
+    def _prepare(self, run_id: str, run_log: bytes) -> None:
+        with contextlib.suppress(RunLogExistsError):
+            self._create(run_id, run_log)
 
-    def _run_merge(self, run_id: str, salvage: bool) -> tuple[bytes, list[tuple[str, str]]]:
-        return _core.merge_run(self.run_folder(run_id), salvage=salvage, run_id=run_id)
+    def _write(self, run_id: str, changes: list[Change]) -> None:
+        run = self._runs.get(run_id)
+        if run is None or run_id not in self._cleaned:
+            self._clean_once_if_there(run_id)
+            run = self._run(run_id)
+        run.append([change.as_record() for change in changes])
+
+    def _clean_once_if_there(self, run_id: str) -> None:
+        if run_id in self._cleaned:
+            return
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            if os.path.isdir(self.run_folder(run_id)):
+                self._clean_once(run_id)
+
+    def _ended(self, run_id: str, branch: str) -> None:
+        run = self._run(run_id)
+        if branch:
+            run.fold_branch(branch)
+        else:
+            run.fold_all()
+
+    def _read_full(self, run_id: str, salvage: bool) -> tuple[bytes, list[tuple[str, str]]]:
+        return self._run(run_id).read(salvage=salvage)
+
+    def _read_run(self, run_id: str, steps: bool) -> bytes:
+        return self._run(run_id).read_run(steps=steps)
+
+    def _read_branch(self, run_id: str, name: str) -> bytes | None:
+        return self._run(run_id).read_branch(name)
+
+    def _read_step(self, run_id: str, name: str) -> bytes | None:
+        return self._run(run_id).read_step(name)
+
+    def _has_branch(self, run_id: str, name: str) -> bool:
+        return self._run(run_id).has_branch(name)
 
     def _run_exists(self, run_id: str) -> bool:
-        return os.path.exists(self._doc_location(run_id, RUN_LOG_FILE))
+        return os.path.exists(self._location(run_id, RUN_LOG_FILE))
 
-    def _run_is_own_layout(self, run_id: str) -> bool:
-        return os.path.exists(self._doc_location(run_id, LAYOUT_MARKER))
+    # --- journals -----------------------------------------------------------------------------
+
+    def unfolded_journals(self, run_id: str) -> list[tuple[str, int]]:
+        """The journals of a run holding records not folded into its documents yet (name, size in
+        bytes): while a run goes on, or when it was killed before its end. runnable's own reader
+        does not see those records; ``fold`` (``runlog fold``) puts them in."""
+        if not self._run_exists(run_id):
+            raise RunLogNotFoundError(run_id, path=self._location(run_id, RUN_LOG_FILE))
+        return _core.pending_journals(self.run_folder(run_id), run_id=run_id)
+
+    def fold(self, run_id: str) -> None:
+        self._clean_once_if_there(run_id)
+        super().fold(run_id)
 
     # --- listing and deleting ---------------------------------------------------------------
 
@@ -143,20 +183,25 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
         return [run_id for _, run_id in sorted(runs, reverse=True)]
 
     def run_modified(self, run_id: str) -> float | None:
-        """The newest chunk's time: branches are written to their own files, so the run's
-        ``RunLog.json`` alone can be old while the run is busy."""
-        try:
-            entries = list(os.scandir(self.run_folder(run_id)))
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+        """The newest document's or journal's time: a running run's writes go to its journals and
+        branch documents, so ``RunLog.json`` alone can be old while the run is busy."""
+        folder = self.run_folder(run_id)
         times = []
-        for entry in entries:
-            with contextlib.suppress(FileNotFoundError):
-                times.append(entry.stat().st_mtime)
+        for where in (folder, os.path.join(folder, JOURNAL_DIR)):
+            try:
+                entries = list(os.scandir(where))
+            except (FileNotFoundError, NotADirectoryError):
+                if where == folder:
+                    return None
+                continue
+            for entry in entries:
+                with contextlib.suppress(FileNotFoundError):
+                    if entry.name != JOURNAL_DIR:
+                        times.append(entry.stat().st_mtime)
         return max(times, default=None)
 
     def delete_run(self, run_id: str) -> None:
-        """Remove a run's folder with every chunk in it.
+        """Remove a run's folder with everything in it.
 
         The folder is first renamed to a hidden name, one atomic step: readers and writers see
         the whole run or no run (a writer then fails with "not found"), never half of one.
@@ -168,20 +213,7 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
             remove_folder_atomically(folder, run_id=run_id)
         except FileNotFoundError:
             raise RunLogNotFoundError(run_id, path=folder) from None
+        self._runs.pop(run_id, None)
 
 
 __all__ = ["ChunkedFileSystemRunLogStore"]
-
-
-@contextlib.contextmanager
-def _run_folder_must_exist(run_id: str, path: str) -> Iterator[None]:
-    """A write into a run folder that is not there (never created, or deleted meanwhile) is a
-    ChunkNotFoundError, which the chunked layout turns into the typed not-found of the API."""
-    try:
-        yield
-    except StorageError as exc:
-        if exc.errno == errno.ENOENT:
-            raise ChunkNotFoundError(
-                f"the folder of run {run_id!r} does not exist", path=path, run_id=run_id
-            ) from exc
-        raise

@@ -1,61 +1,80 @@
-"""``chunked-minio``: the chunked layout in object storage (docs/format.md, "Object storage").
+"""``chunked-minio``: runnable 0.50's chunked layout in object storage (docs/format.md, "Object
+storage").
 
-``<bucket>/<prefix>/<run_id>/`` holds the same names and JSON as a chunked-fs run folder, so a
-run moves between the two by copying files to objects. A step chunk is one PUT (replacing an
-object is atomic in S3 and MinIO); ``RunLog.json`` and branch chunks are updated with
-conditional PUTs on their ETag and retried on conflict, so writers on any number of machines
-lose no update. A full read lists the run once, fetches every chunk in parallel and merges them
-in the Rust core.
+``<bucket>/<prefix>/<run_id>/`` holds, at rest, what runnable's own ``ChunkedMinioRunLogStore``
+reads: ``RunLog`` (the run's fields and root steps) and ``BranchLog-<name>`` (a branch's
+fields, parameters and direct steps). Object storage has no append, so while a run goes on each
+step is an object of its own (``StepLog-<key>.json``, one PUT: replacing an object is atomic in
+S3 and MinIO), and the run's and branches' fields are updated with conditional PUTs on their
+ETag, retried on conflict, so writers on any number of machines lose no update.
 
-Requests, not bytes, are what a full read costs here, so a branch is **sealed** when it ends: the
-process that closes it (status SUCCESS or FAIL) writes the step chunks it wrote for that branch
-into the branch's own chunk too, with an index of their ETags (``_chunks``). A full read first
-fetches ``RunLog.json`` and the branch chunks, then only the step chunks whose listed ETag is not
-in an index: a map of 200 branches x 5 steps is 201 GETs instead of 1,201. A step chunk changed
-after its branch was sealed has a new ETag, so it is fetched and wins (docs/format.md).
+When a branch ends, the process that ends it **folds** its steps into the branch's object, with
+an index of the ETags of the step objects it embeds (``_chunks``), in the same conditional PUT
+that stores the ending status; when the run ends, the root steps (and any step not yet folded)
+go into ``RunLog`` and their branches' objects. A full read lists the run, fetches ``RunLog``
+and the branch objects, then only the step objects whose listed ETag is not in an index: a map
+of 200 branches x 5 steps is 201 GETs instead of 1,201. A step written after its fold has a new
+ETag, so it is fetched and wins. A full read of an ended run also leaves the merged document
+beside the run (``.merged.json``) with the ETag of every object it came from; the next full
+read lists the run, and if every name and ETag is unchanged, that document is the answer.
 
-A full read of a run that has ended also leaves the merged document beside the chunks
-(``.merged.json``) with the ETag of every object it came from; the next full read lists the run,
-and if every name and ETag is unchanged, that document is the answer (one GET).
+Runs of format 1 (``RunLog.json``, ``BranchLog-<key>.json``) are read and written to with their
+own names.
 """
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
 
 from pydantic import ConfigDict, PrivateAttr
 
 from runlog_store import _core
 from runlog_store._paths import validate_run_id
-from runlog_store.exceptions import ChunkNotFoundError, RunLogExistsError, RunLogNotFoundError
-from runlog_store.models import ENDED_STATUSES, BranchLog
+from runlog_store.exceptions import (
+    ChunkNotFoundError,
+    CorruptChunkError,
+    RunLogExistsError,
+    RunLogNotFoundError,
+)
+from runlog_store.models import ENDED_STATUSES, BranchLog, RunLog
 from runlog_store.objectstore import update_object
 from runlog_store.stores.chunked import (
     LAYOUT_MARKER,
-    LAYOUT_MARKER_TEXT,
     RUN_LOG_FILE,
+    Change,
     ChunkedRunLogStore,
+    chunk_name,
 )
 from runlog_store.stores.minio import RunLogBucketSettings
 
 # The merged run as a full read of a run that has ended assembled it, with the ETag of every
 # object it came from: a later full read checks those against one listing and is one GET.
 SNAPSHOT = _core.SNAPSHOT_NAME
+RUN_LOG_OBJECT = _core.RUN_LOG_OBJECT
 MAX_UNSEALED = 20_000
+
+Naming = Literal["objects", "folder"]
+FOLD_KEYS = ("steps", _core.CHUNK_INDEX_KEY)
 
 
 class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
-    """Run logs in chunks under ``<bucket>/<prefix>/<run_id>/``; safe for writers anywhere."""
+    """Run logs under ``<bucket>/<prefix>/<run_id>/`` in runnable's chunked layout; safe for
+    writers anywhere."""
 
     model_config = ConfigDict(extra="forbid")
 
     service_name: str = "chunked-minio"
 
-    # Runs this process has seen exist: a chunk write checks its run once, not every time.
-    _known_runs: set[str] = PrivateAttr(default_factory=set)
-    # Step chunks this process wrote and no branch has sealed yet:
-    # (run_id, internal name) -> (chunk name, bytes, ETag).
+    # How each run this store has seen names its documents: "objects" (format 2, runnable's
+    # names) or "folder" (format 1, chunked-fs names).
+    _namings: dict[str, Naming] = PrivateAttr(default_factory=dict)
+    # Step objects this process wrote: (run_id, internal name) -> (object name, bytes, ETag),
+    # so folding a branch it ran fetches nothing.
     _unsealed: dict[tuple[str, str], tuple[str, bytes, str]] = PrivateAttr(default_factory=dict)
+    # Steps holding a branch, known folded into their document: (run_id, name) -> ETag.
+    _folded_parents: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
 
     def location(self) -> str:
         return self.bucket_location()
@@ -63,50 +82,63 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
     def _key(self, run_id: str, name: str = "") -> str:
         return self.storage().key(validate_run_id(run_id), name)
 
-    # --- storage primitives ---------------------------------------------------------------
+    def _folder(self, run_id: str) -> str:
+        return self._key(run_id) + "/"
 
-    def _doc_location(self, run_id: str, name: str) -> str:
-        return self.storage().url(self._key(run_id, name))
+    # --- names -------------------------------------------------------------------------------
 
-    def _doc_read(self, run_id: str, name: str) -> bytes | None:
-        found = self.storage().get(self._key(run_id, name), run_id=run_id)
-        return found[0] if found is not None else None
-
-    def _doc_write(self, run_id: str, name: str, data: bytes, internal_name: str = "") -> None:
-        if run_id not in self._known_runs and not self._run_exists(run_id):
+    def _naming(self, run_id: str) -> Naming:
+        """How the run names its documents; ChunkNotFoundError when it does not exist."""
+        naming = self._namings.get(run_id)
+        if naming is not None:
+            return naming
+        bucket = self.storage()
+        if bucket.exists(self._key(run_id, RUN_LOG_OBJECT), run_id=run_id):
+            naming = "objects"
+        elif bucket.exists(self._key(run_id, RUN_LOG_FILE), run_id=run_id):
+            naming = "folder"
+        else:
             raise ChunkNotFoundError(
-                f"run {run_id!r} has no {RUN_LOG_FILE}",
-                path=self._doc_location(run_id, RUN_LOG_FILE),
+                f"run {run_id!r} does not exist",
+                path=self._location(run_id, RUN_LOG_OBJECT),
                 run_id=run_id,
             )
-        etag = self.storage().put(self._key(run_id, name), data, run_id=run_id)
-        if internal_name:
-            if len(self._unsealed) >= MAX_UNSEALED:
-                self._unsealed.clear()  # only an optimisation: reads fetch those chunks
-            self._unsealed[(run_id, internal_name)] = (name, data, etag)
+        self._namings[run_id] = naming
+        return naming
 
-    def _branch_patch(self, run_id: str, branch: BranchLog, patch: bytes) -> bytes:
-        """Seal an ending branch: embed the step chunks this process wrote for it."""
-        if branch.status not in ENDED_STATUSES:
-            return patch
-        prefix = branch.internal_name + "."
-        # list() copies in one step: other threads may be adding steps meanwhile.
-        mine = sorted(
-            (internal, chunk)
-            for (run, internal), chunk in list(self._unsealed.items())
-            if run == run_id and internal.startswith(prefix)
-        )
-        if not mine:
-            return patch
-        for internal, _ in mine:
-            self._unsealed.pop((run_id, internal), None)
-        return _core.seal_branch_patch(
-            patch,
-            [(internal, data) for internal, (_, data, _) in mine],
-            [(name, etag) for _, (name, _, etag) in mine],
-        )
+    def _run_doc(self, run_id: str) -> str:
+        return RUN_LOG_OBJECT if self._naming(run_id) == "objects" else RUN_LOG_FILE
 
-    def _doc_patch(
+    def _branch_doc(self, run_id: str, name: str, naming: Naming | None = None) -> str:
+        document = chunk_name("BranchLog", name, run_id)
+        if (naming or self._naming(run_id)) == "objects":
+            return document.removesuffix(".json")
+        return document
+
+    # --- storage primitives ---------------------------------------------------------------
+
+    def _location(self, run_id: str, name: str = "") -> str:
+        return self.storage().url(self._key(run_id, name))
+
+    def _create(self, run_id: str, run_log: bytes) -> None:
+        bucket = self.storage()
+        key = self._key(run_id, RUN_LOG_OBJECT)
+        older = self._key(run_id, RUN_LOG_FILE)
+        if bucket.exists(older, run_id=run_id) or not bucket.create(key, run_log, run_id=run_id):
+            raise RunLogExistsError(run_id, path=bucket.url(key))
+        bucket.put(self._key(run_id, LAYOUT_MARKER), _core.MINIO_LAYOUT_MARKER_TEXT, run_id=run_id)
+        self._namings[run_id] = "objects"
+
+    def _prepare(self, run_id: str, run_log: bytes) -> None:
+        try:
+            self._naming(run_id)
+        except ChunkNotFoundError:
+            try:
+                self._create(run_id, run_log)
+            except RunLogExistsError:
+                self._namings.pop(run_id, None)
+
+    def _patch(
         self,
         run_id: str,
         name: str,
@@ -114,65 +146,271 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
         merge_keys: tuple[str, ...] = (),
         create: bytes | None = None,
     ) -> bytes:
-        location = self._doc_location(run_id, name)
-        if name != RUN_LOG_FILE and run_id not in self._known_runs:
-            self._raise_if_run_missing(run_id)
+        """Apply a patch (``_core.apply_patch``) with a conditional PUT, retried on conflict."""
+        location = self._location(run_id, name)
 
         def change(current: bytes | None) -> bytes:
             return _core.apply_patch(
-                location, current, patch, merge_keys=merge_keys, create=create, run_id=run_id
+                location, current, patch, merge_keys=list(merge_keys), create=create, run_id=run_id
             )
 
-        written = update_object(
+        return update_object(
             self.storage(),
             self._key(run_id, name),
             change,
             timeout=self.update_timeout,
             run_id=run_id,
         )
-        if name == RUN_LOG_FILE:
-            self._known_runs.add(run_id)
-        return written
 
-    def _run_create(self, run_id: str, run_log: bytes) -> None:
+    def _write(self, run_id: str, changes: list[Change]) -> None:
+        naming = self._naming(run_id)
+        for change in changes:
+            if change.kind in ("run-set", "run-merge"):
+                merge = change.keys if change.kind == "run-merge" else ()
+                self._patch(run_id, self._run_doc(run_id), change.body, merge)
+            elif change.kind == "branch-merge":
+                self._patch(
+                    run_id,
+                    self._branch_doc(run_id, change.target, naming),
+                    change.body,
+                    change.keys,
+                )
+            elif change.kind == "branch-put":
+                self._put_branch(run_id, change, naming)
+            else:
+                self._put_step(run_id, change)
+
+    def _put_step(self, run_id: str, change: Change) -> None:
+        step = change.model
+        name = chunk_name("StepLog", change.target, run_id)
+        created_ns = step._created_ns if step is not None else None
+        if created_ns is None:
+            created_ns = self._stored_created_ns(run_id, name)
+        data = _core.chunk_with_header(created_ns, change.body)
+        etag = self.storage().put(self._key(run_id, name), data, run_id=run_id)
+        if step is not None:
+            step._created_ns = created_ns
+        if len(self._unsealed) >= MAX_UNSEALED:
+            self._unsealed.clear()  # only an optimisation: a fold fetches those objects
+        self._unsealed[(run_id, change.target)] = (name, data, etag)
+
+    def _stored_created_ns(self, run_id: str, name: str) -> int:
+        """The creation time a rewritten step object must keep, or now for a new one."""
+        found = self.storage().get(self._key(run_id, name), run_id=run_id)
+        if found is not None:
+            try:
+                created_ns, _ = _core.split_chunk_header(found[0])
+            except ValueError:
+                created_ns = None
+            if created_ns is not None:
+                return created_ns
+        return time.time_ns()
+
+    def _put_branch(self, run_id: str, change: Change, naming: Naming) -> None:
+        branch = change.model
+        assert isinstance(branch, BranchLog)
+        document = self._branch_doc(run_id, change.target, naming)
+        patch = branch.model_dump_json(exclude={"steps"}).encode()
+        merge_keys: tuple[str, ...] = ()
+        if branch.status in ENDED_STATUSES:
+            # The fold, in the same conditional PUT as the ending status.
+            steps, index = self._branch_steps(run_id, change.target, naming)
+            patch = _core.seal_branch_patch(patch, steps, index)
+            merge_keys = FOLD_KEYS if steps or index else ()
+        created_ns = branch._created_ns if branch._created_ns is not None else time.time_ns()
+        created = _core.chunk_with_header(created_ns, change.body)
+        stored = self._patch(run_id, document, patch, merge_keys, create=created)
+        branch._created_ns, _ = _core.split_chunk_header(stored)
+
+    def _branch_steps(
+        self, run_id: str, branch: str, naming: Naming
+    ) -> tuple[list[tuple[str, bytes]], list[tuple[str, str]]]:
+        """Every step object of a branch (its direct steps, by the tree's rule), as stored, and
+        the index of their ETags: what a fold embeds in the branch's object."""
+        objects, etags = self._branch_objects(run_id, branch, naming, with_documents=False)
+        plan = _core.fold_plan(
+            self.storage().url(self._key(run_id)),
+            RunLog(run_id=run_id).model_dump_json().encode(),
+            objects,
+            naming=naming,
+            run_id=run_id,
+        )
+        wanted = dict(plan).get(self._branch_doc(run_id, branch, naming), [])
+        data = dict(objects)
+        steps = [(internal, data[name]) for internal, name in wanted]
+        index = [(name, etags[name]) for _, name in wanted]
+        for internal, _ in wanted:
+            self._unsealed.pop((run_id, internal), None)
+        return steps, index
+
+    def _branch_objects(
+        self, run_id: str, branch: str, naming: Naming, *, with_documents: bool
+    ) -> tuple[list[tuple[str, bytes]], dict[str, str]]:
+        """The objects a branch's steps can be in, for a merge of that branch alone: its own
+        object (stored, or only its name), the step objects under its name (bytes this process
+        wrote, or fetched; with ``with_documents`` only those its own object does not embed as
+        they are now) and the branches nested under its name (their names: they decide which
+        steps are the branch's own). Also the listed ETags."""
         bucket = self.storage()
-        key = self._key(run_id, RUN_LOG_FILE)
-        if not bucket.create(key, run_log, run_id=run_id):
-            raise RunLogExistsError(run_id, path=bucket.url(key))
-        bucket.put(self._key(run_id, LAYOUT_MARKER), LAYOUT_MARKER_TEXT, run_id=run_id)
-        self._known_runs.add(run_id)
+        folder = self._folder(run_id)
+        document = self._branch_doc(run_id, branch, naming)
+        step_prefix = chunk_name("StepLog", branch, run_id).removesuffix(".json") + "."
+        branch_prefix = document.removesuffix(".json") + "."
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            steps_future = pool.submit(bucket.list_etags, folder + step_prefix, run_id=run_id)
+            nested_future = pool.submit(bucket.list_etags, folder + branch_prefix, run_id=run_id)
+            own_future = pool.submit(bucket.get, folder + document, run_id=run_id)
+            listed = {k[len(folder) :]: e for k, e in steps_future.result().items()}
+            nested = [k[len(folder) :] for k in nested_future.result()]
+            own = own_future.result()
+        objects: list[tuple[str, bytes]] = []
+        if own is not None and with_documents:
+            objects.append((document, own[0]))
+            covered = _core.sealed_step_chunks([own[0]], listed)
+        else:
+            objects.append((document, BranchLog(internal_name=branch).model_dump_json().encode()))
+            covered = set()
+        for name in nested:
+            decoded = _core.chunk_internal_name(name)
+            if decoded is not None:
+                placeholder = BranchLog(internal_name=decoded[1]).model_dump_json().encode()
+                objects.append((name, placeholder))
+            else:
+                objects += self._fetch(folder, [name], run_id).items()
+        mine = {
+            name: data
+            for (run, _), (name, data, etag) in list(self._unsealed.items())
+            if run == run_id and listed.get(name) == etag
+        }
+        wanted = [n for n in listed if n not in covered]
+        missing = [n for n in wanted if n not in mine]
+        fetched = self._fetch(folder, missing, run_id)
+        for name in wanted:
+            data = mine.get(name) or fetched.get(name)
+            if data is not None:
+                objects.append((name, data))
+        return objects, listed
 
-    def _run_prepare(self, run_id: str) -> None:
-        return None
+    def _ended(self, run_id: str, branch: str) -> None:
+        naming = self._naming(run_id)
+        if not branch:
+            self._fold_run(run_id, naming)
+            return
+        self._fold_parent(run_id, branch, naming)
 
-    def _run_merge(self, run_id: str, salvage: bool) -> tuple[bytes, list[tuple[str, str]]]:
+    def _fold_parent(self, run_id: str, branch: str, naming: Naming) -> None:
+        """Put the step holding an ended branch into its own document (runnable finds branches
+        under the steps it reads there), if that copy is not the step's latest."""
         bucket = self.storage()
-        folder = self._key(run_id) + "/"
+        folder = self._folder(run_id)
+        parent = etag = None
+        head = branch
+        while "." in head:
+            head = head.rsplit(".", 1)[0]
+            stat = bucket.stat(folder + chunk_name("StepLog", head, run_id), run_id=run_id)
+            if stat is not None:
+                parent, etag = head, stat.etag
+                break
+        if parent is None or etag is None:
+            return
+        if self._folded_parents.get((run_id, parent)) == etag:
+            return
+        home = self._run_doc(run_id)
+        head = parent
+        while "." in head:
+            head = head.rsplit(".", 1)[0]
+            candidate = self._branch_doc(run_id, head, naming)
+            if bucket.exists(folder + candidate, run_id=run_id):
+                home = candidate
+                break
+        found = bucket.get(folder + home, run_id=run_id)
+        if found is None:
+            return
+        step_name = chunk_name("StepLog", parent, run_id)
+        if step_name in _core.sealed_step_chunks([found[0]], {step_name: etag}):
+            self._folded_parents[(run_id, parent)] = etag
+            return
+        chunk = bucket.get(folder + step_name, run_id=run_id)
+        if chunk is None:
+            return
+        patch = _core.seal_branch_patch(b"{}", [(parent, chunk[0])], [(step_name, chunk[1])])
+        self._patch(run_id, home, patch, FOLD_KEYS)
+        self._folded_parents[(run_id, parent)] = chunk[1]
+
+    def _fold_run(self, run_id: str, naming: Naming) -> None:
+        """Embed every step whose latest copy is its own object into its document."""
+        bucket = self.storage()
+        listed, documents = self._fetch_run(run_id, naming)
+        run_doc = self._run_doc(run_id)
+        run_log = documents.pop(run_doc, None)
+        if run_log is None:
+            return
+        plan = _core.fold_plan(
+            bucket.url(self._key(run_id)),
+            run_log,
+            list(documents.items()),
+            naming=naming,
+            run_id=run_id,
+        )
+
+        def fold(item: tuple[str, list[tuple[str, str]]]) -> None:
+            document, wanted = item
+            steps = [(internal, documents[name]) for internal, name in wanted]
+            index = [(name, listed[name]) for _, name in wanted]
+            self._patch(run_id, document, _core.seal_branch_patch(b"{}", steps, index), FOLD_KEYS)
+
+        with ThreadPoolExecutor(max_workers=min(16, max(1, len(plan)))) as pool:
+            list(pool.map(fold, plan))
+        for key in [k for k in self._unsealed if k[0] == run_id]:
+            self._unsealed.pop(key, None)
+
+    def _fetch_run(self, run_id: str, naming: Naming) -> tuple[dict[str, str], dict[str, bytes]]:
+        """One listing of the run (names and ETags), and its documents with the step objects
+        no document embeds as they are now."""
+        bucket = self.storage()
+        folder = self._folder(run_id)
         listed = {
             key[len(folder) :]: etag
             for key, etag in bucket.list_etags(folder, run_id=run_id).items()
         }
-        missing = ChunkNotFoundError(
-            f"run {run_id!r} has no {RUN_LOG_FILE}",
-            path=self._doc_location(run_id, RUN_LOG_FILE),
-            run_id=run_id,
-        )
-        if RUN_LOG_FILE not in listed:
-            raise missing
-        chunks = {n: e for n, e in listed.items() if n != SNAPSHOT}
-        if not salvage and SNAPSHOT in listed:
-            document = self._snapshot(folder, chunks, run_id)
-            if document is not None:
-                return document, []
-        first = [RUN_LOG_FILE] + [n for n in chunks if n.startswith("BranchLog-")]
+        run_doc = self._run_doc(run_id)
+        if run_doc not in listed:
+            raise ChunkNotFoundError(
+                f"run {run_id!r} has no {run_doc}",
+                path=self._location(run_id, run_doc),
+                run_id=run_id,
+            )
+        first = [run_doc] + [n for n in listed if n.startswith("BranchLog-")]
         documents = self._fetch(folder, first, run_id)
-        run_log = documents.pop(RUN_LOG_FILE, None)
-        if run_log is None:
-            raise missing
+        if run_doc not in documents:
+            raise ChunkNotFoundError(
+                f"run {run_id!r} has no {run_doc}",
+                path=self._location(run_id, run_doc),
+                run_id=run_id,
+            )
         covered = _core.sealed_step_chunks(list(documents.values()), listed)
-        rest = [n for n in chunks if n.startswith("StepLog-") and n not in covered]
+        rest = [n for n in listed if n.startswith("StepLog-") and n not in covered]
         documents.update(self._fetch(folder, rest, run_id))
-        self._known_runs.add(run_id)
+        return listed, documents
+
+    def _read_full(self, run_id: str, salvage: bool) -> tuple[bytes, list[tuple[str, str]]]:
+        naming = self._naming(run_id)
+        bucket = self.storage()
+        folder = self._folder(run_id)
+        if not salvage:
+            listed = {
+                key[len(folder) :]: etag
+                for key, etag in bucket.list_etags(folder, run_id=run_id).items()
+            }
+            chunks = {n: e for n, e in listed.items() if n != SNAPSHOT}
+            if SNAPSHOT in listed:
+                document = self._snapshot(folder, chunks, run_id)
+                if document is not None:
+                    return document, []
+        listed, documents = self._fetch_run(run_id, naming)
+        chunks = {n: e for n, e in listed.items() if n != SNAPSHOT}
+        run_doc = self._run_doc(run_id)
+        run_log = documents.pop(run_doc)
         merged, skipped = _core.merge_chunks(
             bucket.url(self._key(run_id)),
             run_log,
@@ -180,6 +418,7 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
             salvage=salvage,
             run_id=run_id,
         )
+        assert merged is not None
         if not skipped and _core.document_status(run_log) in ENDED_STATUSES:
             bucket.put(folder + SNAPSHOT, _core.encode_snapshot(chunks, merged), run_id=run_id)
         return merged, skipped
@@ -194,19 +433,95 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
         fetched = self.storage().get_many([folder + n for n in names], run_id=run_id)
         return {n: f[0] for n, f in zip(names, fetched, strict=True) if f is not None}
 
-    def _run_exists(self, run_id: str) -> bool:
-        exists = self.storage().exists(self._key(run_id, RUN_LOG_FILE), run_id=run_id)
-        if exists:
-            self._known_runs.add(run_id)
-        return exists
+    def _read_run(self, run_id: str, steps: bool) -> bytes:
+        bucket = self.storage()
+        run_doc = self._run_doc(run_id)
+        if steps:
+            # The root steps not folded yet are objects among all the run's: the whole run says.
+            _, documents = self._fetch_run(run_id, self._naming(run_id))
+            run_log = documents.pop(run_doc)
+            objects = list(documents.items())
+        else:
+            found = bucket.get(self._key(run_id, run_doc), run_id=run_id)
+            if found is None:
+                raise ChunkNotFoundError(
+                    f"run {run_id!r} has no {run_doc}",
+                    path=self._location(run_id, run_doc),
+                    run_id=run_id,
+                )
+            run_log, objects = found[0], []
+        merged, _ = _core.merge_chunks(
+            bucket.url(self._key(run_id)), run_log, objects, view="run", run_id=run_id
+        )
+        assert merged is not None
+        return merged
 
-    def _run_is_own_layout(self, run_id: str) -> bool:
+    def _read_branch(self, run_id: str, name: str) -> bytes | None:
+        naming = self._naming(run_id)
+        if not self._has_branch(run_id, name):
+            if self._own_layout(run_id):
+                return None
+            return self._merged_view(run_id, "branch", name)
+        objects, _ = self._branch_objects(run_id, name, naming, with_documents=True)
+        merged, _ = _core.merge_chunks(
+            self.storage().url(self._key(run_id)),
+            RunLog(run_id=run_id).model_dump_json().encode(),
+            objects,
+            view="branch",
+            name=name,
+            run_id=run_id,
+        )
+        return merged
+
+    def _read_step(self, run_id: str, name: str) -> bytes | None:
+        document = chunk_name("StepLog", name, run_id)
+        found = self.storage().get(self._key(run_id, document), run_id=run_id)
+        if found is not None:
+            try:
+                _, body = _core.split_chunk_header(found[0])
+            except ValueError as exc:
+                location = self._location(run_id, document)
+                raise CorruptChunkError(
+                    f"{location} is not a step object: {exc}", path=location, run_id=run_id
+                ) from exc
+            return body
+        self._naming(run_id)
+        if self._own_layout(run_id):
+            return None
+        # A run written by runnable keeps its steps inside its documents.
+        return self._merged_view(run_id, "step", name)
+
+    def _merged_view(self, run_id: str, view: Literal["branch", "step"], name: str) -> bytes | None:
+        _, documents = self._fetch_run(run_id, self._naming(run_id))
+        run_log = documents.pop(self._run_doc(run_id))
+        merged, _ = _core.merge_chunks(
+            self.storage().url(self._key(run_id)),
+            run_log,
+            list(documents.items()),
+            view=view,
+            name=name,
+            run_id=run_id,
+        )
+        return merged
+
+    def _has_branch(self, run_id: str, name: str) -> bool:
+        document = self._branch_doc(run_id, name)
+        return self.storage().exists(self._key(run_id, document), run_id=run_id)
+
+    def _run_exists(self, run_id: str) -> bool:
+        try:
+            self._naming(run_id)
+        except ChunkNotFoundError:
+            return False
+        return True
+
+    def _own_layout(self, run_id: str) -> bool:
         return self.storage().exists(self._key(run_id, LAYOUT_MARKER), run_id=run_id)
 
     # --- listing and deleting ---------------------------------------------------------------
 
     def list_run_ids(self) -> list[str]:
-        """Run ids, newest first, from one listing and one HEAD of each run's RunLog.json."""
+        """Run ids, newest first, from one listing and a HEAD of each run's document."""
         bucket = self.storage()
         root = bucket.key() + "/" if bucket.prefix else ""
         run_ids = [
@@ -217,19 +532,20 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
         run_ids = [r for r in run_ids if r and not r.startswith(".")]
 
         def modified(run_id: str) -> tuple[float, str] | None:
-            stat = bucket.stat(bucket.key(run_id, RUN_LOG_FILE))
-            if stat is None or stat.modified is None:
-                return None
-            return stat.modified, run_id
+            for name in (RUN_LOG_OBJECT, RUN_LOG_FILE):
+                stat = bucket.stat(bucket.key(run_id, name))
+                if stat is not None and stat.modified is not None:
+                    return stat.modified, run_id
+            return None
 
         with ThreadPoolExecutor(max_workers=min(16, max(1, len(run_ids)))) as pool:
             found = [m for m in pool.map(modified, run_ids) if m is not None]
         return [run_id for _, run_id in sorted(found, reverse=True)]
 
     def run_modified(self, run_id: str) -> float | None:
-        """The newest object's time (branches are objects of their own, see chunked-fs). The
-        snapshot is left out: a read writes it, and reading a run is not writing it."""
-        objects = self.storage().list_objects(self._key(run_id) + "/", run_id=run_id)
+        """The newest object's time (branches and steps are objects of their own). The snapshot
+        is left out: a read writes it, and reading a run is not writing it."""
+        objects = self.storage().list_objects(self._folder(run_id), run_id=run_id)
         times = [
             o.modified
             for o in objects
@@ -238,16 +554,18 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
         return max(times, default=None)
 
     def delete_run(self, run_id: str) -> None:
-        """Remove every object of the run, ``RunLog.json`` last: until then the run is still
+        """Remove every object of the run, its run document last: until then the run is still
         found (a reader sees its remaining pieces), and a gc stopped half-way can be re-run."""
         if not self._run_exists(run_id):
-            raise RunLogNotFoundError(run_id, path=self._doc_location(run_id, RUN_LOG_FILE))
+            raise RunLogNotFoundError(run_id, path=self._location(run_id, RUN_LOG_OBJECT))
         bucket = self.storage()
-        head = self._key(run_id, RUN_LOG_FILE)
-        names = [o.key for o in bucket.list_objects(self._key(run_id) + "/", run_id=run_id)]
-        for name in [n for n in names if n != head] + [head]:
+        heads = {self._key(run_id, RUN_LOG_OBJECT), self._key(run_id, RUN_LOG_FILE)}
+        names = [o.key for o in bucket.list_objects(self._folder(run_id), run_id=run_id)]
+        for name in [n for n in names if n not in heads] + [n for n in names if n in heads]:
             bucket.delete(name, run_id=run_id)
-        self._known_runs.discard(run_id)
+        self._namings.pop(run_id, None)
+        for key in [k for k in self._folded_parents if k[0] == run_id]:
+            self._folded_parents.pop(key, None)
 
 
 __all__ = ["ChunkedMinioRunLogStore"]
