@@ -96,38 +96,44 @@ def test_resuming_a_runnable_050_run_keeps_everything(tmp_path: Path) -> None:
     assert set(after.parameters) == {*before.parameters, "extra"}
 
 
-def test_chunk_files_are_the_documented_ones(tmp_path: Path) -> None:
+def test_documents_are_runnables_and_stay_inside_the_run(tmp_path: Path) -> None:
+    """While the run goes on, one journal per writer and no file per step; at its end, runnable's
+    documents: RunLog.json with the root steps, a BranchLog per branch with its steps. Names
+    runnable cannot store (a separator, very long) keep the package's encoding."""
     store = _chunked(tmp_path)
     store.create_run_log("r")
-    for name in ("plain", "with space", "dots.in.0.name", "ünïcode", "../escape", "a/b\\c\x00d"):
+    names = ("plain", "with space", "dots.in.0.name", "ünïcode", "../escape", "a/b\\c\x00d")
+    for name in names:
         store.add_step_log(store.create_step_log(name, name), "r")
     store.add_branch_log(store.create_branch_log("plain.b1"), "r")
     store.add_step_log(store.create_step_log("x" * 300, "plain.b1." + "x" * 300), "r")
-    files = sorted(os.listdir(tmp_path / "r"))
-    assert "RunLog.json" in files and "StepLog-plain.json" in files
-    assert "StepLog-with space.json" in files
-    assert "StepLog-..%2Fescape.json" in files
-    assert "StepLog-a%2Fb%5Cc%00d.json" in files
-    assert "StepLog-%C3%BCn%C3%AFcode.json" in files
-    assert "BranchLog-plain.b1.json" in files
-    assert any(f.startswith("StepLog-~") and len(f) < 60 for f in files)
+    store.add_branch_log(store.create_branch_log("plain." + "y" * 300), "r")
+    run_folder = tmp_path / "r"
+    assert sorted(os.listdir(run_folder)) == [".journals", ".layout", ".lock", "RunLog.json"]
+    assert len(os.listdir(run_folder / ".journals")) == 1
+    assert (run_folder / ".layout").read_bytes() == b"runlog-store chunked-fs 2\n"
+    store.update_run_log_status("r", "SUCCESS")
+    files = sorted(os.listdir(run_folder))
+    hashed = [name for name in files if name.startswith("BranchLog-~")]
+    assert len(hashed) == 1 and len(hashed[0]) < 60, files
+    documents = ["BranchLog-plain.b1.json", *hashed, "RunLog.json"]
+    assert files == sorted([".journals", ".layout", ".lock", *documents])
+    assert os.listdir(run_folder / ".journals") == []
     assert os.listdir(tmp_path) == ["r"]  # nothing escaped the run's folder
+    stored = json.loads((run_folder / "RunLog.json").read_text())
+    assert list(stored["steps"]) == list(names)
+    branch = json.loads((run_folder / "BranchLog-plain.b1.json").read_text())
+    assert list(branch["steps"]) == ["plain.b1." + "x" * 300]
     run = store.get_run_log_by_id("r", full=True)
-    assert set(run.steps) == {
-        "plain",
-        "with space",
-        "dots.in.0.name",
-        "ünïcode",
-        "../escape",
-        "a/b\\c\x00d",
-    }
+    assert set(run.steps) == set(names)
     assert run.find_step("plain.b1." + "x" * 300).name == "x" * 300
-    chunk = (tmp_path / "r" / "StepLog-plain.json").read_bytes()
-    assert chunk.startswith(b'{"_created_ns":')
+    assert "_stamp" not in store.get_run_log_json("r").decode()
 
 
 def test_write_path_lists_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Step, branch and parameter writes open known paths only: no listing, no merge."""
+    """Step, branch and parameter writes and the reads of one step are appends and reads of
+    known paths (the Rust core lists only the run's small .journals folder): no listing of the
+    run, no merge of it, no file per write."""
     store = _chunked(tmp_path)
     store.create_run_log("r")
     store.add_step_log(store.create_step_log("map", "map"), "r")
@@ -152,6 +158,8 @@ def test_write_path_lists_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         store.set_parameters("r", {f"root{i}": _param(i)})
     monkeypatch.undo()
     assert len(store.get_run_log_by_id("r", full=True).steps["map"].branches) == 20
+    # Nothing but the journal grew: no file per write.
+    assert sorted(os.listdir(tmp_path / "r")) == [".journals", ".layout", ".lock", "RunLog.json"]
 
 
 def _param(value: int):  # type: ignore[no-untyped-def]
@@ -160,23 +168,28 @@ def _param(value: int):  # type: ignore[no-untyped-def]
     return JsonParameter(kind="json", value=value)
 
 
-def test_corrupt_chunk_is_named_and_salvage_reads_the_rest(tmp_path: Path) -> None:
+def test_corrupt_document_is_named_and_salvage_reads_the_rest(tmp_path: Path) -> None:
     store = _chunked(tmp_path)
     store.create_run_log("r")
-    for name in ("a", "b", "c"):
-        store.add_step_log(store.create_step_log(name, name), "r")
-    bad = tmp_path / "r" / "StepLog-b.json"
-    bad.write_bytes(b'{"_created_ns":1,"name":"b","internal_na')
+    store.add_step_log(store.create_step_log("map", "map"), "r")
+    for i in range(3):
+        store.add_branch_log(store.create_branch_log(f"map.{i}"), "r")
+        store.add_step_log(store.create_step_log("w", f"map.{i}.w"), "r")
+    store.update_run_log_status("r", "SUCCESS")
+    bad = tmp_path / "r" / "BranchLog-map.1.json"
+    bad.write_bytes(b'{"_created_ns":1,"internal_name":"map.1","steps":{"map.1.w":{"na')
     with pytest.raises(CorruptChunkError) as err:
         store.get_run_log_by_id("r", full=True)
-    assert err.value.path.endswith("StepLog-b.json") and err.value.run_id == "r"
-    assert "StepLog-b.json" in str(err.value)
+    assert err.value.path == str(bad) and err.value.run_id == "r"
+    assert "BranchLog-map.1.json" in str(err.value)
     with pytest.raises(CorruptChunkError) as err2:
-        store.get_step_log("b", "r")
+        store.get_step_log("map.1.w", "r")
     assert err2.value.path == str(bad)
+    # A step of another branch is read from its own document: the damage does not touch it.
+    assert store.get_step_log("map.2.w", "r").name == "w"
     salvaged = store.salvage_run_log("r")
-    assert list(salvaged.run_log.steps) == ["a", "c"]
-    assert [Path(p).name for p, _ in salvaged.skipped] == ["StepLog-b.json"]
+    assert list(salvaged.run_log.steps["map"].branches) == ["map.0", "map.2"]
+    assert [Path(p).name for p, _ in salvaged.skipped] == ["BranchLog-map.1.json"]
 
 
 def test_temp_files_are_ignored_by_readers(tmp_path: Path) -> None:

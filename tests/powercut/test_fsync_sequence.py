@@ -1,12 +1,17 @@
 """Where the writers call fsync, read off strace: one write of each kind, compared with the
-sequence docs/format.md documents ("The atomic writer") and with what the power-cut model needs.
+sequences docs/format.md documents ("The atomic writer", "The journal") and with what the
+power-cut model needs.
 
 A power cut lands at a random moment, so a refactor that drops one fsync can pass a hundred
 cuts by luck; this test fails at once. The rules the model needs (docs/testing.md):
 
 - a file is renamed or linked to its name only after an ``fsync``/``fdatasync`` of its bytes;
 - after the rename or link, its folder is fsynced before the call returns;
-- a folder made by the call is named durably: its parent is fsynced before the call returns.
+- a folder made by the call is named durably: its parent is fsynced before the call returns;
+- a journal appended to is synced (``fdatasync``) before the call returns, and a journal the
+  call creates has its folder fsynced too (its name is new);
+- a journal is removed only after every document the call wrote is durable (its folder
+  fsynced): the journal's records are in those documents.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ TRACED = (
     "fsync,fdatasync,rename,renameat,renameat2,openat,mkdir,mkdirat,link,linkat,unlink,unlinkat"
 )
 TEMP = re.compile(r"(\.[^/]*\.tmp-)\d+-\d+-\d+$")
+JOURNAL = re.compile(r"(\.journals/)\d+-\d+-[0-9a-f]+\.journal$")
 CALL = re.compile(r"^(?P<pid>\d+) +(?P<name>\w+)\((?P<args>.*)\) += (?P<result>-?\d+)")
 
 # The documented sequence of each write (paths relative to the test's folder; folders the
@@ -45,18 +51,26 @@ EXPECTED = {
             "rename logs/r/..layout.tmp-* -> logs/r/.layout",
             "fsync logs/r",
         ],
+        # The first write of a process to a run: its journal is created (and, the first time
+        # in the run, the journals' folder), appended to and synced, and its name made durable.
         "step": [
-            "create-new logs/r/.StepLog-s.json.tmp-*",
-            "fdatasync logs/r/.StepLog-s.json.tmp-*",
-            "rename logs/r/.StepLog-s.json.tmp-* -> logs/r/StepLog-s.json",
+            "create logs/r/.lock",
+            "create-new logs/r/.journals/<journal>",
+            "fdatasync logs/r/.journals/<journal>",
+            "fsync logs/r/.journals",
             "fsync logs/r",
         ],
+        # The run ends: the record is appended and synced, then folded into RunLog.json (the
+        # atomic writer), then the journal, all folded, goes.
         "status": [
+            "create logs/r/.lock",
+            "fdatasync logs/r/.journals/<journal>",
             "create logs/r/.lock",
             "create-new logs/r/.RunLog.json.tmp-*",
             "fdatasync logs/r/.RunLog.json.tmp-*",
             "rename logs/r/.RunLog.json.tmp-* -> logs/r/RunLog.json",
             "fsync logs/r",
+            "unlink logs/r/.journals/<journal>",
         ],
     },
     "file-system": {
@@ -89,7 +103,7 @@ EXPECTED = {
     },
 }
 MADE = {
-    "chunked-fs": {"create": ["logs", "logs/r"]},
+    "chunked-fs": {"create": ["logs", "logs/r"], "step": ["logs/r/.journals"]},
     "file-system": {"create": ["logs"]},
     "catalog": {"put": ["catalog", "catalog/r"]},
 }
@@ -142,7 +156,7 @@ def trace_events(trace: str, base: Path) -> dict[str, list[str]]:
             return "."
         if not path.startswith(prefix):
             return None
-        return TEMP.sub(r"\1*", path[len(prefix) :])
+        return JOURNAL.sub(r"\1<journal>", TEMP.sub(r"\1*", path[len(prefix) :]))
 
     fds: dict[str, str] = {}  # one process: its threads share the descriptor table
     writes: dict[str, list[str]] = {}
@@ -182,9 +196,18 @@ def rule_breaches(events: list[str]) -> list[str]:
     """Where one write breaks what the power-cut model needs (the module docstring)."""
     breaches = []
     synced_since_create: dict[str, bool] = {}
+    renamed_folders: list[str] = []
     for n, event in enumerate(events):
         kind, _, rest = event.partition(" ")
         later = events[n + 1 :]
+        earlier = events[:n]
+        if kind == "create-new" and ".journals/" in rest:
+            # a journal keeps its name: its bytes and its name must be durable on return
+            if f"fdatasync {rest}" not in later and f"fsync {rest}" not in later:
+                breaches.append(f"{event}: the journal is not synced after")
+            folder = os.path.dirname(rest)
+            if f"fsync {folder}" not in later:
+                breaches.append(f"{event}: its folder {folder} is not fsynced after")
         if kind in ("create-new", "create"):
             synced_since_create[rest] = False
         elif kind in ("fsync", "fdatasync"):
@@ -196,6 +219,14 @@ def rule_breaches(events: list[str]) -> list[str]:
             folder = os.path.dirname(target) or "."
             if f"fsync {folder}" not in later:
                 breaches.append(f"{event}: its folder {folder} is not fsynced after")
+            renamed_folders.append(folder)
+        elif kind == "unlink" and ".journals/" in rest:
+            for folder in renamed_folders:
+                last_rename = max(
+                    i for i, e in enumerate(earlier) if e.startswith(("rename ", "link "))
+                )
+                if f"fsync {folder}" not in earlier[last_rename:]:
+                    breaches.append(f"{event}: before the documents in {folder} are durable")
         elif kind == "mkdir":
             parent = os.path.dirname(rest) or "."
             if f"fsync {parent}" not in later:
@@ -260,3 +291,19 @@ def test_the_rules_catch_a_missing_fsync() -> None:
     assert rule_breaches(good) == []
     for dropped in ("fsync .", "fdatasync logs/.a.tmp-*", "fsync logs"):
         assert rule_breaches([e for e in good if e != dropped]), dropped
+    journal = [
+        "create-new logs/r/.journals/<journal>",
+        "fdatasync logs/r/.journals/<journal>",
+        "fsync logs/r/.journals",
+        "create-new logs/r/.RunLog.json.tmp-*",
+        "fdatasync logs/r/.RunLog.json.tmp-*",
+        "rename logs/r/.RunLog.json.tmp-* -> logs/r/RunLog.json",
+        "fsync logs/r",
+        "unlink logs/r/.journals/<journal>",
+    ]
+    assert rule_breaches(journal) == []
+    for dropped in ("fdatasync logs/r/.journals/<journal>", "fsync logs/r/.journals"):
+        assert rule_breaches([e for e in journal if e != dropped]), dropped
+    # the journal removed before the folded document is durable
+    early = [*journal[:6], journal[7], journal[6]]
+    assert any("before the documents" in b for b in rule_breaches(early)), early

@@ -237,9 +237,66 @@ def show(
         store = load_store(config)
         if json_output:
             sys.stdout.buffer.write(store.get_run_log_json(run_id) + b"\n")
+            _note_unfolded(store, run_id, Console(stderr=True))
             return
         run_log = store.get_run_log_by_id(run_id, full=True)
-    Console().print(run_tree(run_log, depth=depth, max_branches=max_branches))
+    console = Console()
+    console.print(run_tree(run_log, depth=depth, max_branches=max_branches))
+    with _reporting_errors(verbose):
+        _note_unfolded(store, run_id, console)
+
+
+def _note_unfolded(store: object, run_id: str, console: Console) -> None:
+    """Say when a chunked-fs run has journals not folded into its documents: runnable's own
+    reader does not see what they hold."""
+    from runlog_store.stores.chunked import ChunkedRunLogStore
+
+    if not isinstance(store, ChunkedRunLogStore):
+        return
+    journals = store.unfolded_journals(run_id)
+    if not journals:
+        return
+    size = sum(bytes_ for _, bytes_ in journals)
+    many = len(journals) != 1
+    console.print(
+        f"[yellow]note:[/] {len(journals)} journal{'s' if many else ''} ({size:,} bytes) "
+        f"hold{'' if many else 's'} writes not folded into the run's documents yet: runlog reads "
+        "them, runnable's own chunked store does not. The run is still going, or was stopped "
+        f"before its end; [bold]runlog fold {escape(run_id)}[/] folds them.",
+        highlight=False,
+    )
+
+
+@app.command()
+def fold(
+    run_id: str,
+    config: ConfigOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Fold a run into runnable's own layout, as its end does: for a run stopped before its end
+    (killed), so runnable's chunked store reads all of it."""
+    from runlog_store.stores.chunked import ChunkedRunLogStore
+
+    with _reporting_errors(verbose):
+        store = load_store(config)
+        if not isinstance(store, ChunkedRunLogStore):
+            _fail(
+                f"runlog fold folds the runs of chunked stores (chunked-fs, chunked-minio); "
+                f"this configuration's store is {store.service_name}, which has nothing to fold",
+                verbose,
+            )
+        journals = store.unfolded_journals(run_id)
+        store.fold(run_id)
+    size = sum(bytes_ for _, bytes_ in journals)
+    what = (
+        f"{len(journals)} journal{'s' if len(journals) != 1 else ''} ({size:,} bytes) folded "
+        "and removed"
+        if journals
+        else "every step is in its branch's and the run's document"
+    )
+    Console().print(
+        f"Folded run {escape(run_id)}: {what}; runnable's own chunked store reads all of it now."
+    )
 
 
 @app.command()

@@ -209,6 +209,34 @@ class ChunkedRunLogStore(BaseRunLogStore):
             data = self._read_run(run_id, True)
         return validate_run_log(data, self._location(run_id, ""), run_id)
 
+    def get_run_logs(
+        self,
+        run_ids: list[str] | None = None,
+        tag: str | None = None,
+        status: str | None = None,
+        limit: int | None = None,
+    ) -> list[RunLog]:
+        """The run-level fields (``steps`` empty) of the given or all runs that match ``tag``
+        and ``status``: one document per run, whatever the runs hold."""
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must not be negative, not {limit}")
+        found: list[RunLog] = []
+        for run_id in run_ids if run_ids is not None else self.list_run_ids():
+            if limit is not None and len(found) >= limit:
+                break
+            try:
+                run_log = self._run_fields(run_id)
+            except RunLogNotFoundError:
+                if run_ids is not None:
+                    raise
+                continue  # deleted while we listed
+            if tag is not None and run_log.tag != tag:
+                continue
+            if status is not None and run_log.status != status:
+                continue
+            found.append(run_log)
+        return found
+
     def get_run_log_json(self, run_id: str) -> bytes:
         validate_run_id(run_id)
         with self._run_must_exist(run_id):
@@ -350,6 +378,14 @@ class ChunkedRunLogStore(BaseRunLogStore):
             self._end(run_id)
 
     # --- folding ------------------------------------------------------------------------------
+
+    def unfolded_journals(self, run_id: str) -> list[tuple[str, int]]:
+        """Journals of the run holding writes not folded into its documents yet (name, size in
+        bytes); a store without journals has none."""
+        validate_run_id(run_id)
+        if not self._run_exists(run_id):
+            raise RunLogNotFoundError(run_id, path=self._location(run_id, ""))
+        return []
 
     def fold(self, run_id: str) -> None:
         """Fold everything the run holds into runnable's documents, as the end of the run does:

@@ -56,6 +56,8 @@ RUN_LOG_OBJECT = _core.RUN_LOG_OBJECT
 MAX_UNSEALED = 20_000
 
 Naming = Literal["objects", "folder"]
+# The layout markers of runs this store created: every step has an object of its own.
+OWN_MARKERS = (_core.MINIO_LAYOUT_MARKER_TEXT, _core.LAYOUT_MARKER_TEXT_1)
 FOLD_KEYS = ("steps", _core.CHUNK_INDEX_KEY)
 
 
@@ -516,7 +518,11 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
         return True
 
     def _own_layout(self, run_id: str) -> bool:
-        return self.storage().exists(self._key(run_id, LAYOUT_MARKER), run_id=run_id)
+        """Whether every step of the run has an object of its own (a run this store created);
+        not a run written by runnable, nor a chunked-fs folder copied in (its steps are in its
+        documents)."""
+        found = self.storage().get(self._key(run_id, LAYOUT_MARKER), run_id=run_id)
+        return found is not None and found[0] in OWN_MARKERS
 
     # --- listing and deleting ---------------------------------------------------------------
 
