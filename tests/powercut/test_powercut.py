@@ -39,9 +39,12 @@ from .harness import (
 )
 from .workloads import (
     CatalogRun,
+    ContentCatalogRun,
     StoreRun,
     catalog_workload,
     check_hash_cache,
+    content_catalog_damage,
+    content_catalog_workload,
     document_of,
     store_workload,
 )
@@ -255,3 +258,63 @@ def test_the_cache_check_catches_an_entry_that_lies(tmp_path: Path) -> None:
     cache.write_text(f"{body} {blake3.blake3(body.encode()).hexdigest()[:8]}\n")
     found = check_hash_cache(cache, [data], tmp_path)
     assert (found.files, found.vouched, len(found.lies)) == (1, 1, 2), found
+
+
+# --- the content catalog --------------------------------------------------------------------
+
+
+def run_content_catalog_cuts(base: Path, name: str, *, fsync: bool, cuts: int) -> Tally:
+    """Puts into content-fs under power cuts: after each, every acknowledged put must be in its
+    run's manifest, and no manifest may name a content that is not stored whole."""
+    tally = Tally(name)
+    rng = random.Random(f"{SEED}-{name}")
+    damage: list[str] = []
+    with mounted(base / "power") as mount:
+        catalog_root = mount.mnt / "catalog"
+        compute = base / "compute"
+        compute.mkdir()
+
+        def make_catalog() -> Any:
+            return create_catalog(
+                "content-fs",
+                catalog_location=str(catalog_root),
+                compute_data_folder=str(compute),
+                fsync=fsync,
+            )
+
+        run: ContentCatalogRun | None = None
+        for n in range(cuts):
+            if run is None or n % RUN_EVERY == 0:
+                run = ContentCatalogRun(f"run-{n}")
+            workload = content_catalog_workload(make_catalog, compute, run.run_id, run.next_index)
+            cut = cut_under_writer(mount, workload, rng)
+            _writer_errors_are_power_loss(cut.errors_before_cut, mount)
+            acknowledged = run.take(cut.acks)
+            lost, problems = run.lost_in(make_catalog())
+            found = [f for f in content_catalog_damage(make_catalog()) if f not in damage]
+            damage.extend(found)
+            tally.record(acknowledged, lost + len(found), problems + found)
+            if any("does not read" in problem for problem in problems):
+                tally.runs_lost += 1
+                run = None  # its manifest is gone: the next cuts write a new run
+    tally.report()
+    print(f"  manifests naming a missing or damaged content after a cut: {len(damage)}")
+    return tally
+
+
+@pytest.mark.slow
+def test_content_catalog_keeps_every_acknowledged_put_and_names_only_stored_contents(
+    tmp_path: Path,
+) -> None:
+    tally = run_content_catalog_cuts(tmp_path, "content-fs catalog", fsync=True, cuts=CUTS)
+    assert tally.acknowledged > tally.cuts, "the writers got work done between cuts"
+    assert tally.lost == 0, f"{tally.summary()}: {tally.problems}"
+
+
+@pytest.mark.slow
+def test_content_catalog_without_fsync_loses_puts(tmp_path: Path) -> None:
+    """The harness can fail the content catalog: without fsync, cuts lose acknowledged puts
+    (or leave manifests naming contents the disk lost)."""
+    name = "content-fs catalog fsync: false"
+    tally = run_content_catalog_cuts(tmp_path, name, fsync=False, cuts=DEMO_CUTS)
+    assert tally.lost > 0, f"{tally.summary()}: unsynced puts survived every cut"

@@ -265,3 +265,85 @@ def document_of(store: Any, run_id: str) -> dict[str, Any]:
         result: dict[str, Any] = json.loads(store.get_run_log_json(run_id))
         return result
     return dict(store.get_run_log_by_id(run_id, full=True).model_dump(mode="json"))
+
+
+# --- the content catalog (content-fs) -------------------------------------------------------
+
+CONTENT_POOL = 5  # contents every round may reuse, so puts find contents already stored
+
+
+def content_catalog_workload(
+    make_catalog: Callable[[], Any], compute: Path, run_id: str, start: int
+) -> Workload:
+    """Each round writes one file with new bytes and one with a content from a small pool
+    (stored already, most rounds) and puts both; ``I``/``A`` lines as in catalog_workload, the
+    hashes BLAKE3 (the object names)."""
+
+    def work(ack: Ack) -> None:
+        catalog = make_catalog()
+        rng = random.Random(f"{run_id}-{start}")
+        i = start
+        while True:
+            new = compute / f"new-{i % PARTS}.bin"
+            new.write_bytes(rng.randbytes(rng.randint(1, 24_000)))
+            pooled = compute / f"pool-{i % 3}.bin"
+            pooled.write_bytes(bytes([rng.randrange(CONTENT_POOL)]) * 5000)
+            for path in (new, pooled):
+                ack(f"I {i} {path.name} {format_data_hash('blake3', hash_file(path))}")
+            for entry in catalog.put(f"*-{i % PARTS}.bin", run_id=run_id):
+                ack(f"A {i} {entry.name} {entry.data_hash}")
+            for entry in catalog.put(f"pool-{i % 3}.bin", run_id=run_id):
+                ack(f"A {i} {entry.name} {entry.data_hash}")
+            i += 1
+
+    return work
+
+
+def content_catalog_damage(catalog: Any) -> list[str]:
+    """Every manifest entry (of any run) whose content is not stored or does not hash to its
+    name: none may exist after a cut."""
+    problems = []
+    for run_id in catalog._manifest_run_ids():
+        try:
+            manifest = catalog._read_manifest(run_id) or {}
+        except Exception as exc:
+            problems.append(f"run {run_id}: its manifest does not read: {exc}")
+            continue
+        for path, entry in manifest.items():
+            stored = catalog.object_path(entry.blake3)
+            try:
+                held = hash_file(stored)
+            except Exception:
+                problems.append(f"run {run_id}: {path} names {entry.blake3[:12]}, not stored")
+                continue
+            if held != entry.blake3:
+                problems.append(f"run {run_id}: {path}: content {entry.blake3[:12]} holds {held}")
+    return problems
+
+
+@dataclass
+class ContentCatalogRun(CatalogRun):
+    """A content catalog's run: what its manifest names is what a put left."""
+
+    def lost_in(self, catalog: Any) -> tuple[int, list[str]]:
+        try:
+            manifest = catalog._read_manifest(self.run_id) or {}
+        except Exception as exc:
+            manifest = {}
+            damaged = f"run {self.run_id}: its manifest does not read: {exc}"
+        else:
+            damaged = ""
+        lost, shown = 0, [damaged] if damaged else []
+        for name, (i, data_hash) in sorted(self.last_acked.items()):
+            entry = manifest.get(name)
+            held = f"blake3:{entry.blake3}" if entry is not None else "nothing"
+            may_hold = {data_hash} | {h for j, h in self.intents.get(name, []) if j > i}
+            if held not in may_hold and (name, i) not in self.counted:
+                self.counted.add((name, i))
+                lost += 1
+                if len(shown) < 3:
+                    shown.append(
+                        f"run {self.run_id}: put {i} of {name} returned {data_hash}, "
+                        f"the manifest names {held}"
+                    )
+        return lost, shown
