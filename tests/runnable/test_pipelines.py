@@ -95,11 +95,11 @@ def check_run(run: RunLog, branches: int) -> None:
     assert prepare.output_parameters["calibration"].kind == "object"
 
 
-def check_verify(project: Project, config: str, run_id: str) -> None:
+def check_verify(project: Project, config: str, run_id: str, branches: int = BRANCHES) -> None:
     verified = project.runlog("verify", run_id, "--config", config)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     # The table lists what was checked: the settings, every shard and the report.
-    assert "shard-0063.json" in verified.stdout.replace("\n", "")
+    assert f"shard-{branches - 1:04d}.json" in verified.stdout.replace("\n", "")
 
 
 def test_yaml_pipeline_on_runlog_chunked_fs(project: Project) -> None:
@@ -163,3 +163,22 @@ def test_sdk_pipeline_on_runlog_chunked_minio_with_minio_catalog(
     # Nothing of the run or its catalog landed on the local disk.
     assert not project.log_folder.exists()
     assert not project.catalog_folder.exists()
+
+
+def test_sdk_pipeline_with_the_content_catalog(project: Project) -> None:
+    """runlog-content-fs: every content stored once across runs, a manifest per run."""
+    config = project.config(
+        "content.yaml",
+        "runlog-chunked-fs",
+        {"log_folder": str(project.log_folder), "fsync": False},
+        catalog_type="runlog-content-fs",
+    )
+    for run_id in ("content-1", "content-2"):
+        succeeded(project.run_sdk("pipeline", config, run_id, {"branches": 16}))
+        run = load_store(config).get_run_log_by_id(run_id, full=True)
+        check_run(run, 16)
+        check_verify(project, str(config), run_id, 16)
+    # The second run's shards are the first run's contents: each stored once.
+    objects = [p for p in (project.catalog_folder / "objects").rglob("*") if p.is_file()]
+    shards = [p for p in objects if p.read_bytes().startswith(b'{"item": ')]
+    assert len(shards) == 16
