@@ -155,7 +155,10 @@ def big_catalog(scratch: Path) -> Path:
     return folder
 
 
-GET = {"content-fs, link: copy": ("baseline", "copy"), "content-fs, link: hardlink": ("ours", "hardlink")}
+GET = {
+    "content-fs, link: copy": ("baseline", "copy"),
+    "content-fs, link: hardlink": ("ours", "hardlink"),
+}
 
 
 @pytest.mark.parametrize("name", list(GET))
