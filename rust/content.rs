@@ -815,7 +815,11 @@ mod tests {
         let ro = materialize(&[place("ro", 0o444)], LinkMode::Copy, false, true);
         assert!(ro[0].is_ok());
         let ro = fs::metadata(dir.path().join("out/ro")).unwrap();
-        assert_eq!(ro.mode() & 0o777, 0o644, "a private copy is writable by its owner");
+        assert_eq!(
+            ro.mode() & 0o777,
+            0o644,
+            "a private copy is writable by its owner"
+        );
         assert_eq!(fs::read(dir.path().join("out/c")).unwrap(), b"payload");
         // ext4 and tmpfs have no reflinks: asked for, it is an error naming the target; the
         // automatic mode goes on to a hard link (or, for root, a copy).
