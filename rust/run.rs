@@ -203,12 +203,17 @@ impl Run {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(self.not_found()),
             Err(e) => return Err(CoreError::io("open", &self.dir, e)),
         };
-        if state.identity != Some(identity) {
-            *state = State {
-                pid,
-                identity: Some(identity),
-                ..State::default()
-            };
+        match state.identity {
+            Some(known) if known != identity => {
+                // Another folder under this name: what was read of the old one is void.
+                *state = State {
+                    pid,
+                    identity: Some(identity),
+                    ..State::default()
+                };
+            }
+            Some(_) => {}
+            None => state.identity = Some(identity),
         }
         Ok(state)
     }
@@ -544,6 +549,9 @@ impl Run {
 
     /// Whether `name` is a branch: recorded in a journal, or with a document.
     fn is_branch(&self, state: &mut State, name: &str) -> Result<bool> {
+        if name.is_empty() {
+            return Ok(false); // a branch's name is <step>.<key>: never empty
+        }
         if state.documented.contains(name)
             || state
                 .index
@@ -564,7 +572,7 @@ impl Run {
     fn home_of(&self, state: &mut State, step: &str) -> Result<Option<String>> {
         let mut prefix = step;
         while let Some((head, _)) = prefix.rsplit_once('.') {
-            if self.is_branch(state, head)? {
+            if !head.is_empty() && self.is_branch(state, head)? {
                 return Ok(Some(head.to_string()));
             }
             prefix = head;
@@ -752,11 +760,11 @@ impl Run {
     fn recorded_parent_step(&self, state: &State, branch: &str) -> Option<String> {
         let mut prefix = branch;
         while let Some((head, _)) = prefix.rsplit_once('.') {
-            if state
+            let recorded = state
                 .index
                 .records
-                .contains_key(&Key::Step(head.to_string()))
-            {
+                .contains_key(&Key::Step(head.to_string()));
+            if !head.is_empty() && recorded {
                 return Some(head.to_string());
             }
             prefix = head;

@@ -138,3 +138,76 @@ def test_sigkill_at_random_moments_loses_nothing_acknowledged(
         assert _temp_files(folder) == []
     full = store.get_run_log_by_id(run_id, full=True)
     assert all(isinstance(b, BranchLog) for b in full.steps["map"].branches.values())
+
+
+FOLD_KILLS = max(20, KILLS // 5)
+
+
+def _end_run(folder: str, run_id: str, ack: int) -> None:
+    """End the run (which folds every journal into the documents), then say so."""
+    store = make_store("chunked-fs", Path(folder))
+    store.update_run_log_status(run_id, "SUCCESS")
+    os.write(ack, b"ended\n")
+
+
+def test_sigkill_during_the_fold_of_an_ended_run_loses_nothing(tmp_path: Path) -> None:
+    """The end of a run folds every record into runnable's documents, one document after the
+    other, then removes the journals. The process doing it is killed at random moments of that
+    fold: the run must read exactly as before (with the end, if it was acknowledged), and the
+    next fold must leave what runnable reads equal to what we read."""
+    from extensions.run_log_store.chunked_fs import (
+        ChunkedFileSystemRunLogStore as RunnableChunkedFs,
+    )
+
+    folder = tmp_path / "logs"
+    store = make_store("chunked-fs", folder)
+    context = multiprocessing.get_context("fork")
+    rng = random.Random(os.environ.get("RUNLOG_TORTURE_SEED", "1"))
+    landed = {"before": 0, "during": 0, "after": 0}
+    for n in range(FOLD_KILLS):
+        run_id = f"fold-{n}"
+        store.create_run_log(run_id)
+        store.add_step_log(store.create_step_log("map", "map"), run_id)
+        for i in range(40):
+            store.add_branch_log(store.create_branch_log(f"map.{i}"), run_id)
+            step = store.create_step_log("s", f"map.{i}.s")
+            step.status = "SUCCESS"
+            store.add_step_log(step, run_id)
+            store.set_parameters(run_id, {f"p{i}": JsonParameter(kind="json", value=i)})
+        expected = json.loads(store.get_run_log_json(run_id))
+        read_end, write_end = os.pipe()
+        child = context.Process(target=_end_run, args=(str(folder), run_id, write_end))
+        child.start()
+        os.close(write_end)
+        time.sleep(rng.uniform(0.0, 0.03))
+        os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
+        child.join()
+        acknowledged = _acknowledged_lines(read_end)
+        os.close(read_end)
+        journals = list((folder / run_id / ".journals").iterdir())
+        documents = list((folder / run_id).glob("BranchLog-*.json"))
+        if acknowledged:
+            landed["after"] += 1
+        elif journals and documents:
+            landed["during"] += 1
+        else:
+            landed["before"] += 1
+        reader = make_store("chunked-fs", folder)
+        document = json.loads(reader.get_run_log_json(run_id))
+        assert document["status"] in ("CREATED", "SUCCESS")
+        if acknowledged:
+            assert document["status"] == "SUCCESS"
+        assert {**document, "status": "CREATED"} == expected, f"kill {n}"
+        reader.fold(run_id)  # runlog fold
+        theirs = RunnableChunkedFs(log_folder=str(folder)).get_run_log_by_id(run_id, full=True)
+        assert json.loads(theirs.model_dump_json()) == document, f"kill {n}"
+        assert _temp_files(folder / run_id) == []  # the fold cleaned what the kill left
+    print(f"\nchunked-fs: {FOLD_KILLS} SIGKILLs of a run's final fold: {landed}, nothing lost")
+    assert landed["during"] > 0, "no kill landed inside a fold"
+
+
+def _acknowledged_lines(read_end: int) -> list[str]:
+    data = b""
+    while chunk := os.read(read_end, 65536):
+        data += chunk
+    return data.decode().splitlines()
