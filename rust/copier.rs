@@ -141,7 +141,8 @@ pub fn copy_files(
     };
     if let Some(cache) = cache {
         // Entries vouch only for bytes on disk (see the cache): a source is synced before its
-        // entry is recorded, and so is its copy when the copy itself was not fsynced.
+        // entry is recorded; a copy is on disk only when it was fsynced, so without fsync it
+        // is not recorded (the next put copies it again rather than trust it).
         let fresh: Vec<(&(PathBuf, PathBuf), &Hashed, &FileIdentity)> = pairs
             .iter()
             .zip(&results)
@@ -153,10 +154,10 @@ pub fn copy_files(
             .collect();
         let durable: Vec<bool> = fresh
             .par_iter()
-            .map(|((src, dst), _, _)| make_durable(src) && (fsync || make_durable(dst)))
+            .map(|((src, _), _, _)| make_durable(src))
             .collect();
         for ((_, hashed, copy), synced) in fresh.iter().zip(durable) {
-            if synced && cache.record(algorithm, hashed) {
+            if synced && cache.record(algorithm, hashed) && fsync {
                 // The copy has the source's mtime, so it is as old, and as trustworthy.
                 cache.record_identity(algorithm, copy, hashed.started_ns, &hashed.digest);
             }
@@ -213,10 +214,10 @@ mod tests {
         age(&src);
         let pairs = vec![(src.clone(), dir.path().join("out/a"))];
         let mut cache = HashCache::open(&cache_path).unwrap();
-        let first = copy_files(&pairs, Algorithm::Blake3, false, Some(&mut cache));
+        let first = copy_files(&pairs, Algorithm::Blake3, true, Some(&mut cache));
         assert!(first[0].as_ref().unwrap().copied);
         let mut cache = HashCache::open(&cache_path).unwrap();
-        let second = copy_files(&pairs, Algorithm::Blake3, false, Some(&mut cache));
+        let second = copy_files(&pairs, Algorithm::Blake3, true, Some(&mut cache));
         assert_eq!(
             second[0].as_ref().unwrap(),
             &Copied {
@@ -227,13 +228,44 @@ mod tests {
         // A changed source is copied again; so is a damaged copy.
         fs::write(&src, b"CONTENT").unwrap();
         age(&src);
-        let third = copy_files(&pairs, Algorithm::Blake3, false, Some(&mut cache));
+        let third = copy_files(&pairs, Algorithm::Blake3, true, Some(&mut cache));
         assert!(third[0].as_ref().unwrap().copied);
         assert_eq!(fs::read(dir.path().join("out/a")).unwrap(), b"CONTENT");
         fs::write(dir.path().join("out/a"), b"damaged").unwrap();
-        let fourth = copy_files(&pairs, Algorithm::Blake3, false, Some(&mut cache));
+        let fourth = copy_files(&pairs, Algorithm::Blake3, true, Some(&mut cache));
         assert!(fourth[0].as_ref().unwrap().copied);
         assert_eq!(fs::read(dir.path().join("out/a")).unwrap(), b"CONTENT");
+    }
+
+    #[test]
+    fn copies_not_fsynced_are_not_vouched_for() {
+        // Without fsync a copy's bytes may not be on disk yet: the cache does not record it, so
+        // the next put copies again instead of trusting a copy a power cut may have emptied.
+        let dir = tempfile::tempdir().unwrap();
+        let cache_path = dir.path().join(".cache");
+        let src = dir.path().join("a");
+        fs::write(&src, b"content").unwrap();
+        age(&src);
+        let pairs = vec![(src.clone(), dir.path().join("out/a"))];
+        for _ in 0..2 {
+            let mut cache = HashCache::open(&cache_path).unwrap();
+            let copied = copy_files(&pairs, Algorithm::Blake3, false, Some(&mut cache));
+            assert!(copied[0].as_ref().unwrap().copied);
+        }
+    }
+
+    #[test]
+    fn fresh_sources_are_copied_but_not_recorded() {
+        // A file a step has just written is likely still in the page cache: recording it would
+        // cost a disk flush per file, so it is read again until it has settled.
+        let dir = tempfile::tempdir().unwrap();
+        let cache_path = dir.path().join(".cache");
+        let src = dir.path().join("a");
+        fs::write(&src, b"content").unwrap();
+        let pairs = vec![(src.clone(), dir.path().join("out/a"))];
+        let mut cache = HashCache::open(&cache_path).unwrap();
+        copy_files(&pairs, Algorithm::Blake3, true, Some(&mut cache));
+        assert!(HashCache::open(&cache_path).unwrap().is_empty());
     }
 
     #[test]
