@@ -660,3 +660,25 @@ def test_list_never_cuts_a_run_id_whatever_the_terminal_width(tmp_path: Path, co
         assert "start" not in result.stdout
     assert "SUCCESS" in result.stdout
     assert ("nightly" in result.stdout) == (columns >= 120)
+
+
+def test_without_a_config_every_run_of_a_runnable_project_is_found(tmp_path: Path) -> None:
+    """runnable's default store is file-system (<id>.json) and runlog's chunked-fs (<id>/),
+    both in .run_log_store: with no configuration runlog lists, shows and folds runs of both,
+    and says which layout each run has."""
+    logs = tmp_path / ".run_log_store"
+    logs.mkdir()
+    shutil.copy(RUNNABLE_FIXTURES / "file-system" / "fs-map.json", logs / "fs-map.json")
+    shutil.copytree(RUNNABLE_FIXTURES / "chunked-fs" / "chunked-map", logs / "chunked-map")
+    listed = json.loads(runlog("list", "--json", cwd=tmp_path).stdout)
+    assert {run["run_id"]: run["layout"] for run in listed} == {
+        "fs-map": "file-system",
+        "chunked-map": "chunked-fs",
+    }
+    table = runlog("list", cwd=tmp_path).stdout
+    assert "layout" in table and "file-system" in table and "chunked-fs" in table
+    expected = json.loads((RUNNABLE_FIXTURES / "file-system" / "fs-map.json").read_text())
+    assert json.loads(runlog("show", "fs-map", "--json", cwd=tmp_path).stdout) == expected
+    assert "chunked-map" in runlog("show", "chunked-map", cwd=tmp_path).stdout
+    missing = runlog("show", "nowhere", cwd=tmp_path, code=2).stderr
+    assert "nowhere/" in missing and "nowhere.json" in missing

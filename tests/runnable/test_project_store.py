@@ -9,7 +9,7 @@ import time
 import pytest
 
 from runlog_store.exceptions import RunLogExistsError, RunLogNotFoundError
-from runlog_store.integrations.project import ProjectRunLogStore
+from runlog_store.stores.project import ProjectRunLogStore
 
 from .harness import Project, succeeded
 

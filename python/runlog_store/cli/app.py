@@ -1,6 +1,6 @@
 """The ``runlog`` command: see, compare, verify, move and prune runs in any store named by a
-runnable configuration file (``-c``, else RUNNABLE_CONFIGURATION_FILE, else the embedded
-default, chunked-fs in ``.run_log_store``).
+runnable configuration file (``-c``, else RUNNABLE_CONFIGURATION_FILE, else every run in
+``.run_log_store``, in either of runnable's local layouts: file-system or chunked-fs).
 
 Exit status: 0 when all is well, 1 when the answer is "no" (runs differ, a catalog fails
 verification), 2 for errors, which are one line on stderr (``--verbose`` adds the traceback).
@@ -28,10 +28,12 @@ from rich.table import Table
 from runlog_store import _core
 from runlog_store.cli.progress import TerminalProgress
 from runlog_store.cli.render import STATUS_STYLE, format_seconds, run_tree
-from runlog_store.config import load_catalog, load_store
+from runlog_store.config import load_catalog, load_store, resolve_config_file
 from runlog_store.exceptions import RunLogStoreError
 from runlog_store.ops.diff import Difference
 from runlog_store.ops.runs import RunSummary
+from runlog_store.stores.base import BaseRunLogStore
+from runlog_store.stores.project import ProjectRunLogStore
 
 app = typer.Typer(
     help="See, compare, verify, move and prune the run logs of runnable pipelines, in any "
@@ -46,8 +48,8 @@ ConfigOption = Annotated[
     typer.Option(
         "--config",
         "-c",
-        help="runnable configuration file (else RUNNABLE_CONFIGURATION_FILE, else chunked-fs "
-        "in .run_log_store)",
+        help="runnable configuration file (else RUNNABLE_CONFIGURATION_FILE, else every run in "
+        ".run_log_store, file-system or chunked-fs)",
     ),
 ]
 VerboseOption = Annotated[
@@ -97,6 +99,22 @@ def _status(status: str) -> str:
 
 def _print_json(document: object) -> None:
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
+
+
+def _open_store(config: Path | None) -> BaseRunLogStore:
+    """The store the configuration names; with none (no -c, no RUNNABLE_CONFIGURATION_FILE),
+    every run of the project's ``.run_log_store``, in either of runnable's local layouts: its
+    default ``file-system`` (``<id>.json``) and ``chunked-fs`` (``<id>/``), runlog's default."""
+    if resolve_config_file(config) is None:
+        return ProjectRunLogStore()
+    return load_store(config)
+
+
+def _run_store(store: BaseRunLogStore, run_id: str) -> BaseRunLogStore:
+    """The store holding one run: the layout's own store behind a project store."""
+    if isinstance(store, ProjectRunLogStore):
+        return store.store(store.layout(run_id))
+    return store
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -158,7 +176,7 @@ def list_runs(
 
     with _reporting_errors(verbose):
         started_after = datetime.now() - parse_age(since, "--since") if since else None
-        store = load_store(config)
+        store = _open_store(config)
         runs = summarize_runs(
             store,
             status=status,
@@ -167,6 +185,10 @@ def list_runs(
             limit=limit,
             callback=TerminalProgress(),
         )
+        if isinstance(store, ProjectRunLogStore):
+            for run in runs:
+                with contextlib.suppress(RunLogStoreError):  # deleted since it was listed
+                    run.layout = store.layout(run.run_id)
     if json_output:
         _print_json([run.model_dump(mode="json") for run in runs])
         return
@@ -181,23 +203,26 @@ def list_runs(
 # run id is what a user copies into the next command: it is never cut, nor is its status.
 _LIST_COLUMNS: dict[str, int] = {
     "status": 8,
+    "layout": 11,
     "tag": 3,
     "start": 10,
     "duration": 8,
     "steps": 5,
     "failed step": 11,
 }
-_DROPPED = ("tag", "duration", "steps", "failed step", "start")
+_DROPPED = ("tag", "duration", "steps", "layout", "failed step", "start")
 
 
 def _runs_table(runs: list[RunSummary], title: str, width: int) -> Table:
     id_width = max([len(run.run_id) for run in runs] + [len("run id")])
     shown = dict(_LIST_COLUMNS)
+    if not any(run.layout for run in runs):
+        del shown["layout"]
     # Each column costs its width, two of padding and one border; the table one more border.
     for name in _DROPPED:
         if 1 + (id_width + 3) + sum(w + 3 for w in shown.values()) <= width:
             break
-        del shown[name]
+        shown.pop(name, None)
     table = Table(title=title)
     table.add_column("run id", no_wrap=True, min_width=id_width)
     for name, least in shown.items():
@@ -211,6 +236,7 @@ def _runs_table(runs: list[RunSummary], title: str, width: int) -> Table:
         duration = run.duration_seconds
         cells = {
             "status": _status(run.status),
+            "layout": run.layout or "-",
             "tag": escape(run.tag),
             "start": _when(run.start),
             "duration": format_seconds(duration) if duration is not None else "-",
@@ -234,7 +260,7 @@ def show(
 ) -> None:
     """Show a run as a tree: steps, branches, attempts, errors, parameters, metrics, catalog."""
     with _reporting_errors(verbose):
-        store = load_store(config)
+        store = _run_store(_open_store(config), run_id)
         if json_output:
             sys.stdout.buffer.write(store.get_run_log_json(run_id) + b"\n")
             _note_unfolded(store, run_id, Console(stderr=True))
@@ -278,7 +304,7 @@ def fold(
     from runlog_store.stores.chunked import ChunkedRunLogStore
 
     with _reporting_errors(verbose):
-        store = load_store(config)
+        store = _run_store(_open_store(config), run_id)
         if not isinstance(store, ChunkedRunLogStore):
             _fail(
                 f"runlog fold folds the runs of chunked stores (chunked-fs, chunked-minio); "
@@ -314,7 +340,7 @@ def timeline(
 
     target = output or Path(f"{run_id}.html")
     with _reporting_errors(verbose):
-        run_log = load_store(config).get_run_log_by_id(run_id, full=True)
+        run_log = _open_store(config).get_run_log_by_id(run_id, full=True)
         page = render_timeline(run_log).encode()
         _core.write_atomic(str(target), page, fsync=False, run_id=run_id)
     attempts = sum(len(step.attempts) for step in run_log.iter_steps())
@@ -343,7 +369,7 @@ def diff(
     from runlog_store.ops.diff import diff_runs
 
     with _reporting_errors(verbose):
-        store_a = load_store(config)
+        store_a = _open_store(config)
         store_b = load_store(config_b) if config_b else store_a
         a = json.loads(store_a.get_run_log_json(run_a))
         b = json.loads(store_b.get_run_log_json(run_b))
@@ -398,7 +424,7 @@ def export(
     from runlog_store.ops.transfer import export_run
 
     with _reporting_errors(verbose):
-        store = load_store(config)
+        store = _open_store(config)
         if str(output) == "-":
             sys.stdout.buffer.write(store.get_run_log_json(run_id) + b"\n")
             return
@@ -420,7 +446,7 @@ def copy(
     from runlog_store.ops.transfer import copy_run
 
     with _reporting_errors(verbose):
-        source = load_store(config)
+        source = _open_store(config)
         target = load_store(to)
         catalogs = (load_catalog(config), load_catalog(to)) if with_catalog else (None, None)
         report = copy_run(
@@ -476,7 +502,7 @@ def gc(
 
     with _reporting_errors(verbose):
         age = parse_age(older_than)
-        store = load_store(config)
+        store = _open_store(config)
         catalog = load_catalog(config) if with_catalog else None
         run_ids = store.list_run_ids()
         total = len(run_ids)
@@ -544,7 +570,7 @@ def verify(
     from runlog_store.ops.verify import verify_catalog
 
     with _reporting_errors(verbose):
-        store = load_store(config)
+        store = _open_store(config)
         catalog = load_catalog(config)
         run_log = store.get_run_log_by_id(run_id, full=True)
         report = verify_catalog(run_log, catalog, TerminalProgress())

@@ -38,6 +38,9 @@ class RunSummary(BaseModel):
     failed_step: str | None
     # Why the run could not be read (its status is then UNREADABLE); None for readable runs.
     error: str | None = None
+    # The layout the run is stored in, when the store holds runs of several (a project's
+    # .run_log_store: runnable's file-system and chunked-fs); None otherwise.
+    layout: str | None = None
 
 
 def parse_age(text: str, option: str = "--older-than") -> timedelta:

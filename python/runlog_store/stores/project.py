@@ -5,11 +5,12 @@ runnable's default store is ``file-system`` (``<log_folder>/<run_id>.json``), ru
 switched keeps runs of both kinds in one folder. :class:`ProjectRunLogStore` reads and writes
 each run where it is (a new run is created chunked), lists them all newest first and says
 which layout each one has (:meth:`ProjectRunLogStore.layout`). It is what ``runlog`` uses in a
-folder with no configuration. runnable is not needed.
+folder with no configuration.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any, Literal
 
 from pydantic import Field, PrivateAttr
@@ -23,9 +24,10 @@ from runlog_store import (
     RunLog,
     SalvagedRunLog,
     StepLog,
+    _core,
 )
+from runlog_store._paths import validate_run_id
 from runlog_store.exceptions import RunLogExistsError, RunLogNotFoundError
-from runlog_store.models import CREATED
 
 Layout = Literal["chunked-fs", "file-system"]
 # A run id present in both layouts (a copy made by hand, say) is read from the chunked one:
@@ -55,11 +57,12 @@ class ProjectRunLogStore(BaseRunLogStore):
 
     def layout(self, run_id: str) -> Layout:
         """The layout run ``run_id`` is stored in; RunLogNotFoundError naming both places."""
-        for layout in LAYOUTS:
-            if self.store(layout).run_modified(run_id) is not None:
-                return layout
-        chunked = self.store("chunked-fs").get_summary()["Location"]
-        raise RunLogNotFoundError(run_id, path=f"{chunked}/{run_id}/ and {chunked}/{run_id}.json")
+        folder = os.path.join(self.log_folder, validate_run_id(run_id))
+        if os.path.isfile(os.path.join(folder, _core.RUN_LOG_FILE)):
+            return "chunked-fs"
+        if os.path.isfile(folder + ".json"):
+            return "file-system"
+        raise RunLogNotFoundError(run_id, path=f"{folder}{os.sep} and {folder}.json")
 
     def _holding(self, run_id: str) -> BaseRunLogStore:
         return self.store(self.layout(run_id))
@@ -100,26 +103,17 @@ class ProjectRunLogStore(BaseRunLogStore):
 
     # --- one run, where it is ------------------------------------------------------------------
 
-    def get_summary(self) -> dict[str, Any]:
-        return {"Type": self.service_name, "Location": self.log_folder}
+    def location(self) -> str:
+        return self.log_folder
 
-    def create_run_log(
-        self,
-        run_id: str,
-        dag_hash: str = "",
-        use_cached: bool = False,
-        tag: str = "",
-        original_run_id: str = "",
-        status: str = CREATED,
-    ) -> RunLog:
+    def _create_run(self, run_log: RunLog) -> None:
         """A new run, in the chunked layout, unless the id is taken in either layout."""
         try:
-            self.layout(run_id)
+            self.layout(run_log.run_id)
         except RunLogNotFoundError:
-            return self.store("chunked-fs").create_run_log(
-                run_id, dag_hash, use_cached, tag, original_run_id, status
-            )
-        raise RunLogExistsError(run_id)
+            self.store("chunked-fs")._create_run(run_log)  # exclusive: a race is refused
+            return
+        raise RunLogExistsError(run_log.run_id)
 
     def get_run_log_by_id(self, run_id: str, full: bool = False) -> RunLog:
         return self._holding(run_id).get_run_log_by_id(run_id, full)
