@@ -216,10 +216,8 @@ fn build_tree<'a>(
     tree.root_stamp = take_stamp(&mut root, &run_log_path)?;
     let root_source = tree.add_source(run_log_path.clone());
     let root_steps = children_of(&root, "steps", &run_log_path)?;
-    let embedded = tree.collect_embedded(root_steps, ChunkKind::Step, &run_log_path)?;
-    for node in embedded {
-        tree.insert(node, Priority::InRunLog, root_source)?;
-    }
+    let embedded = collect_embedded(root_steps, ChunkKind::Step, &run_log_path)?;
+    tree.insert_embedded(embedded, Priority::InRunLog, root_source)?;
     tree.root = root;
     for chunk in parsed {
         match chunk {
@@ -376,7 +374,8 @@ pub(crate) fn take_stamp(fields: &mut Fields<'_>, path: &Path) -> Result<i64> {
     }
 }
 
-/// One chunk file, parsed at the top level.
+/// One chunk file, parsed at the top level, with the nodes embedded in it (parsed in the
+/// parallel pass too: in a folded run they are most of the bytes).
 struct Chunk<'a> {
     path: PathBuf,
     kind: ChunkKind,
@@ -384,6 +383,7 @@ struct Chunk<'a> {
     created_ns: Option<i64>,
     stamp: i64,
     fields: Fields<'a>,
+    embedded: Vec<NewNode<'a>>,
 }
 
 fn parse_chunk<'a>(
@@ -404,8 +404,9 @@ fn parse_chunk<'a>(
     remove(&mut fields, CHUNK_INDEX_KEY);
     let name = internal_name_of(&fields)
         .ok_or_else(|| CoreError::corrupt(&path, "it has no string \"internal_name\""))?;
-    // The children must be an object; checked here so a corrupt chunk adds nothing.
-    children_of(&fields, children_key(kind), &path)?;
+    // The children are checked here, so a corrupt chunk adds nothing.
+    let children = children_of(&fields, children_key(kind), &path)?;
+    let embedded = collect_embedded(children, child_kind(kind), &path)?;
     Ok(Chunk {
         path,
         kind,
@@ -413,7 +414,60 @@ fn parse_chunk<'a>(
         created_ns,
         stamp,
         fields,
+        embedded,
     })
+}
+
+/// Flatten embedded children (at any depth) into nodes, checking their shape first so a
+/// corrupt document adds nothing. Nodes without a creation time are numbered in stored order
+/// from 1 (the tree offsets the numbers by the documents before).
+fn collect_embedded<'a>(
+    children: Vec<(Cow<'a, str>, &'a RawValue)>,
+    kind: ChunkKind,
+    path: &Path,
+) -> Result<Vec<NewNode<'a>>> {
+    let mut out = Vec::new();
+    let mut sequence = 0;
+    let mut pending: Vec<(Cow<'a, str>, &'a RawValue, ChunkKind)> = children
+        .into_iter()
+        .map(|(k, v)| (k, v, kind))
+        .rev()
+        .collect();
+    while let Some((key, value, kind)) = pending.pop() {
+        let mut fields = parse_object_str(value.get())
+            .map_err(|_| CoreError::corrupt(path, format!("{key:?} is not a JSON object")))?;
+        // A chunk embedded whole (a sealed or folded branch) keeps its creation time, its
+        // stamp and its place.
+        let created_ns = remove(&mut fields, CREATED_NS_KEY)
+            .and_then(|v| serde_json::from_str::<i64>(v.text()).ok());
+        let stamp = take_stamp(&mut fields, path)?;
+        remove(&mut fields, CHUNK_INDEX_KEY);
+        let name = internal_name_of(&fields).unwrap_or(key);
+        let grandchildren = children_of(&fields, children_key(kind), path)?;
+        sequence += 1;
+        let position = match created_ns {
+            Some(created_ns) => Position {
+                chunked: true,
+                sequence: 0,
+                created_ns,
+            },
+            None => Position {
+                chunked: false,
+                sequence,
+                created_ns: 0,
+            },
+        };
+        out.push(NewNode {
+            name,
+            kind,
+            fields,
+            position,
+            stamp,
+        });
+        let child = child_kind(kind);
+        pending.extend(grandchildren.into_iter().map(|(k, v)| (k, v, child)).rev());
+    }
+    Ok(out)
 }
 
 pub(crate) fn parse_object<'a>(bytes: &'a [u8], path: &Path) -> Result<Fields<'a>> {
@@ -657,8 +711,6 @@ impl<'a> Tree<'a> {
     }
 
     fn add_chunk(&mut self, chunk: Chunk<'a>, source: usize) -> Result<()> {
-        let children = children_of(&chunk.fields, children_key(chunk.kind), &chunk.path)?;
-        let embedded = self.collect_embedded(children, child_kind(chunk.kind), &chunk.path)?;
         let own = NewNode {
             name: chunk.name,
             kind: chunk.kind,
@@ -671,61 +723,26 @@ impl<'a> Tree<'a> {
             stamp: chunk.stamp,
         };
         self.insert(own, Priority::OwnChunk, source)?;
-        for node in embedded {
-            self.insert(node, Priority::InChunk, source)?;
-        }
-        Ok(())
+        self.insert_embedded(chunk.embedded, Priority::InChunk, source)
     }
 
-    /// Flatten embedded children (at any depth) into nodes, checking their shape first so a
-    /// corrupt document adds nothing.
-    fn collect_embedded(
+    /// Insert nodes embedded in one document, their stored order after every document's
+    /// before.
+    fn insert_embedded(
         &mut self,
-        children: Vec<(Cow<'a, str>, &'a RawValue)>,
-        kind: ChunkKind,
-        path: &Path,
-    ) -> Result<Vec<NewNode<'a>>> {
-        let mut out = Vec::new();
-        let mut pending: Vec<(Cow<'a, str>, &'a RawValue, ChunkKind)> = children
-            .into_iter()
-            .map(|(k, v)| (k, v, kind))
-            .rev()
-            .collect();
-        while let Some((key, value, kind)) = pending.pop() {
-            let mut fields = parse_object_str(value.get())
-                .map_err(|_| CoreError::corrupt(path, format!("{key:?} is not a JSON object")))?;
-            // A chunk embedded whole (a sealed or folded branch) keeps its creation time, its
-            // stamp and its place.
-            let created_ns = remove(&mut fields, CREATED_NS_KEY)
-                .and_then(|v| serde_json::from_str::<i64>(v.text()).ok());
-            let stamp = take_stamp(&mut fields, path)?;
-            remove(&mut fields, CHUNK_INDEX_KEY);
-            let name = internal_name_of(&fields).unwrap_or(key);
-            let grandchildren = children_of(&fields, children_key(kind), path)?;
-            self.sequence += 1;
-            let position = match created_ns {
-                Some(created_ns) => Position {
-                    chunked: true,
-                    sequence: 0,
-                    created_ns,
-                },
-                None => Position {
-                    chunked: false,
-                    sequence: self.sequence,
-                    created_ns: 0,
-                },
-            };
-            out.push(NewNode {
-                name,
-                kind,
-                fields,
-                position,
-                stamp,
-            });
-            let child = child_kind(kind);
-            pending.extend(grandchildren.into_iter().map(|(k, v)| (k, v, child)).rev());
+        embedded: Vec<NewNode<'a>>,
+        priority: Priority,
+        source: usize,
+    ) -> Result<()> {
+        let base = self.sequence;
+        for mut node in embedded {
+            if !node.position.chunked {
+                node.position.sequence += base;
+                self.sequence = self.sequence.max(node.position.sequence);
+            }
+            self.insert(node, priority, source)?;
         }
-        Ok(out)
+        Ok(())
     }
 
     fn insert(&mut self, new: NewNode<'a>, priority: Priority, source: usize) -> Result<()> {

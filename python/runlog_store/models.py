@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, PrivateAttr, computed_field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, computed_field
 
 from runlog_store.exceptions import BranchLogNotFoundError, StepLogNotFoundError
 
@@ -176,10 +176,6 @@ class StepLog(BaseModel):
     branches: dict[str, BranchLog] = Field(default_factory=dict)
     data_catalog: list[DataCatalog] = Field(default_factory=list)
 
-    # When the step was first stored (ns); chunked stores keep it so that rewriting a step
-    # keeps its place among its siblings. Never part of the JSON.
-    _created_ns: int | None = PrivateAttr(default=None)
-
     def get_data_catalogs_by_stage(self, stage: str = "put") -> list[DataCatalog]:
         """Catalog entries of this step and of every step in its branches."""
         _check_stage(stage)
@@ -222,8 +218,6 @@ class BranchLog(BaseModel):
     status: str = FAIL
     steps: dict[str, StepLog] = Field(default_factory=dict)
     parameters: dict[str, Parameter] = Field(default_factory=dict)
-
-    _created_ns: int | None = PrivateAttr(default=None)
 
     def get_data_catalogs_by_stage(self, stage: str = "put") -> list[DataCatalog]:
         _check_stage(stage)

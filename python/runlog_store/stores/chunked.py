@@ -77,7 +77,7 @@ class Change:
     kind: ChangeKind
     target: str  # the internal name of the step or branch; "" for the run
     body: bytes  # a JSON object: the model's JSON, or the fields it sets or merges
-    # The step or branch as given (object storage keeps its creation time on it).
+    # The step or branch (object storage stores a branch's fields apart from its steps).
     model: StepLog | BranchLog | None = None
     keys: tuple[str, ...] = field(default=())  # the top-level keys of a set or merge
 
@@ -410,8 +410,7 @@ def _step_changes(step_log: Any, run_id: str, ended: list[str]) -> list[Change]:
         body = step.model_copy(update={"branches": {}}).model_dump_json().encode()
     else:
         body = step.model_dump_json().encode()
-    original = step_log if isinstance(step_log, StepLog) else step
-    changes = [Change("step-put", name, body, model=original)]
+    changes = [Change("step-put", name, body, model=step)]
     for branch in step.branches.values():
         changes += _branch_changes(branch, run_id, ended)
     return changes
@@ -425,8 +424,7 @@ def _branch_changes(branch_log: Any, run_id: str, ended: list[str]) -> list[Chan
         body = branch.model_copy(update={"steps": {}}).model_dump_json().encode()
     else:
         body = branch.model_dump_json().encode()
-    original = branch_log if isinstance(branch_log, BranchLog) else branch
-    changes = [Change("branch-put", name, body, model=original)]
+    changes = [Change("branch-put", name, body, model=branch)]
     for step in branch.steps.values():
         changes += _step_changes(step, run_id, ended)
     if branch.status in ENDED_STATUSES:

@@ -77,6 +77,10 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
     _unsealed: dict[tuple[str, str], tuple[str, bytes, str]] = PrivateAttr(default_factory=dict)
     # Steps holding a branch, known folded into their document: (run_id, name) -> ETag.
     _folded_parents: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
+    # When each step and branch this store wrote was first stored (its objects' _created_ns),
+    # so that rewriting one keeps its place among its siblings without reading it first:
+    # (run_id, internal name) -> ns.
+    _created: dict[tuple[str, str], int] = PrivateAttr(default_factory=dict)
 
     def location(self) -> str:
         return self.bucket_location()
@@ -183,18 +187,21 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
                 self._put_step(run_id, change)
 
     def _put_step(self, run_id: str, change: Change) -> None:
-        step = change.model
         name = chunk_name("StepLog", change.target, run_id)
-        created_ns = step._created_ns if step is not None else None
+        created_ns = self._created.get((run_id, change.target))
         if created_ns is None:
             created_ns = self._stored_created_ns(run_id, name)
         data = _core.chunk_with_header(created_ns, change.body)
         etag = self.storage().put(self._key(run_id, name), data, run_id=run_id)
-        if step is not None:
-            step._created_ns = created_ns
+        self._remember_created(run_id, change.target, created_ns)
         if len(self._unsealed) >= MAX_UNSEALED:
             self._unsealed.clear()  # only an optimisation: a fold fetches those objects
         self._unsealed[(run_id, change.target)] = (name, data, etag)
+
+    def _remember_created(self, run_id: str, name: str, created_ns: int) -> None:
+        if len(self._created) >= MAX_UNSEALED:
+            self._created.clear()  # only an optimisation: the object says it again
+        self._created[(run_id, name)] = created_ns
 
     def _stored_created_ns(self, run_id: str, name: str) -> int:
         """The creation time a rewritten step object must keep, or now for a new one."""
@@ -210,7 +217,7 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
 
     def _put_branch(self, run_id: str, change: Change, naming: Naming) -> None:
         branch = change.model
-        assert isinstance(branch, BranchLog)
+        assert isinstance(branch, BranchLog)  # a branch put carries its branch
         document = self._branch_doc(run_id, change.target, naming)
         patch = branch.model_dump_json(exclude={"steps"}).encode()
         merge_keys: tuple[str, ...] = ()
@@ -219,10 +226,12 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
             steps, index = self._branch_steps(run_id, change.target, naming)
             patch = _core.seal_branch_patch(patch, steps, index)
             merge_keys = FOLD_KEYS if steps or index else ()
-        created_ns = branch._created_ns if branch._created_ns is not None else time.time_ns()
+        created_ns = self._created.get((run_id, change.target)) or time.time_ns()
         created = _core.chunk_with_header(created_ns, change.body)
         stored = self._patch(run_id, document, patch, merge_keys, create=created)
-        branch._created_ns, _ = _core.split_chunk_header(stored)
+        kept, _ = _core.split_chunk_header(stored)
+        if kept is not None:
+            self._remember_created(run_id, change.target, kept)
 
     def _branch_steps(
         self, run_id: str, branch: str, naming: Naming
@@ -302,7 +311,17 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
 
     def _fold_parent(self, run_id: str, branch: str, naming: Naming) -> None:
         """Put the step holding an ended branch into its own document (runnable finds branches
-        under the steps it reads there), if that copy is not the step's latest."""
+        under the steps it reads there), if that copy is not the step's latest; and so on up,
+        for a branch nested in another one."""
+        while True:
+            home = self._fold_parent_step(run_id, branch, naming)
+            if home is None:
+                return
+            branch = home
+
+    def _fold_parent_step(self, run_id: str, branch: str, naming: Naming) -> str | None:
+        """Fold the step holding ``branch`` into its document; the branch holding that step
+        (None at the root, or when there is no such step)."""
         bucket = self.storage()
         folder = self._folder(run_id)
         parent = etag = None
@@ -314,30 +333,30 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
                 parent, etag = head, stat.etag
                 break
         if parent is None or etag is None:
-            return
-        if self._folded_parents.get((run_id, parent)) == etag:
-            return
-        home = self._run_doc(run_id)
+            return None
+        home, home_branch = self._run_doc(run_id), None
         head = parent
         while "." in head:
             head = head.rsplit(".", 1)[0]
             candidate = self._branch_doc(run_id, head, naming)
             if bucket.exists(folder + candidate, run_id=run_id):
-                home = candidate
+                home, home_branch = candidate, head
                 break
+        if self._folded_parents.get((run_id, parent)) == etag:
+            return home_branch
         found = bucket.get(folder + home, run_id=run_id)
         if found is None:
-            return
+            return None
         step_name = chunk_name("StepLog", parent, run_id)
-        if step_name in _core.sealed_step_chunks([found[0]], {step_name: etag}):
-            self._folded_parents[(run_id, parent)] = etag
-            return
-        chunk = bucket.get(folder + step_name, run_id=run_id)
-        if chunk is None:
-            return
-        patch = _core.seal_branch_patch(b"{}", [(parent, chunk[0])], [(step_name, chunk[1])])
-        self._patch(run_id, home, patch, FOLD_KEYS)
-        self._folded_parents[(run_id, parent)] = chunk[1]
+        if step_name not in _core.sealed_step_chunks([found[0]], {step_name: etag}):
+            chunk = bucket.get(folder + step_name, run_id=run_id)
+            if chunk is None:
+                return None
+            patch = _core.seal_branch_patch(b"{}", [(parent, chunk[0])], [(step_name, chunk[1])])
+            self._patch(run_id, home, patch, FOLD_KEYS)
+            etag = chunk[1]
+        self._folded_parents[(run_id, parent)] = etag
+        return home_branch
 
     def _fold_run(self, run_id: str, naming: Naming) -> None:
         """Embed every step whose latest copy is its own object into its document."""
