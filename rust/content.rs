@@ -31,8 +31,11 @@ use crate::hasher::{
 use crate::writer::{create_dir_all_durable, fsync_folder, temp_path};
 
 const BUFFER_BYTES: usize = 1 << 20;
-/// The mode of every stored content: nobody writes an object in place.
+/// The mode of every published content: nobody writes an object in place.
 pub const OBJECT_MODE: u32 = 0o444;
+/// The mode of a content renamed into place whose name may not be durable yet (see
+/// [`store_contents`]): read-only too.
+pub const PENDING_MODE: u32 = 0o400;
 /// The manifest format this module writes (and the only one it reads).
 pub const MANIFEST_FORMAT: u32 = 1;
 
@@ -285,19 +288,35 @@ fn temp_beside(target: &Path) -> Result<PathBuf> {
     Ok(temp_path(folder_of(target), name))
 }
 
-/// Store one content: nothing to do when its object is there (with the right size); else the
-/// source is reflinked (or copied) into a temp file of the object's folder, hashed from there
-/// (the temp is private, so what is hashed is what is published), checked against `digest`,
-/// fsynced and renamed into place. Returns whether it was stored now.
-fn store_one(root: &Path, source: &Path, digest: &str, fsync: bool) -> Result<bool> {
+/// What storing one content found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// Stored now; its name is durable once its folder is fsynced.
+    Stored,
+    /// There and published ([`OBJECT_MODE`]): its writer made its name durable before that.
+    Durable,
+    /// There, but its writer may not have made its name durable (it died in between).
+    Pending,
+}
+
+/// Store one content: nothing to do when its object is there with the right size (not even an
+/// open of the source); else the source is reflinked (or copied) into a temp file of the
+/// object's folder, hashed from there (the temp is private, so what is hashed is what is
+/// published), checked against `digest`, fsynced and renamed into place with
+/// [`PENDING_MODE`]: [`store_contents`] publishes it once its name is durable.
+fn store_one(root: &Path, source: &Path, digest: &str, fsync: bool) -> Result<Found> {
     let target = object_path(root, digest)?;
-    let (mut input, meta) = open_regular(source)?;
-    if let Ok(found) = fs::metadata(&target) {
+    if let (Ok(found), Ok(wanted)) = (fs::metadata(&target), fs::metadata(source)) {
         // A content of another size under this name is damaged: stored again over it.
-        if found.is_file() && found.len() == meta.len() {
-            return Ok(false);
+        if found.is_file() && wanted.is_file() && found.len() == wanted.len() {
+            return Ok(if found.permissions().mode() & 0o7777 == OBJECT_MODE {
+                Found::Durable
+            } else {
+                Found::Pending
+            });
         }
     }
+    let (mut input, _) = open_regular(source)?;
     let folder = folder_of(&target);
     create_dir_all_durable(folder, fsync)?;
     let temp = temp_beside(&target)?;
@@ -306,7 +325,7 @@ fn store_one(root: &Path, source: &Path, digest: &str, fsync: bool) -> Result<bo
             .read(true)
             .write(true)
             .create_new(true)
-            .mode(OBJECT_MODE)
+            .mode(PENDING_MODE)
             .open(&temp)
             .map_err(|e| CoreError::io("create", &target, e))?;
         let written = match reflink(&input, &out) {
@@ -331,41 +350,61 @@ fn store_one(root: &Path, source: &Path, digest: &str, fsync: bool) -> Result<bo
     if result.is_err() {
         let _ = fs::remove_file(&temp);
     }
-    result.map(|()| true)
+    result.map(|()| Found::Stored)
 }
 
 /// Store the contents of `(source, BLAKE3 digest)` pairs under `root` (in parallel; each item
 /// fails on its own); `Ok(true)` for one stored now, `Ok(false)` for one already there.
 ///
-/// With `fsync`, every object folder an item lands in is fsynced before the call returns, the
-/// folders of contents found already there too: another process may have renamed an object into
-/// place without having fsynced its folder yet, and a manifest written after this call must
-/// never name a content a power cut could take back.
+/// A content's mode says whether its name is durable: it is renamed into place with
+/// [`PENDING_MODE`], and only once its folder and `root` are fsynced is it published with
+/// [`OBJECT_MODE`]. A content found published costs one `stat`; one found pending (its writer
+/// died between the rename and the fsyncs, or a power cut undid the publishing `chmod`) gets
+/// those fsyncs and is published here. So when this returns (with `fsync`), no content of
+/// `items` can be taken back by a power cut, and a manifest written next never names one that
+/// could be; a put of contents all stored already makes no fsync at all.
 pub fn store_contents(root: &Path, items: &[(PathBuf, String)], fsync: bool) -> Vec<Result<bool>> {
-    let mut results: Vec<Result<bool>> = items
+    let found: Vec<Result<Found>> = items
         .par_iter()
         .map(|(source, digest)| store_one(root, source, digest, fsync))
         .collect();
-    if fsync {
-        let folders: BTreeSet<PathBuf> = items
+    let mut results: Vec<Result<bool>> = Vec::with_capacity(items.len());
+    let unpublished: Vec<(usize, PathBuf)> = items
+        .iter()
+        .zip(&found)
+        .enumerate()
+        .filter(|(_, (_, r))| matches!(r, Ok(Found::Stored | Found::Pending)))
+        .filter_map(|(i, ((_, digest), _))| Some((i, object_path(root, digest).ok()?)))
+        .collect();
+    let mut failed: BTreeMap<&Path, i32> = BTreeMap::new();
+    if fsync && !unpublished.is_empty() {
+        let folders: BTreeSet<&Path> = unpublished
             .iter()
-            .zip(&results)
-            .filter(|(_, r)| r.is_ok())
-            .filter_map(|((_, digest), _)| object_path(root, digest).ok())
-            .map(|p| folder_of(&p).to_path_buf())
-            .chain([root.to_path_buf()])
+            .map(|(_, path)| folder_of(path))
+            .chain([root])
             .collect();
-        let failed = fsync_folders(folders.iter().map(PathBuf::as_path));
-        for ((_, digest), result) in items.iter().zip(results.iter_mut()) {
-            let Ok(path) = object_path(root, digest) else {
-                continue;
-            };
-            for folder in [folder_of(&path), root] {
-                if let (Ok(_), Some(errno)) = (&*result, failed.get(folder)) {
-                    *result = Err(folder_fsync_error(folder, *errno));
-                }
+        failed = fsync_folders(folders.into_iter());
+    }
+    let mut publish_failed: BTreeMap<usize, CoreError> = BTreeMap::new();
+    for (i, path) in &unpublished {
+        for folder in [folder_of(path), root] {
+            if let Some(errno) = failed.get(folder) {
+                publish_failed.insert(*i, folder_fsync_error(folder, *errno));
             }
         }
+        if publish_failed.contains_key(i) {
+            continue;
+        }
+        if let Err(e) = fs::set_permissions(path, fs::Permissions::from_mode(OBJECT_MODE)) {
+            publish_failed.insert(*i, CoreError::io("publish", path, e));
+        }
+    }
+    for (i, result) in found.into_iter().enumerate() {
+        results.push(match (publish_failed.remove(&i), result) {
+            (Some(err), _) => Err(err),
+            (None, Ok(how)) => Ok(how == Found::Stored),
+            (None, Err(err)) => Err(err),
+        });
     }
     results
 }
@@ -763,6 +802,13 @@ mod tests {
         assert!(again.iter().all(|r| !*r.as_ref().unwrap()));
         let object = object_path(&root, &d).unwrap();
         assert_eq!(fs::read(&object).unwrap(), b"content");
+        assert_eq!(fs::metadata(&object).unwrap().mode() & 0o777, 0o444);
+        // A content its writer left unpublished (killed before the fsyncs) is published by the
+        // next put that finds it.
+        fs::set_permissions(&object, fs::Permissions::from_mode(PENDING_MODE)).unwrap();
+        assert!(!*store_contents(&root, &items[..1], true)[0]
+            .as_ref()
+            .unwrap());
         assert_eq!(fs::metadata(&object).unwrap().mode() & 0o777, 0o444);
         // The source changed after it was hashed: nothing is stored under the old name.
         fs::write(&src, b"CONTENT").unwrap();
