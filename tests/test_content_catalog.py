@@ -408,16 +408,31 @@ def test_sweep_removes_only_what_no_manifest_references(tmp_path: Path) -> None:
     assert sorted(e.name for e in catalog.get("*", run_id="b")) == ["shared", "two"]
 
 
-def _put_rounds(catalog: BaseCatalog, acks: Any, rounds: int) -> None:
+def _put_rounds(catalog: BaseCatalog, acks: Any, rounds: int, tolerant: bool) -> None:
     """The put process: each round puts the same files (their contents are stored already,
-    and orphaned by the sweeper's deletes) into a new run, and says which run returned."""
+    and orphaned by the sweeper's deletes) into a new run, and says which run returned. A
+    ``tolerant`` one goes on after a put that failed (a content swept under its feet)."""
     for i in range(rounds):
-        catalog.put("*", run_id=f"put-{i}")
+        try:
+            catalog.put("*", run_id=f"put-{i}")
+        except Exception:
+            if not tolerant:
+                raise
+            continue
         acks.put(i)
 
 
-class UnlockedContentCatalog(ContentFileSystemCatalog):
-    """content-fs without the store's lock: what a sweep does to a put without it."""
+class SlowContentCatalog(ContentFileSystemCatalog):
+    """content-fs whose puts pause between finding their contents stored and writing their
+    manifest, widening the window a sweep could strike in (a slow disk, a descheduled put)."""
+
+    def _ensure_contents(self, *args: Any) -> None:
+        super()._ensure_contents(*args)
+        time.sleep(0.003)
+
+
+class UnlockedContentCatalog(SlowContentCatalog):
+    """The same without the store's lock: what a sweep does to a put without it."""
 
     @contextlib.contextmanager
     def _sharing(self, run_id: str) -> Iterator[Any]:
@@ -434,7 +449,7 @@ def race_puts_against_sweeps(
     write_files(Path(catalog.compute_data_folder), {f"f{i}": os.urandom(2000) for i in range(40)})
     context = multiprocessing.get_context("fork")
     acks = context.Queue()
-    process = context.Process(target=_put_rounds, args=(putter, acks, rounds))
+    process = context.Process(target=_put_rounds, args=(putter, acks, rounds, stop_at_first))
     process.start()
     acknowledged: list[int] = []
     dangling: list[str] = []
@@ -464,7 +479,8 @@ def race_puts_against_sweeps(
 
 def test_gc_is_safe_against_a_put_running_at_the_same_moment(tmp_path: Path) -> None:
     catalog = make_fs(tmp_path)
-    puts, dangling = race_puts_against_sweeps(catalog, make_fs(tmp_path), rounds=150)
+    slow = SlowContentCatalog(**make_fs(tmp_path).model_dump())
+    puts, dangling = race_puts_against_sweeps(catalog, slow, rounds=150)
     assert puts == 150
     assert not dangling, f"manifests naming swept contents: {dangling[:5]}"
 
