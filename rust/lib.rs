@@ -24,6 +24,7 @@ pub mod cache;
 pub mod chunk;
 pub mod content;
 pub mod copier;
+pub mod document;
 pub mod error;
 pub mod fold;
 pub mod hasher;

@@ -21,6 +21,7 @@ use crate::cache::HashCache;
 use crate::chunk;
 use crate::content;
 use crate::copier::copy_files as copy_file_pairs;
+use crate::document;
 use crate::error::CoreError;
 use crate::hasher::{self, Algorithm, StreamHasher};
 use crate::lock::FileLock;
@@ -787,6 +788,48 @@ fn add_content_functions(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
+// --- steps and branches inside one whole run log document (rust/document.rs) -----------------
+
+/// The raw JSON of the step (`kind="step"`) or branch (`kind="branch"`) `internal_name` of a
+/// whole run log document, or None when it is not stored; CorruptChunkError naming `path`.
+#[pyfunction]
+#[pyo3(signature = (path, document, kind, internal_name, *, run_id = ""))]
+fn document_find<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    document: &[u8],
+    kind: &str,
+    internal_name: &str,
+    run_id: &str,
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    let kind = document::NodeKind::parse(kind).for_run(run_id)?;
+    let found = document::find_node(&path, document, kind, internal_name).for_run(run_id)?;
+    Ok(found.map(|bytes| PyBytes::new(py, &bytes)))
+}
+
+/// The document with the step or branch `node` (JSON) stored at its place (as
+/// `RunLog.place_step` / `place_branch`), or None when a branch has no stored step above it.
+#[pyfunction]
+#[pyo3(signature = (path, document, kind, node, *, run_id = ""))]
+fn document_place<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    document: &[u8],
+    kind: &str,
+    node: &[u8],
+    run_id: &str,
+) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    let kind = document::NodeKind::parse(kind).for_run(run_id)?;
+    let placed = document::place_node(&path, document, kind, node).for_run(run_id)?;
+    Ok(placed.map(|bytes| PyBytes::new(py, &bytes)))
+}
+
+fn add_document_functions(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(document_find, m)?)?;
+    m.add_function(wrap_pyfunction!(document_place, m)?)?;
+    Ok(())
+}
+
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
@@ -826,6 +869,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyFileLock>()?;
     m.add_class::<PyHasher>()?;
     runs::register(m)?;
+    add_document_functions(m)?;
     add_content_functions(m)?;
     Ok(())
 }

@@ -288,3 +288,23 @@ def decode_manifest(
     location: _Path, data: bytes, *, run_id: str = ""
 ) -> tuple[str, list[ManifestRow]]:
     """(run_id, entries) of a manifest; CorruptChunkError naming ``location`` if damaged."""
+
+def document_find(
+    path: _Path,
+    document: bytes,
+    kind: Literal["step", "branch"] | str,
+    internal_name: str,
+    *,
+    run_id: str = "",
+) -> bytes | None:
+    """The raw JSON of a step or branch of a whole run log document; None when not stored."""
+
+def document_place(
+    path: _Path,
+    document: bytes,
+    kind: Literal["step", "branch"] | str,
+    node: bytes,
+    *,
+    run_id: str = "",
+) -> bytes | None:
+    """The document with ``node`` stored at its place; None when a branch has no step above it."""

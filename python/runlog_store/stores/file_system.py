@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable
 
 from pydantic import Field, PrivateAttr
 
@@ -16,15 +16,16 @@ from runlog_store.exceptions import (
     RunLogNotFoundError,
 )
 from runlog_store.models import RunLog
-from runlog_store.stores.base import BaseRunLogStore, validate_run_log
+from runlog_store.stores.document import DocumentRunLogStore
 
 
-class FileSystemRunLogStore(BaseRunLogStore):
+class FileSystemRunLogStore(DocumentRunLogStore):
     """``<log_folder>/<run_id>.json``, the whole run log in one file (docs/format.md).
 
     Every change is a read-modify-write of that file under an inter-process lock, written
     atomically, so concurrent writers lose nothing and a crash never tears the file. Each write
-    costs O(size of the run): large or parallel runs belong in ``chunked-fs``.
+    costs a copy of the run's bytes (the Rust core changes them in place of pydantic): large or
+    parallel runs belong in ``chunked-fs``.
     """
 
     service_name: str = "file-system"
@@ -45,59 +46,46 @@ class FileSystemRunLogStore(BaseRunLogStore):
     def _lock_path(self, run_id: str) -> str:
         return os.path.join(self.log_folder, f".{run_id}.lock")
 
-    def _write(self, run_log: RunLog, *, exclusive: bool = False) -> None:
+    def _write(self, run_id: str, data: bytes, *, exclusive: bool = False) -> None:
         if not self._cleaned:
             # Temp files of writers killed mid-write go at this process's first write.
             _core.clean_temp_files(self.log_folder)
             self._cleaned = True
-        data = run_log.model_dump_json(indent=4).encode()
         _core.write_atomic(
-            self._path(run_log.run_id),
-            data,
-            fsync=self.fsync,
-            exclusive=exclusive,
-            run_id=run_log.run_id,
+            self._path(run_id), data, fsync=self.fsync, exclusive=exclusive, run_id=run_id
         )
 
-    def _read(self, run_id: str) -> RunLog:
+    # --- the document primitives ----------------------------------------------------------
+
+    def _document_location(self, run_id: str) -> str:
+        return self._path(run_id)
+
+    def _read_document(self, run_id: str) -> bytes | None:
+        return _core.read_file(self._path(run_id), run_id=run_id)
+
+    def _update_document(self, run_id: str, change: Callable[[bytes], bytes]) -> None:
         path = self._path(run_id)
-        data = _core.read_file(path, run_id=run_id)
-        if data is None:
+        if not os.path.isdir(self.log_folder):
             raise RunLogNotFoundError(run_id, path=path)
-        return validate_run_log(data, path, run_id)
+        with _core.FileLock(self._lock_path(run_id), self.lock_timeout, run_id):
+            data = _core.read_file(path, run_id=run_id)
+            if data is None:
+                raise RunLogNotFoundError(run_id, path=path)
+            self._write(run_id, change(data))
 
     def _create_run(self, run_log: RunLog) -> None:
-        ensure_folder(self.log_folder, fsync=self.fsync, run_id=run_log.run_id)
+        run_id = run_log.run_id
+        ensure_folder(self.log_folder, fsync=self.fsync, run_id=run_id)
         try:
-            self._write(run_log, exclusive=True)
+            self._write(run_id, run_log.model_dump_json().encode(), exclusive=True)
         except ChunkExistsError:
-            raise RunLogExistsError(run_log.run_id, path=self._path(run_log.run_id)) from None
-
-    def get_run_log_by_id(self, run_id: str, full: bool = False) -> RunLog:
-        return self._read(run_id)
+            raise RunLogExistsError(run_id, path=self._path(run_id)) from None
 
     def put_run_log(self, run_log: RunLog) -> None:
         run_id = validate_run_id(run_log.run_id)
         ensure_folder(self.log_folder, fsync=self.fsync, run_id=run_id)
         with _core.FileLock(self._lock_path(run_id), self.lock_timeout, run_id):
-            self._write(run_log)
-
-    @contextlib.contextmanager
-    def _updating(self, run_id: str) -> Iterator[RunLog]:
-        path = self._path(run_id)
-        if not os.path.isdir(self.log_folder):
-            raise RunLogNotFoundError(run_id, path=path)
-        with _core.FileLock(self._lock_path(run_id), self.lock_timeout, run_id):
-            run_log = self._read(run_id)
-            yield run_log
-            self._write(run_log)
-
-    def get_run_log_json(self, run_id: str) -> bytes:
-        path = self._path(run_id)
-        data = _core.read_file(path, run_id=run_id)
-        if data is None:
-            raise RunLogNotFoundError(run_id, path=path)
-        return data
+            self._write(run_id, run_log.model_dump_json().encode())
 
     def list_run_ids(self) -> list[str]:
         try:

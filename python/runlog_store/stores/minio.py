@@ -15,7 +15,7 @@ from runlog_store._paths import validate_run_id
 from runlog_store.exceptions import RunLogExistsError, RunLogNotFoundError
 from runlog_store.models import RunLog
 from runlog_store.objectstore import ObjectStorageSettings, update_object
-from runlog_store.stores.base import BaseRunLogStore, validate_run_log
+from runlog_store.stores.document import DocumentRunLogStore
 
 SUFFIX = ".json"
 
@@ -30,7 +30,7 @@ class RunLogBucketSettings(ObjectStorageSettings):
     update_timeout: float = Field(default=60.0, gt=0)
 
 
-class MinioRunLogStore(BaseRunLogStore, RunLogBucketSettings):
+class MinioRunLogStore(DocumentRunLogStore, RunLogBucketSettings):
     """A run log per object; safe for concurrent writers through conditional writes."""
 
     model_config = ConfigDict(extra="forbid")
@@ -45,41 +45,35 @@ class MinioRunLogStore(BaseRunLogStore, RunLogBucketSettings):
     def _key(self, run_id: str) -> str:
         return self.storage().key(validate_run_id(run_id) + SUFFIX)
 
-    def _location(self, run_id: str) -> str:
+    # --- the document primitives ----------------------------------------------------------
+
+    def _document_location(self, run_id: str) -> str:
         return self.storage().url(self._key(run_id))
 
-    def _create_run(self, run_log: RunLog) -> None:
-        run_id = run_log.run_id
-        if not self.storage().create(self._key(run_id), _dump(run_log), run_id=run_id):
-            raise RunLogExistsError(run_id, path=self._location(run_id))
-
-    def get_run_log_by_id(self, run_id: str, full: bool = False) -> RunLog:
-        data = self.get_run_log_json(run_id)
-        return validate_run_log(data, self._location(run_id), run_id)
-
-    def get_run_log_json(self, run_id: str) -> bytes:
+    def _read_document(self, run_id: str) -> bytes | None:
         found = self.storage().get(self._key(run_id), run_id=run_id)
-        if found is None:
-            raise RunLogNotFoundError(run_id, path=self._location(run_id))
-        return found[0]
+        return found[0] if found is not None else None
 
-    def put_run_log(self, run_log: RunLog) -> None:
-        run_id = validate_run_id(run_log.run_id)
-        self.storage().put(self._key(run_id), _dump(run_log), run_id=run_id)
-
-    def _update(self, run_id: str, change: Callable[[RunLog], None]) -> None:
-        location = self._location(run_id)
+    def _update_document(self, run_id: str, change: Callable[[bytes], bytes]) -> None:
+        location = self._document_location(run_id)
 
         def changed(current: bytes | None) -> bytes:
             if current is None:
                 raise RunLogNotFoundError(run_id, path=location)
-            run_log = validate_run_log(current, location, run_id)
-            change(run_log)
-            return _dump(run_log)
+            return change(current)
 
         update_object(
             self.storage(), self._key(run_id), changed, timeout=self.update_timeout, run_id=run_id
         )
+
+    def _create_run(self, run_log: RunLog) -> None:
+        run_id = run_log.run_id
+        if not self.storage().create(self._key(run_id), _dump(run_log), run_id=run_id):
+            raise RunLogExistsError(run_id, path=self._document_location(run_id))
+
+    def put_run_log(self, run_log: RunLog) -> None:
+        run_id = validate_run_id(run_log.run_id)
+        self.storage().put(self._key(run_id), _dump(run_log), run_id=run_id)
 
     def list_run_ids(self) -> list[str]:
         bucket = self.storage()
@@ -99,12 +93,12 @@ class MinioRunLogStore(BaseRunLogStore, RunLogBucketSettings):
     def delete_run(self, run_id: str) -> None:
         bucket = self.storage()
         if not bucket.exists(self._key(run_id), run_id=run_id):
-            raise RunLogNotFoundError(run_id, path=self._location(run_id))
+            raise RunLogNotFoundError(run_id, path=self._document_location(run_id))
         bucket.delete(self._key(run_id), run_id=run_id)
 
 
 def _dump(run_log: RunLog) -> bytes:
-    return run_log.model_dump_json(indent=4).encode()
+    return run_log.model_dump_json().encode()
 
 
 __all__ = ["MinioRunLogStore"]
