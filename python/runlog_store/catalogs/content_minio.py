@@ -128,12 +128,13 @@ class ContentMinioCatalog(ContentCatalog, ObjectStorageSettings):
         key = self.manifest_key(run_id)
         try:
             manifest = self._read_manifest(run_id)
+            count = 0 if manifest is None else len(manifest)
         except CatalogError:
-            manifest = {"damaged": None}  # type: ignore[dict-item]  # counted, then removed
-        if manifest is None:
+            count = 1  # a damaged manifest is removed all the same
+        if count == 0 and not bucket.exists(key, run_id=run_id):
             return 0
         bucket.delete(key, run_id=run_id)
-        return len(manifest)
+        return count
 
     def _manifest_run_ids(self) -> list[str]:
         prefix = self.storage().key("manifests") + "/"
