@@ -3,10 +3,12 @@
     python benches/report.py .benchmarks/latest.json
 
 Absolute times on shared, noisy machines mean little; the ratio of two implementations measured
-in the same run does. For the "scale" group the ratio is the cost of 1000 writes into a run of
-9000 steps over the cost into an empty run (1.0 = flat); for "put-again" it is the cost of a
-put of unchanged files over the cost of stat-ing them. Where a group has a "reference" (the
-blake3 package), ours is also given as a multiple of its time.
+in the same run does. The probe of the disk the benchmarks ran on (benches/disk_probe.py) is
+printed under the table: the ratios of writes move with it. For the "scale" group the ratio is
+the cost of 1000 writes into a run of 9000 steps over the cost into an empty run (1.0 = flat);
+for "put-again" it is the cost of a put of unchanged files over the cost of stat-ing them.
+Where a group has a "reference" (the blake3 package), ours is also given as a multiple of its
+time.
 """
 
 from __future__ import annotations
@@ -45,8 +47,16 @@ def table(path: Path) -> str:
                 ref = reference["stats"]["median"]  # type: ignore[index]
                 ratio += f"; {median / ref:.2f}x the time of the reference"
             lines.append(f"| {group} | {name} | {_fmt(median)} | {ratio} |")
+    probes = sorted(
+        {
+            str(b["extra_info"]["disk_probe"])
+            for b in data["benchmarks"]
+            if "disk_probe" in b["extra_info"]
+        }  # type: ignore[index,operator]
+    )
     machine = data.get("machine_info", {})
     lines.append("")
+    lines.extend(probes)
     cores = machine.get("cpu", {}).get("count", "?")
     python = machine.get("python_version", "?")
     lines.append(f"{cores} cores, Python {python}, {data.get('datetime', '')[:19]}")

@@ -28,7 +28,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use crate::chunk::{now_ns, LAYOUT_MARKER, LAYOUT_MARKER_TEXT_1, RUN_LOG_FILE};
+use crate::chunk::{
+    decode_snapshot, document_status, encode_snapshot, now_ns, LAYOUT_MARKER, LAYOUT_MARKER_TEXT_1,
+    RUN_LOG_FILE, SNAPSHOT_NAME,
+};
 use crate::error::{CoreError, Result};
 use crate::fold::Doc;
 use crate::journal::{
@@ -37,7 +40,7 @@ use crate::journal::{
 };
 use crate::lock::FileLock;
 use crate::merger::{read_whole, Contents, MergedRun, Naming};
-use crate::names::{chunk_file_name, ChunkKind};
+use crate::names::{chunk_file_name, chunk_kind_of, ChunkKind};
 use crate::writer::{fsync_folder, write_atomic};
 
 /// The lock file of a run: `flock` target, and the last stamp handed out.
@@ -394,11 +397,40 @@ impl Run {
         }
         let mut state = self.state()?;
         self.catch_up(&mut state)?;
+        // With no journal, the documents are the whole run: an ended one, unchanged since a
+        // full read stored its merge, reads from that.
+        let settled = state.index.cursors.is_empty();
+        let mut stats = None;
+        if settled {
+            let run_log = read_whole(&self.run_log_path())?.ok_or_else(|| self.not_found())?;
+            let ended = document_status(&run_log).is_some_and(|s| s == "SUCCESS" || s == "FAIL");
+            if ended {
+                // Taken before the documents are read: a document changed after this no longer
+                // matches what a snapshot built from this read says of it.
+                let now = document_stats(&self.dir)?;
+                if let Some(snapshot) = read_whole(&self.dir.join(SNAPSHOT_NAME))? {
+                    if let Some(document) = decode_snapshot(&snapshot, &now) {
+                        return Ok(MergedRun {
+                            document: document.to_vec(),
+                            skipped: Vec::new(),
+                        });
+                    }
+                }
+                // Judged by the clock of the look itself (see SNAPSHOT_SETTLED_NS).
+                stats = settled_long_enough(&now).then_some(now);
+            }
+        }
         let contents = Contents::read_folder(&self.dir)?;
         let records = state.index.all();
         let tree = contents.tree(&records, false)?;
+        let document = tree.document();
+        if let Some(stats) = stats {
+            // A cache: a failure to store it (a read-only folder) changes nothing.
+            let snapshot = encode_snapshot(&stats, &document);
+            let _ = write_atomic(&self.dir.join(SNAPSHOT_NAME), &snapshot, false, false);
+        }
         Ok(MergedRun {
-            document: tree.document(),
+            document,
             skipped: Vec::new(),
         })
     }
@@ -693,7 +725,7 @@ impl Run {
             (stored, doc.stamp(), stamps, !doc.exists())
         };
         if let Some(stored) = stored {
-            write_atomic(&path, &stored, self.options.fsync, false)?;
+            self.write_folded(&path, &stored)?;
         }
         if let Some(name) = branch {
             state.documented.insert(name.to_string());
@@ -741,7 +773,7 @@ impl Run {
             )
         };
         if let Some(stored) = stored {
-            write_atomic(&path, &stored, self.options.fsync, false)?;
+            self.write_folded(&path, &stored)?;
         }
         state.index.prune(&key, step_stamp);
         if let Some(own) = own_key {
@@ -789,7 +821,12 @@ impl Run {
             tree.fold_documents(Naming::Folder)?
         };
         for (name, bytes) in &documents {
-            write_atomic(&self.dir.join(name), bytes, self.options.fsync, false)?;
+            self.write_folded(&self.dir.join(name), bytes)?;
+        }
+        if self.options.fsync {
+            // The names of these documents and of those earlier folds wrote (whose records
+            // the journals kept until now).
+            fsync_folder(&self.dir)?;
         }
         // Every record is in a document now (durably, with fsync): the journals can go.
         for name in state.index.cursors.keys() {
@@ -818,6 +855,95 @@ impl Run {
         }
         Ok(out)
     }
+}
+
+impl Run {
+    /// Replace a document with what a fold made of it: a temp file, its bytes synced (with
+    /// `fsync`), renamed over the document. The folder is not fsynced here: until the journals
+    /// go, they hold every record the document holds, so a power cut that undoes the rename
+    /// loses nothing; `fold_all` fsyncs the folder once before it removes them. The bytes are
+    /// synced before the rename all the same, so no cut can leave the new name with lost bytes.
+    fn write_folded(&self, path: &Path, data: &[u8]) -> Result<()> {
+        let temp = crate::writer::temp_path_beside(path)?;
+        let written = (|| {
+            let mut file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&temp)
+                .map_err(|e| CoreError::io("create", path, e))?;
+            file.write_all(data)
+                .map_err(|e| CoreError::io("write", path, e))?;
+            if self.options.fsync {
+                file.sync_data()
+                    .map_err(|e| CoreError::io("fsync", path, e))?;
+            }
+            drop(file);
+            fs::rename(&temp, path).map_err(|e| CoreError::io("replace", path, e))
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&temp);
+        }
+        written
+    }
+}
+
+/// How long every document of a run must have been unchanged before a merge of it is stored
+/// as its snapshot. Where file times are coarse (older kernels: one clock tick, a few ms), a
+/// document changed in place within the tick of the look that recorded its time could keep
+/// that time; one whose time is older than this by the look's own clock cannot.
+const SNAPSHOT_SETTLED_NS: i64 = 100_000_000;
+
+/// Each document of a run folder (`RunLog.json`, `BranchLog-*.json`, `StepLog-*.json`) with
+/// what changes when it changes: `<inode>-<size>-<mtime ns>-<ctime ns>` (a replace makes a new
+/// inode; a rewrite in place moves the times).
+fn document_stats(dir: &Path) -> Result<HashMap<String, String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(CoreError::NotFound {
+                path: dir.join(RUN_LOG_FILE),
+            })
+        }
+        Err(e) => return Err(CoreError::io("list", dir, e)),
+    };
+    let mut stats = HashMap::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| CoreError::io("list", dir, e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if name != RUN_LOG_FILE && chunk_kind_of(&name).is_none() {
+            continue;
+        }
+        match entry.metadata() {
+            Ok(meta) => {
+                let stamp = format!(
+                    "{}-{}-{}-{}",
+                    meta.ino(),
+                    meta.size(),
+                    meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+                    meta.ctime() * 1_000_000_000 + meta.ctime_nsec()
+                );
+                stats.insert(name, stamp);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(CoreError::io("stat", &dir.join(&name), e)),
+        }
+    }
+    Ok(stats)
+}
+
+/// Whether every document's last change is older than [`SNAPSHOT_SETTLED_NS`] now.
+fn settled_long_enough(stats: &HashMap<String, String>) -> bool {
+    let limit = now_ns() - SNAPSHOT_SETTLED_NS;
+    stats.values().all(|stamp| {
+        stamp
+            .rsplit('-')
+            .next()
+            .and_then(|ctime| ctime.parse::<i64>().ok())
+            .is_some_and(|ctime| ctime < limit)
+    })
 }
 
 struct OpenJournal {

@@ -45,6 +45,11 @@ def main(kind: str, folder: Path, fsync: bool) -> None:
         step = store.create_step_log("s", "s")
         mark("step")
         store.add_step_log(step, "r")
+        branch = store.create_branch_log("s.b")
+        store.add_branch_log(branch, "r")
+        branch.status = "SUCCESS"
+        mark("branch-end")
+        store.add_branch_log(branch, "r")
         mark("status")
         store.update_run_log_status("r", "SUCCESS")
     mark("end")

@@ -6,7 +6,9 @@ A power cut lands at a random moment, so a refactor that drops one fsync can pas
 cuts by luck; this test fails at once. The rules the model needs (docs/testing.md):
 
 - a file is renamed or linked to its name only after an ``fsync``/``fdatasync`` of its bytes;
-- after the rename or link, its folder is fsynced before the call returns;
+- after the rename or link, its folder is fsynced before the call returns, unless what the file
+  holds is also in a journal the call synced and keeps (a fold of an ended branch: a cut that
+  undoes the rename loses nothing);
 - a folder made by the call is named durably: its parent is fsynced before the call returns;
 - a journal appended to is synced (``fdatasync``) before the call returns, and a journal the
   call creates has its folder fsynced too (its name is new);
@@ -59,9 +61,26 @@ EXPECTED = {
             "fdatasync logs/r/.journals/<journal>",
             "fsync logs/r/.journals",
             "fsync logs/r",
+            # the branch of the next write is put: one more append
+            "create logs/r/.lock",
+            "fdatasync logs/r/.journals/<journal>",
         ],
-        # The run ends: the record is appended and synced, then folded into RunLog.json (the
-        # atomic writer), then the journal, all folded, goes.
+        # A branch ends: the record is appended and synced, then the branch is folded into its
+        # document and the step holding it into RunLog.json (bytes synced, renamed; the folder
+        # is not fsynced: the journal keeps every record until the run's end).
+        "branch-end": [
+            "create logs/r/.lock",
+            "fdatasync logs/r/.journals/<journal>",
+            "create logs/r/.lock",
+            "create-new logs/r/.BranchLog-s.b.json.tmp-*",
+            "fdatasync logs/r/.BranchLog-s.b.json.tmp-*",
+            "rename logs/r/.BranchLog-s.b.json.tmp-* -> logs/r/BranchLog-s.b.json",
+            "create-new logs/r/.RunLog.json.tmp-*",
+            "fdatasync logs/r/.RunLog.json.tmp-*",
+            "rename logs/r/.RunLog.json.tmp-* -> logs/r/RunLog.json",
+        ],
+        # The run ends: the record is appended and synced, then folded into RunLog.json, the
+        # folder fsynced (the names of every document folded so far), then the journal goes.
         "status": [
             "create logs/r/.lock",
             "fdatasync logs/r/.journals/<journal>",
@@ -89,8 +108,17 @@ EXPECTED = {
                 "rename logs/.r.json.tmp-* -> logs/r.json",
                 "fsync logs",
             ]
-            for write in ("step", "status")
+            for write in ("branch-end", "status")
         },
+        # the step, then the branch of the next write: two whole-file writes
+        "step": [
+            "create logs/.r.lock",
+            "create-new logs/.r.json.tmp-*",
+            "fdatasync logs/.r.json.tmp-*",
+            "rename logs/.r.json.tmp-* -> logs/r.json",
+            "fsync logs",
+        ]
+        * 2,
     },
     "catalog": {
         write: [
@@ -217,7 +245,10 @@ def rule_breaches(events: list[str]) -> list[str]:
             if not synced_since_create.get(source, False):
                 breaches.append(f"{event}: the bytes were not synced before")
             folder = os.path.dirname(target) or "."
-            if f"fsync {folder}" not in later:
+            journal_kept = any(
+                e.startswith("fdatasync ") and ".journals/" in e for e in earlier
+            ) and not any(e.startswith("unlink ") and ".journals/" in e for e in later)
+            if f"fsync {folder}" not in later and not journal_kept:
                 breaches.append(f"{event}: its folder {folder} is not fsynced after")
             renamed_folders.append(folder)
         elif kind == "unlink" and ".journals/" in rest:
@@ -307,3 +338,14 @@ def test_the_rules_catch_a_missing_fsync() -> None:
     # the journal removed before the folded document is durable
     early = [*journal[:6], journal[7], journal[6]]
     assert any("before the documents" in b for b in rule_breaches(early)), early
+    # a branch's fold: the folder need not be fsynced while the synced journal stays...
+    branch = [
+        "fdatasync logs/r/.journals/<journal>",
+        "create-new logs/r/.BranchLog-b.json.tmp-*",
+        "fdatasync logs/r/.BranchLog-b.json.tmp-*",
+        "rename logs/r/.BranchLog-b.json.tmp-* -> logs/r/BranchLog-b.json",
+    ]
+    assert rule_breaches(branch) == []
+    # ... but its bytes must be synced, and without a synced journal the folder must be too
+    assert rule_breaches([e for e in branch if e != branch[2]])
+    assert rule_breaches(branch[1:])

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import pydantic_core
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, PrivateAttr, ValidationError
 
 from runlog_store import _core
 from runlog_store._paths import validate_internal_name, validate_run_id
@@ -101,6 +101,19 @@ class ChunkedRunLogStore(BaseRunLogStore):
     writers."""
 
     supports_parallel_writes: bool = True
+
+    # Run ids already checked by this store object: a write is a few microseconds, and the
+    # check of its run id would be a good part of them.
+    _checked_run_ids: set[str] = PrivateAttr(default_factory=set)
+
+    def _check(self, run_id: str) -> str:
+        if isinstance(run_id, str) and run_id in self._checked_run_ids:
+            return run_id
+        validate_run_id(run_id)
+        if len(self._checked_run_ids) > 10_000:
+            self._checked_run_ids.clear()
+        self._checked_run_ids.add(run_id)
+        return run_id
 
     # --- storage primitives ---------------------------------------------------------------
 
@@ -177,7 +190,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
             ) from exc
 
     def _run_fields(self, run_id: str) -> RunLog:
-        validate_run_id(run_id)
+        self._check(run_id)
         with self._run_must_exist(run_id):
             data = self._read_run(run_id, False)
         return self._validated(RunLog, data, run_id, "")
@@ -204,7 +217,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
         if full:
             data = self.get_run_log_json(run_id)
             return validate_run_log(data, self._location(run_id, ""), run_id)
-        validate_run_id(run_id)
+        self._check(run_id)
         with self._run_must_exist(run_id):
             data = self._read_run(run_id, True)
         return validate_run_log(data, self._location(run_id, ""), run_id)
@@ -238,7 +251,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
         return found
 
     def get_run_log_json(self, run_id: str) -> bytes:
-        validate_run_id(run_id)
+        self._check(run_id)
         with self._run_must_exist(run_id):
             data, _ = self._read_full(run_id, False)
         return data
@@ -246,7 +259,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
     def salvage_run_log(self, run_id: str) -> SalvagedRunLog:
         """Read a damaged run without its corrupt documents and records, and say which were left
         out."""
-        validate_run_id(run_id)
+        self._check(run_id)
         with self._run_must_exist(run_id):
             data, skipped = self._read_full(run_id, True)
         run_log = validate_run_log(data, self._location(run_id, ""), run_id)
@@ -255,7 +268,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
     def put_run_log(self, run_log: RunLog) -> None:
         """Store the run-level fields, and every step and branch the run log carries."""
         run_log = _own(RunLog, run_log)
-        run_id = validate_run_id(run_log.run_id)
+        run_id = self._check(run_log.run_id)
         fields = run_log.model_dump_json(exclude={"steps"}).encode()
         created = run_log.model_copy(update={"steps": {}}).model_dump_json().encode()
         changes = [Change("run-set", "", fields, keys=_keys(run_log, exclude="steps"))]
@@ -271,7 +284,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
             self._end(run_id, branch)
 
     def update_run_log_status(self, run_id: str, status: str) -> None:
-        validate_run_id(run_id)
+        self._check(run_id)
         body = pydantic_core.to_json({"status": status})
         self._store(run_id, [Change("run-set", "", body, keys=("status",))])
         if status in ENDED_STATUSES:
@@ -281,7 +294,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
         return self._run_fields(run_id).run_config
 
     def set_run_config(self, run_id: str, run_config: dict[str, Any]) -> None:
-        validate_run_id(run_id)
+        self._check(run_id)
         body = pydantic_core.to_json({"run_config": run_config}, fallback=str)
         self._store(run_id, [Change("run-merge", "", body, keys=("run_config",))])
 
@@ -299,7 +312,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
         internal_branch_name: str = "",
     ) -> None:
         """Add or overwrite parameters, atomically with respect to every other writer."""
-        validate_run_id(run_id)
+        self._check(run_id)
         body = _Parameters(parameters=_own_parameters(parameters)).model_dump_json().encode()
         if not internal_branch_name:
             self._store(run_id, [Change("run-merge", "", body, keys=("parameters",))])
@@ -315,7 +328,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
     # --- steps ------------------------------------------------------------------------------
 
     def get_step_log(self, internal_name: str, run_id: str) -> StepLog:
-        validate_run_id(run_id)
+        self._check(run_id)
         name = validate_internal_name(internal_name, run_id=run_id)
         with self._run_must_exist(run_id):
             data = self._read_step(run_id, name)
@@ -326,7 +339,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
         return self._validated(StepLog, data, run_id, chunk_name("StepLog", name, run_id))
 
     def add_step_log(self, step_log: StepLog, run_id: str) -> None:
-        validate_run_id(run_id)
+        self._check(run_id)
         ended: list[str] = []
         self._store(run_id, _step_changes(step_log, run_id, ended))
         for branch in ended:
@@ -339,7 +352,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
         log itself for ``""``."""
         if not internal_branch_name:
             return self.get_run_log_by_id(run_id)
-        validate_run_id(run_id)
+        self._check(run_id)
         name = validate_internal_name(internal_branch_name, run_id=run_id)
         with self._run_must_exist(run_id):
             data = self._read_branch(run_id, name)
@@ -355,7 +368,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
         if isinstance(branch_log, RunLog) or type(branch_log).__name__ == "RunLog":
             self.put_run_log(branch_log)  # type: ignore[arg-type]
             return
-        validate_run_id(run_id)
+        self._check(run_id)
         ended: list[str] = []
         self._store(run_id, _branch_changes(branch_log, run_id, ended))
         for branch in ended:
@@ -370,7 +383,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
         return run_log.job
 
     def add_job_log(self, run_id: str, job_log: JobLog) -> None:
-        validate_run_id(run_id)
+        self._check(run_id)
         job = _own(JobLog, job_log)
         body = _JobPatch(job=job, status=job.status).model_dump_json().encode()
         self._store(run_id, [Change("run-set", "", body, keys=("job", "status"))])
@@ -382,7 +395,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
     def unfolded_journals(self, run_id: str) -> list[tuple[str, int]]:
         """Journals of the run holding writes not folded into its documents yet (name, size in
         bytes); a store without journals has none."""
-        validate_run_id(run_id)
+        self._check(run_id)
         if not self._run_exists(run_id):
             raise RunLogNotFoundError(run_id, path=self._location(run_id, ""))
         return []
@@ -390,7 +403,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
     def fold(self, run_id: str) -> None:
         """Fold everything the run holds into runnable's documents, as the end of the run does:
         for a run abandoned before its end (killed), so runnable's reader sees all of it."""
-        validate_run_id(run_id)
+        self._check(run_id)
         self._end(run_id)
 
 

@@ -196,7 +196,8 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
                 continue
             for entry in entries:
                 with contextlib.suppress(FileNotFoundError):
-                    if entry.name != JOURNAL_DIR:
+                    # The snapshot is written by reads: reading a run is not writing it.
+                    if entry.name not in (JOURNAL_DIR, _core.SNAPSHOT_NAME):
                         times.append(entry.stat().st_mtime)
         return max(times, default=None)
 
