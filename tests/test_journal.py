@@ -369,3 +369,52 @@ def test_runlog_fold_and_show(tmp_path: Path) -> None:
     other.write_text(f"run-log-store:\n  type: file-system\n  config:\n    log_folder: {logs}\n")
     refused = _runlog(other, "fold", "killed")
     assert refused.returncode == 2 and "chunked stores" in " ".join(refused.stderr.split())
+
+
+# --- the snapshot of an ended run --------------------------------------------------------------
+
+
+def test_the_merge_stored_of_an_ended_run_is_used_only_while_nothing_changed(
+    tmp_path: Path,
+) -> None:
+    """A full read of an ended run whose documents have settled stores its merge; later full
+    reads use it while no document changed and no journal holds a record, whoever changed it:
+    our writer (a journal), runnable's store (rewriting a document in place), a file edited."""
+    import time
+
+    from extensions.run_log_store.chunked_fs import (
+        ChunkedFileSystemRunLogStore as RunnableChunkedFs,
+    )
+    from runnable.datastore import JsonParameter as RunnableJsonParameter
+
+    store = _store(tmp_path)
+    _map_run(store, "r", 3, end_branches=True)
+    store.update_run_log_status("r", "SUCCESS")
+    snapshot = tmp_path / "r" / ".merged.json"
+    first = _full(store, "r")
+    assert not snapshot.exists(), "documents just written are not vouched for yet"
+    time.sleep(0.15)
+    assert _full(store, "r") == first
+    assert snapshot.exists()
+    assert _full(_store(tmp_path), "r") == first
+    # Our writer: a record in a journal.
+    store.set_parameters("r", {"late": JsonParameter(kind="json", value=1)})
+    assert _full(_store(tmp_path), "r")["parameters"]["late"]["value"] == 1
+    store.update_run_log_status("r", "SUCCESS")  # folded again
+    time.sleep(0.15)
+    second = _full(store, "r")
+    assert _full(store, "r") == second and snapshot.exists()
+    # runnable's own store, rewriting RunLog.json in place.
+    RunnableChunkedFs(log_folder=str(tmp_path)).set_parameters(
+        "r", {"theirs": RunnableJsonParameter(kind="json", value=2)}
+    )
+    assert _full(_store(tmp_path), "r")["parameters"]["theirs"]["value"] == 2
+    time.sleep(0.15)
+    third = _full(store, "r")
+    assert _full(store, "r") == third
+    # A document edited in place, keeping its size.
+    branch = tmp_path / "r" / "BranchLog-map.1.json"
+    text = branch.read_text()
+    branch.write_text(text.replace('"SUCCESS"', '"FAILED!"', 1))
+    assert _full(_store(tmp_path), "r")["steps"]["map"]["branches"]["map.1"]["status"] == "FAILED!"
+    assert "_stamp" not in snapshot.read_text().split("\n", 1)[1]
