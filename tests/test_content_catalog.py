@@ -688,3 +688,11 @@ def test_minio_gc_is_safe_against_a_put_running_at_the_same_moment(
     puts, dangling = race_puts_against_sweeps(catalog, putter, rounds=25)
     assert puts == 25
     assert not dangling, f"manifests naming swept contents: {dangling[:5]}"
+
+
+def test_minio_refuses_link_modes_a_download_cannot_honour(minio_config: dict[str, str]) -> None:
+    from runlog_store.exceptions import ConfigurationError
+
+    for link in ("reflink", "hardlink"):
+        with pytest.raises(ConfigurationError, match="key 'link'"):
+            create_catalog("content-minio", link=link, **minio_config)

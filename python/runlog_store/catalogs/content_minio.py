@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
-from pydantic import ConfigDict
+from pydantic import ConfigDict, field_validator
 
 from runlog_store import _core
 from runlog_store._paths import validate_run_id
@@ -42,6 +42,7 @@ from runlog_store.callbacks import Callback, in_batches
 from runlog_store.catalogs.content import (
     LOCK_WAIT_SECONDS,
     ContentCatalog,
+    LinkMode,
     Manifest,
     decode_manifest,
     manifest_rows,
@@ -78,6 +79,16 @@ class ContentMinioCatalog(ContentCatalog, ObjectStorageSettings):
     model_config = ConfigDict(extra="forbid")
 
     service_name: str = "content-minio"
+
+    @field_validator("link")
+    @classmethod
+    def _downloads_are_copies(cls, value: LinkMode) -> LinkMode:
+        if value not in ("auto", "copy"):
+            raise ValueError(
+                f"link: {value} needs the contents on this machine's filesystem; a get from a "
+                "bucket downloads a copy (use auto or copy)"
+            )
+        return value
 
     def location(self) -> str:
         bucket = self.storage()
