@@ -59,6 +59,7 @@ LAYOUT_MARKER = _core.LAYOUT_MARKER
 LAYOUT_MARKER_TEXT = _core.LAYOUT_MARKER_TEXT
 
 ChangeKind = Literal["run-set", "run-merge", "branch-put", "branch-merge", "step-put"]
+MAX_REMEMBERED = 20_000
 _Model = TypeVar("_Model", StepLog, BranchLog, RunLog)
 
 
@@ -80,6 +81,9 @@ class Change:
     # The step or branch (object storage stores a branch's fields apart from its steps).
     model: StepLog | BranchLog | None = None
     keys: tuple[str, ...] = field(default=())  # the top-level keys of a set or merge
+    # A step or branch carried by the one the call stores (the steps of a branch read back
+    # and stored again with its new status, as runnable's executor ends a branch).
+    carried: bool = False
 
     def as_record(self) -> tuple[ChangeKind, str, bytes]:
         return (self.kind, self.target, self.body)
@@ -105,6 +109,8 @@ class ChunkedRunLogStore(BaseRunLogStore):
     # Run ids already checked by this store object: a write is a few microseconds, and the
     # check of its run id would be a good part of them.
     _checked_run_ids: set[str] = PrivateAttr(default_factory=set)
+    # The JSON this store last wrote of each step: (run_id, internal name) -> bytes.
+    _written: dict[tuple[str, str], bytes] = PrivateAttr(default_factory=dict)
 
     def _check(self, run_id: str) -> str:
         if isinstance(run_id, str) and run_id in self._checked_run_ids:
@@ -196,11 +202,28 @@ class ChunkedRunLogStore(BaseRunLogStore):
         return self._validated(RunLog, data, run_id, "")
 
     def _store(self, run_id: str, changes: list[Change]) -> None:
+        written = self._written
+        # A carried step exactly as this store last wrote it is not written again: a branch
+        # read back with its steps and stored with its new status (runnable's executor ends a
+        # branch so) would otherwise write every step of the branch a second time, and could
+        # put back a copy older than one another process wrote since.
+        changes = [
+            c
+            for c in changes
+            if not (
+                c.carried and c.kind == "step-put" and written.get((run_id, c.target)) == c.body
+            )
+        ]
         try:
             self._write(run_id, changes)
         except (ChunkNotFoundError, StorageError):
             with self._run_must_exist(run_id):
                 raise
+        if len(written) > MAX_REMEMBERED:
+            written.clear()  # only an optimisation
+        for change in changes:
+            if change.kind == "step-put":
+                written[(run_id, change.target)] = change.body
 
     def _end(self, run_id: str, branch: str = "") -> None:
         with self._run_must_exist(run_id):
@@ -415,7 +438,9 @@ def _keys(model: BaseModel, exclude: str) -> tuple[str, ...]:
     return tuple(name for name in names if name != exclude)
 
 
-def _step_changes(step_log: Any, run_id: str, ended: list[str]) -> list[Change]:
+def _step_changes(
+    step_log: Any, run_id: str, ended: list[str], carried: bool = False
+) -> list[Change]:
     """A step put whole (without its branches), and each branch it carries."""
     step = _own(StepLog, step_log)
     name = validate_internal_name(step.internal_name, run_id=run_id)
@@ -423,13 +448,15 @@ def _step_changes(step_log: Any, run_id: str, ended: list[str]) -> list[Change]:
         body = step.model_copy(update={"branches": {}}).model_dump_json().encode()
     else:
         body = step.model_dump_json().encode()
-    changes = [Change("step-put", name, body, model=step)]
+    changes = [Change("step-put", name, body, model=step, carried=carried)]
     for branch in step.branches.values():
-        changes += _branch_changes(branch, run_id, ended)
+        changes += _branch_changes(branch, run_id, ended, carried=True)
     return changes
 
 
-def _branch_changes(branch_log: Any, run_id: str, ended: list[str]) -> list[Change]:
+def _branch_changes(
+    branch_log: Any, run_id: str, ended: list[str], carried: bool = False
+) -> list[Change]:
     """A branch put whole (without its steps), and each step it carries."""
     branch = _own(BranchLog, branch_log)
     name = validate_internal_name(branch.internal_name, run_id=run_id)
@@ -437,9 +464,9 @@ def _branch_changes(branch_log: Any, run_id: str, ended: list[str]) -> list[Chan
         body = branch.model_copy(update={"steps": {}}).model_dump_json().encode()
     else:
         body = branch.model_dump_json().encode()
-    changes = [Change("branch-put", name, body, model=branch)]
+    changes = [Change("branch-put", name, body, model=branch, carried=carried)]
     for step in branch.steps.values():
-        changes += _step_changes(step, run_id, ended)
+        changes += _step_changes(step, run_id, ended, carried=True)
     if branch.status in ENDED_STATUSES:
         ended.append(name)
     return changes

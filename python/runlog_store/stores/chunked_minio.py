@@ -35,6 +35,7 @@ from runlog_store._paths import validate_run_id
 from runlog_store.exceptions import (
     ChunkNotFoundError,
     CorruptChunkError,
+    PreconditionFailed,
     RunLogExistsError,
     RunLogNotFoundError,
 )
@@ -188,11 +189,23 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
 
     def _put_step(self, run_id: str, change: Change) -> None:
         name = chunk_name("StepLog", change.target, run_id)
+        key = self._key(run_id, name)
+        bucket = self.storage()
         created_ns = self._created.get((run_id, change.target))
+        etag = None
         if created_ns is None:
-            created_ns = self._stored_created_ns(run_id, name)
-        data = _core.chunk_with_header(created_ns, change.body)
-        etag = self.storage().put(self._key(run_id, name), data, run_id=run_id)
+            # A step this store has not written: most likely a new one, so it is created with
+            # the time now in one conditional PUT; if it exists (written by another process),
+            # its own creation time is kept.
+            created_ns = time.time_ns()
+            data = _core.chunk_with_header(created_ns, change.body)
+            try:
+                etag = bucket.put(key, data, if_none_match=True, run_id=run_id)
+            except PreconditionFailed:
+                created_ns = self._stored_created_ns(run_id, name)
+        if etag is None:
+            data = _core.chunk_with_header(created_ns, change.body)
+            etag = bucket.put(key, data, run_id=run_id)
         self._remember_created(run_id, change.target, created_ns)
         if len(self._unsealed) >= MAX_UNSEALED:
             self._unsealed.clear()  # only an optimisation: a fold fetches those objects
@@ -267,13 +280,22 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
         document = self._branch_doc(run_id, branch, naming)
         step_prefix = chunk_name("StepLog", branch, run_id).removesuffix(".json") + "."
         branch_prefix = document.removesuffix(".json") + "."
-        with ThreadPoolExecutor(max_workers=3) as pool:
+        with ThreadPoolExecutor(max_workers=2) as pool:
             steps_future = pool.submit(bucket.list_etags, folder + step_prefix, run_id=run_id)
-            nested_future = pool.submit(bucket.list_etags, folder + branch_prefix, run_id=run_id)
-            own_future = pool.submit(bucket.get, folder + document, run_id=run_id)
+            own_future = (
+                pool.submit(bucket.get, folder + document, run_id=run_id)
+                if with_documents
+                else None
+            )
             listed = {k[len(folder) :]: e for k, e in steps_future.result().items()}
-            nested = [k[len(folder) :] for k in nested_future.result()]
-            own = own_future.result()
+            own = own_future.result() if own_future is not None else None
+        nested: list[str] = []
+        if any(_deeper(name, branch) for name in listed):
+            # A step named below the branch by more than one component may belong to a branch
+            # nested in it (a map value with a dot): those branches decide.
+            nested = [
+                k[len(folder) :] for k in bucket.list_etags(folder + branch_prefix, run_id=run_id)
+            ]
         objects: list[tuple[str, bytes]] = []
         if own is not None and with_documents:
             objects.append((document, own[0]))
@@ -591,6 +613,13 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
         self._namings.pop(run_id, None)
         for key in [k for k in self._folded_parents if k[0] == run_id]:
             self._folded_parents.pop(key, None)
+
+
+def _deeper(object_name: str, branch: str) -> bool:
+    """Whether a step object of a branch is named by more than one component below it (or by a
+    hashed key, which does not say)."""
+    decoded = _core.chunk_internal_name(object_name)
+    return decoded is None or "." in decoded[1][len(branch) + 1 :]
 
 
 __all__ = ["ChunkedMinioRunLogStore"]
