@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs everything (scripts/install.sh; the MinIO server the object-storage tests run
 # against: scripts/minio.sh; Debian's Chromium for the test that renders timeline pages:
-# scripts/chromium.sh; fuse3 and strace for the power-cut tests: scripts/fuse.sh) and runs
-# every check and test: Rust format, lint
+# scripts/chromium.sh; fuse3 and strace for the power-cut tests: scripts/fuse.sh; xfsprogs for
+# the reflink tests: scripts/xfs.sh) and runs every check and test: Rust format, lint
 # and unit tests, Python lint and types, then the whole pytest suite (integration tests
 # included; none may skip in CI).
 set -euo pipefail
@@ -47,6 +47,17 @@ if [ "$fuse_status" -ne 0 ]; then
         exit "$fuse_status"
     fi
     echo "test: FUSE or strace not available; the power-cut tests will skip" >&2
+fi
+# Debian's xfsprogs, for the reflink tests of the content catalogs (tests/test_content_catalog.py
+# makes and loop-mounts an XFS image). Installed once with apt-get as root; required in CI.
+xfs_status=0
+bash scripts/xfs.sh || xfs_status=$?
+if [ "$xfs_status" -ne 0 ]; then
+    if [ "${CI:-}" = "true" ]; then
+        echo "test: CI runs the reflink tests, which need xfsprogs" >&2
+        exit "$xfs_status"
+    fi
+    echo "test: xfsprogs not available; the reflink tests will skip" >&2
 fi
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/runlog-store/target}
 command -v cargo >/dev/null 2>&1 || export PATH="$HOME/.cargo/bin:$PATH"

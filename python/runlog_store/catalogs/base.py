@@ -296,11 +296,16 @@ def glob_files(root: Path, pattern: str, run_id: str) -> list[Path]:
     """Every match but folders (as runnable does). A FIFO, socket or broken link is kept, so
     its copy fails with an error naming it instead of being skipped without a word."""
     try:
-        return sorted(path for path in root.glob(pattern) if not path.is_dir())
+        # Sorted by parts: the same order as comparing Path objects, without their slow __lt__.
+        return sorted((path for path in root.glob(pattern) if not path.is_dir()), key=_parts)
     except (ValueError, NotImplementedError) as exc:
         raise CatalogError(
             f"{pattern!r} is not a usable glob pattern: {exc}", path=str(root), run_id=run_id
         ) from exc
+
+
+def _parts(path: Path) -> tuple[str, ...]:
+    return path.parts
 
 
 def relative_inside(path: Path, root: Path, pattern: str) -> Path:
