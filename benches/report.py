@@ -14,20 +14,50 @@ time.
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 
 def _fmt(seconds: float) -> str:
     return f"{seconds * 1000:.1f} ms" if seconds < 10 else f"{seconds:.2f} s"
 
 
+def _rounds_together(benches: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Benchmarks run as interleaved rounds (one entry per round, ``extra_info`` naming the
+    implementation and the round) as one entry per implementation: the median of its rounds,
+    and each round's time kept for the ratios of each round."""
+    merged: dict[str, dict[str, Any]] = {}
+    out: list[dict[str, Any]] = []
+    for bench in benches:
+        implementation = bench["extra_info"].get("implementation")
+        if implementation is None:
+            out.append(bench)
+            continue
+        entry = merged.get(implementation)
+        if entry is None:
+            entry = {
+                "name": f"[{implementation}]",
+                "extra_info": dict(bench["extra_info"]),
+                "stats": {"median": 0.0},
+                "rounds": {},
+            }
+            merged[implementation] = entry
+            out.append(entry)
+        entry["rounds"][bench["extra_info"]["round"]] = bench["stats"]["median"]
+    for entry in merged.values():
+        entry["stats"]["median"] = statistics.median(entry["rounds"].values())
+    return out
+
+
 def table(path: Path) -> str:
     data = json.loads(path.read_text())
-    groups: dict[str, list[dict[str, object]]] = defaultdict(list)
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for bench in data["benchmarks"]:
         groups[bench["group"]].append(bench)
+    groups = {group: _rounds_together(benches) for group, benches in groups.items()}
     lines = ["| benchmark | implementation | median | ratio |", "| --- | --- | --- | --- |"]
     for group, benches in groups.items():
         baseline = next(b for b in benches if b["extra_info"].get("role") == "baseline")  # type: ignore[union-attr]
@@ -43,6 +73,14 @@ def table(path: Path) -> str:
                 ratio = f"{median / base:.2f}x the cost"
             else:
                 ratio = f"**{base / median:.1f}x** faster"
+                rounds = bench.get("rounds")
+                if rounds and baseline.get("rounds"):
+                    each = [
+                        f"{baseline['rounds'][r] / t:.1f}"
+                        for r, t in sorted(rounds.items())
+                        if r in baseline["rounds"]
+                    ]
+                    ratio += f" (rounds: {', '.join(each)})"
             if reference is not None and bench["extra_info"].get("role") == "ours":  # type: ignore[union-attr]
                 ref = reference["stats"]["median"]  # type: ignore[index]
                 ratio += f"; {median / ref:.2f}x the time of the reference"
