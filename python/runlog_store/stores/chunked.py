@@ -113,12 +113,15 @@ class ChunkedRunLogStore(BaseRunLogStore):
     _written: dict[tuple[str, str], bytes] = PrivateAttr(default_factory=dict)
 
     def _check(self, run_id: str) -> str:
-        if isinstance(run_id, str) and run_id in self._checked_run_ids:
+        # Private attributes read through __pydantic_private__ directly: pydantic's
+        # __getattr__ takes microseconds, and these are read on every call.
+        checked: set[str] = self.__pydantic_private__["_checked_run_ids"]  # type: ignore[index]
+        if isinstance(run_id, str) and run_id in checked:
             return run_id
         validate_run_id(run_id)
-        if len(self._checked_run_ids) > 10_000:
-            self._checked_run_ids.clear()
-        self._checked_run_ids.add(run_id)
+        if len(checked) > 10_000:
+            checked.clear()
+        checked.add(run_id)
         return run_id
 
     # --- storage primitives ---------------------------------------------------------------
@@ -202,7 +205,8 @@ class ChunkedRunLogStore(BaseRunLogStore):
         return self._validated(RunLog, data, run_id, "")
 
     def _store(self, run_id: str, changes: list[Change]) -> None:
-        written = self._written
+        private = self.__pydantic_private__  # not self._written: see _check
+        written: dict[tuple[str, str], bytes] = private["_written"]  # type: ignore[index]
         # A carried step exactly as this store last wrote it is not written again: a branch
         # read back with its steps and stored with its new status (runnable's executor ends a
         # branch so) would otherwise write every step of the branch a second time, and could

@@ -112,8 +112,9 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
             self._create(run_id, run_log)
 
     def _write(self, run_id: str, changes: list[Change]) -> None:
-        run = self._runs.get(run_id)
-        if run is None or run_id not in self._cleaned:
+        private = self.__pydantic_private__  # not self._runs: see ChunkedRunLogStore._check
+        run = private["_runs"].get(run_id)  # type: ignore[index]
+        if run is None or run_id not in private["_cleaned"]:  # type: ignore[index]
             self._clean_once_if_there(run_id)
             run = self._run(run_id)
         run.append([change.as_record() for change in changes])
