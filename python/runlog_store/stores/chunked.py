@@ -25,7 +25,7 @@ import errno
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import pydantic_core
 from pydantic import BaseModel, PrivateAttr, ValidationError
@@ -111,6 +111,18 @@ class ChunkedRunLogStore(BaseRunLogStore):
     _checked_run_ids: set[str] = PrivateAttr(default_factory=set)
     # The JSON this store last wrote of each step: (run_id, internal name) -> bytes.
     _written: dict[tuple[str, str], bytes] = PrivateAttr(default_factory=dict)
+
+    # What each process keeps for itself: left out when a store is pickled into another
+    # process (runnable pickles its services into its Pool workers), which builds its own.
+    PER_PROCESS_STATE: ClassVar[tuple[str, ...]] = ("_checked_run_ids", "_written")
+
+    def __getstate__(self) -> dict[Any, Any]:
+        state = super().__getstate__()
+        private = dict(state.get("__pydantic_private__") or {})
+        for name in self.PER_PROCESS_STATE:
+            if name in private:
+                private[name] = type(private[name])()
+        return {**state, "__pydantic_private__": private}
 
     def _check(self, run_id: str) -> str:
         # Private attributes read through __pydantic_private__ directly: pydantic's

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import Any
+from typing import ClassVar
 
 from pydantic import Field, PrivateAttr
 
@@ -52,14 +52,11 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
     _runs: dict[str, _core.ChunkedRun] = PrivateAttr(default_factory=dict)
     # Runs whose leftover temp files this store has cleaned (at its first write to each).
     _cleaned: set[str] = PrivateAttr(default_factory=set)
-
-    def __getstate__(self) -> dict[Any, Any]:
-        """Pickled (into a worker process) without the open runs: each process has its own."""
-        state = super().__getstate__()
-        private = dict(state.get("__pydantic_private__") or {})
-        private["_runs"] = {}
-        private["_cleaned"] = set()
-        return {**state, "__pydantic_private__": private}
+    PER_PROCESS_STATE: ClassVar[tuple[str, ...]] = (
+        *ChunkedRunLogStore.PER_PROCESS_STATE,
+        "_runs",
+        "_cleaned",
+    )
 
     def location(self) -> str:
         return self.log_folder

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import ConfigDict, PrivateAttr
 
@@ -82,6 +82,13 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
     # so that rewriting one keeps its place among its siblings without reading it first:
     # (run_id, internal name) -> ns.
     _created: dict[tuple[str, str], int] = PrivateAttr(default_factory=dict)
+    PER_PROCESS_STATE: ClassVar[tuple[str, ...]] = (
+        *ChunkedRunLogStore.PER_PROCESS_STATE,
+        "_namings",
+        "_unsealed",
+        "_folded_parents",
+        "_created",
+    )
 
     def location(self) -> str:
         return self.bucket_location()
