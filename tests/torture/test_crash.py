@@ -164,22 +164,41 @@ def test_sigkill_during_the_fold_of_an_ended_run_loses_nothing(tmp_path: Path) -
     context = multiprocessing.get_context("fork")
     rng = random.Random(os.environ.get("RUNLOG_TORTURE_SEED", "1"))
     landed = {"before": 0, "during": 0, "after": 0}
-    for n in range(FOLD_KILLS):
-        run_id = f"fold-{n}"
+
+    def prepare(run_id: str) -> Any:
         store.create_run_log(run_id)
         store.add_step_log(store.create_step_log("map", "map"), run_id)
-        for i in range(40):
+        for i in range(60):
             store.add_branch_log(store.create_branch_log(f"map.{i}"), run_id)
             step = store.create_step_log("s", f"map.{i}.s")
             step.status = "SUCCESS"
             store.add_step_log(step, run_id)
             store.set_parameters(run_id, {f"p{i}": JsonParameter(kind="json", value=i)})
-        expected = json.loads(store.get_run_log_json(run_id))
+        return json.loads(store.get_run_log_json(run_id))
+
+    # How long ending a run takes here, from the child's start to its acknowledgement (the
+    # shortest of three): the kills land at random moments of that span (and a little after).
+    spans = []
+    for c in range(3):
+        prepare(f"calibration-{c}")
+        read_end, write_end = os.pipe()
+        started = time.monotonic()
+        child = context.Process(target=_end_run, args=(str(folder), f"calibration-{c}", write_end))
+        child.start()
+        os.close(write_end)
+        assert _acknowledged_lines(read_end) == ["ended"]
+        spans.append(time.monotonic() - started)
+        child.join()
+        os.close(read_end)
+    span = min(spans)
+    for n in range(FOLD_KILLS):
+        run_id = f"fold-{n}"
+        expected = prepare(run_id)
         read_end, write_end = os.pipe()
         child = context.Process(target=_end_run, args=(str(folder), run_id, write_end))
         child.start()
         os.close(write_end)
-        time.sleep(rng.uniform(0.0, 0.03))
+        time.sleep(rng.uniform(0.0, span * 1.2))
         os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
         child.join()
         acknowledged = _acknowledged_lines(read_end)
