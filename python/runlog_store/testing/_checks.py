@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, SecretBytes, SecretStr
 
@@ -33,3 +34,30 @@ def check_summary(service: Any) -> None:
     shown = json.dumps(summary) + repr(summary)
     for secret in secret_values(service):
         assert secret not in shown, "get_summary() shows a secret of the configuration"
+
+
+_Test = TypeVar("_Test", bound=Callable[..., Any])
+
+
+def needs(*flags: str) -> Callable[[_Test], _Test]:
+    """Marks a contract test that applies only to implementations whose binding class keeps
+    every one of ``flags`` true (``keeps_files``, ``shared_between_processes``...). A binding
+    that declares one false does not collect the test at all: it is not part of that
+    implementation's contract, so it is neither run nor reported as skipped."""
+
+    def mark(test: _Test) -> _Test:
+        test.__contract_needs__ = flags  # type: ignore[attr-defined]
+        return test
+
+    return mark
+
+
+def drop_inapplicable(cls: type) -> None:
+    """Remove from a binding class the tests its declarations rule out (pytest collects no
+    attribute that is None)."""
+    for name in dir(cls):
+        if not name.startswith("test_"):
+            continue
+        flags = getattr(getattr(cls, name), "__contract_needs__", ())
+        if any(not getattr(cls, flag) for flag in flags):
+            setattr(cls, name, None)

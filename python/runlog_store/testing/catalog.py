@@ -14,7 +14,7 @@ import pytest
 from runlog_store import BaseCatalog, DataCatalog, create_catalog, hash_file
 from runlog_store.exceptions import CatalogError, InvalidRunIdError, NoMatchingFilesError
 from runlog_store.hashing import HashAlgorithm, format_data_hash
-from runlog_store.testing._checks import check_summary
+from runlog_store.testing._checks import check_summary, drop_inapplicable, needs
 
 RUN = "contract-run"
 # The compute data folder, relative to the test's working directory (tmp_path), as runnable
@@ -78,15 +78,19 @@ class CatalogContract:
     **Class attributes a subclass may set**
 
     - ``keeps_files = False`` for a catalog that records and copies nothing (``do-nothing``):
-      the tests of stored files skip, and the first test checks that it returns no entries
-      and writes nothing.
+      the tests of stored files are not collected (they are not part of its contract), and
+      the first test checks that it returns no entries and writes nothing.
     - ``moves_whole_runs = False`` for a catalog without the run-level operations
       (``run_files``, ``download_run``, ``upload_run``, ``delete_run``) that copies and
-      pruning of runs need.
+      pruning of runs need: their test is not collected.
     """
 
     keeps_files: ClassVar[bool] = True
     moves_whole_runs: ClassVar[bool] = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        drop_inapplicable(cls)
 
     # --- fixtures ---------------------------------------------------------------------------
 
@@ -164,6 +168,7 @@ class CatalogContract:
             assert entry.catalog_relative_path.endswith(entry.name), entry
             assert entry.catalog_handler_location, entry
 
+    @needs("keeps_files")
     def test_double_star_takes_nested_folders_and_get_brings_them_back(
         self, catalog: BaseCatalog, compute_folder: Path
     ) -> None:
@@ -177,6 +182,7 @@ class CatalogContract:
         assert {entry.name: entry.data_hash for entry in got} == put
         assert files_under(compute_folder) == {name: SAMPLE[name] for name in DATA}
 
+    @needs("keeps_files")
     def test_get_takes_only_what_the_pattern_matches(
         self, catalog: BaseCatalog, compute_folder: Path
     ) -> None:
@@ -195,6 +201,7 @@ class CatalogContract:
             assert files_under(compute_folder) == {name: SAMPLE[name] for name in expected}
 
     @pytest.mark.parametrize("algorithm", ["blake3", "sha256"])
+    @needs("keeps_files")
     def test_data_hash_is_the_digest_of_the_recorded_algorithm(
         self, make_catalog: CatalogFactory, compute_folder: Path, algorithm: HashAlgorithm
     ) -> None:
@@ -212,6 +219,7 @@ class CatalogContract:
         got = catalog.get("data/**/*", run_id=RUN)
         assert {e.name: e.data_hash for e in got} == {e.name: e.data_hash for e in put}
 
+    @needs("keeps_files")
     def test_put_without_a_copy_only_hashes(self, catalog: BaseCatalog) -> None:
         self._needs_files(catalog)
         entries = catalog.put("data/*.csv", store_copy=False, run_id=RUN)
@@ -228,6 +236,7 @@ class CatalogContract:
         if self.moves_whole_runs:
             assert catalog.run_files(RUN) == {}
 
+    @needs("keeps_files")
     def test_no_match_is_an_error_naming_the_pattern_unless_allowed(
         self, catalog: BaseCatalog
     ) -> None:
@@ -241,11 +250,13 @@ class CatalogContract:
             catalog.get("nothing/*.csv", run_id=RUN)
         assert "nothing/*.csv" in str(raised.value)
 
+    @needs("keeps_files")
     def test_get_of_a_run_never_put_is_no_matching_files(self, catalog: BaseCatalog) -> None:
         self._needs_files(catalog)
         with pytest.raises(NoMatchingFilesError):
             catalog.get("**/*", run_id="never-put")
 
+    @needs("keeps_files")
     def test_runs_are_kept_apart(self, catalog: BaseCatalog, compute_folder: Path) -> None:
         self._needs_files(catalog)
         catalog.put("data/a.csv", run_id="one")
@@ -254,6 +265,7 @@ class CatalogContract:
         assert [entry.name for entry in catalog.get("data/*", run_id="one")] == ["data/a.csv"]
         assert files_under(compute_folder) == {"data/a.csv": SAMPLE["data/a.csv"]}
 
+    @needs("keeps_files")
     def test_a_changed_file_put_again_replaces_its_copy(
         self, catalog: BaseCatalog, compute_folder: Path
     ) -> None:
@@ -268,6 +280,7 @@ class CatalogContract:
         assert got.data_hash == second.data_hash
         assert (compute_folder / "data" / "a.csv").read_bytes() == b"x,y\n9,9\n"
 
+    @needs("keeps_files")
     def test_execution_logs_stay_in_the_catalog(
         self, catalog: BaseCatalog, compute_folder: Path
     ) -> None:
@@ -286,6 +299,7 @@ class CatalogContract:
         assert [entry.name for entry in catalog.get("**/*", run_id="retry")] == ["data/a.csv"]
         assert files_under(compute_folder) == {"data/a.csv": SAMPLE["data/a.csv"]}
 
+    @needs("keeps_files")
     def test_sync_between_runs_copies_a_run_for_its_retry(
         self, catalog: BaseCatalog, compute_folder: Path
     ) -> None:
@@ -301,6 +315,7 @@ class CatalogContract:
         with pytest.raises(CatalogError):
             catalog.sync_between_runs("never-ran", "retry-2")
 
+    @needs("keeps_files")
     def test_invalid_run_ids_are_refused(self, catalog: BaseCatalog) -> None:
         self._needs_files(catalog)
         for bad in ("", "..", "../escape", "a/b", ".hidden", "nul\x00byte"):
@@ -318,6 +333,7 @@ class CatalogContract:
 
     # --- whole runs -------------------------------------------------------------------------
 
+    @needs("keeps_files", "moves_whole_runs")
     def test_a_run_moves_out_and_back_whole(
         self, catalog: BaseCatalog, compute_folder: Path, tmp_path: Path
     ) -> None:

@@ -41,7 +41,7 @@ from runlog_store.exceptions import (
     StepLogNotFoundError,
 )
 from runlog_store.testing import _writer
-from runlog_store.testing._checks import check_summary
+from runlog_store.testing._checks import check_summary, drop_inapplicable, needs
 
 RUN = "contract-run"
 # Run ids no store may use (docs/format.md): they would leave a log folder, or cannot be names.
@@ -417,7 +417,8 @@ class StoreContract:
     **Class attributes a subclass may set**
 
     - ``shared_between_processes = False`` for a store that keeps runs in one process's memory:
-      the tests that rebuild the store elsewhere skip, saying so.
+      the tests that rebuild the store in other processes are not collected (no other process
+      can see its runs, so they are not part of its contract).
     - ``lists_runs`` / ``deletes_runs``: whether ``list_run_ids`` (and ``get_run_logs``
       without ids) and ``delete_run`` are offered; ``None`` (the default) means "if the class
       overrides the method of ``BaseRunLogStore``".
@@ -433,6 +434,10 @@ class StoreContract:
     branches_per_writer: ClassVar[int] = 6
     kill_rounds: ClassVar[int] = 3
     process_timeout: ClassVar[float] = 120.0
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        drop_inapplicable(cls)
 
     # --- fixtures ---------------------------------------------------------------------------
 
@@ -857,6 +862,7 @@ class StoreContract:
 
     # --- other processes --------------------------------------------------------------------
 
+    @needs("shared_between_processes")
     def test_a_store_rebuilt_from_its_config_sees_the_same_runs(
         self, store: BaseRunLogStore, store_config: dict[str, Any]
     ) -> None:
@@ -922,6 +928,7 @@ class StoreContract:
                 missing.append(f"status SUCCESS of {_writer.branch_name(worker, i)}")
         return missing
 
+    @needs("shared_between_processes")
     def test_parallel_writer_processes_lose_nothing(
         self, store: BaseRunLogStore, store_config: dict[str, Any]
     ) -> None:
@@ -956,6 +963,7 @@ class StoreContract:
         assert run.status.startswith("AT-"), run.status  # the last writer's, whichever it was
         assert json.loads(store.get_run_log_json(RUN)) == json.loads(run.model_dump_json())
 
+    @needs("shared_between_processes")
     def test_sigkilled_writer_loses_no_acknowledged_write(
         self, store: BaseRunLogStore, store_config: dict[str, Any]
     ) -> None:
