@@ -314,7 +314,7 @@ class BaseRunLogStore(ABC, BaseModel):
             if limit is not None and len(found) >= limit:
                 break
             try:
-                run_log = self.get_run_log_by_id(run_id)
+                run_log = self._listed_run_log(run_id)
             except RunLogNotFoundError:
                 if run_ids is not None:
                     raise
@@ -325,6 +325,11 @@ class BaseRunLogStore(ABC, BaseModel):
                 continue
             found.append(run_log)
         return found
+
+    def _listed_run_log(self, run_id: str) -> RunLog:
+        """What ``get_run_logs`` gives of one run: its run log, not full (a store that can read
+        the run-level fields alone does so)."""
+        return self.get_run_log_by_id(run_id)
 
     def get_run_log_json(self, run_id: str) -> bytes:
         """The full run log as JSON bytes (stores with a Rust merger skip pydantic entirely)."""

@@ -261,33 +261,9 @@ class ChunkedRunLogStore(BaseRunLogStore):
             data = self._read_run(run_id, True)
         return validate_run_log(data, self._location(run_id, ""), run_id)
 
-    def get_run_logs(
-        self,
-        run_ids: list[str] | None = None,
-        tag: str | None = None,
-        status: str | None = None,
-        limit: int | None = None,
-    ) -> list[RunLog]:
-        """The run-level fields (``steps`` empty) of the given or all runs that match ``tag``
-        and ``status``: one document per run, whatever the runs hold."""
-        if limit is not None and limit < 0:
-            raise ValueError(f"limit must not be negative, not {limit}")
-        found: list[RunLog] = []
-        for run_id in run_ids if run_ids is not None else self.list_run_ids():
-            if limit is not None and len(found) >= limit:
-                break
-            try:
-                run_log = self._run_fields(run_id)
-            except RunLogNotFoundError:
-                if run_ids is not None:
-                    raise
-                continue  # deleted while we listed
-            if tag is not None and run_log.tag != tag:
-                continue
-            if status is not None and run_log.status != status:
-                continue
-            found.append(run_log)
-        return found
+    def _listed_run_log(self, run_id: str) -> RunLog:
+        """The run-level fields (``steps`` empty): one document per run, whatever it holds."""
+        return self._run_fields(run_id)
 
     def get_run_log_json(self, run_id: str) -> bytes:
         self._check(run_id)
