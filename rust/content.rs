@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -240,37 +240,26 @@ fn reflink(source: &File, target: &File) -> io::Result<()> {
 
 /// Copy `source` into `out` (both at their start), hashing with BLAKE3 as the bytes pass.
 fn copy_hashing(source: &mut File, out: &mut File, src: &Path, dst: &Path) -> Result<String> {
-    let mut hasher = blake3::Hasher::new();
-    let mut buffer = vec![0u8; BUFFER_BYTES];
-    loop {
-        let n = match source.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CoreError::io("read", src, e)),
-        };
-        hasher.update(&buffer[..n]);
-        out.write_all(&buffer[..n])
-            .map_err(|e| CoreError::io("write", dst, e))?;
-    }
-    Ok(hasher.finalize().to_hex().to_string())
+    crate::hasher::copy_hashing(
+        source,
+        out,
+        Algorithm::Blake3,
+        BUFFER_BYTES as u64,
+        src,
+        dst,
+    )
 }
 
 fn hash_open_file(file: &mut File, path: &Path) -> Result<String> {
     file.seek(SeekFrom::Start(0))
         .map_err(|e| CoreError::io("read", path, e))?;
-    let mut hasher = blake3::Hasher::new();
-    let mut buffer = vec![0u8; BUFFER_BYTES];
-    loop {
-        let n = match file.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CoreError::io("read", path, e)),
-        };
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hasher.finalize().to_hex().to_string())
+    // The size is the file's own: hash_reader reads exactly that many bytes.
+    let size = file
+        .metadata()
+        .map_err(|e| CoreError::io("stat", path, e))?
+        .len();
+    crate::hasher::hash_reader(file, Algorithm::Blake3, size)
+        .map_err(|e| CoreError::io("read", path, e))
 }
 
 fn folder_of(path: &Path) -> &Path {

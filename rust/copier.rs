@@ -6,7 +6,7 @@
 //! read and no write.
 
 use std::fs::{self, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
@@ -15,12 +15,11 @@ use rayon::prelude::*;
 use crate::cache::{make_durable, HashCache};
 use crate::error::{CoreError, Result};
 use crate::hasher::{
-    changed_while_read, hash_with_identity, now_ns, open_regular, Algorithm, FileIdentity, Hashed,
-    StreamHasher,
+    changed_while_read, copy_hashing, hash_with_identity, now_ns, open_regular, Algorithm,
+    FileIdentity, Hashed,
 };
 use crate::writer::{create_dir_all_durable, fsync_folder, temp_path};
 
-const BUFFER_BYTES: usize = 1 << 20;
 /// From this size on a BLAKE3 copy is made by the kernel and hashed on every core afterwards
 /// (see `copy_file`); below it one pass through a buffer is as fast and reads the file once.
 const KERNEL_COPY_MIN_BYTES: u64 = 32 << 20;
@@ -69,20 +68,7 @@ pub fn copy_file(
             io::copy(&mut source, &mut out).map_err(|e| CoreError::io("copy", dst, e))?;
             hash_with_identity(&temp, algorithm)?.digest
         } else {
-            let mut hasher = StreamHasher::new(algorithm);
-            let mut buffer = vec![0u8; BUFFER_BYTES.min(before.size as usize + 1).max(4096)];
-            loop {
-                let n = match source.read(&mut buffer) {
-                    Ok(0) => break,
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(CoreError::io("read", src, e)),
-                };
-                hasher.update(&buffer[..n]);
-                out.write_all(&buffer[..n])
-                    .map_err(|e| CoreError::io("write", dst, e))?;
-            }
-            hasher.finalize()
+            copy_hashing(&mut source, &mut out, algorithm, before.size, src, dst)?
         };
         let modified = meta.modified().map_err(|e| CoreError::io("stat", src, e))?;
         out.set_modified(modified)

@@ -6,7 +6,7 @@
 //! A file that changes while it is read is an error, never a digest of a mix.
 
 use std::fs::{File, Metadata};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -183,6 +183,33 @@ pub fn changed_while_read(path: &Path) -> CoreError {
     }
 }
 
+/// Copy `source` into `out`, hashing the bytes as they pass (one read of the source); the hex
+/// digest of what was written. The one copy-and-hash loop of the catalogs (copier.rs,
+/// content.rs).
+pub fn copy_hashing(
+    source: &mut impl Read,
+    out: &mut impl Write,
+    algorithm: Algorithm,
+    size: u64,
+    src: &Path,
+    dst: &Path,
+) -> Result<String> {
+    let mut hasher = StreamHasher::new(algorithm);
+    let mut buffer = vec![0u8; BUFFER_BYTES.min(size as usize + 1).max(4096)];
+    loop {
+        let n = match source.read(&mut buffer) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CoreError::io("read", src, e)),
+        };
+        hasher.update(&buffer[..n]);
+        out.write_all(&buffer[..n])
+            .map_err(|e| CoreError::io("write", dst, e))?;
+    }
+    Ok(hasher.finalize())
+}
+
 /// Streaming hasher of either algorithm.
 pub enum StreamHasher {
     Blake3(Box<blake3::Hasher>),
@@ -214,7 +241,7 @@ impl StreamHasher {
     }
 }
 
-fn hash_reader(reader: &mut impl Read, algorithm: Algorithm, size: u64) -> io::Result<String> {
+pub fn hash_reader(reader: &mut impl Read, algorithm: Algorithm, size: u64) -> io::Result<String> {
     let mut hasher = StreamHasher::new(algorithm);
     // Sized to the file (one read for a small one), at most 1 MiB.
     let mut buffer = vec![0u8; (size as usize).clamp(4096, BUFFER_BYTES - 1) + 1];
