@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -27,6 +28,7 @@ import blake3
 import pytest
 import yaml
 
+import runlog_store
 from runlog_store import BaseCatalog, create_catalog, create_store
 from runlog_store.catalogs.content import ContentCatalog
 from runlog_store.catalogs.content_fs import ContentFileSystemCatalog
@@ -256,6 +258,26 @@ with open(catalog.object_path(catalog.run_manifest("r")["model.bin"].blake3), "r
 """
 
 
+@contextlib.contextmanager
+def _searchable_by_others(*paths: str | Path) -> Iterator[None]:
+    """``nobody`` must reach the interpreter and the package: a clone made under ``mktemp -d``
+    (mode 0700) is not searchable by others, so the folders on the way get the search bit for
+    the test, and their modes back after it."""
+    changed: list[tuple[Path, int]] = []
+    for path in paths:
+        resolved = Path(path).resolve()
+        for folder in [resolved, *resolved.parents]:
+            mode = folder.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                os.chmod(folder, stat.S_IMODE(mode) | stat.S_IXOTH)
+                changed.append((folder, stat.S_IMODE(mode)))
+    try:
+        yield
+    finally:
+        for folder, mode in reversed(changed):
+            os.chmod(folder, mode)
+
+
 def test_an_unprivileged_step_cannot_write_through_a_hard_link_into_the_store() -> None:
     """As the user ``nobody`` (setpriv), a put then a get with ``link: auto`` on ext4 makes a
     hard link (no reflinks there), and every way of opening it for writing is refused."""
@@ -268,21 +290,22 @@ def test_an_unprivileged_step_cannot_write_through_a_hard_link_into_the_store() 
         os.chown(folder, NOBODY, NOBODY)
         script = folder / "step.py"
         script.write_text(UNPRIVILEGED_STEP)
-        done = subprocess.run(
-            [
-                "setpriv",
-                f"--reuid={NOBODY}",
-                f"--regid={NOBODY}",
-                "--clear-groups",
-                sys.executable,
-                str(script),
-                str(folder),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={**os.environ, "HOME": str(folder)},
-        )
+        with _searchable_by_others(runlog_store.__file__, sys.executable, sys.prefix):
+            done = subprocess.run(
+                [
+                    "setpriv",
+                    f"--reuid={NOBODY}",
+                    f"--regid={NOBODY}",
+                    "--clear-groups",
+                    sys.executable,
+                    str(script),
+                    str(folder),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                env={**os.environ, "HOME": str(folder)},
+            )
         assert done.returncode == 0, done.stderr
         lines = done.stdout.splitlines()
         assert lines[0] == f"uid {NOBODY} same inode True mode 0o444", done.stdout
