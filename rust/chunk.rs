@@ -222,30 +222,47 @@ pub fn sealed_step_chunks<B: AsRef<[u8]>>(
 
 // --- snapshots -------------------------------------------------------------------------------
 
-/// The `.merged.json` of a run: a first line with the JSON map (sorted) of every object's name
-/// and ETag the merge was built from, then the merged document.
+/// The `.merged.json` of a run: a first line with the JSON object `{"blake3": <hash of the
+/// merged document>, "documents": <map (sorted) of every object's name and ETag the merge was
+/// built from>, "length": <its length>}`, then the merged document. The length and hash make a
+/// snapshot cut short or damaged (it is a cache, written without fsync) read as no snapshot.
 pub fn encode_snapshot(etags: &HashMap<String, String>, merged: &[u8]) -> Vec<u8> {
     let sorted: BTreeMap<&str, &str> = etags
         .iter()
         .map(|(n, e)| (n.as_str(), e.as_str()))
         .collect();
-    let mut out = Vec::with_capacity(merged.len() + 64 * etags.len() + 2);
+    let mut out = Vec::with_capacity(merged.len() + 64 * etags.len() + 128);
+    out.extend_from_slice(b"{\"blake3\": \"");
+    out.extend_from_slice(blake3::hash(merged).to_hex().as_bytes());
+    out.extend_from_slice(b"\", \"documents\": ");
     write_python_json_map(&mut out, sorted.into_iter());
-    out.push(b'\n');
+    out.extend_from_slice(format!(", \"length\": {}}}\n", merged.len()).as_bytes());
     out.extend_from_slice(merged);
     out
 }
 
+#[derive(serde::Deserialize)]
+struct SnapshotHeader {
+    blake3: String,
+    documents: HashMap<String, String>,
+    length: usize,
+}
+
 /// The merged document of a snapshot, if it was built from exactly the objects `etags` lists
-/// now (the same names with the same ETags); `None` for any other snapshot, damaged ones too.
+/// now (the same names with the same ETags) and is whole; `None` for any other snapshot,
+/// damaged or cut short ones too.
 pub fn decode_snapshot<'a>(data: &'a [u8], etags: &HashMap<String, String>) -> Option<&'a [u8]> {
     let end = data.iter().position(|&b| b == b'\n').filter(|&e| e > 0)?;
-    let stored: HashMap<String, Value> = serde_json::from_slice(&data[..end]).ok()?;
-    let same = stored.len() == etags.len()
-        && stored.iter().all(
-            |(name, etag)| matches!((etag, etags.get(name)), (Value::String(s), Some(e)) if s == e),
-        );
-    same.then(|| &data[end + 1..])
+    let header: SnapshotHeader = serde_json::from_slice(&data[..end]).ok()?;
+    let same = header.documents.len() == etags.len()
+        && header
+            .documents
+            .iter()
+            .all(|(name, etag)| etags.get(name) == Some(etag));
+    let merged = &data[end + 1..];
+    let whole = merged.len() == header.length
+        && blake3::hash(merged).to_hex().as_str() == header.blake3.as_str();
+    (same && whole).then_some(merged)
 }
 
 // --- run documents ---------------------------------------------------------------------------
@@ -658,10 +675,11 @@ mod tests {
         ]);
         let merged = b"{\"run_id\":\"x\"}\n";
         let snapshot = encode_snapshot(&etags, merged);
-        assert_eq!(
-            snapshot,
-            b"{\"BranchLog-b.json\": \"b1\", \"RunLog.json\": \"r1\", \"\\u00e9\": \"x\"}\n{\"run_id\":\"x\"}\n"
+        let header = format!(
+            "{{\"blake3\": \"{}\", \"documents\": {{\"BranchLog-b.json\": \"b1\", \"RunLog.json\": \"r1\", \"\\u00e9\": \"x\"}}, \"length\": 15}}\n",
+            blake3::hash(merged).to_hex()
         );
+        assert_eq!(snapshot, [header.as_bytes(), &merged[..]].concat());
         assert_eq!(decode_snapshot(&snapshot, &etags), Some(&merged[..]));
         let mut changed = etags.clone();
         changed.insert("RunLog.json".into(), "r2".into());
@@ -672,6 +690,15 @@ mod tests {
         let mut fewer = etags.clone();
         fewer.remove("é");
         assert_eq!(decode_snapshot(&snapshot, &fewer), None);
+        // Cut short, or one byte changed: not a snapshot.
+        assert_eq!(
+            decode_snapshot(&snapshot[..snapshot.len() - 1], &etags),
+            None
+        );
+        let mut flipped = snapshot.clone();
+        let last = flipped.len() - 3;
+        flipped[last] ^= 1;
+        assert_eq!(decode_snapshot(&flipped, &etags), None);
         for damaged in [
             &b"no newline"[..],
             b"\n{}",
@@ -681,7 +708,8 @@ mod tests {
         ] {
             assert_eq!(decode_snapshot(damaged, &listed(&[("a", "1")])), None);
         }
-        assert_eq!(decode_snapshot(b"{}\n", &HashMap::new()), Some(&b""[..]));
+        let empty = encode_snapshot(&HashMap::new(), b"");
+        assert_eq!(decode_snapshot(&empty, &HashMap::new()), Some(&b""[..]));
     }
 
     #[test]

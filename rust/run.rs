@@ -285,10 +285,30 @@ impl Run {
 
     /// Append records to this process's journal, as one write: one lock, one frame each, one
     /// sync. Returns when they are durable (with `fsync`) and visible to every reader.
+    ///
+    /// A write to a run that has ended (its `RunLog.json` says so: its end was folded) is
+    /// folded at once, so that what runnable reads stays whole: runnable's executor stores the
+    /// last step once more after it has set the run's status. The check costs one read, made
+    /// only when the append starts a journal: the fold that ended the run removed them all.
     pub fn append(&self, records: &[NewRecord]) -> Result<()> {
         if records.is_empty() {
             return Ok(());
         }
+        let started_journal = self.append_to_journal(records)?;
+        if started_journal && self.has_ended()? {
+            self.fold_all()?;
+        }
+        Ok(())
+    }
+
+    /// Whether the run's document says it has ended.
+    fn has_ended(&self) -> Result<bool> {
+        let run_log = read_whole(&self.run_log_path())?.ok_or_else(|| self.not_found())?;
+        Ok(document_status(&run_log).is_some_and(|s| s == "SUCCESS" || s == "FAIL"))
+    }
+
+    /// The append itself; whether it started a journal.
+    fn append_to_journal(&self, records: &[NewRecord]) -> Result<bool> {
         // No check of the folder's identity here (a system call per write): a run deleted
         // since fails to open its lock file, and one created again has no journal of this
         // name, so a new one is started in it.
@@ -328,7 +348,7 @@ impl Run {
                 fsync_folder(&self.dir)?;
             }
         }
-        Ok(())
+        Ok(journal.created)
     }
 
     /// This process's journal, opened for appending (created, with `.journals/`, if needed);
@@ -815,11 +835,12 @@ impl Run {
 
     fn fold_all_locked(&self, state: &mut State) -> Result<()> {
         let contents = Contents::read_folder(&self.dir)?;
-        let documents = {
+        let (documents, merged) = {
             let records = state.index.all();
             let tree = contents.tree(&records, false)?;
-            tree.fold_documents(Naming::Folder)?
+            (tree.fold_documents(Naming::Folder)?, tree.document())
         };
+        let folded_something = !documents.is_empty() || !state.index.cursors.is_empty();
         for (name, bytes) in &documents {
             self.write_folded(&self.dir.join(name), bytes)?;
         }
@@ -839,7 +860,62 @@ impl Run {
         }
         state.index = Index::default();
         state.own = None;
+        if folded_something {
+            self.store_snapshot(&merged);
+        }
         Ok(())
+    }
+
+    /// Store the merge of a run whose end was just folded as its snapshot, so that the first
+    /// read of the ended run reads one file instead of merging every document. A cache: a
+    /// failure to store it changes nothing.
+    ///
+    /// A reader trusts a snapshot whose documents all have the stats it records. A document
+    /// changed in place (by runnable's own store, say) within the same tick of the file clock
+    /// as the look that recorded its stats, and to the same size, would keep them; so the
+    /// stats are only recorded once the clock has moved past every document's last change:
+    /// the snapshot's temp file is the probe (its change time is the clock's now), and the
+    /// look comes after the probe. Any change after the look then gets a later change time
+    /// than the one recorded. Documents a fold has just written need at most one tick (1-10
+    /// ms, by the kernel's timer frequency) before they qualify.
+    fn store_snapshot(&self, merged: &[u8]) {
+        if !document_status(merged).is_some_and(|s| s == "SUCCESS" || s == "FAIL") {
+            return; // readers only use the snapshot of an ended run
+        }
+        let path = self.dir.join(SNAPSHOT_NAME);
+        let Ok(temp) = crate::writer::temp_path_beside(&path) else {
+            return;
+        };
+        let stored = (|| -> io::Result<bool> {
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&temp)?;
+            let deadline = std::time::Instant::now() + SNAPSHOT_PROBE_LIMIT;
+            loop {
+                let probe = file.metadata()?;
+                let probe_ns = probe.ctime() * 1_000_000_000 + probe.ctime_nsec();
+                let stats = document_stats(&self.dir).map_err(io::Error::other)?;
+                if stats
+                    .values()
+                    .all(|s| change_time(s).is_some_and(|c| c < probe_ns))
+                {
+                    file.write_all_at(&encode_snapshot(&stats, merged), 0)?;
+                    drop(file);
+                    fs::rename(&temp, &path)?;
+                    return Ok(true);
+                }
+                if std::time::Instant::now() > deadline {
+                    return Ok(false);
+                }
+                std::thread::sleep(Duration::from_millis(1));
+                file.write_all_at(b" ", 0)?; // moves the probe's change time to now
+            }
+        })();
+        if !matches!(stored, Ok(true)) {
+            let _ = fs::remove_file(&temp);
+        }
     }
 
     /// The journals of the run with their sizes: records not folded yet (`runlog show`).
@@ -937,14 +1013,20 @@ fn document_stats(dir: &Path) -> Result<HashMap<String, String>> {
 /// Whether every document's last change is older than [`SNAPSHOT_SETTLED_NS`] now.
 fn settled_long_enough(stats: &HashMap<String, String>) -> bool {
     let limit = now_ns() - SNAPSHOT_SETTLED_NS;
-    stats.values().all(|stamp| {
-        stamp
-            .rsplit('-')
-            .next()
-            .and_then(|ctime| ctime.parse::<i64>().ok())
-            .is_some_and(|ctime| ctime < limit)
-    })
+    stats
+        .values()
+        .all(|stamp| change_time(stamp).is_some_and(|ctime| ctime < limit))
 }
+
+/// The change time (ns) in a document's stats (see [`document_stats`]).
+fn change_time(stamp: &str) -> Option<i64> {
+    stamp.rsplit('-').next()?.parse().ok()
+}
+
+/// How long the fold that ends a run waits for the file clock to pass its documents' last
+/// change before it stores the snapshot (see `store_snapshot`): a few ticks of the slowest
+/// timer frequency (100 Hz).
+const SNAPSHOT_PROBE_LIMIT: Duration = Duration::from_millis(50);
 
 struct OpenJournal {
     file: File,
@@ -976,6 +1058,7 @@ fn next_stamps(lock: &File, count: i64, dir: &Path) -> Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::chunk::decode_snapshot;
     use crate::journal::RecordKind;
     use serde_json::{json, Value};
 
@@ -1113,6 +1196,54 @@ mod tests {
             .map(|n| fs::read(path.join(n)).unwrap())
             .collect();
         assert_eq!(bytes, again);
+    }
+
+    #[test]
+    fn the_end_of_a_run_stores_its_merge_and_a_later_write_is_folded_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = new_run(dir.path());
+        let run = Run::new(&path, options());
+        run.append(&[step("a", "SUCCESS")]).unwrap();
+        run.append(&[rec(RecordKind::RunSet, "", json!({"status": "SUCCESS"}))])
+            .unwrap();
+        run.fold_all().unwrap();
+        let snapshot = fs::read(path.join(SNAPSHOT_NAME)).unwrap();
+        let merged = decode_snapshot(&snapshot, &document_stats(&path).unwrap())
+            .expect("a snapshot of the documents as they are");
+        let merged: Value = serde_json::from_slice(merged).unwrap();
+        assert_eq!(merged, full(&Run::new(&path, options())));
+        assert_eq!(merged["status"], "SUCCESS");
+
+        // runnable stores the last step once more after the run's end: another process's
+        // write, folded at once, and seen by every reader (the snapshot no longer matches).
+        let mut again = step("a", "SUCCESS");
+        again.body =
+            br#"{"name":"a","internal_name":"a","status":"SUCCESS","message":"m1"}"#.to_vec();
+        Run::new(&path, options()).append(&[again]).unwrap();
+        assert!(run.journals().unwrap().is_empty(), "folded at once");
+        let run_log: Value =
+            serde_json::from_slice(&fs::read(path.join(RUN_LOG_FILE)).unwrap()).unwrap();
+        assert_eq!(run_log["steps"]["a"]["message"], "m1");
+        assert_eq!(
+            full(&Run::new(&path, options()))["steps"]["a"]["message"],
+            "m1"
+        );
+
+        // Changed in place right after (as runnable's store writes), to the same size: the
+        // stored merge must not hide it. (Kernels with fine-grained change times, 6.13 on,
+        // give this change a later time anyway; on older ones the wait in `store_snapshot`
+        // is what makes it so.)
+        let document = fs::read(path.join(RUN_LOG_FILE)).unwrap();
+        let at = document.windows(4).position(|w| w == b"\"m1\"").unwrap();
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path.join(RUN_LOG_FILE))
+            .unwrap();
+        file.write_all_at(b"\"m2\"", at as u64).unwrap();
+        assert_eq!(
+            full(&Run::new(&path, options()))["steps"]["a"]["message"],
+            "m2"
+        );
     }
 
     #[test]

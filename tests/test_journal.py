@@ -149,7 +149,8 @@ def test_a_fold_stopped_at_any_point_reads_the_same_and_folds_again(tmp_path: Pa
     after = tmp_path / "writer" / "r"
     folded = {p.name: p.read_bytes() for p in after.iterdir() if p.is_file()}
     assert _journals(after) == []
-    written = sorted(n for n in folded if n.endswith(".json"))
+    # The documents (the run's stored merge, `.merged.json`, is a cache beside them).
+    written = sorted(n for n in folded if n.endswith(".json") and not n.startswith("."))
     assert written == [*(f"BranchLog-map.{i}.json" for i in range(4)), "RunLog.json"]
     for stop in range(len(written) + 1):
         # A crash after `stop` documents: the journals are still there (the record of the
@@ -167,8 +168,8 @@ def test_a_fold_stopped_at_any_point_reads_the_same_and_folds_again(tmp_path: Pa
 
 def _same_documents(a: Path, b: Path) -> bool:
     """The same documents (as JSON) in two run folders."""
-    names = {p.name for p in a.iterdir() if p.suffix == ".json"}
-    if names != {p.name for p in b.iterdir() if p.suffix == ".json"}:
+    names = {p.name for p in a.iterdir() if p.suffix == ".json" and not p.name.startswith(".")}
+    if names != {p.name for p in b.iterdir() if p.suffix == ".json" and not p.name.startswith(".")}:
         return False
     return all(_without_stamps(a / n) == _without_stamps(b / n) for n in names)
 
@@ -377,9 +378,10 @@ def test_runlog_fold_and_show(tmp_path: Path) -> None:
 def test_the_merge_stored_of_an_ended_run_is_used_only_while_nothing_changed(
     tmp_path: Path,
 ) -> None:
-    """A full read of an ended run whose documents have settled stores its merge; later full
-    reads use it while no document changed and no journal holds a record, whoever changed it:
-    our writer (a journal), runnable's store (rewriting a document in place), a file edited."""
+    """The fold that ends a run, and a full read of an ended run whose documents have settled,
+    store its merge; later full reads use it while no document changed and no journal holds a
+    record, whoever changed it: our writer (a journal), runnable's store (rewriting a document
+    in place), a file edited."""
     import time
 
     from extensions.run_log_store.chunked_fs import (
@@ -391,8 +393,11 @@ def test_the_merge_stored_of_an_ended_run_is_used_only_while_nothing_changed(
     _map_run(store, "r", 3, end_branches=True)
     store.update_run_log_status("r", "SUCCESS")
     snapshot = tmp_path / "r" / ".merged.json"
-    first = _full(store, "r")
-    assert not snapshot.exists(), "documents just written are not vouched for yet"
+    assert snapshot.exists(), "the fold that ended the run stored its merge"
+    first = _full(_store(tmp_path), "r")
+    snapshot.unlink()
+    assert _full(_store(tmp_path), "r") == first, "the stored merge is the documents' merge"
+    assert not snapshot.exists(), "a read does not vouch for documents just written"
     time.sleep(0.15)
     assert _full(store, "r") == first
     assert snapshot.exists()
