@@ -12,6 +12,7 @@
 //! - [`journal`]: the per-writer journal of a chunked-fs run (record frames, reading back);
 //! - [`fold`]: one stored document and folding journal records into it;
 //! - [`run`]: a chunked-fs run as a store sees it (appending, reading, folding);
+//! - [`spares`]: unnamed files made ahead, so a fold does not wait for a new inode;
 //! - [`content`]: the content catalogs' store: contents named by BLAKE3, reflink / hard link /
 //!   copy materialization, the run manifests.
 //!
@@ -34,6 +35,7 @@ pub mod merger;
 pub mod names;
 pub mod patch;
 pub mod run;
+pub mod spares;
 pub mod writer;
 
 #[cfg(feature = "python")]

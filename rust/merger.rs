@@ -126,10 +126,12 @@ impl Contents {
         let run_log = read_whole(&run_log_path)?.ok_or_else(|| CoreError::NotFound {
             path: run_log_path.clone(),
         })?;
-        let contents: Vec<Result<Option<Vec<u8>>>> = chunk_names
-            .par_iter()
-            .map(|(name, _)| read_whole(&run_dir.join(name)))
-            .collect();
+        let read = |(name, _): &(String, ChunkKind)| read_whole(&run_dir.join(name));
+        let contents: Vec<Result<Option<Vec<u8>>>> = if in_installed_pool() {
+            chunk_names.par_iter().map(read).collect()
+        } else {
+            chunk_names.iter().map(read).collect()
+        };
         let chunks = chunk_names
             .into_iter()
             .zip(contents)
@@ -169,6 +171,16 @@ impl Contents {
     }
 }
 
+/// Whether this thread is one of a thread pool's: the merge runs in parallel only inside a
+/// pool its caller installed (the Python bindings install one per process around every call
+/// that reads or merges a whole run). A call that runs outside one (an append that turns into
+/// a fold, a partial read of an old-format run) merges on its own thread rather than on
+/// rayon's global pool: a forked child inherits that pool without its threads, and waiting on
+/// it would hang the child, holding the run's lock.
+fn in_installed_pool() -> bool {
+    rayon::current_thread_index().is_some()
+}
+
 fn build_tree<'a>(
     contents: &'a Contents,
     records: &[&'a Record],
@@ -186,15 +198,17 @@ fn build_tree<'a>(
                 .map_or(0, |b| b.len())
         })
         .sum();
-    let parsed: Vec<Result<Option<Chunk<'a>>>> = contents
-        .chunks
-        .par_iter()
-        .map(|(name, kind, content)| match content {
+    let parse =
+        |(name, kind, content): &'a (String, ChunkKind, Result<Option<Vec<u8>>>)| match content {
             Ok(Some(bytes)) => parse_chunk(location, name, *kind, bytes).map(Some),
             Ok(None) => Ok(None),
             Err(err) => Err(copy_error(err)),
-        })
-        .collect();
+        };
+    let parsed: Vec<Result<Option<Chunk<'a>>>> = if in_installed_pool() {
+        contents.chunks.par_iter().map(parse).collect()
+    } else {
+        contents.chunks.iter().map(parse).collect()
+    };
 
     let mut tree = Tree {
         nodes: Vec::new(),

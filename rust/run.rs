@@ -41,6 +41,7 @@ use crate::journal::{
 use crate::lock::FileLock;
 use crate::merger::{read_whole, Contents, MergedRun, Naming};
 use crate::names::{chunk_file_name, chunk_kind_of, ChunkKind};
+use crate::spares::Spares;
 use crate::writer::{fsync_folder, write_atomic};
 
 /// The lock file of a run: `flock` target, and the last stamp handed out.
@@ -71,6 +72,8 @@ pub struct Run {
     dir: PathBuf,
     options: RunOptions,
     state: Mutex<State>,
+    /// Files made ahead for the folds (see `spares`).
+    spares: Spares,
 }
 
 #[derive(Default)]
@@ -166,6 +169,7 @@ impl Run {
             dir: dir.to_path_buf(),
             options,
             state: Mutex::new(State::default()),
+            spares: Spares::new(dir),
         }
     }
 
@@ -681,7 +685,12 @@ impl Run {
         let _lock = self.lock()?;
         self.catch_up(&mut state)?;
         if self.layout(&mut state)? == Layout::Chunks {
-            return self.fold_all_locked(&mut state);
+            let ended = self.fold_all_locked(&mut state)?;
+            drop((_lock, state));
+            if let Some((merged, expected)) = ended {
+                self.store_snapshot(&merged, &expected);
+            }
+            return Ok(());
         }
         let mut branch = name.to_string();
         loop {
@@ -828,12 +837,24 @@ impl Run {
     /// or a misplaced copy makes stale is written, then every journal is removed.
     pub fn fold_all(&self) -> Result<()> {
         let mut state = self.state()?;
-        let _lock = self.lock()?;
+        let lock = self.lock()?;
         self.catch_up(&mut state)?;
-        self.fold_all_locked(&mut state)
+        let ended = self.fold_all_locked(&mut state)?;
+        // The snapshot is stored without the lock: other writers need not wait for the file
+        // clock, and it is checked against the documents as this fold left them.
+        drop((lock, state));
+        if let Some((merged, expected)) = ended {
+            self.store_snapshot(&merged, &expected);
+        }
+        Ok(())
     }
 
-    fn fold_all_locked(&self, state: &mut State) -> Result<()> {
+    /// The fold of everything; when it folded anything, the merged run and the stats of its
+    /// documents as the fold left them (for the snapshot).
+    fn fold_all_locked(&self, state: &mut State) -> Result<Option<(Vec<u8>, Stats)>> {
+        // Taken before the documents are read: one changed after this (by a writer that does
+        // not take the lock) no longer has these stats.
+        let mut expected = document_stats(&self.dir)?;
         let contents = Contents::read_folder(&self.dir)?;
         let (documents, merged) = {
             let records = state.index.all();
@@ -842,7 +863,8 @@ impl Run {
         };
         let folded_something = !documents.is_empty() || !state.index.cursors.is_empty();
         for (name, bytes) in &documents {
-            self.write_folded(&self.dir.join(name), bytes)?;
+            let stats = self.write_folded(&self.dir.join(name), bytes)?;
+            expected.insert(name.clone(), stats);
         }
         if self.options.fsync {
             // The names of these documents and of those earlier folds wrote (whose records
@@ -860,25 +882,28 @@ impl Run {
         }
         state.index = Index::default();
         state.own = None;
-        if folded_something {
-            self.store_snapshot(&merged);
-        }
-        Ok(())
+        self.spares.release();
+        Ok(folded_something.then_some((merged, expected)))
     }
 
     /// Store the merge of a run whose end was just folded as its snapshot, so that the first
     /// read of the ended run reads one file instead of merging every document. A cache: a
     /// failure to store it changes nothing.
     ///
-    /// A reader trusts a snapshot whose documents all have the stats it records. A document
-    /// changed in place (by runnable's own store, say) within the same tick of the file clock
-    /// as the look that recorded its stats, and to the same size, would keep them; so the
-    /// stats are only recorded once the clock has moved past every document's last change:
-    /// the snapshot's temp file is the probe (its change time is the clock's now), and the
-    /// look comes after the probe. Any change after the look then gets a later change time
-    /// than the one recorded. Documents a fold has just written need at most one tick (1-10
-    /// ms, by the kernel's timer frequency) before they qualify.
-    fn store_snapshot(&self, merged: &[u8]) {
+    /// A reader trusts a snapshot whose documents all have the stats it records, so those
+    /// must be the stats of what the merge was built from: `expected` holds the stats of the
+    /// documents the fold read (taken before it read them) and of those it wrote (taken from
+    /// the files it wrote, once named), and the snapshot is stored only if the documents have
+    /// exactly these stats at the look. Anything changed since, by any writer, differs.
+    ///
+    /// A document changed in place (by runnable's own store, say) within the same tick of the
+    /// file clock as the look, and to the same size, would keep its stats; so the look counts
+    /// only once the clock has moved past every document's last change: the snapshot's temp
+    /// file is the probe (its change time is the clock's now), and the look comes after the
+    /// probe. Any change after the look then gets a later change time than the one recorded.
+    /// Documents a fold has just written need at most one tick (1-10 ms, by the kernel's
+    /// timer frequency) before they qualify.
+    fn store_snapshot(&self, merged: &[u8], expected: &Stats) {
         if !document_status(merged).is_some_and(|s| s == "SUCCESS" || s == "FAIL") {
             return; // readers only use the snapshot of an ended run
         }
@@ -897,6 +922,9 @@ impl Run {
                 let probe = file.metadata()?;
                 let probe_ns = probe.ctime() * 1_000_000_000 + probe.ctime_nsec();
                 let stats = document_stats(&self.dir).map_err(io::Error::other)?;
+                if &stats != expected {
+                    return Ok(false); // changed since the fold read or wrote it
+                }
                 if stats
                     .values()
                     .all(|s| change_time(s).is_some_and(|c| c < probe_ns))
@@ -934,12 +962,22 @@ impl Run {
 }
 
 impl Run {
-    /// Replace a document with what a fold made of it: a temp file, its bytes synced (with
-    /// `fsync`), renamed over the document. The folder is not fsynced here: until the journals
+    /// Replace a document with what a fold made of it: a spare file made ahead (`spares`),
+    /// or else a temp file, its bytes synced (with `fsync`), named as the document. The folder is not fsynced here: until the journals
     /// go, they hold every record the document holds, so a power cut that undoes the rename
     /// loses nothing; `fold_all` fsyncs the folder once before it removes them. The bytes are
     /// synced before the rename all the same, so no cut can leave the new name with lost bytes.
-    fn write_folded(&self, path: &Path, data: &[u8]) -> Result<()> {
+    ///
+    /// Returns the document's stats as [`document_stats`] gives them, from the file written
+    /// (after it was named, which changes its change time).
+    fn write_folded(&self, path: &Path, data: &[u8]) -> Result<String> {
+        if let Some(spare) = self.spares.take() {
+            let file = spare.publish(path, data, self.options.fsync)?;
+            return file
+                .metadata()
+                .map(|meta| stat_stamp(&meta))
+                .map_err(|e| CoreError::io("stat", path, e));
+        }
         let temp = crate::writer::temp_path_beside(path)?;
         let written = (|| {
             let mut file = OpenOptions::new()
@@ -954,8 +992,10 @@ impl Run {
                 file.sync_data()
                     .map_err(|e| CoreError::io("fsync", path, e))?;
             }
-            drop(file);
-            fs::rename(&temp, path).map_err(|e| CoreError::io("replace", path, e))
+            fs::rename(&temp, path).map_err(|e| CoreError::io("replace", path, e))?;
+            file.metadata()
+                .map(|meta| stat_stamp(&meta))
+                .map_err(|e| CoreError::io("stat", path, e))
         })();
         if written.is_err() {
             let _ = fs::remove_file(&temp);
@@ -973,7 +1013,21 @@ const SNAPSHOT_SETTLED_NS: i64 = 100_000_000;
 /// Each document of a run folder (`RunLog.json`, `BranchLog-*.json`, `StepLog-*.json`) with
 /// what changes when it changes: `<inode>-<size>-<mtime ns>-<ctime ns>` (a replace makes a new
 /// inode; a rewrite in place moves the times).
-fn document_stats(dir: &Path) -> Result<HashMap<String, String>> {
+/// Each document's stats by its name (see [`document_stats`]).
+type Stats = HashMap<String, String>;
+
+/// What identifies a document's state: `<inode>-<size>-<mtime ns>-<ctime ns>`.
+fn stat_stamp(meta: &fs::Metadata) -> String {
+    format!(
+        "{}-{}-{}-{}",
+        meta.ino(),
+        meta.size(),
+        meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        meta.ctime() * 1_000_000_000 + meta.ctime_nsec()
+    )
+}
+
+fn document_stats(dir: &Path) -> Result<Stats> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -994,14 +1048,7 @@ fn document_stats(dir: &Path) -> Result<HashMap<String, String>> {
         }
         match entry.metadata() {
             Ok(meta) => {
-                let stamp = format!(
-                    "{}-{}-{}-{}",
-                    meta.ino(),
-                    meta.size(),
-                    meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-                    meta.ctime() * 1_000_000_000 + meta.ctime_nsec()
-                );
-                stats.insert(name, stamp);
+                stats.insert(name, stat_stamp(&meta));
             }
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(CoreError::io("stat", &dir.join(&name), e)),
@@ -1244,6 +1291,30 @@ mod tests {
             full(&Run::new(&path, options()))["steps"]["a"]["message"],
             "m2"
         );
+    }
+
+    #[test]
+    fn no_snapshot_is_stored_of_documents_changed_since_the_fold() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = new_run(dir.path());
+        let run = Run::new(&path, options());
+        run.append(&[step("a", "SUCCESS")]).unwrap();
+        run.append(&[rec(RecordKind::RunSet, "", json!({"status": "SUCCESS"}))])
+            .unwrap();
+        let mut state = run.state().unwrap();
+        let lock = run.lock().unwrap();
+        run.catch_up(&mut state).unwrap();
+        let (merged, expected) = run.fold_all_locked(&mut state).unwrap().unwrap();
+        drop((lock, state));
+        // Another writer replaces RunLog.json between the fold and the snapshot's look.
+        let document = fs::read(path.join(RUN_LOG_FILE)).unwrap();
+        fs::write(path.join("other"), &document).unwrap();
+        fs::rename(path.join("other"), path.join(RUN_LOG_FILE)).unwrap();
+        run.store_snapshot(&merged, &expected);
+        assert!(!path.join(SNAPSHOT_NAME).exists());
+        // Unchanged since: stored.
+        run.store_snapshot(&merged, &document_stats(&path).unwrap());
+        assert!(path.join(SNAPSHOT_NAME).exists());
     }
 
     #[test]
