@@ -361,8 +361,16 @@ def test_a_finished_run_reads_back_from_its_snapshot_until_anything_changes(
     for i in range(3):
         store.add_step_log(store.create_step_log(f"s{i}", f"s{i}"), "r")
     store.update_run_log_status("r", "SUCCESS")
-    first = store.get_run_log_json("r")
-    assert "r/.merged.json" in _keys(minio_server, minio_config["bucket"])
+    assert "r/.merged.json" in _keys(minio_server, minio_config["bucket"]), "stored at the end"
+    # The first read of the ended run, by another store object: one GET.
+    reader = create_store("chunked-minio", **minio_config)
+    fetched = _count_gets(reader)
+    first = reader.get_run_log_json("r")
+    assert fetched == [".merged.json"]
+    # ... and it is the merge of the objects.
+    _client(minio_server).remove_object(minio_config["bucket"], "r/.merged.json")
+    assert store.get_run_log_json("r") == first
+    assert "r/.merged.json" in _keys(minio_server, minio_config["bucket"]), "stored again"
     fetched = _count_gets(store)
     assert store.get_run_log_json("r") == first
     assert fetched == [".merged.json"]

@@ -334,7 +334,10 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
     def _ended(self, run_id: str, branch: str) -> None:
         naming = self._naming(run_id)
         if not branch:
-            self._fold_run(run_id, naming)
+            if self._fold_run(run_id, naming):
+                # The run has ended: a full read now stores its merge (the snapshot), so the
+                # first read of the ended run is one listing and one GET.
+                self._read_full(run_id, salvage=False)
             return
         self._fold_parent(run_id, branch, naming)
 
@@ -387,14 +390,15 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
         self._folded_parents[(run_id, parent)] = etag
         return home_branch
 
-    def _fold_run(self, run_id: str, naming: Naming) -> None:
-        """Embed every step whose latest copy is its own object into its document."""
+    def _fold_run(self, run_id: str, naming: Naming) -> bool:
+        """Embed every step whose latest copy is its own object into its document; whether the
+        run has ended."""
         bucket = self.storage()
         listed, documents = self._fetch_run(run_id, naming)
         run_doc = self._run_doc(run_id)
         run_log = documents.pop(run_doc, None)
         if run_log is None:
-            return
+            return False
         plan = _core.fold_plan(
             bucket.url(self._key(run_id)),
             run_log,
@@ -413,6 +417,7 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
             list(pool.map(fold, plan))
         for key in [k for k in self._unsealed if k[0] == run_id]:
             self._unsealed.pop(key, None)
+        return _core.document_status(run_log) in ENDED_STATUSES
 
     def _fetch_run(self, run_id: str, naming: Naming) -> tuple[dict[str, str], dict[str, bytes]]:
         """One listing of the run (names and ETags), and its documents with the step objects
