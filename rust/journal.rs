@@ -356,6 +356,9 @@ pub fn scan(
                 scanned.end = offset + at as u64;
             }
             Err(bad) => {
+                if bytes[at..].iter().all(|&b| b == 0) {
+                    break; // the room made ahead of the frames (zeros): the usual end
+                }
                 let Some(next) = next_valid_frame(bytes, at + 1) else {
                     break; // a torn tail: nothing valid follows
                 };
@@ -590,6 +593,15 @@ mod tests {
         zeroed[two..].fill(0);
         let got = scan(&zeroed, 0, Path::new("j"), &name(), false).unwrap();
         assert_eq!((got.records.len(), got.end), (2, two as u64));
+        // the room made ahead of the frames (with fsync): read as nothing, every time
+        let mut room = bytes.clone();
+        room.resize(bytes.len() + 64 * 1024, 0);
+        let got = scan(&room, 0, Path::new("j"), &name(), false).unwrap();
+        assert_eq!((got.records.len(), got.end), (3, bytes.len() as u64));
+        // ... but zeros with a frame after them are damage, not an end
+        let mut hole = vec![0u8; 100];
+        hole.extend_from_slice(&bytes);
+        assert!(scan(&hole, 0, Path::new("j"), &name(), false).is_err());
     }
 
     #[test]

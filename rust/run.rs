@@ -43,6 +43,8 @@ use crate::merger::{read_whole, Contents, MergedRun, Naming};
 use crate::names::{chunk_file_name, chunk_kind_of, ChunkKind};
 use crate::spares::Spares;
 use crate::writer::{fsync_folder, write_atomic};
+use rustix::fs::FallocateFlags;
+use rustix::io::Errno;
 
 /// The lock file of a run: `flock` target, and the last stamp handed out.
 pub const LOCK_FILE: &str = ".lock";
@@ -83,9 +85,10 @@ struct State {
     /// The run folder's device and inode: a run deleted and created again is another run.
     identity: Option<(u64, u64)>,
     layout: Option<Layout>,
-    /// This process's journal (its name, and its size after the last append) once it has
-    /// appended.
-    own: Option<(String, u64)>,
+    /// This process's journal once it has appended.
+    own: Option<OwnJournal>,
+    /// Appends stopped preallocating: the file system cannot (`fallocate` unsupported).
+    no_preallocation: bool,
     index: Index,
     /// Branches known to have a document.
     documented: HashSet<String>,
@@ -323,22 +326,39 @@ impl Run {
             state.own = None;
         }
         let lock = self.lock()?;
-        let (mut journal, name, new_folder) = self.open_journal(&mut state)?;
+        let (journal, new_folder) = self.open_journal(&mut state)?;
         let stamp = next_stamps(lock.file(), records.len() as i64, &self.dir)?;
         let mut frames = Vec::with_capacity(records.iter().map(|r| r.body.len() + 64).sum());
         for (i, record) in records.iter().enumerate() {
             encode_frame(&mut frames, stamp + i as i64, record);
         }
-        let path = journal_path(&self.dir, &name);
-        if let Err(e) = journal.file.write_all(&frames) {
+        let path = journal_path(&self.dir, &journal.own.name);
+        let end = journal.own.size + frames.len() as u64;
+        let mut own = journal.own.clone();
+        if self.options.fsync && !state.no_preallocation && end > own.allocated {
+            match self.preallocate(&journal.file, own.allocated, end) {
+                Ok(allocated) => own.allocated = allocated,
+                Err(e) if e == Errno::OPNOTSUPP || e == Errno::NOSYS => {
+                    state.no_preallocation = true;
+                }
+                Err(e) => return Err(CoreError::io("allocate", &path, e.into())),
+            }
+        }
+        if let Err(e) = journal.file.write_all_at(&frames, journal.own.size) {
             // Take the partial frame back, so the next append does not follow garbage; if even
             // that fails, this journal is abandoned (its torn tail is read as never written).
-            if journal.file.set_len(journal.size).is_err() {
-                state.own = None;
-            }
+            state.own = journal
+                .file
+                .set_len(journal.own.size)
+                .is_ok()
+                .then(|| OwnJournal {
+                    allocated: journal.own.size,
+                    ..journal.own.clone()
+                });
             return Err(CoreError::io("write", &path, e));
         }
-        state.own = Some((name, journal.size + frames.len() as u64));
+        own.size = end;
+        state.own = Some(own);
         drop(lock);
         if self.options.fsync {
             journal
@@ -355,19 +375,31 @@ impl Run {
         Ok(journal.created)
     }
 
-    /// This process's journal, opened for appending (created, with `.journals/`, if needed);
+    /// Make room for the journal to grow to `end` without changing its size at each append
+    /// (with `fsync` only): an `fdatasync` of bytes written inside the file's size does not
+    /// have to commit a new size and new blocks to the file system's own journal, which is
+    /// most of what an append's sync costs otherwise (here, 80-100 us against 120-150).
+    /// Readers see the room as zeros after the last frame: a torn tail, never read as records.
+    /// Returns the new allocated end.
+    fn preallocate(&self, file: &File, from: u64, end: u64) -> rustix::io::Result<u64> {
+        let allocated = end.div_ceil(PREALLOCATION) * PREALLOCATION;
+        rustix::fs::fallocate(file, FallocateFlags::empty(), from, allocated - from)?;
+        Ok(allocated)
+    }
+
+    /// This process's journal, opened for writing (created, with `.journals/`, if needed);
     /// whether `.journals/` was created.
-    fn open_journal(&self, state: &mut State) -> Result<(OpenJournal, String, bool)> {
-        if let Some((name, size)) = state.own.clone() {
-            let path = journal_path(&self.dir, &name);
-            match OpenOptions::new().append(true).open(&path) {
+    fn open_journal(&self, state: &mut State) -> Result<(OpenJournal, bool)> {
+        if let Some(own) = state.own.clone() {
+            let path = journal_path(&self.dir, &own.name);
+            match OpenOptions::new().write(true).open(&path) {
                 Ok(file) => {
                     let journal = OpenJournal {
                         file,
                         created: false,
-                        size,
+                        own,
                     };
-                    return Ok((journal, name, false));
+                    return Ok((journal, false));
                 }
                 // Folded and removed: start a new one.
                 Err(e) if e.kind() == io::ErrorKind::NotFound => state.own = None,
@@ -387,18 +419,22 @@ impl Run {
         let name = new_journal_name();
         let path = journal_path(&self.dir, &name);
         let file = OpenOptions::new()
-            .append(true)
+            .write(true)
             .create_new(true)
             .mode(0o644)
             .open(&path)
             .map_err(|e| CoreError::io("create", &path, e))?;
+        let own = OwnJournal {
+            name,
+            size: 0,
+            allocated: 0,
+        };
         Ok((
             OpenJournal {
                 file,
                 created: true,
-                size: 0,
+                own,
             },
-            name,
             new_folder,
         ))
     }
@@ -1075,11 +1111,24 @@ fn change_time(stamp: &str) -> Option<i64> {
 /// timer frequency (100 Hz).
 const SNAPSHOT_PROBE_LIMIT: Duration = Duration::from_millis(50);
 
+/// How far a journal grows at a time with `fsync` (see `Run::preallocate`): an append of a
+/// few hundred bytes meets a new allocation once in about a hundred.
+const PREALLOCATION: u64 = 64 * 1024;
+
+/// This process's journal as it left it (this process is its only writer).
+#[derive(Clone)]
+struct OwnJournal {
+    name: String,
+    /// The end of its last frame.
+    size: u64,
+    /// The end of the room made for it (0: none).
+    allocated: u64,
+}
+
 struct OpenJournal {
     file: File,
     created: bool,
-    /// Its size before this append (this process is its only writer).
-    size: u64,
+    own: OwnJournal,
 }
 
 /// `count` consecutive stamps, the first later than every stamp handed out in this run and no
@@ -1315,6 +1364,41 @@ mod tests {
         // Unchanged since: stored.
         run.store_snapshot(&merged, &document_stats(&path).unwrap());
         assert!(path.join(SNAPSHOT_NAME).exists());
+    }
+
+    #[test]
+    fn with_fsync_a_journal_grows_into_room_made_ahead_which_reads_as_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = new_run(dir.path());
+        let synced = RunOptions {
+            fsync: true,
+            ..options()
+        };
+        let run = Run::new(&path, synced);
+        let reader = Run::new(&path, options());
+        let mut names = Vec::new();
+        // About 300 KiB of records: the room is made again several times.
+        for i in 0..400 {
+            let name = format!("step-{i:03}-{}", "x".repeat(600));
+            run.append(&[step(&name, "SUCCESS")]).unwrap();
+            names.push(name);
+            if i % 97 == 0 {
+                // A reader in between reads on from where it stopped, never past the frames.
+                assert_eq!(keys(&full(&reader)["steps"]), names);
+            }
+        }
+        let journals = run.journals().unwrap();
+        assert_eq!(journals.len(), 1);
+        let size = journals[0].1;
+        assert_eq!(size % PREALLOCATION, 0, "room made ahead");
+        assert_eq!(keys(&full(&Run::new(&path, options()))["steps"]), names);
+        assert_eq!(keys(&full(&reader)["steps"]), names);
+        // The room is part of nothing the fold writes, and goes with the journal.
+        run.append(&[rec(RecordKind::RunSet, "", json!({"status": "SUCCESS"}))])
+            .unwrap();
+        run.fold_all().unwrap();
+        assert!(run.journals().unwrap().is_empty());
+        assert_eq!(keys(&full(&Run::new(&path, options()))["steps"]), names);
     }
 
     #[test]

@@ -31,8 +31,8 @@ the control socket ``control.sock``, which takes one JSON request per line:
 Inode numbers are the filesystem's own and survive cuts, as on a disk; so do the ctimes it
 shows (the backing folder's move when the cut rewrites it), so an identity recorded before a cut
 (the catalog's hash cache keys on device, inode, size, mtime and ctime) can match after it.
-Symbolic links, extended attributes and fallocate are not supported: no code under test uses
-them. Standard library and ``mfusepy`` only.
+Symbolic links, extended attributes and fallocate's modes other than plain room-making are
+not supported: no code under test uses them. Standard library and ``mfusepy`` only.
 """
 
 from __future__ import annotations
@@ -261,6 +261,17 @@ class PowerCutFs(mfusepy.Operations):  # type: ignore[misc]
             readable = target if isinstance(target, str) else f"/proc/self/fd/{target}"
             self._file_changing(self._ino(st.st_ino), st, readable)
             os.truncate(target, length)
+            return 0
+
+    def fallocate(self, path: str | None, mode: int, offset: int, size: int, fh: int) -> int:
+        """Room made ahead (mode 0: the size grows, the new bytes read as zeros): like a write,
+        the disk holds it only once the file is synced."""
+        with self._powered():
+            if mode != 0:
+                raise OSError(errno.EOPNOTSUPP, "only plain fallocate is modelled")
+            st = os.fstat(fh)
+            self._file_changing(self._ino(st.st_ino), st, f"/proc/self/fd/{fh}")
+            os.posix_fallocate(fh, offset, size)
             return 0
 
     def utimens(self, path: str, times: tuple[int, int] | None = None) -> int:
