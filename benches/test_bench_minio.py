@@ -64,7 +64,7 @@ def written(minio_server: Any) -> dict[str, Any]:
 
 
 def _forget_snapshot(stores: dict[str, Any]) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """Before a "first read" round: no merged snapshot of the run is stored yet."""
+    """Before a "no stored merge" round: the merge the end of the run stored is removed."""
     bucket = stores["ours"].storage()
     key = bucket.key("ours", ".merged.json")
     if bucket.exists(key):
@@ -78,20 +78,27 @@ READERS = {
         lambda s: minio_runnable.read_run(s["theirs"], "theirs"),
         False,
     ),
-    "runlog get_run_log_by_id(full=True), first read": (
-        "ours",
-        lambda s: s["ours"].get_run_log_by_id("ours", full=True),
-        True,
-    ),
-    "runlog get_run_log_json, first read": (
-        "ours",
-        lambda s: s["ours"].get_run_log_json("ours"),
-        True,
-    ),
-    "runlog get_run_log_by_id(full=True), again": (
+    # The ended run as our writer left it (its end stored the merge): one listing, one GET.
+    "runlog get_run_log_by_id(full=True)": (
         "ours",
         lambda s: s["ours"].get_run_log_by_id("ours", full=True),
         False,
+    ),
+    "runlog get_run_log_json": (
+        "ours",
+        lambda s: s["ours"].get_run_log_json("ours"),
+        False,
+    ),
+    # Without it (a run runnable's store ended, read the first time): every object fetched.
+    "runlog get_run_log_by_id(full=True), no stored merge": (
+        "ours",
+        lambda s: s["ours"].get_run_log_by_id("ours", full=True),
+        True,
+    ),
+    "runlog get_run_log_json, no stored merge": (
+        "ours",
+        lambda s: s["ours"].get_run_log_json("ours"),
+        True,
     ),
 }
 
