@@ -68,6 +68,16 @@ impl FileLock {
     }
 }
 
+impl Drop for FileLock {
+    /// Unlocked explicitly before the descriptor closes: a process forked while this lock was
+    /// held (by one thread, while another forked: runnable's Pool, a user's threads) has a copy
+    /// of the descriptor, and closing ours alone would leave the run locked for as long as
+    /// that child lives.
+    fn drop(&mut self) {
+        let _ = flock(&self._file, FlockOperation::Unlock);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +115,18 @@ mod tests {
             h.join().unwrap();
         }
         assert_eq!(counter.lock().unwrap().len(), 4);
+    }
+
+    #[test]
+    fn release_unlocks_even_while_a_copy_of_the_descriptor_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".lock");
+        let held = FileLock::acquire(&path, Duration::from_secs(1)).unwrap();
+        // What a child forked meanwhile holds: the same open file description.
+        let copy = held.file().try_clone().unwrap();
+        drop(held);
+        FileLock::acquire(&path, Duration::from_millis(50)).unwrap();
+        drop(copy);
     }
 
     #[test]
