@@ -1294,14 +1294,20 @@ mod tests {
         assert_eq!(bytes, again);
     }
 
-    #[test]
-    fn the_end_of_a_run_stores_its_merge_and_a_later_write_is_folded_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = new_run(dir.path());
+    /// A run with one step whose end has been recorded, not folded yet.
+    fn ended_run(dir: &Path) -> (PathBuf, Run) {
+        let path = new_run(dir);
         let run = Run::new(&path, options());
         run.append(&[step("a", "SUCCESS")]).unwrap();
         run.append(&[rec(RecordKind::RunSet, "", json!({"status": "SUCCESS"}))])
             .unwrap();
+        (path, run)
+    }
+
+    #[test]
+    fn the_end_of_a_run_stores_its_merge_and_a_later_write_is_folded_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (path, run) = ended_run(dir.path());
         run.fold_all().unwrap();
         let snapshot = fs::read(path.join(SNAPSHOT_NAME)).unwrap();
         let merged = decode_snapshot(&snapshot, &document_stats(&path).unwrap())
@@ -1345,11 +1351,7 @@ mod tests {
     #[test]
     fn no_snapshot_is_stored_of_documents_changed_since_the_fold() {
         let dir = tempfile::tempdir().unwrap();
-        let path = new_run(dir.path());
-        let run = Run::new(&path, options());
-        run.append(&[step("a", "SUCCESS")]).unwrap();
-        run.append(&[rec(RecordKind::RunSet, "", json!({"status": "SUCCESS"}))])
-            .unwrap();
+        let (path, run) = ended_run(dir.path());
         let mut state = run.state().unwrap();
         let lock = run.lock().unwrap();
         run.catch_up(&mut state).unwrap();
