@@ -982,16 +982,19 @@ impl Run {
         }
     }
 
-    /// The journals of the run with their sizes: records not folded yet (`runlog show`).
+    /// The journals of the run with the bytes of records each holds (to the end of its last
+    /// whole frame; with `fsync` a journal's file is larger, its room made ahead): records not
+    /// folded yet (`runlog show`).
     pub fn journals(&self) -> Result<Vec<(String, u64)>> {
         let mut out = Vec::new();
         for name in list_journals(&self.dir)? {
             let path = journal_path(&self.dir, &name);
-            match fs::metadata(&path) {
-                Ok(meta) => out.push((name, meta.len())),
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(CoreError::io("stat", &path, e)),
-            }
+            let Some(bytes) = read_from(&path, 0)? else {
+                continue; // folded and removed meanwhile
+            };
+            let shared: Arc<str> = Arc::from(name.as_str());
+            let scanned = scan(&bytes, 0, &path, &shared, true)?;
+            out.push((name, scanned.end));
         }
         Ok(out)
     }
@@ -1391,8 +1394,9 @@ mod tests {
         }
         let journals = run.journals().unwrap();
         assert_eq!(journals.len(), 1);
-        let size = journals[0].1;
-        assert_eq!(size % PREALLOCATION, 0, "room made ahead");
+        let file = fs::metadata(journal_path(&path, &journals[0].0)).unwrap().len();
+        assert_eq!(file % PREALLOCATION, 0, "room made ahead");
+        assert!(journals[0].1 < file && journals[0].1 > 300_000, "the records' bytes");
         assert_eq!(keys(&full(&Run::new(&path, options()))["steps"]), names);
         assert_eq!(keys(&full(&reader)["steps"]), names);
         // The room is part of nothing the fold writes, and goes with the journal.
