@@ -90,13 +90,17 @@ def _series(type_name: str, location: Path, compute: Path) -> int:
     return _stored_bytes(location)
 
 
-SERIES = {"file-system catalog": ("baseline", "file-system"), "content-fs": ("ours", "content-fs")}
+# The side-by-side pair of the series and the repeat put: (role, catalog type) by name.
+CATALOGS = {
+    "file-system catalog": ("baseline", "file-system"),
+    "content-fs": ("ours", "content-fs"),
+}
 
 
-@pytest.mark.parametrize("name", list(SERIES))
+@pytest.mark.parametrize("name", list(CATALOGS))
 def test_content_series(benchmark: Any, scratch: Path, compute: Path, name: str) -> None:
     benchmark.group = f"content-series: {RUNS} runs putting {FILES} files of 256 KiB, one changed"
-    role, type_name = SERIES[name]
+    role, type_name = CATALOGS[name]
     benchmark.extra_info["role"] = role
     location = scratch / f"series-{type_name}"
     stored = benchmark.pedantic(
@@ -118,13 +122,10 @@ def test_content_series(benchmark: Any, scratch: Path, compute: Path, name: str)
 # --- content-repeat: a put of unchanged files into a new run --------------------------------
 
 
-REPEAT = {"file-system catalog": ("baseline", "file-system"), "content-fs": ("ours", "content-fs")}
-
-
-@pytest.mark.parametrize("name", list(REPEAT))
+@pytest.mark.parametrize("name", list(CATALOGS))
 def test_content_repeat_put(benchmark: Any, scratch: Path, compute: Path, name: str) -> None:
     benchmark.group = f"content-repeat: a put of {FILES} unchanged files (100 MiB) into a new run"
-    role, type_name = REPEAT[name]
+    role, type_name = CATALOGS[name]
     benchmark.extra_info["role"] = role
     location = scratch / f"repeat-{type_name}"
     catalog = _catalog(type_name, location, compute)

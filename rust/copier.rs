@@ -192,18 +192,24 @@ mod tests {
             .unwrap();
     }
 
-    #[test]
-    fn copies_hash_and_keep_the_mtime() {
+    /// Copy `len` bytes with `algorithm`: the copy holds them, the digest is the source's, the
+    /// copy keeps the source's mtime, and no temp file is left beside it.
+    fn copies_whole(len: usize, algorithm: Algorithm) {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("data.bin");
-        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
         fs::write(&src, &data).unwrap();
         let dst = dir.path().join("catalog/run/data.bin");
-        let (hashed, copy) = copy_file(&src, &dst, Algorithm::Sha256, true).unwrap();
+        let (hashed, copy) = copy_file(&src, &dst, algorithm, true).unwrap();
         assert_eq!(fs::read(&dst).unwrap(), data);
-        assert_eq!(hashed.digest, hash_file(&src, Algorithm::Sha256).unwrap());
+        assert_eq!(hashed.digest, hash_file(&src, algorithm).unwrap());
         assert_eq!(copy.mtime_ns, hashed.identity.mtime_ns);
         assert_eq!(fs::read_dir(dst.parent().unwrap()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn copies_hash_and_keep_the_mtime() {
+        copies_whole(3_000_000, Algorithm::Sha256);
     }
 
     #[test]
@@ -240,18 +246,7 @@ mod tests {
 
     #[test]
     fn large_files_are_copied_by_the_kernel_and_hashed_in_parallel() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = dir.path().join("big.bin");
-        let data: Vec<u8> = (0..(KERNEL_COPY_MIN_BYTES + 12_345))
-            .map(|i| (i % 251) as u8)
-            .collect();
-        fs::write(&src, &data).unwrap();
-        let dst = dir.path().join("catalog/run/big.bin");
-        let (hashed, copy) = copy_file(&src, &dst, Algorithm::Blake3, true).unwrap();
-        assert_eq!(hashed.digest, hash_file(&src, Algorithm::Blake3).unwrap());
-        assert_eq!(fs::read(&dst).unwrap(), data);
-        assert_eq!(copy.mtime_ns, hashed.identity.mtime_ns);
-        assert_eq!(fs::read_dir(dst.parent().unwrap()).unwrap().count(), 1);
+        copies_whole(KERNEL_COPY_MIN_BYTES as usize + 12_345, Algorithm::Blake3);
     }
 
     #[test]

@@ -42,7 +42,7 @@ use crate::lock::FileLock;
 use crate::merger::{read_whole, Contents, MergedRun, Naming};
 use crate::names::{chunk_file_name, chunk_kind_of, ChunkKind};
 use crate::spares::Spares;
-use crate::writer::{fsync_folder, write_atomic};
+use crate::writer::fsync_folder;
 use rustix::fs::FallocateFlags;
 use rustix::io::Errno;
 
@@ -488,9 +488,9 @@ impl Run {
         let tree = contents.tree(&records, false)?;
         let document = tree.document();
         if let Some(stats) = stats {
-            // A cache: a failure to store it (a read-only folder) changes nothing.
-            let snapshot = encode_snapshot(&stats, &document);
-            let _ = write_atomic(&self.dir.join(SNAPSHOT_NAME), &snapshot, false, false);
+            // Stored as the fold that ends a run stores it, against the stats taken before the
+            // documents were read (settled documents pass the clock's check at once).
+            self.store_snapshot(&document, &stats);
         }
         Ok(MergedRun {
             document,
@@ -925,9 +925,9 @@ impl Run {
         Ok(folded_something.then_some((merged, expected)))
     }
 
-    /// Store the merge of a run whose end was just folded as its snapshot, so that the first
-    /// read of the ended run reads one file instead of merging every document. A cache: a
-    /// failure to store it changes nothing.
+    /// Store the merge of an ended run as its snapshot: by the fold that ended it, so that the
+    /// first read reads one file instead of merging every document, or by a full read that
+    /// merged it. A cache: a failure to store it (a read-only folder) changes nothing.
     ///
     /// A reader trusts a snapshot whose documents all have the stats it records, so those
     /// must be the stats of what the merge was built from: `expected` holds the stats of the

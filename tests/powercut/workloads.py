@@ -174,21 +174,31 @@ class CatalogRun:
     def lost(self, run_folder: Path) -> tuple[int, list[str]]:
         """A put is lost when its copy is gone or holds other bytes than those it returned (or
         than a later put that was under way: an unacknowledged write may land)."""
-        lost, shown = 0, list[str]()
-        for name, (i, data_hash) in sorted(self.last_acked.items()):
-            path = run_folder / name
-            may_hold = {data_hash} | {h for j, h in self.intents.get(name, []) if j > i}
+
+        def held(name: str) -> str:
             try:
-                held = format_data_hash("blake3", hash_file(path))
+                return format_data_hash("blake3", hash_file(run_folder / name))
             except Exception as exc:
-                held = f"unreadable ({type(exc).__name__})"
+                return f"unreadable ({type(exc).__name__})"
+
+        return self._losses(held, "the catalog holds", [])
+
+    def _losses(
+        self, held_of: Callable[[str], str], holder: str, shown: list[str]
+    ) -> tuple[int, list[str]]:
+        """The acknowledged puts whose file holds (``held_of``) neither what the put returned
+        nor what a later put under way would have left, each counted once; up to three shown."""
+        lost = 0
+        for name, (i, data_hash) in sorted(self.last_acked.items()):
+            held = held_of(name)
+            may_hold = {data_hash} | {h for j, h in self.intents.get(name, []) if j > i}
             if held not in may_hold and (name, i) not in self.counted:
                 self.counted.add((name, i))
                 lost += 1
                 if len(shown) < 3:
                     shown.append(
                         f"run {self.run_id}: put {i} of {name} returned {data_hash}, "
-                        f"the catalog holds {held}"
+                        f"{holder} {held}"
                     )
         return lost, shown
 
@@ -333,17 +343,9 @@ class ContentCatalogRun(CatalogRun):
             damaged = f"run {self.run_id}: its manifest does not read: {exc}"
         else:
             damaged = ""
-        lost, shown = 0, [damaged] if damaged else []
-        for name, (i, data_hash) in sorted(self.last_acked.items()):
+
+        def held(name: str) -> str:
             entry = manifest.get(name)
-            held = f"blake3:{entry.blake3}" if entry is not None else "nothing"
-            may_hold = {data_hash} | {h for j, h in self.intents.get(name, []) if j > i}
-            if held not in may_hold and (name, i) not in self.counted:
-                self.counted.add((name, i))
-                lost += 1
-                if len(shown) < 3:
-                    shown.append(
-                        f"run {self.run_id}: put {i} of {name} returned {data_hash}, "
-                        f"the manifest names {held}"
-                    )
-        return lost, shown
+            return f"blake3:{entry.blake3}" if entry is not None else "nothing"
+
+        return self._losses(held, "the manifest names", [damaged] if damaged else [])

@@ -254,6 +254,11 @@ class BaseRunLogStore(ABC, BaseModel):
             return
         if "." not in branch_log.internal_name:
             raise BranchLogNotFoundError(run_id, branch_log.internal_name)
+        self._add_branch(branch_log, run_id)
+
+    def _add_branch(self, branch_log: BranchLog, run_id: str) -> None:
+        """Store a branch whose name is a branch's: the whole run read, changed and put back,
+        unless the store can place it in the stored run itself."""
         self._update(run_id, lambda run_log: run_log.place_branch(branch_log))
 
     # --- factories runnable's executors call ---------------------------------------------------

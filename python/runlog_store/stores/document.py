@@ -182,13 +182,7 @@ class DocumentRunLogStore(BaseRunLogStore):
         node = step_log.model_dump_json().encode()
         self._place(run_id, "step", node, step_log.internal_name)
 
-    def add_branch_log(self, branch_log: BranchLog | RunLog, run_id: str) -> None:
-        """Store a branch (a RunLog is stored as the run, runnable's convention)."""
-        if isinstance(branch_log, RunLog):
-            self.put_run_log(branch_log)
-            return
-        if "." not in branch_log.internal_name:
-            raise BranchLogNotFoundError(run_id, branch_log.internal_name)
+    def _add_branch(self, branch_log: BranchLog, run_id: str) -> None:
         node = branch_log.model_dump_json().encode()
         self._place(run_id, "branch", node, branch_log.internal_name)
 
