@@ -182,6 +182,17 @@ mod tests {
     use crate::hasher::hash_file;
     use std::time::{Duration, SystemTime};
 
+    /// A hash cache's path, one source file `a` (settled when `aged`), and its copy's pair.
+    fn one_source(dir: &Path, aged: bool) -> (PathBuf, PathBuf, Vec<(PathBuf, PathBuf)>) {
+        let src = dir.join("a");
+        fs::write(&src, b"content").unwrap();
+        if aged {
+            age(&src);
+        }
+        let pairs = vec![(src.clone(), dir.join("out/a"))];
+        (dir.join(".cache"), src, pairs)
+    }
+
     fn age(path: &Path) {
         let old = SystemTime::now() - Duration::from_secs(60);
         fs::File::options()
@@ -215,11 +226,7 @@ mod tests {
     #[test]
     fn second_copy_of_unchanged_files_reads_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let cache_path = dir.path().join(".cache");
-        let src = dir.path().join("a");
-        fs::write(&src, b"content").unwrap();
-        age(&src);
-        let pairs = vec![(src.clone(), dir.path().join("out/a"))];
+        let (cache_path, src, pairs) = one_source(dir.path(), true);
         let mut cache = HashCache::open(&cache_path).unwrap();
         let first = copy_files(&pairs, Algorithm::Blake3, true, Some(&mut cache));
         assert!(first[0].as_ref().unwrap().copied);
@@ -254,11 +261,7 @@ mod tests {
         // Without fsync a copy's bytes may not be on disk yet: the cache does not record it, so
         // the next put copies again instead of trusting a copy a power cut may have emptied.
         let dir = tempfile::tempdir().unwrap();
-        let cache_path = dir.path().join(".cache");
-        let src = dir.path().join("a");
-        fs::write(&src, b"content").unwrap();
-        age(&src);
-        let pairs = vec![(src.clone(), dir.path().join("out/a"))];
+        let (cache_path, _, pairs) = one_source(dir.path(), true);
         for _ in 0..2 {
             let mut cache = HashCache::open(&cache_path).unwrap();
             let copied = copy_files(&pairs, Algorithm::Blake3, false, Some(&mut cache));
@@ -271,10 +274,7 @@ mod tests {
         // A file a step has just written is likely still in the page cache: recording it would
         // cost a disk flush per file, so it is read again until it has settled.
         let dir = tempfile::tempdir().unwrap();
-        let cache_path = dir.path().join(".cache");
-        let src = dir.path().join("a");
-        fs::write(&src, b"content").unwrap();
-        let pairs = vec![(src.clone(), dir.path().join("out/a"))];
+        let (cache_path, _, pairs) = one_source(dir.path(), false);
         let mut cache = HashCache::open(&cache_path).unwrap();
         copy_files(&pairs, Algorithm::Blake3, true, Some(&mut cache));
         assert!(HashCache::open(&cache_path).unwrap().is_empty());
