@@ -1652,7 +1652,7 @@ mod tests {
         // Read at run time, not compiled in: the shared build cache serves clones at other
         // paths, and a path baked into a cached test binary would point at another clone.
         let root = std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
-        Path::new(&root).join("../shared/fixtures")
+        Path::new(&root).join("tests/fixtures")
     }
 
     #[test]

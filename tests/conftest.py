@@ -1,4 +1,4 @@
-"""Shared test fixtures: the reference fixtures folder and stores of every persistent type."""
+"""Test fixtures: the runnable 0.50 run logs of tests/fixtures and stores of every type."""
 
 from __future__ import annotations
 
@@ -14,8 +14,7 @@ from runlog_store import BaseRunLogStore, create_store
 from .minio_server import MinioServer, required_minio_binary
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-FIXTURES = SHARED / "fixtures"
+FIXTURES = ROOT / "tests" / "fixtures"
 RUNNABLE_FIXTURES = FIXTURES / "runnable-0.50"
 SEED_FIXTURES = FIXTURES / "seed-layout"
 
@@ -31,12 +30,6 @@ def make_store(type_name: str, folder: Path, **config: object) -> BaseRunLogStor
         return create_store(type_name, **config)
     config.setdefault("fsync", False)
     return create_store(type_name, log_folder=str(folder), **config)
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _fixtures_present() -> None:
-    if not FIXTURES.is_dir():
-        pytest.fail(f"the shared fixtures are missing: expected them at {FIXTURES}")
 
 
 def store_config(request: pytest.FixtureRequest, type_name: str) -> dict[str, Any]:
