@@ -363,11 +363,6 @@ class RunLog(BaseModel):
             for branch in reversed(list(step.branches.values())):
                 stack.extend(reversed(branch.steps.values()))
 
-    def iter_branches(self) -> Iterator[BranchLog]:
-        """Every branch at every depth."""
-        for step in self.iter_steps():
-            yield from step.branches.values()
-
 
 def parent_name(internal_name: str) -> str:
     """The internal name of the parent (branch of a step, step of a branch); "" for the run."""

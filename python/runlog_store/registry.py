@@ -100,11 +100,6 @@ def store_types() -> list[str]:
     return sorted(_entry_points(STORE_GROUP))
 
 
-def store_class(type_name: str) -> type[BaseRunLogStore]:
-    """The store class registered under ``type_name``; ConfigurationError listing the known."""
-    return _class(_STORES, type_name)  # type: ignore[return-value]
-
-
 def create_store(type_name: str, **config: Any) -> BaseRunLogStore:
     """A store of the given type, its config validated by the store's own fields."""
     return _create(_STORES, type_name, config)  # type: ignore[return-value]
@@ -113,11 +108,6 @@ def create_store(type_name: str, **config: Any) -> BaseRunLogStore:
 def catalog_types() -> list[str]:
     """The YAML type names of every installed catalog."""
     return sorted(_entry_points(CATALOG_GROUP))
-
-
-def catalog_class(type_name: str) -> type[BaseCatalog]:
-    """The catalog class registered under ``type_name``."""
-    return _class(_CATALOGS, type_name)  # type: ignore[return-value]
 
 
 def create_catalog(type_name: str, **config: Any) -> BaseCatalog:
