@@ -1,5 +1,6 @@
-//! The chunked stores' part of `runlog_store._core`: a chunked-fs run (`ChunkedRun`: journal,
-//! reads, folds) and the merges of a run held in memory (object storage).
+//! Chunked runs in `runlog_store._core`: a chunked-fs run (`ChunkedRun`: journal, reads,
+//! folds), the merge of a run folder or of a run held in memory (object storage), and what a
+//! fold of the latter must embed.
 
 use std::path::PathBuf;
 
@@ -7,18 +8,32 @@ use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::PyBytes;
 
-use super::{in_process_pool, merged_to_python, seconds, ForRun, Skipped};
-use crate::chunk;
+use super::errors::ForRun;
+use super::files::seconds;
+use super::pool::in_process_pool;
 use crate::journal::{self, NewRecord, RecordKind};
-use crate::merger::{Contents, FoldPlan, Naming};
-use crate::names;
+use crate::merger::{self, Contents, FoldPlan, MergedRun, Naming};
 use crate::run::{Run, RunOptions};
+
+/// (path, reason) of each chunk a salvage read left out.
+type Skipped = Vec<(String, String)>;
+
+/// A merged run as Python gets it: the document's bytes and the `(path, reason)` of every
+/// chunk a salvage left out.
+fn merged_to_python(py: Python<'_>, merged: MergedRun) -> (Bound<'_, PyBytes>, Skipped) {
+    let skipped = merged
+        .skipped
+        .into_iter()
+        .map(|(path, reason)| (path.to_string_lossy().into_owned(), reason))
+        .collect();
+    (PyBytes::new(py, &merged.document), skipped)
+}
 
 /// One chunked-fs run folder, as a store object sees it: records appended to this process's
 /// journal, reads of the documents with the journals on top, folds. Thread-safe; a forked
 /// child starts its own journal.
 #[pyclass(name = "ChunkedRun", module = "runlog_store._core", frozen)]
-pub(super) struct PyChunkedRun {
+struct PyChunkedRun {
     run: Run,
     run_id: String,
 }
@@ -228,29 +243,25 @@ fn pending_journals(
         .for_run(run_id)?)
 }
 
-/// The kind ("StepLog" or "BranchLog") and internal name of a chunk from its file or object
-/// name; None for other names and for hashed keys (only the chunk's content says).
+/// The full run log of a chunked run folder, and the chunks salvage left out.
 #[pyfunction]
-fn chunk_internal_name(name: &str) -> Option<(&'static str, String)> {
-    names::chunk_internal_name(name).map(|(kind, internal)| (kind.prefix(), internal))
+#[pyo3(signature = (run_dir, *, salvage = false, run_id = ""))]
+fn merge_run<'py>(
+    py: Python<'py>,
+    run_dir: PathBuf,
+    salvage: bool,
+    run_id: &str,
+) -> PyResult<(Bound<'py, PyBytes>, Skipped)> {
+    let merged = in_process_pool(py, || merger::merge_run(&run_dir, salvage))?.for_run(run_id)?;
+    Ok(merged_to_python(py, merged))
 }
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("JOURNAL_DIR", journal::JOURNAL_DIR)?;
-    m.add("STAMP_KEY", chunk::STAMP_KEY)?;
-    m.add("RUN_LOG_OBJECT", chunk::RUN_LOG_OBJECT)?;
-    m.add(
-        "LAYOUT_MARKER_TEXT_1",
-        PyBytes::new(m.py(), chunk::LAYOUT_MARKER_TEXT_1),
-    )?;
-    m.add(
-        "MINIO_LAYOUT_MARKER_TEXT",
-        PyBytes::new(m.py(), chunk::MINIO_LAYOUT_MARKER_TEXT),
-    )?;
     m.add_class::<PyChunkedRun>()?;
+    m.add_function(wrap_pyfunction!(merge_run, m)?)?;
     m.add_function(wrap_pyfunction!(merge_chunks, m)?)?;
     m.add_function(wrap_pyfunction!(fold_plan, m)?)?;
     m.add_function(wrap_pyfunction!(pending_journals, m)?)?;
-    m.add_function(wrap_pyfunction!(chunk_internal_name, m)?)?;
     Ok(())
 }
