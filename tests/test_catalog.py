@@ -14,6 +14,7 @@ import runnable.datastore as runnable_models
 
 from runlog_store import catalog_types, create_catalog, load_catalog
 from runlog_store.callbacks import RecordingCallback
+from runlog_store.catalogs.base import glob_regex
 from runlog_store.catalogs.file_system import FileSystemCatalog
 from runlog_store.exceptions import (
     CatalogError,
@@ -250,9 +251,8 @@ def test_put_and_get_report_their_bytes_to_the_callback(tmp_path: Path) -> None:
 def test_object_globs_match_like_path_glob(
     workdir: Path, pattern: str, expected: list[str]
 ) -> None:
-    """The minio catalog matches object names the way the file-system catalog globs files."""
-    from runlog_store.catalogs.minio import glob_regex
-
+    """The object and content catalogs match stored names the way the file-system catalog
+    globs files."""
     names = ["data/a.csv", "data/b.csv", "data/deep/c.txt"]
     on_disk = sorted(
         p.relative_to(workdir).as_posix() for p in workdir.glob(pattern) if p.is_file()

@@ -8,28 +8,43 @@ stage) for the step's run log. Outside a runnable run, pass ``run_id=`` to each 
 (``location``, ``_store_files``, ``_stored_matches``, ``_fetch_files``; see ``BaseCatalog``).
 Long transfers report progress to the ``callback=`` they are given (``runlog_store.callbacks``);
 nothing here draws.
+
+What more than one catalog needs is here too, so that no catalog module imports another: the
+settings of a catalog in a folder (``CatalogFolder``), globs over object names
+(``glob_regex``), transfers on threads (``run_in_threads``, ``batches_in_threads``) and the
+first failure of a batch (``raise_first_failure``).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from runlog_store import _core
-from runlog_store._paths import validate_run_id
+from runlog_store._paths import ensure_folder, validate_run_id
 from runlog_store.callbacks import NO_PROGRESS, Callback, in_batches
-from runlog_store.exceptions import CatalogError, NoMatchingFilesError, StorageError
+from runlog_store.exceptions import CatalogError, NoMatchingFilesError, RunLogStoreError
 from runlog_store.hashing import HashAlgorithm, format_data_hash
 from runlog_store.models import DataCatalog
 
 # runnable keeps each task's captured output in the catalog under this suffix; a get never
 # hands them back and a retry's sync leaves them behind (they belong to the run that ran).
 EXECUTION_LOG_SUFFIX = ".execution.log"
+# The hash cache of a catalog in a folder, at the folder's top.
+HASH_CACHE_FILE = ".runlog-hash-cache"
+# Transfers wait on the network, not on a core: threads overlap the waits.
+TRANSFER_THREADS = 8
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class StoredFile(BaseModel):
@@ -251,16 +266,112 @@ def _runnable_run_id() -> str | None:
     return run_id if isinstance(run_id, str) and run_id else None
 
 
-def digests_or_first_failure(results: Sequence[str | Exception]) -> list[str]:
-    """The digests, or the first failure (after every file was tried), saying how many failed."""
+class CatalogFolder(BaseModel):
+    """The settings of a catalog kept in a local or shared folder, and the hash cache at its
+    top; listed before ``BaseCatalog`` among a catalog's bases, so that its ``location`` and
+    ``_hash_cache`` are the catalog's."""
+
+    catalog_location: str = Field(default=".catalog", min_length=1)
+    fsync: bool = True
+
+    def location(self) -> str:
+        return self.catalog_location
+
+    def _hash_cache(self) -> str:
+        """The hash cache file (the catalog folder is made if it is not there yet)."""
+        ensure_folder(self.catalog_location, fsync=self.fsync)
+        return os.path.join(self.catalog_location, HASH_CACHE_FILE)
+
+
+def raise_first_failure(results: Sequence[object]) -> None:
+    """Raise the first exception among a batch's results (returned, so every file was tried),
+    its message saying how many more failed."""
     failures = [r for r in results if isinstance(r, Exception)]
     if failures:
         first = failures[0]
-        if len(failures) > 1 and isinstance(first, StorageError):
+        if len(failures) > 1 and isinstance(first, RunLogStoreError):
             first.message = f"{first.message} (and {len(failures) - 1} more files failed)"
             first.args = (first.message,)
         raise first
+
+
+def digests_or_first_failure(results: Sequence[str | Exception]) -> list[str]:
+    """The digests, or the first failure (after every file was tried), saying how many failed."""
+    raise_first_failure(results)
     return [r for r in results if isinstance(r, str)]
+
+
+def run_in_threads(tasks: Sequence[Callable[[], R]]) -> list[R]:
+    """Run transfer tasks on threads (they wait on the network), keeping their order; the
+    first failure is raised after every task has finished."""
+    if not tasks:
+        return []
+    with ThreadPoolExecutor(max_workers=min(TRANSFER_THREADS, len(tasks))) as pool:
+        futures = [pool.submit(task) for task in tasks]
+        results: list[R] = []
+        failure: BaseException | None = None
+        for future in futures:
+            try:
+                results.append(future.result())
+            except BaseException as exc:  # re-raised below, after the rest
+                failure = failure or exc
+    if failure is not None:
+        raise failure
+    return results
+
+
+def batches_in_threads(
+    description: str,
+    items: Sequence[T],
+    sizes: Sequence[int],
+    task: Callable[[T], R],
+    callback: Callback,
+) -> list[R]:
+    """``task`` of every item, on threads, batch after batch, reporting the bytes done to
+    ``callback`` (``sizes`` are the items')."""
+    return in_batches(
+        description,
+        items,
+        sizes,
+        lambda batch: run_in_threads([partial(task, item) for item in batch]),
+        callback,
+    )
+
+
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A glob as ``Path.glob`` reads it, for names that are not files (object keys, manifest
+    paths): ``*`` and ``?`` stay within one path part, ``**/`` spans any number of parts
+    (none included)."""
+    out = []
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:[^/]+/)*")
+            i += 3
+        elif pattern.startswith("**", i) and i + 2 == len(pattern):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[":
+            end = pattern.find("]", i + 1)
+            if end < 0:
+                out.append(re.escape(pattern[i]))
+                i += 1
+            else:
+                body = pattern[i + 1 : end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out.append(f"[{body}]")
+                i = end + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out))
 
 
 def file_size(path: str | os.PathLike[str]) -> int:
@@ -322,4 +433,14 @@ def relative_inside(path: Path, root: Path, pattern: str) -> Path:
     return relative
 
 
-__all__ = ["EXECUTION_LOG_SUFFIX", "BaseCatalog", "StoredFile"]
+__all__ = [
+    "EXECUTION_LOG_SUFFIX",
+    "HASH_CACHE_FILE",
+    "BaseCatalog",
+    "CatalogFolder",
+    "StoredFile",
+    "batches_in_threads",
+    "glob_regex",
+    "raise_first_failure",
+    "run_in_threads",
+]

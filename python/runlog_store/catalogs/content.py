@@ -37,8 +37,9 @@ from runlog_store.catalogs.base import (
     data_prefix,
     digests_or_first_failure,
     folder_files,
+    glob_regex,
+    raise_first_failure,
 )
-from runlog_store.catalogs.minio import glob_regex
 from runlog_store.exceptions import CatalogError, CorruptChunkError, NoMatchingFilesError
 from runlog_store.hashing import HashAlgorithm, hash_files
 
@@ -108,17 +109,6 @@ def decode_manifest(location: str, data: bytes, run_id: str) -> Manifest:
             run_id=run_id,
         ) from None
     return dict(ManifestEntry.from_row(row) for row in rows)
-
-
-def raise_first_failure(results: Sequence[object]) -> None:
-    """Raise the first exception instance among a batch's results (after all were tried)."""
-    failures = [r for r in results if isinstance(r, Exception)]
-    if failures:
-        first = failures[0]
-        if len(failures) > 1 and hasattr(first, "message"):
-            first.message = f"{first.message} (and {len(failures) - 1} more files failed)"
-            first.args = (first.message,)
-        raise first
 
 
 class ContentCatalog(BaseCatalog):

@@ -24,20 +24,17 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from pydantic import Field
-
 from runlog_store import _core
 from runlog_store._paths import ensure_folder, validate_run_id
 from runlog_store.callbacks import Callback, in_batches
+from runlog_store.catalogs.base import CatalogFolder, raise_first_failure
 from runlog_store.catalogs.content import (
     LOCK_WAIT_SECONDS,
     ContentCatalog,
     Manifest,
     decode_manifest,
     manifest_rows,
-    raise_first_failure,
 )
-from runlog_store.catalogs.file_system import HASH_CACHE_FILE
 from runlog_store.exceptions import (
     CatalogError,
     CorruptChunkError,
@@ -55,13 +52,8 @@ MANIFEST_SUFFIX = ".json"
 LEFTOVER_SECONDS = 60.0
 
 
-class ContentFileSystemCatalog(ContentCatalog):
+class ContentFileSystemCatalog(CatalogFolder, ContentCatalog):
     service_name: str = "content-fs"
-    catalog_location: str = Field(default=".catalog", min_length=1)
-    fsync: bool = True
-
-    def location(self) -> str:
-        return self.catalog_location
 
     # --- layout -------------------------------------------------------------------------------
 
@@ -83,10 +75,6 @@ class ContentFileSystemCatalog(ContentCatalog):
 
     def _run_location(self, run_id: str) -> str:
         return str(self.manifest_path(run_id))
-
-    def _hash_cache(self) -> str:
-        ensure_folder(self.catalog_location, fsync=self.fsync)
-        return os.path.join(self.catalog_location, HASH_CACHE_FILE)
 
     # --- manifests ------------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Literal
 
@@ -38,7 +39,8 @@ from pydantic import ConfigDict, field_validator
 
 from runlog_store import _core
 from runlog_store._paths import validate_run_id
-from runlog_store.callbacks import Callback, in_batches
+from runlog_store.callbacks import Callback
+from runlog_store.catalogs.base import batches_in_threads, run_in_threads
 from runlog_store.catalogs.content import (
     LOCK_WAIT_SECONDS,
     ContentCatalog,
@@ -47,7 +49,6 @@ from runlog_store.catalogs.content import (
     decode_manifest,
     manifest_rows,
 )
-from runlog_store.catalogs.minio import _parallel
 from runlog_store.exceptions import CatalogError, LockTimeoutError
 from runlog_store.objectstore import Bucket, ObjectStorageSettings, StoredObject, update_object
 
@@ -182,13 +183,7 @@ class ContentMinioCatalog(ContentCatalog, ObjectStorageSettings):
                 with contextlib.suppress(Exception):
                     bucket.delete(incoming, run_id=run_id)
 
-        in_batches(
-            "store",
-            items,
-            [size for *_, size in items],
-            lambda batch: _parallel([lambda item=item: ensure(item) for item in batch]),
-            callback,
-        )
+        batches_in_threads("store", items, [size for *_, size in items], ensure, callback)
 
     def _place_contents(
         self,
@@ -222,13 +217,7 @@ class ContentMinioCatalog(ContentCatalog, ObjectStorageSettings):
                 with contextlib.suppress(FileNotFoundError):
                     temp.unlink()
 
-        in_batches(
-            "get",
-            items,
-            [size for *_, size in items],
-            lambda batch: _parallel([lambda item=item: place(item) for item in batch]),
-            callback,
-        )
+        batches_in_threads("get", items, [size for *_, size in items], place, callback)
 
     def _stored_contents(self) -> dict[str, int]:
         prefix = self.storage().key("objects") + "/"
@@ -241,7 +230,7 @@ class ContentMinioCatalog(ContentCatalog, ObjectStorageSettings):
 
     def _remove_contents(self, digests: Sequence[str]) -> None:
         bucket = self.storage()
-        _parallel([lambda d=d: bucket.delete(self.object_key(d)) for d in digests])
+        run_in_threads([partial(bucket.delete, self.object_key(d)) for d in digests])
 
     def _clean_leftovers(self) -> None:
         bucket = self.storage()
@@ -252,7 +241,7 @@ class ContentMinioCatalog(ContentCatalog, ObjectStorageSettings):
             for obj in bucket.list_objects(prefix)
             if obj.modified is not None and now - obj.modified > INCOMING_SECONDS
         ]
-        _parallel([lambda key=key: bucket.delete(key) for key in old])
+        run_in_threads([partial(bucket.delete, key) for key in old])
 
     # --- the store's lock -----------------------------------------------------------------------
 

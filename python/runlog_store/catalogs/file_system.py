@@ -8,18 +8,16 @@ catalog folder lets a later put of unchanged files skip both the read and the co
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from pydantic import Field
-
 from runlog_store import _core
-from runlog_store._paths import ensure_folder, remove_folder_atomically, validate_run_id
+from runlog_store._paths import remove_folder_atomically, validate_run_id
 from runlog_store.callbacks import NO_PROGRESS, Callback, in_batches
 from runlog_store.catalogs.base import (
     EXECUTION_LOG_SUFFIX,
     BaseCatalog,
+    CatalogFolder,
     StoredFile,
     data_prefix,
     digests_or_first_failure,
@@ -30,16 +28,9 @@ from runlog_store.catalogs.base import (
 )
 from runlog_store.exceptions import CatalogError, NoMatchingFilesError
 
-HASH_CACHE_FILE = ".runlog-hash-cache"
 
-
-class FileSystemCatalog(BaseCatalog):
+class FileSystemCatalog(CatalogFolder, BaseCatalog):
     service_name: str = "file-system"
-    catalog_location: str = Field(default=".catalog", min_length=1)
-    fsync: bool = True
-
-    def location(self) -> str:
-        return self.catalog_location
 
     # --- layout -------------------------------------------------------------------------------
 
@@ -50,13 +41,6 @@ class FileSystemCatalog(BaseCatalog):
             / validate_run_id(run_id)
             / data_prefix(self.compute_data_folder)
         )
-
-    def cache_path(self) -> str:
-        ensure_folder(self.catalog_location, fsync=self.fsync)
-        return os.path.join(self.catalog_location, HASH_CACHE_FILE)
-
-    def _hash_cache(self) -> str:
-        return self.cache_path()
 
     def _run_location(self, run_id: str) -> str:
         return str(self.run_folder(run_id))
@@ -75,7 +59,7 @@ class FileSystemCatalog(BaseCatalog):
         pairs = [
             (str(src), str(target_root / rel)) for src, rel in zip(sources, relatives, strict=True)
         ]
-        return self._copy("put", pairs, sizes, self.cache_path(), run_id, callback)
+        return self._copy("put", pairs, sizes, self._hash_cache(), run_id, callback)
 
     def _stored_matches(self, run_id: str, pattern: str) -> list[StoredFile]:
         run_root = self.run_folder(run_id)
@@ -99,7 +83,7 @@ class FileSystemCatalog(BaseCatalog):
         compute_root = Path(self.compute_data_folder)
         pairs = [(found.source, str(compute_root / found.relative)) for found in files]
         sizes = [found.size for found in files]
-        return self._copy("get", pairs, sizes, self.cache_path(), run_id, callback)
+        return self._copy("get", pairs, sizes, self._hash_cache(), run_id, callback)
 
     def sync_between_runs(self, previous_run_id: str, run_id: str) -> None:
         previous = Path(self.catalog_location) / validate_run_id(previous_run_id)
@@ -117,7 +101,7 @@ class FileSystemCatalog(BaseCatalog):
         )
         pairs = [(str(path), str(target / path.relative_to(previous))) for path in files]
         sizes = [file_size(path) for path in files]
-        self._copy(f"sync {previous_run_id}", pairs, sizes, self.cache_path(), run_id)
+        self._copy(f"sync {previous_run_id}", pairs, sizes, self._hash_cache(), run_id)
 
     # --- a run's catalog as a whole -----------------------------------------------------------
 
@@ -145,7 +129,7 @@ class FileSystemCatalog(BaseCatalog):
             f"import catalog of {run_id}",
             pairs,
             list(files.values()),
-            self.cache_path(),
+            self._hash_cache(),
             run_id,
             callback,
         )
@@ -193,4 +177,4 @@ class FileSystemCatalog(BaseCatalog):
         return digests_or_first_failure([r if isinstance(r, Exception) else r[0] for r in results])
 
 
-__all__ = ["HASH_CACHE_FILE", "FileSystemCatalog"]
+__all__ = ["FileSystemCatalog"]

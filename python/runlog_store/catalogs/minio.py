@@ -8,29 +8,26 @@ half a file. A transfer that fails is retried whole, within the configured retry
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
 
 from pydantic import ConfigDict
 
 from runlog_store._paths import validate_run_id
-from runlog_store.callbacks import NO_PROGRESS, Callback, in_batches
+from runlog_store.callbacks import NO_PROGRESS, Callback
 from runlog_store.catalogs.base import (
     EXECUTION_LOG_SUFFIX,
     BaseCatalog,
     StoredFile,
+    batches_in_threads,
     data_prefix,
     folder_files,
+    glob_regex,
+    run_in_threads,
 )
 from runlog_store.exceptions import CatalogError
 from runlog_store.objectstore import ObjectStorageSettings
-
-# Transfers wait on the network, not on a core: threads overlap the waits.
-TRANSFER_THREADS = 8
-T = TypeVar("T")
 
 
 class MinioCatalog(BaseCatalog, ObjectStorageSettings):
@@ -67,7 +64,7 @@ class MinioCatalog(BaseCatalog, ObjectStorageSettings):
         jobs = [
             (str(src), prefix + rel.as_posix()) for src, rel in zip(sources, relatives, strict=True)
         ]
-        return self._transfer_all("put", jobs, sizes, self._uploader(run_id), callback)
+        return batches_in_threads("put", jobs, sizes, self._uploader(run_id), callback)
 
     def _stored_matches(self, run_id: str, pattern: str) -> list[StoredFile]:
         prefix = self.run_prefix(run_id)
@@ -86,7 +83,7 @@ class MinioCatalog(BaseCatalog, ObjectStorageSettings):
         compute_root = Path(self.compute_data_folder)
         jobs = [(found.source, compute_root / found.relative) for found in files]
         sizes = [found.size for found in files]
-        return self._transfer_all("get", jobs, sizes, self._downloader(run_id), callback)
+        return batches_in_threads("get", jobs, sizes, self._downloader(run_id), callback)
 
     def sync_between_runs(self, previous_run_id: str, run_id: str) -> None:
         bucket = self.storage()
@@ -104,9 +101,9 @@ class MinioCatalog(BaseCatalog, ObjectStorageSettings):
                 path=bucket.url(source),
                 run_id=run_id,
             )
-        _parallel(
+        run_in_threads(
             [
-                lambda name=name: bucket.copy(name, target + name[len(source) :], run_id=run_id)
+                partial(bucket.copy, name, target + name[len(source) :], run_id=run_id)
                 for name in names
             ]
         )
@@ -127,7 +124,7 @@ class MinioCatalog(BaseCatalog, ObjectStorageSettings):
     def download_run(self, run_id: str, folder: Path, callback: Callback = NO_PROGRESS) -> int:
         root = self._run_root(run_id)
         files = self.run_files(run_id)
-        self._transfer_all(
+        batches_in_threads(
             f"download catalog of {run_id}",
             [(root + rel, folder / rel) for rel in files],
             list(files.values()),
@@ -139,7 +136,7 @@ class MinioCatalog(BaseCatalog, ObjectStorageSettings):
     def upload_run(self, run_id: str, folder: Path, callback: Callback = NO_PROGRESS) -> int:
         root = self._run_root(run_id)
         files = folder_files(folder)
-        self._transfer_all(
+        batches_in_threads(
             f"upload catalog of {run_id}",
             [(str(folder / rel), root + rel) for rel in files],
             list(files.values()),
@@ -164,78 +161,6 @@ class MinioCatalog(BaseCatalog, ObjectStorageSettings):
         return lambda job: bucket.download_file(
             job[0], job[1], algorithm=self.hash_algorithm, run_id=run_id
         )
-
-    @staticmethod
-    def _transfer_all(
-        description: str,
-        jobs: Sequence[T],
-        sizes: Sequence[int],
-        transfer: Callable[[T], str],
-        callback: Callback,
-    ) -> list[str]:
-        """Transfers on threads, in batches, reporting the bytes done to ``callback``."""
-        return in_batches(
-            description,
-            jobs,
-            sizes,
-            lambda batch: _parallel([lambda job=job: transfer(job) for job in batch]),
-            callback,
-        )
-
-
-def glob_regex(pattern: str) -> re.Pattern[str]:
-    """A glob as ``Path.glob`` reads it, for object names: ``*`` and ``?`` stay within one
-    path part, ``**/`` spans any number of parts (none included)."""
-    out = []
-    i = 0
-    while i < len(pattern):
-        if pattern.startswith("**/", i):
-            out.append("(?:[^/]+/)*")
-            i += 3
-        elif pattern.startswith("**", i) and i + 2 == len(pattern):
-            out.append(".*")
-            i += 2
-        elif pattern[i] == "*":
-            out.append("[^/]*")
-            i += 1
-        elif pattern[i] == "?":
-            out.append("[^/]")
-            i += 1
-        elif pattern[i] == "[":
-            end = pattern.find("]", i + 1)
-            if end < 0:
-                out.append(re.escape(pattern[i]))
-                i += 1
-            else:
-                body = pattern[i + 1 : end]
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out.append(f"[{body}]")
-                i = end + 1
-        else:
-            out.append(re.escape(pattern[i]))
-            i += 1
-    return re.compile("".join(out))
-
-
-def _parallel(tasks: list[Any]) -> list[Any]:
-    """Run transfer tasks on threads (they wait on the network), keeping their order; the
-    first failure is raised after every task has finished."""
-    if not tasks:
-        return []
-    with ThreadPoolExecutor(max_workers=min(TRANSFER_THREADS, len(tasks))) as pool:
-        futures = [pool.submit(task) for task in tasks]
-        results = []
-        failure: BaseException | None = None
-        for future in futures:
-            try:
-                results.append(future.result())
-            except BaseException as exc:  # re-raised below, after the rest
-                failure = failure or exc
-                results.append(None)
-    if failure is not None:
-        raise failure
-    return results
 
 
 __all__ = ["MinioCatalog"]
