@@ -19,10 +19,12 @@ use std::path::{Path, PathBuf};
 use crate::chunk::{CHUNK_INDEX_KEY, CREATED_NS_KEY};
 use crate::error::{CoreError, Result};
 use crate::journal::{Record, RecordKind};
-use crate::merger::{
-    apply_record, children_of, internal_name_of, made_up_branch, natural_cmp, parse_object,
-    parse_object_str, remove, take_stamp, write_hidden, write_key, Fields,
+use crate::merger::natural_cmp;
+use crate::merger::parsing::{
+    children_of, internal_name_of, parse_object, parse_object_str, remove, take_stamp, Fields,
 };
+use crate::merger::records::{apply_record, made_up_branch};
+use crate::merger::writing::{write_hidden, write_key};
 
 /// A step embedded in a document.
 struct Child<'a> {

@@ -1,0 +1,129 @@
+//! A run's documents read from a run folder (listed once, read in parallel) or taken from
+//! memory (object storage), not parsed yet; the tree is built from them.
+
+use std::fs::{self, File};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+use super::tree::{build_tree, Tree};
+use crate::chunk::RUN_LOG_FILE;
+use crate::error::{CoreError, Result};
+use crate::journal::Record;
+use crate::names::{chunk_kind_of, object_chunk_kind, ChunkKind};
+
+/// A document's name, kind and bytes (`None`: gone since it was listed).
+pub(super) type Document = (String, ChunkKind, Result<Option<Vec<u8>>>);
+
+/// The documents of a run, read (or fetched) but not yet parsed.
+pub struct Contents {
+    pub(super) location: PathBuf,
+    pub(super) run_log: Vec<u8>,
+    pub(super) chunks: Vec<Document>,
+}
+
+impl Contents {
+    /// Every document of a run folder, read in parallel.
+    pub fn read_folder(run_dir: &Path) -> Result<Contents> {
+        let run_log_path = run_dir.join(RUN_LOG_FILE);
+        let mut chunk_names = list_chunks(run_dir, &run_log_path)?;
+        chunk_names.sort();
+        let run_log = read_whole(&run_log_path)?.ok_or_else(|| CoreError::NotFound {
+            path: run_log_path.clone(),
+        })?;
+        let read = |(name, _): &(String, ChunkKind)| read_whole(&run_dir.join(name));
+        let contents: Vec<Result<Option<Vec<u8>>>> = if in_installed_pool() {
+            chunk_names.par_iter().map(read).collect()
+        } else {
+            chunk_names.iter().map(read).collect()
+        };
+        let chunks = chunk_names
+            .into_iter()
+            .zip(contents)
+            .map(|((name, kind), content)| (name, kind, content))
+            .collect();
+        Ok(Contents {
+            location: run_dir.to_path_buf(),
+            run_log,
+            chunks,
+        })
+    }
+
+    /// The objects of a run in memory; names that are not chunks are left out.
+    pub fn from_objects(
+        location: &Path,
+        run_log: Vec<u8>,
+        objects: Vec<(String, Vec<u8>)>,
+    ) -> Contents {
+        let mut chunks: Vec<_> = objects
+            .into_iter()
+            .filter_map(|(name, bytes)| {
+                object_chunk_kind(&name).map(|kind| (name, kind, Ok(Some(bytes))))
+            })
+            .collect();
+        chunks.sort_by(|a, b| a.0.cmp(&b.0));
+        Contents {
+            location: location.to_path_buf(),
+            run_log,
+            chunks,
+        }
+    }
+
+    /// The tree of the run: its documents with `records` (journal records not yet folded)
+    /// applied on top.
+    pub fn tree<'a>(&'a self, records: &[&'a Record], salvage: bool) -> Result<Tree<'a>> {
+        build_tree(self, records, salvage)
+    }
+}
+
+/// Whether this thread is one of a thread pool's: the merge runs in parallel only inside a
+/// pool its caller installed (the Python bindings install one per process around every call
+/// that reads or merges a whole run). A call that runs outside one (an append that turns into
+/// a fold, a partial read of an old-format run) merges on its own thread rather than on
+/// rayon's global pool: a forked child inherits that pool without its threads, and waiting on
+/// it would hang the child, holding the run's lock.
+pub(super) fn in_installed_pool() -> bool {
+    rayon::current_thread_index().is_some()
+}
+
+/// A whole file in few system calls (open, read, read, close): documents are small and never
+/// written in place by us, so no size hint is needed. `None` when it does not exist.
+pub(crate) fn read_whole(path: &Path) -> Result<Option<Vec<u8>>> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(CoreError::io("open", path, e)),
+    };
+    let mut bytes = Vec::with_capacity(8192);
+    file.read_to_end(&mut bytes)
+        .map_err(|e| CoreError::io("read", path, e))?;
+    Ok(Some(bytes))
+}
+
+fn list_chunks(run_dir: &Path, run_log_path: &Path) -> Result<Vec<(String, ChunkKind)>> {
+    let entries = match fs::read_dir(run_dir) {
+        Ok(entries) => entries,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
+            return Err(CoreError::NotFound {
+                path: run_log_path.to_path_buf(),
+            })
+        }
+        Err(e) => return Err(CoreError::io("list", run_dir, e)),
+    };
+    let mut chunks = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| CoreError::io("list", run_dir, e))?;
+        if let Some(name) = entry.file_name().to_str() {
+            if let Some(kind) = chunk_kind_of(name) {
+                chunks.push((name.to_string(), kind));
+            }
+        }
+    }
+    Ok(chunks)
+}
