@@ -1,0 +1,307 @@
+//! Reading a run: the full run log (from the stored merge of an ended run when it is still
+//! good), the run's fields with its root steps, one branch, one step, whether a branch exists,
+//! and the journals not folded yet.
+
+use std::sync::Arc;
+
+use super::snapshot::{document_stats, settled_long_enough};
+use super::{Layout, Run, State};
+use crate::chunk::{decode_snapshot, document_status, SNAPSHOT_NAME};
+use crate::error::Result;
+use crate::fold::Doc;
+use crate::journal::{journal_path, list_journals, read_from, scan, Key, Record};
+use crate::merger::{read_whole, Contents, MergedRun};
+use crate::names::{chunk_file_name, ChunkKind};
+
+impl Run {
+    /// The full run log, and what a salvage read left out.
+    pub fn read(&self, salvage: bool) -> Result<MergedRun> {
+        if salvage {
+            // A salvage read uses nothing cached: it reads every journal past the damage.
+            let (records, mut skipped) = crate::journal::read_all(&self.dir, true)?;
+            let contents = Contents::read_folder(&self.dir)?;
+            let refs: Vec<&Record> = records.iter().collect();
+            let mut tree = contents.tree(&refs, true)?;
+            skipped.extend(tree.take_skipped());
+            return Ok(MergedRun {
+                document: tree.document(),
+                skipped,
+            });
+        }
+        let mut state = self.state()?;
+        self.catch_up(&mut state)?;
+        // With no journal, the documents are the whole run: an ended one, unchanged since a
+        // full read stored its merge, reads from that.
+        let settled = state.index.cursors.is_empty();
+        let mut stats = None;
+        if settled {
+            let run_log = read_whole(&self.run_log_path())?.ok_or_else(|| self.not_found())?;
+            let ended = document_status(&run_log).is_some_and(|s| s == "SUCCESS" || s == "FAIL");
+            if ended {
+                // Taken before the documents are read: a document changed after this no longer
+                // matches what a snapshot built from this read says of it.
+                let now = document_stats(&self.dir)?;
+                if let Some(snapshot) = read_whole(&self.dir.join(SNAPSHOT_NAME))? {
+                    if let Some(document) = decode_snapshot(&snapshot, &now) {
+                        return Ok(MergedRun {
+                            document: document.to_vec(),
+                            skipped: Vec::new(),
+                        });
+                    }
+                }
+                // Judged by the clock of the look itself (see SNAPSHOT_SETTLED_NS).
+                stats = settled_long_enough(&now).then_some(now);
+            }
+        }
+        let contents = Contents::read_folder(&self.dir)?;
+        let records = state.index.all();
+        let tree = contents.tree(&records, false)?;
+        let document = tree.document();
+        if let Some(stats) = stats {
+            // Stored as the fold that ends a run stores it, against the stats taken before the
+            // documents were read (settled documents pass the clock's check at once).
+            self.store_snapshot(&document, &stats);
+        }
+        Ok(MergedRun {
+            document,
+            skipped: Vec::new(),
+        })
+    }
+
+    /// The run's fields with its root steps (each without branches), as runnable's chunked
+    /// store reads a run that is not full; with `steps: false`, the fields alone.
+    pub fn read_run(&self, steps: bool) -> Result<Vec<u8>> {
+        let mut state = self.state()?;
+        self.catch_up(&mut state)?;
+        let layout = self.layout(&mut state)?;
+        if steps && layout != Layout::Journals {
+            // Steps may sit in files of their own (format 1, magnus): the whole tree says.
+            return self.with_tree(&mut state, |tree| Ok(tree.shallow()));
+        }
+        let root_steps = if steps {
+            self.steps_homed_in(&mut state, None)?
+        } else {
+            Vec::new()
+        };
+        let path = self.run_log_path();
+        let bytes = read_whole(&path)?.ok_or_else(|| self.not_found())?;
+        let mut doc = Doc::parse(&bytes, path)?;
+        let journal_dir = self.journal_dir();
+        for record in state.index.get(&Key::Run) {
+            doc.fold_own(record, &journal_dir)?;
+        }
+        if !steps {
+            return Ok(doc.clean_fields());
+        }
+        for name in root_steps {
+            for record in state.index.get(&Key::Step(name)) {
+                doc.fold_step(record, &journal_dir)?;
+            }
+        }
+        Ok(doc.clean())
+    }
+
+    /// A branch with its direct steps (each without its branches), as runnable's chunked store
+    /// gives it; `None` when the run has no such branch.
+    pub fn read_branch(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.branch_path(name)?;
+        let mut state = self.state()?;
+        self.catch_up(&mut state)?;
+        let layout = self.layout(&mut state)?;
+        if layout == Layout::Chunks {
+            return self.with_tree(&mut state, |tree| Ok(tree.branch(name)));
+        }
+        let found = {
+            let bytes = read_whole(&path)?;
+            let mut doc = match &bytes {
+                Some(bytes) => Doc::parse(bytes, path)?,
+                None => Doc::missing(path),
+            };
+            let journal_dir = self.journal_dir();
+            let steps = self.steps_homed_in(&mut state, Some(name))?;
+            let own = state.index.get(&Key::Branch(name.to_string()));
+            if doc.exists() || !own.is_empty() {
+                for record in own {
+                    doc.fold_own(record, &journal_dir)?;
+                }
+                for step in steps {
+                    for record in state.index.get(&Key::Step(step)) {
+                        doc.fold_step(record, &journal_dir)?;
+                    }
+                }
+                Some(doc.clean())
+            } else {
+                None
+            }
+        };
+        if found.is_none() && layout == Layout::Documents {
+            // magnus and other older layouts may keep a branch elsewhere.
+            return self.with_tree(&mut state, |tree| Ok(tree.branch(name)));
+        }
+        Ok(found)
+    }
+
+    /// One step without its branches; `None` when the run has no such step.
+    pub fn read_step(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let mut state = self.state()?;
+        self.catch_up(&mut state)?;
+        let layout = self.layout(&mut state)?;
+        let home = self.home_of(&mut state, name)?;
+        let path = match &home {
+            Some(branch) => self.branch_path(branch)?,
+            None => self.run_log_path(),
+        };
+        let journal_dir = self.journal_dir();
+        let found = {
+            let bytes = read_whole(&path)?;
+            if bytes.is_none() && home.is_none() {
+                return Err(self.not_found());
+            }
+            let mut doc = match &bytes {
+                Some(bytes) => Doc::parse(bytes, path)?,
+                None => Doc::missing(path),
+            };
+            let chunk_path = self.dir.join(chunk_file_name(ChunkKind::Step, name)?);
+            let chunk = if layout == Layout::Chunks {
+                read_whole(&chunk_path)?
+            } else {
+                None
+            };
+            if let Some(chunk) = &chunk {
+                // Format 1: the step's own chunk, unless a fold has embedded a later copy.
+                let own = Doc::single_step(chunk, chunk_path)?;
+                if own.child_stamp(name).unwrap_or(0) >= doc.child_stamp(name).unwrap_or(0) {
+                    doc = own;
+                }
+            }
+            for record in state.index.get(&Key::Step(name.to_string())) {
+                doc.fold_step(record, &journal_dir)?;
+            }
+            doc.step(name)
+        };
+        if found.is_none() && layout != Layout::Journals {
+            // Older layouts may keep a step inside another file: the whole tree says.
+            return self.with_tree(&mut state, |tree| Ok(tree.step(name)));
+        }
+        Ok(found)
+    }
+
+    /// Whether the run has this branch (a document or a record of it).
+    pub fn has_branch(&self, name: &str) -> Result<bool> {
+        let mut state = self.state()?;
+        self.catch_up(&mut state)?;
+        let layout = self.layout(&mut state)?;
+        if layout != Layout::Chunks && self.is_branch(&mut state, name)? {
+            return Ok(true);
+        }
+        if layout == Layout::Journals {
+            return Ok(false);
+        }
+        self.with_tree(&mut state, |tree| Ok(tree.has_branch(name)))
+    }
+
+    /// Run `read` on the full tree (documents and every record read so far).
+    fn with_tree<T>(
+        &self,
+        state: &mut State,
+        read: impl FnOnce(&crate::merger::Tree<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let contents = Contents::read_folder(&self.dir)?;
+        let records = state.index.all();
+        let tree = contents.tree(&records, false)?;
+        read(&tree)
+    }
+
+    /// Whether `name` is a branch: recorded in a journal, or with a document.
+    fn is_branch(&self, state: &mut State, name: &str) -> Result<bool> {
+        if name.is_empty() {
+            return Ok(false); // a branch's name is <step>.<key>: never empty
+        }
+        if state.documented.contains(name)
+            || state
+                .index
+                .records
+                .contains_key(&Key::Branch(name.to_string()))
+        {
+            return Ok(true);
+        }
+        if self.branch_path(name)?.exists() {
+            state.documented.insert(name.to_string());
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// The branch a step belongs to: the longest dot-prefix of its name that is a branch
+    /// (docs/format.md, "The run log JSON"); None for a root step.
+    pub(super) fn home_of(&self, state: &mut State, step: &str) -> Result<Option<String>> {
+        let mut prefix = step;
+        while let Some((head, _)) = prefix.rsplit_once('.') {
+            if !head.is_empty() && self.is_branch(state, head)? {
+                return Ok(Some(head.to_string()));
+            }
+            prefix = head;
+        }
+        Ok(None)
+    }
+
+    /// The steps with records whose home is `home` (a branch, or the run for None).
+    pub(super) fn steps_homed_in(
+        &self,
+        state: &mut State,
+        home: Option<&str>,
+    ) -> Result<Vec<String>> {
+        let candidates: Vec<(String, Vec<String>)> = match home {
+            None => state
+                .index
+                .steps_by_parent
+                .iter()
+                .map(|(p, s)| (p.clone(), s.iter().cloned().collect()))
+                .collect(),
+            Some(branch) => {
+                let prefix = format!("{branch}.");
+                state
+                    .index
+                    .steps_by_parent
+                    .range(branch.to_string()..)
+                    .take_while(|(p, _)| *p == branch || p.starts_with(&prefix))
+                    .map(|(p, s)| (p.clone(), s.iter().cloned().collect()))
+                    .collect()
+            }
+        };
+        let mut found = Vec::new();
+        for (parent, steps) in candidates {
+            if home.is_some_and(|h| h == parent) || (home.is_none() && parent.is_empty()) {
+                // The name less its last component is the home itself (a branch, or nothing).
+                found.extend(steps);
+                continue;
+            }
+            if self.is_branch(state, &parent)? {
+                continue; // they belong to that branch
+            }
+            for step in steps {
+                if self.home_of(state, &step)?.as_deref() == home {
+                    found.push(step);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// The journals of the run with the bytes of records each holds (to the end of its last
+    /// whole frame; with `fsync` a journal's file is larger, its room made ahead): records not
+    /// folded yet (`runlog show`).
+    pub fn journals(&self) -> Result<Vec<(String, u64)>> {
+        let mut out = Vec::new();
+        for name in list_journals(&self.dir)? {
+            let path = journal_path(&self.dir, &name);
+            let Some(bytes) = read_from(&path, 0)? else {
+                continue; // folded and removed meanwhile
+            };
+            let shared: Arc<str> = Arc::from(name.as_str());
+            let scanned = scan(&bytes, 0, &path, &shared, true)?;
+            out.push((name, scanned.end));
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,148 @@
+//! The stored merge of an ended run (`.merged.json`): stored only against the stats of the
+//! documents it was built from, once the file clock has passed their last change, so a reader
+//! can trust it while every document still has those stats.
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
+use std::path::Path;
+use std::time::Duration;
+
+use super::Run;
+use crate::chunk::{document_status, encode_snapshot, now_ns, RUN_LOG_FILE, SNAPSHOT_NAME};
+use crate::error::{CoreError, Result};
+use crate::names::chunk_kind_of;
+
+impl Run {
+    /// Store the merge of an ended run as its snapshot: by the fold that ended it, so that the
+    /// first read reads one file instead of merging every document, or by a full read that
+    /// merged it. A cache: a failure to store it (a read-only folder) changes nothing.
+    ///
+    /// A reader trusts a snapshot whose documents all have the stats it records, so those
+    /// must be the stats of what the merge was built from: `expected` holds the stats of the
+    /// documents the fold read (taken before it read them) and of those it wrote (taken from
+    /// the files it wrote, once named), and the snapshot is stored only if the documents have
+    /// exactly these stats at the look. Anything changed since, by any writer, differs.
+    ///
+    /// A document changed in place (by runnable's own store, say) within the same tick of the
+    /// file clock as the look, and to the same size, would keep its stats; so the look counts
+    /// only once the clock has moved past every document's last change: the snapshot's temp
+    /// file is the probe (its change time is the clock's now), and the look comes after the
+    /// probe. Any change after the look then gets a later change time than the one recorded.
+    /// Documents a fold has just written need at most one tick (1-10 ms, by the kernel's
+    /// timer frequency) before they qualify.
+    pub(super) fn store_snapshot(&self, merged: &[u8], expected: &Stats) {
+        if !document_status(merged).is_some_and(|s| s == "SUCCESS" || s == "FAIL") {
+            return; // readers only use the snapshot of an ended run
+        }
+        let path = self.dir.join(SNAPSHOT_NAME);
+        let Ok(temp) = crate::writer::temp_path_beside(&path) else {
+            return;
+        };
+        let stored = (|| -> io::Result<bool> {
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&temp)?;
+            let deadline = std::time::Instant::now() + SNAPSHOT_PROBE_LIMIT;
+            loop {
+                let probe = file.metadata()?;
+                let probe_ns = probe.ctime() * 1_000_000_000 + probe.ctime_nsec();
+                let stats = document_stats(&self.dir).map_err(io::Error::other)?;
+                if &stats != expected {
+                    return Ok(false); // changed since the fold read or wrote it
+                }
+                if stats
+                    .values()
+                    .all(|s| change_time(s).is_some_and(|c| c < probe_ns))
+                {
+                    file.write_all_at(&encode_snapshot(&stats, merged), 0)?;
+                    drop(file);
+                    fs::rename(&temp, &path)?;
+                    return Ok(true);
+                }
+                if std::time::Instant::now() > deadline {
+                    return Ok(false);
+                }
+                std::thread::sleep(Duration::from_millis(1));
+                file.write_all_at(b" ", 0)?; // moves the probe's change time to now
+            }
+        })();
+        if !matches!(stored, Ok(true)) {
+            let _ = fs::remove_file(&temp);
+        }
+    }
+}
+
+/// How long every document of a run must have been unchanged before a merge of it is stored
+/// as its snapshot. Where file times are coarse (older kernels: one clock tick, a few ms), a
+/// document changed in place within the tick of the look that recorded its time could keep
+/// that time; one whose time is older than this by the look's own clock cannot.
+const SNAPSHOT_SETTLED_NS: i64 = 100_000_000;
+
+/// Each document's stats by its name (see [`document_stats`]).
+pub(super) type Stats = HashMap<String, String>;
+
+/// What identifies a document's state: `<inode>-<size>-<mtime ns>-<ctime ns>`.
+pub(super) fn stat_stamp(meta: &fs::Metadata) -> String {
+    format!(
+        "{}-{}-{}-{}",
+        meta.ino(),
+        meta.size(),
+        meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+        meta.ctime() * 1_000_000_000 + meta.ctime_nsec()
+    )
+}
+
+/// Each document of a run folder (`RunLog.json`, `BranchLog-*.json`, `StepLog-*.json`) with
+/// what changes when it changes: `<inode>-<size>-<mtime ns>-<ctime ns>` (a replace makes a new
+/// inode; a rewrite in place moves the times).
+pub(super) fn document_stats(dir: &Path) -> Result<Stats> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(CoreError::NotFound {
+                path: dir.join(RUN_LOG_FILE),
+            })
+        }
+        Err(e) => return Err(CoreError::io("list", dir, e)),
+    };
+    let mut stats = HashMap::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| CoreError::io("list", dir, e))?;
+        let Some(name) = entry.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        if name != RUN_LOG_FILE && chunk_kind_of(&name).is_none() {
+            continue;
+        }
+        match entry.metadata() {
+            Ok(meta) => {
+                stats.insert(name, stat_stamp(&meta));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(CoreError::io("stat", &dir.join(&name), e)),
+        }
+    }
+    Ok(stats)
+}
+
+/// Whether every document's last change is older than [`SNAPSHOT_SETTLED_NS`] now.
+pub(super) fn settled_long_enough(stats: &HashMap<String, String>) -> bool {
+    let limit = now_ns() - SNAPSHOT_SETTLED_NS;
+    stats
+        .values()
+        .all(|stamp| change_time(stamp).is_some_and(|ctime| ctime < limit))
+}
+
+/// The change time (ns) in a document's stats (see [`document_stats`]).
+fn change_time(stamp: &str) -> Option<i64> {
+    stamp.rsplit('-').next()?.parse().ok()
+}
+
+/// How long the fold that ends a run waits for the file clock to pass its documents' last
+/// change before it stores the snapshot (see `store_snapshot`): a few ticks of the slowest
+/// timer frequency (100 Hz).
+const SNAPSHOT_PROBE_LIMIT: Duration = Duration::from_millis(50);
