@@ -35,7 +35,8 @@ def __getattr__(name: str) -> object:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     import pytest
 
-    # Plain ``assert`` in the suites reports the values compared, as in the user's own tests.
+    # Plain ``assert`` in the suites reports the values compared, as in the user's own tests
+    # (a package named here has every module in it rewritten).
     pytest.register_assert_rewrite(
         "runlog_store.testing.store", "runlog_store.testing.catalog", "runlog_store.testing._checks"
     )

@@ -1,11 +1,14 @@
-"""Checks both contracts make: a service's summary is plain data and shows no secret."""
+"""What both contract suites share: the base of their classes (a binding loses the tests its
+declarations rule out), the reading of a binding's config fixture, and the check that a
+service's summary is plain data and shows no secret."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
+import pytest
 from pydantic import BaseModel, SecretBytes, SecretStr
 
 # Configuration keys whose values a summary must never show (the words the registry hides).
@@ -61,3 +64,31 @@ def drop_inapplicable(cls: type) -> None:
         flags = getattr(getattr(cls, name), "__contract_needs__", ())
         if any(not getattr(cls, flag) for flag in flags):
             setattr(cls, name, None)
+
+
+class ContractSuite:
+    """Base of every class of a contract suite, mixins and bindings alike: each subclass is
+    stripped of the tests its declarations rule out (see ``needs``)."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        drop_inapplicable(cls)
+
+
+def missing_config(suite: object, fixture: str, kind: str, contract: str) -> NoReturn:
+    """Fail a test of a binding class that did not define its config fixture."""
+    pytest.fail(
+        f"{type(suite).__name__} must define a {fixture} fixture returning "
+        f'{{"type": <{kind} type>, **config}} over fresh storage (see {contract})'
+    )
+
+
+def split_config(config: Any, fixture: str, kind: str) -> tuple[str, dict[str, Any]]:
+    """A config fixture's value as (type name, configuration keys)."""
+    if not isinstance(config, dict) or not isinstance(config.get("type"), str):
+        raise TypeError(
+            f"{fixture} must be a dict with a 'type' (a registered {kind} type name) and the "
+            f"{kind}'s configuration keys, not {config!r}"
+        )
+    rest = dict(config)
+    return rest.pop("type"), rest
