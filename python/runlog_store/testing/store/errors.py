@@ -60,7 +60,7 @@ def wrong_outcomes(
     run_id: str | None = None,
 ) -> dict[str, str]:
     """What each call did that it should not have: no error, another error, or the expected
-    error naming another run than ``run_id``."""
+    error naming another run than ``run_id`` (in its ``run_id`` or its message)."""
     wrong = {}
     for name, call in calls.items():
         try:
@@ -69,6 +69,8 @@ def wrong_outcomes(
             named = getattr(exc, "run_id", None)
             if run_id is not None and named != run_id:
                 wrong[name] = f"{type(exc).__name__} naming run {named!r}"
+            elif run_id is not None and run_id not in str(exc):
+                wrong[name] = f"{type(exc).__name__} whose message does not name the run: {exc}"
         except Exception as exc:
             wrong[name] = f"{type(exc).__name__}: {exc}"
         else:

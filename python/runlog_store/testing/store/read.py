@@ -41,6 +41,11 @@ class ReadTests(StoreSuite):
         assert first.attempts[0].code_identities[0].code_identifier == "abc123"
         assert first.attempts[0].duration == "0:00:01.500000"
         assert [(d.name, d.stage) for d in first.data_catalog] == [("data/x.csv", "put")]
+        assert {name: p.value for name, p in run.parameters.items()} == {
+            "items": [0, 1, 2],
+            "lr": 0.1,
+            "model": "model.pkl",
+        }
         assert run.find_branch("map.2").parameters["item"].value == 2
         assert run.find_branch("par.a.inner.0").parameters["deep"].value == "yes"
         assert run.find_step("par.a.inner.0.leaf").name == "leaf"

@@ -65,6 +65,8 @@ class StepTests(StoreSuite):
         run = store.get_run_log_by_id(RUN, full=True)
         assert list(run.steps) == ["v1.2", "map"]
         assert list(run.steps["map"].branches) == ["map.0.5"]
+        assert list(run.find_branch("map.0.5").steps) == ["map.0.5.fit.model"]
+        assert run.find_step("map.0.5.fit.model").name == "fit.model"
         assert store.get_step_log("map.0.5.fit.model", RUN).name == "fit.model"
         assert store.get_step_log("v1.2", RUN).name == "v1.2"
 
