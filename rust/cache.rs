@@ -42,6 +42,9 @@ use crate::writer::write_atomic;
 /// module's documentation says why: timestamps, and bytes that are on disk).
 pub const SETTLED_NS: i64 = 35_000_000_000;
 const FORMAT: &str = "1";
+/// How long a flush waits for the cache's lock. Its holder only appends a batch's lines or
+/// compacts the file (milliseconds), so a wait this long means a stuck holder; and the cache is
+/// advisory: a flush that gives up loses entries (later reads of those files), never a digest.
 const LOCK_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,6 +241,8 @@ impl HashCache {
         drop(file);
         self.lines_on_disk += self.pending.len();
         self.pending.clear();
+        // Compacting rewrites the whole file, so it waits until most lines are dead (four per
+        // live entry), and never runs for a small cache (10,000 lines, about a MiB).
         if self.lines_on_disk > 4 * self.entries.len() + 10_000 {
             self.compact_locked()?;
         }

@@ -1,9 +1,8 @@
-//! The chunk byte format (docs/format.md, "Chunk contents" and "Object storage"): the one place
-//! that knows the fixed names of a run folder, the `_created_ns` header of a chunk, how a branch
-//! is sealed with the step chunks it embeds, the snapshot of a merged run, and the names of
-//! temp files. The merger, the writer and the Python stores all build and cut chunks through
-//! this module, so the format has one owner.
+//! The chunk byte format (docs/format.md, "Chunk contents" and "Object storage"), its one
+//! owner: the fixed names of a run folder, the `_created_ns` header of a chunk, a branch sealed
+//! with the step chunks it embeds, the snapshot of a merged run, and the names of temp files.
 //!
+//! The merger, the writer and the Python stores all build and cut chunks through this module.
 //! Where Python's `json.dumps` used to write part of a stored object (the ETag index of a sealed
 //! branch, the first line of a snapshot), the same bytes are written here, so objects stored
 //! before the format moved here and after it are alike byte for byte.

@@ -1,4 +1,6 @@
-//! The content store of the content catalogs (docs/format.md, "Content catalogs").
+//! The content store of the content catalogs (docs/format.md, "Content catalogs"): contents
+//! stored once under their BLAKE3 digest, put into place by reflink, hard link or copy, and the
+//! run manifests' format.
 //!
 //! Every content is stored once, named by the BLAKE3 digest of its bytes
 //! (`<objects>/<2 hex>/<62 hex>`), and a run owns a manifest (path -> digest, size, mode). This
@@ -30,6 +32,9 @@ use crate::hasher::{
 };
 use crate::writer::{create_dir_all_durable, fsync_folder, temp_path};
 
+/// The read buffer of a streamed hash or copy (sized down to the file for small ones), as the
+/// hasher's: at 1 MiB a read's system call is a negligible share of hashing and writing the
+/// bytes, and one buffer per thread stays small.
 const BUFFER_BYTES: usize = 1 << 20;
 /// The mode of every published content: nobody writes an object in place.
 pub const OBJECT_MODE: u32 = 0o444;

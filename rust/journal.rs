@@ -43,7 +43,9 @@ const FRAME_MAGIC: [u8; 4] = [0xFF, b'R', b'J', 0x01];
 pub const FRAME_HEADER: usize = 16;
 /// Stamp, kind and target length.
 const PAYLOAD_HEADER: usize = 13;
-/// The largest payload a reader accepts: a length above it is damage, not a record.
+/// The largest payload a reader accepts: a length above it is damage, not a record. A record
+/// holds one step's, one branch's or the run's own fields as JSON, far below 256 MiB, and a
+/// writer refuses a larger one, so only damage reads as a length past it.
 pub const MAX_PAYLOAD: usize = 256 << 20;
 
 /// What a record changes. The numbers are the format's: never reuse one.
@@ -460,6 +462,8 @@ pub fn read_from(path: &Path, offset: u64) -> Result<Option<Vec<u8>>> {
     };
     // Positioned reads until the end: no seek and no size asked for, since most looks find
     // nothing new (one read returning 0).
+    // 16 KiB holds what most looks find (a few records of a few hundred bytes) in one read; a
+    // journal read from its start doubles it up to 4 MiB, so a long one takes few reads.
     let mut bytes = Vec::new();
     let mut chunk = vec![0u8; 16 * 1024];
     loop {

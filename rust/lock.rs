@@ -15,6 +15,14 @@ use rustix::io::Errno;
 
 use crate::error::{CoreError, Result};
 
+/// The first wait of a locker that found the lock held, doubled at each try up to
+/// [`LONGEST_PAUSE`]. A lock is held for an append to a journal (tens of microseconds) or the
+/// rewrite of a document (milliseconds): a short first pause takes it soon after an append.
+const FIRST_PAUSE: Duration = Duration::from_micros(50);
+/// The longest wait between tries: a waiter notices a release within 5 ms, and a long wait
+/// costs at most 200 tries a second.
+const LONGEST_PAUSE: Duration = Duration::from_millis(5);
+
 /// An acquired lock; dropping it releases the lock.
 #[derive(Debug)]
 pub struct FileLock {
@@ -34,7 +42,7 @@ impl FileLock {
             .open(path)
             .map_err(|e| CoreError::io("open lock", path, e))?;
         let deadline = Instant::now() + timeout;
-        let mut pause = Duration::from_micros(50);
+        let mut pause = FIRST_PAUSE;
         loop {
             match flock(&file, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) => {
@@ -54,7 +62,7 @@ impl FileLock {
                 });
             }
             thread::sleep(pause.min(deadline - now));
-            pause = (pause * 2).min(Duration::from_millis(5));
+            pause = (pause * 2).min(LONGEST_PAUSE);
         }
     }
 

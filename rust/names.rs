@@ -6,7 +6,9 @@
 
 use crate::error::{CoreError, Result};
 
-/// Longest encoded key kept as is; longer ones are hashed (file names are limited to 255 bytes).
+/// Longest encoded key kept as is; longer ones are hashed. File names are limited to 255 bytes:
+/// the longest chunk name, `BranchLog-<key>.json` (195 bytes), still fits with the writer's temp
+/// file decoration around it (`.<name>.tmp-<pid>-<ns>-<counter>`, at most 54 more).
 pub const MAX_KEY_BYTES: usize = 180;
 
 /// The two kinds of chunk a run folder holds besides [`RUN_LOG_FILE`](crate::chunk::RUN_LOG_FILE).

@@ -32,6 +32,7 @@ use crate::writer::temp_path_beside;
 /// Spares a run keeps; a refill starts when it is down to [`REFILL_AT`]. A branch end folds
 /// one or two documents, so this covers a burst of branch ends while the thread catches up.
 const TARGET: usize = 8;
+/// Half the target: the four left cover the folds of a few branch ends while the refill runs.
 const REFILL_AT: usize = 4;
 /// Spares the whole process may hold open (file descriptors): a process with many runs open
 /// at once keeps to this.
@@ -39,7 +40,7 @@ const PROCESS_LIMIT: usize = 64;
 
 static OPEN_SPARES: AtomicUsize = AtomicUsize::new(0);
 
-/// One unnamed file, counted against [`PROCESS_LIMIT`] while it is open.
+/// One unnamed file, counted against `PROCESS_LIMIT` while it is open.
 #[derive(Debug)]
 pub struct Spare(File);
 

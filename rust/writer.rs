@@ -1,4 +1,6 @@
-//! The atomic writer and the plain reader (docs/format.md, "The atomic writer").
+//! The atomic writer and the plain reader (docs/format.md, "The atomic writer"), with what they
+//! share: temp file names, folder fsync, durable folder creation, and the removal of the temp
+//! files that dead writes left.
 //!
 //! A target is only ever replaced by `rename(2)` of a complete temp file from the same folder,
 //! so a reader opening the target sees the old bytes or the new ones, never a torn mix, whatever

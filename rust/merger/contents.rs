@@ -95,6 +95,7 @@ pub(crate) fn read_whole(path: &Path) -> Result<Option<Vec<u8>>> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(CoreError::io("open", path, e)),
     };
+    // 8 KiB holds most documents (a branch's, with its steps, is a few KiB) without growing.
     let mut bytes = Vec::with_capacity(8192);
     file.read_to_end(&mut bytes)
         .map_err(|e| CoreError::io("read", path, e))?;

@@ -75,8 +75,9 @@ impl Naming {
 /// Read the run in `run_dir` (its documents and its journals) and assemble its full run log.
 ///
 /// Without `salvage`, the first corrupt chunk or journal record fails the read with
-/// [`CoreError::Corrupt`] naming it; with `salvage`, corrupt ones are left out and listed. A
-/// corrupt `RunLog.json` fails both ways: without it there is no run.
+/// [`CoreError::Corrupt`](crate::error::CoreError::Corrupt) naming it; with `salvage`, corrupt
+/// ones are left out and listed. A corrupt `RunLog.json` fails both ways: without it there is
+/// no run.
 pub fn merge_run(run_dir: &Path, salvage: bool) -> Result<MergedRun> {
     let (records, journal_skips) = journal::read_all(run_dir, salvage)?;
     let folder = Contents::read_folder(run_dir)?;
