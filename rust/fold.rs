@@ -9,7 +9,7 @@
 //! step, and only when its stamp is later than the stamp already there: so folding twice
 //! changes nothing, and a record already folded is never applied again by a reader.
 //!
-//! The full merger (`merger.rs`) reads every document; this model reads one, for the reads and
+//! The full merger (`merger`) reads every document; this model reads one, for the reads and
 //! folds that concern one branch, one step or the run's own fields.
 
 use std::borrow::Cow;

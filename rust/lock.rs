@@ -70,7 +70,7 @@ impl FileLock {
         &self.path
     }
 
-    /// The locked file (a run's lock file also keeps the last journal stamp, `run.rs`).
+    /// The locked file (a run's lock file also keeps the last journal stamp, `run`).
     pub fn file(&self) -> &File {
         &self._file
     }
