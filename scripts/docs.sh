@@ -8,6 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 site=${1:-site}
+if [ ! -x .venv/bin/mkdocs ]; then
+    echo "docs: no .venv/bin/mkdocs; run: bash scripts/install.sh (it installs the dev extra)" >&2
+    exit 2
+fi
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 if ! NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --clean --site-dir "$site" >"$log" 2>&1; then
