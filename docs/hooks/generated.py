@@ -10,8 +10,9 @@ A page asks for a part with an HTML comment on a line of its own:
 
 The build fails (so ``mkdocs build --strict`` in the tests fails) when a page names a command
 or type that does not exist, when the command line page leaves out a command the application
-has or the configuration page a type the package registers, and when the architecture page's
-module map and the source tree differ (a module without its line, or a line without its module).
+has or the configuration page a type the package registers, when the architecture page's
+module map and the source tree differ (a module without its line, or a line without its module),
+and when a page names a file of the repository (`rust/...`, `tests/...`) that is not there.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ _OWN_PACKAGE = "runlog_store."
 
 def on_page_markdown(markdown: str, page: Any, config: Any, **_: Any) -> str:
     path = page.file.src_uri
+    _check_paths(markdown, Path(config.config_file_path).parent, path)
     if path == _ARCHITECTURE_PAGE:
         _check_module_map(markdown, Path(config.config_file_path).parent, path)
     wanted: dict[str, set[str]] = {}
@@ -270,3 +272,15 @@ def _check_module_map(markdown: str, root: Path, path: str) -> None:
             f"modules without a row: {', '.join(missing) or 'none'}; "
             f"rows without a module: {', '.join(stale) or 'none'}"
         )
+
+
+# --- paths of the repository named in any page ---------------------------------------------------
+
+_REPO_PATH = re.compile(r"`((?:rust|python|tests|benches|scripts|examples|docs)/[^`\s*<>]*)`")
+
+
+def _check_paths(markdown: str, root: Path, path: str) -> None:
+    """A file or folder of the repository a page names in code (`rust/writer.rs`) exists."""
+    missing = sorted({p for p in _REPO_PATH.findall(markdown) if not (root / p).exists()})
+    if missing:
+        raise PluginError(f"{path} names files the repository does not have: {', '.join(missing)}")
