@@ -3,16 +3,20 @@
 # against: scripts/minio.sh; Debian's Chromium for the test that renders timeline pages:
 # scripts/chromium.sh; fuse3 and strace for the power-cut tests: scripts/fuse.sh; xfsprogs for
 # the reflink tests: scripts/xfs.sh) and runs every check and test: Rust format, lint
-# and unit tests, Python lint and types, then the whole pytest suite (integration tests
-# included; none may skip in CI).
+# and unit tests, Python lint and types, the documentation site's strict build
+# (scripts/docs.sh), then the whole pytest suite (integration tests included; none may skip in
+# CI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install.sh
-# What only the tests need, each installed once and silent when present. Without one, its tests
-# skip on a developer machine; in CI its absence fails the run: no integration test may skip
-# there. `needed SCRIPT TESTS [strict]`: with `strict`, only exit 3 ("cannot be had here": no Go
-# for MinIO) may skip; any other failure (a broken build) always fails.
+# What only the tests need, each installed once. Each script says in one line what it did (on
+# stderr; its stdout, a binary's path, is for the tests' fixtures), and keeps the output of a
+# build or apt-get in ~/.cache/runlog-store/logs/, whose path and last lines a failure prints.
+# Without one, its tests skip on a developer machine; in CI its absence fails the run: no
+# integration test may skip there. `needed SCRIPT TESTS [strict]`: with `strict`, only exit 3
+# ("cannot be had here": no Go for MinIO) may skip; any other failure (a broken build) always
+# fails.
 needed() {
     local status=0
     bash "scripts/$1" >/dev/null || status=$?
@@ -50,6 +54,9 @@ echo "== ruff / mypy"
 .venv/bin/ruff check python tests benches
 .venv/bin/ruff format --check python tests benches
 .venv/bin/mypy
+
+echo "== docs"
+bash scripts/docs.sh
 
 echo "== pytest"
 .venv/bin/pytest "$@"
