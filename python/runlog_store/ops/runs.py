@@ -13,15 +13,21 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from runlog_store.callbacks import NO_PROGRESS, Callback
 from runlog_store.exceptions import RunLogNotFoundError, RunLogStoreError
-from runlog_store.models import FAIL
+from runlog_store.models import CREATED, FAIL, PROCESSING, SUCCESS, TRIGGERED, RunLog
 from runlog_store.stores.base import BaseRunLogStore
 
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_AGE_NAMES = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week"}
 _AGE_PART = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
+
+# A run that cannot be read is listed with this status instead of its own.
+UNREADABLE = "UNREADABLE"
+# Every status a listed run can have: runnable's, and ours for a run that cannot be read.
+RUN_STATUSES = (SUCCESS, FAIL, PROCESSING, CREATED, TRIGGERED, UNREADABLE)
 
 
 class RunSummary(BaseModel):
@@ -43,21 +49,49 @@ class RunSummary(BaseModel):
     layout: str | None = None
 
 
-def parse_age(text: str, option: str = "--older-than") -> timedelta:
-    """``90s``, ``45m``, ``12h``, ``2d``, ``1w`` or a sum of them (``1d12h``)."""
+def _age_parts(text: str, option: str) -> list[tuple[str, str]]:
+    """The (number, unit) parts of an age as written; RunLogStoreError for anything else."""
     cleaned = text.strip().lower().replace(" ", "")
-    position, total = 0, 0.0
+    position, parts = 0, []
     for match in _AGE_PART.finditer(cleaned):
         if match.start() != position:
             break
-        total += float(match.group(1)) * _AGE_UNITS[match.group(2)]
+        parts.append((match.group(1), match.group(2)))
         position = match.end()
     if not cleaned or position != len(cleaned):
         raise RunLogStoreError(
             f"{option} {text!r} is not an age; write a number and a unit, such as 90s, 45m, "
             "12h, 2d, 1w or 1d12h"
         )
-    return timedelta(seconds=total)
+    return parts
+
+
+def parse_age(text: str, option: str = "--older-than") -> timedelta:
+    """``90s``, ``45m``, ``12h``, ``2d``, ``1w`` or a sum of them (``1d12h``)."""
+    parts = _age_parts(text, option)
+    return timedelta(seconds=sum(float(number) * _AGE_UNITS[unit] for number, unit in parts))
+
+
+def describe_age(text: str, option: str = "--older-than") -> str:
+    """An age as ``parse_age`` reads it, in words and in the units it was written in:
+    ``1d12h`` is "1 day 12 hours", ``90m`` "90 minutes"."""
+    words = []
+    for number, unit in _age_parts(text, option):
+        name = _AGE_NAMES[unit]
+        words.append(f"{number} {name}" if float(number) == 1 else f"{number} {name}s")
+    return " ".join(words)
+
+
+def parse_status(text: str, option: str = "--status") -> str:
+    """A run status as the stores write it (``fail`` is ``FAIL``); RunLogStoreError listing
+    the valid ones for anything else."""
+    wanted = text.strip().upper()
+    if wanted not in RUN_STATUSES:
+        raise RunLogStoreError(
+            f"{option} {text!r} is not a run status; use one of "
+            f"{', '.join(RUN_STATUSES[:-1])} or {RUN_STATUSES[-1]}"
+        )
+    return wanted
 
 
 def parse_time(value: Any) -> datetime | None:
@@ -153,30 +187,47 @@ def summarize(run: dict[str, Any]) -> RunSummary:
     )
 
 
-UNREADABLE = "UNREADABLE"
+def _not_a_run(run: Any) -> str | None:
+    """Why a parsed document is not a run log (``{}``, a list, a run without an id), judged on
+    its run-level fields as the models read them; None when it is one. Its steps are left to
+    ``summarize``, which reads what it can of them: validating them all would cost a listing
+    more than reading them."""
+    if not isinstance(run, dict):
+        return f"not a run log (a JSON {type(run).__name__}, not an object)"
+    try:
+        RunLog.model_validate({**run, "steps": {}, "job": None})
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "document"
+        return f"not a valid run log ({where}: {error['msg']})"
+    return None
 
 
 def read_summary(store: BaseRunLogStore, run_id: str) -> RunSummary:
-    """The summary of a stored run; a run that cannot be read (a damaged chunk, say) gets one
-    too, saying why, so one bad run does not hide the others."""
+    """The summary of a stored run; a run that cannot be read (a damaged chunk, a document that
+    is not a run log, say) gets one too, saying why, so one bad run does not hide the others."""
     try:
-        return summarize(json.loads(store.get_run_log_json(run_id)))
+        run = json.loads(store.get_run_log_json(run_id))
+        problem = _not_a_run(run)
+        if problem is None:
+            return summarize(run)
+        reason = problem
     except RunLogNotFoundError:
         raise
     except (RunLogStoreError, ValueError) as exc:
         reason = str(exc) if isinstance(exc, RunLogStoreError) else f"not valid JSON ({exc})"
-        return RunSummary(
-            run_id=run_id,
-            status=UNREADABLE,
-            tag="",
-            start=None,
-            end=None,
-            duration_seconds=None,
-            steps=0,
-            branches=0,
-            failed_step=None,
-            error=reason if run_id in reason else f"run {run_id!r}: {reason}",
-        )
+    return RunSummary(
+        run_id=run_id,
+        status=UNREADABLE,
+        tag="",
+        start=None,
+        end=None,
+        duration_seconds=None,
+        steps=0,
+        branches=0,
+        failed_step=None,
+        error=reason if run_id in reason else f"run {run_id!r}: {reason}",
+    )
 
 
 def summarize_runs(
@@ -214,10 +265,13 @@ def summarize_runs(
 
 
 __all__ = [
+    "RUN_STATUSES",
     "UNREADABLE",
     "RunSummary",
+    "describe_age",
     "describe_code_identities",
     "parse_age",
+    "parse_status",
     "parse_time",
     "read_summary",
     "summarize",
