@@ -331,14 +331,20 @@ def test_list_shows_every_run_newest_first_and_filters(place: Place) -> None:
     assert {run["run_id"] for run in failed} == {"fs-fail", "made-fail"}
     tagged = json.loads(invoke("list", "-c", place.config, "--tag", "nightly", "--json").stdout)
     assert [run["run_id"] for run in tagged] == ["made-fail"]
-    recent = json.loads(invoke("list", "-c", place.config, "--since", "1h", "--json").stdout)
-    assert {run["run_id"] for run in recent} == {"made-ok", "made-fail"}
     limited = json.loads(invoke("list", "-c", place.config, "--limit", "2", "--json").stdout)
     assert [run["run_id"] for run in limited] == [run["run_id"] for run in runs[:2]]
 
     table = invoke("list", "-c", place.config).stdout
     assert "6 runs" in table and "train.2.fit" in table and "boom" in table
     assert table.index("made-") < table.index("fs-map")
+
+    # The runs made here started seconds ago, this one two hours ago; the fixture runs when
+    # they were made.
+    _made_run(place.store(), "made-earlier", ago=timedelta(hours=2))
+    hour_ago = (datetime.now() - timedelta(hours=1)).isoformat()
+    recent = json.loads(invoke("list", "-c", place.config, "--since", "1h", "--json").stdout)
+    made_recently = {run_id for run_id in FIXTURE_RUNS if by_id[run_id]["start"] >= hour_ago}
+    assert {run["run_id"] for run in recent} == {"made-ok", "made-fail", *made_recently}
 
 
 def test_show_draws_the_tree_with_errors_parameters_metrics_and_catalog(place: Place) -> None:
@@ -397,7 +403,7 @@ def test_nested_branches_are_drawn_to_the_depth_asked(place: Place, tmp_path: Pa
     middle = invoke("show", "nested", "-c", place.config, "--depth", "2").stdout
     assert "outer.a" in middle and "2 branches" in middle and "outer.a.inner.1" not in middle
     top = invoke("show", "nested", "-c", place.config, "--depth", "1").stdout
-    assert "1 branches" in top and "inner" not in top
+    assert "1 branch" in top and "1 branches" not in top and "inner" not in top
     runs = json.loads(invoke("list", "-c", place.config, "--json").stdout)
     nested = next(r for r in runs if r["run_id"] == "nested")
     assert nested["steps"] == 4 and nested["branches"] == 3
@@ -610,7 +616,8 @@ def test_every_command_through_the_console_script(tmp_path: Path) -> None:
     )
     runlog("copy", "demo-a", "--to", other, cwd=work)
     assert (work / "elsewhere" / "demo-a.json").is_file()
-    assert "match" in runlog("verify", "demo-a", "-c", other, cwd=work).stdout
+    checked = runlog("verify", "demo-a", "-c", other, cwd=work).stdout
+    assert checked.strip() == "Run demo-a recorded no catalog files: nothing to verify."
     gone = runlog("gc", "--older-than", "0s", cwd=work).stdout
     assert "deleted 2 of 2 runs" in gone
     assert not (work / ".run_log_store" / "demo-a").exists()

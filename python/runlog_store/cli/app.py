@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
+import shutil
 import sys
 import time
 import traceback
@@ -18,36 +20,94 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from runlog_store import _core
+from runlog_store._paths import validate_run_id
+from runlog_store.catalogs.base import BaseCatalog
 from runlog_store.cli.progress import TerminalProgress
-from runlog_store.cli.render import STATUS_STYLE, format_seconds, run_tree
-from runlog_store.config import load_catalog, load_store, resolve_config_file
-from runlog_store.exceptions import RunLogStoreError
+from runlog_store.cli.render import STATUS_STYLE, counted, format_age, format_seconds, run_tree
+from runlog_store.config import (
+    CONFIG_ENV,
+    load_catalog,
+    load_store,
+    read_config_file,
+    resolve_config_file,
+)
+from runlog_store.exceptions import ConfigurationError, RunLogNotFoundError, RunLogStoreError
 from runlog_store.ops.diff import Difference
 from runlog_store.ops.runs import RunSummary
 from runlog_store.stores.base import BaseRunLogStore
 from runlog_store.stores.project import ProjectRunLogStore
 
+# --- help as click writes it ------------------------------------------------------------------
+
+
+class _TypelessArgument(TyperArgument):
+    """An argument whose help row is its name alone (RUN_ID), with no ``<str>`` beside it."""
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
+def _click_style(params: list[Any]) -> list[Any]:
+    """Name every value in help the way click does: RUN_ID, FILE, INTEGER, and nothing for a
+    flag. typer labels each by its Python type instead (``<str>``, ``<int range>``), and flags,
+    ``--help`` included, as ``<bool>``; the options below name their values themselves."""
+    for param in params:
+        if param.param_type_name == "argument":
+            if param.metavar is None:
+                param.metavar = (param.name or "").upper()
+            if isinstance(param, TyperArgument):
+                param.__class__ = _TypelessArgument
+        elif getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+class _Command(TyperCommand):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _click_style(super().get_params(ctx))
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        """``[OPTIONS] RUN_ID``: an argument by its name, in brackets only when optional."""
+        pieces = [self.options_metavar] if self.options_metavar else []
+        for param in self.get_params(ctx):
+            if param.param_type_name != "argument":
+                continue
+            name = param.metavar + ("..." if param.nargs != 1 else "")
+            pieces.append(name if param.required else f"[{name}]")
+        return pieces
+
+
+class _Group(TyperGroup):
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _click_style(super().get_params(ctx))
+
+
 app = typer.Typer(
+    cls=_Group,
     help="See, compare, verify, move and prune the run logs of runnable pipelines, in any "
     "run log store.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-
+RunIdArgument = Annotated[
+    str, typer.Argument(metavar="RUN_ID", help="The run's id, as runlog list shows it.")
+]
 ConfigOption = Annotated[
     Path | None,
     typer.Option(
         "--config",
         "-c",
+        metavar="FILE",
         help="runnable configuration file (else RUNNABLE_CONFIGURATION_FILE, else every run in "
         ".run_log_store, file-system or chunked-fs)",
     ),
@@ -56,6 +116,14 @@ VerboseOption = Annotated[
     bool, typer.Option("--verbose", "-v", help="Show the traceback of an error.")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+StatusOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="STATUS",
+        help="Only runs of this status: SUCCESS, FAIL, PROCESSING, CREATED, TRIGGERED or "
+        "UNREADABLE.",
+    ),
+]
 
 
 # --- plumbing every command shares ------------------------------------------------------------
@@ -69,16 +137,42 @@ def _fail(message: str, verbose: bool) -> NoReturn:
     raise typer.Exit(code=2)
 
 
+class _Stores:
+    """The stores a command opened, so that a run it did not find is named with the store it
+    was looked for in."""
+
+    def __init__(self) -> None:
+        self.opened: list[BaseRunLogStore] = []
+
+    def open(self, config: Path | None, run_id: str | None = None) -> BaseRunLogStore:
+        """The store ``config`` names (``_open_store``), which must be there to read from."""
+        store = _open_store(config)
+        self.opened.append(store)
+        _require_folder(store, config, run_id)
+        return store
+
+    def not_found(self, exc: RunLogNotFoundError) -> str:
+        store = next((s for s in self.opened if exc.path.startswith(s.location())), None)
+        if store is None and len(self.opened) == 1:
+            store = self.opened[0]
+        where = f" in {_describe(store)}" if store is not None else ""
+        looked = f" (looked for {exc.path})" if exc.path else ""
+        return f"no run {exc.run_id!r}{where}{looked}"
+
+
 @contextlib.contextmanager
-def _reporting_errors(verbose: bool) -> Iterator[None]:
+def _reporting_errors(verbose: bool) -> Iterator[_Stores]:
     """Turn any failure into one line on stderr and exit status 2."""
+    stores = _Stores()
     try:
-        yield
+        yield stores
     except typer.Exit:
         raise
     except KeyboardInterrupt:
         Console(stderr=True).print("[bold red]interrupted[/]")
         raise typer.Exit(code=130) from None
+    except RunLogNotFoundError as exc:
+        _fail(stores.not_found(exc), verbose)
     except RunLogStoreError as exc:
         _fail(str(exc), verbose)
     except OSError as exc:
@@ -101,13 +195,67 @@ def _print_json(document: object) -> None:
     sys.stdout.write(json.dumps(document, indent=2, default=str) + "\n")
 
 
+def _config_file(config: Path | None) -> Path | None:
+    """The configuration file to read (``-c``, else RUNNABLE_CONFIGURATION_FILE), or None. An
+    empty one is an error: it names no store, and falling back to the default store would show
+    runs from somewhere the user did not point at."""
+    path = resolve_config_file(config)
+    if path is not None and not read_config_file(path):
+        named = f" (named by {CONFIG_ENV})" if config is None else ""
+        raise ConfigurationError(
+            f"configuration file {path}{named} is empty; it needs a run-log-store: section with "
+            "the store's type, as in runnable's configuration",
+            path=str(path),
+        )
+    return path
+
+
 def _open_store(config: Path | None) -> BaseRunLogStore:
     """The store the configuration names; with none (no -c, no RUNNABLE_CONFIGURATION_FILE),
     every run of the project's ``.run_log_store``, in either of runnable's local layouts: its
     default ``file-system`` (``<id>.json``) and ``chunked-fs`` (``<id>/``), runlog's default."""
-    if resolve_config_file(config) is None:
+    path = _config_file(config)
+    if path is None:
         return ProjectRunLogStore()
-    return load_store(config)
+    return load_store(path)
+
+
+def _load_store(config: Path) -> BaseRunLogStore:
+    """The store of another configuration (``--to``, ``--config-b``), as it is."""
+    return load_store(_config_file(config))
+
+
+def _load_catalog(config: Path | None) -> BaseCatalog:
+    return load_catalog(_config_file(config))
+
+
+def _require_folder(store: BaseRunLogStore, config: Path | None, run_id: str | None) -> None:
+    """A store on a folder that does not exist is an error naming the folder: read as an empty
+    store it would say "0 runs" to someone who is in the wrong folder or named the wrong one."""
+    folder = getattr(store, "log_folder", None)
+    if not isinstance(folder, str) or os.path.isdir(folder):
+        return
+    if run_id is not None:
+        validate_run_id(run_id)  # a run id that cannot be stored is the first thing to say
+    subject = f"no run {run_id!r}" if run_id is not None else "no run log store"
+    here = "" if os.path.isabs(folder) else f" in {os.getcwd()}"
+    path = resolve_config_file(config)
+    origin = (
+        f"without -c FILE, runlog reads the {folder} of the folder it runs in"
+        if path is None
+        else f"log_folder in {path}"
+    )
+    raise RunLogStoreError(
+        f"{subject}: the folder {folder} does not exist{here} ({origin})", path=folder
+    )
+
+
+def _describe(store: BaseRunLogStore) -> str:
+    """A store as a sentence names it: "the chunked-fs store at .run_log_store"."""
+    location = store.location()
+    if isinstance(store, ProjectRunLogStore):
+        return f"the run log store at {location}"
+    return f"the {store.service_name} store at {location}"
 
 
 def _run_store(store: BaseRunLogStore, run_id: str) -> BaseRunLogStore:
@@ -117,16 +265,39 @@ def _run_store(store: BaseRunLogStore, run_id: str) -> BaseRunLogStore:
     return store
 
 
+def _runlog_as_typed() -> str:
+    """The command that starts this runlog again, typed where the user is: ``runlog`` when
+    that name finds this very program, else the path it was started by (relative as typed:
+    the user is still in the folder they typed it in), else the interpreter running it."""
+    started = sys.argv[0]
+    name = os.path.basename(started)
+    path = started if os.sep in started else shutil.which(started)
+    if path and os.path.isfile(path) and not name.endswith(".py"):
+        found = shutil.which(name)
+        if found and os.path.realpath(found) == os.path.realpath(path):
+            return name
+        return shlex.quote(path)
+    return f"{shlex.quote(sys.executable)} -m runlog_store.cli"
+
+
 # --- commands ---------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(cls=_Command)
 def demo(
     config: ConfigOption = None,
-    branches: Annotated[int, typer.Option(min=1, help="Branches of the map step.")] = 48,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes writing branches.")] = 4,
-    run_id: Annotated[str | None, typer.Option(help="Run id (default: demo-<time>).")] = None,
-    max_branches: Annotated[int, typer.Option(min=0, help="Branches shown per step.")] = 6,
+    branches: Annotated[
+        int, typer.Option(min=1, metavar="INTEGER", help="Branches of the map step.")
+    ] = 48,
+    workers: Annotated[
+        int, typer.Option(min=1, metavar="INTEGER", help="Worker processes writing branches.")
+    ] = 4,
+    run_id: Annotated[
+        str | None, typer.Option(metavar="TEXT", help="Run id (default: demo-DATE-TIME-PID).")
+    ] = None,
+    max_branches: Annotated[
+        int, typer.Option(min=0, metavar="INTEGER", help="Branches shown per step.")
+    ] = 6,
     verbose: VerboseOption = False,
 ) -> None:
     """Write a parallel pipeline's run log from several worker processes, then show it."""
@@ -141,6 +312,7 @@ def demo(
         fail_branch=3 if branches >= 3 else None,
     )
     with _reporting_errors(verbose):
+        _config_file(config)
         started = time.perf_counter()
         store = run_demo(settings)
         written = time.perf_counter() - started
@@ -150,39 +322,49 @@ def demo(
     console.print(run_tree(run_log, max_branches=max_branches))
     steps = sum(1 for _ in run_log.iter_steps())
     console.print(
-        f"\nWrote {steps} steps in {branches} branches from {workers} worker processes "
-        f"into {store.service_name} at {store.get_summary().get('Location')} in "
-        f"{format_seconds(written)}; full read {format_seconds(read)}."
+        f"\nWrote {counted(steps, 'step')} in {counted(branches, 'branch', 'branches')} from "
+        f"{counted(workers, 'worker process', 'worker processes')} into "
+        f"{escape(_describe(store))} in {format_seconds(written)}; full read "
+        f"{format_seconds(read)}."
     )
-    console.print(f"See it again with: runlog show {settings.run_id}")
+    # A command that works pasted as it is, from here: the program as it was started, and the
+    # configuration the run went to.
+    again = [_runlog_as_typed(), "show", shlex.quote(settings.run_id)]
+    if config is not None:
+        again += ["-c", shlex.quote(str(config))]
+    console.print(f"See it again with: {escape(' '.join(again))}", highlight=False, soft_wrap=True)
 
 
-@app.command("list")
+@app.command("list", cls=_Command)
 def list_runs(
     config: ConfigOption = None,
-    status: Annotated[
-        str | None, typer.Option(help="Only runs of this status (SUCCESS, FAIL, ...).")
-    ] = None,
-    tag: Annotated[str | None, typer.Option(help="Only runs with this tag.")] = None,
+    status: StatusOption = None,
+    tag: Annotated[str | None, typer.Option(metavar="TAG", help="Only runs with this tag.")] = None,
     since: Annotated[
-        str | None, typer.Option(help="Only runs started within this age (90m, 12h, 2d, 1w).")
+        str | None,
+        typer.Option(metavar="AGE", help="Only runs started within this age (90m, 12h, 2d, 1w)."),
     ] = None,
-    limit: Annotated[int | None, typer.Option(min=0, help="At most this many runs.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=0, metavar="INTEGER", help="At most this many runs.")
+    ] = None,
     json_output: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """List runs, newest first: status, tag, start, duration, steps and the failed step."""
-    from runlog_store.ops.runs import parse_age, summarize_runs
+    from runlog_store.ops.runs import parse_age, parse_status, summarize_runs
 
-    with _reporting_errors(verbose):
+    with _reporting_errors(verbose) as stores:
         started_after = datetime.now() - parse_age(since, "--since") if since else None
-        store = _open_store(config)
+        wanted = parse_status(status) if status is not None else None
+        store = stores.open(config)
+        run_ids = store.list_run_ids()
         runs = summarize_runs(
             store,
-            status=status,
+            status=wanted,
             tag=tag,
             since=started_after,
             limit=limit,
+            run_ids=run_ids,
             callback=TerminalProgress(),
         )
         if isinstance(store, ProjectRunLogStore):
@@ -193,7 +375,18 @@ def list_runs(
         _print_json([run.model_dump(mode="json") for run in runs])
         return
     console = Console()
-    title = f"{len(runs)} runs in {escape(str(store.get_summary().get('Location')))}"
+    where = escape(store.location())
+    if not runs:
+        asked = {"--status": wanted, "--tag": tag, "--since": since, "--limit": limit}
+        filters = " ".join(f"{name} {value}" for name, value in asked.items() if value is not None)
+        if not run_ids:
+            console.print(f"No runs in {where}.")
+        elif len(run_ids) == 1:
+            console.print(f"The one run in {where} does not match {escape(filters)}.")
+        else:
+            console.print(f"None of the {len(run_ids)} runs in {where} match {escape(filters)}.")
+        return
+    title = f"{counted(len(runs), 'run')} in {where}"
     # An id wider than the terminal is printed whole (the terminal wraps it), never cropped.
     console.print(_runs_table(runs, title, console.width), crop=False)
 
@@ -214,24 +407,10 @@ _DROPPED = ("tag", "duration", "steps", "layout", "failed step", "start")
 
 
 def _runs_table(runs: list[RunSummary], title: str, width: int) -> Table:
-    id_width = max([len(run.run_id) for run in runs] + [len("run id")])
-    shown = dict(_LIST_COLUMNS)
+    columns = dict(_LIST_COLUMNS)
     if not any(run.layout for run in runs):
-        del shown["layout"]
-    # Each column costs its width, two of padding and one border; the table one more border.
-    for name in _DROPPED:
-        if 1 + (id_width + 3) + sum(w + 3 for w in shown.values()) <= width:
-            break
-        shown.pop(name, None)
-    table = Table(title=title)
-    table.add_column("run id", no_wrap=True, min_width=id_width)
-    for name, least in shown.items():
-        table.add_column(
-            name,
-            justify="right" if name == "steps" else "left",
-            min_width=least,
-            no_wrap=name == "status",
-        )
+        del columns["layout"]
+    rows = []
     for run in runs:
         duration = run.duration_seconds
         cells = {
@@ -243,24 +422,76 @@ def _runs_table(runs: list[RunSummary], title: str, width: int) -> Table:
             "steps": str(run.steps),
             "failed step": f"[red]{escape(run.failed_step or run.error or '')}[/]",
         }
-        table.add_row(escape(run.run_id), *(cells[name] for name in shown))
+        rows.append((run.run_id, cells))
+    return _table_of_runs(title, width, columns, _DROPPED, rows, right={"steps"})
+
+
+def _table_of_runs(
+    title: str,
+    width: int,
+    columns: dict[str, int],
+    dropped: tuple[str, ...],
+    rows: list[tuple[str, dict[str, str]]],
+    right: set[str] | frozenset[str] = frozenset(),
+) -> Table:
+    """A table of runs whose run id column is never cut nor wrapped: it is what a user copies
+    into the next command. ``columns`` are the others, in the order drawn, with the narrowest
+    each can be drawn in; when the terminal is too narrow they go in the order of ``dropped``
+    (the status is never dropped)."""
+    id_width = max([len(run_id) for run_id, _ in rows] + [len("run id")])
+    shown = dict(columns)
+
+    def least() -> int:
+        # Each column costs its width, two of padding and one border; the table one more border.
+        return 1 + (id_width + 3) + sum(w + 3 for w in shown.values())
+
+    for name in dropped:
+        if least() <= width:
+            break
+        shown.pop(name, None)
+    # Wider than the terminal even so: drawn at its least width (the terminal wraps the lines),
+    # which rich would otherwise reach by squeezing columns to nothing.
+    table = Table(title=title, width=least() if least() > width else None)
+    table.add_column("run id", no_wrap=True, min_width=id_width)
+    for name, narrowest in shown.items():
+        table.add_column(
+            name,
+            justify="right" if name in right else "left",
+            min_width=narrowest,
+            no_wrap=name == "status",
+        )
+    for run_id, cells in rows:
+        table.add_row(escape(run_id), *(cells[name] for name in shown))
     return table
 
 
-@app.command()
+@app.command(cls=_Command)
 def show(
-    run_id: str,
+    run_id: RunIdArgument,
     config: ConfigOption = None,
     json_output: Annotated[
         bool, typer.Option("--json", help="Print the merged full run log JSON.")
     ] = False,
-    depth: Annotated[int, typer.Option(min=1, help="Levels of branch nesting to draw.")] = 99,
-    max_branches: Annotated[int, typer.Option(min=0, help="Branches shown per step.")] = 20,
+    depth: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            metavar="INTEGER",
+            show_default=False,
+            help="Levels of branch nesting to draw (default: all).",
+        ),
+    ] = 99,
+    max_branches: Annotated[
+        int,
+        typer.Option(
+            min=0, metavar="INTEGER", help="Branches, and catalog entries, drawn per step."
+        ),
+    ] = 20,
     verbose: VerboseOption = False,
 ) -> None:
     """Show a run as a tree: steps, branches, attempts, errors, parameters, metrics, catalog."""
-    with _reporting_errors(verbose):
-        store = _run_store(_open_store(config), run_id)
+    with _reporting_errors(verbose) as stores:
+        store = _run_store(stores.open(config, run_id), run_id)
         if json_output:
             sys.stdout.buffer.write(store.get_run_log_json(run_id) + b"\n")
             _note_unfolded(store, run_id, Console(stderr=True))
@@ -285,7 +516,7 @@ def _note_unfolded(store: object, run_id: str, console: Console) -> None:
     size = sum(bytes_ for _, bytes_ in journals)
     many = len(journals) != 1
     console.print(
-        f"[yellow]note:[/] {len(journals)} journal{'s' if many else ''} ({size:,} bytes) "
+        f"[yellow]note:[/] {counted(len(journals), 'journal')} ({size:,} bytes) "
         f"hold{'' if many else 's'} writes not folded into the run's documents yet: runlog reads "
         "them, runnable's own chunked store does not. The run is still going, or was stopped "
         f"before its end; [bold]runlog fold {escape(run_id)}[/] folds them.",
@@ -293,18 +524,21 @@ def _note_unfolded(store: object, run_id: str, console: Console) -> None:
     )
 
 
-@app.command()
+@app.command(cls=_Command)
 def fold(
-    run_id: str,
+    run_id: RunIdArgument,
     config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
-    """Fold a run into runnable's own layout, as its end does: for a run stopped before its end
-    (killed), so runnable's chunked store reads all of it."""
+    """Fold a stopped run into runnable's own layout, as its end does.
+
+    For a run stopped before its end (killed): afterwards runnable's chunked store reads all of
+    it.
+    """
     from runlog_store.stores.chunked import ChunkedRunLogStore
 
-    with _reporting_errors(verbose):
-        store = _run_store(_open_store(config), run_id)
+    with _reporting_errors(verbose) as stores:
+        store = _run_store(stores.open(config, run_id), run_id)
         if not isinstance(store, ChunkedRunLogStore):
             _fail(
                 f"runlog fold folds the runs of chunked stores (chunked-fs, chunked-minio); "
@@ -315,8 +549,7 @@ def fold(
         store.fold(run_id)
     size = sum(bytes_ for _, bytes_ in journals)
     what = (
-        f"{len(journals)} journal{'s' if len(journals) != 1 else ''} ({size:,} bytes) folded "
-        "and removed"
+        f"{counted(len(journals), 'journal')} ({size:,} bytes) folded and removed"
         if journals
         else "every step is in its branch's and the run's document"
     )
@@ -325,12 +558,14 @@ def fold(
     )
 
 
-@app.command()
+@app.command(cls=_Command)
 def timeline(
-    run_id: str,
+    run_id: RunIdArgument,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", help="HTML file to write (default <run id>.html)."),
+        typer.Option(
+            "--output", "-o", metavar="FILE", help="HTML file to write (default: RUN_ID.html)."
+        ),
     ] = None,
     config: ConfigOption = None,
     verbose: VerboseOption = False,
@@ -339,25 +574,30 @@ def timeline(
     from runlog_store.cli.timeline import render_timeline
 
     target = output or Path(f"{run_id}.html")
-    with _reporting_errors(verbose):
-        run_log = _open_store(config).get_run_log_by_id(run_id, full=True)
+    with _reporting_errors(verbose) as stores:
+        run_log = stores.open(config, run_id).get_run_log_by_id(run_id, full=True)
         page = render_timeline(run_log).encode()
         _core.write_atomic(str(target), page, fsync=False, run_id=run_id)
     attempts = sum(len(step.attempts) for step in run_log.iter_steps())
-    Console().print(f"Wrote the timeline of {attempts} attempts of run {run_id} to {target}")
+    Console().print(
+        f"Wrote the timeline of {counted(attempts, 'attempt')} of run {escape(run_id)} to "
+        f"{escape(str(target))}",
+        highlight=False,
+    )
 
 
-@app.command()
+@app.command(cls=_Command)
 def diff(
-    run_a: str,
-    run_b: str,
+    run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="The first run's id.")],
+    run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="The second run's id.")],
     config: ConfigOption = None,
     config_b: Annotated[
         Path | None,
-        typer.Option(help="Configuration of RUN_B's store, when it is another store."),
+        typer.Option(metavar="FILE", help="Configuration of RUN_B's store, when it is another."),
     ] = None,
     rows: Annotated[
-        int, typer.Option(min=1, help="Rows shown per section (--json shows all).")
+        int,
+        typer.Option(min=1, metavar="INTEGER", help="Rows shown per section (--json shows all)."),
     ] = 20,
     json_output: JsonOption = False,
     verbose: VerboseOption = False,
@@ -368,9 +608,9 @@ def diff(
     """
     from runlog_store.ops.diff import diff_runs
 
-    with _reporting_errors(verbose):
-        store_a = _open_store(config)
-        store_b = load_store(config_b) if config_b else store_a
+    with _reporting_errors(verbose) as stores:
+        store_a = stores.open(config, run_a)
+        store_b = stores.open(config_b, run_b) if config_b else store_a
         a = json.loads(store_a.get_run_log_json(run_a))
         b = json.loads(store_b.get_run_log_json(run_b))
         differences = diff_runs(a, b)
@@ -394,7 +634,7 @@ def _cell(value: str | None, width: int = 72) -> str:
 
 
 def _differences_table(differences: list[Difference], run_a: str, run_b: str, rows: int) -> Table:
-    table = Table(title=f"{len(differences)} differences")
+    table = Table(title=counted(len(differences), "difference"))
     for column in ("what", "key", run_a, run_b):
         table.add_column(escape(column), overflow="fold")
     shown: Counter[str] = Counter()
@@ -410,45 +650,56 @@ def _differences_table(differences: list[Difference], run_a: str, run_b: str, ro
     return table
 
 
-@app.command()
+@app.command(cls=_Command)
 def export(
-    run_id: str,
+    run_id: RunIdArgument,
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="JSON file to write, or - for stdout.")
+        Path,
+        typer.Option("--output", "-o", metavar="FILE", help="JSON file to write, or - for stdout."),
     ],
     config: ConfigOption = None,
-    force: Annotated[bool, typer.Option(help="Replace the file if it exists.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the file if it exists.")] = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Write the full run log (every step and branch, merged) to one JSON file."""
     from runlog_store.ops.transfer import export_run
 
-    with _reporting_errors(verbose):
-        store = _open_store(config)
+    with _reporting_errors(verbose) as stores:
+        store = stores.open(config, run_id)
         if str(output) == "-":
             sys.stdout.buffer.write(store.get_run_log_json(run_id) + b"\n")
             return
         size = export_run(store, run_id, output, overwrite=force)
-    Console(stderr=True).print(f"Exported run {run_id} ({size:,} bytes) to {output}")
+    Console(stderr=True).print(
+        f"Exported run {escape(run_id)} ({size:,} bytes) to {escape(str(output))}",
+        highlight=False,
+    )
 
 
-@app.command()
+@app.command(cls=_Command)
 def copy(
-    run_id: str,
-    to: Annotated[Path, typer.Option("--to", help="Configuration file of the store to copy into.")],
+    run_id: RunIdArgument,
+    to: Annotated[
+        Path,
+        typer.Option("--to", metavar="FILE", help="Configuration file of the store to copy into."),
+    ],
     config: ConfigOption = None,
     with_catalog: Annotated[
-        bool, typer.Option(help="Copy the run's catalog files too (into the target's catalog).")
+        bool,
+        typer.Option(
+            "--with-catalog",
+            help="Copy the run's catalog files too (into the target's catalog).",
+        ),
     ] = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Copy a run into another store, checked by reading it back there."""
     from runlog_store.ops.transfer import copy_run
 
-    with _reporting_errors(verbose):
-        source = _open_store(config)
-        target = load_store(to)
-        catalogs = (load_catalog(config), load_catalog(to)) if with_catalog else (None, None)
+    with _reporting_errors(verbose) as stores:
+        source = stores.open(config, run_id)
+        target = _load_store(to)
+        catalogs = (_load_catalog(config), _load_catalog(to)) if with_catalog else (None, None)
         report = copy_run(
             source,
             target,
@@ -459,16 +710,17 @@ def copy(
         )
     console = Console()
     console.print(
-        f"Copied run {escape(run_id)} ({report.steps} steps, {report.run_log_bytes:,} bytes of "
-        f"run log) from the {escape(report.source)} to the {escape(report.target)}; it reads "
-        "back identical."
+        f"Copied run {escape(run_id)} ({counted(report.steps, 'step')}, "
+        f"{report.run_log_bytes:,} bytes of run log) from the {escape(report.source)} to the "
+        f"{escape(report.target)}; it reads back identical."
     )
     if with_catalog:
         checked = len(report.verification.files) if report.verification else 0
         good = checked - len(report.inherited)
         console.print(
-            f"Copied {report.catalog_files} catalog files ({report.catalog_bytes:,} bytes); "
-            f"{good} of {checked} re-hashed against the run log's data hashes match."
+            f"Copied {counted(report.catalog_files, 'catalog file')} "
+            f"({report.catalog_bytes:,} bytes); {good} of {checked} re-hashed against the run "
+            "log's data hashes match."
         )
         for problem in report.inherited:
             console.print(
@@ -477,39 +729,62 @@ def copy(
             )
 
 
-@app.command()
+# The columns of ``runlog gc`` past the run id, as _LIST_COLUMNS; "catalog files" only with
+# --with-catalog.
+_GC_COLUMNS: dict[str, int] = {
+    "status": 8,
+    "last written": 10,
+    "age": 5,
+    "catalog files": 7,
+    "action": 12,
+}
+_GC_DROPPED = ("catalog files", "age", "last written")
+
+
+@app.command(cls=_Command)
 def gc(
     older_than: Annotated[
-        str, typer.Option(help="Delete runs last written longer ago than this (30d, 12h, 1w).")
+        str,
+        typer.Option(
+            metavar="AGE",
+            help="Delete runs last written longer ago than this (30d, 12h, 1w).",
+        ),
     ],
     config: ConfigOption = None,
-    status: Annotated[str | None, typer.Option(help="Only runs of this status.")] = None,
-    dry_run: Annotated[bool, typer.Option(help="Only show what would be deleted.")] = False,
-    with_catalog: Annotated[bool, typer.Option(help="Delete the runs' catalog files too.")] = False,
+    status: StatusOption = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Only show what would be deleted.")
+    ] = False,
+    with_catalog: Annotated[
+        bool, typer.Option("--with-catalog", help="Delete the runs' catalog files too.")
+    ] = False,
     include_unfinished: Annotated[
         bool,
         typer.Option(
+            "--include-unfinished",
             help="Also delete runs that never ended (CREATED, PROCESSING) once they are old "
-            "enough: runs of crashed pipelines."
+            "enough: runs of crashed pipelines.",
         ),
     ] = False,
     json_output: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Delete old runs, never one still being written."""
-    from runlog_store.ops.runs import parse_age
+    from runlog_store.ops.runs import describe_age, parse_age, parse_status
     from runlog_store.ops.transfer import gc_contents, gc_runs
 
-    with _reporting_errors(verbose):
+    with _reporting_errors(verbose) as stores:
         age = parse_age(older_than)
-        store = _open_store(config)
-        catalog = load_catalog(config) if with_catalog else None
+        age_text = describe_age(older_than)
+        wanted = parse_status(status) if status is not None else None
+        store = stores.open(config)
+        catalog = _load_catalog(config) if with_catalog else None
         run_ids = store.list_run_ids()
         total = len(run_ids)
         decisions = gc_runs(
             store,
             age,
-            status=status,
+            status=wanted,
             include_unfinished=include_unfinished,
             catalog=catalog,
             dry_run=dry_run,
@@ -534,32 +809,43 @@ def gc(
         _print_json([d.model_dump(mode="json") for d in decisions])
         return
     console = Console()
+    where = escape(store.location())
     if not decisions:
-        console.print(f"No run of {total} was last written more than {older_than} ago.")
+        if not total:
+            console.print(f"No runs in {where}; nothing to delete.")
+            return
+        which = f"{wanted} run" if wanted else "run"
+        console.print(
+            f"No {which} in {where} was last written more than {age_text} ago "
+            f"({counted(total, 'run')} checked); nothing to delete."
+        )
         return
-    table = Table(title=f"Runs last written more than {older_than} ago")
-    for column in ("run id", "status", "last written", "age", "catalog files", "action"):
-        table.add_column(column)
+    columns = dict(_GC_COLUMNS)
+    if not with_catalog:
+        del columns["catalog files"]
+    rows = []
     for decision in decisions:
         style = "red" if decision.action in ("deleted", "would delete") else "yellow"
-        age_text = format_seconds(decision.age_seconds) if decision.age_seconds else "-"
-        table.add_row(
-            escape(decision.run_id),
-            _status(decision.status),
-            _when(decision.last_written),
-            age_text,
-            str(decision.catalog_files) if with_catalog else "-",
-            f"[{style}]{decision.action}[/]",
-        )
-    console.print(table)
+        ago = decision.age_seconds
+        cells = {
+            "status": _status(decision.status),
+            "last written": _when(decision.last_written),
+            "age": format_age(ago) if ago is not None else "-",
+            "catalog files": str(decision.catalog_files),
+            "action": f"[{style}]{decision.action}[/]",
+        }
+        rows.append((decision.run_id, cells))
+    title = f"Runs last written more than {age_text} ago"
+    table = _table_of_runs(title, console.width, columns, _GC_DROPPED, rows, {"catalog files"})
+    console.print(table, crop=False)
     deleted = sum(d.action in ("deleted", "would delete") for d in decisions)
     verb = "would delete" if dry_run else "deleted"
-    console.print(f"{verb} {deleted} of {total} runs")
+    console.print(f"{verb} {deleted} of {counted(total, 'run')}")
 
 
-@app.command()
+@app.command(cls=_Command)
 def verify(
-    run_id: str,
+    run_id: RunIdArgument,
     config: ConfigOption = None,
     verbose: VerboseOption = False,
 ) -> None:
@@ -569,14 +855,19 @@ def verify(
     """
     from runlog_store.ops.verify import verify_catalog
 
-    with _reporting_errors(verbose):
-        store = _open_store(config)
-        catalog = load_catalog(config)
+    with _reporting_errors(verbose) as stores:
+        store = stores.open(config, run_id)
+        catalog = _load_catalog(config)
         run_log = store.get_run_log_by_id(run_id, full=True)
         report = verify_catalog(run_log, catalog, TerminalProgress())
         where = str(catalog.get_summary().get("Location"))
         local = catalog.local_run_folder(run_id)
     console = Console()
+    if not report.files:
+        console.print(
+            f"Run {escape(run_id)} recorded no catalog files: nothing to verify.", highlight=False
+        )
+        return
     table = Table(title=f"Catalog of run {escape(run_id)} in {escape(where)}")
     for column in ("status", "file", "detail"):
         table.add_column(column)
@@ -591,11 +882,15 @@ def verify(
         shown = os.path.relpath(checked.path, local.parent) if local else checked.path
         table.add_row(f"[{style}]{checked.status}[/]", escape(shown), escape(detail))
     console.print(table)
+    files = len(report.files)
     problems = len(report.problems)
     if problems:
-        console.print(f"[bold red]{problems} of {len(report.files)} files failed verification[/]")
+        console.print(f"[bold red]{problems} of {counted(files, 'file')} failed verification[/]")
         raise typer.Exit(code=1)
-    console.print(f"[green]all {len(report.files)} files match their recorded hashes[/]")
+    if files == 1:
+        console.print("[green]the one file matches its recorded hash[/]")
+    else:
+        console.print(f"[green]all {files} files match their recorded hashes[/]")
 
 
 def main() -> None:

@@ -38,12 +38,30 @@ def run_window(run_log: RunLog) -> tuple[datetime, datetime] | None:
     return min(w[0] for w in windows), max(w[1] for w in windows)
 
 
+def counted(count: int, singular: str, plural: str | None = None) -> str:
+    """``1 run``, ``2 runs``, ``0 runs``: a count with its noun, as a person writes it."""
+    return f"{count} {singular if count == 1 else plural or singular + 's'}"
+
+
 def format_seconds(seconds: float) -> str:
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms"
     if seconds < 120:
         return f"{seconds:.2f}s"
     return f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
+
+
+def format_age(seconds: float) -> str:
+    """How long ago, in the units ``--older-than`` takes, the two largest that are not zero:
+    ``42s``, ``5m30s``, ``2h``, ``3d4h``."""
+    if seconds < 60:
+        return format_seconds(seconds)
+    whole = int(seconds)
+    for unit, size, smaller, small_size in (("d", 86400, "h", 3600), ("h", 3600, "m", 60)):
+        if whole >= size:
+            rest = (whole % size) // small_size
+            return f"{whole // size}{unit}{f'{rest}{smaller}' if rest else ''}"
+    return f"{whole // 60}m{f'{whole % 60}s' if whole % 60 else ''}"
 
 
 def _status(status: str) -> Text:
@@ -67,7 +85,7 @@ def _step_label(step: StepLog, show_name: str) -> Text:
     if window:
         label.append(f"  {format_seconds((window[1] - window[0]).total_seconds())}", "cyan")
     if len(step.attempts) > 1:
-        label.append(f"  {len(step.attempts)} attempts", "yellow")
+        label.append(f"  {counted(len(step.attempts), 'attempt')}", "yellow")
     return label
 
 
@@ -87,11 +105,20 @@ def _add_step(node: Tree, step: StepLog, depth: int, max_branches: int) -> None:
         child.add(Text(f"out: {_params(last.output_parameters)}", "dim"))
     if last is not None and last.user_defined_metrics:
         child.add(Text(f"metrics: {_params(last.user_defined_metrics)}", "magenta"))
-    for entry in step.data_catalog:
+    # A step after a map often catalogs a file per branch: as many lines as the branches hidden
+    # below, so the same bound applies to them (a single line is drawn, not summed up).
+    entries = step.data_catalog
+    drawn = entries if len(entries) <= max_branches + 1 else entries[:max_branches]
+    for entry in drawn:
         child.add(Text(f"catalog {entry.stage}: {entry.name}  {entry.data_hash[:12]}", "blue"))
+    if len(drawn) < len(entries):
+        stages = Counter(entry.stage for entry in entries[len(drawn) :])
+        summary = ", ".join(f"{n} {stage}" for stage, n in stages.most_common())
+        more = counted(len(entries) - len(drawn), "more catalog file")
+        child.add(Text(f"… {more} ({summary})", "dim"))
     if depth <= 1 or not step.branches:
         if step.branches:
-            child.add(Text(f"{len(step.branches)} branches", "dim"))
+            child.add(Text(counted(len(step.branches), "branch", "branches"), "dim"))
         return
     branches = list(step.branches.values())
     # Failed branches first: they are what a reader is looking for.
@@ -102,7 +129,8 @@ def _add_step(node: Tree, step: StepLog, depth: int, max_branches: int) -> None:
     if hidden:
         counts = Counter(b.status for b in hidden)
         summary = ", ".join(f"{n} {status}" for status, n in counts.most_common())
-        child.add(Text(f"… {len(hidden)} more branches ({summary})", "dim"))
+        more = counted(len(hidden), "more branch", "more branches")
+        child.add(Text(f"… {more} ({summary})", "dim"))
 
 
 def _add_branch(node: Tree, branch: BranchLog, depth: int, max_branches: int) -> None:
@@ -115,7 +143,8 @@ def _add_branch(node: Tree, branch: BranchLog, depth: int, max_branches: int) ->
 
 
 def run_tree(run_log: RunLog, depth: int = 99, max_branches: int = 8) -> Tree:
-    """The run as a rich Tree; ``depth`` limits nesting, ``max_branches`` per step."""
+    """The run as a rich Tree; ``depth`` limits nesting, ``max_branches`` the branches and the
+    catalog entries drawn per step."""
     steps = list(run_log.iter_steps())
     branches = sum(len(s.branches) for s in steps)
     title = Text.assemble(
@@ -126,7 +155,9 @@ def run_tree(run_log: RunLog, depth: int = 99, max_branches: int = 8) -> Tree:
     window = run_window(run_log)
     if window:
         title.append(f"  {format_seconds((window[1] - window[0]).total_seconds())} wall", "cyan")
-    title.append(f"  {len(steps)} steps, {branches} branches", "dim")
+    title.append(
+        f"  {counted(len(steps), 'step')}, {counted(branches, 'branch', 'branches')}", "dim"
+    )
     tree = Tree(title)
     holders = [*run_log.iter_steps(), *([run_log.job] if run_log.job else [])]
     identities = describe_code_identities(holders, sha_length=12)
