@@ -14,7 +14,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import pytest
@@ -61,44 +61,48 @@ class TestBufferedStore(StoreContract):
         return {"type": "buffered"}
 
 
-class TestFileSystemStore(StoreContract):
+class FolderStoreBinding(StoreContract):
+    """The contract bound to a store in a log folder under the test's tmp_path."""
+
+    store_type: ClassVar[str]
+
     @pytest.fixture
     def store_config(self, tmp_path: Path) -> dict[str, Any]:
-        return {"type": "file-system", "log_folder": str(tmp_path / "logs"), "fsync": False}
+        return {"type": self.store_type, "log_folder": str(tmp_path / "logs"), "fsync": False}
 
     @pytest.fixture
     def storage_listing(self, tmp_path: Path) -> Callable[[], object]:
         return _files(tmp_path)
 
 
-class TestChunkedFileSystemStore(StoreContract):
-    @pytest.fixture
-    def store_config(self, tmp_path: Path) -> dict[str, Any]:
-        return {"type": "chunked-fs", "log_folder": str(tmp_path / "logs"), "fsync": False}
+class MinioStoreBinding(StoreContract):
+    """The contract bound to a store in a fresh bucket of the test MinIO server."""
 
-    @pytest.fixture
-    def storage_listing(self, tmp_path: Path) -> Callable[[], object]:
-        return _files(tmp_path)
+    store_type: ClassVar[str]
 
-
-class TestMinioStore(StoreContract):
     @pytest.fixture
     def store_config(self, minio_config: dict[str, str]) -> dict[str, Any]:
-        return {"type": "minio", **minio_config}
+        return {"type": self.store_type, **minio_config}
 
     @pytest.fixture
     def storage_listing(self, minio_config: dict[str, str]) -> Callable[[], object]:
         return _objects(minio_config)
 
 
-class TestChunkedMinioStore(StoreContract):
-    @pytest.fixture
-    def store_config(self, minio_config: dict[str, str]) -> dict[str, Any]:
-        return {"type": "chunked-minio", **minio_config}
+class TestFileSystemStore(FolderStoreBinding):
+    store_type = "file-system"
 
-    @pytest.fixture
-    def storage_listing(self, minio_config: dict[str, str]) -> Callable[[], object]:
-        return _objects(minio_config)
+
+class TestChunkedFileSystemStore(FolderStoreBinding):
+    store_type = "chunked-fs"
+
+
+class TestMinioStore(MinioStoreBinding):
+    store_type = "minio"
+
+
+class TestChunkedMinioStore(MinioStoreBinding):
+    store_type = "chunked-minio"
 
 
 # --- catalogs ------------------------------------------------------------------------------
@@ -113,32 +117,44 @@ class TestDoNothingCatalog(CatalogContract):
         return {"type": "do-nothing"}
 
 
-class TestFileSystemCatalog(CatalogContract):
+class FolderCatalogBinding(CatalogContract):
+    """The contract bound to a catalog in a folder under the test's tmp_path."""
+
+    catalog_type: ClassVar[str]
+
     @pytest.fixture
     def catalog_config(self, tmp_path: Path) -> dict[str, Any]:
         return {
-            "type": "file-system",
+            "type": self.catalog_type,
             "catalog_location": str(tmp_path / "catalog"),
             "fsync": False,
         }
 
 
-class TestMinioCatalog(CatalogContract):
+class MinioCatalogBinding(CatalogContract):
+    """The contract bound to a catalog in a fresh bucket of the test MinIO server."""
+
+    catalog_type: ClassVar[str]
+
     @pytest.fixture
     def catalog_config(self, minio_config: dict[str, str]) -> dict[str, Any]:
-        return {"type": "minio", **minio_config}
+        return {"type": self.catalog_type, **minio_config}
 
 
-class TestContentFileSystemCatalog(CatalogContract):
-    @pytest.fixture
-    def catalog_config(self, tmp_path: Path) -> dict[str, Any]:
-        return {"type": "content-fs", "catalog_location": str(tmp_path / "catalog"), "fsync": False}
+class TestFileSystemCatalog(FolderCatalogBinding):
+    catalog_type = "file-system"
 
 
-class TestContentMinioCatalog(CatalogContract):
-    @pytest.fixture
-    def catalog_config(self, minio_config: dict[str, str]) -> dict[str, Any]:
-        return {"type": "content-minio", **minio_config}
+class TestContentFileSystemCatalog(FolderCatalogBinding):
+    catalog_type = "content-fs"
+
+
+class TestMinioCatalog(MinioCatalogBinding):
+    catalog_type = "minio"
+
+
+class TestContentMinioCatalog(MinioCatalogBinding):
+    catalog_type = "content-minio"
 
 
 # --- a third-party store -------------------------------------------------------------------

@@ -28,6 +28,23 @@ from runlog_store.testing.catalog.suite import (
 
 # BLAKE3 of SAMPLE["data/deep/c.txt"] (b"deep"), as the reference implementation gives it.
 DEEP_BLAKE3 = "767885516adbf240135fb4d401dc157f4be7b7bd3a24adb62d34f0eb6a7fee7d"
+# What "data/*.csv" matches.
+CSV = ["data/a.csv", "data/b.csv", "data/empty.csv"]
+
+
+def check_put_entries(
+    catalog: BaseCatalog, entries: list[DataCatalog], expected: list[str]
+) -> None:
+    """A put's entries: one per file of ``expected``, each the digest of its file by the
+    catalog's algorithm, its catalog path ``<run_id>/<name>`` and its location the catalog's,
+    as runnable records them (``runlog verify`` finds the copies by them)."""
+    assert all(isinstance(entry, DataCatalog) for entry in entries), entries
+    assert sorted(entry.name for entry in entries) == expected
+    for entry in entries:
+        assert entry.stage == "put"
+        assert entry.data_hash == expected_hash(catalog, entry.name), entry.name
+        assert entry.catalog_relative_path == f"{RUN}/{entry.name}", entry
+        assert entry.catalog_handler_location == catalog.location() != "", entry
 
 
 class PutTests(CatalogSuite):
@@ -48,18 +65,7 @@ class PutTests(CatalogSuite):
             catalog.sync_between_runs(RUN, "retry")
             assert files_under(tmp_path) == before
             return
-        entries = catalog.put("data/*.csv", run_id=RUN)
-        assert all(isinstance(entry, DataCatalog) for entry in entries)
-        assert sorted(entry.name for entry in entries) == [
-            "data/a.csv",
-            "data/b.csv",
-            "data/empty.csv",
-        ]
-        for entry in entries:
-            assert entry.stage == "put"
-            assert entry.data_hash == expected_hash(catalog, entry.name), entry.name
-            assert entry.catalog_relative_path == f"{RUN}/{entry.name}", entry
-            assert entry.catalog_handler_location == catalog.location() != "", entry
+        check_put_entries(catalog, catalog.put("data/*.csv", run_id=RUN), CSV)
 
     @needs("keeps_files")
     def test_blake3_is_the_default(
@@ -78,13 +84,12 @@ class PutTests(CatalogSuite):
     ) -> None:
         catalog = make_catalog(hash_algorithm=algorithm)
         put = catalog.put("data/**/*", run_id=RUN)
+        check_put_entries(catalog, put, DATA)
         for entry in put:
-            content = SAMPLE[entry.name]
             if algorithm == "sha256":  # runnable's form: bare hex, hashlib's digest
-                assert entry.data_hash == hashlib.sha256(content).hexdigest(), entry.name
+                assert entry.data_hash == hashlib.sha256(SAMPLE[entry.name]).hexdigest()
             else:
                 assert entry.data_hash.startswith("blake3:"), entry.data_hash
-            assert entry.data_hash == expected_hash(catalog, entry.name), entry.name
         got = get_back(catalog, compute_folder, "data/**/*", DATA)
         assert {e.name: e.data_hash for e in got} == {e.name: e.data_hash for e in put}
 
@@ -103,15 +108,7 @@ class PutTests(CatalogSuite):
 
     @needs("keeps_files")
     def test_put_without_a_copy_only_hashes(self, catalog: BaseCatalog) -> None:
-        entries = catalog.put("data/*.csv", store_copy=False, run_id=RUN)
-        assert sorted(entry.name for entry in entries) == [
-            "data/a.csv",
-            "data/b.csv",
-            "data/empty.csv",
-        ]
-        for entry in entries:
-            assert entry.stage == "put"
-            assert entry.data_hash == expected_hash(catalog, entry.name), entry.name
+        check_put_entries(catalog, catalog.put("data/*.csv", store_copy=False, run_id=RUN), CSV)
         with pytest.raises(NoMatchingFilesError):
             catalog.get("data/*.csv", run_id=RUN)
         if self.moves_whole_runs:
