@@ -14,8 +14,17 @@ if ! command -v cargo >/dev/null 2>&1; then
     if [ -x "$HOME/.cargo/bin/cargo" ]; then
         export PATH="$HOME/.cargo/bin:$PATH"
     else
-        echo "install: no Rust toolchain found; installing Debian's cargo and rustc" >&2
-        apt-get update -qq && apt-get install -y -qq cargo rustc
+        # One line on the terminal; apt-get's own output goes to a log a failure points to.
+        log="${XDG_CACHE_HOME:-$HOME/.cache}/runlog-store/logs/install.log"
+        mkdir -p "$(dirname "$log")"
+        echo "== $(date -u '+%F %T') apt-get install cargo rustc" >>"$log"
+        if ! { apt-get update -qq &&
+            DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cargo rustc; } >>"$log" 2>&1; then
+            echo "install: apt-get could not install cargo and rustc; log: $log, ending:" >&2
+            tail -n 30 "$log" | sed 's/^/    /' >&2
+            exit 1
+        fi
+        echo "install: installed Debian's cargo and rustc (log: $log)"
     fi
 fi
 

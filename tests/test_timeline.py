@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from runlog_store.cli.timeline import FAIL_FILL, OK_FILL, RUN_FILL, render_timeline
+from runlog_store.cli.timeline import FAIL_FILL, OK_FILL, RUN_FILL, format_seconds, render_timeline
 from runlog_store.models import FAIL, PROCESSING, SUCCESS, BranchLog, RunLog, StepAttempt, StepLog
 
 from .conftest import ROOT, RUNNABLE_FIXTURES
@@ -183,10 +183,26 @@ def test_header_counts_and_groups() -> None:
     assert "<b>21</b> steps" in page
     assert "<b>6</b> branches" in page
     assert "<b>19</b> attempts" in page
-    assert "wall time <b>421ms</b>" in page
-    # Map branches in the order they ran (the stored order is 4, 2, 3, 1), each a group label.
+    # The wall time spans the first attempt's start to the last attempt's end.
+    attempts = all_attempts(run_log)
+    first = min(datetime.fromisoformat(a.start_time) for a in attempts)
+    last = max(datetime.fromisoformat(a.end_time) for a in attempts)
+    assert f"wall time <b>{format_seconds((last - first).total_seconds())}</b>" in page
+
+    # Branches in the order they started (not their stored order), each a group label.
+    def started(branch: BranchLog) -> datetime:
+        return min(
+            datetime.fromisoformat(a.start_time) for s in branch.steps.values() for a in s.attempts
+        )
+
+    in_order = [
+        name.rsplit(".", 1)[-1]
+        for step in run_log.steps.values()
+        for name, _ in sorted(step.branches.items(), key=lambda item: started(item[1]))
+    ]
+    assert sorted(in_order) == ["1", "2", "3", "4", "branch1", "branch2"]
     branch_labels = re.findall(r'<text class="l branch"[^>]*>▸ ([^<]*)</text>', page)
-    assert branch_labels == ["1", "2", "3", "4", "branch1", "branch2"]
+    assert branch_labels == in_order
     assert re.search(r'class="l group"[^>]*>map_state \[map\]<', page)
     assert page.count('class="span"') == 2
     # Leaf steps of branches are indented below their branch label.
