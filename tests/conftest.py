@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,7 +17,18 @@ from runlog_store import BaseRunLogStore, create_store
 from .minio_server import MinioServer, required_minio_binary
 
 ROOT = Path(__file__).resolve().parents[1]
-FIXTURES = ROOT / "tests" / "fixtures"
+COMMITTED_FIXTURES = ROOT / "tests" / "fixtures"
+
+
+def _fixtures_copy() -> Path:
+    """The tests read a copy of the committed fixtures: reading a chunked run stores its merge
+    beside it (.merged.json), and the repository's copies must stay as the script made them."""
+    scratch = Path(tempfile.mkdtemp(prefix="runlog-fixtures-"))
+    atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+    return Path(shutil.copytree(COMMITTED_FIXTURES, scratch / "fixtures"))
+
+
+FIXTURES = _fixtures_copy()
 RUNNABLE_FIXTURES = FIXTURES / "runnable-0.50"
 SEED_FIXTURES = FIXTURES / "seed-layout"
 
