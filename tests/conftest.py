@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import atexit
 import shutil
+import subprocess
+import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -105,3 +107,40 @@ def minio_config(minio_server: MinioServer, minio_bucket: str) -> dict[str, str]
         "aws_secret_access_key": minio_server.secret_key,
         "bucket": minio_bucket,
     }
+
+
+# --- the example third-party store package (tests/plugin_example) ------------------------------
+
+
+class InstalledPlugin(NamedTuple):
+    source: Path  # a copy of tests/plugin_example (its own tests run from here)
+    site: Path  # where it is installed: put it on PYTHONPATH
+
+
+@pytest.fixture(scope="session")
+def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> InstalledPlugin:
+    """tests/plugin_example installed as a plugin author installs it (into a target folder)."""
+    # Built from a copy: a build in place would leave build/ and egg-info in the source tree.
+    source = Path(
+        shutil.copytree(
+            ROOT / "tests" / "plugin_example", tmp_path_factory.mktemp("plugin") / "plugin_example"
+        )
+    )
+    site = tmp_path_factory.mktemp("plugin-site")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "--target",
+            str(site),
+            str(source),
+        ],
+        check=True,
+    )
+    return InstalledPlugin(source, site)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -16,7 +15,7 @@ from runlog_store.exceptions import ConfigurationError
 from runlog_store.stores.chunked_fs import ChunkedFileSystemRunLogStore
 from runlog_store.stores.file_system import FileSystemRunLogStore
 
-from .conftest import ROOT
+from .conftest import InstalledPlugin
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -103,30 +102,10 @@ def test_create_store_validates_config() -> None:
         create_store("buffered", colour="blue")
 
 
-@pytest.fixture(scope="module")
-def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The example third-party store package, really installed (into a target folder)."""
-    target = tmp_path_factory.mktemp("plugin-site")
-    # Built from a copy: a build in place would leave build/ and egg-info in the source tree.
-    source = tmp_path_factory.mktemp("plugin-source") / "plugin_example"
-    shutil.copytree(ROOT / "tests" / "plugin_example", source)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--disable-pip-version-check",
-            "--target",
-            str(target),
-            str(source),
-        ],
-        check=True,
-    )
-    return target
+@pytest.fixture
+def plugin_path(installed_plugin: InstalledPlugin) -> Path:
+    """Where the example third-party store package is installed."""
+    return installed_plugin.site
 
 
 def _run_with_plugin(plugin_path: Path, code: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from minio import Minio
 
 from runlog_store.testing import CatalogContract, StoreContract
 
-from .conftest import ROOT
+from .conftest import InstalledPlugin
 
 
 def _files(root: Path) -> Callable[[], object]:
@@ -160,29 +159,10 @@ class TestContentMinioCatalog(MinioCatalogBinding):
 # --- a third-party store -------------------------------------------------------------------
 
 
-def test_the_example_plugin_passes_the_store_contract(tmp_path: Path) -> None:
+def test_the_example_plugin_passes_the_store_contract(installed_plugin: InstalledPlugin) -> None:
     """tests/plugin_example installed as a plugin author installs it, then its own test
     module (a StoreContract subclass) run by pytest: every test passes, none skips."""
-    source = tmp_path / "plugin_example"
-    # A copy: a build in place would leave build/ and egg-info in the source tree.
-    shutil.copytree(ROOT / "tests" / "plugin_example", source)
-    site = tmp_path / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--disable-pip-version-check",
-            "--target",
-            str(site),
-            str(source),
-        ],
-        check=True,
-    )
+    source, site = installed_plugin
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"],
         cwd=source,

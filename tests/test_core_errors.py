@@ -2,8 +2,8 @@
 ``runlog_store.exceptions``, its message, ``path``, ``run_id`` and ``errno``.
 
 The core turns its errors into exceptions in one conversion (``PyCoreError`` in
-``rust/python/errors.rs``) and imports each class it raises by name, so a class renamed on the Python
-side must fail here (and at ``import runlog_store._core``), not at a real failure.
+``rust/python/errors.rs``) and imports each class it raises by name, so a class renamed on the
+Python side must fail here (and at ``import runlog_store._core``), not at a real failure.
 """
 
 from __future__ import annotations
