@@ -81,12 +81,13 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_a_store_folder_that_does_not_exist_is_an_error_naming_it(project: Path) -> None:
     """Not "0 runs in ...": the user is in the wrong folder, or named the wrong one."""
+    missing = f"the folder .run_log_store in {project} does not exist"
     for args in (["list"], ["list", "--json"], ["gc", "--older-than", "1d"]):
         line = one_error_line(invoke(*args, code=2))
-        assert "no run log store" in line and ".run_log_store does not exist" in line, line
-        assert str(project) in line and "-c FILE" in line, line
+        assert line.startswith(f"error: no run log store: {missing} ("), line
+        assert "-c FILE" in line, line
     line = one_error_line(invoke("show", "some-run", code=2))
-    assert "'some-run'" in line and ".run_log_store does not exist" in line
+    assert line.startswith(f"error: no run 'some-run': {missing} (")
 
     config = write_config(project / "config.yaml", "chunked-fs", project / "elsewhere")
     for args in (["list"], ["gc", "--older-than", "1d"], ["verify", "r1"], ["timeline", "r1"]):
@@ -94,6 +95,9 @@ def test_a_store_folder_that_does_not_exist_is_an_error_naming_it(project: Path)
         assert f"{project / 'elsewhere'} does not exist" in line, line
         assert f"log_folder in {config}" in line, line
     assert not (project / "elsewhere").exists() and not (project / ".run_log_store").exists()
+    (project / "elsewhere").write_text("")
+    line = one_error_line(invoke("list", "-c", config, code=2))
+    assert f"{project / 'elsewhere'} is not a folder" in line
 
 
 def test_a_run_id_that_cannot_be_stored_is_said_first(project: Path) -> None:
@@ -121,6 +125,26 @@ def test_a_run_that_is_not_there_is_named_with_the_store_looked_in(project: Path
         invoke("diff", "there", "gone", "-c", config, "--config-b", other, code=2)
     )
     assert "no run 'gone' in the file-system store at " in line and "gone.json" in line
+
+
+def test_stores_are_named_as_a_person_knows_them(project: Path) -> None:
+    """The runs of a project's .run_log_store are "the run log store at .run_log_store", a
+    configured store by its type; a run of a store that keeps one document has nothing to fold."""
+    (project / ".run_log_store").mkdir()
+    ended_run(load_store(None), "here")
+    other = write_config(project / "other.yaml", "file-system", project / "other-logs")
+    copied = " ".join(invoke("copy", "here", "--to", other).stdout.split())
+    assert copied.startswith("Copied run here (0 steps, "), copied
+    assert (
+        f"from the run log store at .run_log_store to the file-system store at "
+        f"{project / 'other-logs'};" in copied
+    )
+    line = one_error_line(invoke("fold", "here", "-c", other, code=2))
+    assert line == (
+        f"error: nothing to fold: run 'here' is in the file-system store at "
+        f"{project / 'other-logs'}, which keeps a run in one document (runlog fold folds the "
+        "runs of chunked-fs and chunked-minio stores)"
+    )
 
 
 def test_an_unknown_status_lists_the_valid_ones(project: Path) -> None:

@@ -245,9 +245,11 @@ def _require_folder(store: BaseRunLogStore, config: Path | None, run_id: str | N
         if path is None
         else f"log_folder in {path}"
     )
-    raise RunLogStoreError(
-        f"{subject}: the folder {folder} does not exist{here} ({origin})", path=folder
-    )
+    if os.path.exists(folder):
+        state = f"{folder}{here} is not a folder"
+    else:
+        state = f"the folder {folder}{here} does not exist"
+    raise RunLogStoreError(f"{subject}: {state} ({origin})", path=folder)
 
 
 def _describe(store: BaseRunLogStore) -> str:
@@ -541,8 +543,9 @@ def fold(
         store = _run_store(stores.open(config, run_id), run_id)
         if not isinstance(store, ChunkedRunLogStore):
             _fail(
-                f"runlog fold folds the runs of chunked stores (chunked-fs, chunked-minio); "
-                f"this configuration's store is {store.service_name}, which has nothing to fold",
+                f"nothing to fold: run {run_id!r} is in {_describe(store)}, which keeps a run "
+                "in one document (runlog fold folds the runs of chunked-fs and chunked-minio "
+                "stores)",
                 verbose,
             )
         journals = store.unfolded_journals(run_id)

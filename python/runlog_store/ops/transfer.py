@@ -34,10 +34,13 @@ from runlog_store.models import ENDED_STATUSES, RunLog
 from runlog_store.ops.runs import UNREADABLE, RunSummary, read_summary, walk_steps
 from runlog_store.ops.verify import Verification, verify_catalog
 from runlog_store.stores.base import BaseRunLogStore, validate_run_log
+from runlog_store.stores.project import ProjectRunLogStore
 
 
 def _where(store: BaseRunLogStore) -> str:
     location = store.get_summary().get("Location")
+    if isinstance(store, ProjectRunLogStore):  # runs of both of runnable's local layouts
+        return f"run log store at {location}"
     return f"{store.service_name} store at {location}" if location else f"{store.service_name}"
 
 
