@@ -586,6 +586,11 @@ def test_errors_are_one_line_and_verbose_adds_the_traceback(place: Place, tmp_pa
     assert "--since 'yesterday' is not an age" in bad_age.stderr
     missing = invoke("list", "-c", tmp_path / "missing.yaml", code=2)
     assert "missing.yaml does not exist" in missing.stderr
+    # The store is named as the configuration gives it, and where the run was looked for.
+    location = place.store().location()
+    line = invoke("show", "nope", "-c", place.config, code=2).stderr.strip()
+    assert line.startswith(f"error: no run 'nope' in the {place.kind} store at {location} ("), line
+    assert f"(looked for {location}/nope" in line, line
     verbose = invoke("show", "nope", "-c", place.config, "--verbose", code=2)
     assert "Traceback" in verbose.stderr and "RunLogNotFoundError" in verbose.stderr
     assert not (tmp_path / "x.html").exists() and not (tmp_path / "x.json").exists()

@@ -152,9 +152,12 @@ class _Stores:
         return store
 
     def not_found(self, exc: RunLogNotFoundError) -> str:
-        store = next((s for s in self.opened if exc.path.startswith(s.location())), None)
-        if store is None and len(self.opened) == 1:
-            store = self.opened[0]
+        # The store whose location the path it looked at is in (diff reads two); a path in none
+        # of them is another store's (a copy's target), and is named by the path alone.
+        if exc.path:
+            store = next((s for s in self.opened if exc.path.startswith(s.location())), None)
+        else:
+            store = self.opened[0] if len(self.opened) == 1 else None
         where = f" in {_describe(store)}" if store is not None else ""
         looked = f" (looked for {exc.path})" if exc.path else ""
         return f"no run {exc.run_id!r}{where}{looked}"
@@ -485,9 +488,7 @@ def show(
     ] = 99,
     max_branches: Annotated[
         int,
-        typer.Option(
-            min=0, metavar="INTEGER", help="Branches, and catalog entries, drawn per step."
-        ),
+        typer.Option(min=0, metavar="INTEGER", help="Branches, and catalog files, drawn per step."),
     ] = 20,
     verbose: VerboseOption = False,
 ) -> None:
