@@ -38,7 +38,7 @@ needed chromium.sh "the timeline rendering tests"
 # Debian's fuse3 and strace, for the power-cut tests (tests/powercut: a FUSE filesystem that
 # forgets what was never synced, and strace of where each write fsyncs).
 needed fuse.sh "the power-cut tests"
-# Debian's xfsprogs, for the reflink tests of the content catalogs (tests/test_content_catalog.py
+# Debian's xfsprogs, for the reflink tests of the content catalogs (tests/catalogs/test_content_catalog.py
 # makes and loop-mounts an XFS image).
 needed xfs.sh "the reflink tests"
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/runlog-store/target}

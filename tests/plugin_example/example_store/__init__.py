@@ -5,7 +5,7 @@ methods every store implements are below; every other method of the API is inher
 through ``_updating``, which this store makes one ``BEGIN IMMEDIATE`` transaction, so writers
 in any number of processes lose no update and a writer killed mid-write leaves the last
 committed run (SQLite rolls the rest back). That is what lets it say
-``supports_parallel_writes``; ``tests/test_contract.py`` holds it to that with
+``supports_parallel_writes``; ``tests/contract/test_contract.py`` holds it to that with
 ``runlog_store.testing.StoreContract``.
 """
 

@@ -21,7 +21,7 @@ from minio import Minio
 
 from runlog_store.testing import CatalogContract, StoreContract
 
-from .conftest import InstalledPlugin
+from ..conftest import InstalledPlugin
 
 
 def _files(root: Path) -> Callable[[], object]:

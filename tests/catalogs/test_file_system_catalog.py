@@ -2,7 +2,7 @@
 hash cache, progress; catalog types and configuration; the glob of object names.
 
 What every catalog owes is checked once, by the contract (``runlog_store.testing.
-CatalogContract``, run for every catalog type by tests/test_contract.py).
+CatalogContract``, run for every catalog type by tests/contract/test_contract.py).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from runlog_store.catalogs.base import glob_regex
 from runlog_store.catalogs.file_system import FileSystemCatalog
 from runlog_store.exceptions import ConfigurationError, StorageError
 
-from .terminal import run_with_terminal_stderr
+from ..terminal import run_with_terminal_stderr
 
 
 @pytest.fixture

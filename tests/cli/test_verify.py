@@ -13,7 +13,7 @@ import pytest
 from runlog_store import create_catalog, create_store
 from runlog_store.ops.verify import verify_run
 
-from .conftest import RUNNABLE_FIXTURES
+from ..conftest import RUNNABLE_FIXTURES
 
 RUNLOG = str(Path(sys.executable).with_name("runlog"))
 

@@ -19,7 +19,7 @@ from minio import Minio
 from minio.error import S3Error
 from minio.helpers import ObjectWriteResult
 
-from .minio_server import MinioServer, MinioServerError, minio_binary
+from ..minio_server import MinioServer, MinioServerError, minio_binary
 
 
 def client_for(server: MinioServer) -> Minio:

@@ -40,7 +40,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import ROOT, RUNNABLE_FIXTURES
+from ..conftest import ROOT, RUNNABLE_FIXTURES
 
 SCRIPT = ROOT / "scripts" / "make-fixtures.py"
 RUN_IDS = ("fs-map", "fs-fail", "fs-job", "chunked-map")

@@ -29,7 +29,7 @@ from runlog_store.exceptions import (
 from runlog_store.objectstore import sdk_signature_problems
 from runlog_store.stores.chunked_minio import ChunkedMinioRunLogStore
 
-from .minio_server import MinioServer, free_port, minio_binary
+from ..minio_server import MinioServer, free_port, minio_binary
 
 SECRET = "Sup3r-Secret-Value-9f8e7d6c5b4a"
 

@@ -3,7 +3,7 @@ reflink (on a real XFS image), hard link and copy, read-only hard links (as an u
 user too), the gc of contents against a concurrent put process, runlog verify, runlog copy
 both ways and runlog gc --with-catalog from the command line.
 
-The contract suite (tests/test_contract.py) covers what every catalog owes; this covers what
+The contract suite (tests/contract/test_contract.py) covers what every catalog owes; this covers what
 only a content catalog does.
 """
 
@@ -34,7 +34,7 @@ from runlog_store.catalogs.content import ContentCatalog
 from runlog_store.catalogs.content_fs import ContentFileSystemCatalog
 from runlog_store.exceptions import CatalogError
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 RUNLOG = str(Path(sys.executable).with_name("runlog"))
 XFS_SCRIPT = ROOT / "scripts" / "xfs.sh"

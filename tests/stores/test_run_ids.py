@@ -9,7 +9,7 @@ import pytest
 from runlog_store import RunLog
 from runlog_store.exceptions import InvalidRunIdError
 
-from .conftest import STORE_TYPES, make_store, store_config
+from ..conftest import STORE_TYPES, make_store, store_config
 
 BAD_RUN_IDS = [
     "../x",

@@ -21,7 +21,7 @@ import pytest
 from runlog_store import BaseRunLogStore, JsonParameter, create_store
 from runlog_store.exceptions import CorruptChunkError
 
-from .conftest import ROOT
+from ..conftest import ROOT
 
 RUNLOG = Path(sys.executable).with_name("runlog")
 

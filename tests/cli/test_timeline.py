@@ -22,7 +22,7 @@ from PIL import Image
 from runlog_store.cli.timeline import FAIL_FILL, OK_FILL, RUN_FILL, format_seconds, render_timeline
 from runlog_store.models import FAIL, PROCESSING, SUCCESS, BranchLog, RunLog, StepAttempt, StepLog
 
-from .conftest import ROOT, RUNNABLE_FIXTURES
+from ..conftest import ROOT, RUNNABLE_FIXTURES
 
 CHROMIUM_SCRIPT = ROOT / "scripts" / "chromium.sh"
 CHROMIUM_TIMEOUT = 60

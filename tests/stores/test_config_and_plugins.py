@@ -15,7 +15,7 @@ from runlog_store.exceptions import ConfigurationError
 from runlog_store.stores.chunked_fs import ChunkedFileSystemRunLogStore
 from runlog_store.stores.file_system import FileSystemRunLogStore
 
-from .conftest import InstalledPlugin
+from ..conftest import InstalledPlugin
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -10,7 +10,7 @@ import pytest
 
 from runlog_store import BranchLog, JsonParameter
 
-from .conftest import PERSISTENT_TYPES, STORE_TYPES, make_store, store_config
+from ..conftest import PERSISTENT_TYPES, STORE_TYPES, make_store, store_config
 
 PROCESSES = 8
 

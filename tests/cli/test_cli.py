@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .conftest import RUNNABLE_FIXTURES
+from ..conftest import RUNNABLE_FIXTURES
 
 RUNLOG = str(Path(sys.executable).with_name("runlog"))
 

@@ -13,7 +13,7 @@ from runlog_store import create_store
 from runlog_store.exceptions import CorruptChunkError, StepLogNotFoundError
 from runlog_store.stores.chunked_fs import ChunkedFileSystemRunLogStore
 
-from .conftest import RUNNABLE_FIXTURES, SEED_FIXTURES
+from ..conftest import RUNNABLE_FIXTURES, SEED_FIXTURES
 
 
 def _chunked(folder: Path) -> ChunkedFileSystemRunLogStore:

@@ -11,7 +11,7 @@ import runnable.datastore as runnable_models
 from runlog_store import JsonParameter, MetricParameter, ObjectParameter, RunLog, StepLog
 from runlog_store.exceptions import BranchLogNotFoundError, StepLogNotFoundError
 
-from .conftest import RUNNABLE_FIXTURES, SEED_FIXTURES
+from ..conftest import RUNNABLE_FIXTURES, SEED_FIXTURES
 
 FULL_LOGS = [
     *sorted((RUNNABLE_FIXTURES / "file-system").glob("*.json")),

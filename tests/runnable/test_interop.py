@@ -13,7 +13,7 @@ from runnable.datastore import StepAttempt as RunnableAttempt
 
 from runlog_store import BaseRunLogStore, BranchLog, JsonParameter, StepAttempt, create_store
 
-from .conftest import make_store
+from ..conftest import make_store
 
 
 def _p(value: object) -> JsonParameter:

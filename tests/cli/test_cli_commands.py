@@ -38,8 +38,8 @@ from runlog_store.models import (
 )
 from runlog_store.stores.base import BaseRunLogStore
 
-from .conftest import RUNNABLE_FIXTURES
-from .terminal import run_with_terminal_stderr
+from ..conftest import RUNNABLE_FIXTURES
+from ..terminal import run_with_terminal_stderr
 
 RUNLOG = str(Path(sys.executable).with_name("runlog"))
 KINDS = ["file-system", "chunked-fs", "chunked-minio"]

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from runlog_store import _core, create_store
 from runlog_store.models import BranchLog, StepLog
 
-from .conftest import RUNNABLE_FIXTURES, SEED_FIXTURES
+from ..conftest import RUNNABLE_FIXTURES, SEED_FIXTURES
 
 # --- the Python code that wrote the format before the core owned it (verbatim) -------------
 
