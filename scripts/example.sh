@@ -27,4 +27,4 @@ fi
 ../.venv/bin/runlog show "$run_id" --max-branches 2
 echo
 echo "The run log is in examples/.run_log_store/$run_id/ and the catalog in examples/.catalog/$run_id/."
-echo "See it again with: (cd examples && ../.venv/bin/runlog show $run_id)"
+echo "See it again with: (cd $(printf %q "$PWD") && ../.venv/bin/runlog show $run_id)"
