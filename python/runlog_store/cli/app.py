@@ -9,6 +9,7 @@ verification), 2 for errors, which are one line on stderr (``--verbose`` adds th
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import shlex
@@ -18,11 +19,12 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, NoReturn
 
 import typer
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -32,7 +34,14 @@ from runlog_store import _core
 from runlog_store._paths import validate_run_id
 from runlog_store.catalogs.base import BaseCatalog
 from runlog_store.cli.progress import TerminalProgress
-from runlog_store.cli.render import STATUS_STYLE, counted, format_age, format_seconds, run_tree
+from runlog_store.cli.render import (
+    STATUS_STYLE,
+    counted,
+    format_age,
+    format_seconds,
+    printable,
+    run_tree,
+)
 from runlog_store.config import (
     CONFIG_ENV,
     load_catalog,
@@ -45,6 +54,9 @@ from runlog_store.ops.diff import Difference
 from runlog_store.ops.runs import RunSummary
 from runlog_store.stores.base import BaseRunLogStore
 from runlog_store.stores.project import ProjectRunLogStore
+
+if TYPE_CHECKING:
+    from runlog_store.ops.transfer import GcDecision
 
 # --- help as click writes it ------------------------------------------------------------------
 
@@ -72,6 +84,14 @@ def _click_style(params: list[Any]) -> list[Any]:
 
 
 class _Command(TyperCommand):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A docstring's paragraphs are wrapped for the source; typer keeps those line breaks
+        # past the first paragraph, so help would break lines mid-sentence: one line each.
+        if self.help:
+            paragraphs = inspect.cleandoc(self.help).split("\n\n")
+            self.help = "\n\n".join(" ".join(p.split()) for p in paragraphs)
+
     def get_params(self, ctx: Any) -> list[Any]:
         return _click_style(super().get_params(ctx))
 
@@ -129,11 +149,24 @@ StatusOption = Annotated[
 # --- plumbing every command shares ------------------------------------------------------------
 
 
+def _console(*, stderr: bool = False) -> Console:
+    """Where a command prints for people. Emoji codes are off: a stored ``:warning:`` is
+    printed as it is stored, as markup is (``_shown``)."""
+    return Console(stderr=stderr, emoji=False)
+
+
+def _shown(value: object) -> str:
+    """A string from a run, a store, a folder or the command line, ready for a rich markup
+    string: nothing in it a terminal acts on (``printable``), its brackets printed as they
+    are, never read as markup (a stored ``[link=...]`` is not made a link)."""
+    return escape(printable(str(value)))
+
+
 def _fail(message: str, verbose: bool) -> NoReturn:
-    err = Console(stderr=True)
+    err = _console(stderr=True)
     if verbose:
-        err.print(traceback.format_exc(), highlight=False, markup=False)
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        err.print(printable(traceback.format_exc(), lines=True), highlight=False, markup=False)
+    err.print(f"[bold red]error:[/] {_shown(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code=2)
 
 
@@ -172,7 +205,7 @@ def _reporting_errors(verbose: bool) -> Iterator[_Stores]:
     except typer.Exit:
         raise
     except KeyboardInterrupt:
-        Console(stderr=True).print("[bold red]interrupted[/]")
+        _console(stderr=True).print("[bold red]interrupted[/]")
         raise typer.Exit(code=130) from None
     except RunLogNotFoundError as exc:
         _fail(stores.not_found(exc), verbose)
@@ -191,7 +224,7 @@ def _when(value: datetime | None) -> str:
 
 
 def _status(status: str) -> str:
-    return f"[{STATUS_STYLE.get(status, 'dim')}]{escape(status)}[/]"
+    return f"[{STATUS_STYLE.get(status, 'dim')}]{_shown(status)}[/]"
 
 
 def _print_json(document: object) -> None:
@@ -308,7 +341,7 @@ def demo(
     """Write a parallel pipeline's run log from several worker processes, then show it."""
     from runlog_store.cli.demo import DemoSettings, run_demo
 
-    console = Console()
+    console = _console()
     settings = DemoSettings(
         run_id=run_id or time.strftime("demo-%Y%m%d-%H%M%S-") + f"{os.getpid() % 10000:04d}",
         branches=branches,
@@ -329,7 +362,7 @@ def demo(
     console.print(
         f"\nWrote {counted(steps, 'step')} in {counted(branches, 'branch', 'branches')} from "
         f"{counted(workers, 'worker process', 'worker processes')} into "
-        f"{escape(_describe(store))} in {format_seconds(written)}; full read "
+        f"{_shown(_describe(store))} in {format_seconds(written)}; full read "
         f"{format_seconds(read)}."
     )
     # A command that works pasted as it is, from here: the program as it was started, and the
@@ -337,7 +370,7 @@ def demo(
     again = [_runlog_as_typed(), "show", shlex.quote(settings.run_id)]
     if config is not None:
         again += ["-c", shlex.quote(str(config))]
-    console.print(f"See it again with: {escape(' '.join(again))}", highlight=False, soft_wrap=True)
+    console.print(f"See it again with: {_shown(' '.join(again))}", highlight=False, soft_wrap=True)
 
 
 @app.command("list", cls=_Command)
@@ -356,13 +389,13 @@ def list_runs(
     verbose: VerboseOption = False,
 ) -> None:
     """List runs, newest first: status, tag, start, duration, steps and the failed step."""
-    from runlog_store.ops.runs import parse_age, parse_status, summarize_runs
+    from runlog_store.ops.runs import parse_age, parse_status, stored_run_ids, summarize_runs
 
     with _reporting_errors(verbose) as stores:
         started_after = datetime.now() - parse_age(since, "--since") if since else None
         wanted = parse_status(status) if status is not None else None
         store = stores.open(config)
-        run_ids = store.list_run_ids()
+        run_ids = stored_run_ids(store)
         runs = summarize_runs(
             store,
             status=wanted,
@@ -379,17 +412,17 @@ def list_runs(
     if json_output:
         _print_json([run.model_dump(mode="json") for run in runs])
         return
-    console = Console()
-    where = escape(store.location())
+    console = _console()
+    where = _shown(store.location())
     if not runs:
         asked = {"--status": wanted, "--tag": tag, "--since": since, "--limit": limit}
         filters = " ".join(f"{name} {value}" for name, value in asked.items() if value is not None)
         if not run_ids:
             console.print(f"No runs in {where}.")
         elif len(run_ids) == 1:
-            console.print(f"The one run in {where} does not match {escape(filters)}.")
+            console.print(f"The one run in {where} does not match {_shown(filters)}.")
         else:
-            console.print(f"None of the {len(run_ids)} runs in {where} match {escape(filters)}.")
+            console.print(f"None of the {len(run_ids)} runs in {where} match {_shown(filters)}.")
         return
     title = f"{counted(len(runs), 'run')} in {where}"
     # An id wider than the terminal is printed whole (the terminal wraps it), never cropped.
@@ -421,11 +454,11 @@ def _runs_table(runs: list[RunSummary], title: str, width: int) -> Table:
         cells = {
             "status": _status(run.status),
             "layout": run.layout or "-",
-            "tag": escape(run.tag),
+            "tag": _shown(run.tag),
             "start": _when(run.start),
             "duration": format_seconds(duration) if duration is not None else "-",
             "steps": str(run.steps),
-            "failed step": f"[red]{escape(run.failed_step or run.error or '')}[/]",
+            "failed step": f"[red]{_shown(run.failed_step or run.error or '')}[/]",
         }
         rows.append((run.run_id, cells))
     return _table_of_runs(title, width, columns, _DROPPED, rows, right={"steps"})
@@ -443,7 +476,7 @@ def _table_of_runs(
     into the next command. ``columns`` are the others, in the order drawn, with the narrowest
     each can be drawn in; when the terminal is too narrow they go in the order of ``dropped``
     (the status is never dropped)."""
-    id_width = max([len(run_id) for run_id, _ in rows] + [len("run id")])
+    id_width = max([cell_len(printable(run_id)) for run_id, _ in rows] + [len("run id")])
     shown = dict(columns)
 
     def least() -> int:
@@ -466,7 +499,7 @@ def _table_of_runs(
             no_wrap=name == "status",
         )
     for run_id, cells in rows:
-        table.add_row(escape(run_id), *(cells[name] for name in shown))
+        table.add_row(_shown(run_id), *(cells[name] for name in shown))
     return table
 
 
@@ -497,10 +530,10 @@ def show(
         store = _run_store(stores.open(config, run_id), run_id)
         if json_output:
             sys.stdout.buffer.write(store.get_run_log_json(run_id) + b"\n")
-            _note_unfolded(store, run_id, Console(stderr=True))
+            _note_unfolded(store, run_id, _console(stderr=True))
             return
         run_log = store.get_run_log_by_id(run_id, full=True)
-    console = Console()
+    console = _console()
     console.print(run_tree(run_log, depth=depth, max_branches=max_branches))
     with _reporting_errors(verbose):
         _note_unfolded(store, run_id, console)
@@ -522,7 +555,7 @@ def _note_unfolded(store: object, run_id: str, console: Console) -> None:
         f"[yellow]note:[/] {counted(len(journals), 'journal')} ({size:,} bytes) "
         f"hold{'' if many else 's'} writes not folded into the run's documents yet: runlog reads "
         "them, runnable's own chunked store does not. The run is still going, or was stopped "
-        f"before its end; [bold]runlog fold {escape(run_id)}[/] folds them.",
+        f"before its end; [bold]runlog fold {_shown(run_id)}[/] folds them.",
         highlight=False,
     )
 
@@ -557,8 +590,8 @@ def fold(
         if journals
         else "every step is in its branch's and the run's document"
     )
-    Console().print(
-        f"Folded run {escape(run_id)}: {what}; runnable's own chunked store reads all of it now."
+    _console().print(
+        f"Folded run {_shown(run_id)}: {what}; runnable's own chunked store reads all of it now."
     )
 
 
@@ -583,9 +616,9 @@ def timeline(
         page = render_timeline(run_log).encode()
         _core.write_atomic(str(target), page, fsync=False, run_id=run_id)
     attempts = sum(len(step.attempts) for step in run_log.iter_steps())
-    Console().print(
-        f"Wrote the timeline of {counted(attempts, 'attempt')} of run {escape(run_id)} to "
-        f"{escape(str(target))}",
+    _console().print(
+        f"Wrote the timeline of {counted(attempts, 'attempt')} of run {_shown(run_id)} to "
+        f"{_shown(str(target))}",
         highlight=False,
     )
 
@@ -621,12 +654,12 @@ def diff(
     if json_output:
         _print_json([d.model_dump() for d in differences])
     elif not differences:
-        Console().print(
-            f"[green]runs {escape(run_a)} and {escape(run_b)} do not differ[/] in parameters, "
+        _console().print(
+            f"[green]runs {_shown(run_a)} and {_shown(run_b)} do not differ[/] in parameters, "
             "metrics, code, data, statuses or DAG"
         )
     else:
-        Console().print(_differences_table(differences, run_a, run_b, rows))
+        _console().print(_differences_table(differences, run_a, run_b, rows))
     if differences:
         raise typer.Exit(code=1)
 
@@ -634,13 +667,14 @@ def diff(
 def _cell(value: str | None, width: int = 72) -> str:
     if value is None:
         return "[dim]absent[/]"
-    return escape(value if len(value) <= width else value[: width - 1] + "…")
+    text = printable(value)  # cut as it is shown: an escape is several characters wide
+    return escape(text if len(text) <= width else text[: width - 1] + "…")
 
 
 def _differences_table(differences: list[Difference], run_a: str, run_b: str, rows: int) -> Table:
     table = Table(title=counted(len(differences), "difference"))
     for column in ("what", "key", run_a, run_b):
-        table.add_column(escape(column), overflow="fold")
+        table.add_column(_shown(column), overflow="fold")
     shown: Counter[str] = Counter()
     hidden: Counter[str] = Counter()
     for found in differences:
@@ -648,7 +682,7 @@ def _differences_table(differences: list[Difference], run_a: str, run_b: str, ro
             hidden[found.section] += 1
             continue
         shown[found.section] += 1
-        table.add_row(found.section, escape(found.key), _cell(found.a), _cell(found.b))
+        table.add_row(found.section, _shown(found.key), _cell(found.a), _cell(found.b))
     for section, count in hidden.items():
         table.add_row(section, f"[dim]… {count} more (--json shows all)[/]", "", "")
     return table
@@ -674,8 +708,8 @@ def export(
             sys.stdout.buffer.write(store.get_run_log_json(run_id) + b"\n")
             return
         size = export_run(store, run_id, output, overwrite=force)
-    Console(stderr=True).print(
-        f"Exported run {escape(run_id)} ({size:,} bytes) to {escape(str(output))}",
+    _console(stderr=True).print(
+        f"Exported run {_shown(run_id)} ({size:,} bytes) to {_shown(str(output))}",
         highlight=False,
     )
 
@@ -712,11 +746,11 @@ def copy(
             target_catalog=catalogs[1],
             callback=TerminalProgress(),
         )
-    console = Console()
+    console = _console()
     console.print(
-        f"Copied run {escape(run_id)} ({counted(report.steps, 'step')}, "
-        f"{report.run_log_bytes:,} bytes of run log) from the {escape(report.source)} to the "
-        f"{escape(report.target)}; it reads back identical."
+        f"Copied run {_shown(run_id)} ({counted(report.steps, 'step')}, "
+        f"{report.run_log_bytes:,} bytes of run log) from the {_shown(report.source)} to the "
+        f"{_shown(report.target)}; it reads back identical."
     )
     if with_catalog:
         checked = len(report.verification.files) if report.verification else 0
@@ -728,7 +762,7 @@ def copy(
         )
         for problem in report.inherited:
             console.print(
-                f"[yellow]warning:[/] {escape(problem)} fails in the source catalog too "
+                f"[yellow]warning:[/] {_shown(problem)} fails in the source catalog too "
                 "(copied as it is)"
             )
 
@@ -773,9 +807,16 @@ def gc(
     json_output: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Delete old runs, never one still being written."""
-    from runlog_store.ops.runs import describe_age, parse_age, parse_status
-    from runlog_store.ops.transfer import gc_contents, gc_runs
+    """Delete old runs, never one still being written.
+
+    A run whose folder or document, or with --with-catalog whose catalog folder, is a symbolic
+    link is kept, with a note naming the link: gc never deletes through a link, which may point
+    anywhere. An entry whose name is no run id is kept as UNREADABLE. A run that cannot be
+    deleted is named with its path and the error, the others are still deleted, and the exit
+    status is 2.
+    """
+    from runlog_store.ops.runs import describe_age, parse_age, parse_status, stored_run_ids
+    from runlog_store.ops.transfer import gc_contents
 
     with _reporting_errors(verbose) as stores:
         age = parse_age(older_than)
@@ -783,18 +824,18 @@ def gc(
         wanted = parse_status(status) if status is not None else None
         store = stores.open(config)
         catalog = _load_catalog(config) if with_catalog else None
-        run_ids = store.list_run_ids()
+        run_ids = stored_run_ids(store)
         total = len(run_ids)
-        decisions = gc_runs(
+        collected = _collect_runs(
             store,
+            run_ids,
             age,
             status=wanted,
             include_unfinished=include_unfinished,
             catalog=catalog,
             dry_run=dry_run,
-            run_ids=run_ids,
-            callback=TerminalProgress(),
         )
+        decisions = collected.decisions
         # A content catalog keeps contents apart from runs: those no remaining run references
         # go now (kept from the JSON output, a list of runs, and said on stderr).
         sweep = None
@@ -803,17 +844,112 @@ def gc(
             sweep = gc_contents(
                 catalog, dry_run=dry_run, deleted_runs=gone, callback=TerminalProgress()
             )
+    err = _console(stderr=True)
+    for note in collected.notes:
+        err.print(f"[yellow]note:[/] {_shown(note)}", highlight=False, soft_wrap=True)
     if sweep is not None:
         verb = "would remove" if dry_run else "removed"
-        Console(stderr=True).print(
+        err.print(
             f"Contents: {verb} {sweep.removed} of {sweep.contents} ({sweep.removed_bytes:,} "
             f"bytes) that no remaining run references; {sweep.kept_bytes:,} bytes kept."
         )
     if json_output:
         _print_json([d.model_dump(mode="json") for d in decisions])
-        return
-    console = Console()
-    where = escape(store.location())
+    else:
+        _print_decisions(store, decisions, total, wanted, age_text, with_catalog, dry_run)
+    for error in collected.errors:
+        err.print(f"[bold red]error:[/] {_shown(error)}", highlight=False, soft_wrap=True)
+    if collected.errors:
+        raise typer.Exit(code=2)
+
+
+class _Collected(NamedTuple):
+    decisions: list[GcDecision]
+    notes: list[str]  # runs kept for what they are (a link), said on stderr
+    errors: list[str]  # runs that could not be deleted, with their paths
+
+
+def _collect_runs(
+    store: BaseRunLogStore,
+    run_ids: list[str],
+    age: timedelta,
+    *,
+    status: str | None,
+    include_unfinished: bool,
+    catalog: BaseCatalog | None,
+    dry_run: bool,
+) -> _Collected:
+    """gc_runs, one run at a time: a run gc must not touch (its name is no run id, it is stored
+    through a symbolic link) is kept before anything reads or deletes it, and a run that fails
+    to be deleted is one error naming its path while the runs after it are still collected."""
+    from runlog_store.ops.runs import UNREADABLE, run_id_problem, symbolic_links
+    from runlog_store.ops.transfer import GcDecision, gc_runs
+
+    collected = _Collected([], [], [])
+    progress = TerminalProgress()
+    with progress.phase("checking runs", len(run_ids), "items"):
+        for run_id in run_ids:
+            progress.advance(1)
+            if run_id_problem(run_id) is not None:
+                # Listed UNREADABLE by runlog list: kept as a run that cannot be read is.
+                if status in (None, UNREADABLE):
+                    unreadable = GcDecision(
+                        run_id=run_id,
+                        status=UNREADABLE,
+                        last_written=None,
+                        age_seconds=None,
+                        action="kept: unreadable",
+                    )
+                    collected.decisions.append(unreadable)
+                continue
+            links = symbolic_links(store, run_id, catalog)
+            if links:
+                collected.notes.append(
+                    f"run {run_id!r} kept: {links[0]} is a symbolic link, and gc never deletes "
+                    "through one"
+                )
+                continue
+            try:
+                collected.decisions.extend(
+                    gc_runs(
+                        store,
+                        age,
+                        status=status,
+                        include_unfinished=include_unfinished,
+                        catalog=catalog,
+                        dry_run=dry_run,
+                        run_ids=[run_id],
+                    )
+                )
+            except (RunLogStoreError, OSError) as exc:
+                collected.errors.append(_not_deleted(store, run_id, exc))
+    return collected
+
+
+def _not_deleted(store: BaseRunLogStore, run_id: str, exc: RunLogStoreError | OSError) -> str:
+    """A run gc failed to delete, with the path it failed on: the error's own, else where the
+    store keeps the run."""
+    from runlog_store.ops.runs import run_paths
+
+    path = exc.path if isinstance(exc, RunLogStoreError) else exc.filename
+    if not path:
+        path = next((p for p in run_paths(store, run_id) if os.path.lexists(p)), "")
+    where = f" ({path})" if path else ""
+    message = str(exc) if isinstance(exc, RunLogStoreError) else exc.strerror or str(exc)
+    return f"run {run_id!r} was not deleted{where}: {message}"
+
+
+def _print_decisions(
+    store: BaseRunLogStore,
+    decisions: list[GcDecision],
+    total: int,
+    wanted: str | None,
+    age_text: str,
+    with_catalog: bool,
+    dry_run: bool,
+) -> None:
+    console = _console()
+    where = _shown(store.location())
     if not decisions:
         if not total:
             console.print(f"No runs in {where}; nothing to delete.")
@@ -866,13 +1002,13 @@ def verify(
         report = verify_catalog(run_log, catalog, TerminalProgress())
         where = str(catalog.get_summary().get("Location"))
         local = catalog.local_run_folder(run_id)
-    console = Console()
+    console = _console()
     if not report.files:
         console.print(
-            f"Run {escape(run_id)} recorded no catalog files: nothing to verify.", highlight=False
+            f"Run {_shown(run_id)} recorded no catalog files: nothing to verify.", highlight=False
         )
         return
-    table = Table(title=f"Catalog of run {escape(run_id)} in {escape(where)}")
+    table = Table(title=f"Catalog of run {_shown(run_id)} in {_shown(where)}")
     for column in ("status", "file", "detail"):
         table.add_column(column)
     styles = {"ok": "green", "fingerprint-only": "yellow"}
@@ -884,7 +1020,7 @@ def verify(
         elif checked.status == "missing":
             detail = f"recorded by {', '.join(checked.steps)}"
         shown = os.path.relpath(checked.path, local.parent) if local else checked.path
-        table.add_row(f"[{style}]{checked.status}[/]", escape(shown), escape(detail))
+        table.add_row(f"[{style}]{checked.status}[/]", _shown(shown), _shown(detail))
     console.print(table)
     files = len(report.files)
     problems = len(report.problems)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -23,6 +24,7 @@ from rich.progress import (
 )
 
 from runlog_store.callbacks import Callback, Unit
+from runlog_store.cli.render import printable
 
 # Below these a phase ends before a bar would be read: files and runs counted, bytes moved.
 MIN_ITEMS = 20
@@ -58,9 +60,12 @@ class TerminalProgress(Callback):
                 TimeRemainingColumn(),
             )
         )
-        self._progress = Progress(*columns, console=Console(file=sys.stderr), transient=True)
+        console = Console(file=sys.stderr, emoji=False)
+        self._progress = Progress(*columns, console=console, transient=True)
         self._progress.start()
-        self._task = self._progress.add_task(description, total=total)
+        # A description may name a run ("export catalog of RUN_ID"): drawn as it is, like any
+        # string from a run (the bar's text column reads markup).
+        self._task = self._progress.add_task(escape(printable(description)), total=total)
 
     def advance(self, amount: int) -> None:
         if self._progress is not None and self._task is not None:

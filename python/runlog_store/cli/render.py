@@ -1,7 +1,12 @@
-"""Run logs drawn for people: a tree of steps and branches with status, timings and errors."""
+"""Run logs drawn for people: a tree of steps and branches with status, timings and errors.
+
+Every string read from a run, a store or a folder reaches the terminal through ``printable``:
+anyone who can write a run log can put bytes in it that a terminal would obey.
+"""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from datetime import datetime
 
@@ -10,6 +15,49 @@ from rich.tree import Tree
 
 from runlog_store.models import FAIL, SUCCESS, BranchLog, Parameter, RunLog, StepLog
 from runlog_store.ops.runs import describe_code_identities, parse_time
+
+# What a terminal acts on instead of showing. C0 controls, DEL and C1 controls (U+009B, the
+# 8-bit CSI, among them) start escape sequences: a clipboard write (OSC 52), a cleared screen,
+# a window title. Bidi embeddings, overrides, isolates and marks reorder the text around them,
+# so that what a reader sees is not what is stored. The Unicode line and paragraph separators
+# break lines some terminals do not. Surrogates are the bytes of a file name that is not UTF-8
+# (as os.fsdecode keeps them), which no terminal encoding can write.
+_UNPRINTABLE = re.compile(
+    r"\r\n|[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029"
+    r"\ud800-\udfff]"
+)
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _visible(char: str) -> str:
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    if code < 0x80:
+        return f"\\x{code:02x}"
+    if 0xDC80 <= code <= 0xDCFF:  # a byte os.fsdecode could not decode: shown as that byte
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\u{code:04x}"
+
+
+def printable(text: str, *, lines: bool = False) -> str:
+    """``text`` as a terminal shows it without acting on any of it: every control character,
+    bidi control and undecodable byte written out as ``ls -b`` and systemd do (``\\x1b``,
+    ``\\u009b``, ``\\u202e``, ``\\n``); everything else, accents, CJK and emoji included, as
+    it is. ``lines`` keeps line ends (``\\n``, ``\\r\\n``), for text read line by line (an error
+    message, a traceback); a lone ``\\r``, which goes back over a line, is always shown.
+
+    A backslash is not doubled: the text is for people (a Windows path in an error message
+    stays readable), and the exact string is what ``--json`` prints."""
+
+    def escaped(match: re.Match[str]) -> str:
+        found = match.group()
+        if found in ("\n", "\r\n"):
+            return "\n" if lines else "".join(_visible(char) for char in found)
+        return _visible(found)
+
+    return _UNPRINTABLE.sub(escaped, text)
+
 
 STATUS_STYLE = {SUCCESS: "green", FAIL: "bold red", "PROCESSING": "yellow", "CREATED": "dim"}
 _STATUS_MARK = {SUCCESS: "✔", FAIL: "✘", "PROCESSING": "…", "CREATED": "·"}
@@ -66,21 +114,23 @@ def format_age(seconds: float) -> str:
 
 def _status(status: str) -> Text:
     style = STATUS_STYLE.get(status, "")
-    return Text(f"{_STATUS_MARK.get(status, '?')} {status}", style=style)
+    return Text(f"{_STATUS_MARK.get(status, '?')} {printable(status)}", style=style)
 
 
 def _params(params: dict[str, Parameter], limit: int = 4, width: int = 40) -> str:
     shown = []
     for name, param in list(params.items())[:limit]:
-        text = str(param.description)
-        shown.append(f"{name}={text if len(text) <= width else text[: width - 1] + '…'}")
+        text = printable(str(param.description))
+        shown.append(f"{printable(name)}={text if len(text) <= width else text[: width - 1] + '…'}")
     if len(params) > limit:
         shown.append(f"+{len(params) - limit} more")
     return " ".join(shown)
 
 
 def _step_label(step: StepLog, show_name: str) -> Text:
-    label = Text.assemble(_status(step.status), " ", (show_name, "bold"), f"  {step.step_type}")
+    label = Text.assemble(
+        _status(step.status), " ", (printable(show_name), "bold"), f"  {printable(step.step_type)}"
+    )
     window = step_window(step)
     if window:
         label.append(f"  {format_seconds((window[1] - window[0]).total_seconds())}", "cyan")
@@ -94,9 +144,8 @@ def _add_step(node: Tree, step: StepLog, depth: int, max_branches: int) -> None:
     child = node.add(_step_label(step, short))
     for attempt in step.attempts:
         if attempt.status == FAIL and attempt.message:
-            child.add(
-                Text(f"attempt {attempt.attempt_number} failed: {attempt.message.strip()}", "red")
-            )
+            message = printable(attempt.message.strip(), lines=True)
+            child.add(Text(f"attempt {attempt.attempt_number} failed: {message}", "red"))
     # Parameters and metrics of the last attempt: the one whose outcome the step has.
     last = step.attempts[-1] if step.attempts else None
     if last is not None and last.input_parameters:
@@ -110,10 +159,11 @@ def _add_step(node: Tree, step: StepLog, depth: int, max_branches: int) -> None:
     entries = step.data_catalog
     drawn = entries if len(entries) <= max_branches + 1 else entries[:max_branches]
     for entry in drawn:
-        child.add(Text(f"catalog {entry.stage}: {entry.name}  {entry.data_hash[:12]}", "blue"))
+        stage, name, data_hash = (printable(s) for s in (entry.stage, entry.name, entry.data_hash))
+        child.add(Text(f"catalog {stage}: {name}  {data_hash[:12]}", "blue"))
     if len(drawn) < len(entries):
         stages = Counter(entry.stage for entry in entries[len(drawn) :])
-        summary = ", ".join(f"{n} {stage}" for stage, n in stages.most_common())
+        summary = ", ".join(f"{n} {printable(stage)}" for stage, n in stages.most_common())
         more = counted(len(entries) - len(drawn), "more catalog file")
         child.add(Text(f"… {more} ({summary})", "dim"))
     if depth <= 1 or not step.branches:
@@ -128,13 +178,15 @@ def _add_step(node: Tree, step: StepLog, depth: int, max_branches: int) -> None:
     hidden = ordered[max_branches:]
     if hidden:
         counts = Counter(b.status for b in hidden)
-        summary = ", ".join(f"{n} {status}" for status, n in counts.most_common())
+        summary = ", ".join(f"{n} {printable(status)}" for status, n in counts.most_common())
         more = counted(len(hidden), "more branch", "more branches")
         child.add(Text(f"… {more} ({summary})", "dim"))
 
 
 def _add_branch(node: Tree, branch: BranchLog, depth: int, max_branches: int) -> None:
-    label = Text.assemble(_status(branch.status), " ", (branch.internal_name, "bold blue"))
+    label = Text.assemble(
+        _status(branch.status), " ", (printable(branch.internal_name), "bold blue")
+    )
     if branch.parameters:
         label.append(f"  {_params(branch.parameters)}", "dim")
     child = node.add(label)
@@ -148,10 +200,10 @@ def run_tree(run_log: RunLog, depth: int = 99, max_branches: int = 8) -> Tree:
     steps = list(run_log.iter_steps())
     branches = sum(len(s.branches) for s in steps)
     title = Text.assemble(
-        ("Run ", "bold"), (run_log.run_id, "bold cyan"), "  ", _status(run_log.status)
+        ("Run ", "bold"), (printable(run_log.run_id), "bold cyan"), "  ", _status(run_log.status)
     )
     if run_log.tag:
-        title.append(f"  tag={run_log.tag}")
+        title.append(f"  tag={printable(run_log.tag)}")
     window = run_window(run_log)
     if window:
         title.append(f"  {format_seconds((window[1] - window[0]).total_seconds())} wall", "cyan")
@@ -162,7 +214,7 @@ def run_tree(run_log: RunLog, depth: int = 99, max_branches: int = 8) -> Tree:
     holders = [*run_log.iter_steps(), *([run_log.job] if run_log.job else [])]
     identities = describe_code_identities(holders, sha_length=12)
     if identities:
-        tree.add(Text(f"code: {', '.join(identities)}", "dim"))
+        tree.add(Text(f"code: {printable(', '.join(identities))}", "dim"))
     if run_log.parameters:
         tree.add(Text(f"parameters: {_params(run_log.parameters, 6)}", "dim"))
     for step in run_log.steps.values():

@@ -8,6 +8,7 @@ thousands of steps per run would cost more than reading them.
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
@@ -15,10 +16,16 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from runlog_store import _core
+from runlog_store._paths import validate_run_id
 from runlog_store.callbacks import NO_PROGRESS, Callback
-from runlog_store.exceptions import RunLogNotFoundError, RunLogStoreError
+from runlog_store.catalogs.base import BaseCatalog
+from runlog_store.exceptions import InvalidRunIdError, RunLogNotFoundError, RunLogStoreError
 from runlog_store.models import CREATED, FAIL, PROCESSING, SUCCESS, TRIGGERED, RunLog
 from runlog_store.stores.base import BaseRunLogStore
+from runlog_store.stores.chunked_fs import ChunkedFileSystemRunLogStore
+from runlog_store.stores.file_system import FileSystemRunLogStore
+from runlog_store.stores.project import LAYOUTS, ProjectRunLogStore
 
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _AGE_NAMES = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week"}
@@ -203,19 +210,72 @@ def _not_a_run(run: Any) -> str | None:
     return None
 
 
-def read_summary(store: BaseRunLogStore, run_id: str) -> RunSummary:
-    """The summary of a stored run; a run that cannot be read (a damaged chunk, a document that
-    is not a run log, say) gets one too, saying why, so one bad run does not hide the others."""
+# --- what a log folder holds: names that are no run id, symbolic links --------------------------
+
+
+def run_id_problem(name: str) -> str | None:
+    """Why a name a store listed cannot be a run id (an escape byte, more than 200 bytes, bytes
+    that are not UTF-8: anyone who can write in a shared log folder can make such an entry);
+    None for a run id."""
     try:
-        run = json.loads(store.get_run_log_json(run_id))
-        problem = _not_a_run(run)
-        if problem is None:
-            return summarize(run)
-        reason = problem
-    except RunLogNotFoundError:
-        raise
-    except (RunLogStoreError, ValueError) as exc:
-        reason = str(exc) if isinstance(exc, RunLogStoreError) else f"not valid JSON ({exc})"
+        validate_run_id(name)
+    except InvalidRunIdError as exc:
+        return exc.reason
+    return None
+
+
+def stored_run_ids(store: BaseRunLogStore) -> list[str]:
+    """What ``store.list_run_ids()`` lists, names that are no run id included: they are listed
+    UNREADABLE (``read_summary``), so that one bad entry neither hides the other runs nor is
+    hidden itself. A project's store orders its runs by when each was written, which it cannot
+    ask of a name that is no run id: its two layouts are listed here, those names last."""
+    if not isinstance(store, ProjectRunLogStore):
+        return store.list_run_ids()
+    names = dict.fromkeys(name for layout in LAYOUTS for name in store.store(layout).list_run_ids())
+    written: dict[str, float] = {}
+    unnamed: list[str] = []
+    for name in names:
+        if run_id_problem(name) is not None:
+            unnamed.append(name)
+            continue
+        modified = store.run_modified(name)
+        if modified is not None:  # else deleted since it was listed
+            written[name] = modified
+    return sorted(written, key=lambda name: written[name], reverse=True) + unnamed
+
+
+def run_paths(store: BaseRunLogStore, run_id: str) -> list[str]:
+    """Where a store on a file system keeps a run: ``<log_folder>/<run_id>.json`` (file-system),
+    ``<log_folder>/<run_id>/`` and its ``RunLog.json`` (chunked-fs), those of both layouts for a
+    project's store (docs/format.md); none for other stores."""
+    paths: list[str] = []
+    if isinstance(store, ChunkedFileSystemRunLogStore | ProjectRunLogStore):
+        folder = os.path.join(store.log_folder, run_id)
+        paths += [folder, os.path.join(folder, _core.RUN_LOG_FILE)]
+    if isinstance(store, FileSystemRunLogStore | ProjectRunLogStore):
+        paths.append(os.path.join(store.log_folder, f"{run_id}.json"))
+    return paths
+
+
+def symbolic_links(
+    store: BaseRunLogStore, run_id: str, catalog: BaseCatalog | None = None
+) -> list[str]:
+    """The paths of a run (its folder or document, and its catalog folder when ``catalog`` is
+    given) that are symbolic links. The stores never make one: a link in a log folder was put
+    there by someone else, and deleting the run would delete, or try to delete, what it points
+    to, which may be anything anywhere. ``runlog gc`` keeps such runs."""
+    paths = run_paths(store, run_id)
+    if catalog is not None:
+        local = catalog.local_run_folder(run_id)
+        if local is not None:
+            paths.append(str(local))
+    return [path for path in paths if os.path.islink(path)]
+
+
+# --- summaries ----------------------------------------------------------------------------------
+
+
+def _unreadable(run_id: str, reason: str) -> RunSummary:
     return RunSummary(
         run_id=run_id,
         status=UNREADABLE,
@@ -228,6 +288,26 @@ def read_summary(store: BaseRunLogStore, run_id: str) -> RunSummary:
         failed_step=None,
         error=reason if run_id in reason else f"run {run_id!r}: {reason}",
     )
+
+
+def read_summary(store: BaseRunLogStore, run_id: str) -> RunSummary:
+    """The summary of a stored run; a run that cannot be read (a damaged chunk, a document that
+    is not a run log, an entry whose name is no run id, say) gets one too, saying why, so one
+    bad run does not hide the others."""
+    problem = run_id_problem(run_id)
+    if problem is not None:
+        return _unreadable(run_id, f"not a valid run id: {problem}")
+    try:
+        run = json.loads(store.get_run_log_json(run_id))
+        problem = _not_a_run(run)
+        if problem is None:
+            return summarize(run)
+        reason = problem
+    except RunLogNotFoundError:
+        raise
+    except (RunLogStoreError, ValueError) as exc:
+        reason = str(exc) if isinstance(exc, RunLogStoreError) else f"not valid JSON ({exc})"
+    return _unreadable(run_id, reason)
 
 
 def summarize_runs(
@@ -274,6 +354,10 @@ __all__ = [
     "parse_status",
     "parse_time",
     "read_summary",
+    "run_id_problem",
+    "run_paths",
+    "stored_run_ids",
     "summarize",
     "summarize_runs",
+    "symbolic_links",
 ]
