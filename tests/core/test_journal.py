@@ -369,7 +369,8 @@ def test_runlog_fold_and_show(tmp_path: Path) -> None:
     other = tmp_path / "fs.yaml"
     other.write_text(f"run-log-store:\n  type: file-system\n  config:\n    log_folder: {logs}\n")
     refused = _runlog(other, "fold", "killed")
-    assert refused.returncode == 2 and "chunked stores" in " ".join(refused.stderr.split())
+    said = " ".join(refused.stderr.split())
+    assert refused.returncode == 2 and "folds the runs of chunked-fs and chunked-minio" in said
 
 
 # --- the snapshot of an ended run --------------------------------------------------------------

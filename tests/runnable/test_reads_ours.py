@@ -377,7 +377,7 @@ def test_the_runnable_fixture_copied_and_continued_reads_the_same_for_both(
 ) -> None:
     """runnable 0.50's own chunked run, continued by us (a retry of one step) and ended: both
     stores read the same run."""
-    from .conftest import RUNNABLE_FIXTURES
+    from ..conftest import RUNNABLE_FIXTURES
 
     source = RUNNABLE_FIXTURES / "chunked-fs" / "chunked-map"
     shutil.copytree(source, tmp_path / "chunked-map")
