@@ -1,4 +1,4 @@
-"""The content catalogs against the per-run ones (issue 13's goals), ratios from one run.
+"""The content catalogs against the per-run ones, ratios from one run.
 
 Groups (benches/report.py prints the baseline's time over ours):
   content-series   10 runs putting the same 400 files of 256 KiB, one changed per run: the

@@ -101,7 +101,7 @@ def test_a_file_is_there_only_once_its_folder_is_fsynced(
 def test_a_folder_whose_name_was_never_synced_is_gone_with_all_in_it(
     mount: PowerCutMount, folder: Path
 ) -> None:
-    """The defect of issue 14: chunked-fs's run folder made with os.makedirs."""
+    """A defect it once found: chunked-fs's run folder made with os.makedirs (not durable)."""
     run = folder / "run"
     run.mkdir()
     write(run / "RunLog.json", b"{}", sync="fsync")

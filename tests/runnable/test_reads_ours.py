@@ -1,4 +1,4 @@
-"""runnable 0.50's own chunked stores read the runs our chunked stores write (issue 12).
+"""runnable 0.50's own chunked stores read the runs our chunked stores write.
 
 ``ChunkedFileSystemRunLogStore`` on our run folders and ``ChunkedMinioRunLogStore`` on our
 bucket (the real MinIO server of the tests): every ended branch while the run goes on, and the
@@ -173,7 +173,7 @@ def write_run(
     """A map of ``branches`` x ``steps`` with branch parameters, then a parallel step whose
     first branch holds a map of its own (a nested branch), root steps before and after, root
     parameters and a metric."""
-    store.create_run_log(run_id, dag_hash="d" * 40, tag="issue-12")
+    store.create_run_log(run_id, dag_hash="d" * 40, tag="nightly")
     store.set_parameters(run_id, {"seed": JsonParameter(kind="json", value=7)})
     _run_step(store, run_id, "first", "first", 0)
     mapped = store.create_step_log("map", "map")

@@ -1,1 +1,1 @@
-"""Torture tests: real SIGKILLs, real races (issue 5)."""
+"""Torture tests: real SIGKILLs, real races."""
