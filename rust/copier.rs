@@ -4,6 +4,9 @@
 //! The copy keeps the source's modification time, so its identity can be cached like the
 //! source's: a later put of an unchanged file into the same place is two stat calls, with no
 //! read and no write.
+//!
+//! Temp files are named by [`temp_beside`], whose names fit wherever the final name fits: a
+//! name as long as a file system allows still has a temp file beside it.
 
 use std::fs::{self, OpenOptions};
 use std::io;
@@ -13,16 +16,49 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use crate::cache::{make_durable, HashCache};
+use crate::chunk::temp_file_name;
 use crate::error::{CoreError, Result};
 use crate::hasher::{
     changed_while_read, copy_hashing, hash_with_identity, now_ns, open_regular, Algorithm,
     FileIdentity, Hashed,
 };
-use crate::writer::{create_dir_all_durable, fsync_folder, temp_path};
+use crate::writer::{create_dir_all_durable, fsync_folder};
 
 /// From this size on a BLAKE3 copy is made by the kernel and hashed on every core afterwards
 /// (see `copy_file`); below it one pass through a buffer is as fast and reads the file once.
 const KERNEL_COPY_MIN_BYTES: u64 = 32 << 20;
+/// The longest file name, in bytes, of the file systems a catalog lives on (Linux's
+/// `NAME_MAX`: ext4, XFS, Btrfs, tmpfs).
+pub const NAME_MAX_BYTES: usize = 255;
+/// How many hex digits of a long name's BLAKE3 stand for it in its temp file's name: 128 bits,
+/// so two long names of one folder never share a stem, and the temp name stays under 100 bytes.
+const LONG_NAME_STEM_HEX: usize = 32;
+
+/// A fresh temp file name for a write of `name`: the writers' own pattern
+/// (`.<name>.tmp-<pid>-<nanos>-<counter>`, which listings skip and cleaners recognise) when it
+/// fits in [`NAME_MAX_BYTES`]; for a name too long for that, the same pattern around a fixed
+/// length stem derived from the name's BLAKE3, so the temp name fits wherever the name does.
+pub fn bounded_temp_name(name: &str) -> String {
+    let temp = temp_file_name(name);
+    if temp.len() <= NAME_MAX_BYTES {
+        return temp;
+    }
+    let stem = blake3::hash(name.as_bytes()).to_hex();
+    temp_file_name(&stem[..LONG_NAME_STEM_HEX])
+}
+
+/// A fresh temp file beside `target`, named by [`bounded_temp_name`].
+pub fn temp_beside(target: &Path) -> Result<PathBuf> {
+    let name = target
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| CoreError::InvalidArgument(format!("{} names no file", target.display())))?;
+    let folder = match target.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    Ok(folder.join(bounded_temp_name(name)))
+}
 
 /// The digest of a file copied (or found already there, `copied == false`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,12 +82,8 @@ pub fn copy_file(
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
+    let temp = temp_beside(dst)?;
     create_dir_all_durable(folder, fsync)?;
-    let name = dst
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| CoreError::InvalidArgument(format!("{} names no file", dst.display())))?;
-    let temp = temp_path(folder, name);
     let result = (|| -> Result<String> {
         let mut out = OpenOptions::new()
             .write(true)
@@ -278,6 +310,48 @@ mod tests {
         let mut cache = HashCache::open(&cache_path).unwrap();
         copy_files(&pairs, Algorithm::Blake3, true, Some(&mut cache));
         assert!(HashCache::open(&cache_path).unwrap().is_empty());
+    }
+
+    #[test]
+    fn temp_names_fit_wherever_the_name_fits() {
+        use crate::chunk::{is_temp_name, temp_writer_pid};
+        let short = bounded_temp_name("data.csv");
+        assert!(short.starts_with(".data.csv.tmp-"), "{short}");
+        let pid = std::process::id() as i32;
+        for name in [
+            "n".repeat(NAME_MAX_BYTES),
+            "é".repeat(127) + "x",
+            "m".repeat(210),
+        ] {
+            let temp = bounded_temp_name(&name);
+            assert!(temp.len() <= NAME_MAX_BYTES, "{} bytes: {temp}", temp.len());
+            assert!(is_temp_name(&temp), "{temp}");
+            assert_eq!(temp_writer_pid(&temp), Some(pid), "{temp}");
+            assert_ne!(temp, bounded_temp_name(&name), "a fresh name each time");
+        }
+        // Two long names of one folder never share a temp name's stem.
+        let stem = |name: &str| {
+            bounded_temp_name(name)
+                .split(".tmp-")
+                .next()
+                .map(String::from)
+        };
+        assert_ne!(
+            stem(&("a".repeat(250) + "1")),
+            stem(&("a".repeat(250) + "2"))
+        );
+    }
+
+    #[test]
+    fn a_name_as_long_as_the_file_system_allows_is_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "n".repeat(NAME_MAX_BYTES);
+        let src = dir.path().join(&name);
+        fs::write(&src, b"long").unwrap();
+        let dst = dir.path().join("out").join(&name);
+        copy_file(&src, &dst, Algorithm::Blake3, true).unwrap();
+        assert_eq!(fs::read(&dst).unwrap(), b"long");
+        assert_eq!(fs::read_dir(dir.path().join("out")).unwrap().count(), 1);
     }
 
     #[test]
