@@ -13,12 +13,19 @@ What more than one catalog needs is here too, so that no catalog module imports 
 settings of a catalog in a folder (``CatalogFolder``), globs over object names
 (``glob_regex``), transfers on threads (``run_in_threads``, ``batches_in_threads``) and the
 first failure of a batch (``raise_first_failure``).
+
+What a catalog keeps is read as what it is, never through a link: listings of stored files
+(``folder_files``) neither follow nor hand out symbolic links, reads refuse a path that passes
+through one (``refuse_links``), and the hash cache is never kept through one
+(``usable_hash_cache``). Temp files get names that fit wherever the final name fits
+(``temp_beside``).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import stat
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -38,8 +45,15 @@ from runlog_store.models import DataCatalog
 # runnable keeps each task's captured output in the catalog under this suffix; a get never
 # hands them back and a retry's sync leaves them behind (they belong to the run that ran).
 EXECUTION_LOG_SUFFIX = ".execution.log"
-# The hash cache of a catalog in a folder, at the folder's top.
+# The hash cache of a catalog in a folder, at the folder's top; the Rust core locks it through
+# a file of the same name with this suffix.
 HASH_CACHE_FILE = ".runlog-hash-cache"
+HASH_CACHE_LOCK_SUFFIX = ".lock"
+# The longest file name, in bytes, of the file systems a catalog lives on (Linux's NAME_MAX).
+NAME_MAX_BYTES = 255
+# How many hex digits of a long name's BLAKE3 stand for it in its temp file's name (the Rust
+# core's rule, rust/copier.rs).
+LONG_NAME_STEM_HEX = 32
 # Transfers wait on the network, not on a core: threads overlap the waits.
 TRANSFER_THREADS = 8
 
@@ -277,10 +291,31 @@ class CatalogFolder(BaseModel):
     def location(self) -> str:
         return self.catalog_location
 
-    def _hash_cache(self) -> str:
-        """The hash cache file (the catalog folder is made if it is not there yet)."""
+    def _hash_cache(self) -> str | None:
+        """The hash cache file (the catalog folder is made if it is not there yet), or None
+        when what is at its place is a link or not a file: see ``usable_hash_cache``."""
         ensure_folder(self.catalog_location, fsync=self.fsync)
-        return os.path.join(self.catalog_location, HASH_CACHE_FILE)
+        return usable_hash_cache(os.path.join(self.catalog_location, HASH_CACHE_FILE))
+
+
+def usable_hash_cache(path: str) -> str | None:
+    """``path`` when a hash cache may be kept there, else None: a put then hashes without a
+    cache (it reads every file, as a first put does) and works all the same.
+
+    A symbolic link (or anything but a regular file) at the cache's place or at its lock's is
+    not the catalog's: whoever can write the catalog folder put it there, and reading,
+    appending or creating through it would read or grow a file elsewhere. It is left as it is,
+    never followed; removing it gives the catalog its cache back."""
+    for candidate in (path, path + HASH_CACHE_LOCK_SUFFIX):
+        try:
+            found = os.lstat(candidate)
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+        if not stat.S_ISREG(found.st_mode):
+            return None
+    return path
 
 
 def raise_first_failure(results: Sequence[object]) -> None:
@@ -391,21 +426,69 @@ def data_prefix(compute_data_folder: str) -> Path:
     return prefix
 
 
-def folder_files(root: Path) -> dict[str, int]:
-    """Files under ``root`` (relative POSIX path -> size), temp files of writes in flight left
-    out; empty when ``root`` does not exist."""
+def folder_files(
+    root: Path, *, links: Literal["skip", "refuse"] = "skip", run_id: str = ""
+) -> dict[str, int]:
+    """Regular files under ``root`` (relative POSIX path -> size), temp files of writes in
+    flight left out; empty when ``root`` does not exist.
+
+    No symbolic link is followed, ``root`` included: a link (to a file or a folder, inside the
+    folder or out of it) is no file of a catalog. ``links="skip"`` leaves links out (a listing
+    that only counts); ``links="refuse"`` makes the first one a CatalogError naming it (a read
+    that would copy what it points to)."""
     found: dict[str, int] = {}
+    if root.is_symlink():
+        if links == "refuse":
+            raise _linked_error(root, run_id)
+        return found
     if not root.is_dir():
         return found
-    for path in sorted(root.rglob("*")):
-        if path.is_file() and not _core.is_temp_name(path.name):
-            found[path.relative_to(root).as_posix()] = path.stat().st_size
-    return found
+    pending = [root]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except FileNotFoundError:
+            continue
+        for entry in entries:
+            path = folder / entry.name
+            if entry.is_symlink():
+                if links == "refuse":
+                    raise _linked_error(path, run_id)
+            elif entry.is_dir(follow_symlinks=False):
+                pending.append(path)
+            elif entry.is_file(follow_symlinks=False) and not _core.is_temp_name(entry.name):
+                size = entry.stat(follow_symlinks=False).st_size
+                found[path.relative_to(root).as_posix()] = size
+    # In the order of Path objects, part by part ("a/b" before "a.txt"), as glob results are.
+    return dict(sorted(found.items(), key=lambda item: item[0].split("/")))
+
+
+def refuse_links(base: Path, path: Path, run_id: str = "") -> None:
+    """A CatalogError naming the first part of ``path`` below ``base`` that is a symbolic link
+    (``path`` itself included): a catalog's stored files are never read through one. ``base``
+    is the catalog's configured place, links and all."""
+    current = base
+    for part in path.relative_to(base).parts:
+        current = current / part
+        if current.is_symlink():
+            raise _linked_error(current, run_id)
+
+
+def _linked_error(path: Path, run_id: str) -> CatalogError:
+    return CatalogError(
+        f"{path} is a symbolic link in the catalog: a catalog's files are never read through "
+        "one (remove it, or put the file it points to into the catalog)",
+        path=str(path),
+        run_id=run_id,
+    )
 
 
 def glob_files(root: Path, pattern: str, run_id: str) -> list[Path]:
     """Every match but folders (as runnable does). A FIFO, socket or broken link is kept, so
-    its copy fails with an error naming it instead of being skipped without a word."""
+    its copy fails with an error naming it instead of being skipped without a word. A pattern
+    the file system cannot look up (a part longer than a file name can be) is a CatalogError
+    naming it."""
     try:
         # Sorted by parts: the same order as comparing Path objects, without their slow __lt__.
         return sorted((path for path in root.glob(pattern) if not path.is_dir()), key=_parts)
@@ -413,6 +496,35 @@ def glob_files(root: Path, pattern: str, run_id: str) -> list[Path]:
         raise CatalogError(
             f"{pattern!r} is not a usable glob pattern: {exc}", path=str(root), run_id=run_id
         ) from exc
+    except OSError as exc:
+        longest = max((len(os.fsencode(part)) for part in pattern.split("/")), default=0)
+        why = (
+            f"a part of it is {longest} bytes, longer than a file name can be "
+            f"({NAME_MAX_BYTES} bytes)"
+            if longest > NAME_MAX_BYTES
+            else exc.strerror or str(exc)
+        )
+        raise CatalogError(
+            f"cannot match {pattern!r} in {root}: {why}", path=str(root), run_id=run_id
+        ) from exc
+
+
+def temp_beside(target: Path, *, short: bool = False) -> Path:
+    """A fresh temp file beside ``target``, in the Rust writers' pattern (listings skip it,
+    cleaners recognise it), whose name fits wherever ``target``'s does: a name too long to
+    take the pattern's additions is stood for by a fixed-length stem of its BLAKE3, as the
+    core's own copies do. ``short`` takes that stem whatever the name, for a temp file that a
+    writer of object storage downloads wraps in a temp name of its own."""
+    if not short and writer_temp_fits(target):
+        return Path(_core.temp_path(target))
+    hasher = _core.Hasher("blake3")
+    hasher.update(os.fsencode(target.name))
+    return Path(_core.temp_path(target.with_name(hasher.hexdigest()[:LONG_NAME_STEM_HEX])))
+
+
+def writer_temp_fits(target: Path) -> bool:
+    """Whether the temp name the Rust writers give a write of ``target`` fits in a file name."""
+    return len(os.fsencode(Path(_core.temp_path(target)).name)) <= NAME_MAX_BYTES
 
 
 def _parts(path: Path) -> tuple[str, ...]:
@@ -436,11 +548,17 @@ def relative_inside(path: Path, root: Path, pattern: str) -> Path:
 __all__ = [
     "EXECUTION_LOG_SUFFIX",
     "HASH_CACHE_FILE",
+    "NAME_MAX_BYTES",
     "BaseCatalog",
     "CatalogFolder",
     "StoredFile",
     "batches_in_threads",
+    "folder_files",
     "glob_regex",
     "raise_first_failure",
+    "refuse_links",
     "run_in_threads",
+    "temp_beside",
+    "usable_hash_cache",
+    "writer_temp_fits",
 ]

@@ -14,11 +14,17 @@ What both catalogs share is written here, over a few primitives each supplies (s
 holds it shared from its first look at the stored contents until its manifest is written, a
 sweep holds it exclusively while it reads every manifest and removes what none references, so
 no content a put is about to reference is ever removed.
+
+A get gives a file the executable bit's meaning of its recorded mode only (``file_mode``):
+0o777 or 0o666 masked by the process's umask, as git checks files out, whatever a manifest
+records; never setuid, setgid or sticky bits, never more writable than the umask allows.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import threading
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -92,6 +98,36 @@ class ContentSweep(BaseModel):
     removed_bytes: int
     kept_bytes: int
     dry_run: bool
+    refused: list[str] = Field(
+        default_factory=list,
+        description="symbolic links found in place of the store's folders (objects/ and its "
+        "<2 hex> folders): never followed nor removed, for a person to look at",
+    )
+
+
+def file_mode(recorded: int) -> int:
+    """The mode a file a get writes is created with, before the umask: 0o777 when the recorded
+    mode lets its owner execute it, else 0o666 (git's rule; the Rust core's, rust/content.rs)."""
+    return 0o777 if recorded & 0o100 else 0o666
+
+
+_UMASK_LOCK = threading.Lock()
+
+
+def process_umask() -> int:
+    """This process's umask, read without changing it where Linux says it (``/proc``); else by
+    setting and restoring it at once, under a lock (the only other way there is)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split(":", 1)[1].strip(), 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
 
 
 def manifest_rows(entries: Manifest) -> list[tuple[str, str, int, int, str | None]]:
@@ -173,6 +209,11 @@ class ContentCatalog(BaseCatalog):
 
     def _clean_leftovers(self) -> None:
         """Remove what killed stores left behind (temp files, half uploads); run by a sweep."""
+
+    def _refused_entries(self) -> list[str]:
+        """What a sweep found where the store keeps its contents and would not follow (links
+        in place of its folders), for the sweep's report; none by default."""
+        return []
 
     # --- summary --------------------------------------------------------------------------------
 
@@ -327,7 +368,7 @@ class ContentCatalog(BaseCatalog):
 
     def upload_run(self, run_id: str, folder: Path, callback: Callback = NO_PROGRESS) -> int:
         validate_run_id(run_id)
-        files = folder_files(folder)
+        files = folder_files(folder, links="refuse", run_id=run_id)
         if files:
             self._put_contents(
                 run_id, [folder / rel for rel in files], list(files), list(files.values()), callback
@@ -371,6 +412,7 @@ class ContentCatalog(BaseCatalog):
                 if garbage:
                     self._remove_contents(garbage)
                 self._clean_leftovers()
+            refused = self._refused_entries()
             callback.advance(1)
         removed_bytes = sum(stored[d] for d in garbage)
         return ContentSweep(
@@ -381,6 +423,7 @@ class ContentCatalog(BaseCatalog):
             removed_bytes=removed_bytes,
             kept_bytes=sum(stored.values()) - removed_bytes,
             dry_run=dry_run,
+            refused=refused,
         )
 
 
@@ -392,5 +435,7 @@ __all__ = [
     "ManifestEntry",
     "StoredContent",
     "decode_manifest",
+    "file_mode",
     "manifest_rows",
+    "process_umask",
 ]

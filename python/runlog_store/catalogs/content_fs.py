@@ -13,11 +13,18 @@ Contents are written by the Rust core (temp file in the object's folder, checked
 name, fsynced, renamed, folder fsynced) before the manifest naming them is merged (under the
 manifest's lock, written atomically and fsynced), so neither a crash nor a power cut leaves a
 manifest naming a content that is not there.
+
+``objects/`` and its ``<2 hex>`` folders are never followed when they are symbolic links: a
+put or a get through one is a CatalogError naming it (the Rust core opens each level without
+following links), and a sweep walks the store through folder descriptors opened the same way,
+so it neither lists nor removes anything a link points to; it reports such links instead
+(``ContentSweep.refused``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import time
@@ -50,6 +57,10 @@ MANIFEST_SUFFIX = ".json"
 # A temp file of a store killed mid-write is removed by a sweep once this old (or its writer
 # is gone).
 LEFTOVER_SECONDS = 60.0
+# A folder of the store, opened without following a link in its place.
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# What opening a link with O_NOFOLLOW (and O_DIRECTORY) fails with.
+_LINKED = (errno.ELOOP, errno.ENOTDIR)
 
 
 class ContentFileSystemCatalog(CatalogFolder, ContentCatalog):
@@ -145,7 +156,7 @@ class ContentFileSystemCatalog(CatalogFolder, ContentCatalog):
             ),
             callback,
         )
-        raise_first_failure(results)
+        raise_first_failure([_as_catalog_error(r, run_id) for r in results])
 
     def _place_contents(
         self,
@@ -167,29 +178,64 @@ class ContentFileSystemCatalog(CatalogFolder, ContentCatalog):
         results = in_batches("get", items, [size for *_, size in items], place, callback)
         raise_first_failure(results)
 
+    # The sweep walks the store by descriptors: each folder is opened without following a
+    # link in its place, and what is in it is listed, stat'ed and removed relative to that
+    # descriptor, so a link swapped in for a folder meanwhile is never walked into either.
+
+    def _content_folders(self) -> Iterator[tuple[str, int]]:
+        """The ``<2 hex>`` folders of the store as (name, open descriptor, closed once the
+        next is asked for), links left out (``_refused_entries`` names them); none when the
+        objects folder is missing or a link."""
+        root = _open_folder(None, str(self.objects_folder()))
+        if root is None:
+            return
+        try:
+            for entry in sorted(os.scandir(root), key=lambda e: e.name):
+                if not entry.is_dir(follow_symlinks=False):
+                    continue
+                fd = _open_folder(root, entry.name)
+                if fd is None:
+                    continue
+                try:
+                    yield entry.name, fd
+                finally:
+                    os.close(fd)
+        finally:
+            os.close(root)
+
     def _stored_contents(self) -> dict[str, int]:
         found: dict[str, int] = {}
-        try:
-            folders = [e for e in os.scandir(self.objects_folder()) if e.is_dir()]
-        except FileNotFoundError:
-            return found
-        for folder in folders:
-            for entry in os.scandir(folder.path):
+        for prefix, fd in self._content_folders():
+            for entry in os.scandir(fd):
                 name = entry.name
                 if len(name) == 62 and not name.startswith("."):
-                    found[folder.name + name] = entry.stat(follow_symlinks=False).st_size
+                    found[prefix + name] = entry.stat(follow_symlinks=False).st_size
         return found
 
     def _remove_contents(self, digests: Sequence[str]) -> None:
+        by_folder: dict[str, list[str]] = {}
         for digest in digests:
-            with contextlib.suppress(FileNotFoundError):
-                self.object_path(digest).unlink()
+            by_folder.setdefault(digest[:2], []).append(digest[2:])
+        for prefix, fd in self._content_folders():
+            for name in by_folder.get(prefix, []):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(name, dir_fd=fd)
 
     def _clean_leftovers(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            for folder in os.scandir(self.objects_folder()):
-                if folder.is_dir():
-                    _core.clean_temp_files(folder.path, LEFTOVER_SECONDS)
+        for _, fd in self._content_folders():
+            # The folder by its descriptor's name in /proc: the one opened, wherever a link
+            # put in its place since would lead.
+            _core.clean_temp_files(f"/proc/self/fd/{fd}", LEFTOVER_SECONDS)
+
+    def _refused_entries(self) -> list[str]:
+        objects = self.objects_folder()
+        if objects.is_symlink():
+            return [str(objects)]
+        try:
+            entries = sorted(os.scandir(objects), key=lambda e: e.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return [str(objects / e.name) for e in entries if e.is_symlink()]
 
     # --- the store's lock -----------------------------------------------------------------------
 
@@ -249,6 +295,19 @@ def _flock(path: str, exclusive: bool, deadline: float, run_id: str) -> int:
             )
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
+
+
+def _open_folder(parent: int | None, name: str) -> int | None:
+    """A descriptor of the folder ``name`` (below the descriptor ``parent``), opened without
+    following a link in its place; None when it is missing, a link or not a folder."""
+    try:
+        return os.open(name, _FOLDER_FLAGS, dir_fd=parent)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno in _LINKED:
+            return None
+        raise
 
 
 def _held() -> None:

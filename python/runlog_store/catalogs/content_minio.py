@@ -40,14 +40,21 @@ from pydantic import ConfigDict, field_validator
 from runlog_store import _core
 from runlog_store._paths import validate_run_id
 from runlog_store.callbacks import Callback
-from runlog_store.catalogs.base import batches_in_threads, run_in_threads
+from runlog_store.catalogs.base import (
+    batches_in_threads,
+    run_in_threads,
+    temp_beside,
+    usable_hash_cache,
+)
 from runlog_store.catalogs.content import (
     LOCK_WAIT_SECONDS,
     ContentCatalog,
     LinkMode,
     Manifest,
     decode_manifest,
+    file_mode,
     manifest_rows,
+    process_umask,
 )
 from runlog_store.exceptions import CatalogError, LockTimeoutError
 from runlog_store.objectstore import Bucket, ObjectStorageSettings, StoredObject, update_object
@@ -64,14 +71,15 @@ HASH_CACHE_NAME = "hash-cache"
 
 def user_hash_cache() -> str | None:
     """This user's hash cache (``$XDG_CACHE_HOME/runlog-store/hash-cache``): file identities are
-    per machine, so one cache serves every bucket; None when it cannot be made."""
+    per machine, so one cache serves every bucket; None when it cannot be made, or when a link
+    is in its place (``usable_hash_cache``)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     folder = os.path.join(base, "runlog-store")
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError:
         return None
-    return os.path.join(folder, HASH_CACHE_NAME)
+    return usable_hash_cache(os.path.join(folder, HASH_CACHE_NAME))
 
 
 class ContentMinioCatalog(ContentCatalog, ObjectStorageSettings):
@@ -193,11 +201,14 @@ class ContentMinioCatalog(ContentCatalog, ObjectStorageSettings):
         callback: Callback,
     ) -> None:
         bucket = self.storage()
+        umask = process_umask()
 
         def place(item: tuple[str, Path, int, int]) -> None:
             digest, target, mode, _ = item
             _core.ensure_dir(str(target.parent), run_id=run_id)
-            temp = Path(_core.temp_path(target))
+            # The download writes a temp file of its own beside this one: a short name leaves
+            # it room, whatever the length of the target's.
+            temp = temp_beside(target, short=True)
             try:
                 got = bucket.download_file(
                     self.object_key(digest), temp, algorithm="blake3", run_id=run_id
@@ -210,8 +221,8 @@ class ContentMinioCatalog(ContentCatalog, ObjectStorageSettings):
                         path=bucket.url(self.object_key(digest)),
                         run_id=run_id,
                     )
-                # As content-fs's copies: the recorded mode, always writable by its owner.
-                os.chmod(temp, (mode & 0o7777) | 0o200)
+                # As content-fs's copies: the executable bit's meaning only, under the umask.
+                os.chmod(temp, file_mode(mode) & ~umask)
                 os.replace(temp, target)
             finally:
                 with contextlib.suppress(FileNotFoundError):

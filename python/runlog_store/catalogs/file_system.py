@@ -4,11 +4,16 @@ A put copies each file to ``<catalog_location>/<run_id>/<compute_data_folder>/<r
 (runnable's layout) atomically, hashing it in the same pass, and records
 ``catalog_relative_path`` as ``<run_id>/<relative path>`` as runnable does. A hash cache in the
 catalog folder lets a later put of unchanged files skip both the read and the copy.
+
+Only the catalog's own files are its files: a symbolic link anywhere below the catalog folder
+(a run's folder, a folder in it, a file) is never read or written through. A get, a retry's
+sync, an export or a copy that would pass through one is a CatalogError naming it, and so is a
+put; listings (``run_files``) leave links out.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from runlog_store import _core
@@ -24,6 +29,7 @@ from runlog_store.catalogs.base import (
     file_size,
     folder_files,
     glob_files,
+    refuse_links,
     relative_inside,
 )
 from runlog_store.exceptions import CatalogError, NoMatchingFilesError
@@ -56,25 +62,33 @@ class FileSystemCatalog(CatalogFolder, BaseCatalog):
         callback: Callback,
     ) -> list[str]:
         target_root = self.run_folder(run_id)
-        pairs = [
-            (str(src), str(target_root / rel)) for src, rel in zip(sources, relatives, strict=True)
-        ]
+        targets = [target_root / rel for rel in relatives]
+        self._refuse_linked_folders(targets, run_id)
+        pairs = [(str(src), str(target)) for src, target in zip(sources, targets, strict=True)]
         return self._copy("put", pairs, sizes, self._hash_cache(), run_id, callback)
 
     def _stored_matches(self, run_id: str, pattern: str) -> list[StoredFile]:
         run_root = self.run_folder(run_id)
+        top = Path(self.catalog_location)
+        refuse_links(top, run_root, run_id)
         if not run_root.is_dir():
             raise NoMatchingFilesError(
                 f"run {run_id!r} has no catalog at {run_root}", path=str(run_root), run_id=run_id
             )
+        matches = [
+            path
+            for path in glob_files(run_root, pattern, run_id)
+            if not path.name.endswith(EXECUTION_LOG_SUFFIX)
+        ]
+        for path in matches:
+            refuse_links(top, path, run_id)
         return [
             StoredFile(
                 relative=relative_inside(path, run_root, pattern).as_posix(),
                 size=file_size(path),
                 source=str(path),
             )
-            for path in glob_files(run_root, pattern, run_id)
-            if not path.name.endswith(EXECUTION_LOG_SUFFIX)
+            for path in matches
         ]
 
     def _fetch_files(
@@ -94,14 +108,18 @@ class FileSystemCatalog(CatalogFolder, BaseCatalog):
                 path=str(previous),
                 run_id=run_id,
             )
-        files = sorted(
-            path
-            for path in previous.rglob("*")
-            if path.is_file() and not path.name.endswith(EXECUTION_LOG_SUFFIX)
+        refuse_links(Path(self.catalog_location), previous, run_id)
+        files = {
+            rel: size
+            for rel, size in folder_files(previous, links="refuse", run_id=run_id).items()
+            if not rel.endswith(EXECUTION_LOG_SUFFIX)
+        }
+        targets = [target / rel for rel in files]
+        self._refuse_linked_folders(targets, run_id)
+        pairs = [(str(previous / rel), str(t)) for rel, t in zip(files, targets, strict=True)]
+        self._copy(
+            f"sync {previous_run_id}", pairs, list(files.values()), self._hash_cache(), run_id
         )
-        pairs = [(str(path), str(target / path.relative_to(previous))) for path in files]
-        sizes = [file_size(path) for path in files]
-        self._copy(f"sync {previous_run_id}", pairs, sizes, self._hash_cache(), run_id)
 
     # --- a run's catalog as a whole -----------------------------------------------------------
 
@@ -113,7 +131,7 @@ class FileSystemCatalog(CatalogFolder, BaseCatalog):
 
     def download_run(self, run_id: str, folder: Path, callback: Callback = NO_PROGRESS) -> int:
         root = self.local_run_folder(run_id)
-        files = self.run_files(run_id)
+        files = folder_files(root, links="refuse", run_id=run_id)
         pairs = [(str(root / rel), str(folder / rel)) for rel in files]
         # No hash cache: the copies land outside the catalog, where it keeps no entries.
         self._copy(
@@ -122,9 +140,13 @@ class FileSystemCatalog(CatalogFolder, BaseCatalog):
         return sum(files.values())
 
     def upload_run(self, run_id: str, folder: Path, callback: Callback = NO_PROGRESS) -> int:
+        """Every file under ``folder`` into the run's catalog; a link in ``folder`` (``folder``
+        itself included) is a CatalogError naming it, before anything is copied."""
         root = self.local_run_folder(run_id)
-        files = folder_files(folder)
-        pairs = [(str(folder / rel), str(root / rel)) for rel in files]
+        files = folder_files(folder, links="refuse", run_id=run_id)
+        targets = [root / rel for rel in files]
+        self._refuse_linked_folders(targets, run_id)
+        pairs = [(str(folder / rel), str(t)) for rel, t in zip(files, targets, strict=True)]
         self._copy(
             f"import catalog of {run_id}",
             pairs,
@@ -139,6 +161,11 @@ class FileSystemCatalog(CatalogFolder, BaseCatalog):
         """The run's folder is first renamed to a hidden name in one atomic step, so a reader
         sees the whole catalog or none of it, never a half-deleted one."""
         root = self.local_run_folder(run_id)
+        if root.is_symlink():
+            # Not the run's folder but a link someone put in its place: the link goes, never
+            # what it points to.
+            root.unlink(missing_ok=True)
+            return 0
         count = len(folder_files(root))
         if not root.exists():
             return 0
@@ -155,6 +182,13 @@ class FileSystemCatalog(CatalogFolder, BaseCatalog):
         return count
 
     # --- copying ------------------------------------------------------------------------------
+
+    def _refuse_linked_folders(self, targets: Iterable[Path], run_id: str) -> None:
+        """A CatalogError naming a link that a write of ``targets`` would pass through (a
+        link in a target's own place is replaced by the write, not followed)."""
+        top = Path(self.catalog_location)
+        for folder in sorted({target.parent for target in targets}):
+            refuse_links(top, folder, run_id)
 
     def _copy(
         self,

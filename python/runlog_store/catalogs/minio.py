@@ -8,6 +8,8 @@ half a file. A transfer that fails is retried whole, within the configured retry
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -25,6 +27,8 @@ from runlog_store.catalogs.base import (
     folder_files,
     glob_regex,
     run_in_threads,
+    temp_beside,
+    writer_temp_fits,
 )
 from runlog_store.exceptions import CatalogError
 from runlog_store.objectstore import ObjectStorageSettings
@@ -135,7 +139,7 @@ class MinioCatalog(BaseCatalog, ObjectStorageSettings):
 
     def upload_run(self, run_id: str, folder: Path, callback: Callback = NO_PROGRESS) -> int:
         root = self._run_root(run_id)
-        files = folder_files(folder)
+        files = folder_files(folder, links="refuse", run_id=run_id)
         batches_in_threads(
             f"upload catalog of {run_id}",
             [(str(folder / rel), root + rel) for rel in files],
@@ -158,9 +162,27 @@ class MinioCatalog(BaseCatalog, ObjectStorageSettings):
 
     def _downloader(self, run_id: str) -> Callable[[tuple[str, Path]], str]:
         bucket = self.storage()
-        return lambda job: bucket.download_file(
-            job[0], job[1], algorithm=self.hash_algorithm, run_id=run_id
-        )
+
+        def download(job: tuple[str, Path]) -> str:
+            key, target = job
+            if writer_temp_fits(target):
+                return bucket.download_file(
+                    key, target, algorithm=self.hash_algorithm, run_id=run_id
+                )
+            # A name too long for the download's own temp name beside it: downloaded under a
+            # short temp name first, then renamed into place.
+            temp = temp_beside(target, short=True)
+            try:
+                digest = bucket.download_file(
+                    key, temp, algorithm=self.hash_algorithm, run_id=run_id
+                )
+                os.replace(temp, target)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    temp.unlink()
+            return digest
+
+        return download
 
 
 __all__ = ["MinioCatalog"]
