@@ -244,6 +244,24 @@ def test_hostile_names_and_messages_are_escaped() -> None:
     assert any(t.startswith(f"{HOSTILE} & 'quotes' \"too\"") for t in titles)
 
 
+def test_control_and_bidi_characters_are_shown_not_acted_on() -> None:
+    """A right-to-left override would make the page say something else than the run holds; an
+    escape byte is no character a reader can see. The page shows them as the terminal does."""
+    run_log = load("fs-fail").model_copy(deep=True)
+    run_log.tag = "tag\u202eevil"
+    step = next(iter(run_log.steps.values()))
+    step.name = step.internal_name = "step\x1b[2J\u2066x"
+    failed = next(s for s in run_log.steps.values() if s.status == FAIL)
+    failed.attempts[-1].message = "line one\nline\u009btwo"
+    page = render_timeline(run_log)
+    for raw in ("\u202e", "\u2066", "\x1b", "\u009b"):
+        assert raw not in page, repr(raw)
+    assert "tag\\u202eevil" in page
+    assert "step\\x1b[2J\\u2066x" in page
+    titles = [t.text or "" for t in chart_svg(page).iter("title")]
+    assert any("line one\nline\\u009btwo" in t for t in titles)
+
+
 def test_untimed_attempts_are_listed_not_drawn() -> None:
     run = RunLog(run_id="broken", status=FAIL)
     run.steps["good"] = task("good", attempt(0, 1))

@@ -13,16 +13,23 @@ names, error messages and run ids are user-controlled text.
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from html import escape
 from typing import Literal
 
-from runlog_store.cli.render import format_seconds
+from runlog_store.cli.render import format_seconds, printable
 from runlog_store.models import FAIL, SUCCESS, BranchLog, RunLog, StepAttempt, StepLog
 from runlog_store.ops.runs import parse_time
+
+
+def escape(text: str) -> str:
+    """A stored string as page text: control and bidi characters shown as the terminal output
+    shows them (a right-to-left override would reorder what the reader sees), then HTML-escaped."""
+    return html.escape(printable(text, lines=True))
+
 
 # Geometry, in CSS pixels. Rows are small and fixed so thousands of branches stay a scroll, not
 # a wall; labels are monospace so their width is known here and they never run into the bars.
