@@ -66,6 +66,29 @@ def test_flipped_byte_and_missing_file_fail(tmp_path: Path) -> None:
     assert "missing" in result.stdout and "recorded by write" in result.stdout
 
 
+def test_a_planted_link_is_not_followed(tmp_path: Path) -> None:
+    """A catalog copy replaced by a link to a file with the recorded bytes elsewhere: verify must
+    not vouch for bytes outside the catalog, whether the link is the file or a folder above it."""
+    catalog = tmp_path / "catalog"
+    shutil.copytree(RUNNABLE_FIXTURES / "catalog", catalog)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(catalog / "fs-map" / "data", elsewhere)
+    table = catalog / "fs-map" / "data" / "table.csv"
+    table.unlink()
+    table.symlink_to(elsewhere / "table.csv")
+    config = _config(tmp_path, "file-system", RUNNABLE_FIXTURES / "file-system", catalog)
+    result = _verify("fs-map", config)
+    assert result.returncode == 1, result.stdout + result.stderr
+    said = " ".join(result.stdout.split())
+    assert "unreadable" in said and "is a symbolic link: not followed" in said
+    assert "1 of 6 files failed" in said
+    shutil.rmtree(catalog / "fs-map" / "data")
+    (catalog / "fs-map" / "data").symlink_to(elsewhere)
+    result = _verify("fs-map", config)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "is a symbolic link: not followed" in " ".join(result.stdout.split())
+
+
 def test_missing_run_is_one_clear_line(tmp_path: Path) -> None:
     config = _config(
         tmp_path, "file-system", RUNNABLE_FIXTURES / "file-system", RUNNABLE_FIXTURES / "catalog"

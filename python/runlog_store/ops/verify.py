@@ -113,6 +113,14 @@ def verify_run(
                 )
             )
             continue
+        link = _symbolic_link_on_the_way(path, Path(catalog_location))
+        if link is not None:
+            # A planted link would have the check vouch for bytes outside the catalog.
+            detail = f"{link} is a symbolic link: not followed"
+            checked.append(
+                Checked(str(path), "unreadable", sorted(hashes), detail=detail, steps=steps)
+            )
+            continue
         if not path.is_file():
             checked.append(Checked(str(path), "missing", sorted(hashes), steps=steps))
             continue
@@ -150,6 +158,21 @@ def verify_catalog(
     for checked in found.files:
         checked.path = os.path.relpath(checked.path, scratch)
     return found
+
+
+def _symbolic_link_on_the_way(path: Path, catalog_location: Path) -> Path | None:
+    """The first symbolic link among ``path`` and its folders below the catalog's, if any."""
+    try:
+        below = path.relative_to(catalog_location).parts
+    except ValueError:
+        below = path.parts
+        catalog_location = Path(path.anchor)
+    here = catalog_location
+    for part in below:
+        here = here / part
+        if here.is_symlink():
+            return here
+    return None
 
 
 def _recorded_compute_folder(run_log: RunLog) -> str | None:
