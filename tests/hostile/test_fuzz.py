@@ -49,10 +49,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 
 from . import trees
-from .trees import ENDED_RUNS, LIVE_RUN, TOKEN, Tree, TreeSpec
+from .trees import ENDED_RUNS, LIVE_RUN, TOKEN, Mutation, Tree, TreeSpec
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = int(os.environ.get("RUNLOG_FUZZ_EXAMPLES", "25"))
@@ -862,6 +862,140 @@ def catalog_calls(tree: Tree) -> list[Call]:
 
 # --- the tests --------------------------------------------------------------------------------
 
+# Trees every run checks before the generated ones: one at least for each way someone else
+# can harm a reader that the stores defend against.
+M = Mutation
+LONG_NAME = "a" * 226 + ".csv"  # 230 bytes: no room left for a temp name's suffix
+LOG_FOLDER_EXAMPLES = [
+    # a document that says it is another run
+    TreeSpec("file-system", "file-system", False, "logs", (M("document", "run-a.json", "swap"),)),
+    TreeSpec(
+        "chunked-fs",
+        "file-system",
+        False,
+        "logs",
+        (M("document", "run-a/RunLog.json", "swap"), M("merged", "run-b", "other-run")),
+    ),
+    # a lock linked to a file outside; a stamp as large as a stamp can be
+    TreeSpec(
+        "chunked-fs",
+        "content-fs",
+        False,
+        "logs",
+        (M("lock", "run-a", "symlink-secret"), M("lock", LIVE_RUN, "i64-max")),
+    ),
+    TreeSpec(
+        "file-system",
+        "file-system",
+        False,
+        "logs",
+        (M("lock", "run-a", "symlink-secret"), M("lock", LIVE_RUN, "i64-max")),
+    ),
+    # terminal escapes in stored strings and in names, read as a project's runs
+    TreeSpec(
+        "chunked-fs",
+        "file-system",
+        True,
+        "logs",
+        (
+            M("document", "run-a/RunLog.json", "escapes"),
+            M("bad-name", ".", "\x1b]0;owned\x07\x1b[2J|copy"),
+        ),
+    ),
+    # nesting: a stored document 100,000 deep, a parameter as deep as runnable's models take
+    TreeSpec(
+        "file-system",
+        "file-system",
+        False,
+        "logs",
+        (M("document", "run-b.json", "deep-100000"),),
+        deep_parameter=255,
+    ),
+    # a FIFO as a document, a journal linked to /dev/zero
+    TreeSpec(
+        "chunked-fs",
+        "file-system",
+        False,
+        "logs",
+        (M("fifo", "run-b/RunLog.json"), M("journal", LIVE_RUN, "dev-zero")),
+    ),
+    # journals and an old run's folder linked to a folder outside (gc deletes old runs)
+    TreeSpec(
+        "chunked-fs",
+        "content-fs",
+        False,
+        "logs",
+        (M("journal", LIVE_RUN, "journals-symlink-outside"), M("symlink", "run-b", "outside/dir")),
+    ),
+    # names that are no run id
+    TreeSpec(
+        "file-system",
+        "file-system",
+        True,
+        "logs",
+        (M("bad-name", ".", "run-\udcff\udcfe|copy"), M("bad-name", ".", "r" * 250 + "|copy")),
+    ),
+    # NaN and the infinities, as runnable writes them
+    TreeSpec(
+        "chunked-fs",
+        "file-system",
+        False,
+        "logs",
+        (M("document", "run-b/RunLog.json", "nan"), M("document", "run-a/RunLog.json", "infinity")),
+    ),
+]
+CATALOG_EXAMPLES = [
+    # files and a run folder linked out of the catalog; setuid and setgid bits on a stored file
+    TreeSpec(
+        "file-system",
+        "file-system",
+        False,
+        "catalog",
+        (
+            M("symlink", "run-a/input.csv", "outside/secret.txt"),
+            M("symlink", "run-b", "outside/dir"),
+            M("setuid", "run-a/model.bin", "6777"),
+        ),
+    ),
+    # a content folder linked out of the catalog; a manifest recording every special bit; a
+    # hash cache linked to a file outside
+    TreeSpec(
+        "chunked-fs",
+        "content-fs",
+        False,
+        "catalog",
+        (
+            M("symlink", trees.object_folder("model.bin"), "outside/dir"),
+            M("manifest", "run-a", "all-bits"),
+            M("hash-cache", ".runlog-hash-cache", "symlink-secret"),
+        ),
+    ),
+    # compute files with names of 230 bytes and not UTF-8
+    TreeSpec(
+        "file-system",
+        "content-fs",
+        False,
+        "catalog",
+        (M("compute-name", LONG_NAME, "file"), M("compute-name", "data-\udcff.bin", "file")),
+    ),
+    TreeSpec(
+        "chunked-fs",
+        "file-system",
+        False,
+        "catalog",
+        (M("compute-name", LONG_NAME, "file"), M("hash-cache", ".runlog-hash-cache", "fifo")),
+    ),
+]
+
+
+def _with_examples(specs: list[TreeSpec]) -> Callable[[Any], Any]:
+    def decorate(test: Any) -> Any:
+        for spec in reversed(specs):
+            test = example(spec=spec)(test)
+        return test
+
+    return decorate
+
 
 @pytest.fixture(scope="module")
 def fork_server() -> Iterator[ForkServer]:
@@ -891,6 +1025,7 @@ def _report(spec: TreeSpec, failures: list[str]) -> str:
 
 @PROFILE
 @given(spec=trees.tree_specs("logs"))
+@_with_examples(LOG_FOLDER_EXAMPLES)
 def test_a_hostile_log_folder_gives_typed_errors_and_harms_nothing(
     fork_server: ForkServer, spec: TreeSpec
 ) -> None:
@@ -900,6 +1035,7 @@ def test_a_hostile_log_folder_gives_typed_errors_and_harms_nothing(
 
 @PROFILE
 @given(spec=trees.tree_specs("catalog"))
+@_with_examples(CATALOG_EXAMPLES)
 def test_a_hostile_catalog_gives_typed_errors_and_harms_nothing(
     fork_server: ForkServer, spec: TreeSpec
 ) -> None:

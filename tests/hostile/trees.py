@@ -288,6 +288,11 @@ def _write_run(store: BaseRunLogStore, catalog: BaseCatalog, run_id: str, index:
         store.update_run_log_status(run_id, status)
 
 
+def object_folder(name: str) -> str:
+    """The folder of content-fs where the compute file ``name`` of the template is stored."""
+    return "objects/" + blake3.blake3(COMPUTE_FILES[name]).hexdigest()[:2]
+
+
 def listing(folder: Path) -> list[str]:
     """Every entry under ``folder`` (files and folders, hidden ones too), relative, sorted."""
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
