@@ -210,6 +210,8 @@ def _op_expect(args: dict[str, Any]) -> object:
         return {"visible": run.status == "FAIL", "saw": run.status}
     if what == "exists":
         return {"visible": run.run_id == run_id and run.tag == MARK, "saw": run.tag[:200]}
+    if what == "copied":
+        return {"visible": run.run_id == run_id, "saw": run.run_id}
     raise ValueError(what)
 
 
@@ -505,6 +507,7 @@ class Harness:
     tree: Tree
     failures: list[str] = field(default_factory=list)
     hangs: int = 0
+    sentinels: dict[str, tuple[object, ...]] = field(default_factory=dict)
     scanned: dict[str, tuple[int, int, int]] = field(default_factory=dict)
 
     def fail(self, label: str, what: str) -> None:
@@ -533,7 +536,11 @@ class Harness:
         self.check_outside(call)
         if call.runs is not None:
             self.check_other_runs(call, before)
-        if call.expect is not None and done.result and done.result.get("outcome") == "ok":
+        outcome = done.result or {}
+        returned = outcome.get("outcome") == "ok" or (
+            outcome.get("outcome") == "exit" and outcome.get("code") == 0
+        )
+        if call.expect is not None and returned:
             self.check_acknowledged(call, done)
         return done
 
@@ -786,7 +793,15 @@ def _commands(tree: Tree) -> list[Call]:
         ),
         _command(tree, "verify", "run-a", runs=("run-a",), answers_no=True),
         _command(tree, "timeline", "run-a", "-o", str(work / "timeline.html"), runs=("run-a",)),
-        _command(tree, "copy", "run-a", "--to", target, runs=("run-a",)),
+        _command(
+            tree,
+            "copy",
+            "run-a",
+            "--to",
+            target,
+            runs=("run-a",),
+            expect={"config": target, "run_id": "run-a", "what": "copied"},
+        ),
         _command(tree, "fold", LIVE_RUN, runs=(LIVE_RUN,)),
     ]
 
@@ -842,7 +857,16 @@ def catalog_calls(tree: Tree) -> list[Call]:
     calls += [
         _command(tree, "verify", "run-a", runs=("run-a",), answers_no=True),
         _command(tree, "verify", "run-b", runs=("run-b",), answers_no=True),
-        _command(tree, "copy", "run-a", "--with-catalog", "--to", target, runs=("run-a",)),
+        _command(
+            tree,
+            "copy",
+            "run-a",
+            "--with-catalog",
+            "--to",
+            target,
+            runs=("run-a",),
+            expect={"config": target, "run_id": "run-a", "what": "copied"},
+        ),
         put("run-a"),
         put(FRESH_RUN),
         Call(

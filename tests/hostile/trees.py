@@ -490,6 +490,8 @@ def apply(tree: Tree, folder: Path, mutation: Mutation) -> str:
     mutation removed is skipped, and said to be)."""
     kind, target, detail = mutation.kind, mutation.target, mutation.detail
     path = folder / target
+    if _through_a_link(folder, path):  # a change there would land outside the folder
+        return f"{mutation!r}: skipped, {target} is reached through a link"
     replaces = kind in ("symlink", "fifo", "socket", "oversize", "document", "setuid")
     if replaces and not os.path.lexists(path):
         return f"{mutation!r}: skipped, {target} is gone"
@@ -531,6 +533,16 @@ def apply(tree: Tree, folder: Path, mutation: Mutation) -> str:
     else:
         raise ValueError(f"unknown mutation {kind}")
     return repr(mutation)
+
+
+def _through_a_link(folder: Path, path: Path) -> bool:
+    """Whether a folder between ``folder`` and ``path`` is a link (or no folder at all)."""
+    for parent in path.parents:
+        if parent == folder or folder not in parent.parents:
+            return False
+        if parent.is_symlink() or (os.path.lexists(parent) and not parent.is_dir()):
+            return True
+    return False
 
 
 def _remove(path: Path) -> None:
