@@ -905,6 +905,13 @@ LOG_FOLDER_EXAMPLES = [
         "logs",
         (M("document", "run-a/RunLog.json", "swap"), M("merged", "run-b", "other-run")),
     ),
+    TreeSpec(
+        "chunked-fs",
+        "content-fs",
+        False,
+        "logs",
+        (M("journal", "run-a", "frame-other-run"), M("journal", LIVE_RUN, "frame-escapes")),
+    ),
     # a lock linked to a file outside; a stamp as large as a stamp can be
     TreeSpec(
         "chunked-fs",

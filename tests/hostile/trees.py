@@ -107,6 +107,7 @@ JOURNAL_PLANTS = (
     "frame-max-stamp",
     "frame-min-stamp",
     "frame-escapes",
+    "frame-other-run",
     "frame-huge-length",
     "fifo",
     "dev-zero",
@@ -782,8 +783,11 @@ def _plant_journal(tree: Tree, run: Path, how: str) -> None:
     elif how == "frame-min-stamp":
         path.write_bytes(frame(-(2**63), 1, "", b'{"status": "FAIL"}'))
     elif how == "frame-escapes":
-        body = json.dumps({"tag": ESCAPES, "run_id": "run-b"}).encode()
+        body = json.dumps({"tag": ESCAPES, "dag_hash": ESCAPES}).encode()
         path.write_bytes(frame(now, 1, "", body))
+    elif how == "frame-other-run":  # a record setting the run's fields to another run's id
+        other = "run-b" if run.name != "run-b" else "run-a"
+        path.write_bytes(frame(now, 1, "", json.dumps({"run_id": other}).encode()))
     elif how == "frame-huge-length":
         path.write_bytes(b"\xffRJ\x01" + struct.pack("<I", 0xFFFFFFF0) + b"\0" * 8 + b"{}")
     elif how == "fifo":
