@@ -23,11 +23,15 @@
 //!   (about 1 ms each on this machine's disk: 10 s for a put of 10,000 files a step just
 //!   wrote). It is not recorded: the next put reads it again, and the first put after it has
 //!   settled records it.
+//!
+//! The cache and its lock sit in a catalog folder others may write to, so both are opened as
+//! every file the store did not create is (`untrusted`): a link in the cache's place is an
+//! error naming it (a put fails rather than append to, or create, what the link points to),
+//! and a cache past the size cap is not read.
 
 use std::collections::HashMap;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -36,6 +40,7 @@ use rayon::prelude::*;
 
 use crate::hasher::{hash_with_identity, Algorithm, FileIdentity, Hashed};
 use crate::lock::FileLock;
+use crate::untrusted::{self, How};
 use crate::writer::write_atomic;
 
 /// How long before the start of a hash a file must have been last modified to be cached (the
@@ -81,10 +86,8 @@ impl HashCache {
     }
 
     fn load(&mut self) -> Result<()> {
-        let text = match fs::read(&self.path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(CoreError::io("read", &self.path, e)),
+        let Some(text) = untrusted::read_file(&self.path)? else {
+            return Ok(());
         };
         let text = String::from_utf8_lossy(&text);
         for line in text.split('\n') {
@@ -230,12 +233,8 @@ impl HashCache {
         let _held = FileLock::acquire(&lock_path, LOCK_TIMEOUT)?;
         let mut text = self.pending.join("\n");
         text.push('\n');
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o644)
-            .open(&self.path)
-            .map_err(|e| CoreError::io("open", &self.path, e))?;
+        let mut file = untrusted::open_file(&self.path, How::AppendCreate)?
+            .expect("an append creates the cache when missing");
         file.write_all(text.as_bytes())
             .map_err(|e| CoreError::io("write", &self.path, e))?;
         drop(file);
@@ -452,6 +451,32 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(HashCache::open(&cache_path).unwrap().len(), 200);
+    }
+
+    #[test]
+    fn a_link_in_place_of_the_cache_is_refused_and_nothing_written_through_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, b"precious\n").unwrap();
+        let cache_path = dir.path().join(".cache");
+        std::os::unix::fs::symlink(&victim, &cache_path).unwrap();
+        let err = HashCache::open(&cache_path).unwrap_err();
+        assert!(matches!(err, CoreError::NotAFile { .. }), "{err:?}");
+        assert_eq!(err.path(), cache_path.as_path());
+        fs::remove_file(&cache_path).unwrap();
+        let mut cache = HashCache::open(&cache_path).unwrap();
+        std::os::unix::fs::symlink(dir.path().join("made"), &cache_path).unwrap();
+        let identity = FileIdentity {
+            dev: 1,
+            ino: 1,
+            size: 1,
+            mtime_ns: 0,
+            ctime_ns: 0,
+        };
+        cache.record_identity(Algorithm::Blake3, &identity, now_ns(), "d");
+        assert!(cache.flush().is_err());
+        assert!(!dir.path().join("made").exists());
+        assert_eq!(fs::read(&victim).unwrap(), b"precious\n");
     }
 
     #[test]

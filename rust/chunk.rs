@@ -7,17 +7,14 @@
 //! branch, the first line of a snapshot), the same bytes are written here, so objects stored
 //! before the format moved here and after it are alike byte for byte.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::error::{CoreError, Result};
+use crate::json::{parse_object_bytes, top_level_value, Fields};
 
 /// The run-level document of a run folder (or object prefix).
 pub const RUN_LOG_FILE: &str = "RunLog.json";
@@ -207,7 +204,7 @@ pub fn sealed_step_chunks<B: AsRef<[u8]>>(
         let Some(index) = top_level_value(chunk, CHUNK_INDEX_KEY) else {
             continue;
         };
-        let Ok(index) = serde_json::from_str::<HashMap<String, Value>>(index.get()) else {
+        let Ok(index) = serde_json::from_str::<HashMap<String, Value>>(index) else {
             continue;
         };
         for (name, etag) in index {
@@ -270,7 +267,7 @@ pub fn decode_snapshot<'a>(data: &'a [u8], etags: &HashMap<String, String>) -> O
 /// no string status.
 pub fn document_status(document: &[u8]) -> Option<String> {
     let status = top_level_value(document, "status")?;
-    serde_json::from_str::<String>(status.get()).ok()
+    serde_json::from_str::<String>(status).ok()
 }
 
 // --- temp files ------------------------------------------------------------------------------
@@ -310,97 +307,9 @@ pub fn temp_writer_pid(name: &str) -> Option<i32> {
     rest.split('-').next()?.parse().ok()
 }
 
-// --- parsing the top level of a document -----------------------------------------------------
-
-/// A string borrowed from the input when it has no escapes.
-pub struct Text<'a>(pub Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        struct TextVisitor;
-        impl<'de> Visitor<'de> for TextVisitor {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> std::result::Result<Text<'de>, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> std::result::Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v.to_owned())))
-            }
-            fn visit_string<E>(self, v: String) -> std::result::Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v)))
-            }
-        }
-        deserializer.deserialize_str(TextVisitor)
-    }
-}
-
-/// A JSON object's top level as (key, raw value) pairs in stored order, borrowed from the
-/// input: values are checked but not parsed into anything.
-pub struct RawObject<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'de> Deserialize<'de> for RawObject<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        struct ObjectVisitor;
-        impl<'de> Visitor<'de> for ObjectVisitor {
-            type Value = RawObject<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut map: A,
-            ) -> std::result::Result<RawObject<'de>, A::Error> {
-                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(12));
-                while let Some((key, value)) = map.next_entry::<Text<'de>, &'de RawValue>()? {
-                    entries.push((key.0, value));
-                }
-                Ok(RawObject(entries))
-            }
-        }
-        deserializer.deserialize_map(ObjectVisitor)
-    }
-}
-
-/// The top level of a JSON object, or why the text is not one (in words that follow "it").
-pub fn parse_top_level(text: &str) -> std::result::Result<Vec<(Cow<'_, str>, &RawValue)>, String> {
-    if text.trim_ascii().is_empty() {
-        return Err("it is empty".to_string());
-    }
-    let object: RawObject<'_> = serde_json::from_str(text).map_err(|e| {
-        if e.is_data() {
-            "it is not a JSON object".to_string()
-        } else {
-            format!("it is not valid JSON ({e})")
-        }
-    })?;
-    Ok(object.0)
-}
-
-/// [`parse_top_level`] of bytes.
-pub fn parse_top_level_bytes(
-    bytes: &[u8],
-) -> std::result::Result<Vec<(Cow<'_, str>, &RawValue)>, String> {
-    let text = std::str::from_utf8(bytes).map_err(|e| format!("it is not UTF-8 ({e})"))?;
-    parse_top_level(text)
-}
-
-/// The last value of `key` at the top level of a JSON object; `None` when it is absent or the
-/// bytes are not a JSON object.
-fn top_level_value<'a>(bytes: &'a [u8], key: &str) -> Option<&'a RawValue> {
-    let fields = parse_top_level_bytes(bytes).ok()?;
-    fields
-        .into_iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v)
-}
-
 /// The top level of a JSON object given by a caller; `what` names it in the error.
-fn parse_argument<'a>(bytes: &'a [u8], what: &str) -> Result<Vec<(Cow<'a, str>, &'a RawValue)>> {
-    parse_top_level_bytes(bytes).map_err(|reason| {
+fn parse_argument<'a>(bytes: &'a [u8], what: &str) -> Result<Fields<'a>> {
+    parse_object_bytes(bytes).map_err(|reason| {
         CoreError::InvalidArgument(format!("{what} is not a JSON object: {reason}"))
     })
 }

@@ -11,12 +11,48 @@
 //! of the internal name stored there, so a dot inside a step name or a map value does not
 //! mislead it.
 
-use indexmap::IndexMap;
-use serde_json::value::RawValue;
-
 use crate::error::{CoreError, Result};
+use crate::json::{parse_object_bytes, refusal, write_object};
+use crate::nesting::{self, Part};
 
-type RawObject = IndexMap<String, Box<RawValue>>;
+/// The top level of an object on the path, each key once (where it first was, with its last
+/// value, as a parser keeping the last of duplicate keys reads it); values are raw JSON text.
+#[derive(Debug, Default, Clone)]
+struct Object(Vec<(String, String)>);
+
+impl Object {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn contains_key(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Replace the value of `key` where it is, or add it at the end.
+    fn insert(&mut self, key: String, value: String) {
+        match self.0.iter_mut().find(|(k, _)| *k == key) {
+            Some(entry) => entry.1 = value,
+            None => self.0.push((key, value)),
+        }
+    }
+
+    fn text(&self) -> String {
+        let mut out = Vec::new();
+        write_object(
+            &mut out,
+            self.0.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        String::from_utf8(out).expect("JSON text is UTF-8")
+    }
+}
 
 /// What a node is: a step (under the run or a branch) or a branch (under a step).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,34 +94,47 @@ struct Source<'a> {
 }
 
 impl Source<'_> {
-    fn object(&self, raw: &[u8], what: &str) -> Result<RawObject> {
-        serde_json::from_slice(raw)
-            .map_err(|e| CoreError::corrupt(self.path, format!("{what} is not a JSON object: {e}")))
+    fn object(&self, raw: &[u8], what: &str) -> Result<Object> {
+        let fields = parse_object_bytes(raw).map_err(|_| {
+            CoreError::corrupt(
+                self.path,
+                format!("{what} is not a JSON object: {}", refusal(raw)),
+            )
+        })?;
+        let mut object = Object(Vec::with_capacity(fields.len()));
+        for (key, value) in fields {
+            object.insert(key.into_owned(), value.to_string());
+        }
+        Ok(object)
     }
 
-    fn children(&self, node: &RawObject, key: &str, what: &str) -> Result<RawObject> {
+    fn children(&self, node: &Object, key: &str, what: &str) -> Result<Object> {
         match node.get(key) {
-            None => Ok(RawObject::new()),
-            Some(raw) => self.object(raw.get().as_bytes(), &format!("{what}.{key}")),
+            None => Ok(Object::default()),
+            Some(raw) => self.object(raw.as_bytes(), &format!("{what}.{key}")),
         }
     }
 }
 
 /// The longest dot-prefix of `name` (itself included) that `children` holds.
-fn longest_prefix<'a>(name: &'a str, children: &RawObject) -> Option<&'a str> {
+fn longest_prefix<'a>(name: &'a str, children: &Object) -> Option<&'a str> {
     if children.contains_key(name) {
         return Some(name);
     }
     name.rmatch_indices('.')
         .map(|(at, _)| &name[..at])
-        .find(|prefix| children.contains_key(*prefix))
+        .find(|prefix| children.contains_key(prefix))
 }
 
-fn raw(value: &impl serde::Serialize) -> Result<Box<RawValue>> {
-    let bytes = serde_json::to_string(value)
-        .map_err(|e| CoreError::InvalidArgument(format!("cannot write JSON: {e}")))?;
-    RawValue::from_string(bytes)
-        .map_err(|e| CoreError::InvalidArgument(format!("cannot write JSON: {e}")))
+/// A name less its last dot-separated part ("" for a name without a dot): the parent runnable
+/// names (a branch `map.3` of step `map`, a step `map.3.work` of branch `map.3`).
+pub fn parent_name(name: &str) -> &str {
+    name.rsplit_once('.').map_or("", |(head, _)| head)
+}
+
+/// Whether a name can be a branch's: `<step>.<key>`, dot-separated parts none empty.
+pub fn names_a_branch(name: &str) -> bool {
+    name.contains('.') && name.split('.').all(|part| !part.is_empty())
 }
 
 /// The raw JSON of the step or branch `name` of a run document, or None when it is not stored.
@@ -103,30 +152,50 @@ pub fn find_node(
         let Some(found) = longest_prefix(name, &children) else {
             return Ok(None);
         };
-        let child = &children[found];
+        let child = children.get(found).expect("found among them");
         if found == name {
-            return Ok((level == kind).then(|| child.get().as_bytes().to_vec()));
+            return Ok((level == kind).then(|| child.as_bytes().to_vec()));
         }
-        node = source.object(child.get().as_bytes(), found)?;
+        node = source.object(child.as_bytes(), found)?;
         level = level.other();
     }
+}
+
+/// What storing a node did: the new document, or the node it needs above it that is not
+/// stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placed {
+    Document(Vec<u8>),
+    /// A branch whose step is not stored (the step's name).
+    NoStep(String),
+    /// A step whose branch is not stored (the branch's name).
+    NoBranch(String),
 }
 
 /// The run document with the step or branch `node` stored at its place, as
 /// `RunLog.place_step` / `place_branch` store it: a step goes under the deepest stored branch
 /// its name continues (else the run), a branch under the deepest stored step; a node already
 /// there is replaced, but its children that the new one does not carry are kept (they are
-/// written on their own, often by other processes). None when a branch has no stored step to
-/// go under.
+/// written on their own, often by other processes).
+///
+/// A branch with no stored step above it is [`Placed::NoStep`]. A step whose name continues a
+/// stored step but none of its branches, or that continues nothing stored while its name less
+/// the last part names a branch (it has a dot), is [`Placed::NoBranch`] with that name, as
+/// runnable refuses it ([`names_a_branch`]); a root step may still have a dot in its name
+/// (`v1.2`, `../x`). The node must
+/// fit the run log's nesting limit ([`nesting::check`]).
 pub fn place_node(
     path: &std::path::Path,
     document: &[u8],
     kind: NodeKind,
     node: &[u8],
-) -> Result<Option<Vec<u8>>> {
+) -> Result<Placed> {
     let source = Source { path };
-    let new_node = source.object(node, "the node")?;
-    let name = match new_node.get("internal_name").map(|v| v.get()) {
+    let new_node = source.object(node, "the node").map_err(|e| match e {
+        CoreError::Corrupt { reason, .. } => CoreError::InvalidArgument(reason),
+        other => other,
+    })?;
+    let name = match new_node.get("internal_name") {
         Some(quoted) => serde_json::from_str::<String>(quoted).map_err(|_| {
             CoreError::InvalidArgument("the node's internal_name is not a string".into())
         })?,
@@ -136,52 +205,81 @@ pub fn place_node(
             ))
         }
     };
+    let part = match kind {
+        NodeKind::Step => Part::Step(&name),
+        NodeKind::Branch => Part::Branch(&name),
+    };
+    let text = std::str::from_utf8(node).expect("checked as JSON above");
+    nesting::check(part, text)?;
     let mut run = source.object(document, "the run log")?;
     let steps = source.children(&run, "steps", "the run log")?;
-    let Some(placed) = place_in(&source, steps, NodeKind::Step, kind, &name, new_node)? else {
-        return Ok(None);
+    let placed = match place_in(&source, steps, NodeKind::Step, kind, &name, new_node, true)? {
+        Ok(placed) => placed,
+        Err(missing) => return Ok(missing),
     };
-    run.insert("steps".to_string(), raw(&placed)?);
-    serde_json::to_vec(&run)
-        .map(Some)
-        .map_err(|e| CoreError::InvalidArgument(format!("cannot write JSON: {e}")))
+    run.insert("steps".to_string(), placed.text());
+    Ok(Placed::Document(run.text().into_bytes()))
 }
 
-/// Place `node` (of `kind`, named `name`) among or below `children`, which are of `level`.
+/// Children with the node placed among or below them, or what is missing for it.
+type Placing = std::result::Result<Object, Placed>;
+
+/// Place `node` (of `kind`, named `name`) among or below `children`, which are of `level`
+/// (`at_root`: the run's own steps).
 fn place_in(
     source: &Source<'_>,
-    children: RawObject,
+    children: Object,
     level: NodeKind,
     kind: NodeKind,
     name: &str,
-    node: RawObject,
-) -> Result<Option<RawObject>> {
+    node: Object,
+    at_root: bool,
+) -> Result<Placing> {
     let found = longest_prefix(name, &children).map(str::to_string);
     if level == kind {
-        // The node goes here, unless the level below the node whose name it continues holds
-        // a prefix of it too: then the walk goes down, and so does the node.
+        // The node goes here, unless its name continues a stored node of this level: then it
+        // goes below that one, in the child whose name it continues.
         if let Some(prefix) = found.filter(|p| p != name) {
-            let owner = source.object(children[&prefix].get().as_bytes(), &prefix)?;
+            let owner = source.object(children.get(&prefix).expect("found").as_bytes(), &prefix)?;
             let below = source.children(&owner, level.children_key(), &prefix)?;
             if longest_prefix(name, &below).is_some() {
                 return below_owner(
                     source, children, level, prefix, owner, below, kind, name, node,
                 );
             }
+            if kind == NodeKind::Step {
+                // A step of a branch of that step, and the branch is not stored.
+                return Ok(Err(Placed::NoBranch(parent_name(name).to_string())));
+            }
+        } else if kind == NodeKind::Step
+            && at_root
+            && !children.contains_key(name)
+            && names_a_branch(parent_name(name))
+        {
+            // Nothing stored above it, and its name says it is in a branch.
+            return Ok(Err(Placed::NoBranch(parent_name(name).to_string())));
         }
         let mut children = children;
         let placed = merged(source, &children, name, kind, node)?;
-        children.insert(name.to_string(), raw(&placed)?);
-        return Ok(Some(children));
+        children.insert(name.to_string(), placed.text());
+        return Ok(Ok(children));
     }
     // Children of the other kind: the node goes below the one whose name it continues.
     let Some(prefix) = found else {
-        return Ok(None); // a branch whose step is not stored
+        // A branch whose step is not stored.
+        let step = parent_name(name);
+        return Ok(Err(Placed::NoStep(
+            (if step.is_empty() { name } else { step }).to_string(),
+        )));
     };
     if prefix == name && kind == NodeKind::Branch {
-        return Ok(None); // the branch's own name is stored as a step: it has no step above it
+        // The branch's own name is stored as a step: it has no step above it.
+        let step = parent_name(name);
+        return Ok(Err(Placed::NoStep(
+            (if step.is_empty() { name } else { step }).to_string(),
+        )));
     }
-    let owner = source.object(children[&prefix].get().as_bytes(), &prefix)?;
+    let owner = source.object(children.get(&prefix).expect("found").as_bytes(), &prefix)?;
     let below = source.children(&owner, level.children_key(), &prefix)?;
     below_owner(
         source, children, level, prefix, owner, below, kind, name, node,
@@ -193,45 +291,46 @@ fn place_in(
 #[allow(clippy::too_many_arguments)]
 fn below_owner(
     source: &Source<'_>,
-    mut children: RawObject,
+    mut children: Object,
     level: NodeKind,
     prefix: String,
-    mut owner: RawObject,
-    below: RawObject,
+    mut owner: Object,
+    below: Object,
     kind: NodeKind,
     name: &str,
-    node: RawObject,
-) -> Result<Option<RawObject>> {
-    let Some(placed) = place_in(source, below, level.other(), kind, name, node)? else {
-        return Ok(None);
+    node: Object,
+) -> Result<Placing> {
+    let placed = match place_in(source, below, level.other(), kind, name, node, false)? {
+        Ok(placed) => placed,
+        Err(missing) => return Ok(Err(missing)),
     };
-    owner.insert(level.children_key().to_string(), raw(&placed)?);
-    children.insert(prefix, raw(&owner)?);
-    Ok(Some(children))
+    owner.insert(level.children_key().to_string(), placed.text());
+    children.insert(prefix, owner.text());
+    Ok(Ok(children))
 }
 
 /// `node`, with the children of a stored node of the same name kept where it does not carry them.
 fn merged(
     source: &Source<'_>,
-    siblings: &RawObject,
+    siblings: &Object,
     name: &str,
     kind: NodeKind,
-    mut node: RawObject,
-) -> Result<RawObject> {
+    mut node: Object,
+) -> Result<Object> {
     let Some(old) = siblings.get(name) else {
         return Ok(node);
     };
     let key = kind.children_key();
-    let old = source.object(old.get().as_bytes(), name)?;
+    let old = source.object(old.as_bytes(), name)?;
     let kept = source.children(&old, key, name)?;
     if kept.is_empty() {
         return Ok(node);
     }
     let mut children = kept;
-    for (child, value) in source.children(&node, key, "the node")? {
+    for (child, value) in source.children(&node, key, "the node")?.0 {
         children.insert(child, value);
     }
-    node.insert(key.to_string(), raw(&children)?);
+    node.insert(key.to_string(), children.text());
     Ok(node)
 }
 
@@ -263,6 +362,13 @@ mod tests {
     }
 
     fn place(doc: &[u8], kind: NodeKind, node: Value) -> Option<Vec<u8>> {
+        match place_node(Path::new("r.json"), doc, kind, node.to_string().as_bytes()).unwrap() {
+            Placed::Document(bytes) => Some(bytes),
+            _ => None,
+        }
+    }
+
+    fn missing(doc: &[u8], kind: NodeKind, node: Value) -> Placed {
         place_node(Path::new("r.json"), doc, kind, node.to_string().as_bytes()).unwrap()
     }
 
@@ -350,21 +456,64 @@ mod tests {
     #[test]
     fn a_branch_without_its_step_has_no_place() {
         let node = json!({"internal_name": "other.1", "steps": {}});
-        assert!(place(&run(), NodeKind::Branch, node).is_none());
+        assert_eq!(
+            missing(&run(), NodeKind::Branch, node),
+            Placed::NoStep("other".into())
+        );
         let root = json!({"internal_name": "lonely", "steps": {}});
-        assert!(place(&run(), NodeKind::Branch, root).is_none());
+        assert_eq!(
+            missing(&run(), NodeKind::Branch, root),
+            Placed::NoStep("lonely".into())
+        );
     }
 
     #[test]
-    fn a_step_whose_branch_is_not_stored_goes_to_the_deepest_stored_level() {
-        // As RunLog.place_step: map.7 is not stored, so map.7.work goes under the run.
-        let doc = place(
-            &run(),
-            NodeKind::Step,
-            json!({"internal_name": "map.7.work"}),
-        )
-        .unwrap();
-        assert!(value(&doc)["steps"]["map.7.work"].is_object());
+    fn a_step_whose_branch_is_not_stored_has_no_place() {
+        // As runnable: map.7 is not stored, so map.7.work has nowhere to go.
+        for (name, branch) in [
+            ("map.7.work", "map.7"),
+            ("map.1.work.x.y", "map.1.work.x"),
+            ("nothing.0.work", "nothing.0"),
+        ] {
+            let node = json!({"internal_name": name});
+            assert_eq!(
+                missing(&run(), NodeKind::Step, node),
+                Placed::NoBranch(branch.into()),
+                "{name}"
+            );
+        }
+        // A root step may have a dot in its name, and one stored already is stored again.
+        for name in ["v1.2", "../x", "a..b.c"] {
+            let doc = place(&run(), NodeKind::Step, json!({"internal_name": name})).unwrap();
+            assert!(value(&doc)["steps"][name].is_object(), "{name}");
+        }
+        let doc = json!({"steps": {"a.b.c": {"internal_name": "a.b.c", "status": "X"}}});
+        let again = json!({"internal_name": "a.b.c", "status": "Y"});
+        let doc = place(doc.to_string().as_bytes(), NodeKind::Step, again).unwrap();
+        assert_eq!(value(&doc)["steps"]["a.b.c"]["status"], "Y");
+    }
+
+    #[test]
+    fn non_finite_numbers_are_kept_and_nodes_too_deep_are_refused() {
+        let doc = br#"{"run_id":"r","parameters":{"x":{"value":NaN}},"steps":{"s":{"internal_name":"s","m":-Infinity}}}"#;
+        let placed = place(doc, NodeKind::Step, json!({"internal_name": "t"})).unwrap();
+        let text = String::from_utf8(placed).unwrap();
+        assert!(
+            text.contains(r#""value":NaN"#) && text.contains(r#""m":-Infinity"#),
+            "{text}"
+        );
+        let found = find_node(Path::new("r.json"), doc, NodeKind::Step, "s")
+            .unwrap()
+            .unwrap();
+        assert_eq!(found, br#"{"internal_name":"s","m":-Infinity}"#);
+        let mut deep = String::from("1");
+        for _ in 0..crate::nesting::MAX_NESTING {
+            deep = format!("[{deep}]");
+        }
+        let node = format!(r#"{{"internal_name":"t","x":{deep}}}"#);
+        let err =
+            place_node(Path::new("r.json"), doc, NodeKind::Step, node.as_bytes()).unwrap_err();
+        assert!(matches!(err, CoreError::TooDeep { .. }), "{err}");
     }
 
     #[test]

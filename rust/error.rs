@@ -31,6 +31,25 @@ pub enum CoreError {
     /// file that changed while it was read.
     #[error("{}: {reason}", path.display())]
     NotAFile { path: PathBuf, reason: String },
+    /// The run-level document read for run `asked` says it is run `found` (a file copied or
+    /// written under another run's name): never handed out as the run asked for.
+    #[error("{} says it is run {found:?}, not run {asked:?} that was asked for", path.display())]
+    RunIdMismatch {
+        path: PathBuf,
+        asked: String,
+        found: String,
+    },
+    /// A write that would make the run log nest deeper than every reader reads back
+    /// (`nesting::MAX_NESTING`); `what` names the run, step or branch, `at` the place in it.
+    #[error(
+        "{what} nests too deep at {at}: the run log would be more than {limit} levels deep \
+         there, the most every reader reads back"
+    )]
+    TooDeep {
+        what: String,
+        at: String,
+        limit: usize,
+    },
     /// The caller passed something the core cannot act on (a bad patch, an unknown kind).
     #[error("{0}")]
     InvalidArgument(String),
@@ -57,6 +76,16 @@ impl CoreError {
         }
     }
 
+    /// The error as a reader of stored documents reports it: a file that is not one the store
+    /// can read (a symlink, a FIFO, a device, larger than the cap) is a corrupt document, as a
+    /// document that is not JSON is, so a salvage leaves it out the same way.
+    pub fn as_document(self) -> Self {
+        match self {
+            CoreError::NotAFile { path, reason } => CoreError::Corrupt { path, reason },
+            other => other,
+        }
+    }
+
     /// The path the error is about (empty for argument errors).
     pub fn path(&self) -> &Path {
         match self {
@@ -65,8 +94,9 @@ impl CoreError {
             | CoreError::NotFound { path }
             | CoreError::Exists { path }
             | CoreError::LockTimeout { path, .. }
-            | CoreError::NotAFile { path, .. } => path,
-            CoreError::InvalidArgument(_) => Path::new(""),
+            | CoreError::NotAFile { path, .. }
+            | CoreError::RunIdMismatch { path, .. } => path,
+            CoreError::TooDeep { .. } | CoreError::InvalidArgument(_) => Path::new(""),
         }
     }
 

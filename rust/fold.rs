@@ -72,7 +72,7 @@ impl<'a> Doc<'a> {
             changed: false,
         };
         for (key, value) in children_of(&doc.fields, "steps", &doc.path)? {
-            let mut fields = parse_object_str(value.get()).map_err(|_| {
+            let mut fields = parse_object_str(value).map_err(|_| {
                 CoreError::corrupt(&doc.path, format!("step {key:?} is not a JSON object"))
             })?;
             let created_ns = remove(&mut fields, CREATED_NS_KEY)

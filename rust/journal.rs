@@ -22,15 +22,21 @@
 //! tail: it was never acknowledged (an append returns only after its frame is whole, and synced
 //! with `fsync`), so readers stop before it. A bad frame with valid frames after it is damage in
 //! the middle of the file: a [`CoreError::Corrupt`] naming the file and the offset, which a
-//! salvage read skips, resuming at the next valid frame.
+//! salvage read skips, resuming at the next valid frame. A frame whose stamp is further ahead
+//! of the clock than [`MAX_STAMP_AHEAD_NS`] is damage too: no writer hands such a stamp out
+//! (`run::appending`), and one would hide every later write to what it is about.
+//!
+//! Journals are read as every file the store did not create is (`untrusted`): a link, a FIFO
+//! or a device among them, or one past the size cap, is a corrupt journal naming it.
 
 use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::{CoreError, Result};
+use crate::nesting::{self, Part};
+use crate::untrusted::{read_bounded, Folder, How};
 
 /// The folder of a run that holds the journals (hidden from runnable, which globs
 /// `BranchLog-*.json`).
@@ -47,6 +53,19 @@ const PAYLOAD_HEADER: usize = 13;
 /// holds one step's, one branch's or the run's own fields as JSON, far below 256 MiB, and a
 /// writer refuses a larger one, so only damage reads as a length past it.
 pub const MAX_PAYLOAD: usize = 256 << 20;
+
+/// How far ahead of the wall clock a stamp may be: a day. Stamps are the clock in nanoseconds
+/// when they are handed out, so a later one is only there when the clock was set back since
+/// (by more than a day, a clock that was wrong) or when someone else wrote it. Readers take a
+/// frame or a document with a stamp past this for damage, and a writer never hands one out:
+/// a stamp that far ahead would make every later write to the same step, branch or run look
+/// older than what is stored, and vanish.
+pub const MAX_STAMP_AHEAD_NS: i64 = 86_400 * 1_000_000_000;
+
+/// The latest stamp a reader accepts now.
+pub fn latest_plausible_stamp() -> i64 {
+    crate::chunk::now_ns().saturating_add(MAX_STAMP_AHEAD_NS)
+}
 
 /// What a record changes. The numbers are the format's: never reuse one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -132,8 +151,9 @@ pub struct NewRecord {
 
 impl NewRecord {
     /// A record, checked: run records have no target, the others one; the body is UTF-8 text
-    /// in braces. (Bodies come from the models' serialiser; every reader parses them, and names
-    /// the record of one that is not a JSON object.)
+    /// in braces that fits the run log's nesting limit (`nesting`). (Bodies come from the
+    /// models' serialiser; every reader parses them, and names the record of one that is not a
+    /// JSON object.)
     pub fn new(kind: RecordKind, target: &str, body: Vec<u8>) -> Result<Self> {
         if kind.is_run() != target.is_empty() {
             return Err(CoreError::InvalidArgument(if kind.is_run() {
@@ -157,6 +177,12 @@ impl NewRecord {
                 body.len()
             )));
         }
+        let part = match kind {
+            RecordKind::RunSet | RecordKind::RunMerge => Part::Run,
+            RecordKind::BranchPut | RecordKind::BranchMerge => Part::Branch(target),
+            RecordKind::StepPut => Part::Step(target),
+        };
+        nesting::check(part, std::str::from_utf8(&body).expect("checked above"))?;
         Ok(NewRecord {
             kind,
             target: target.to_string(),
@@ -245,7 +271,7 @@ struct Frame<'a> {
     len: usize,
 }
 
-fn frame_at(bytes: &[u8], at: usize) -> std::result::Result<Frame<'_>, Bad> {
+fn frame_at(bytes: &[u8], at: usize, latest: i64) -> std::result::Result<Frame<'_>, Bad> {
     let rest = &bytes[at..];
     if rest.len() < FRAME_HEADER {
         if FRAME_MAGIC.starts_with(&rest[..rest.len().min(4)]) {
@@ -271,6 +297,11 @@ fn frame_at(bytes: &[u8], at: usize) -> std::result::Result<Frame<'_>, Bad> {
         return Err(Bad::Invalid("its checksum does not match".to_string()));
     }
     let stamp = i64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
+    if stamp > latest {
+        return Err(Bad::Invalid(format!(
+            "its stamp {stamp} is further ahead of the clock than any writer stamps"
+        )));
+    }
     let kind = RecordKind::from_byte(payload[8]).ok_or_else(|| {
         Bad::Invalid(format!(
             "unknown record kind {} (written by a newer runlog-store?)",
@@ -301,14 +332,14 @@ fn frame_at(bytes: &[u8], at: usize) -> std::result::Result<Frame<'_>, Bad> {
 }
 
 /// The next offset after `from` where a whole, valid frame starts.
-fn next_valid_frame(bytes: &[u8], from: usize) -> Option<usize> {
+fn next_valid_frame(bytes: &[u8], from: usize, latest: i64) -> Option<usize> {
     let mut at = from;
     while at + FRAME_HEADER <= bytes.len() {
         let found = bytes[at..]
             .windows(FRAME_MAGIC.len())
             .position(|w| w == FRAME_MAGIC)?;
         at += found;
-        if frame_at(bytes, at).is_ok() {
+        if frame_at(bytes, at, latest).is_ok() {
             return Some(at);
         }
         at += 1;
@@ -342,9 +373,10 @@ pub fn scan(
         end: offset,
         ..Scanned::default()
     };
+    let latest = latest_plausible_stamp();
     let mut at = 0usize;
     while at < bytes.len() {
-        match frame_at(bytes, at) {
+        match frame_at(bytes, at, latest) {
             Ok(frame) => {
                 scanned.records.push(Record {
                     stamp: frame.stamp,
@@ -361,7 +393,7 @@ pub fn scan(
                 if bytes[at..].iter().all(|&b| b == 0) {
                     break; // the room made ahead of the frames (zeros): the usual end
                 }
-                let Some(next) = next_valid_frame(bytes, at + 1) else {
+                let Some(next) = next_valid_frame(bytes, at + 1, latest) else {
                     break; // a torn tail: nothing valid follows
                 };
                 let reason = match bad {
@@ -452,49 +484,47 @@ pub fn journal_path(run_dir: &Path, name: &str) -> PathBuf {
     run_dir.join(JOURNAL_DIR).join(name)
 }
 
-/// The bytes of a journal from `offset` to its end; `None` when it is gone (folded and
-/// removed meanwhile).
-pub fn read_from(path: &Path, offset: u64) -> Result<Option<Vec<u8>>> {
-    let file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(CoreError::io("open", path, e)),
+/// The bytes of the journal `below` the `folder` that holds the run, from `offset` to its end;
+/// `None` when it is gone (folded and removed meanwhile). A journal that is not a regular file,
+/// or is past the size cap, is a [`CoreError::Corrupt`] naming it.
+pub fn read_from(folder: &Folder, below: &Path, offset: u64) -> Result<Option<Vec<u8>>> {
+    let path = folder.path_of(below);
+    let opened = folder
+        .open_file(below, How::Read)
+        .map_err(CoreError::as_document)?;
+    let Some(file) = opened else {
+        return Ok(None);
     };
-    // Positioned reads until the end: no seek and no size asked for, since most looks find
-    // nothing new (one read returning 0).
-    // 16 KiB holds what most looks find (a few records of a few hundred bytes) in one read; a
-    // journal read from its start doubles it up to 4 MiB, so a long one takes few reads.
-    let mut bytes = Vec::new();
-    let mut chunk = vec![0u8; 16 * 1024];
-    loop {
-        let read = match file.read_at(&mut chunk, offset + bytes.len() as u64) {
-            Ok(0) => break,
-            Ok(read) => read,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(CoreError::io("read", path, e)),
-        };
-        bytes.extend_from_slice(&chunk[..read]);
-        if read < chunk.len() {
-            break; // a regular file reads short only at its end
-        }
-        if chunk.len() < 4 << 20 {
-            chunk.resize(chunk.len() * 2, 0);
-        }
-    }
-    Ok(Some(bytes))
+    read_bounded(&file, &path, offset)
+        .map(Some)
+        .map_err(CoreError::as_document)
 }
 
 /// What a salvage read left out: (path, reason).
 pub type Skipped = Vec<(PathBuf, String)>;
 
-/// Every record of the journals of a run folder, read whole (a reader with no cache).
+/// Every record of the journals of a run folder, read whole (a reader with no cache). With
+/// `salvage`, a journal that cannot be read as one (a FIFO, a link) is left out and listed.
 pub fn read_all(run_dir: &Path, salvage: bool) -> Result<(Vec<Record>, Skipped)> {
     let mut records = Vec::new();
     let mut skipped = Vec::new();
-    for name in list_journals(run_dir)? {
+    let names = list_journals(run_dir)?;
+    if names.is_empty() {
+        return Ok((records, skipped));
+    }
+    let (root, run) = crate::merger::run_place(run_dir);
+    let folder = Folder::open(root)?;
+    for name in names {
+        let below = Path::new(run).join(JOURNAL_DIR).join(&name);
         let path = journal_path(run_dir, &name);
-        let Some(bytes) = read_from(&path, 0)? else {
-            continue;
+        let bytes = match read_from(&folder, &below, 0) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => continue,
+            Err(CoreError::Corrupt { path, reason }) if salvage => {
+                skipped.push((path, reason));
+                continue;
+            }
+            Err(err) => return Err(err),
         };
         let shared: Arc<str> = Arc::from(name.as_str());
         let scanned = scan(&bytes, 0, &path, &shared, salvage)?;

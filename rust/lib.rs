@@ -12,12 +12,15 @@ pub mod error;
 pub mod fold;
 pub mod hasher;
 pub mod journal;
+pub mod json;
 pub mod lock;
 pub mod merger;
 pub mod names;
+pub mod nesting;
 pub mod patch;
 pub mod run;
 pub mod spares;
+pub mod untrusted;
 pub mod writer;
 
 #[cfg(feature = "python")]

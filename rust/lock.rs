@@ -3,9 +3,12 @@
 //! `flock` is released by the kernel when the holding descriptor is closed, including when the
 //! process is killed, so a crashed writer never leaves a run locked. It serialises processes on
 //! one host (not across NFS clients; docs/format.md).
+//!
+//! The lock file sits in a shared folder, so it is opened as every file the store did not
+//! create is (`untrusted`): a link in its place is an error naming it, and nothing is written
+//! to, or created at, where the link points.
 
-use std::fs::{File, OpenOptions};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -14,6 +17,7 @@ use rustix::fs::{flock, FlockOperation};
 use rustix::io::Errno;
 
 use crate::error::{CoreError, Result};
+use crate::untrusted::{self, Folder, How};
 
 /// The first wait of a locker that found the lock held, doubled at each try up to
 /// [`LONGEST_PAUSE`]. A lock is held for an append to a journal (tens of microseconds) or the
@@ -33,14 +37,23 @@ pub struct FileLock {
 impl FileLock {
     /// Lock `path` (created if missing), waiting at most `timeout`.
     pub fn acquire(path: &Path, timeout: Duration) -> Result<FileLock> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o644)
-            .open(path)
-            .map_err(|e| CoreError::io("open lock", path, e))?;
+        let file = untrusted::open_file(path, How::ReadWriteCreate)
+            .map_err(|e| lock_error(path, e))?
+            .expect("a lock file is created when missing");
+        Self::wait_for(file, path, timeout)
+    }
+
+    /// Lock the file `below` inside `folder` (created if missing), no link followed on the way.
+    pub fn acquire_in(folder: &Folder, below: &Path, timeout: Duration) -> Result<FileLock> {
+        let path = folder.path_of(below);
+        let file = folder
+            .open_file(below, How::ReadWriteCreate)
+            .map_err(|e| lock_error(&path, e))?
+            .expect("a lock file is created when missing");
+        Self::wait_for(file, &path, timeout)
+    }
+
+    fn wait_for(file: File, path: &Path, timeout: Duration) -> Result<FileLock> {
         let deadline = Instant::now() + timeout;
         let mut pause = FIRST_PAUSE;
         loop {
@@ -73,6 +86,14 @@ impl FileLock {
     /// The locked file (a run's lock file also keeps the last journal stamp, `run`).
     pub fn file(&self) -> &File {
         &self._file
+    }
+}
+
+/// An open that failed names the lock (the error of the open itself says what it was).
+fn lock_error(path: &Path, err: CoreError) -> CoreError {
+    match err {
+        CoreError::Io { source, .. } => CoreError::io("open lock", path, source),
+        other => other,
     }
 }
 
@@ -135,6 +156,23 @@ mod tests {
         drop(held);
         FileLock::acquire(&path, Duration::from_millis(50)).unwrap();
         drop(copy);
+    }
+
+    #[test]
+    fn a_link_in_place_of_the_lock_is_refused_and_its_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let path = dir.path().join(".lock");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let err = FileLock::acquire(&path, Duration::from_millis(10)).unwrap_err();
+        assert!(matches!(err, CoreError::NotAFile { .. }), "{err:?}");
+        assert_eq!(err.path(), path.as_path());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        let dangling = dir.path().join("other.lock");
+        std::os::unix::fs::symlink(dir.path().join("made"), &dangling).unwrap();
+        assert!(FileLock::acquire(&dangling, Duration::from_millis(10)).is_err());
+        assert!(!dir.path().join("made").exists());
     }
 
     #[test]

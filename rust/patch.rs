@@ -5,17 +5,17 @@
 //! `dict.update`), every other key the patch names is replaced, and keys it does not name are
 //! kept byte for byte (values are held as raw JSON, never re-parsed).
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::time::Duration;
 
-use indexmap::IndexMap;
-use serde_json::value::RawValue;
-
 use crate::error::{CoreError, Result};
+use crate::json::{parse_object, parse_object_bytes, refusal, write_object, Fields};
 use crate::lock::FileLock;
 use crate::writer::{read_file, write_atomic};
 
-type RawObject = IndexMap<String, Box<RawValue>>;
+/// A document's top level as it is being changed: raw values from the bytes read, or merged.
+type Changing<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 
 /// How to apply one patch.
 #[derive(Debug, Clone)]
@@ -45,15 +45,19 @@ pub fn patch_json(path: &Path, patch: &[u8], options: &PatchOptions<'_>) -> Resu
     Ok(bytes)
 }
 
-fn check_patch(patch: &[u8]) -> Result<RawObject> {
-    serde_json::from_slice(patch)
-        .map_err(|e| CoreError::InvalidArgument(format!("the patch is not a JSON object: {e}")))
+fn check_patch(patch: &[u8]) -> Result<Fields<'_>> {
+    parse_object_bytes(patch).map_err(|_| {
+        CoreError::InvalidArgument(format!(
+            "the patch is not a JSON object: {}",
+            refusal(patch)
+        ))
+    })
 }
 
 /// The document `patch` turns `current` into (`create` when there is none yet; without it a
 /// missing document is [`CoreError::NotFound`] at `path`). The pure half of [`patch_json`],
 /// shared with the object stores, which write the result with a conditional PUT instead of
-/// under a lock.
+/// under a lock. Values are copied as they are stored, non-finite numbers included.
 pub fn apply_patch(
     path: &Path,
     current: Option<&[u8]>,
@@ -62,11 +66,15 @@ pub fn apply_patch(
     create: Option<&[u8]>,
 ) -> Result<Vec<u8>> {
     let patch = check_patch(patch)?;
-    let mut document: RawObject = match (current, create) {
-        (Some(bytes), _) => serde_json::from_slice(bytes)
-            .map_err(|e| CoreError::corrupt(path, format!("not a JSON object: {e}")))?,
-        (None, Some(initial)) => serde_json::from_slice(initial).map_err(|e| {
-            CoreError::InvalidArgument(format!("the initial document is not a JSON object: {e}"))
+    let document = match (current, create) {
+        (Some(bytes), _) => parse_object_bytes(bytes).map_err(|_| {
+            CoreError::corrupt(path, format!("not a JSON object: {}", refusal(bytes)))
+        })?,
+        (None, Some(initial)) => parse_object_bytes(initial).map_err(|_| {
+            CoreError::InvalidArgument(format!(
+                "the initial document is not a JSON object: {}",
+                refusal(initial)
+            ))
         })?,
         (None, None) => {
             return Err(CoreError::NotFound {
@@ -74,37 +82,66 @@ pub fn apply_patch(
             })
         }
     };
+    let mut document = deduplicated(document);
     for (key, value) in patch {
         if merge_keys.iter().any(|k| k == &key) {
-            let merged = merge_objects(document.get(&key).map(|v| &**v), &value, path, &key)?;
-            document.insert(key, merged);
+            let stored = document
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.as_ref());
+            let merged = merge_objects(stored, value, path, &key)?;
+            set(&mut document, key, Cow::Owned(merged));
         } else {
-            document.insert(key, value);
+            set(&mut document, key, Cow::Borrowed(value));
         }
     }
-    serde_json::to_vec(&document)
-        .map_err(|e| CoreError::InvalidArgument(format!("cannot serialise the document: {e}")))
+    let mut out = Vec::new();
+    write_object(
+        &mut out,
+        document.iter().map(|(k, v)| (k.as_ref(), v.as_ref())),
+    );
+    Ok(out)
 }
 
-fn merge_objects(
-    current: Option<&RawValue>,
-    update: &RawValue,
-    path: &Path,
-    key: &str,
-) -> Result<Box<RawValue>> {
-    let update: RawObject = serde_json::from_str(update.get()).map_err(|_| {
+/// Fields with each key once, where it first was, with its last value (as a JSON parser that
+/// keeps the last of duplicate keys reads them).
+fn deduplicated(fields: Fields<'_>) -> Changing<'_> {
+    let mut out: Changing<'_> = Vec::with_capacity(fields.len());
+    for (key, value) in fields {
+        set(&mut out, key, Cow::Borrowed(value));
+    }
+    out
+}
+
+fn set<'a>(fields: &mut Changing<'a>, key: Cow<'a, str>, value: Cow<'a, str>) {
+    match fields.iter_mut().find(|(k, _)| *k == key) {
+        Some(entry) => entry.1 = value,
+        None => fields.push((key, value)),
+    }
+}
+
+fn merge_objects(current: Option<&str>, update: &str, path: &Path, key: &str) -> Result<String> {
+    let update = parse_object(update).map_err(|_| {
         CoreError::InvalidArgument(format!("the patch's {key:?} must be a JSON object"))
     })?;
-    let mut merged: RawObject = match current {
-        Some(raw) if raw.get() != "null" => serde_json::from_str(raw.get())
-            .map_err(|e| CoreError::corrupt(path, format!("{key:?} is not a JSON object: {e}")))?,
-        _ => RawObject::new(),
+    let mut merged = match current {
+        Some(raw) if raw.trim_ascii() != "null" => {
+            deduplicated(parse_object(raw).map_err(|_| {
+                let reason = refusal(raw.as_bytes());
+                CoreError::corrupt(path, format!("{key:?} is not a JSON object: {reason}"))
+            })?)
+        }
+        _ => Changing::new(),
     };
-    merged.extend(update);
-    let text = serde_json::to_string(&merged)
-        .map_err(|e| CoreError::InvalidArgument(format!("cannot serialise {key:?}: {e}")))?;
-    RawValue::from_string(text)
-        .map_err(|e| CoreError::InvalidArgument(format!("cannot serialise {key:?}: {e}")))
+    for (name, value) in update {
+        set(&mut merged, name, Cow::Borrowed(value));
+    }
+    let mut out = Vec::new();
+    write_object(
+        &mut out,
+        merged.iter().map(|(k, v)| (k.as_ref(), v.as_ref())),
+    );
+    Ok(String::from_utf8(out).expect("JSON text is UTF-8"))
 }
 
 #[cfg(test)]

@@ -8,13 +8,14 @@
 //! returns, so an acknowledged write survives power loss too.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::chunk::{is_temp_name, temp_file_name, temp_writer_pid};
 use crate::error::{CoreError, Result};
+use crate::untrusted::MAX_FILE_BYTES;
 
 /// The folder and file name of a target path.
 fn split_target(path: &Path) -> Result<(&Path, &str)> {
@@ -52,6 +53,14 @@ pub fn fsync_folder(folder: &Path) -> Result<()> {
 /// `exclusive`, which fails with [`CoreError::Exists`] if the target is there), fsync folder.
 pub fn write_atomic(path: &Path, data: &[u8], fsync: bool, exclusive: bool) -> Result<()> {
     let (folder, name) = split_target(path)?;
+    if data.len() as u64 > MAX_FILE_BYTES {
+        // A reader would refuse it: what is acknowledged must read back.
+        return Err(CoreError::InvalidArgument(format!(
+            "{} would be {} bytes, more than the {MAX_FILE_BYTES} a store reads",
+            path.display(),
+            data.len()
+        )));
+    }
     let temp = temp_path(folder, name);
     let result = write_temp_and_publish(&temp, path, data, fsync, exclusive);
     if result.is_err() || exclusive {
@@ -178,17 +187,11 @@ fn not_a_folder(path: &Path) -> CoreError {
     )
 }
 
-/// Read a whole file; `Ok(None)` when it does not exist.
+/// Read a whole stored document; `Ok(None)` when it does not exist. It is opened as every file
+/// the store did not create is (`untrusted`): a link, a FIFO, a device or a file past the cap
+/// is a corrupt document ([`CoreError::Corrupt`]) naming it, never followed, waited for or read.
 pub fn read_file(path: &Path) -> Result<Option<Vec<u8>>> {
-    let mut file = match File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(CoreError::io("open", path, e)),
-    };
-    let mut data = Vec::new();
-    file.read_to_end(&mut data)
-        .map_err(|e| CoreError::io("read", path, e))?;
-    Ok(Some(data))
+    crate::untrusted::read_file(path).map_err(CoreError::as_document)
 }
 
 /// Remove temp files of writes that died (older than `older_than`); returns how many.

@@ -2,9 +2,15 @@
 
 Every function releases the GIL while it does I/O. Failures raise the typed errors of
 :mod:`runlog_store.exceptions` carrying ``path`` and ``run_id``: ``StorageError`` (with
-``errno``), ``HashError``, ``CorruptChunkError``, ``ChunkNotFoundError``, ``ChunkExistsError``,
-``LockTimeoutError``; bad arguments raise ``ValueError``. Importing the module checks that every
-class it raises exists in :mod:`runlog_store.exceptions` (``RAISED_EXCEPTIONS``).
+``errno``), ``HashError``, ``CorruptChunkError`` (and its ``RunIdMismatchError``),
+``NestingTooDeepError``, ``ChunkNotFoundError``, ``ChunkExistsError``, ``LockTimeoutError``;
+bad arguments raise ``ValueError``. Importing the module checks that every class it raises
+exists in :mod:`runlog_store.exceptions` (``RAISED_EXCEPTIONS``).
+
+Files in a store's folders are opened without following a symlink below the folder the user
+configured, as regular files only (a FIFO or a device is an error naming it, never waited for),
+and read only up to ``MAX_FILE_BYTES``; a stored document that is none of those is a
+``CorruptChunkError``.
 
 The chunk byte format (docs/format.md) is owned here: Python never builds or cuts chunk bytes
 itself, it calls the functions and uses the names below.
@@ -36,6 +42,11 @@ SNAPSHOT_NAME: Final[str]
 """``.merged.json``: the snapshot of an ended run's merged document (object storage)."""
 TEMP_MARKER: Final[str]
 """``.tmp-``: marks temp files of writes in flight (``.<name>.tmp-<pid>-<nanos>-<n>``)."""
+MAX_FILE_BYTES: Final[int]
+"""The largest file (or object) a store reads: 1 GiB. Larger ones are refused unread."""
+MAX_NESTING: Final[int]
+"""How deep a run log may nest (JSON objects and arrays, the run log itself as level 1): 128,
+below what every reader reads back. Writes past it raise NestingTooDeepError."""
 
 _Path = str | PathLike[str]
 
@@ -87,7 +98,8 @@ def write_atomic(
     """Temp file, write, fsync, rename (link when ``exclusive``), fsync of the folder."""
 
 def read_file(path: _Path, *, run_id: str = "") -> bytes | None:
-    """The whole file, or None when it does not exist."""
+    """The whole stored document, or None when it does not exist; CorruptChunkError for a
+    symlink, a FIFO, a device or a file past MAX_FILE_BYTES in its place."""
 
 def patch_json(
     path: _Path,
@@ -105,7 +117,8 @@ def patch_json(
 def merge_run(
     run_dir: _Path, *, salvage: bool = False, run_id: str = ""
 ) -> tuple[bytes, list[tuple[str, str]]]:
-    """The full run log of a chunked run folder, and (path, reason) of chunks salvage skipped."""
+    """The full run log of a chunked run folder, and (path, reason) of chunks salvage skipped;
+    with ``run_id``, RunIdMismatchError when its ``RunLog.json`` names another run."""
 
 def clean_temp_files(folder: _Path, older_than: float = 60.0) -> int:
     """Remove temp files of dead writes older than ``older_than`` seconds."""
@@ -297,7 +310,8 @@ def document_find(
     *,
     run_id: str = "",
 ) -> bytes | None:
-    """The raw JSON of a step or branch of a whole run log document; None when not stored."""
+    """The raw JSON of a step or branch of a whole run log document; None when not stored.
+    With ``run_id``, RunIdMismatchError when the document names another run."""
 
 def document_place(
     path: _Path,
@@ -306,5 +320,19 @@ def document_place(
     node: bytes,
     *,
     run_id: str = "",
-) -> bytes | None:
-    """The document with ``node`` stored at its place; None when a branch has no step above it."""
+) -> bytes | tuple[Literal["step", "branch"], str]:
+    """The document with ``node`` stored at its place, or what it needs above it that is not
+    stored: ``("step", name)`` for a branch, ``("branch", name)`` for a step (as runnable
+    refuses it). NestingTooDeepError when the node would take the run log past MAX_NESTING."""
+
+def check_nesting(
+    kind: Literal["run", "step", "branch"] | str, name: str, body: bytes, *, run_id: str = ""
+) -> None:
+    """NestingTooDeepError when the JSON object ``body`` of the run's fields (``kind="run"``),
+    of a step or of a branch named ``name`` (with the children it carries) would take the run
+    log past MAX_NESTING; it names the step or branch and the place too deep."""
+
+def check_run_document(path: _Path, document: bytes, run_id: str) -> None:
+    """Check a whole run document before it is handed out: RunIdMismatchError when it names
+    another run than ``run_id``; CorruptChunkError when it is not a JSON object or nests
+    deeper than MAX_NESTING."""

@@ -130,6 +130,31 @@ class CorruptChunkError(RunLogStoreError):
     """
 
 
+class RunIdMismatchError(CorruptChunkError):
+    """The document read for run ``asked`` says it is run ``found``: a file copied or written
+    under another run's name. It is refused rather than handed out as the run asked for (a
+    copy would otherwise write it over run ``found``). ``path`` names the document."""
+
+    def __init__(
+        self, message: str = "", *, path: str = "", run_id: str = "", found: str = ""
+    ) -> None:
+        if not message:
+            message = (
+                f"{path or 'the run log'} says it is run {found!r}, not run {run_id!r} "
+                "that was asked for"
+            )
+        super().__init__(message, path=path, run_id=run_id)
+        self.asked = run_id
+        self.found = found
+
+
+class NestingTooDeepError(RunLogStoreError, ValueError):
+    """A write that would make the run log nest deeper than every reader reads back (the
+    core's ``MAX_NESTING`` levels of JSON objects and arrays): it is refused, so what a store
+    acknowledges always reads back. The message names the run, the step or branch and the
+    place (a parameter, say) that is too deep."""
+
+
 class ChunkNotFoundError(RunLogStoreError):
     """A chunk the operation needs does not exist (the stores turn it into a typed not-found)."""
 
@@ -196,11 +221,13 @@ __all__ = [
     "InvalidRunIdError",
     "JobLogNotFoundError",
     "LockTimeoutError",
+    "NestingTooDeepError",
     "NoMatchingFilesError",
     "ObjectStorageAuthError",
     "ObjectStorageError",
     "ObjectStorageUnavailableError",
     "PreconditionFailed",
+    "RunIdMismatchError",
     "RunLogExistsError",
     "RunLogNotFoundError",
     "RunLogStoreError",

@@ -1,8 +1,13 @@
 //! A run's documents read from a run folder (listed once, read in parallel) or taken from
 //! memory (object storage), not parsed yet; the tree is built from them.
+//!
+//! The documents of a run folder are read as every file the store did not create is
+//! (`untrusted`), below the folder that holds the run: a link, a FIFO or a device named as a
+//! document, or one past the size cap, is a corrupt document naming it.
 
-use std::fs::{self, File};
-use std::io::{self, Read};
+use std::ffi::OsStr;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -12,6 +17,7 @@ use crate::chunk::RUN_LOG_FILE;
 use crate::error::{CoreError, Result};
 use crate::journal::Record;
 use crate::names::{chunk_kind_of, object_chunk_kind, ChunkKind};
+use crate::untrusted::Folder;
 
 /// A document's name, kind and bytes (`None`: gone since it was listed).
 pub(super) type Document = (String, ChunkKind, Result<Option<Vec<u8>>>);
@@ -21,18 +27,26 @@ pub struct Contents {
     pub(super) location: PathBuf,
     pub(super) run_log: Vec<u8>,
     pub(super) chunks: Vec<Document>,
+    /// The run id the run-level document must name (`None`: not checked).
+    pub(super) run_id: Option<String>,
 }
 
 impl Contents {
-    /// Every document of a run folder, read in parallel.
-    pub fn read_folder(run_dir: &Path) -> Result<Contents> {
+    /// Every document of a run folder, read in parallel. With `run_id`, the run-level document
+    /// must name that run (a copy of another run's folder is refused:
+    /// [`CoreError::RunIdMismatch`]).
+    pub fn read_folder(run_dir: &Path, run_id: Option<&str>) -> Result<Contents> {
         let run_log_path = run_dir.join(RUN_LOG_FILE);
         let mut chunk_names = list_chunks(run_dir, &run_log_path)?;
         chunk_names.sort();
-        let run_log = read_whole(&run_log_path)?.ok_or_else(|| CoreError::NotFound {
-            path: run_log_path.clone(),
-        })?;
-        let read = |(name, _): &(String, ChunkKind)| read_whole(&run_dir.join(name));
+        let (root, name) = run_place(run_dir);
+        let folder = Folder::open(root)?;
+        let run = Path::new(name);
+        let run_log =
+            read_whole(&folder, &run.join(RUN_LOG_FILE))?.ok_or_else(|| CoreError::NotFound {
+                path: run_log_path.clone(),
+            })?;
+        let read = |(name, _): &(String, ChunkKind)| read_whole(&folder, &run.join(name));
         let contents: Vec<Result<Option<Vec<u8>>>> = if in_installed_pool() {
             chunk_names.par_iter().map(read).collect()
         } else {
@@ -47,14 +61,17 @@ impl Contents {
             location: run_dir.to_path_buf(),
             run_log,
             chunks,
+            run_id: run_id.map(str::to_string),
         })
     }
 
-    /// The objects of a run in memory; names that are not chunks are left out.
+    /// The objects of a run in memory; names that are not chunks are left out. With `run_id`,
+    /// the run-level document must name that run.
     pub fn from_objects(
         location: &Path,
         run_log: Vec<u8>,
         objects: Vec<(String, Vec<u8>)>,
+        run_id: Option<&str>,
     ) -> Contents {
         let mut chunks: Vec<_> = objects
             .into_iter()
@@ -67,6 +84,7 @@ impl Contents {
             location: location.to_path_buf(),
             run_log,
             chunks,
+            run_id: run_id.map(str::to_string),
         }
     }
 
@@ -87,19 +105,26 @@ pub(super) fn in_installed_pool() -> bool {
     rayon::current_thread_index().is_some()
 }
 
-/// A whole file in few system calls (open, read, read, close): documents are small and never
-/// written in place by us, so no size hint is needed. `None` when it does not exist.
-pub(crate) fn read_whole(path: &Path) -> Result<Option<Vec<u8>>> {
-    let mut file = match File::open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(CoreError::io("open", path, e)),
-    };
-    // 8 KiB holds most documents (a branch's, with its steps, is a few KiB) without growing.
-    let mut bytes = Vec::with_capacity(8192);
-    file.read_to_end(&mut bytes)
-        .map_err(|e| CoreError::io("read", path, e))?;
-    Ok(Some(bytes))
+/// The folder that holds a run folder and the run folder's name in it: documents are opened
+/// below the former, so no link is followed from the run folder down.
+pub(crate) fn run_place(run_dir: &Path) -> (&Path, &OsStr) {
+    match (run_dir.parent(), run_dir.file_name()) {
+        (Some(parent), Some(name)) => {
+            let parent = if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            };
+            (parent, name)
+        }
+        _ => (run_dir, OsStr::new(".")),
+    }
+}
+
+/// A whole document below `folder`, as a store reads one (see the module's documentation);
+/// `None` when it does not exist.
+pub(crate) fn read_whole(folder: &Folder, below: &Path) -> Result<Option<Vec<u8>>> {
+    folder.read(below).map_err(CoreError::as_document)
 }
 
 fn list_chunks(run_dir: &Path, run_log_path: &Path) -> Result<Vec<(String, ChunkKind)>> {

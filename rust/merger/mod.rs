@@ -34,8 +34,10 @@ pub(crate) mod writing;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use contents::read_whole;
 pub use contents::Contents;
+pub(crate) use contents::{read_whole, run_place};
+pub(crate) use records::check_run_record;
+pub(crate) use tree::check_run_id;
 pub use tree::{natural_cmp, Tree};
 
 /// A merged run and, in salvage mode, the chunks left out with the reason.
@@ -77,13 +79,14 @@ impl Naming {
 /// Without `salvage`, the first corrupt chunk or journal record fails the read with
 /// [`CoreError::Corrupt`](crate::error::CoreError::Corrupt) naming it; with `salvage`, corrupt
 /// ones are left out and listed. A corrupt `RunLog.json` fails both ways: without it there is
-/// no run.
-pub fn merge_run(run_dir: &Path, salvage: bool) -> Result<MergedRun> {
+/// no run. With `run_id`, `RunLog.json` must name that run.
+pub fn merge_run(run_dir: &Path, salvage: bool, run_id: Option<&str>) -> Result<MergedRun> {
     let (records, journal_skips) = journal::read_all(run_dir, salvage)?;
-    let folder = Contents::read_folder(run_dir)?;
+    let folder = Contents::read_folder(run_dir, run_id)?;
     let refs: Vec<&Record> = records.iter().collect();
     let mut tree = folder.tree(&refs, salvage)?;
     let document = tree.document();
+    crate::nesting::check_read(run_dir, &document)?;
     let mut skipped = journal_skips;
     skipped.extend(tree.take_skipped());
     Ok(MergedRun { document, skipped })
@@ -98,7 +101,7 @@ pub fn merge_documents(
     objects: Vec<(String, Vec<u8>)>,
     salvage: bool,
 ) -> Result<MergedRun> {
-    let contents = Contents::from_objects(location, run_log.to_vec(), objects);
+    let contents = Contents::from_objects(location, run_log.to_vec(), objects, None);
     let mut tree = contents.tree(&[], salvage)?;
     let document = tree.document();
     Ok(MergedRun {

@@ -4,24 +4,23 @@
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
-use serde_json::value::RawValue;
-
 use super::tree::{NewNode, Position};
-use crate::chunk::{parse_top_level, RawObject, Text, CHUNK_INDEX_KEY, CREATED_NS_KEY, STAMP_KEY};
+use crate::chunk::{CHUNK_INDEX_KEY, CREATED_NS_KEY, STAMP_KEY};
 use crate::error::{CoreError, Result};
+use crate::json::{parse_object as parse_json_object, Text};
 use crate::names::{legacy_created_ns, ChunkKind};
 
-/// A field value: raw JSON from a file, or made up by the merger.
+/// A field value: raw JSON from a file (non-finite tokens included), or made up by the merger.
 #[derive(Debug, Clone)]
 pub(crate) enum Json<'a> {
-    Raw(&'a RawValue),
+    Raw(&'a str),
     Owned(String),
 }
 
 impl Json<'_> {
     pub(crate) fn text(&self) -> &str {
         match self {
-            Json::Raw(raw) => raw.get(),
+            Json::Raw(raw) => raw,
             Json::Owned(text) => text,
         }
     }
@@ -118,19 +117,19 @@ pub(super) fn parse_chunk<'a>(
 /// corrupt document adds nothing. Nodes without a creation time are numbered in stored order
 /// from 1 (the tree offsets the numbers by the documents before).
 pub(super) fn collect_embedded<'a>(
-    children: Vec<(Cow<'a, str>, &'a RawValue)>,
+    children: Vec<(Cow<'a, str>, &'a str)>,
     kind: ChunkKind,
     path: &Path,
 ) -> Result<Vec<NewNode<'a>>> {
     let mut out = Vec::new();
     let mut sequence = 0;
-    let mut pending: Vec<(Cow<'a, str>, &'a RawValue, ChunkKind)> = children
+    let mut pending: Vec<(Cow<'a, str>, &'a str, ChunkKind)> = children
         .into_iter()
         .map(|(k, v)| (k, v, kind))
         .rev()
         .collect();
     while let Some((key, value, kind)) = pending.pop() {
-        let mut fields = parse_object_str(value.get())
+        let mut fields = parse_object_str(value)
             .map_err(|_| CoreError::corrupt(path, format!("{key:?} is not a JSON object")))?;
         // A chunk embedded whole (a sealed or folded branch) keeps its creation time, its
         // stamp and its place.
@@ -173,7 +172,7 @@ pub(crate) fn parse_object<'a>(bytes: &'a [u8], path: &Path) -> Result<Fields<'a
 }
 
 pub(crate) fn parse_object_str(text: &str) -> std::result::Result<Fields<'_>, String> {
-    Ok(parse_top_level(text)?
+    Ok(parse_json_object(text)?
         .into_iter()
         .map(|(key, value)| (key, Json::Raw(value)))
         .collect())
@@ -183,8 +182,8 @@ pub(crate) fn internal_name_of<'a>(fields: &Fields<'a>) -> Option<Cow<'a, str>> 
     let Json::Raw(raw) = get(fields, "internal_name")? else {
         return None;
     };
-    let raw: &'a RawValue = raw;
-    match serde_json::from_str::<Text<'a>>(raw.get()) {
+    let raw: &'a str = raw;
+    match serde_json::from_str::<Text<'a>>(raw) {
         Ok(Text(name)) if !name.is_empty() => Some(name),
         _ => None,
     }
@@ -209,16 +208,14 @@ pub(crate) fn children_of<'a>(
     fields: &Fields<'a>,
     key: &str,
     path: &Path,
-) -> Result<Vec<(Cow<'a, str>, &'a RawValue)>> {
+) -> Result<Vec<(Cow<'a, str>, &'a str)>> {
     let Some(Json::Raw(raw)) = get(fields, key) else {
         return Ok(Vec::new());
     };
-    let raw: &'a RawValue = raw;
-    let text = raw.get();
+    let text: &'a str = raw;
     if text == "{}" || text == "null" {
         return Ok(Vec::new());
     }
-    serde_json::from_str::<RawObject<'a>>(text)
-        .map(|object| object.0)
+    parse_json_object(text)
         .map_err(|_| CoreError::corrupt(path, format!("{key:?} is not a JSON object")))
 }

@@ -66,6 +66,29 @@ pub(crate) fn apply_record<'a>(
     Ok(())
 }
 
+/// A record of the run's fields must not name another run: one that would (written by
+/// someone else into a journal of this run) is [`CoreError::RunIdMismatch`] naming its journal.
+pub(crate) fn check_run_record(record: &Record, asked: &str, journal_dir: &Path) -> Result<()> {
+    let Ok(body) = std::str::from_utf8(&record.body) else {
+        return Ok(()); // applying it says what is wrong with it
+    };
+    let Ok(fields) = crate::json::parse_object(body) else {
+        return Ok(());
+    };
+    let Some((_, raw)) = fields.iter().rev().find(|(key, _)| key == "run_id") else {
+        return Ok(());
+    };
+    let found = serde_json::from_str::<String>(raw).unwrap_or_else(|_| raw.to_string());
+    if found == asked {
+        return Ok(());
+    }
+    Err(CoreError::RunIdMismatch {
+        path: journal_dir.join(&*record.journal),
+        asked: asked.to_string(),
+        found,
+    })
+}
+
 fn record_error(path: &Path, record: &Record, reason: String) -> CoreError {
     CoreError::corrupt(
         path,

@@ -15,7 +15,7 @@ fn write(dir: &Path, name: &str, json: &str) {
 }
 
 fn merged(dir: &Path) -> Value {
-    serde_json::from_slice(&merge_run(dir, false).unwrap().document).unwrap()
+    serde_json::from_slice(&merge_run(dir, false, None).unwrap().document).unwrap()
 }
 
 fn keys(v: &Value) -> Vec<String> {
@@ -142,10 +142,10 @@ fn corrupt_chunk_is_named_and_salvage_reads_the_rest() {
     write(d, "StepLog-bad.json", r#"{"internal_name": "bad", "#);
     write(d, "StepLog-noname.json", r#"{"name": "x"}"#);
     write(d, "BranchLog-list.json", "[1, 2]");
-    let err = merge_run(d, false).unwrap_err();
+    let err = merge_run(d, false, None).unwrap_err();
     assert!(matches!(err, CoreError::Corrupt { .. }));
     assert!(err.to_string().contains("BranchLog-list.json"), "{err}");
-    let out = merge_run(d, true).unwrap();
+    let out = merge_run(d, true, None).unwrap();
     let run: Value = serde_json::from_slice(&out.document).unwrap();
     assert_eq!(keys(&run["steps"]), ["good"]);
     let mut skipped: Vec<String> = out
@@ -168,11 +168,11 @@ fn corrupt_chunk_is_named_and_salvage_reads_the_rest() {
 fn missing_run_is_not_found() {
     let dir = tempfile::tempdir().unwrap();
     assert!(matches!(
-        merge_run(&dir.path().join("nope"), false),
+        merge_run(&dir.path().join("nope"), false, None),
         Err(CoreError::NotFound { .. })
     ));
     assert!(matches!(
-        merge_run(dir.path(), false),
+        merge_run(dir.path(), false, None),
         Err(CoreError::NotFound { .. })
     ));
 }
@@ -184,10 +184,10 @@ fn a_branch_without_a_step_is_corrupt() {
     write(d, "RunLog.json", RUN);
     put_branch(d, "lonely", 1);
     assert!(matches!(
-        merge_run(d, false),
+        merge_run(d, false, None),
         Err(CoreError::Corrupt { .. })
     ));
-    assert!(merge_run(d, true).unwrap().skipped.len() == 1);
+    assert!(merge_run(d, true, None).unwrap().skipped.len() == 1);
 }
 
 #[test]
@@ -212,7 +212,10 @@ fn in_memory_documents_merge_like_a_folder() {
         .collect();
     let from_memory =
         merge_documents(Path::new("s3://b/p/r"), RUN.as_bytes(), objects, false).unwrap();
-    assert_eq!(from_memory.document, merge_run(d, false).unwrap().document);
+    assert_eq!(
+        from_memory.document,
+        merge_run(d, false, None).unwrap().document
+    );
     let bad = vec![("StepLog-x.json".to_string(), b"{".to_vec())];
     let err = merge_documents(Path::new("s3://b/p/r"), RUN.as_bytes(), bad, false).unwrap_err();
     assert!(

@@ -15,7 +15,7 @@ use super::parsing::{
     child_kind, children_of, collect_embedded, get, parse_chunk, parse_object, remove, take_stamp,
     Chunk, Fields, Json,
 };
-use super::records::{apply_record, made_up_branch};
+use super::records::{apply_record, check_run_record, made_up_branch};
 use crate::chunk::{CHUNK_INDEX_KEY, CREATED_NS_KEY, RUN_LOG_FILE};
 use crate::error::{CoreError, Result};
 use crate::journal::{Key, Record, RecordKind, JOURNAL_DIR};
@@ -63,8 +63,12 @@ pub(super) fn build_tree<'a>(
         skipped: Vec::new(),
         location: location.to_path_buf(),
         size_hint: contents.run_log.len() + total,
+        asked: contents.run_id.clone(),
     };
     let mut root = parse_object(&contents.run_log, &run_log_path)?;
+    if let Some(asked) = &contents.run_id {
+        check_run_id(&root, &run_log_path, asked)?;
+    }
     remove(&mut root, CREATED_NS_KEY);
     remove(&mut root, CHUNK_INDEX_KEY);
     tree.root_stamp = take_stamp(&mut root, &run_log_path)?;
@@ -100,6 +104,26 @@ pub(super) fn build_tree<'a>(
     Ok(tree)
 }
 
+/// The run-level fields must name the run asked for: a document copied or written under
+/// another run's name is [`CoreError::RunIdMismatch`], never handed out as this run. (One with
+/// no run id is no run log: the model that reads it refuses it.)
+pub(crate) fn check_run_id(fields: &Fields<'_>, path: &Path, asked: &str) -> Result<()> {
+    let found = match get(fields, "run_id") {
+        Some(value) => serde_json::from_str::<String>(value.text())
+            .map_err(|_| CoreError::corrupt(path, "its \"run_id\" is not a string"))?,
+        // Not a run log at all: what reads it says so (a model needs the run id).
+        None => return Ok(()),
+    };
+    if found != asked {
+        return Err(CoreError::RunIdMismatch {
+            path: path.to_path_buf(),
+            asked: asked.to_string(),
+            found,
+        });
+    }
+    Ok(())
+}
+
 /// Errors are reported from the sequential pass, so the parallel pass hands back a copy.
 fn copy_error(err: &CoreError) -> CoreError {
     match err {
@@ -121,6 +145,16 @@ fn copy_error(err: &CoreError) -> CoreError {
         CoreError::NotAFile { path, reason } => CoreError::NotAFile {
             path: path.clone(),
             reason: reason.clone(),
+        },
+        CoreError::RunIdMismatch { path, asked, found } => CoreError::RunIdMismatch {
+            path: path.clone(),
+            asked: asked.clone(),
+            found: found.clone(),
+        },
+        CoreError::TooDeep { what, at, limit } => CoreError::TooDeep {
+            what: what.clone(),
+            at: at.clone(),
+            limit: *limit,
         },
         CoreError::InvalidArgument(message) => CoreError::InvalidArgument(message.clone()),
     }
@@ -187,6 +221,8 @@ pub struct Tree<'a> {
     pub(super) skipped: Vec<(PathBuf, String)>,
     pub(super) location: PathBuf,
     pub(super) size_hint: usize,
+    /// The run id the run's fields must keep (journal records included), when checked.
+    pub(super) asked: Option<String>,
 }
 
 impl<'a> Tree<'a> {
@@ -199,6 +235,12 @@ impl<'a> Tree<'a> {
         match err {
             CoreError::Corrupt { path, reason } if self.salvage => {
                 self.skipped.push((path, reason));
+                Ok(())
+            }
+            // A journal record that would rename the run.
+            err @ CoreError::RunIdMismatch { .. } if self.salvage => {
+                let reason = err.to_string();
+                self.skipped.push((err.path().to_path_buf(), reason));
                 Ok(())
             }
             other => Err(other),
@@ -300,6 +342,9 @@ impl<'a> Tree<'a> {
         let (name, kind) = match record.key() {
             Key::Run => {
                 if record.stamp > self.root_stamp {
+                    if let Some(asked) = &self.asked {
+                        check_run_record(record, asked, journal_dir)?;
+                    }
                     apply_record(&mut self.root, record, journal_dir)?;
                     self.root_stamp = record.stamp;
                     self.root_dirty = true;

@@ -128,11 +128,7 @@ enum Depth {
     Own,
 }
 
-pub(crate) fn write_key(out: &mut Vec<u8>, key: &str) {
-    // Writing a string into a Vec cannot fail.
-    serde_json::to_writer(&mut *out, key).expect("a string serialises");
-    out.push(b':');
-}
+pub(crate) use crate::json::write_key;
 
 /// `"_created_ns":<n>,"_stamp":<n>` (each only when known); whether anything was written.
 pub(crate) fn write_hidden(out: &mut Vec<u8>, created_ns: Option<i64>, stamp: i64) -> bool {

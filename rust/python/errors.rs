@@ -24,6 +24,8 @@ raised_exceptions!(
     StorageError,
     HashError,
     CorruptChunkError,
+    RunIdMismatchError,
+    NestingTooDeepError,
     ChunkNotFoundError,
     ChunkExistsError,
     LockTimeoutError,
@@ -93,6 +95,8 @@ impl PyCoreError {
             }
             (E::NotFound { .. }, Op::Documents) => (py.get_type::<ChunkNotFoundError>(), false),
             (E::Corrupt { .. }, _) => (py.get_type::<CorruptChunkError>(), false),
+            (E::RunIdMismatch { .. }, _) => (py.get_type::<RunIdMismatchError>(), false),
+            (E::TooDeep { .. }, _) => (py.get_type::<NestingTooDeepError>(), false),
             (E::Exists { .. }, _) => (py.get_type::<ChunkExistsError>(), false),
             (E::LockTimeout { .. }, _) => (py.get_type::<LockTimeoutError>(), false),
             (E::InvalidArgument(_), _) => return None,
@@ -103,15 +107,23 @@ impl PyCoreError {
         let Some((class, takes_errno)) = self.class(py) else {
             return PyValueError::new_err(self.err.to_string());
         };
-        let message = if self.run_id.is_empty() {
-            self.err.to_string()
-        } else {
-            format!("{} (run {:?})", self.err, self.run_id)
-        };
+        let message =
+            if self.run_id.is_empty() || matches!(self.err, CoreError::RunIdMismatch { .. }) {
+                self.err.to_string()
+            } else {
+                format!("{} (run {:?})", self.err, self.run_id)
+            };
         let build = || -> PyResult<PyErr> {
             let kwargs = PyDict::new(py);
             kwargs.set_item("path", self.err.path().as_os_str())?;
-            kwargs.set_item("run_id", &self.run_id)?;
+            match &self.err {
+                // The run asked for, and the one the document names.
+                CoreError::RunIdMismatch { asked, found, .. } => {
+                    kwargs.set_item("run_id", asked)?;
+                    kwargs.set_item("found", found)?;
+                }
+                _ => kwargs.set_item("run_id", &self.run_id)?,
+            }
             if takes_errno {
                 kwargs.set_item("errno", self.err.errno())?;
             }

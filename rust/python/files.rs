@@ -42,7 +42,8 @@ fn write_atomic(
         .for_run(run_id)?)
 }
 
-/// The bytes of a file, or None when it does not exist.
+/// The bytes of a stored document, or None when it does not exist: a symlink, a FIFO, a device
+/// or a file past `MAX_FILE_BYTES` in its place is a CorruptChunkError naming it.
 #[pyfunction]
 #[pyo3(signature = (path, *, run_id = ""))]
 fn read_file<'py>(
@@ -175,6 +176,7 @@ impl PyFileLock {
 }
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("MAX_FILE_BYTES", crate::untrusted::MAX_FILE_BYTES)?;
     m.add_function(wrap_pyfunction!(write_atomic, m)?)?;
     m.add_function(wrap_pyfunction!(read_file, m)?)?;
     m.add_function(wrap_pyfunction!(patch_json, m)?)?;

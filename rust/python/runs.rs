@@ -70,7 +70,8 @@ impl PyChunkedRun {
             .map(|(kind, target, body)| {
                 NewRecord::new(RecordKind::parse(&kind)?, &target, body.to_vec())
             })
-            .collect::<crate::Result<Vec<_>>>()?;
+            .collect::<crate::Result<Vec<_>>>()
+            .for_run(&self.run_id)?;
         Ok(py
             .detach(|| self.run.append(&records))
             .for_run(&self.run_id)?)
@@ -184,11 +185,16 @@ fn merge_chunks<'py>(
         ))
         .into());
     }
+    let asked = (!run_id.is_empty()).then_some(run_id);
     let merged = in_process_pool(py, || -> crate::Result<(Option<Vec<u8>>, _)> {
-        let contents = Contents::from_objects(&location, run_log.to_vec(), objects);
+        let contents = Contents::from_objects(&location, run_log.to_vec(), objects, asked);
         let mut tree = contents.tree(&[], salvage)?;
         let document = match view {
-            "full" => Some(tree.document()),
+            "full" => {
+                let document = tree.document();
+                crate::nesting::check_read(&location, &document)?;
+                Some(document)
+            }
             "run" => Some(tree.shallow()),
             "branch" => tree.branch(name),
             _ => tree.step(name),
@@ -218,8 +224,9 @@ fn fold_plan(
     run_id: &str,
 ) -> PyResult<FoldPlan> {
     let naming = naming_of(naming)?;
+    let asked = (!run_id.is_empty()).then_some(run_id);
     Ok(in_process_pool(py, || {
-        let contents = Contents::from_objects(&location, run_log.to_vec(), objects);
+        let contents = Contents::from_objects(&location, run_log.to_vec(), objects, asked);
         let tree = contents.tree(&[], false)?;
         tree.object_fold_plan(naming)
     })?
@@ -243,7 +250,8 @@ fn pending_journals(
         .for_run(run_id)?)
 }
 
-/// The full run log of a chunked run folder, and the chunks salvage left out.
+/// The full run log of a chunked run folder, and the chunks salvage left out; with `run_id`,
+/// its `RunLog.json` must name that run (RunIdMismatchError).
 #[pyfunction]
 #[pyo3(signature = (run_dir, *, salvage = false, run_id = ""))]
 fn merge_run<'py>(
@@ -252,7 +260,10 @@ fn merge_run<'py>(
     salvage: bool,
     run_id: &str,
 ) -> PyResult<(Bound<'py, PyBytes>, Skipped)> {
-    let merged = in_process_pool(py, || merger::merge_run(&run_dir, salvage))?.for_run(run_id)?;
+    let merged = in_process_pool(py, || {
+        merger::merge_run(&run_dir, salvage, (!run_id.is_empty()).then_some(run_id))
+    })?
+    .for_run(run_id)?;
     Ok(merged_to_python(py, merged))
 }
 

@@ -1,11 +1,18 @@
 //! Appending records to this process's journal of a run: stamps handed out under the run's
 //! lock, one frame each, one sync, room made ahead of the journal with `fsync`; a write to an
 //! ended run is folded at once.
+//!
+//! **Stamps that cannot be right.** The lock file keeps the last stamp handed out, and anyone
+//! who can write in the run folder can change it. A stamp further ahead of the clock than
+//! [`MAX_STAMP_AHEAD_NS`] (or below zero) is not trusted: the next stamp is then derived from
+//! the clock and the stamps the journals hold, so it orders after every record in them, and
+//! when even that would be implausible the write is refused. Either way an acknowledged write
+//! is in the next read: no stamp handed out makes a write look older than what is stored.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
-use std::path::Path;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
 use rustix::fs::FallocateFlags;
 use rustix::io::Errno;
@@ -13,8 +20,11 @@ use rustix::io::Errno;
 use super::{Run, State, LOCK_FILE};
 use crate::chunk::{document_status, now_ns};
 use crate::error::{CoreError, Result};
-use crate::journal::{encode_frame, journal_path, new_journal_name, NewRecord};
-use crate::merger::read_whole;
+use crate::journal::{
+    encode_frame, journal_path, list_journals, new_journal_name, read_from, scan, NewRecord,
+    FRAME_HEADER, JOURNAL_DIR, MAX_STAMP_AHEAD_NS,
+};
+use crate::untrusted::{Folder, How, MAX_FILE_BYTES};
 use crate::writer::fsync_folder;
 
 impl Run {
@@ -41,7 +51,7 @@ impl Run {
 
     /// Whether the run's document says it has ended.
     fn has_ended(&self) -> Result<bool> {
-        let run_log = read_whole(&self.run_log_path())?.ok_or_else(|| self.not_found())?;
+        let run_log = self.read_run_log(&self.folder()?)?;
         Ok(document_status(&run_log).is_some_and(|s| s == "SUCCESS" || s == "FAIL"))
     }
 
@@ -56,9 +66,14 @@ impl Run {
             state.pid = pid;
             state.own = None;
         }
-        let lock = self.lock()?;
-        let (journal, new_folder) = self.open_journal(&mut state)?;
-        let stamp = next_stamps(lock.file(), records.len() as i64, &self.dir)?;
+        let folder = self.folder()?;
+        let lock = self.lock(&folder)?;
+        let needed: u64 = records
+            .iter()
+            .map(|r| (FRAME_HEADER + 13 + r.target.len() + r.body.len()) as u64)
+            .sum();
+        let (journal, new_folder) = self.open_journal(&mut state, &folder, needed)?;
+        let stamp = self.next_stamps(lock.file(), records.len() as i64, &folder)?;
         let mut frames = Vec::with_capacity(records.iter().map(|r| r.body.len() + 64).sum());
         for (i, record) in records.iter().enumerate() {
             encode_frame(&mut frames, stamp + i as i64, record);
@@ -118,43 +133,56 @@ impl Run {
         Ok(allocated)
     }
 
-    /// This process's journal, opened for writing (created, with `.journals/`, if needed);
-    /// whether `.journals/` was created.
-    fn open_journal(&self, state: &mut State) -> Result<(OpenJournal, bool)> {
+    /// This process's journal, opened for writing (created, with `.journals/`, if needed), with
+    /// room for `needed` more bytes within the size every reader reads; whether `.journals/`
+    /// was created.
+    fn open_journal(
+        &self,
+        state: &mut State,
+        folder: &Folder,
+        needed: u64,
+    ) -> Result<(OpenJournal, bool)> {
+        if needed > MAX_JOURNAL_BYTES {
+            return Err(CoreError::InvalidArgument(format!(
+                "a write of {needed} bytes of records is larger than the {MAX_JOURNAL_BYTES} a \
+                 journal holds"
+            )));
+        }
         if let Some(own) = state.own.clone() {
-            let path = journal_path(&self.dir, &own.name);
-            match OpenOptions::new().write(true).open(&path) {
-                Ok(file) => {
-                    let journal = OpenJournal {
-                        file,
-                        created: false,
-                        own,
-                    };
-                    return Ok((journal, false));
-                }
-                // Folded and removed: start a new one.
-                Err(e) if e.kind() == io::ErrorKind::NotFound => state.own = None,
-                Err(e) => return Err(CoreError::io("open", &path, e)),
+            if own.size + needed > MAX_JOURNAL_BYTES {
+                // Full: a new journal, so that every journal stays within what readers read.
+                state.own = None;
             }
+        }
+        if let Some(own) = state.own.clone() {
+            let below = self.below(JOURNAL_DIR).join(&own.name);
+            if let Some(file) = folder.open_file(&below, How::Write)? {
+                let journal = OpenJournal {
+                    file,
+                    created: false,
+                    own,
+                };
+                return Ok((journal, false));
+            }
+            // Folded and removed: start a new one.
+            state.own = None;
         }
         if !self.run_log_path().exists() {
             return Err(self.not_found());
         }
-        let folder = self.journal_dir();
-        let new_folder = match fs::create_dir(&folder) {
+        // The lock, opened below the log folder with no link followed, vouches that the run
+        // folder is a folder of its own.
+        let journals = self.journal_dir();
+        let new_folder = match fs::create_dir(&journals) {
             Ok(()) => true,
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => false,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(self.not_found()),
-            Err(e) => return Err(CoreError::io("create folder", &folder, e)),
+            Err(e) => return Err(CoreError::io("create folder", &journals, e)),
         };
         let name = new_journal_name();
-        let path = journal_path(&self.dir, &name);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .open(&path)
-            .map_err(|e| CoreError::io("create", &path, e))?;
+        let file = folder
+            .open_file(&self.below(JOURNAL_DIR).join(&name), How::CreateNew)?
+            .expect("a journal is created");
         let own = OwnJournal {
             name,
             size: 0,
@@ -191,22 +219,70 @@ struct OpenJournal {
     own: OwnJournal,
 }
 
-/// `count` consecutive stamps, the first later than every stamp handed out in this run and no
-/// earlier than now; the lock file keeps the last one. Called with the run's lock held.
-fn next_stamps(lock: &File, count: i64, dir: &Path) -> Result<i64> {
-    let lock_path = dir.join(LOCK_FILE);
-    let mut last = [0u8; 8];
-    let read = lock
-        .read_at(&mut last, 0)
-        .map_err(|e| CoreError::io("read", &lock_path, e))?;
-    let last = if read == 8 {
-        i64::from_le_bytes(last)
-    } else {
-        0
-    };
-    let first = now_ns().max(last.saturating_add(1));
-    let new_last = first + count - 1;
-    lock.write_all_at(&new_last.to_le_bytes(), 0)
-        .map_err(|e| CoreError::io("write", &lock_path, e))?;
-    Ok(first)
+/// The largest a journal grows: the size every reader reads, less the room made ahead of the
+/// frames (`PREALLOCATION`). A writer starts a new journal before it would pass this.
+const MAX_JOURNAL_BYTES: u64 = MAX_FILE_BYTES - PREALLOCATION;
+
+impl Run {
+    /// `count` consecutive stamps, the first later than every stamp handed out in this run and
+    /// no earlier than now; the lock file keeps the last one. Called with the run's lock held.
+    ///
+    /// A kept stamp that cannot be right (ahead of the clock by more than
+    /// [`MAX_STAMP_AHEAD_NS`], or below zero: written by someone else) is not used: the stamps
+    /// are derived from the clock and the latest stamp in the run's journals instead, which a
+    /// reader applies records after. Stamps that would themselves be implausible are refused
+    /// with [`CoreError::Corrupt`] naming the lock file: such a write could not be read back.
+    fn next_stamps(&self, lock: &File, count: i64, folder: &Folder) -> Result<i64> {
+        let lock_path = self.dir.join(LOCK_FILE);
+        let mut kept = [0u8; 8];
+        let read = lock
+            .read_at(&mut kept, 0)
+            .map_err(|e| CoreError::io("read", &lock_path, e))?;
+        let kept = if read == 8 {
+            i64::from_le_bytes(kept)
+        } else {
+            0
+        };
+        let now = now_ns();
+        let latest = now.saturating_add(MAX_STAMP_AHEAD_NS);
+        let last = if (0..=latest).contains(&kept) {
+            kept
+        } else {
+            self.latest_journal_stamp(folder)?
+        };
+        let first = now.max(last.saturating_add(1));
+        let new_last = first.saturating_add(count - 1);
+        if new_last > latest {
+            return Err(CoreError::corrupt(
+                &lock_path,
+                format!(
+                    "the run's stamps are ahead of the clock ({new_last} ns): a write stamped \
+                     so could not be read back, so it is refused"
+                ),
+            ));
+        }
+        lock.write_all_at(&new_last.to_le_bytes(), 0)
+            .map_err(|e| CoreError::io("write", &lock_path, e))?;
+        Ok(first)
+    }
+
+    /// The latest stamp of any record in the run's journals (0 when there are none): what a
+    /// new stamp must be later than when the lock's copy cannot be trusted. Damaged stretches
+    /// are passed over (a stamp past the plausible is damage to a reader too).
+    fn latest_journal_stamp(&self, folder: &Folder) -> Result<i64> {
+        let mut latest = 0;
+        for name in list_journals(&self.dir)? {
+            let below = self.below(JOURNAL_DIR).join(&name);
+            let Some(bytes) = read_from(folder, &below, 0)? else {
+                continue;
+            };
+            let path = journal_path(&self.dir, &name);
+            let shared: Arc<str> = Arc::from(name.as_str());
+            let scanned = scan(&bytes, 0, &path, &shared, true)?;
+            if let Some(stamp) = scanned.records.iter().map(|r| r.stamp).max() {
+                latest = latest.max(stamp);
+            }
+        }
+        Ok(latest)
+    }
 }

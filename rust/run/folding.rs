@@ -10,10 +10,13 @@ use std::path::Path;
 use super::index::Index;
 use super::snapshot::{document_stats, stat_stamp, Stats};
 use super::{Layout, Run, State};
+use crate::chunk::RUN_LOG_FILE;
 use crate::error::{CoreError, Result};
 use crate::fold::Doc;
 use crate::journal::{journal_path, Key};
-use crate::merger::{read_whole, Contents, Naming};
+use crate::merger::{check_run_record, Contents, Naming};
+use crate::names::{chunk_file_name, ChunkKind};
+use crate::untrusted::Folder;
 use crate::writer::fsync_folder;
 
 impl Run {
@@ -22,9 +25,10 @@ impl Run {
     /// missing), so runnable's reader finds the branch where it looks.
     pub fn fold_branch(&self, name: &str) -> Result<()> {
         let mut state = self.state()?;
-        let _lock = self.lock()?;
-        self.catch_up(&mut state)?;
-        if self.layout(&mut state)? == Layout::Chunks {
+        let folder = self.folder()?;
+        let _lock = self.lock(&folder)?;
+        self.catch_up(&mut state, &folder)?;
+        if self.layout(&mut state, &folder)? == Layout::Chunks {
             let ended = self.fold_all_locked(&mut state)?;
             drop((_lock, state));
             if let Some((merged, expected)) = ended {
@@ -34,13 +38,14 @@ impl Run {
         }
         let mut branch = name.to_string();
         loop {
-            let created = self.fold_document(&mut state, Some(&branch), true)?;
+            let created = self.fold_document(&mut state, &folder, Some(&branch), true)?;
             // The step holding the branch, into its own document.
             let Some(parent) = self.recorded_parent_step(&state, &branch) else {
                 return Ok(());
             };
-            let home = self.home_of(&mut state, &parent)?;
-            let home_created = self.fold_step_into(&mut state, &parent, home.as_deref())?;
+            let home = self.home_of(&mut state, &folder, &parent)?;
+            let home_created =
+                self.fold_step_into(&mut state, &folder, &parent, home.as_deref())?;
             match home {
                 Some(next) if home_created || created => branch = next,
                 _ => return Ok(()),
@@ -52,6 +57,7 @@ impl Run {
     fn fold_document(
         &self,
         state: &mut State,
+        folder: &Folder,
         branch: Option<&str>,
         with_steps: bool,
     ) -> Result<bool> {
@@ -59,16 +65,17 @@ impl Run {
             Some(name) => self.branch_path(name)?,
             None => self.run_log_path(),
         };
+        let document = document_name(branch)?;
         let key = match branch {
             Some(name) => Key::Branch(name.to_string()),
             None => Key::Run,
         };
         let steps = if with_steps {
-            self.steps_homed_in(state, branch)?
+            self.steps_homed_in(state, folder, branch)?
         } else {
             Vec::new()
         };
-        let bytes = read_whole(&path)?;
+        let bytes = self.read_document(folder, &document)?;
         let journal_dir = self.journal_dir();
         let (stored, own_stamp, step_stamps, created) = {
             let mut doc = match &bytes {
@@ -76,6 +83,9 @@ impl Run {
                 None => Doc::missing(path.clone()),
             };
             for record in state.index.get(&key) {
+                if key == Key::Run {
+                    check_run_record(record, &self.name, &journal_dir)?;
+                }
                 doc.fold_own(record, &journal_dir)?;
             }
             for step in &steps {
@@ -108,12 +118,18 @@ impl Run {
 
     /// Fold one step's records into its home document (a branch's or the run's); whether the
     /// branch document was created now.
-    fn fold_step_into(&self, state: &mut State, step: &str, home: Option<&str>) -> Result<bool> {
+    fn fold_step_into(
+        &self,
+        state: &mut State,
+        folder: &Folder,
+        step: &str,
+        home: Option<&str>,
+    ) -> Result<bool> {
         let path = match home {
             Some(name) => self.branch_path(name)?,
             None => self.run_log_path(),
         };
-        let bytes = read_whole(&path)?;
+        let bytes = self.read_document(folder, &document_name(home)?)?;
         let journal_dir = self.journal_dir();
         let key = Key::Step(step.to_string());
         let own_key = home.map(|h| Key::Branch(h.to_string()));
@@ -177,8 +193,9 @@ impl Run {
     /// or a misplaced copy makes stale is written, then every journal is removed.
     pub fn fold_all(&self) -> Result<()> {
         let mut state = self.state()?;
-        let lock = self.lock()?;
-        self.catch_up(&mut state)?;
+        let folder = self.folder()?;
+        let lock = self.lock(&folder)?;
+        self.catch_up(&mut state, &folder)?;
         let ended = self.fold_all_locked(&mut state)?;
         // The snapshot is stored without the lock: other writers need not wait for the file
         // clock, and it is checked against the documents as this fold left them.
@@ -195,7 +212,7 @@ impl Run {
         // Taken before the documents are read: one changed after this (by a writer that does
         // not take the lock) no longer has these stats.
         let mut expected = document_stats(&self.dir)?;
-        let contents = Contents::read_folder(&self.dir)?;
+        let contents = Contents::read_folder(&self.dir, Some(&self.name))?;
         let (documents, merged) = {
             let records = state.index.all();
             let tree = contents.tree(&records, false)?;
@@ -236,6 +253,15 @@ impl Run {
     /// Returns the document's stats as [`document_stats`] gives them, from the file written
     /// (after it was named, which changes its change time).
     fn write_folded(&self, path: &Path, data: &[u8]) -> Result<String> {
+        if data.len() as u64 > crate::untrusted::MAX_FILE_BYTES {
+            // A reader would refuse it; the records stay in their journals, where they are read.
+            return Err(CoreError::InvalidArgument(format!(
+                "{} would be {} bytes, more than the {} a store reads",
+                path.display(),
+                data.len(),
+                crate::untrusted::MAX_FILE_BYTES
+            )));
+        }
         if let Some(spare) = self.spares.take() {
             let file = spare.publish(path, data, self.options.fsync)?;
             return file
@@ -267,4 +293,12 @@ impl Run {
         }
         written
     }
+}
+
+/// The file name of a branch's document, or of the run's for `None`.
+fn document_name(branch: Option<&str>) -> Result<String> {
+    Ok(match branch {
+        Some(name) => chunk_file_name(ChunkKind::Branch, name)?,
+        None => RUN_LOG_FILE.to_string(),
+    })
 }

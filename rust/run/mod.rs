@@ -19,6 +19,11 @@
 //! the documents it needs. Records already folded into a document (a stamp no later than the
 //! document's) are skipped, so a reader sees every acknowledged write exactly once, whether a
 //! fold happened before, during or after its read.
+//!
+//! **Shared folders.** Every file of the run is opened below the folder that holds the run
+//! (`untrusted`): no link is followed from there down (the run folder itself, `.journals`, a
+//! document, the lock), and a FIFO or a device where a file is expected is an error naming it,
+//! never waited for. The run-level document must name the run by its folder's name.
 
 use std::collections::HashSet;
 use std::fs;
@@ -32,9 +37,10 @@ use crate::chunk::{LAYOUT_MARKER, LAYOUT_MARKER_TEXT_1, RUN_LOG_FILE};
 use crate::error::{CoreError, Result};
 use crate::journal::{journal_path, list_journals, read_from, scan, JOURNAL_DIR};
 use crate::lock::FileLock;
-use crate::merger::read_whole;
+use crate::merger::{read_whole, run_place};
 use crate::names::{chunk_file_name, ChunkKind};
 use crate::spares::Spares;
+use crate::untrusted::Folder;
 
 mod appending;
 mod folding;
@@ -74,6 +80,10 @@ enum Layout {
 /// One run folder, for one store object.
 pub struct Run {
     dir: PathBuf,
+    /// The folder holding the run folder (a log folder), and the run folder's name in it: the
+    /// run's id.
+    root: PathBuf,
+    name: String,
     options: RunOptions,
     state: Mutex<State>,
     /// Files made ahead for the folds (see `spares`).
@@ -98,8 +108,11 @@ struct State {
 
 impl Run {
     pub fn new(dir: &Path, options: RunOptions) -> Run {
+        let (root, name) = run_place(dir);
         Run {
             dir: dir.to_path_buf(),
+            root: root.to_path_buf(),
+            name: name.to_string_lossy().into_owned(),
             options,
             state: Mutex::new(State::default()),
             spares: Spares::new(dir),
@@ -128,6 +141,44 @@ impl Run {
         Ok(self.dir.join(chunk_file_name(ChunkKind::Branch, name)?))
     }
 
+    /// The path of a file of the run below the folder that holds it.
+    fn below(&self, file: &str) -> PathBuf {
+        Path::new(&self.name).join(file)
+    }
+
+    /// The folder that holds the run, opened for the files below it.
+    fn folder(&self) -> Result<Folder> {
+        Folder::open(&self.root).map_err(|e| match e {
+            CoreError::NotFound { .. } => self.not_found(),
+            other => other,
+        })
+    }
+
+    /// A document of the run (`RunLog.json`, a `BranchLog`), read as a store reads one;
+    /// `None` when it does not exist.
+    fn read_document(&self, folder: &Folder, file: &str) -> Result<Option<Vec<u8>>> {
+        read_whole(folder, &self.below(file))
+    }
+
+    /// Whether the run has this document (opened, not read: a FIFO or a link in its place is an
+    /// error naming it, as for a read).
+    fn has_document(&self, folder: &Folder, file: &str) -> Result<bool> {
+        folder
+            .open_file(&self.below(file), crate::untrusted::How::Read)
+            .map(|found| found.is_some())
+            .map_err(CoreError::as_document)
+    }
+
+    /// The run-level document, which must exist and name this run.
+    fn read_run_log(&self, folder: &Folder) -> Result<Vec<u8>> {
+        let bytes = self
+            .read_document(folder, RUN_LOG_FILE)?
+            .ok_or_else(|| self.not_found())?;
+        let fields = crate::merger::parsing::parse_object(&bytes, &self.run_log_path())?;
+        crate::merger::check_run_id(&fields, &self.run_log_path(), &self.name)?;
+        Ok(bytes)
+    }
+
     /// The state, checked against the process and the run folder: a forked child starts its
     /// own journal, and a run folder replaced since (deleted, created again) is read afresh.
     fn state(&self) -> Result<MutexGuard<'_, State>> {
@@ -137,8 +188,15 @@ impl Run {
             state.pid = pid;
             state.own = None;
         }
-        let identity = match fs::metadata(&self.dir) {
+        let identity = match fs::symlink_metadata(&self.dir) {
             Ok(meta) if meta.is_dir() => (meta.dev(), meta.ino()),
+            // Someone else's folder, linked in as this run's: never read through.
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(CoreError::corrupt(
+                    &self.dir,
+                    "it is a symbolic link, which the store never follows",
+                ))
+            }
             Ok(_) => return Err(self.not_found()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(self.not_found()),
             Err(e) => return Err(CoreError::io("open", &self.dir, e)),
@@ -158,11 +216,11 @@ impl Run {
         Ok(state)
     }
 
-    fn layout(&self, state: &mut State) -> Result<Layout> {
+    fn layout(&self, state: &mut State, folder: &Folder) -> Result<Layout> {
         if let Some(layout) = state.layout {
             return Ok(layout);
         }
-        let layout = match read_whole(&self.dir.join(LAYOUT_MARKER))? {
+        let layout = match self.read_document(folder, LAYOUT_MARKER)? {
             None => Layout::Documents,
             Some(text) if text == LAYOUT_MARKER_TEXT_1 => Layout::Chunks,
             Some(_) => Layout::Journals,
@@ -172,7 +230,7 @@ impl Run {
     }
 
     /// Read what the journals gained since the last look.
-    fn catch_up(&self, state: &mut State) -> Result<()> {
+    fn catch_up(&self, state: &mut State, folder: &Folder) -> Result<()> {
         let names = list_journals(&self.dir)?;
         let listed: HashSet<&str> = names.iter().map(String::as_str).collect();
         let gone: HashSet<String> = state
@@ -191,7 +249,8 @@ impl Run {
         for name in names {
             let cursor = *state.index.cursors.get(&name).unwrap_or(&0);
             let path = journal_path(&self.dir, &name);
-            let Some(bytes) = read_from(&path, cursor)? else {
+            let below = self.below(JOURNAL_DIR).join(&name);
+            let Some(bytes) = read_from(folder, &below, cursor)? else {
                 continue;
             };
             if bytes.is_empty() {
@@ -208,13 +267,15 @@ impl Run {
         Ok(())
     }
 
-    fn lock(&self) -> Result<FileLock> {
-        FileLock::acquire(&self.dir.join(LOCK_FILE), self.options.lock_timeout).map_err(|e| {
-            if e.errno() == Some(2) {
-                self.not_found()
-            } else {
-                e
-            }
-        })
+    fn lock(&self, folder: &Folder) -> Result<FileLock> {
+        FileLock::acquire_in(folder, &self.below(LOCK_FILE), self.options.lock_timeout).map_err(
+            |e| {
+                if e.errno() == Some(2) {
+                    self.not_found()
+                } else {
+                    e
+                }
+            },
+        )
     }
 }

@@ -6,12 +6,15 @@ use std::sync::Arc;
 
 use super::snapshot::{document_stats, settled_long_enough};
 use super::{Layout, Run, State};
+use crate::chunk::RUN_LOG_FILE;
 use crate::chunk::{decode_snapshot, document_status, SNAPSHOT_NAME};
 use crate::error::Result;
 use crate::fold::Doc;
-use crate::journal::{journal_path, list_journals, read_from, scan, Key, Record};
-use crate::merger::{read_whole, Contents, MergedRun};
+use crate::journal::{journal_path, list_journals, read_from, scan, Key, Record, JOURNAL_DIR};
+use crate::merger::{check_run_record, Contents, MergedRun};
 use crate::names::{chunk_file_name, ChunkKind};
+use crate::nesting;
+use crate::untrusted::Folder;
 
 impl Run {
     /// The full run log, and what a salvage read left out.
@@ -19,30 +22,32 @@ impl Run {
         if salvage {
             // A salvage read uses nothing cached: it reads every journal past the damage.
             let (records, mut skipped) = crate::journal::read_all(&self.dir, true)?;
-            let contents = Contents::read_folder(&self.dir)?;
+            let contents = Contents::read_folder(&self.dir, Some(&self.name))?;
             let refs: Vec<&Record> = records.iter().collect();
             let mut tree = contents.tree(&refs, true)?;
             skipped.extend(tree.take_skipped());
-            return Ok(MergedRun {
-                document: tree.document(),
-                skipped,
-            });
+            let document = tree.document();
+            nesting::check_read(&self.dir, &document)?;
+            return Ok(MergedRun { document, skipped });
         }
         let mut state = self.state()?;
-        self.catch_up(&mut state)?;
+        let folder = self.folder()?;
+        self.catch_up(&mut state, &folder)?;
         // With no journal, the documents are the whole run: an ended one, unchanged since a
         // full read stored its merge, reads from that.
         let settled = state.index.cursors.is_empty();
         let mut stats = None;
         if settled {
-            let run_log = read_whole(&self.run_log_path())?.ok_or_else(|| self.not_found())?;
+            let run_log = self.read_run_log(&folder)?;
             let ended = document_status(&run_log).is_some_and(|s| s == "SUCCESS" || s == "FAIL");
             if ended {
                 // Taken before the documents are read: a document changed after this no longer
                 // matches what a snapshot built from this read says of it.
                 let now = document_stats(&self.dir)?;
-                if let Some(snapshot) = read_whole(&self.dir.join(SNAPSHOT_NAME))? {
+                if let Some(snapshot) = self.read_document(&folder, SNAPSHOT_NAME)? {
                     if let Some(document) = decode_snapshot(&snapshot, &now) {
+                        // Written by a store, or by someone else who can write the folder.
+                        nesting::check_read(&self.dir, document)?;
                         return Ok(MergedRun {
                             document: document.to_vec(),
                             skipped: Vec::new(),
@@ -53,10 +58,11 @@ impl Run {
                 stats = settled_long_enough(&now).then_some(now);
             }
         }
-        let contents = Contents::read_folder(&self.dir)?;
+        let contents = Contents::read_folder(&self.dir, Some(&self.name))?;
         let records = state.index.all();
         let tree = contents.tree(&records, false)?;
         let document = tree.document();
+        nesting::check_read(&self.dir, &document)?;
         if let Some(stats) = stats {
             // Stored as the fold that ends a run stores it, against the stats taken before the
             // documents were read (settled documents pass the clock's check at once).
@@ -72,22 +78,24 @@ impl Run {
     /// store reads a run that is not full; with `steps: false`, the fields alone.
     pub fn read_run(&self, steps: bool) -> Result<Vec<u8>> {
         let mut state = self.state()?;
-        self.catch_up(&mut state)?;
-        let layout = self.layout(&mut state)?;
+        let folder = self.folder()?;
+        self.catch_up(&mut state, &folder)?;
+        let layout = self.layout(&mut state, &folder)?;
         if steps && layout != Layout::Journals {
             // Steps may sit in files of their own (format 1, magnus): the whole tree says.
             return self.with_tree(&mut state, |tree| Ok(tree.shallow()));
         }
         let root_steps = if steps {
-            self.steps_homed_in(&mut state, None)?
+            self.steps_homed_in(&mut state, &folder, None)?
         } else {
             Vec::new()
         };
         let path = self.run_log_path();
-        let bytes = read_whole(&path)?.ok_or_else(|| self.not_found())?;
+        let bytes = self.read_run_log(&folder)?;
         let mut doc = Doc::parse(&bytes, path)?;
         let journal_dir = self.journal_dir();
         for record in state.index.get(&Key::Run) {
+            check_run_record(record, &self.name, &journal_dir)?;
             doc.fold_own(record, &journal_dir)?;
         }
         if !steps {
@@ -105,20 +113,22 @@ impl Run {
     /// gives it; `None` when the run has no such branch.
     pub fn read_branch(&self, name: &str) -> Result<Option<Vec<u8>>> {
         let path = self.branch_path(name)?;
+        let document = chunk_file_name(ChunkKind::Branch, name)?;
         let mut state = self.state()?;
-        self.catch_up(&mut state)?;
-        let layout = self.layout(&mut state)?;
+        let folder = self.folder()?;
+        self.catch_up(&mut state, &folder)?;
+        let layout = self.layout(&mut state, &folder)?;
         if layout == Layout::Chunks {
             return self.with_tree(&mut state, |tree| Ok(tree.branch(name)));
         }
         let found = {
-            let bytes = read_whole(&path)?;
+            let bytes = self.read_document(&folder, &document)?;
             let mut doc = match &bytes {
                 Some(bytes) => Doc::parse(bytes, path)?,
                 None => Doc::missing(path),
             };
             let journal_dir = self.journal_dir();
-            let steps = self.steps_homed_in(&mut state, Some(name))?;
+            let steps = self.steps_homed_in(&mut state, &folder, Some(name))?;
             let own = state.index.get(&Key::Branch(name.to_string()));
             if doc.exists() || !own.is_empty() {
                 for record in own {
@@ -144,26 +154,31 @@ impl Run {
     /// One step without its branches; `None` when the run has no such step.
     pub fn read_step(&self, name: &str) -> Result<Option<Vec<u8>>> {
         let mut state = self.state()?;
-        self.catch_up(&mut state)?;
-        let layout = self.layout(&mut state)?;
-        let home = self.home_of(&mut state, name)?;
-        let path = match &home {
-            Some(branch) => self.branch_path(branch)?,
-            None => self.run_log_path(),
+        let folder = self.folder()?;
+        self.catch_up(&mut state, &folder)?;
+        let layout = self.layout(&mut state, &folder)?;
+        let home = self.home_of(&mut state, &folder, name)?;
+        let (path, document) = match &home {
+            Some(branch) => (
+                self.branch_path(branch)?,
+                chunk_file_name(ChunkKind::Branch, branch)?,
+            ),
+            None => (self.run_log_path(), RUN_LOG_FILE.to_string()),
         };
         let journal_dir = self.journal_dir();
         let found = {
-            let bytes = read_whole(&path)?;
-            if bytes.is_none() && home.is_none() {
-                return Err(self.not_found());
-            }
+            let bytes = match &home {
+                Some(_) => self.read_document(&folder, &document)?,
+                None => Some(self.read_run_log(&folder)?),
+            };
             let mut doc = match &bytes {
                 Some(bytes) => Doc::parse(bytes, path)?,
                 None => Doc::missing(path),
             };
-            let chunk_path = self.dir.join(chunk_file_name(ChunkKind::Step, name)?);
+            let chunk_name = chunk_file_name(ChunkKind::Step, name)?;
+            let chunk_path = self.dir.join(&chunk_name);
             let chunk = if layout == Layout::Chunks {
-                read_whole(&chunk_path)?
+                self.read_document(&folder, &chunk_name)?
             } else {
                 None
             };
@@ -189,9 +204,10 @@ impl Run {
     /// Whether the run has this branch (a document or a record of it).
     pub fn has_branch(&self, name: &str) -> Result<bool> {
         let mut state = self.state()?;
-        self.catch_up(&mut state)?;
-        let layout = self.layout(&mut state)?;
-        if layout != Layout::Chunks && self.is_branch(&mut state, name)? {
+        let folder = self.folder()?;
+        self.catch_up(&mut state, &folder)?;
+        let layout = self.layout(&mut state, &folder)?;
+        if layout != Layout::Chunks && self.is_branch(&mut state, &folder, name)? {
             return Ok(true);
         }
         if layout == Layout::Journals {
@@ -206,14 +222,14 @@ impl Run {
         state: &mut State,
         read: impl FnOnce(&crate::merger::Tree<'_>) -> Result<T>,
     ) -> Result<T> {
-        let contents = Contents::read_folder(&self.dir)?;
+        let contents = Contents::read_folder(&self.dir, Some(&self.name))?;
         let records = state.index.all();
         let tree = contents.tree(&records, false)?;
         read(&tree)
     }
 
     /// Whether `name` is a branch: recorded in a journal, or with a document.
-    fn is_branch(&self, state: &mut State, name: &str) -> Result<bool> {
+    fn is_branch(&self, state: &mut State, folder: &Folder, name: &str) -> Result<bool> {
         if name.is_empty() {
             return Ok(false); // a branch's name is <step>.<key>: never empty
         }
@@ -225,7 +241,8 @@ impl Run {
         {
             return Ok(true);
         }
-        if self.branch_path(name)?.exists() {
+        let document = chunk_file_name(ChunkKind::Branch, name)?;
+        if self.has_document(folder, &document)? {
             state.documented.insert(name.to_string());
             return Ok(true);
         }
@@ -234,10 +251,15 @@ impl Run {
 
     /// The branch a step belongs to: the longest dot-prefix of its name that is a branch
     /// (docs/format.md, "The run log JSON"); None for a root step.
-    pub(super) fn home_of(&self, state: &mut State, step: &str) -> Result<Option<String>> {
+    pub(super) fn home_of(
+        &self,
+        state: &mut State,
+        folder: &Folder,
+        step: &str,
+    ) -> Result<Option<String>> {
         let mut prefix = step;
         while let Some((head, _)) = prefix.rsplit_once('.') {
-            if !head.is_empty() && self.is_branch(state, head)? {
+            if !head.is_empty() && self.is_branch(state, folder, head)? {
                 return Ok(Some(head.to_string()));
             }
             prefix = head;
@@ -249,6 +271,7 @@ impl Run {
     pub(super) fn steps_homed_in(
         &self,
         state: &mut State,
+        folder: &Folder,
         home: Option<&str>,
     ) -> Result<Vec<String>> {
         let candidates: Vec<(String, Vec<String>)> = match home {
@@ -276,11 +299,11 @@ impl Run {
                 found.extend(steps);
                 continue;
             }
-            if self.is_branch(state, &parent)? {
+            if self.is_branch(state, folder, &parent)? {
                 continue; // they belong to that branch
             }
             for step in steps {
-                if self.home_of(state, &step)?.as_deref() == home {
+                if self.home_of(state, folder, &step)?.as_deref() == home {
                     found.push(step);
                 }
             }
@@ -293,9 +316,11 @@ impl Run {
     /// folded yet (`runlog show`).
     pub fn journals(&self) -> Result<Vec<(String, u64)>> {
         let mut out = Vec::new();
+        let folder = self.folder()?;
         for name in list_journals(&self.dir)? {
             let path = journal_path(&self.dir, &name);
-            let Some(bytes) = read_from(&path, 0)? else {
+            let below = self.below(JOURNAL_DIR).join(&name);
+            let Some(bytes) = read_from(&folder, &below, 0)? else {
                 continue; // folded and removed meanwhile
             };
             let shared: Arc<str> = Arc::from(name.as_str());

@@ -210,8 +210,8 @@ fn no_snapshot_is_stored_of_documents_changed_since_the_fold() {
     let dir = tempfile::tempdir().unwrap();
     let (path, run) = ended_run(dir.path());
     let mut state = run.state().unwrap();
-    let lock = run.lock().unwrap();
-    run.catch_up(&mut state).unwrap();
+    let lock = run.lock(&run.folder().unwrap()).unwrap();
+    run.catch_up(&mut state, &run.folder().unwrap()).unwrap();
     let (merged, expected) = run.fold_all_locked(&mut state).unwrap().unwrap();
     drop((lock, state));
     // Another writer replaces RunLog.json between the fold and the snapshot's look.
@@ -332,4 +332,97 @@ fn a_missing_run_is_not_found_and_nothing_is_created() {
     assert!(matches!(err, CoreError::NotFound { .. }), "{err:?}");
     assert!(!dir.path().join("nope").exists());
     assert!(matches!(run.read(false), Err(CoreError::NotFound { .. })));
+}
+
+#[test]
+fn a_stamp_in_the_lock_that_cannot_be_right_never_hides_a_write() {
+    for kept in [
+        i64::MAX,
+        i64::MAX - 1,
+        -1,
+        crate::chunk::now_ns() + 10 * 86_400_000_000_000,
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let run_dir = new_run(dir.path());
+        fs::write(run_dir.join(LOCK_FILE), kept.to_le_bytes()).unwrap();
+        let run = Run::new(&run_dir, options());
+        run.append(&[step("a", "CREATED")]).unwrap();
+        run.append(&[step("a", "SUCCESS"), step("b", "SUCCESS")])
+            .unwrap();
+        run.fold_all().unwrap();
+        run.append(&[step("a", "FAIL")]).unwrap();
+        let fresh = Run::new(&run_dir, options());
+        let steps = &full(&fresh)["steps"];
+        assert_eq!(steps["a"]["status"], "FAIL", "kept {kept}");
+        assert_eq!(steps["b"]["status"], "SUCCESS", "kept {kept}");
+        let last = i64::from_le_bytes(
+            fs::read(run_dir.join(LOCK_FILE)).unwrap()[..8]
+                .try_into()
+                .unwrap(),
+        );
+        assert!(
+            last <= crate::journal::latest_plausible_stamp(),
+            "kept {kept}: {last}"
+        );
+    }
+}
+
+#[test]
+fn documents_and_records_naming_another_run_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = new_run(dir.path());
+    let run = Run::new(&run_dir, options());
+    run.append(&[rec(
+        RecordKind::RunSet,
+        "",
+        json!({"run_id": "other", "tag": "x"}),
+    )])
+    .unwrap();
+    let err = run.read(false).unwrap_err();
+    assert!(matches!(err, CoreError::RunIdMismatch { .. }), "{err:?}");
+    assert!(err.path().starts_with(run_dir.join(".journals")), "{err}");
+    assert!(run.read_run(false).is_err());
+    let salvaged = run.read(true).unwrap();
+    assert_eq!(salvaged.skipped.len(), 1);
+    let doc: Value = serde_json::from_slice(&salvaged.document).unwrap();
+    assert_eq!(doc["run_id"], "r");
+    // A run folder holding another run's document.
+    let copy = dir.path().join("copy");
+    fs::create_dir(&copy).unwrap();
+    fs::copy(run_dir.join(RUN_LOG_FILE), copy.join(RUN_LOG_FILE)).unwrap();
+    let err = Run::new(&copy, options()).read(false).unwrap_err();
+    match err {
+        CoreError::RunIdMismatch { asked, found, .. } => {
+            assert_eq!((asked, found), ("copy".into(), "r".into()))
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_fifo_among_the_documents_is_a_corrupt_one_and_never_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = new_run(dir.path());
+    let run = Run::new(&run_dir, options());
+    run.append(&[step("map", "SUCCESS"), branch("map.0", "SUCCESS")])
+        .unwrap();
+    for fifo in [
+        run_dir.join("BranchLog-map.1.json"),
+        run_dir.join(".journals").join("1-1-aa.journal"),
+    ] {
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o644),
+            0,
+        )
+        .unwrap();
+        let err = Run::new(&run_dir, options()).read(false).unwrap_err();
+        assert!(matches!(err, CoreError::Corrupt { .. }), "{err:?}");
+        assert_eq!(err.path(), fifo.as_path());
+        let salvaged = Run::new(&run_dir, options()).read(true).unwrap();
+        assert!(salvaged.skipped.iter().any(|(path, _)| path == &fifo));
+        fs::remove_file(&fifo).unwrap();
+    }
 }

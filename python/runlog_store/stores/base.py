@@ -18,13 +18,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import pydantic_core
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from runlog_store import _core
 from runlog_store._paths import validate_run_id
 from runlog_store.exceptions import (
     BranchLogNotFoundError,
     CorruptChunkError,
     JobLogNotFoundError,
+    NestingTooDeepError,
+    RunIdMismatchError,
     RunLogExistsError,
     RunLogNotFoundError,
 )
@@ -62,7 +66,9 @@ def new_run_log(
 
 
 def validate_run_log(data: bytes, path: str, run_id: str) -> RunLog:
-    """Build a RunLog from stored JSON; a document that is not one is a CorruptChunkError.
+    """Build a RunLog from stored JSON; a document that is not one is a CorruptChunkError, and
+    one that names another run than ``run_id`` a RunIdMismatchError (a file copied or written
+    under another run's name is never handed out as the run asked for).
 
     Validation allocates tens of thousands of objects for a large run and none of them form
     cycles, so the cyclic garbage collector, which would otherwise run many times over them, is
@@ -71,7 +77,7 @@ def validate_run_log(data: bytes, path: str, run_id: str) -> RunLog:
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return RunLog.model_validate_json(data)
+        run_log = RunLog.model_validate_json(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "document"
@@ -83,6 +89,34 @@ def validate_run_log(data: bytes, path: str, run_id: str) -> RunLog:
     finally:
         if collecting:
             gc.enable()
+    if run_log.run_id != run_id:
+        raise RunIdMismatchError(path=path, run_id=run_id, found=run_log.run_id)
+    return run_log
+
+
+def json_of(value: BaseModel | dict[str, Any], run_id: str, **dump: Any) -> bytes:
+    """The JSON a store writes of a model (``dump``: its ``model_dump_json`` arguments) or of a
+    dict of plain values, NaN and infinities as runnable writes them. A value nested deeper
+    than pydantic serialises (far past what a run log may hold) is NestingTooDeepError."""
+    try:
+        if isinstance(value, BaseModel):
+            return value.model_dump_json(**dump).encode()
+        return pydantic_core.to_json(value, fallback=str)
+    except pydantic_core.PydanticSerializationError as exc:
+        if "depth" not in str(exc):
+            raise
+        raise NestingTooDeepError(
+            f"a value written to run {run_id!r} nests too deep: deeper than it can be "
+            f"written, past the {_core.MAX_NESTING} levels a run log may nest",
+            run_id=run_id,
+        ) from None
+
+
+def check_nesting(run_id: str, kind: str, name: str, body: bytes) -> None:
+    """Refuse a write that would take the run log past the nesting every reader reads back
+    (``_core.MAX_NESTING``): NestingTooDeepError naming the run, the step or branch
+    (``kind``: "run", "step", "branch"; ``name``: its internal name) and the place too deep."""
+    _core.check_nesting(kind, name, body, run_id=run_id)
 
 
 class SalvagedRunLog(BaseModel):
@@ -173,6 +207,8 @@ class BaseRunLogStore(ABC, BaseModel):
         """
         with self._updating(run_id) as run_log:
             change(run_log)
+            # Judged on the whole run, as stored: what is acknowledged must read back.
+            check_nesting(run_id, "run", "", json_of(run_log, run_id))
 
     # --- run level --------------------------------------------------------------------------
 

@@ -16,18 +16,18 @@ from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field
 
 from runlog_store import _core
 from runlog_store._paths import validate_run_id
 from runlog_store.exceptions import (
     BranchLogNotFoundError,
+    RunIdMismatchError,
     RunLogNotFoundError,
     StepLogNotFoundError,
 )
-from runlog_store.models import BranchLog, JobLog, Parameter, RunLog, StepLog, parent_name
-from runlog_store.stores.base import BaseRunLogStore, validate_run_log
+from runlog_store.models import BranchLog, JobLog, Parameter, RunLog, StepLog
+from runlog_store.stores.base import BaseRunLogStore, check_nesting, json_of, validate_run_log
 
 
 class _RunFields(BaseModel):
@@ -35,16 +35,21 @@ class _RunFields(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
+    run_id: str = ""
     parameters: dict[str, Parameter] = Field(default_factory=dict)
     run_config: dict[str, Any] = Field(default_factory=dict)
 
 
 class _Parameters(BaseModel):
+    model_config = ConfigDict(ser_json_inf_nan="constants")
+
     parameters: dict[str, Parameter]
 
 
 class _JobPatch(BaseModel):
     """A job and the run status it sets, as one patch of the run's document."""
+
+    model_config = ConfigDict(ser_json_inf_nan="constants")
 
     job: JobLog
     status: str
@@ -71,19 +76,30 @@ class DocumentRunLogStore(BaseRunLogStore):
 
     # --- reads --------------------------------------------------------------------------------
 
-    def get_run_log_json(self, run_id: str) -> bytes:
+    def _stored(self, run_id: str) -> bytes:
+        """The run's document as stored (not checked yet); RunLogNotFoundError when missing."""
         data = self._read_document(validate_run_id(run_id))
         if data is None:
             raise RunLogNotFoundError(run_id, path=self._document_location(run_id))
         return data
 
+    def get_run_log_json(self, run_id: str) -> bytes:
+        """The run's document, which must name the run (RunIdMismatchError otherwise)."""
+        data = self._stored(run_id)
+        _core.check_run_document(self._document_location(run_id), data, run_id)
+        return data
+
     def get_run_log_by_id(self, run_id: str, full: bool = False) -> RunLog:
-        data = self.get_run_log_json(run_id)
+        # validate_run_log checks the run id on the model it builds anyway.
+        data = self._stored(run_id)
         return validate_run_log(data, self._document_location(run_id), run_id)
 
     def _run_fields(self, run_id: str) -> _RunFields:
-        data = self.get_run_log_json(run_id)
-        return _RunFields.model_validate_json(data)
+        fields = _RunFields.model_validate_json(self._stored(run_id))
+        if fields.run_id != run_id:
+            location = self._document_location(run_id)
+            raise RunIdMismatchError(path=location, run_id=run_id, found=fields.run_id)
+        return fields
 
     def get_parameters(self, run_id: str, internal_branch_name: str = "") -> dict[str, Parameter]:
         if not internal_branch_name:
@@ -110,7 +126,7 @@ class DocumentRunLogStore(BaseRunLogStore):
         return BranchLog.model_validate_json(found)
 
     def _find(self, run_id: str, kind: str, internal_name: str) -> bytes | None:
-        data = self.get_run_log_json(run_id)
+        data = self._stored(run_id)  # document_find checks that it names the run
         location = self._document_location(run_id)
         return _core.document_find(location, data, kind, internal_name, run_id=run_id)
 
@@ -123,12 +139,15 @@ class DocumentRunLogStore(BaseRunLogStore):
         def changed(data: bytes) -> bytes:
             run_log = validate_run_log(data, location, run_id)
             change(run_log)
-            return run_log.model_dump_json().encode()
+            document = json_of(run_log, run_id)
+            check_nesting(run_id, "run", "", document)
+            return document
 
         self._update_document(validate_run_id(run_id), changed)
 
     def _patch(self, run_id: str, patch: bytes, merge_keys: tuple[str, ...] = ()) -> None:
         """Merge ``patch`` into the run's top level (``merge_keys`` key by key)."""
+        check_nesting(validate_run_id(run_id), "run", "", patch)
         location = self._document_location(run_id)
         self._update_document(
             validate_run_id(run_id),
@@ -138,18 +157,14 @@ class DocumentRunLogStore(BaseRunLogStore):
         )
 
     def update_run_log_status(self, run_id: str, status: str) -> None:
-        self._patch(run_id, pydantic_core.to_json({"status": status}))
+        self._patch(run_id, json_of({"status": status}, run_id))
 
     def set_run_config(self, run_id: str, run_config: dict[str, Any]) -> None:
-        self._patch(
-            run_id, pydantic_core.to_json({"run_config": run_config}, fallback=str), ("run_config",)
-        )
+        self._patch(run_id, json_of({"run_config": run_config}, run_id), ("run_config",))
 
     def add_job_log(self, run_id: str, job_log: JobLog) -> None:
         """Store the job and make its status the run's status (as runnable does)."""
-        self._patch(
-            run_id, _JobPatch(job=job_log, status=job_log.status).model_dump_json().encode()
-        )
+        self._patch(run_id, json_of(_JobPatch(job=job_log, status=job_log.status), run_id))
 
     def set_parameters(
         self,
@@ -158,7 +173,7 @@ class DocumentRunLogStore(BaseRunLogStore):
         internal_branch_name: str = "",
     ) -> None:
         """Add or overwrite parameters, at the root or in one branch, atomically."""
-        patch = _Parameters(parameters=dict(parameters)).model_dump_json().encode()
+        patch = json_of(_Parameters(parameters=dict(parameters)), run_id)
         if not internal_branch_name:
             self._patch(run_id, patch, ("parameters",))
             return
@@ -179,11 +194,11 @@ class DocumentRunLogStore(BaseRunLogStore):
 
     def add_step_log(self, step_log: StepLog, run_id: str) -> None:
         """Store a step (replacing a stored step of the same internal name, its branches kept)."""
-        node = step_log.model_dump_json().encode()
+        node = json_of(step_log, run_id)
         self._place(run_id, "step", node, step_log.internal_name)
 
     def _add_branch(self, branch_log: BranchLog, run_id: str) -> None:
-        node = branch_log.model_dump_json().encode()
+        node = json_of(branch_log, run_id)
         self._place(run_id, "branch", node, branch_log.internal_name)
 
     def _place(self, run_id: str, kind: str, node: bytes, internal_name: str) -> None:
@@ -197,10 +212,12 @@ class DocumentRunLogStore(BaseRunLogStore):
     ) -> bytes:
         location = self._document_location(run_id)
         placed = _core.document_place(location, data, kind, node, run_id=run_id)
-        if placed is None:  # a branch with no stored step above it
-            step = parent_name(internal_name) or internal_name
-            raise StepLogNotFoundError(run_id, step, path=location)
-        return placed
+        if isinstance(placed, bytes):
+            return placed
+        missing, name = placed
+        if missing == "step":  # a branch with no stored step above it
+            raise StepLogNotFoundError(run_id, name, path=location)
+        raise BranchLogNotFoundError(run_id, name, path=location)  # a step with no branch
 
 
 __all__ = ["DocumentRunLogStore"]
