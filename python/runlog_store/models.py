@@ -10,6 +10,10 @@ read here. Two deliberate differences:
   ``parameters``; a newer runnable may add more. Reading and writing such a log back loses
   nothing.
 * Finding steps and branches by dot path raises this package's typed errors.
+
+Float NaN and infinities are written as runnable's ``json.dump`` writes them, the bare tokens
+``NaN``, ``Infinity`` and ``-Infinity`` (``ser_json_inf_nan="constants"``), not as ``null``: a
+metric that is NaN reads back as NaN from every store, and what runnable wrote stays as it was.
 """
 
 from __future__ import annotations
@@ -31,7 +35,10 @@ TRIGGERED = "TRIGGERED"
 # A run, branch or step in one of these has ended: nothing more will be written to it.
 ENDED_STATUSES = frozenset({SUCCESS, FAIL})
 
-_KEEP_UNKNOWN = ConfigDict(extra="allow")
+# pydantic takes the serialisation setting of the outermost model dumped, so every model that
+# can be dumped on its own says it.
+_NON_FINITE = ConfigDict(ser_json_inf_nan="constants")
+_KEEP_UNKNOWN = ConfigDict(extra="allow", ser_json_inf_nan="constants")
 
 
 def _short(value: JsonValue) -> JsonValue:
@@ -41,6 +48,8 @@ def _short(value: JsonValue) -> JsonValue:
 
 class JsonParameter(BaseModel):
     """A JSON-serialisable parameter passed between steps."""
+
+    model_config = _NON_FINITE
 
     kind: Literal["json"]
     value: JsonValue
@@ -56,6 +65,8 @@ class JsonParameter(BaseModel):
 
 class MetricParameter(BaseModel):
     """A parameter a step marked as a metric; the run collects them."""
+
+    model_config = _NON_FINITE
 
     kind: Literal["metric"]
     value: JsonValue
@@ -76,6 +87,8 @@ class ObjectParameter(BaseModel):
     runnable derives the description from its run context; without one we keep the stored
     description, or say the object was pickled (runnable's default).
     """
+
+    model_config = _NON_FINITE
 
     kind: Literal["object"]
     value: str
@@ -318,14 +331,27 @@ class RunLog(BaseModel):
         A stored step of the same name is replaced, but its branches are kept where the new
         step does not carry them: branches are written on their own, often by other
         processes, and re-storing a step (to change its status) must not drop them.
+
+        A step whose branch is not stored is refused with BranchLogNotFoundError naming that
+        branch (its name less the last part), as runnable refuses it: its name continues a
+        stored step but none of that step's branches, or it continues nothing stored while its
+        name less the last part names a branch (``<step>.<key>``, see :func:`names_a_branch`).
+        A root step may still have a dot in its name (``v1.2``).
         """
-        path = list(self._descend(step.internal_name))
-        branches = [node for node in path if isinstance(node, BranchLog)]
+        name = step.internal_name
+        path = list(self._descend(name))
+        above = path[:-1] if path and path[-1].internal_name == name else path
+        if not (path and path[-1].internal_name == name):
+            parent = parent_name(name)
+            below_a_step = bool(above) and isinstance(above[-1], StepLog)
+            if below_a_step or (not above and names_a_branch(parent)):
+                raise BranchLogNotFoundError(self.run_id, parent)
+        branches = [node for node in above if isinstance(node, BranchLog)]
         siblings = branches[-1].steps if branches else self.steps
-        old = siblings.get(step.internal_name)
+        old = siblings.get(name)
         if old is not None and old is not step and old.branches:
             step.branches = {**old.branches, **step.branches}
-        siblings[step.internal_name] = step
+        siblings[name] = step
 
     def place_branch(self, branch: BranchLog) -> None:
         """Store ``branch`` under the deepest stored step its name continues.
@@ -370,6 +396,12 @@ def parent_name(internal_name: str) -> str:
     return head if sep else ""
 
 
+def names_a_branch(name: str) -> bool:
+    """Whether a name can be a branch's: ``<step>.<key>``, dot-separated parts none empty."""
+    parts = name.split(".")
+    return len(parts) > 1 and all(parts)
+
+
 def _dot_prefixes(i_name: str) -> list[str]:
     """``a.b.c`` -> ``["a", "a.b", "a.b.c"]``."""
     parts = i_name.split(".")
@@ -406,5 +438,6 @@ __all__ = [
     "RunLog",
     "StepAttempt",
     "StepLog",
+    "names_a_branch",
     "parent_name",
 ]

@@ -11,7 +11,7 @@ from pydantic import PrivateAttr
 from runlog_store._paths import validate_run_id
 from runlog_store.exceptions import RunLogExistsError, RunLogNotFoundError
 from runlog_store.models import RunLog
-from runlog_store.stores.base import BaseRunLogStore
+from runlog_store.stores.base import BaseRunLogStore, check_nesting, json_of
 
 
 class BufferedRunLogStore(BaseRunLogStore):
@@ -46,6 +46,7 @@ class BufferedRunLogStore(BaseRunLogStore):
 
     def put_run_log(self, run_log: RunLog) -> None:
         validate_run_id(run_log.run_id)
+        check_nesting(run_log.run_id, "run", "", json_of(run_log, run_log.run_id))
         with self._lock:
             self._runs[run_log.run_id] = run_log.model_copy(deep=True)
 

@@ -27,8 +27,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 
-import pydantic_core
-from pydantic import BaseModel, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
 
 from runlog_store import _core
 from runlog_store._paths import validate_internal_name, validate_run_id
@@ -50,8 +49,16 @@ from runlog_store.models import (
     ObjectParameter,
     RunLog,
     StepLog,
+    names_a_branch,
+    parent_name,
 )
-from runlog_store.stores.base import BaseRunLogStore, SalvagedRunLog, validate_run_log
+from runlog_store.stores.base import (
+    BaseRunLogStore,
+    SalvagedRunLog,
+    check_nesting,
+    json_of,
+    validate_run_log,
+)
 
 # The chunk format is the Rust core's (rust/chunk.rs): names, headers and markers come from it.
 RUN_LOG_FILE = _core.RUN_LOG_FILE
@@ -90,11 +97,15 @@ class Change:
 
 
 class _Parameters(BaseModel):
+    model_config = ConfigDict(ser_json_inf_nan="constants")
+
     parameters: dict[str, Any]
 
 
 class _JobPatch(BaseModel):
     """A job and the run status it sets, as one change of the run's fields."""
+
+    model_config = ConfigDict(ser_json_inf_nan="constants")
 
     job: JobLog
     status: str
@@ -111,10 +122,20 @@ class ChunkedRunLogStore(BaseRunLogStore):
     _checked_run_ids: set[str] = PrivateAttr(default_factory=set)
     # The JSON this store last wrote of each step: (run_id, internal name) -> bytes.
     _written: dict[tuple[str, str], bytes] = PrivateAttr(default_factory=dict)
+    # Steps and branches known to be stored (written by this store, or seen): a step or branch
+    # written under one of them needs no look at the run first. A run's nodes are never
+    # removed but with the run.
+    _known_steps: set[tuple[str, str]] = PrivateAttr(default_factory=set)
+    _known_branches: set[tuple[str, str]] = PrivateAttr(default_factory=set)
 
     # What each process keeps for itself: left out when a store is pickled into another
     # process (runnable pickles its services into its Pool workers), which builds its own.
-    PER_PROCESS_STATE: ClassVar[tuple[str, ...]] = ("_checked_run_ids", "_written")
+    PER_PROCESS_STATE: ClassVar[tuple[str, ...]] = (
+        "_checked_run_ids",
+        "_written",
+        "_known_steps",
+        "_known_branches",
+    )
 
     def __getstate__(self) -> dict[Any, Any]:
         state = super().__getstate__()
@@ -230,6 +251,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
                 c.carried and c.kind == "step-put" and written.get((run_id, c.target)) == c.body
             )
         ]
+        self._check_nesting(run_id, changes)
         try:
             self._write(run_id, changes)
         except (ChunkNotFoundError, StorageError):
@@ -237,9 +259,68 @@ class ChunkedRunLogStore(BaseRunLogStore):
                 raise
         if len(written) > MAX_REMEMBERED:
             written.clear()  # only an optimisation
+        steps: set[tuple[str, str]] = private["_known_steps"]  # type: ignore[index]
+        branches: set[tuple[str, str]] = private["_known_branches"]  # type: ignore[index]
+        if len(steps) + len(branches) > MAX_REMEMBERED:
+            steps.clear()  # only an optimisation
+            branches.clear()
         for change in changes:
             if change.kind == "step-put":
                 written[(run_id, change.target)] = change.body
+                steps.add((run_id, change.target))
+            elif change.kind == "branch-put":
+                branches.add((run_id, change.target))
+
+    def _check_nesting(self, run_id: str, changes: list[Change]) -> None:
+        """Refuse changes that would take the run log past its nesting limit, before any is
+        stored (a store whose core checks each record as it stores it does not need this)."""
+        for change in changes:
+            kind = change.kind.partition("-")[0]
+            check_nesting(run_id, kind, change.target, change.body)
+
+    def _forget(self, run_id: str) -> None:
+        """Forget what this store knew of a run it deleted (another may take its id)."""
+        for name in ("_known_steps", "_known_branches"):
+            known: set[tuple[str, str]] = self.__pydantic_private__[name]  # type: ignore[index]
+            known.difference_update({key for key in known if key[0] == run_id})
+
+    def _missing_branch_of_step(self, run_id: str, name: str) -> str | None:
+        """The branch a step goes in when that branch is not stored, else None (the rule of
+        ``RunLog.place_step``): its name continues a stored step but none of its branches, or
+        continues nothing stored while its name less the last part names a branch."""
+        parent = parent_name(name)
+        branches: set[tuple[str, str]] = self.__pydantic_private__["_known_branches"]  # type: ignore[index]
+        if not parent or (run_id, parent) in branches:
+            return None
+        with self._run_must_exist(run_id):
+            below_a_step = False
+            for prefix in _dot_prefixes(name):
+                if self._has_branch(run_id, prefix):
+                    branches.add((run_id, prefix))
+                    return None
+                if self._read_step(run_id, prefix) is not None:
+                    below_a_step = True
+                    break
+            if not below_a_step and not names_a_branch(parent):
+                return None  # a root step with a dot in its name
+            if self._read_step(run_id, name) is not None:
+                return None  # stored already: it stays where it is
+        return parent
+
+    def _missing_step_of_branch(self, run_id: str, name: str) -> str | None:
+        """The step a branch goes under when no step is stored above it, else None."""
+        parent = parent_name(name)
+        steps: set[tuple[str, str]] = self.__pydantic_private__["_known_steps"]  # type: ignore[index]
+        if (run_id, parent) in steps:
+            return None
+        with self._run_must_exist(run_id):
+            for prefix in _dot_prefixes(name):
+                if (run_id, prefix) in steps or self._read_step(run_id, prefix) is not None:
+                    steps.add((run_id, prefix))
+                    return None
+            if self._has_branch(run_id, name):
+                return None  # stored already: it stays where it is
+        return parent
 
     def _end(self, run_id: str, branch: str = "") -> None:
         with self._run_must_exist(run_id):
@@ -248,7 +329,9 @@ class ChunkedRunLogStore(BaseRunLogStore):
     # --- runs -------------------------------------------------------------------------------
 
     def _create_run(self, run_log: RunLog) -> None:
-        self._create(run_log.run_id, run_log.model_dump_json().encode())
+        data = json_of(run_log, run_log.run_id)
+        check_nesting(run_log.run_id, "run", "", data)
+        self._create(run_log.run_id, data)
 
     def get_run_log_by_id(self, run_id: str, full: bool = False) -> RunLog:
         """The run log; ``full`` merges everything (Rust), otherwise the run's fields and its
@@ -284,8 +367,8 @@ class ChunkedRunLogStore(BaseRunLogStore):
         """Store the run-level fields, and every step and branch the run log carries."""
         run_log = _own(RunLog, run_log)
         run_id = self._check(run_log.run_id)
-        fields = run_log.model_dump_json(exclude={"steps"}).encode()
-        created = run_log.model_copy(update={"steps": {}}).model_dump_json().encode()
+        fields = json_of(run_log, run_id, exclude={"steps"})
+        created = json_of(run_log.model_copy(update={"steps": {}}), run_id)
         changes = [Change("run-set", "", fields, keys=_keys(run_log, exclude="steps"))]
         ended_branches: list[str] = []
         for step in run_log.steps.values():
@@ -300,7 +383,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
 
     def update_run_log_status(self, run_id: str, status: str) -> None:
         self._check(run_id)
-        body = pydantic_core.to_json({"status": status})
+        body = json_of({"status": status}, run_id)
         self._store(run_id, [Change("run-set", "", body, keys=("status",))])
         if status in ENDED_STATUSES:
             self._end(run_id)
@@ -310,7 +393,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
 
     def set_run_config(self, run_id: str, run_config: dict[str, Any]) -> None:
         self._check(run_id)
-        body = pydantic_core.to_json({"run_config": run_config}, fallback=str)
+        body = json_of({"run_config": run_config}, run_id)
         self._store(run_id, [Change("run-merge", "", body, keys=("run_config",))])
 
     # --- parameters -------------------------------------------------------------------------
@@ -328,13 +411,18 @@ class ChunkedRunLogStore(BaseRunLogStore):
     ) -> None:
         """Add or overwrite parameters, atomically with respect to every other writer."""
         self._check(run_id)
-        body = _Parameters(parameters=_own_parameters(parameters)).model_dump_json().encode()
+        body = json_of(_Parameters(parameters=_own_parameters(parameters)), run_id)
         if not internal_branch_name:
             self._store(run_id, [Change("run-merge", "", body, keys=("parameters",))])
             return
         name = validate_internal_name(internal_branch_name, run_id=run_id)
-        with self._run_must_exist(run_id):
-            exists = self._has_branch(run_id, name)
+        branches: set[tuple[str, str]] = self.__pydantic_private__["_known_branches"]  # type: ignore[index]
+        exists = (run_id, name) in branches
+        if not exists:
+            with self._run_must_exist(run_id):
+                exists = self._has_branch(run_id, name)
+            if exists:
+                branches.add((run_id, name))
         if not exists:
             location = self._location(run_id, chunk_name("BranchLog", name, run_id))
             raise BranchLogNotFoundError(run_id, name, path=location)
@@ -354,9 +442,16 @@ class ChunkedRunLogStore(BaseRunLogStore):
         return self._validated(StepLog, data, run_id, chunk_name("StepLog", name, run_id))
 
     def add_step_log(self, step_log: StepLog, run_id: str) -> None:
+        """Store a step; one whose branch is not stored is refused with BranchLogNotFoundError
+        (as runnable refuses it)."""
         self._check(run_id)
         ended: list[str] = []
-        self._store(run_id, _step_changes(step_log, run_id, ended))
+        changes = _step_changes(step_log, run_id, ended)
+        missing = self._missing_branch_of_step(run_id, changes[0].target)
+        if missing is not None:
+            location = self._location(run_id, chunk_name("BranchLog", missing, run_id))
+            raise BranchLogNotFoundError(run_id, missing, path=location)
+        self._store(run_id, changes)
         for branch in ended:
             self._end(run_id, branch)
 
@@ -385,7 +480,14 @@ class ChunkedRunLogStore(BaseRunLogStore):
             return
         self._check(run_id)
         ended: list[str] = []
-        self._store(run_id, _branch_changes(branch_log, run_id, ended))
+        changes = _branch_changes(branch_log, run_id, ended)
+        name = changes[0].target
+        if "." not in name:  # a branch's name is <step>.<branch>
+            raise BranchLogNotFoundError(run_id, name, path=self._location(run_id, ""))
+        missing = self._missing_step_of_branch(run_id, name)
+        if missing is not None:
+            raise StepLogNotFoundError(run_id, missing, path=self._location(run_id, ""))
+        self._store(run_id, changes)
         for branch in ended:
             self._end(run_id, branch)
 
@@ -400,7 +502,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
     def add_job_log(self, run_id: str, job_log: JobLog) -> None:
         self._check(run_id)
         job = _own(JobLog, job_log)
-        body = _JobPatch(job=job, status=job.status).model_dump_json().encode()
+        body = json_of(_JobPatch(job=job, status=job.status), run_id)
         self._store(run_id, [Change("run-set", "", body, keys=("job", "status"))])
         if job.status in ENDED_STATUSES:
             self._end(run_id)
@@ -425,6 +527,14 @@ class ChunkedRunLogStore(BaseRunLogStore):
 # --- models into changes ------------------------------------------------------------------------
 
 
+def _dot_prefixes(name: str) -> list[str]:
+    """``a.b.c`` -> ``["a.b", "a"]``: the names a node's parent may have, longest first (an
+    empty one names nothing)."""
+    parts = name.split(".")
+    prefixes = (".".join(parts[:k]) for k in range(len(parts) - 1, 0, -1))
+    return [prefix for prefix in prefixes if prefix]
+
+
 def _keys(model: BaseModel, exclude: str) -> tuple[str, ...]:
     names = [*type(model).model_fields, *(model.model_extra or {})]
     return tuple(name for name in names if name != exclude)
@@ -437,9 +547,9 @@ def _step_changes(
     step = _own(StepLog, step_log)
     name = validate_internal_name(step.internal_name, run_id=run_id)
     if step.branches:
-        body = step.model_copy(update={"branches": {}}).model_dump_json().encode()
+        body = json_of(step.model_copy(update={"branches": {}}), run_id)
     else:
-        body = step.model_dump_json().encode()
+        body = json_of(step, run_id)
     changes = [Change("step-put", name, body, model=step, carried=carried)]
     for branch in step.branches.values():
         changes += _branch_changes(branch, run_id, ended, carried=True)
@@ -453,9 +563,9 @@ def _branch_changes(
     branch = _own(BranchLog, branch_log)
     name = validate_internal_name(branch.internal_name, run_id=run_id)
     if branch.steps:
-        body = branch.model_copy(update={"steps": {}}).model_dump_json().encode()
+        body = json_of(branch.model_copy(update={"steps": {}}), run_id)
     else:
-        body = branch.model_dump_json().encode()
+        body = json_of(branch, run_id)
     changes = [Change("branch-put", name, body, model=branch, carried=carried)]
     for step in branch.steps.values():
         changes += _step_changes(step, run_id, ended, carried=True)

@@ -22,7 +22,12 @@ from pydantic import Field, PrivateAttr
 
 from runlog_store import _core
 from runlog_store._paths import ensure_folder, remove_folder_atomically, validate_run_id
-from runlog_store.exceptions import ChunkExistsError, RunLogExistsError, RunLogNotFoundError
+from runlog_store.exceptions import (
+    ChunkExistsError,
+    CorruptChunkError,
+    RunLogExistsError,
+    RunLogNotFoundError,
+)
 from runlog_store.stores.chunked import (
     LAYOUT_MARKER,
     LAYOUT_MARKER_TEXT,
@@ -93,6 +98,13 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
 
     def _create(self, run_id: str, run_log: bytes) -> None:
         folder = self.run_folder(run_id)
+        if os.path.islink(folder):
+            # Someone else's folder linked in under this run's name: never written through.
+            raise CorruptChunkError(
+                f"{folder} is a symbolic link, which the store never follows",
+                path=folder,
+                run_id=run_id,
+            )
         ensure_folder(folder, fsync=self.fsync, run_id=run_id)
         self._clean_once(run_id)
         path = os.path.join(folder, RUN_LOG_FILE)
@@ -107,6 +119,9 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
     def _prepare(self, run_id: str, run_log: bytes) -> None:
         with contextlib.suppress(RunLogExistsError):
             self._create(run_id, run_log)
+
+    def _check_nesting(self, run_id: str, changes: list[Change]) -> None:
+        """Nothing to do here: the core checks every record as it appends it."""
 
     def _write(self, run_id: str, changes: list[Change]) -> None:
         private = self.__pydantic_private__  # not self._runs: see ChunkedRunLogStore._check
@@ -213,6 +228,7 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
         except FileNotFoundError:
             raise RunLogNotFoundError(run_id, path=folder) from None
         self._runs.pop(run_id, None)
+        self._forget(run_id)
 
 
 __all__ = ["ChunkedFileSystemRunLogStore"]

@@ -625,6 +625,7 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
         self._namings.pop(run_id, None)
         for key in [k for k in self._folded_parents if k[0] == run_id]:
             self._folded_parents.pop(key, None)
+        self._forget(run_id)
 
 
 def _deeper(object_name: str, branch: str) -> bool:

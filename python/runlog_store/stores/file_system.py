@@ -16,6 +16,7 @@ from runlog_store.exceptions import (
     RunLogNotFoundError,
 )
 from runlog_store.models import RunLog
+from runlog_store.stores.base import check_nesting, json_of
 from runlog_store.stores.document import DocumentRunLogStore
 
 
@@ -75,17 +76,21 @@ class FileSystemRunLogStore(DocumentRunLogStore):
 
     def _create_run(self, run_log: RunLog) -> None:
         run_id = run_log.run_id
+        document = json_of(run_log, run_id)
+        check_nesting(run_id, "run", "", document)
         ensure_folder(self.log_folder, fsync=self.fsync, run_id=run_id)
         try:
-            self._write(run_id, run_log.model_dump_json().encode(), exclusive=True)
+            self._write(run_id, document, exclusive=True)
         except ChunkExistsError:
             raise RunLogExistsError(run_id, path=self._path(run_id)) from None
 
     def put_run_log(self, run_log: RunLog) -> None:
         run_id = validate_run_id(run_log.run_id)
+        document = json_of(run_log, run_id)
+        check_nesting(run_id, "run", "", document)
         ensure_folder(self.log_folder, fsync=self.fsync, run_id=run_id)
         with _core.FileLock(self._lock_path(run_id), self.lock_timeout, run_id):
-            self._write(run_id, run_log.model_dump_json().encode())
+            self._write(run_id, document)
 
     def list_run_ids(self) -> list[str]:
         try:

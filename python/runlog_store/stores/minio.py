@@ -15,6 +15,7 @@ from runlog_store._paths import validate_run_id
 from runlog_store.exceptions import RunLogExistsError, RunLogNotFoundError
 from runlog_store.models import RunLog
 from runlog_store.objectstore import ObjectStorageSettings, update_object
+from runlog_store.stores.base import check_nesting, json_of
 from runlog_store.stores.document import DocumentRunLogStore
 
 SUFFIX = ".json"
@@ -98,7 +99,9 @@ class MinioRunLogStore(DocumentRunLogStore, RunLogBucketSettings):
 
 
 def _dump(run_log: RunLog) -> bytes:
-    return run_log.model_dump_json().encode()
+    document = json_of(run_log, run_log.run_id)
+    check_nesting(run_log.run_id, "run", "", document)
+    return document
 
 
 __all__ = ["MinioRunLogStore"]
