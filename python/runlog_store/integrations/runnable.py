@@ -35,7 +35,11 @@ extensions/pipeline_executor, extensions/nodes, tasks.py) and checked with a tra
 - ``service_name`` is runnable's (``file-system``, ``chunked-fs``), and ``log_folder`` /
   ``catalog_location`` stay assignable: runnable's local-container, k8s and argo executors
   match those literal names to mount the folders into containers, then point the service at
-  the mount. Assigning a setting rebuilds the runlog-store object behind it.
+  the mount. Assigning a setting rebuilds the runlog-store object behind it. Like runnable's
+  own stores, a store takes ``service_name`` as a constructor argument (runnable's tests build
+  theirs so): it names the service in summaries and configures nothing behind it.
+- Float NaN and infinities cross the boundary as floats both ways (runnable's models would
+  dump them as ``null``; conversions from them go through Python objects, not their JSON).
 """
 
 from __future__ import annotations
@@ -59,13 +63,21 @@ from runlog_store import models
 # Settings that say what a service is, not how it is configured: runnable's base classes
 # declare them, and runlog-store refuses them in a config.
 _FIXED_SETTINGS = frozenset({"service_name", "service_type", "supports_parallel_writes"})
+# Of those, what a runnable store takes as a constructor argument all the same, as runnable's
+# own do: names, kept on the service, never passed to the store behind it.
+_NAMING_SETTINGS = frozenset({"service_name", "service_type"})
 
 _Model = TypeVar("_Model", bound=BaseModel)
 
+# NaN and infinities as the bare JSON tokens runnable's json.dump writes, not as null: pydantic
+# takes this setting from the outermost type it dumps.
+_NON_FINITE = ConfigDict(ser_json_inf_nan="constants")
 _RUNNABLE_PARAMETERS: TypeAdapter[dict[str, Any]] = TypeAdapter(
-    dict[str, runnable_models.Parameter]
+    dict[str, runnable_models.Parameter], config=_NON_FINITE
 )
-_OUR_PARAMETERS: TypeAdapter[dict[str, models.Parameter]] = TypeAdapter(dict[str, models.Parameter])
+_OUR_PARAMETERS: TypeAdapter[dict[str, models.Parameter]] = TypeAdapter(
+    dict[str, models.Parameter], config=_NON_FINITE
+)
 
 
 # --- errors: runnable's types with runlog-store's messages ------------------------------------
@@ -132,10 +144,14 @@ def _as_runnable_errors() -> Iterator[None]:
 
 
 def _convert(model: type[_Model], obj: BaseModel) -> _Model:
-    """``obj`` as an instance of ``model`` (runnable's or ours), through its JSON."""
+    """``obj`` as an instance of ``model`` (runnable's or ours): ours through their JSON (which
+    keeps NaN and infinities), runnable's through Python objects (their JSON would turn those
+    into null)."""
     if isinstance(obj, model):
         return obj
-    return model.model_validate_json(obj.model_dump_json())
+    if isinstance(obj, models.RunLog | models.StepLog | models.BranchLog | models.JobLog):
+        return model.model_validate_json(obj.model_dump_json())
+    return model.model_validate(obj.model_dump())
 
 
 def _runnable_parameters(parameters: Mapping[str, models.Parameter]) -> dict[str, Any]:
@@ -196,7 +212,9 @@ class RunlogRunLogStore(runnable_models.BaseRunLogStore):  # type: ignore[misc]
     def _validated_by_runlog_store(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        return _settings(runlog_store.create_store(cls.type_name, **data))
+        names = {key: data[key] for key in _NAMING_SETTINGS if key in data}
+        config = {key: value for key, value in data.items() if key not in _NAMING_SETTINGS}
+        return {**_settings(runlog_store.create_store(cls.type_name, **config)), **names}
 
     @property
     def runlog_store(self) -> runlog_store.BaseRunLogStore:
@@ -215,7 +233,7 @@ class RunlogRunLogStore(runnable_models.BaseRunLogStore):  # type: ignore[misc]
         return _without_backend(super().__getstate__())
 
     def get_summary(self) -> dict[str, Any]:
-        return self.runlog_store.get_summary()
+        return {**self.runlog_store.get_summary(), "Type": self.service_name}
 
     def create_run_log(
         self,
