@@ -5,6 +5,12 @@ is compared as a run log (the target may lay it out differently, in chunks or on
 and its catalog files are re-hashed against the run log's data hashes. A copy that does not
 read back identical is removed from the target again, since nothing of it was there before.
 
+A copy is of the run asked for, and only into a target that does not have it: a source
+document that names another run is refused before anything is written (it would otherwise
+land on that run in the target), and the run is created in the target exclusively, so a run
+that appears there meanwhile is never overwritten, nor removed by the clean-up of a copy that
+failed.
+
 Pruning never deletes a run that is still being written: only ended runs (SUCCESS or FAIL) are
 taken unless asked, a run's age is counted from the newest of its stored pieces, not only from
 its recorded times, and that time is checked again right before the run is deleted.
@@ -27,6 +33,7 @@ from runlog_store.catalogs.content import ContentCatalog, ContentSweep
 from runlog_store.exceptions import (
     CatalogError,
     ChunkExistsError,
+    RunLogExistsError,
     RunLogNotFoundError,
     RunLogStoreError,
 )
@@ -118,7 +125,9 @@ def copy_run(
 
     The catalog goes first and the run log last, so a run that shows up in the target has its
     files there already. Anything already in the target stops the copy before a byte is
-    written; anything this copy wrote is removed again when a later step fails.
+    written; anything this copy wrote is removed again when a later step fails. The source's
+    document must name ``run_id`` (RunIdMismatchError otherwise), and the run is created in the
+    target exclusively: one there already, or created meanwhile, is never replaced.
     """
     data = source.get_run_log_json(run_id)
     run_log = validate_run_log(data, _where(source), run_id)
@@ -156,6 +165,15 @@ def copy_run(
         if catalogs is not None:
             wrote_catalog = True
             _copy_catalog(*catalogs, run_id, report, callback)
+        # Created first, exclusively (a run created in the target since the check above is
+        # refused, not replaced); then the whole run, into the run this copy created.
+        try:
+            target.create_run_log(run_id)
+        except RunLogExistsError:
+            raise RunLogStoreError(
+                f"run {run_id!r} already exists in the {_where(target)}; nothing was copied",
+                run_id=run_id,
+            ) from None
         wrote_run = True
         target.put_run_log(run_log)
         copied = canonical_run(target.get_run_log_json(run_id), _where(target), run_id)
