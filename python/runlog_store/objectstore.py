@@ -6,7 +6,11 @@ What every object store here needs and the SDK leaves to its caller:
 - **settings** in both spellings of the reference documents (runnable 0.50's ``endpoint_url``,
   ``aws_access_key_id``, ``aws_secret_access_key``, ``bucket``; the docs' ``endpoint``,
   ``access_key``, ``secret_key``, ``bucket_name``), a bucket that may carry a prefix
-  (``runnable/run-logs``), credentials from the environment, secrets that never show;
+  (``runnable/run-logs``), credentials from the environment, secrets that never show (an
+  endpoint with credentials in it, ``http://KEY:SECRET@host``, is refused without echoing
+  them: summaries and errors print the endpoint);
+- **bounded reads**: an object larger than the core's ``MAX_FILE_BYTES`` is refused before it
+  is read, as the file stores refuse such a file (a bucket is shared too);
 - **bounded retries**: a server that is unreachable, restarting or overloaded is retried with
   exponential backoff up to ``retries`` times, then the error names the endpoint, the bucket
   and the operation; wrong credentials fail at once, with no retries;
@@ -42,6 +46,7 @@ from minio.helpers import check_bucket_name
 from pydantic import (
     AliasChoices,
     BaseModel,
+    ConfigDict,
     Field,
     PrivateAttr,
     SecretStr,
@@ -53,6 +58,7 @@ from runlog_store import _core
 from runlog_store.exceptions import (
     BucketNotFoundError,
     ConfigurationError,
+    CorruptChunkError,
     LockTimeoutError,
     ObjectStorageAuthError,
     ObjectStorageError,
@@ -100,8 +106,37 @@ _SPELLINGS = {
 }
 
 
+CREDENTIALS_IN_ENDPOINT = (
+    "the endpoint must not carry credentials (user:password@host): they would show wherever "
+    "the endpoint is printed; set aws_access_key_id and aws_secret_access_key (or "
+    "MINIO_ACCESS_KEY and MINIO_SECRET_KEY in the environment) instead"
+)
+
+
+def _carries_credentials(endpoint: str) -> bool:
+    """Whether an endpoint URL (with or without its scheme) has a user or password in it."""
+    url = endpoint if "://" in endpoint else f"http://{endpoint}"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "@" in endpoint
+    return "@" in parts.netloc or parts.username is not None or parts.password is not None
+
+
 class ObjectStorageSettings(BaseModel):
     """Connection settings shared by the object stores and the object catalog."""
+
+    # A refused value is never echoed into an error: it may hold a secret.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    def __init__(self, **data: Any) -> None:
+        # Checked before pydantic sees the value, so the error is this typed one, not a
+        # validation error (which would say the input, credentials included).
+        for key in ("endpoint_url", "endpoint"):
+            value = data.get(key)
+            if isinstance(value, str) and _carries_credentials(value):
+                raise ConfigurationError(CREDENTIALS_IN_ENDPOINT, key="endpoint_url")
+        super().__init__(**data)
 
     endpoint_url: str = Field(
         default=DEFAULT_ENDPOINT, validation_alias=AliasChoices("endpoint_url", "endpoint")
@@ -135,6 +170,14 @@ class ObjectStorageSettings(BaseModel):
                 if name in data and alias in data:
                     raise ValueError(f"{name!r} and {alias!r} are the same setting; set one")
         return data
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _no_credentials(cls, value: str) -> str:
+        # Assigned later, or validated without __init__: refused all the same.
+        if _carries_credentials(value):
+            raise ValueError(CREDENTIALS_IN_ENDPOINT)
+        return value
 
     @field_validator("bucket")
     @classmethod
@@ -358,7 +401,13 @@ class Bucket:
                     return None
                 raise
             try:
-                data = response.read()
+                size = int(response.headers.get("Content-Length") or 0)
+                if size > _core.MAX_FILE_BYTES:
+                    raise _too_large(self.url(key), size, run_id)
+                # Read at most one byte past the cap, whatever the length said.
+                data = response.read(_core.MAX_FILE_BYTES + 1)
+                if len(data) > _core.MAX_FILE_BYTES:
+                    raise _too_large(self.url(key), len(data), run_id)
                 etag = (response.headers.get("ETag") or "").strip('"')
             finally:
                 response.close()
@@ -560,6 +609,15 @@ class Bucket:
 
     def delete(self, key: str, *, run_id: str = "") -> None:
         self.call("delete", key, lambda: self._client.remove_object(self.name, key), run_id=run_id)
+
+
+def _too_large(where: str, size: int, run_id: str) -> CorruptChunkError:
+    """An object past the size a store reads: refused as a file of that size is."""
+    return CorruptChunkError(
+        f"{where} is {size} bytes, more than the {_core.MAX_FILE_BYTES} a store reads",
+        path=where,
+        run_id=run_id,
+    )
 
 
 def _describe(exc: BaseException | None) -> str:
