@@ -249,20 +249,10 @@ pub fn nesting_of_bytes(bytes: &[u8]) -> usize {
     let mut at = 0usize;
     while at < bytes.len() {
         match bytes[at] {
-            b'"' => {
-                // To the quote that closes the string: the next one not escaped.
-                at += 1;
-                loop {
-                    match memchr::memchr2(b'"', b'\\', &bytes[at..]) {
-                        Some(found) if bytes[at + found] == b'\\' => at += found + 2,
-                        Some(found) => {
-                            at += found;
-                            break;
-                        }
-                        None => return deepest,
-                    }
-                }
-            }
+            b'"' => match string_end(bytes, at + 1) {
+                Some(end) => at = end,
+                None => return deepest,
+            },
             b'{' | b'[' => {
                 depth += 1;
                 deepest = deepest.max(depth);
@@ -273,6 +263,27 @@ pub fn nesting_of_bytes(bytes: &[u8]) -> usize {
         at += 1;
     }
     deepest
+}
+
+/// The offset of the quote that closes the string whose text starts at `at` (the next quote not
+/// escaped). Most strings of a run log are short keys and values: they are walked byte by byte,
+/// and `memchr` takes over past the first few dozen bytes, where it is faster.
+fn string_end(bytes: &[u8], mut at: usize) -> Option<usize> {
+    let short = bytes.len().min(at + 32);
+    while at < short {
+        match bytes[at] {
+            b'"' => return Some(at),
+            b'\\' => at += 2,
+            _ => at += 1,
+        }
+    }
+    loop {
+        let found = memchr::memchr2(b'"', b'\\', bytes.get(at..)?)?;
+        if bytes[at + found] == b'"' {
+            return Some(at + found);
+        }
+        at += found + 2;
+    }
 }
 
 /// One step down a JSON value: into an object's member, or an array's item.

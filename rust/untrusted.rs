@@ -23,10 +23,10 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Component, Path, PathBuf};
 
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use rustix::fs::{FileType, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
 
 use crate::error::{CoreError, Result};
@@ -121,20 +121,17 @@ impl Folder {
             Err(e) if e == Errno::NOENT && !how.creates() => return Ok(None),
             Err(e) => return Err(open_error(&path, e, how)),
         };
-        let file = File::from(fd);
-        let meta = file
-            .metadata()
-            .map_err(|e| CoreError::io("stat", &path, e))?;
-        let kind = meta.file_type();
-        if kind.is_dir() {
+        // fstat, not statx: this is on every append's path, and only the type is needed.
+        let stat = rustix::fs::fstat(&fd).map_err(|e| CoreError::io("stat", &path, e.into()))?;
+        match FileType::from_raw_mode(stat.st_mode) {
+            FileType::RegularFile => Ok(Some(File::from(fd))),
             // A folder where a file is expected is an I/O error, as reading one is.
-            let op = if how == How::Read { "read" } else { "open" };
-            return Err(CoreError::io(op, &path, eisdir()));
+            FileType::Directory => {
+                let op = if how == How::Read { "read" } else { "open" };
+                Err(CoreError::io(op, &path, eisdir()))
+            }
+            other => Err(not_a_file(&path, describe_kind(other))),
         }
-        if !kind.is_file() {
-            return Err(not_a_file(&path, describe_kind(&kind)));
-        }
-        Ok(Some(file))
     }
 
     /// The whole file `below`, at most [`MAX_FILE_BYTES`]; `Ok(None)` when it does not exist.
@@ -238,10 +235,10 @@ pub fn read_file(path: &Path) -> Result<Option<Vec<u8>>> {
 /// [`MAX_FILE_BYTES`] (its size is checked before a byte is read, and what is read is capped
 /// in case it grows meanwhile).
 pub fn read_bounded(file: &File, path: &Path, offset: u64) -> Result<Vec<u8>> {
-    let size = file
-        .metadata()
-        .map_err(|e| CoreError::io("stat", path, e))?
-        .len();
+    let size = rustix::fs::fstat(file)
+        .map_err(|e| CoreError::io("stat", path, e.into()))?
+        .st_size
+        .max(0) as u64;
     if size > MAX_FILE_BYTES {
         return Err(too_large(path, size));
     }
@@ -323,15 +320,12 @@ fn eisdir() -> io::Error {
     io::Error::from_raw_os_error(Errno::ISDIR.raw_os_error())
 }
 
-fn describe_kind(kind: &std::fs::FileType) -> &'static str {
-    if kind.is_fifo() {
-        "is a FIFO, not a regular file"
-    } else if kind.is_char_device() || kind.is_block_device() {
-        "is a device, not a regular file"
-    } else if kind.is_socket() {
-        "is a socket, not a regular file"
-    } else {
-        "is not a regular file"
+fn describe_kind(kind: FileType) -> &'static str {
+    match kind {
+        FileType::Fifo => "is a FIFO, not a regular file",
+        FileType::CharacterDevice | FileType::BlockDevice => "is a device, not a regular file",
+        FileType::Socket => "is a socket, not a regular file",
+        _ => "is not a regular file",
     }
 }
 

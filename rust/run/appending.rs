@@ -66,8 +66,15 @@ impl Run {
             state.pid = pid;
             state.own = None;
         }
-        let folder = self.folder()?;
-        let lock = self.lock(&folder)?;
+        let mut folder = self.root_folder(false)?;
+        let lock = match self.lock(&folder) {
+            // The log folder was replaced since it was opened: open it again.
+            Err(CoreError::NotFound { .. }) => {
+                folder = self.root_folder(true)?;
+                self.lock(&folder)?
+            }
+            other => other?,
+        };
         let needed: u64 = records
             .iter()
             .map(|r| (FRAME_HEADER + 13 + r.target.len() + r.body.len()) as u64)
@@ -155,16 +162,21 @@ impl Run {
             }
         }
         if let Some(own) = state.own.clone() {
-            let below = self.below(JOURNAL_DIR).join(&own.name);
-            if let Some(file) = folder.open_file(&below, How::Write)? {
+            // Kept open since it was created (by this process, which alone writes it), so no
+            // one can have put something else under its name; a fold removes it under the lock
+            // this append holds, so a link count of zero means folded: start a new one.
+            let path = journal_path(&self.dir, &own.name);
+            let links = rustix::fs::fstat(&*own.file)
+                .map_err(|e| CoreError::io("stat", &path, e.into()))?
+                .st_nlink;
+            if links > 0 {
                 let journal = OpenJournal {
-                    file,
+                    file: Arc::clone(&own.file),
                     created: false,
                     own,
                 };
                 return Ok((journal, false));
             }
-            // Folded and removed: start a new one.
             state.own = None;
         }
         if !self.run_log_path().exists() {
@@ -180,11 +192,14 @@ impl Run {
             Err(e) => return Err(CoreError::io("create folder", &journals, e)),
         };
         let name = new_journal_name();
-        let file = folder
-            .open_file(&self.below(JOURNAL_DIR).join(&name), How::CreateNew)?
-            .expect("a journal is created");
+        let file = Arc::new(
+            folder
+                .open_file(&self.below(JOURNAL_DIR).join(&name), How::CreateNew)?
+                .expect("a journal is created"),
+        );
         let own = OwnJournal {
             name,
+            file: Arc::clone(&file),
             size: 0,
             allocated: 0,
         };
@@ -207,6 +222,8 @@ pub(super) const PREALLOCATION: u64 = 64 * 1024;
 #[derive(Clone)]
 pub(super) struct OwnJournal {
     name: String,
+    /// Open since this process created it.
+    file: Arc<File>,
     /// The end of its last frame.
     size: u64,
     /// The end of the room made for it (0: none).
@@ -214,7 +231,7 @@ pub(super) struct OwnJournal {
 }
 
 struct OpenJournal {
-    file: File,
+    file: Arc<File>,
     created: bool,
     own: OwnJournal,
 }

@@ -88,6 +88,8 @@ pub struct Run {
     state: Mutex<State>,
     /// Files made ahead for the folds (see `spares`).
     spares: Spares,
+    /// The folder holding the run, as appends open it (opened again when it was replaced).
+    appends_folder: Mutex<Option<Arc<Folder>>>,
 }
 
 #[derive(Default)]
@@ -116,6 +118,7 @@ impl Run {
             options,
             state: Mutex::new(State::default()),
             spares: Spares::new(dir),
+            appends_folder: Mutex::new(None),
         }
     }
 
@@ -144,6 +147,21 @@ impl Run {
     /// The path of a file of the run below the folder that holds it.
     fn below(&self, file: &str) -> PathBuf {
         Path::new(&self.name).join(file)
+    }
+
+    /// The folder that holds the run, kept open between appends (an open less per write);
+    /// `fresh`: opened again.
+    fn root_folder(&self, fresh: bool) -> Result<Arc<Folder>> {
+        let mut slot = self
+            .appends_folder
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if let (false, Some(folder)) = (fresh, slot.as_ref()) {
+            return Ok(Arc::clone(folder));
+        }
+        let folder = Arc::new(self.folder()?);
+        *slot = Some(Arc::clone(&folder));
+        Ok(folder)
     }
 
     /// The folder that holds the run, opened for the files below it.

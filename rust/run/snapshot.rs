@@ -36,6 +36,11 @@ impl Run {
         if !document_status(merged).is_some_and(|s| s == "SUCCESS" || s == "FAIL") {
             return; // readers only use the snapshot of an ended run
         }
+        if crate::nesting::check_read(&self.dir, merged).is_err() {
+            // Readers hand a snapshot out unchecked: only a run log every reader reads back
+            // is stored as one (a fold may have folded in a record someone else wrote).
+            return;
+        }
         let path = self.dir.join(SNAPSHOT_NAME);
         let Ok(temp) = crate::writer::temp_path_beside(&path) else {
             return;

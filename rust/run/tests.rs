@@ -426,3 +426,28 @@ fn a_fifo_among_the_documents_is_a_corrupt_one_and_never_waited_for() {
         fs::remove_file(&fifo).unwrap();
     }
 }
+
+#[test]
+fn a_run_log_too_deep_is_refused_on_reading_and_never_stored_as_a_snapshot() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = new_run(dir.path());
+    // A record someone else wrote into a journal (a writer refuses one this deep).
+    let deep = format!("{}1{}", "[".repeat(300), "]".repeat(300));
+    let body = format!(r#"{{"parameters": {{"p": {{"kind": "json", "value": {deep}}}}}}}"#);
+    let mut frame = Vec::new();
+    let record = NewRecord {
+        kind: RecordKind::RunMerge,
+        target: String::new(),
+        body: body.into_bytes(),
+    };
+    crate::journal::encode_frame(&mut frame, crate::chunk::now_ns(), &record);
+    fs::create_dir(run_dir.join(".journals")).unwrap();
+    fs::write(run_dir.join(".journals").join("1-1-aa.journal"), frame).unwrap();
+    let run = Run::new(&run_dir, options());
+    run.append(&[rec(RecordKind::RunSet, "", json!({"status": "SUCCESS"}))])
+        .unwrap(); // ends the run: folded at once
+    assert!(!run_dir.join(SNAPSHOT_NAME).exists());
+    let err = Run::new(&run_dir, options()).read(false).unwrap_err();
+    assert!(matches!(err, CoreError::Corrupt { .. }), "{err:?}");
+    assert!(err.to_string().contains("nests 303 levels deep"), "{err}");
+}

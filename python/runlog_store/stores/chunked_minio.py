@@ -481,7 +481,10 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
     def _snapshot(self, folder: str, chunks: dict[str, str], run_id: str) -> bytes | None:
         """The merged run saved by an earlier full read, if every object is still what it was
         then (the same names with the same ETags); else None."""
-        found = self.storage().get(folder + SNAPSHOT, run_id=run_id)
+        try:
+            found = self.storage().get(folder + SNAPSHOT, run_id=run_id)
+        except CorruptChunkError:
+            return None  # a cache past the size a store reads: merged again instead
         return _core.decode_snapshot(found[0], chunks) if found is not None else None
 
     def _fetch(self, folder: str, names: list[str], run_id: str) -> dict[str, bytes]:
