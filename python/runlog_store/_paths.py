@@ -76,8 +76,14 @@ DELETING_PREFIX = ".deleting-"
 def remove_folder_atomically(folder: str, *, run_id: str = "") -> None:
     """Remove a folder and everything in it so that readers see all of it or none of it: it is
     first renamed, in one atomic step, to a hidden name beside it (which listings skip), then
-    removed. FileNotFoundError when it is not there (another deleter got there first)."""
+    removed. FileNotFoundError when it is not there (another deleter got there first).
+
+    A symbolic link in the folder's place (someone else's folder linked in under this name) is
+    removed itself, never what it points to."""
     parent, name = os.path.split(os.path.normpath(folder))
     doomed = os.path.join(parent, f"{DELETING_PREFIX}{name}-{os.getpid()}")
     os.rename(folder, doomed)
+    if os.path.islink(doomed):
+        os.unlink(doomed)
+        return
     shutil.rmtree(doomed)

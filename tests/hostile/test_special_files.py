@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from runlog_store import _core, create_store
+from runlog_store.exceptions import CorruptChunkError, RunLogStoreError
 
 from .tampering import ROOT, read_in_child
 
@@ -151,3 +152,32 @@ def test_runlog_list_does_not_hang_on_a_fifo(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert '"r"' in done.stdout and "UNREADABLE" in done.stdout, done.stdout
+
+
+def test_a_run_folder_linked_from_elsewhere_is_never_read_or_written_through(
+    tmp_path: Path,
+) -> None:
+    elsewhere = create_store("chunked-fs", log_folder=str(tmp_path / "elsewhere"), fsync=False)
+    elsewhere.create_run_log("r", tag="theirs")
+    elsewhere.update_run_log_status("r", "SUCCESS")
+    theirs = tmp_path / "elsewhere" / "r"
+    (theirs / ".RunLog.json.tmp-4194305-1-1").write_bytes(b"their file")
+    before = {p.name: p.read_bytes() for p in theirs.iterdir() if p.is_file()}
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "r").symlink_to(theirs)
+    store = create_store("chunked-fs", log_folder=str(logs), fsync=False)
+    with pytest.raises(CorruptChunkError) as raised:
+        store.get_run_log_by_id("r", full=True)
+    assert raised.value.path == str(logs / "r")
+    with pytest.raises(RunLogStoreError):
+        store.add_step_log(store.create_step_log("s", "s"), "r")
+    with pytest.raises(RunLogStoreError):
+        store.update_run_log_status("r", "FAIL")
+    with pytest.raises(RunLogStoreError):
+        store.create_run_log("r")
+    assert {p.name: p.read_bytes() for p in theirs.iterdir() if p.is_file()} == before
+    assert not (theirs / ".journals").exists() or not any((theirs / ".journals").iterdir())
+    store.delete_run("r")
+    assert not (logs / "r").exists() and os.listdir(logs) == []
+    assert {p.name: p.read_bytes() for p in theirs.iterdir() if p.is_file()} == before

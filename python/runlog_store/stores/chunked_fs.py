@@ -85,9 +85,12 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
 
     def _clean_once(self, run_id: str) -> None:
         """Remove temp files of writers that died mid-write (a fold's), once per run and store
-        object: one listing, not one per write."""
+        object: one listing, not one per write. Never in a folder linked in under the run's
+        name: those files are someone else's (the run's reads and writes refuse the link)."""
         if run_id not in self._cleaned:
-            _core.clean_temp_files(self.run_folder(run_id))
+            folder = self.run_folder(run_id)
+            if not os.path.islink(folder):
+                _core.clean_temp_files(folder)
             self._cleaned.add(run_id)
 
     # --- storage primitives ---------------------------------------------------------------
