@@ -536,6 +536,16 @@ def apply(tree: Tree, folder: Path, mutation: Mutation) -> str:
     return repr(mutation)
 
 
+def _copy(source: str | Path, target: str | Path) -> None:
+    """A copy of what a previous mutation may have made a FIFO or a sparse file of gigabytes:
+    those are copied as an empty file (the copy would hang, or write gigabytes of zeros)."""
+    info = os.lstat(source)
+    if stat.S_ISREG(info.st_mode) and info.st_size <= (1 << 20):
+        shutil.copyfile(source, target)
+    else:
+        Path(target).write_bytes(b"")
+
+
 def _through_a_link(folder: Path, path: Path) -> bool:
     """Whether a folder between ``folder`` and ``path`` is a link (or no folder at all)."""
     for parent in path.parents:
@@ -620,9 +630,9 @@ def _plant_bad_name(tree: Tree, folder: Path, where: Path, detail: str) -> None:
     source = _a_sibling(tree, folder, where)
     if what == "copy" and source is not None:
         if source.is_dir():
-            shutil.copytree(source, path, symlinks=True)
+            shutil.copytree(source, path, symlinks=True, copy_function=_copy)
         else:
-            shutil.copyfile(source, path)
+            _copy(source, path)
     elif what == "empty-folder":
         path.mkdir()
     elif what == "link-to-sibling" and source is not None:
@@ -654,7 +664,8 @@ def _oversize(path: Path, how: str) -> None:
         return
     data = b""
     with contextlib.suppress(OSError):
-        if path.is_file() and not path.is_symlink():
+        info = path.lstat()
+        if stat.S_ISREG(info.st_mode) and info.st_size <= (1 << 20):
             data = path.read_bytes()
     _remove(path)
     path.write_bytes(b" " * (40 << 20) + data)  # still the same JSON, 40 MiB longer
@@ -681,7 +692,7 @@ def _edit_document(tree: Tree, folder: Path, path: Path, how: str) -> None:
         other = _swapped(path)
         if other is not None and other.is_file() and not other.is_symlink():
             _remove(path)
-            shutil.copyfile(other, path)
+            _copy(other, path)
         return
     document = _read_json(path)
     if not isinstance(document, dict):
@@ -811,7 +822,7 @@ def _plant_merged(tree: Tree, folder: Path, run_id: str, how: str) -> None:
     if how == "other-run":
         if other.is_file() and not other.is_symlink():
             _remove(path)
-            shutil.copyfile(other, path)
+            _copy(other, path)
     elif how == "garbage":
         _plant_special(tree, path, "garbage")
     elif how == "dev-zero":
@@ -845,7 +856,7 @@ def _plant_manifest(tree: Tree, folder: Path, run_id: str, how: str) -> None:
         other = folder / "manifests" / f"{'run-b' if run_id != 'run-b' else 'run-a'}.json"
         if other.is_file() and not other.is_symlink():
             _remove(path)
-            shutil.copyfile(other, path)
+            _copy(other, path)
         return
     elif how == "deep":
         document["extra"] = "__PLACEHOLDER__"
