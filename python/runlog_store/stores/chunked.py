@@ -122,10 +122,8 @@ class ChunkedRunLogStore(BaseRunLogStore):
     _checked_run_ids: set[str] = PrivateAttr(default_factory=set)
     # The JSON this store last wrote of each step: (run_id, internal name) -> bytes.
     _written: dict[tuple[str, str], bytes] = PrivateAttr(default_factory=dict)
-    # Steps and branches known to be stored (written by this store, or seen): a step or branch
-    # written under one of them needs no look at the run first. A run's nodes are never
-    # removed but with the run.
-    _known_steps: set[tuple[str, str]] = PrivateAttr(default_factory=set)
+    # Branches known to be stored (written by this store, or seen): a step written into one
+    # needs no look at the run first. A run's branches are never removed but with the run.
     _known_branches: set[tuple[str, str]] = PrivateAttr(default_factory=set)
 
     # What each process keeps for itself: left out when a store is pickled into another
@@ -133,7 +131,6 @@ class ChunkedRunLogStore(BaseRunLogStore):
     PER_PROCESS_STATE: ClassVar[tuple[str, ...]] = (
         "_checked_run_ids",
         "_written",
-        "_known_steps",
         "_known_branches",
     )
 
@@ -259,15 +256,12 @@ class ChunkedRunLogStore(BaseRunLogStore):
                 raise
         if len(written) > MAX_REMEMBERED:
             written.clear()  # only an optimisation
-        steps: set[tuple[str, str]] = private["_known_steps"]  # type: ignore[index]
         branches: set[tuple[str, str]] = private["_known_branches"]  # type: ignore[index]
-        if len(steps) + len(branches) > MAX_REMEMBERED:
-            steps.clear()  # only an optimisation
-            branches.clear()
+        if len(branches) > MAX_REMEMBERED:
+            branches.clear()  # only an optimisation
         for change in changes:
             if change.kind == "step-put":
                 written[(run_id, change.target)] = change.body
-                steps.add((run_id, change.target))
             elif change.kind == "branch-put":
                 branches.add((run_id, change.target))
 
@@ -280,9 +274,8 @@ class ChunkedRunLogStore(BaseRunLogStore):
 
     def _forget(self, run_id: str) -> None:
         """Forget what this store knew of a run it deleted (another may take its id)."""
-        for name in ("_known_steps", "_known_branches"):
-            known: set[tuple[str, str]] = self.__pydantic_private__[name]  # type: ignore[index]
-            known.difference_update({key for key in known if key[0] == run_id})
+        known: set[tuple[str, str]] = self.__pydantic_private__["_known_branches"]  # type: ignore[index]
+        known.difference_update({key for key in known if key[0] == run_id})
 
     def _missing_branch_of_step(self, run_id: str, name: str) -> str | None:
         """The branch a step goes in when that branch is not stored, else None (the rule of
@@ -304,21 +297,6 @@ class ChunkedRunLogStore(BaseRunLogStore):
             if not below_a_step and not names_a_branch(parent):
                 return None  # a root step with a dot in its name
             if self._read_step(run_id, name) is not None:
-                return None  # stored already: it stays where it is
-        return parent
-
-    def _missing_step_of_branch(self, run_id: str, name: str) -> str | None:
-        """The step a branch goes under when no step is stored above it, else None."""
-        parent = parent_name(name)
-        steps: set[tuple[str, str]] = self.__pydantic_private__["_known_steps"]  # type: ignore[index]
-        if (run_id, parent) in steps:
-            return None
-        with self._run_must_exist(run_id):
-            for prefix in _dot_prefixes(name):
-                if (run_id, prefix) in steps or self._read_step(run_id, prefix) is not None:
-                    steps.add((run_id, prefix))
-                    return None
-            if self._has_branch(run_id, name):
                 return None  # stored already: it stays where it is
         return parent
 
@@ -482,11 +460,12 @@ class ChunkedRunLogStore(BaseRunLogStore):
         ended: list[str] = []
         changes = _branch_changes(branch_log, run_id, ended)
         name = changes[0].target
-        if "." not in name:  # a branch's name is <step>.<branch>
+        if "." not in name:
+            # A branch's name is <step>.<branch>: one without a dot would make the run corrupt.
             raise BranchLogNotFoundError(run_id, name, path=self._location(run_id, ""))
-        missing = self._missing_step_of_branch(run_id, name)
-        if missing is not None:
-            raise StepLogNotFoundError(run_id, missing, path=self._location(run_id, ""))
+        # A branch whose step is not stored is kept, as runnable's chunked stores keep it: a
+        # reader makes the step up, so the branch is not lost (a write of the step lost to a
+        # power cut without fsync, say).
         self._store(run_id, changes)
         for branch in ended:
             self._end(run_id, branch)
