@@ -17,6 +17,8 @@ import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,6 +219,38 @@ def test_the_sweep_never_follows_a_linked_objects_folder(
     assert all(path.exists() for path in victims)
     assert (done.contents, done.removed) == (0, 0)
     assert done.refused == [str(catalog.objects_folder())]
+
+
+def test_gc_says_which_links_the_sweep_left_alone(tmp_path: Path) -> None:
+    """runlog gc --with-catalog tells the person at the terminal what it would not follow."""
+    logs, catalog_folder = tmp_path / "logs", tmp_path / "catalog"
+    create_store("file-system", log_folder=str(logs), fsync=False).create_run_log("r")
+    compute = empty_compute(tmp_path)
+    catalog = create_catalog(
+        "content-fs", catalog_location=str(catalog_folder), compute_data_folder=str(compute)
+    )
+    assert isinstance(catalog, ContentFileSystemCatalog)
+    write_files(compute, {"kept.txt": b"kept"})
+    catalog.put("kept.txt", run_id="r")
+    (tmp_path / "outside").mkdir()
+    link = catalog.objects_folder() / "cc"
+    link.symlink_to(tmp_path / "outside")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"run-log-store:\n  type: file-system\n  config:\n    log_folder: {logs}\n"
+        f"catalog:\n  type: content-fs\n  config:\n    catalog_location: {catalog_folder}\n"
+    )
+    runlog = str(Path(sys.executable).with_name("runlog"))
+    done = subprocess.run(
+        [runlog, "gc", "-c", str(config), "--with-catalog", "--dry-run", "--older-than", "1d"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    said = " ".join(done.stderr.split())
+    assert f"left alone, not followed: {link}" in said, done.stdout + done.stderr
+    assert link.is_symlink()
 
 
 def test_a_linked_content_folder_is_never_read_or_written_through(

@@ -853,6 +853,12 @@ def gc(
             f"Contents: {verb} {sweep.removed} of {sweep.contents} ({sweep.removed_bytes:,} "
             f"bytes) that no remaining run references; {sweep.kept_bytes:,} bytes kept."
         )
+        for refused in sweep.refused:
+            err.print(
+                f"[yellow]note:[/] left alone, not followed: {_shown(refused)}",
+                highlight=False,
+                soft_wrap=True,
+            )
     if json_output:
         _print_json([d.model_dump(mode="json") for d in decisions])
     else:
