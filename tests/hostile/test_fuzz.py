@@ -963,6 +963,15 @@ LOG_FOLDER_EXAMPLES = [
         "logs",
         (M("journal", LIVE_RUN, "journals-symlink-outside"), M("symlink", "run-b", "outside/dir")),
     ),
+    # links to themselves where a run's document and layout are
+    TreeSpec(
+        "chunked-fs",
+        "file-system",
+        True,
+        "logs",
+        (M("symlink", "run-b/RunLog.json", "loop"), M("symlink", "run-a/.layout", "loop")),
+    ),
+    TreeSpec("file-system", "file-system", False, "logs", (M("symlink", "run-b.json", "loop"),)),
     # names that are no run id
     TreeSpec(
         "file-system",
@@ -1005,6 +1014,22 @@ CATALOG_EXAMPLES = [
             M("manifest", "run-a", "all-bits"),
             M("hash-cache", ".runlog-hash-cache", "symlink-secret"),
         ),
+    ),
+    # a run folder that is a FIFO; a stored file whose name is not UTF-8
+    TreeSpec(
+        "file-system",
+        "file-system",
+        False,
+        "catalog",
+        (M("fifo", "run-live"), M("bad-name", "run-b", "run-\udcff\udcfe|copy")),
+    ),
+    # the store's lock linked to a folder outside; the manifests folder a FIFO
+    TreeSpec(
+        "chunked-fs",
+        "content-fs",
+        False,
+        "catalog",
+        (M("symlink", ".runlog-content.lock", "outside/dir"), M("fifo", "manifests")),
     ),
     # compute files with names of 230 bytes and not UTF-8
     TreeSpec(
