@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 
 from runlog_store import _core
 from runlog_store.exceptions import InvalidNameError, InvalidRunIdError
@@ -78,12 +79,13 @@ def remove_folder_atomically(folder: str, *, run_id: str = "") -> None:
     first renamed, in one atomic step, to a hidden name beside it (which listings skip), then
     removed. FileNotFoundError when it is not there (another deleter got there first).
 
-    A symbolic link in the folder's place (someone else's folder linked in under this name) is
-    removed itself, never what it points to."""
+    Anything but a folder in its place (a symbolic link to someone else's folder, a FIFO,
+    which removing as a folder would open and wait on forever) is removed itself, never what it
+    points to."""
     parent, name = os.path.split(os.path.normpath(folder))
     doomed = os.path.join(parent, f"{DELETING_PREFIX}{name}-{os.getpid()}")
     os.rename(folder, doomed)
-    if os.path.islink(doomed):
+    if not stat.S_ISDIR(os.lstat(doomed).st_mode):
         os.unlink(doomed)
         return
     shutil.rmtree(doomed)

@@ -14,7 +14,7 @@ import pytest
 from runlog_store import _core, create_store
 from runlog_store.exceptions import CorruptChunkError, RunLogStoreError
 
-from .tampering import ROOT, read_in_child
+from .tampering import ROOT, read_in_child, run_child
 
 FULL_READ = "store.get_run_log_by_id('r', full=True)"
 READS = [
@@ -181,3 +181,18 @@ def test_a_run_folder_linked_from_elsewhere_is_never_read_or_written_through(
     store.delete_run("r")
     assert not (logs / "r").exists() and os.listdir(logs) == []
     assert {p.name: p.read_bytes() for p in theirs.iterdir() if p.is_file()} == before
+
+
+def test_removing_a_run_folder_that_is_a_fifo_does_not_wait_on_it(tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    os.mkfifo(catalog / "run-x")
+    code = f"""
+import json
+from runlog_store import create_catalog
+catalog = create_catalog("file-system", catalog_location={str(catalog)!r})
+catalog.delete_run("run-x")
+print(json.dumps({{"outcome": "removed"}}))
+"""
+    assert run_child(code)["outcome"] == "removed"
+    assert os.listdir(catalog) == []
