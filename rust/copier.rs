@@ -47,17 +47,29 @@ pub fn bounded_temp_name(name: &str) -> String {
     temp_file_name(&stem[..LONG_NAME_STEM_HEX])
 }
 
-/// A fresh temp file beside `target`, named by [`bounded_temp_name`].
+/// [`bounded_temp_name`] of a file name that may not be UTF-8 (a file someone named with other
+/// bytes): such a name stands as the BLAKE3 stem of its bytes, as a long one does.
+pub fn bounded_temp_name_of(name: &std::ffi::OsStr) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    match name.to_str() {
+        Some(name) => bounded_temp_name(name),
+        None => {
+            let stem = blake3::hash(name.as_bytes()).to_hex();
+            temp_file_name(&stem[..LONG_NAME_STEM_HEX])
+        }
+    }
+}
+
+/// A fresh temp file beside `target`, named by [`bounded_temp_name_of`].
 pub fn temp_beside(target: &Path) -> Result<PathBuf> {
     let name = target
         .file_name()
-        .and_then(|n| n.to_str())
         .ok_or_else(|| CoreError::InvalidArgument(format!("{} names no file", target.display())))?;
     let folder = match target.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    Ok(folder.join(bounded_temp_name(name)))
+    Ok(folder.join(bounded_temp_name_of(name)))
 }
 
 /// The digest of a file copied (or found already there, `copied == false`).

@@ -36,10 +36,23 @@ pub fn temp_path(folder: &Path, name: &str) -> PathBuf {
 }
 
 /// A fresh temp file beside `target`, in the writer's own pattern, for callers that write the
-/// file themselves (a download) and rename it onto `target`.
+/// file themselves (a download) and rename it onto `target`; a target whose name is not UTF-8
+/// gets a temp name from the BLAKE3 of its bytes (`copier::bounded_temp_name_of`).
 pub fn temp_path_beside(target: &Path) -> Result<PathBuf> {
-    let (folder, name) = split_target(target)?;
-    Ok(temp_path(folder, name))
+    match split_target(target) {
+        Ok((folder, name)) => Ok(temp_path(folder, name)),
+        Err(err) => {
+            let (Some(name), Some(folder)) = (target.file_name(), target.parent()) else {
+                return Err(err);
+            };
+            let folder = if folder.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                folder
+            };
+            Ok(folder.join(crate::copier::bounded_temp_name_of(name)))
+        }
+    }
 }
 
 /// Flush a folder's entries (a rename or link inside it) to disk.
@@ -396,6 +409,11 @@ mod tests {
         );
         assert!(temp_path_beside(Path::new("/")).is_err());
         assert!(temp_path_beside(Path::new("a/..")).is_err());
+        use std::os::unix::ffi::OsStrExt;
+        let odd = Path::new("/x").join(std::ffi::OsStr::from_bytes(b"run-\xff\xfe"));
+        let temp = temp_path_beside(&odd).unwrap();
+        assert_eq!(temp.parent(), Some(Path::new("/x")));
+        assert!(is_temp_name(temp.file_name().unwrap().to_str().unwrap()));
     }
 
     #[test]
