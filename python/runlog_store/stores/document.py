@@ -35,7 +35,7 @@ class _RunFields(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    run_id: str = ""
+    run_id: str | None = None
     parameters: dict[str, Parameter] = Field(default_factory=dict)
     run_config: dict[str, Any] = Field(default_factory=dict)
 
@@ -96,7 +96,7 @@ class DocumentRunLogStore(BaseRunLogStore):
 
     def _run_fields(self, run_id: str) -> _RunFields:
         fields = _RunFields.model_validate_json(self._stored(run_id))
-        if fields.run_id != run_id:
+        if fields.run_id is not None and fields.run_id != run_id:
             location = self._document_location(run_id)
             raise RunIdMismatchError(path=location, run_id=run_id, found=fields.run_id)
         return fields
