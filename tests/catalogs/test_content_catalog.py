@@ -3,8 +3,8 @@ reflink (on a real XFS image), hard link and copy, read-only hard links (as an u
 user too), the gc of contents against a concurrent put process, runlog verify, runlog copy
 both ways and runlog gc --with-catalog from the command line.
 
-The contract suite (tests/contract/test_contract.py) covers what every catalog owes; this covers what
-only a content catalog does.
+The contract suite (tests/contract/test_contract.py) covers what every catalog owes; this covers
+what only a content catalog does.
 """
 
 from __future__ import annotations

@@ -420,6 +420,8 @@ def test_every_class_the_core_raises_exists_in_exceptions() -> None:
         "ChunkNotFoundError",
         "ChunkExistsError",
         "LockTimeoutError",
+        "RunIdMismatchError",
+        "NestingTooDeepError",
     }
     for name in _core.RAISED_EXCEPTIONS:
         cls = getattr(exceptions, name, None)

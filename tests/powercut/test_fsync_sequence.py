@@ -34,8 +34,8 @@ from .harness import FUSE_SCRIPT
 
 ONE_WRITE = Path(__file__).with_name("one_write.py")
 TRACED = (
-    "fsync,fdatasync,rename,renameat,renameat2,open,openat,mkdir,mkdirat,link,linkat,unlink,"
-    "unlinkat"
+    "fsync,fdatasync,rename,renameat,renameat2,open,openat,openat2,mkdir,mkdirat,link,linkat,"
+    "unlink,unlinkat"
 )
 PROC_FD = re.compile(r"^/proc/self/fd/(\d+)$")
 TEMP = re.compile(r"(\.[^/]*\.tmp-)\d+-\d+-\d+$")
@@ -220,6 +220,14 @@ def trace_events(trace: str, base: Path) -> dict[str, list[str]]:
             continue
         name, args, result = call["name"], call["args"], int(call["result"])
         paths = _strings(args)
+        if name == "openat2" and paths and not paths[0].startswith("/"):
+            # The core opens files below a folder it holds open (openat2, no links followed):
+            # the path is relative to that folder's descriptor.
+            folder = fds.get(args.split(",", 1)[0].strip())
+            if folder is None:
+                continue
+            paths[0] = f"{folder}/{paths[0]}"
+            name = "openat"
         if name == "openat" and paths and paths[0].startswith("/powercut-mark-"):
             current = writes.setdefault(paths[0][len("/powercut-mark-") :], [])
             continue
