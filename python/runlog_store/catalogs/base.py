@@ -457,7 +457,9 @@ def folder_files(
                     raise _linked_error(path, run_id)
             elif entry.is_dir(follow_symlinks=False):
                 pending.append(path)
-            elif entry.is_file(follow_symlinks=False) and not _core.is_temp_name(entry.name):
+            elif entry.is_file(follow_symlinks=False) and not _core.is_temp_name(
+                require_recordable_name(path, run_id).name
+            ):
                 size = entry.stat(follow_symlinks=False).st_size
                 found[path.relative_to(root).as_posix()] = size
     # In the order of Path objects, part by part ("a/b" before "a.txt"), as glob results are.
@@ -473,6 +475,22 @@ def refuse_links(base: Path, path: Path, run_id: str = "") -> None:
         current = current / part
         if current.is_symlink():
             raise _linked_error(current, run_id)
+
+
+def require_recordable_name(path: Path, run_id: str) -> Path:
+    """``path``, if a run log can record its name: JSON holds Unicode text, so a file whose name
+    is not UTF-8 (undecodable bytes, which Python keeps as surrogates) is a CatalogError naming
+    it with those bytes written out, instead of an encoding error deep in a copy or a dump."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(path).decode("utf-8", "backslashreplace")
+        raise CatalogError(
+            f"{shown} has a name that is not UTF-8: a run log cannot record it (rename the file)",
+            path=shown,
+            run_id=run_id,
+        ) from None
+    return path
 
 
 def _linked_error(path: Path, run_id: str) -> CatalogError:
@@ -491,7 +509,8 @@ def glob_files(root: Path, pattern: str, run_id: str) -> list[Path]:
     naming it."""
     try:
         # Sorted by parts: the same order as comparing Path objects, without their slow __lt__.
-        return sorted((path for path in root.glob(pattern) if not path.is_dir()), key=_parts)
+        found = [path for path in root.glob(pattern) if not path.is_dir()]
+        return sorted((require_recordable_name(path, run_id) for path in found), key=_parts)
     except (ValueError, NotImplementedError) as exc:
         raise CatalogError(
             f"{pattern!r} is not a usable glob pattern: {exc}", path=str(root), run_id=run_id

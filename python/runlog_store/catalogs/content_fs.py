@@ -27,6 +27,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -127,10 +128,21 @@ class ContentFileSystemCatalog(CatalogFolder, ContentCatalog):
         return count
 
     def _manifest_run_ids(self) -> list[str]:
+        folder = self.manifests_folder()
         try:
-            names = os.listdir(self.manifests_folder())
+            if os.path.islink(folder):
+                raise NotADirectoryError(errno.ENOTDIR, "a symbolic link", str(folder))
+            names = os.listdir(folder)
         except FileNotFoundError:
             return []
+        except OSError as exc:
+            # Without the manifests no one can tell which contents runs still need: a sweep
+            # must not go on, and a listing must not pretend there are none.
+            raise CatalogError(
+                f"cannot list the manifests of the content store, {folder}: "
+                f"{exc.strerror or exc} (it must be the folder this catalog made)",
+                path=str(folder),
+            ) from exc
         return sorted(
             name[: -len(MANIFEST_SUFFIX)]
             for name in names
@@ -271,7 +283,24 @@ class ContentFileSystemCatalog(CatalogFolder, ContentCatalog):
 
 def _flock(path: str, exclusive: bool, deadline: float, run_id: str) -> int:
     """An open descriptor holding ``flock`` on ``path`` (closing it releases the lock)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    # The lock file is in a shared folder: a link planted in its place is not followed (nothing
+    # is created or locked at its target), nor is a FIFO waited on.
+    flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        raise StorageError(
+            f"cannot open the content store's lock {path}: {exc.strerror} (it must be a file "
+            "this catalog made, not a link)",
+            path=path,
+            run_id=run_id,
+            errno=exc.errno,
+        ) from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise StorageError(
+            f"the content store's lock {path} is not a regular file", path=path, run_id=run_id
+        )
     operation = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
     pause = 0.001
     while True:

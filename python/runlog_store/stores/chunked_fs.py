@@ -192,9 +192,13 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
             if entry.name.startswith("."):
                 continue
             try:
-                mtime = os.stat(os.path.join(entry.path, RUN_LOG_FILE)).st_mtime_ns
+                mtime = os.lstat(os.path.join(entry.path, RUN_LOG_FILE)).st_mtime_ns
             except (FileNotFoundError, NotADirectoryError):
                 continue
+            except OSError:
+                # A run folder that is a link loop (or worse): listed by its own time, and found
+                # unreadable when it is read, as any damaged run.
+                mtime = entry.stat(follow_symlinks=False).st_mtime_ns
             runs.append((mtime, entry.name))
         return [run_id for _, run_id in sorted(runs, reverse=True)]
 
@@ -206,7 +210,7 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
         for where in (folder, os.path.join(folder, JOURNAL_DIR)):
             try:
                 entries = list(os.scandir(where))
-            except (FileNotFoundError, NotADirectoryError):
+            except OSError:  # gone, not a folder, a link loop: nothing this can tell
                 if where == folder:
                     return None
                 continue
@@ -214,7 +218,7 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
                 with contextlib.suppress(FileNotFoundError):
                     # The snapshot is written by reads: reading a run is not writing it.
                     if entry.name not in (JOURNAL_DIR, _core.SNAPSHOT_NAME):
-                        times.append(entry.stat().st_mtime)
+                        times.append(entry.stat(follow_symlinks=False).st_mtime)
         return max(times, default=None)
 
     def delete_run(self, run_id: str) -> None:

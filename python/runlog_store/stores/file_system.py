@@ -101,14 +101,17 @@ class FileSystemRunLogStore(DocumentRunLogStore):
         for entry in entries:
             if entry.name.endswith(".json") and not entry.name.startswith("."):
                 try:
-                    runs.append((entry.stat().st_mtime_ns, entry.name[: -len(".json")]))
+                    # The entry itself, not what a link there points to (a loop, a FIFO): such
+                    # a run is listed and found unreadable when it is read, as any damaged one.
+                    stat = entry.stat(follow_symlinks=False)
                 except FileNotFoundError:
                     continue
+                runs.append((stat.st_mtime_ns, entry.name[: -len(".json")]))
         return [run_id for _, run_id in sorted(runs, reverse=True)]
 
     def run_modified(self, run_id: str) -> float | None:
         try:
-            return os.stat(self._path(run_id)).st_mtime
+            return os.lstat(self._path(run_id)).st_mtime
         except FileNotFoundError:
             return None
 
