@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
+import yaml
 
 from runlog_store import BaseRunLogStore, create_store
 
@@ -144,3 +145,23 @@ def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> InstalledPlugi
         check=True,
     )
     return InstalledPlugin(source, site)
+
+
+def write_config(path: Path, store_type: str, folder: Path | str) -> Path:
+    """A runlog configuration file: a store of ``store_type`` in ``folder`` (fsync off) and a
+    file-system catalog beside the file."""
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "run-log-store": {
+                    "type": store_type,
+                    "config": {"log_folder": str(folder), "fsync": False},
+                },
+                "catalog": {
+                    "type": "file-system",
+                    "config": {"catalog_location": str(path.parent / "catalog")},
+                },
+            }
+        )
+    )
+    return path

@@ -13,6 +13,15 @@ def run_with_terminal_stderr(args: list[str], timeout: float = 120) -> tuple[int
     env = {**os.environ, "COLUMNS": "120", "TERM": "xterm-256color"}
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=follower, env=env)
     os.close(follower)
+    drawn = read_terminal(leader)
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    return proc.wait(timeout), out, drawn
+
+
+def read_terminal(leader: int) -> bytes:
+    """Everything drawn on a pseudo-terminal until the command closes it (then ``leader`` is
+    closed too)."""
     drawn = b""
     while True:
         try:
@@ -23,6 +32,4 @@ def run_with_terminal_stderr(args: list[str], timeout: float = 120) -> tuple[int
             break
         drawn += chunk
     os.close(leader)
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    return proc.wait(timeout), out, drawn
+    return drawn

@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from runlog_store.cli.app import app
 from runlog_store.config import load_store
 from runlog_store.models import FAIL, SUCCESS, DataCatalog, StepAttempt
 from runlog_store.stores.base import BaseRunLogStore
+
+from ..conftest import write_config
 
 RUNLOG = Path(sys.executable).with_name("runlog")
 STATUSES = ("SUCCESS", "FAIL", "PROCESSING", "CREATED", "TRIGGERED", "UNREADABLE")
@@ -43,24 +44,6 @@ def one_error_line(result: Any) -> str:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     return str(lines[0])
-
-
-def write_config(path: Path, store_type: str, folder: Path | str) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "run-log-store": {
-                    "type": store_type,
-                    "config": {"log_folder": str(folder), "fsync": False},
-                },
-                "catalog": {
-                    "type": "file-system",
-                    "config": {"catalog_location": str(path.parent / "catalog")},
-                },
-            }
-        )
-    )
-    return path
 
 
 def ended_run(store: BaseRunLogStore, run_id: str, status: str = SUCCESS) -> None:

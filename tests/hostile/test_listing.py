@@ -11,13 +11,14 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from runlog_store.cli.app import app
 from runlog_store.config import load_store
 from runlog_store.models import SUCCESS
 from runlog_store.stores.base import BaseRunLogStore
+
+from ..conftest import write_config
 
 RUNLOG = str(Path(sys.executable).with_name("runlog"))
 ESCAPED = "bad\x1b[2Jname"
@@ -38,24 +39,6 @@ def runlog(*args: str, cwd: Path, code: int = 0) -> subprocess.CompletedProcess[
     )
     assert result.returncode == code, (args, result.returncode, result.stdout, result.stderr)
     return result
-
-
-def write_config(path: Path, store_type: str, folder: Path) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "run-log-store": {
-                    "type": store_type,
-                    "config": {"log_folder": str(folder), "fsync": False},
-                },
-                "catalog": {
-                    "type": "file-system",
-                    "config": {"catalog_location": str(path.parent / "catalog")},
-                },
-            }
-        )
-    )
-    return path
 
 
 def _store(project: Path, layout: str) -> tuple[BaseRunLogStore, list[str]]:

@@ -17,7 +17,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
-import yaml
 
 from runlog_store.config import load_store
 from runlog_store.models import (
@@ -28,6 +27,9 @@ from runlog_store.models import (
     MetricParameter,
     StepAttempt,
 )
+
+from ..conftest import write_config
+from ..terminal import read_terminal
 
 RUNLOG = str(Path(sys.executable).with_name("runlog"))
 
@@ -80,24 +82,6 @@ def runlog(*args: str, cwd: Path, code: int = 0) -> subprocess.CompletedProcess[
     result = subprocess.run([RUNLOG, *args], cwd=cwd, capture_output=True, env=_env(), timeout=300)
     assert result.returncode == code, (args, result.returncode, result.stdout, result.stderr)
     return result
-
-
-def write_config(path: Path, store_type: str, folder: Path) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "run-log-store": {
-                    "type": store_type,
-                    "config": {"log_folder": str(folder), "fsync": False},
-                },
-                "catalog": {
-                    "type": "file-system",
-                    "config": {"catalog_location": str(path.parent / "catalog")},
-                },
-            }
-        )
-    )
-    return path
 
 
 def write_hostile_run(config: Path, run_id: str, *, value: str = "a") -> None:
@@ -314,16 +298,7 @@ def _on_terminal(args: list[str], cwd: Path) -> tuple[int, bytes]:
     env = {**_env(200), "TERM": "xterm-256color"}
     proc = subprocess.Popen([RUNLOG, *args], cwd=cwd, stdout=follower, stderr=follower, env=env)
     os.close(follower)
-    drawn = b""
-    while True:
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # EIO: the command closed the terminal's last handle
-            break
-        if not chunk:
-            break
-        drawn += chunk
-    os.close(leader)
+    drawn = read_terminal(leader)
     return proc.wait(120), drawn
 
 
