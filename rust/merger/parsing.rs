@@ -2,7 +2,9 @@
 //! bytes, the helpers that read and change them, and a chunk parsed into the nodes it holds.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use super::tree::{NewNode, Position};
 use crate::chunk::{CHUNK_INDEX_KEY, CREATED_NS_KEY, STAMP_KEY};
@@ -10,11 +12,13 @@ use crate::error::{CoreError, Result};
 use crate::json::{parse_object as parse_json_object, Text};
 use crate::names::{legacy_created_ns, ChunkKind};
 
-/// A field value: raw JSON from a file (non-finite tokens included), or made up by the merger.
+/// A field value: raw JSON from a file (non-finite tokens included), made up by the merger, or
+/// an object that journal merge records are merged into.
 #[derive(Debug, Clone)]
 pub(crate) enum Json<'a> {
     Raw(&'a str),
     Owned(String),
+    Merged(Box<MergedObject<'a>>),
 }
 
 impl Json<'_> {
@@ -22,7 +26,90 @@ impl Json<'_> {
         match self {
             Json::Raw(raw) => raw,
             Json::Owned(text) => text,
+            Json::Merged(object) => object.text(),
         }
+    }
+}
+
+/// A JSON object that merge records update key by key (`dict.update`), kept as its fields
+/// until its text is asked for: a run or branch can get thousands of parameters through the
+/// journal, one record each, and parsing and writing the whole object again for every record
+/// would make reading and folding them quadratic. Setting a key costs the same however many
+/// the object holds; the text is written once, and again only after a change.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct MergedObject<'a> {
+    /// The fields in stored order; `None` where a later duplicate of a key was dropped.
+    entries: Vec<Option<(Cow<'a, str>, Json<'a>)>>,
+    /// Where each key is in `entries`: more than once only for duplicates read from a
+    /// document, which the object keeps until the key is set, as the stored order had them.
+    positions: HashMap<Cow<'a, str>, Vec<usize>>,
+    text: OnceLock<String>,
+}
+
+impl<'a> MergedObject<'a> {
+    pub(crate) fn from_fields(fields: Fields<'a>) -> MergedObject<'a> {
+        let mut object = MergedObject::default();
+        for (key, value) in fields {
+            object
+                .positions
+                .entry(key.clone())
+                .or_default()
+                .push(object.entries.len());
+            object.entries.push(Some((key, value)));
+        }
+        object
+    }
+
+    /// Replace the value of `key` where it first is (its later duplicates go), or add it at
+    /// the end, as [`set`] does on fields.
+    pub(crate) fn set(&mut self, key: Cow<'a, str>, value: Json<'a>) {
+        self.text = OnceLock::new();
+        if let Some(at) = self.positions.get_mut(&key) {
+            let first = at[0];
+            for &later in &at[1..] {
+                self.entries[later] = None;
+            }
+            at.truncate(1);
+            if let Some(entry) = &mut self.entries[first] {
+                entry.1 = value;
+            }
+            return;
+        }
+        self.positions.insert(key.clone(), vec![self.entries.len()]);
+        self.entries.push(Some((key, value)));
+    }
+
+    fn text(&self) -> &str {
+        self.text.get_or_init(|| {
+            let mut out = Vec::with_capacity(64);
+            out.push(b'{');
+            for (i, (key, value)) in self.entries.iter().flatten().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                crate::json::write_key(&mut out, key);
+                out.extend_from_slice(value.text().as_bytes());
+            }
+            out.push(b'}');
+            String::from_utf8(out).expect("JSON text is UTF-8")
+        })
+    }
+}
+
+/// The fields of a JSON object held in `value`, borrowed from it when it is raw text of the
+/// documents or records (which outlive the fields), copied otherwise.
+pub(crate) fn object_fields<'a>(value: &Json<'a>) -> std::result::Result<Fields<'a>, String> {
+    match value {
+        Json::Raw(raw) => parse_object_str(raw),
+        other => Ok(parse_object_str(other.text())?
+            .into_iter()
+            .map(|(key, value)| {
+                (
+                    Cow::Owned(key.into_owned()),
+                    Json::Owned(value.text().to_string()),
+                )
+            })
+            .collect()),
     }
 }
 
