@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from tests.minio_server import MinioServer, required_minio_binary
+
+from .disk_probe import probe
 
 # The runnable banner on import is noise in benchmark output.
 sys.stdout.flush()
@@ -36,3 +42,29 @@ def minio_config(minio_server: MinioServer) -> dict[str, str]:
         "aws_secret_access_key": minio_server.secret_key,
         "bucket": f"b-{uuid.uuid4().hex[:12]}",
     }
+
+
+# A scratch folder on the disk under test (the working folder, not /tmp, which may be tmpfs),
+# with a probe of that disk's state recorded beside every write benchmark's result. Modules
+# that need another name for their folder define their own ``scratch``.
+
+
+@pytest.fixture(scope="module")
+def scratch() -> Any:
+    folder = Path(tempfile.mkdtemp(prefix="runlog-bench-", dir=Path.cwd()))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def disk(scratch: Path) -> str:
+    """The state of the disk under the scratch folder as this module starts."""
+    line = probe(scratch).line()
+    print(f"\n{line}")
+    return line
+
+
+@pytest.fixture
+def noted(benchmark: Any, disk: str) -> Any:
+    benchmark.extra_info["disk_probe"] = disk
+    return benchmark

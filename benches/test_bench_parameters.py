@@ -22,8 +22,6 @@ The scratch folders are made under the current directory, which must be on the d
 from __future__ import annotations
 
 import itertools
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,8 +32,6 @@ from extensions.run_log_store.chunked_fs import ChunkedFileSystemRunLogStore as 
 import runlog_store as ours_models
 from runlog_store import create_store
 
-from .disk_probe import probe
-
 SIZES = [1_000, 4_000, 10_000]
 VALUE_BYTES = 2_000
 BRANCH = "map.0"
@@ -43,27 +39,6 @@ READ_ROUNDS = 5
 FOLD_ROUNDS = 3
 
 _counter = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def scratch() -> Any:
-    folder = Path(tempfile.mkdtemp(prefix="runlog-bench-", dir=Path.cwd()))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def disk(scratch: Path) -> str:
-    """The state of the disk under the scratch folder as this module starts."""
-    line = probe(scratch).line()
-    print(f"\n{line}")
-    return line
-
-
-@pytest.fixture
-def noted(benchmark: Any, disk: str) -> Any:
-    benchmark.extra_info["disk_probe"] = disk
-    return benchmark
 
 
 def _ours(folder: Path) -> Any:

@@ -16,8 +16,6 @@ disk taken when the module starts (``extra_info["disk_probe"]``), printed by rep
 from __future__ import annotations
 
 import itertools
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -28,31 +26,9 @@ from extensions.run_log_store.chunked_fs import ChunkedFileSystemRunLogStore as 
 import runlog_store as ours_models
 from runlog_store import _core, create_store
 
-from .disk_probe import probe
 from .workload import BRANCHES, STEPS, write_map_run, write_steps
 
 _counter = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def scratch() -> Any:
-    folder = Path(tempfile.mkdtemp(prefix="runlog-bench-", dir=Path.cwd()))
-    yield folder
-    shutil.rmtree(folder, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def disk(scratch: Path) -> str:
-    """The state of the disk under the scratch folder as this module starts."""
-    line = probe(scratch).line()
-    print(f"\n{line}")
-    return line
-
-
-@pytest.fixture
-def noted(benchmark: Any, disk: str) -> Any:
-    benchmark.extra_info["disk_probe"] = disk
-    return benchmark
 
 
 def _store(kind: str, folder: Path) -> Any:
