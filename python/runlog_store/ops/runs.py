@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from runlog_store import _core
 from runlog_store._paths import validate_run_id
@@ -54,6 +54,21 @@ class RunSummary(BaseModel):
     # The layout the run is stored in, when the store holds runs of several (a project's
     # .run_log_store: runnable's file-system and chunked-fs); None otherwise.
     layout: str | None = None
+    # The run's dag_hash as stored ("" kept as ""), and the first code identifier it recorded
+    # (steps at every depth in run order, attempts in order, then the job): a git commit or an
+    # image digest.
+    dag_hash: str | None = None
+    commit: str | None = None
+    # Steps and branches at every depth, counted by status.
+    steps_by_status: dict[str, int] = Field(default_factory=dict)
+    branches_by_status: dict[str, int] = Field(default_factory=dict)
+    # Root parameters: a JSON parameter's value, a pickled object's stored name; and the root
+    # metrics (parameters of kind "metric") with their last value.
+    params: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    # The status of every step at every depth by internal name: what ``step.<name>.status``
+    # filters on. Left out of the JSON of a summary: a thousand-branch run has thousands.
+    step_statuses: dict[str, str] = Field(default_factory=dict, exclude=True)
 
 
 def _age_parts(text: str, option: str) -> list[tuple[str, str]]:
