@@ -14,15 +14,17 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import logging
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from runlog_store import _core
 from runlog_store._paths import validate_run_id
+from runlog_store.callbacks import NO_PROGRESS, Callback
 from runlog_store.exceptions import (
     BranchLogNotFoundError,
     CorruptChunkError,
@@ -42,6 +44,17 @@ from runlog_store.models import (
     RunLog,
     StepLog,
 )
+
+if TYPE_CHECKING:
+    from runlog_store.ops.runs import RunSummary
+    from runlog_store.search.index import RunIndex
+    from runlog_store.search.paging import RunPage
+
+# The most runs one page of a search may ask for: a caller wanting every run pages through them
+# (``iter_runs``), and a page this big is already tens of megabytes of summaries.
+MAX_PAGE_SIZE = 50_000
+
+_log = logging.getLogger("runlog_store.search")
 
 
 def new_run_log(
@@ -379,3 +392,100 @@ class BaseRunLogStore(ABC, BaseModel):
     def salvage_run_log(self, run_id: str) -> SalvagedRunLog:
         """Read as much of a damaged run as possible, listing what had to be left out."""
         return SalvagedRunLog(run_log=self.get_run_log_by_id(run_id, full=True), skipped=[])
+
+    # --- searching runs ------------------------------------------------------------------------
+
+    def search_runs(
+        self,
+        filter: str | None = None,
+        order_by: str | Sequence[str] | None = None,
+        max_results: int = 100,
+        page_token: str | None = None,
+        callback: Callback = NO_PROGRESS,
+    ) -> RunPage:
+        """One page of the summaries of the runs that match ``filter``, in ``order_by`` order
+        (docs/search.md: the language; default newest start first), and the token of the next
+        page (None on the last one).
+
+        A store with a run index (every built-in store: ``_run_index``) answers from it after
+        bringing it up to date with what is stored; any other store reads every run (a scan).
+        Both give the same answer: the index is never the truth, only a faster way to it.
+        """
+        from runlog_store.search import paging, query
+
+        if isinstance(max_results, bool) or not isinstance(max_results, int):
+            raise ValueError(f"max_results must be a whole number, not {max_results!r}")
+        if not 0 < max_results <= MAX_PAGE_SIZE:
+            raise ValueError(
+                f"max_results must be between 1 and {MAX_PAGE_SIZE:,}, not {max_results:,}; "
+                "page through more runs with page_token (or iter_runs)"
+            )
+        expr = query.parse_filter(filter)
+        order = query.parse_order_by(order_by)
+        offset = 0
+        if page_token is not None:
+            offset = paging.decode_page_token(page_token, filter or "", order)
+        found: list[RunSummary] | None = None
+        index = self._run_index()
+        if index is not None:
+            # max_results + 1: whether there is a next page, without counting every match.
+            found = index.search(expr, order, offset, max_results + 1, callback)
+        if found is None:
+            found = self._scan(expr, order, callback)[offset : offset + max_results + 1]
+        token = None
+        if len(found) > max_results:
+            found = found[:max_results]
+            token = paging.encode_page_token(offset + max_results, filter or "", order)
+        return paging.RunPage(runs=found, next_page_token=token)
+
+    def iter_runs(
+        self,
+        filter: str | None = None,
+        order_by: str | Sequence[str] | None = None,
+        page_size: int = 1000,
+    ) -> Iterator[RunSummary]:
+        """Every run that matches ``filter`` in ``order_by`` order, a page at a time."""
+        token: str | None = None
+        while True:
+            page = self.search_runs(filter, order_by, max_results=page_size, page_token=token)
+            yield from page.runs
+            token = page.next_page_token
+            if token is None:
+                return
+
+    def _scan(self, expr: Any, order: Any, callback: Callback = NO_PROGRESS) -> list[RunSummary]:
+        """Every matching run in order, from a read of every run: the answer of a search on a
+        store without an index, and the one an index must equal."""
+        from runlog_store.ops.runs import read_summary, stored_run_ids
+        from runlog_store.search import query
+
+        run_ids = stored_run_ids(self)
+        found = []
+        with callback.phase("reading runs", len(run_ids), "items"):
+            for run_id in run_ids:
+                try:
+                    summary = read_summary(self, run_id)
+                except RunLogNotFoundError:
+                    continue  # deleted while we listed
+                finally:
+                    callback.advance(1)
+                if query.matches(expr, summary):
+                    found.append(summary)
+        return query.sort_runs(found, order)
+
+    def _run_index(self) -> RunIndex | None:
+        """The index searches of this store use, or None for a scan (the default: a store of
+        another package is searched by reading its runs)."""
+        return None
+
+    def _index_note(self, run_id: str) -> None:
+        """Tell the store's run index that a run was created, changed status or ended, so the
+        next search finds it summarized already. Only an index that exists is updated (a store
+        never searched pays nothing), and nothing here may fail the write that called it: the
+        next search reconciles the index with what is stored anyway."""
+        try:
+            index = self._run_index()
+            if index is not None:
+                index.note(run_id)
+        except Exception as exc:  # the write it follows has succeeded
+            _log.warning("run index of %s not updated for run %r: %s", self.location(), run_id, exc)
