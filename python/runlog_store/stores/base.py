@@ -198,6 +198,7 @@ class BaseRunLogStore(ABC, BaseModel):
         """Create and store a new run log; RunLogExistsError if the run id is taken."""
         run_log = new_run_log(run_id, dag_hash, use_cached, tag, original_run_id, status)
         self._create_run(run_log)
+        self._index_note(run_log.run_id)
         return run_log
 
     # --- the read-modify-write every change goes through ----------------------------------
@@ -230,6 +231,7 @@ class BaseRunLogStore(ABC, BaseModel):
             run_log.status = status
 
         self._update(run_id, change)
+        self._index_note(run_id)
 
     def get_parameters(self, run_id: str, internal_branch_name: str = "") -> dict[str, Parameter]:
         """Root parameters of the run, or those of one branch's scope."""
@@ -337,6 +339,7 @@ class BaseRunLogStore(ABC, BaseModel):
             run_log.status = job_log.status
 
         self._update(run_id, change)
+        self._index_note(run_id)
 
     # --- reading many runs, and fast reads ---------------------------------------------------
 

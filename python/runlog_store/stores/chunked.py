@@ -303,6 +303,9 @@ class ChunkedRunLogStore(BaseRunLogStore):
     def _end(self, run_id: str, branch: str = "") -> None:
         with self._run_must_exist(run_id):
             self._ended(run_id, branch)
+        if not branch:
+            # The run's end: its documents are final, the index reads them now.
+            self._index_note(run_id)
 
     # --- runs -------------------------------------------------------------------------------
 
@@ -354,17 +357,20 @@ class ChunkedRunLogStore(BaseRunLogStore):
         self._prepare(run_id, created)
         self._store(run_id, changes)
         if run_log.status in ENDED_STATUSES:
-            self._end(run_id)
+            self._end(run_id)  # which tells the index
             return
         for branch in ended_branches:
             self._end(run_id, branch)
+        self._index_note(run_id)
 
     def update_run_log_status(self, run_id: str, status: str) -> None:
         self._check(run_id)
         body = json_of({"status": status}, run_id)
         self._store(run_id, [Change("run-set", "", body, keys=("status",))])
         if status in ENDED_STATUSES:
-            self._end(run_id)
+            self._end(run_id)  # which tells the index
+        else:
+            self._index_note(run_id)
 
     def get_run_config(self, run_id: str) -> dict[str, Any]:
         return self._run_fields(run_id).run_config
@@ -484,7 +490,9 @@ class ChunkedRunLogStore(BaseRunLogStore):
         body = json_of(_JobPatch(job=job, status=job.status), run_id)
         self._store(run_id, [Change("run-set", "", body, keys=("job", "status"))])
         if job.status in ENDED_STATUSES:
-            self._end(run_id)
+            self._end(run_id)  # which tells the index
+        else:
+            self._index_note(run_id)
 
     # --- folding ------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from pydantic import Field, PrivateAttr
 
@@ -35,6 +35,9 @@ from runlog_store.stores.chunked import (
     Change,
     ChunkedRunLogStore,
 )
+
+if TYPE_CHECKING:
+    from runlog_store.search.index import RunIndex
 
 LOCK_FILE = ".lock"
 JOURNAL_DIR = _core.JOURNAL_DIR
@@ -65,6 +68,12 @@ class ChunkedFileSystemRunLogStore(ChunkedRunLogStore):
 
     def location(self) -> str:
         return self.log_folder
+
+    def _run_index(self) -> RunIndex:
+        from runlog_store.search.index import RunIndex
+        from runlog_store.search.sources import FolderSource
+
+        return RunIndex(FolderSource(self, "chunked-fs"))
 
     def run_folder(self, run_id: str) -> str:
         return os.path.join(self.log_folder, validate_run_id(run_id))

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 from pydantic import ConfigDict, PrivateAttr
 
@@ -49,6 +49,9 @@ from runlog_store.stores.chunked import (
     chunk_name,
 )
 from runlog_store.stores.minio import RunLogBucketSettings
+
+if TYPE_CHECKING:
+    from runlog_store.search.index import RunIndex
 
 # The merged run as a full read of a run that has ended assembled it, with the ETag of every
 # object it came from: a later full read checks those against one listing and is one GET.
@@ -92,6 +95,12 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
 
     def location(self) -> str:
         return self.bucket_location()
+
+    def _run_index(self) -> RunIndex:
+        from runlog_store.search.index import RunIndex
+        from runlog_store.search.sources import ChunkedMinioSource
+
+        return RunIndex(ChunkedMinioSource(self))
 
     def _key(self, run_id: str, name: str = "") -> str:
         return self.storage().key(validate_run_id(run_id), name)

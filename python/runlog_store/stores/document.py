@@ -158,6 +158,7 @@ class DocumentRunLogStore(BaseRunLogStore):
 
     def update_run_log_status(self, run_id: str, status: str) -> None:
         self._patch(run_id, json_of({"status": status}, run_id))
+        self._index_note(run_id)
 
     def set_run_config(self, run_id: str, run_config: dict[str, Any]) -> None:
         self._patch(run_id, json_of({"run_config": run_config}, run_id), ("run_config",))
@@ -165,6 +166,7 @@ class DocumentRunLogStore(BaseRunLogStore):
     def add_job_log(self, run_id: str, job_log: JobLog) -> None:
         """Store the job and make its status the run's status (as runnable does)."""
         self._patch(run_id, json_of(_JobPatch(job=job_log, status=job_log.status), run_id))
+        self._index_note(run_id)
 
     def set_parameters(
         self,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pydantic import Field, PrivateAttr
 
@@ -18,6 +19,9 @@ from runlog_store.exceptions import (
 from runlog_store.models import RunLog
 from runlog_store.stores.base import check_nesting, json_of
 from runlog_store.stores.document import DocumentRunLogStore
+
+if TYPE_CHECKING:
+    from runlog_store.search.index import RunIndex
 
 
 class FileSystemRunLogStore(DocumentRunLogStore):
@@ -91,6 +95,13 @@ class FileSystemRunLogStore(DocumentRunLogStore):
         ensure_folder(self.log_folder, fsync=self.fsync, run_id=run_id)
         with _core.FileLock(self._lock_path(run_id), self.lock_timeout, run_id):
             self._write(run_id, document)
+        self._index_note(run_id)
+
+    def _run_index(self) -> RunIndex:
+        from runlog_store.search.index import RunIndex
+        from runlog_store.search.sources import FolderSource
+
+        return RunIndex(FolderSource(self, "file-system"))
 
     def list_run_ids(self) -> list[str]:
         try:

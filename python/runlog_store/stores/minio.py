@@ -8,6 +8,7 @@ rewrite, so use ``chunked-minio`` for large or parallel runs.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from pydantic import AliasChoices, ConfigDict, Field
 
@@ -17,6 +18,9 @@ from runlog_store.models import RunLog
 from runlog_store.objectstore import ObjectStorageSettings, update_object
 from runlog_store.stores.base import check_nesting, json_of
 from runlog_store.stores.document import DocumentRunLogStore
+
+if TYPE_CHECKING:
+    from runlog_store.search.index import RunIndex
 
 SUFFIX = ".json"
 
@@ -75,6 +79,13 @@ class MinioRunLogStore(DocumentRunLogStore, RunLogBucketSettings):
     def put_run_log(self, run_log: RunLog) -> None:
         run_id = validate_run_id(run_log.run_id)
         self.storage().put(self._key(run_id), _dump(run_log), run_id=run_id)
+        self._index_note(run_id)
+
+    def _run_index(self) -> RunIndex:
+        from runlog_store.search.index import RunIndex
+        from runlog_store.search.sources import MinioSource
+
+        return RunIndex(MinioSource(self))
 
     def list_run_ids(self) -> list[str]:
         bucket = self.storage()

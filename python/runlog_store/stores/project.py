@@ -11,7 +11,7 @@ folder with no configuration.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, PrivateAttr
 
@@ -28,6 +28,9 @@ from runlog_store import (
 )
 from runlog_store._paths import validate_run_id
 from runlog_store.exceptions import RunLogExistsError, RunLogNotFoundError
+
+if TYPE_CHECKING:
+    from runlog_store.search.index import RunIndex
 
 Layout = Literal["chunked-fs", "file-system"]
 # A run id present in both layouts (a copy made by hand, say) is read from the chunked one:
@@ -105,6 +108,12 @@ class ProjectRunLogStore(BaseRunLogStore):
 
     def location(self) -> str:
         return self.log_folder
+
+    def _run_index(self) -> RunIndex:
+        from runlog_store.search.index import RunIndex
+        from runlog_store.search.sources import FolderSource
+
+        return RunIndex(FolderSource(self, None))
 
     def _create_run(self, run_log: RunLog) -> None:
         """A new run, in the chunked layout, unless the id is taken in either layout."""

@@ -1,0 +1,383 @@
+"""The run index: a SQLite file of run summaries a search answers from (docs/format.md, "The run
+index").
+
+The index is never the truth. Before each search it is reconciled with what the store holds:
+its source (``runlog_store.search.sources``) stamps every run cheaply, and the runs whose stamp
+differs from the one recorded, or that are *racy*, are summarized again; the rows of runs gone
+are deleted; all of it in one write transaction, in which the search is then answered. A search
+that finds nothing changed reads in a read transaction and never takes the write lock.
+
+Racy runs (git's racy-clean rule): a file changed within a clock tick of the moment its stamp
+was taken can change again in the same tick without its stamp showing it. Each row records when
+its stamp was taken (``indexed_at``, before the run was read); a run whose newest change is not
+at least ``RACY_SECONDS`` older than that is read again at the next search.
+
+Many processes may search and write at once: each row also says when its stamp was taken, and
+a row is only replaced (or deleted) by what was stamped later, so a slow searcher never puts an
+older summary over a newer one; the answer is computed inside the transaction that brought the
+index up to date.
+
+A missing index is built by the first search (never by a write: a store never searched pays
+nothing). One of another schema version is rebuilt in place; a file that is not a database
+(garbage, truncated) is removed and built again; an index locked by another process for longer
+than ``BUSY_SECONDS``, or that cannot be written, is left alone and that search reads every run.
+None of it is ever an error: each says so in the ``runlog_store.search`` logger, at warning
+level.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import runlog_store
+from runlog_store import _core
+from runlog_store.callbacks import NO_PROGRESS, Callback
+from runlog_store.ops.runs import RunSummary
+from runlog_store.search import query
+from runlog_store.search.sources import RunSource, Stamp, Unindexable
+
+log = logging.getLogger("runlog_store.search")
+
+# What a file built by another version holds may mean something else: it is rebuilt. The
+# summaries are the library's (a new version may summarize differently), the tables query.py's.
+FORMAT = 1
+
+
+def _schema_version() -> str:
+    hasher = _core.Hasher("blake3")
+    hasher.update(query.INDEX_SCHEMA.encode())
+    return f"{FORMAT}-{runlog_store.__version__}-{hasher.hexdigest()[:16]}"
+
+
+SCHEMA_VERSION = _schema_version()
+META_SCHEMA = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT) WITHOUT ROWID"
+# How long a search waits for another process's write transaction before it reads every run
+# instead (a writer's hook waits far less: it must not slow the run it records).
+BUSY_SECONDS = 5.0
+NOTE_BUSY_SECONDS = 0.25
+# Two clock ticks of the coarsest file system clock in use (a kernel tick of 10 ms) and then
+# some: changes this close to the stamp are read again.
+RACY_SECONDS = 0.05
+
+# SQLite's primary result codes: SQLITE_CORRUPT, SQLITE_NOTADB; SQLITE_BUSY, SQLITE_LOCKED.
+_CORRUPT_CODES = {11, 26}
+_BUSY_CODES = {5, 6}
+_TABLES = ("runs", "params", "metrics", "steps")
+
+
+class _Corrupt(Exception):
+    """The file is not a usable index: rebuilt."""
+
+
+def _code(exc: sqlite3.Error) -> int:
+    return int(getattr(exc, "sqlite_errorcode", -1)) & 0xFF
+
+
+def _is_corrupt(exc: sqlite3.Error) -> bool:
+    if _code(exc) in _CORRUPT_CODES:
+        return True
+    text = str(exc)
+    return "not a database" in text or "malformed" in text
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    return _code(exc) in _BUSY_CODES or "locked" in str(exc) or "busy" in str(exc)
+
+
+def _statements(script: str) -> list[str]:
+    """The statements of a DDL script, to run inside a transaction one at a time
+    (``executescript`` would commit the transaction first)."""
+    found, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            found.append(current.strip())
+            current = ""
+    if current.strip():
+        found.append(current.strip())
+    return [s for s in found if s.strip(" ;\n")]
+
+
+class RunIndex:
+    """The index of one store location (see the module docstring)."""
+
+    def __init__(self, source: RunSource) -> None:
+        self.source = source
+
+    # --- connections ----------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _connect(self, path: str, busy: float) -> Iterator[sqlite3.Connection]:
+        conn = sqlite3.connect(path, timeout=busy, isolation_level=None, check_same_thread=False)
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(busy * 1000)}")
+            yield conn
+        finally:
+            conn.close()
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        """Make the file an index of this version: WAL, the tables and the version, created
+        or replaced in one write transaction (re-checked under the lock: another process may
+        have done it meanwhile)."""
+        if self._version(conn) == SCHEMA_VERSION:
+            return
+        if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            found = self._version(conn)
+            if found != SCHEMA_VERSION:
+                if found is not None:
+                    log.warning(
+                        "run index %s has version %s, not %s: built again",
+                        conn_path(conn),
+                        found,
+                        SCHEMA_VERSION,
+                    )
+                for kind, name in conn.execute(
+                    "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'view') "
+                    "AND name NOT LIKE 'sqlite_%'"
+                ).fetchall():
+                    conn.execute(f'DROP {kind.upper()} IF EXISTS "{name}"')
+                conn.execute(META_SCHEMA)
+                for statement in _statements(query.INDEX_SCHEMA):
+                    conn.execute(statement)
+                conn.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (SCHEMA_VERSION,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    @staticmethod
+    def _version(conn: sqlite3.Connection) -> str | None:
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise
+        return None if row is None else str(row[0])
+
+    @staticmethod
+    def _discard(path: str) -> None:
+        """Remove a file that is no index, with its WAL and shared memory (they belong to it)."""
+        for suffix in ("-wal", "-shm", ""):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path + suffix)
+
+    # --- searching -------------------------------------------------------------------------------
+
+    def search(
+        self,
+        expr: Any,
+        order: Any,
+        offset: int,
+        limit: int,
+        callback: Callback = NO_PROGRESS,
+    ) -> list[RunSummary] | None:
+        """The page ``offset``, ``limit`` of the matching runs in order, from the index brought
+        up to date; None when the index cannot answer (locked too long, not writable, a run
+        name it cannot hold): the caller reads every run."""
+        path = self.source.index_path()
+        if path is None:
+            return None
+        for _attempt in range(2):
+            try:
+                return self._search(path, expr, order, offset, limit, callback)
+            except (sqlite3.Error, _Corrupt) as exc:
+                if isinstance(exc, sqlite3.Error) and _is_busy(exc):
+                    log.warning(
+                        "run index %s stayed locked by another process for over %s s: this "
+                        "search read every run instead",
+                        path,
+                        BUSY_SECONDS,
+                    )
+                    return None
+                if isinstance(exc, _Corrupt) or _is_corrupt(exc):
+                    log.warning("run index %s is damaged (%s): built again", path, exc)
+                    self._discard(path)
+                    continue
+                log.warning(
+                    "run index %s cannot be used (%s): this search read every run", path, exc
+                )
+                return None
+            except Unindexable as exc:
+                log.info("run index %s not used: %s", path, exc)
+                return None
+        return None
+
+    def _search(
+        self,
+        path: str,
+        expr: Any,
+        order: Any,
+        offset: int,
+        limit: int,
+        callback: Callback,
+    ) -> list[RunSummary]:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        sql, params = query.compile_search(expr, order)
+        params = [*params, limit, offset]
+        with self._connect(path, BUSY_SECONDS) as conn:
+            self._prepare(conn)
+            restriction = self.source.restriction()
+            if restriction is not None:
+                # The search's SQL names the table ``runs``: a temporary view of that name,
+                # found before the table, shows it this store's runs alone.
+                head = restriction.replace("'", "''")
+                conn.execute(
+                    "CREATE TEMP VIEW runs AS SELECT * FROM main.runs "
+                    f"WHERE substr(fingerprint, 1, {len(restriction)}) = '{head}'"
+                )
+            stamped_at = time.time()
+            stamps = self.source.stamps()
+            _check_names(stamps)
+            conn.execute("BEGIN")
+            try:
+                stored = {
+                    run_id: (fingerprint, indexed_at)
+                    for run_id, fingerprint, indexed_at in conn.execute(
+                        "SELECT run_id, fingerprint, indexed_at FROM main.runs"
+                    )
+                }
+                stale = [
+                    run_id for run_id, stamp in stamps.items() if _stale(stamp, stored.get(run_id))
+                ]
+                gone = [run_id for run_id in stored if run_id not in stamps]
+                if not stale and not gone:
+                    found = conn.execute(sql, params).fetchall()
+                    conn.execute("COMMIT")
+                    return _summaries(found)
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            with callback.phase("indexing runs", len(stale), "items"):
+                summaries = self.source.summaries(stale, callback.advance)
+            rows = []
+            for run_id, summary in summaries.items():
+                if summary is None:
+                    gone.append(run_id)
+                else:
+                    rows.append(query.rows_of(summary, stamps[run_id][0], stamped_at))
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                _write(conn, rows, gone, stamped_at)
+                found = conn.execute(sql, params).fetchall()
+                conn.execute("COMMIT")
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            return _summaries(found)
+
+    # --- writers' hooks --------------------------------------------------------------------------
+
+    def note(self, run_id: str) -> None:
+        """Summarize one run into the index, if there is an index (a write never creates it).
+        Errors are the caller's to swallow; a lock held long is given up on quickly."""
+        path = self.source.index_path()
+        if path is None or not os.path.exists(path):
+            return
+        stamped_at = time.time()
+        stamp = self.source.stamp(run_id)
+        summary = None
+        if stamp is not None:
+            summary = self.source.summaries([run_id], NO_PROGRESS.advance).get(run_id)
+        rows = (
+            []
+            if stamp is None or summary is None
+            else [query.rows_of(summary, stamp[0], stamped_at)]
+        )
+        _check_names({run_id: ("", 0)})
+        with self._connect(path, NOTE_BUSY_SECONDS) as conn:
+            if self._version(conn) != SCHEMA_VERSION:
+                return  # the next search rebuilds it
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                _write(conn, rows, [] if rows else [run_id], stamped_at)
+                conn.execute("COMMIT")
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+
+
+def _check_names(stamps: dict[str, Stamp]) -> None:
+    for run_id in stamps:
+        try:
+            run_id.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Unindexable(f"the name {run_id!r} is not UTF-8") from None
+
+
+def _stale(stamp: Stamp, stored: tuple[str, float] | None) -> bool:
+    """Whether a run must be read again: new, changed, or changed too close to its stamp."""
+    if stored is None:
+        return True
+    fingerprint, indexed_at = stored
+    if fingerprint != stamp[0]:
+        return True
+    return stamp[1] != 0 and stamp[1] / 1e9 >= indexed_at - RACY_SECONDS
+
+
+def _write(
+    conn: sqlite3.Connection,
+    rows: Sequence[query.IndexRows],
+    gone: Sequence[str],
+    stamped_at: float,
+) -> None:
+    """Put the rows of runs summarized from stamps taken at ``stamped_at`` and delete runs
+    found gone then, except where a row stamped later is there already (another process read
+    the run after this one did)."""
+    newer = {
+        run_id
+        for (run_id,) in conn.execute("SELECT run_id FROM runs WHERE indexed_at > ?", (stamped_at,))
+    }
+    replaced = [r for r in rows if _run_id(r) not in newer]
+    removed = [(run_id,) for run_id in dict.fromkeys(gone) if run_id not in newer]
+    removed += [(_run_id(r),) for r in replaced]
+    for table in _TABLES:
+        conn.executemany(f"DELETE FROM main.{table} WHERE run_id = ?", removed)
+    _insert(conn, replaced)
+
+
+def _run_id(rows: query.IndexRows) -> str:
+    return str(rows.run[0])
+
+
+# Into the tables themselves (``main``): a search of one layout's runs hides the others behind a
+# temporary view named ``runs``.
+_INSERTS = (
+    (
+        "run",
+        f"INSERT OR REPLACE INTO main.runs ({', '.join(query.RUN_COLUMNS)}) "
+        f"VALUES ({', '.join('?' * len(query.RUN_COLUMNS))})",
+    ),
+    ("params", "INSERT OR REPLACE INTO main.params VALUES (?, ?, ?, ?, ?, ?)"),
+    ("metrics", "INSERT OR REPLACE INTO main.metrics VALUES (?, ?, ?, ?, ?, ?)"),
+    ("steps", "INSERT OR REPLACE INTO main.steps VALUES (?, ?, ?, ?)"),
+)
+
+
+def _insert(conn: sqlite3.Connection, rows: Sequence[query.IndexRows]) -> None:
+    for field, statement in _INSERTS:
+        if field == "run":
+            conn.executemany(statement, [r.run for r in rows])
+        else:
+            conn.executemany(statement, [v for r in rows for v in getattr(r, field)])
+
+
+def _summaries(found: list[tuple[Any, ...]]) -> list[RunSummary]:
+    return [RunSummary.model_validate_json(row[0]) for row in found]
+
+
+def conn_path(conn: sqlite3.Connection) -> str:
+    row = conn.execute("PRAGMA database_list").fetchone()
+    return str(row[2]) if row else "?"
+
+
+__all__ = ["BUSY_SECONDS", "RACY_SECONDS", "SCHEMA_VERSION", "RunIndex"]

@@ -1,0 +1,405 @@
+"""What a store holds now, for its run index: a stamp of every run, cheap to take, that changes
+whenever the run does, and the summaries of the runs whose stamp changed.
+
+A stamp is ``(fingerprint, changed_ns)``: the fingerprint is compared with the one the index
+recorded when it summarized the run; ``changed_ns`` is the newest change time the fingerprint
+saw (nanoseconds since the epoch), for the racy rule of the index (a run changed within a clock
+tick of the moment it was summarized may have changed again without its fingerprint showing it:
+see ``runlog_store.search.index``). Object stores fingerprint by ETags, which change with the
+content itself, and say 0: never racy.
+
+- ``file-system``: the stat (inode, size, modified and changed times) of ``<run_id>.json``;
+- ``chunked-fs``: the stat of the run folder and of every document and journal in it;
+- ``minio``: the ETag of ``<run_id>.json``, from one listing of the prefix;
+- ``chunked-minio``: a hash of the names and ETags of the run's objects (its ``.merged.json``
+  left out: a read writes it), from one recursive listing of the prefix;
+- a project's folder: each run from the layout it is read from (chunked-fs first).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from runlog_store import _core
+from runlog_store.exceptions import RunLogNotFoundError
+
+if TYPE_CHECKING:
+    from runlog_store.ops.runs import RunSummary
+    from runlog_store.stores.base import BaseRunLogStore
+    from runlog_store.stores.chunked_minio import ChunkedMinioRunLogStore
+    from runlog_store.stores.minio import MinioRunLogStore
+
+Stamp = tuple[str, int]
+
+# The name of the index file in a store's log folder (hidden: no store lists it as a run).
+INDEX_FILE = ".runlog-index.sqlite"
+# Runs read at once when summaries come from the store's own reads (GETs, merges of chunks).
+READERS = 8
+
+
+def user_index_folder() -> str:
+    """Where indexes that cannot live beside the runs go: ``$XDG_CACHE_HOME/runlog-store/index``
+    (``~/.cache/runlog-store/index`` by default)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "runlog-store", "index")
+
+
+def cached_index_path(key: str) -> str:
+    """The index file of a store known by ``key`` in the user's cache folder."""
+    hasher = _core.Hasher("blake3")
+    hasher.update(key.encode("utf-8", "surrogateescape"))
+    return os.path.join(user_index_folder(), hasher.hexdigest()[:32] + ".sqlite")
+
+
+def folder_index_path(folder: str) -> str | None:
+    """The index of a store in ``folder``: beside the runs when the folder can be written, else
+    in the user's cache folder (a read-only share is still searched fast); None while the
+    folder does not exist (nothing to index, and no folder is made for it)."""
+    if not os.path.isdir(folder):
+        return None
+    if os.access(folder, os.W_OK | os.X_OK):
+        return os.path.join(folder, INDEX_FILE)
+    return cached_index_path("folder|" + os.path.realpath(folder))
+
+
+class RunSource(ABC):
+    """One store's runs as its index sees them (see the module docstring)."""
+
+    def __init__(self, store: BaseRunLogStore) -> None:
+        self.store = store
+
+    @abstractmethod
+    def index_path(self) -> str | None:
+        """Where the index file is (None: no index for now, searches read every run)."""
+
+    @abstractmethod
+    def stamps(self) -> dict[str, Stamp]:
+        """Every run the store lists (names that are no run id too), with its stamp."""
+
+    @abstractmethod
+    def stamp(self, run_id: str) -> Stamp | None:
+        """One run's stamp, as ``stamps`` gives it; None when the run is not there."""
+
+    def restriction(self) -> str | None:
+        """The head of the fingerprints of the runs this store sees, when the index holds more
+        (another store's runs in the same folder); None: every row is this store's."""
+        return None
+
+    def summaries(
+        self, run_ids: list[str], advance: Callable[[int], None]
+    ) -> dict[str, RunSummary | None]:
+        """The summaries of these runs (None for a run gone meanwhile), as a search of the
+        store without an index reads them (``read_summary``); each one read is reported to
+        ``advance``."""
+        return _read_summaries(self.reader, run_ids, advance)
+
+    def reader(self) -> BaseRunLogStore:
+        """A store object for one reading thread: a store keeps per-run state (open runs, how
+        each names its documents) that is not shared between threads."""
+        store = self.store
+        return type(store).model_validate(store.model_dump(round_trip=True))
+
+
+def _read_summaries(
+    reader: Callable[[], BaseRunLogStore], run_ids: list[str], advance: Callable[[int], None]
+) -> dict[str, RunSummary | None]:
+    """``read_summary`` of each run (None for a run gone), ``READERS`` at a time, each thread
+    with a store object of its own (``reader``)."""
+    from runlog_store.ops.runs import read_summary
+
+    local = threading.local()
+
+    def one(run_id: str) -> tuple[str, RunSummary | None]:
+        store = getattr(local, "store", None)
+        if store is None:
+            store = local.store = reader()
+        try:
+            return run_id, read_summary(store, run_id)
+        except RunLogNotFoundError:
+            return run_id, None
+        finally:
+            advance(1)
+
+    if not run_ids:
+        return {}
+    if len(run_ids) == 1:
+        return dict([one(run_ids[0])])
+    with ThreadPoolExecutor(max_workers=min(READERS, len(run_ids))) as pool:
+        return dict(pool.map(one, run_ids))
+
+
+# --- file systems ---------------------------------------------------------------------------
+
+
+def _stat_text(st: os.stat_result) -> str:
+    kind = "l" if stat.S_ISLNK(st.st_mode) else ("d" if stat.S_ISDIR(st.st_mode) else "")
+    return f"{kind}{st.st_ino}-{st.st_size}-{st.st_mtime_ns}-{st.st_ctime_ns}"
+
+
+def _changed(st: os.stat_result) -> int:
+    return max(st.st_mtime_ns, st.st_ctime_ns)
+
+
+def document_stamps(folder: str) -> dict[str, Stamp]:
+    """``<run_id>.json`` -> stamp for every run document ``FileSystemRunLogStore`` lists."""
+    core = getattr(_core, "fingerprint_documents", None)
+    if core is not None:
+        return _core_stamps(core(folder))
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return {}
+    found: dict[str, Stamp] = {}
+    for entry in entries:
+        if entry.name.endswith(".json") and not entry.name.startswith("."):
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            found[entry.name[: -len(".json")]] = (_stat_text(st), _changed(st))
+    return found
+
+
+def document_stamp(folder: str, run_id: str) -> Stamp | None:
+    try:
+        st = os.lstat(os.path.join(folder, run_id + ".json"))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return _stat_text(st), _changed(st)
+
+
+def run_folder_stamp(folder: str, run_id: str) -> Stamp | None:
+    """The stamp of one chunked-fs run folder: its own stat and that of every document and
+    journal in it (the snapshot left out: reads write it); None when the run is not there (no
+    ``RunLog.json``, as ``ChunkedFileSystemRunLogStore.list_run_ids`` decides)."""
+    path = os.path.join(folder, run_id)
+    try:
+        own = os.lstat(path)
+        os.lstat(os.path.join(path, _core.RUN_LOG_FILE))
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError:
+        return _stat_text(own), _changed(own)  # a link loop, say: unreadable, listed
+    parts, newest = [_stat_text(own)], _changed(own)
+    for where in (path, os.path.join(path, _core.JOURNAL_DIR)):
+        try:
+            entries = sorted(os.scandir(where), key=lambda e: e.name)
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name == _core.SNAPSHOT_NAME:
+                continue
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            parts.append(f"{entry.name}:{_stat_text(st)}")
+            newest = max(newest, _changed(st))
+    return "|".join(parts), newest
+
+
+def run_folder_stamps(folder: str) -> dict[str, Stamp]:
+    """Every run folder ``ChunkedFileSystemRunLogStore`` lists, with its stamp."""
+    core = getattr(_core, "fingerprint_run_folders", None)
+    if core is not None:
+        return _core_stamps(core(folder))
+    try:
+        names = [e.name for e in os.scandir(folder) if not e.name.startswith(".")]
+    except FileNotFoundError:
+        return {}
+    found: dict[str, Stamp] = {}
+    for name in names:
+        stamp = run_folder_stamp(folder, name)
+        if stamp is not None:
+            found[name] = stamp
+    return found
+
+
+def _core_stamps(found: dict[str, Any]) -> dict[str, Stamp]:
+    """The core's fingerprints as stamps: ``(fingerprint, newest change)`` pairs, or bare
+    fingerprints (then every run counts as changed just now: racy, re-read at each search)."""
+    return {
+        run_id: (value[0], int(value[1])) if isinstance(value, tuple) else (str(value), 1 << 62)
+        for run_id, value in found.items()
+    }
+
+
+class Unindexable(Exception):
+    """What the store holds cannot be indexed faithfully (a run name SQLite cannot hold, one
+    run id in both layouts of a folder searched as one of them): searched by a scan."""
+
+
+class FolderSource(RunSource):
+    """A log folder. Whichever store searches it (file-system, chunked-fs, a project's), the
+    index holds the runs of both layouts, each stamped in the layout a project reads it from
+    (chunked-fs first), its layout's name heading its fingerprint: one index file serves them
+    all, and a writer of either layout keeps it current for every reader. A store of one layout
+    sees that layout's rows alone (``layout``)."""
+
+    def __init__(self, store: BaseRunLogStore, layout: str | None) -> None:
+        super().__init__(store)
+        self.layout = layout
+        self.folder: str = store.log_folder  # type: ignore[attr-defined]
+        # The layout of each run as the last stamps saw it: where summaries read it.
+        self.layouts: dict[str, str] = {}
+
+    def index_path(self) -> str | None:
+        return folder_index_path(self.folder)
+
+    def stamps(self) -> dict[str, Stamp]:
+        documents = document_stamps(self.folder)
+        folders = run_folder_stamps(self.folder)
+        if self.layout == "file-system" and not documents.keys().isdisjoint(folders):
+            both = sorted(set(documents) & set(folders))[0]
+            raise Unindexable(f"run {both!r} is stored in both layouts")
+        found = {
+            run_id: ("file-system " + f, changed) for run_id, (f, changed) in documents.items()
+        }
+        for run_id, (fingerprint, changed) in folders.items():
+            found[run_id] = ("chunked-fs " + fingerprint, changed)
+        self.layouts = {run_id: stamp[0].partition(" ")[0] for run_id, stamp in found.items()}
+        return found
+
+    def restriction(self) -> str | None:
+        """The head of the fingerprints of the runs this store sees (None: all of them)."""
+        return None if self.layout is None else self.layout + " "
+
+    def stamp(self, run_id: str) -> Stamp | None:
+        chunked = run_folder_stamp(self.folder, run_id)
+        if chunked is not None:
+            return "chunked-fs " + chunked[0], chunked[1]
+        document = document_stamp(self.folder, run_id)
+        if document is not None:
+            return "file-system " + document[0], document[1]
+        return None
+
+    def layout_store(self, layout: str) -> BaseRunLogStore:
+        from runlog_store.registry import create_store
+
+        store = self.store
+        if getattr(store, "service_name", None) == layout:
+            return type(store).model_validate(store.model_dump(round_trip=True))
+        return create_store(
+            layout,
+            log_folder=self.folder,
+            fsync=getattr(store, "fsync", True),
+            lock_timeout=getattr(store, "lock_timeout", 60.0),
+        )
+
+    def summaries(
+        self, run_ids: list[str], advance: Callable[[int], None]
+    ) -> dict[str, RunSummary | None]:
+        """Each run read in the layout it is stamped in (``stamp``); chunked runs by their
+        store, ``READERS`` at a time; documents in bulk by the core when it can."""
+        chunked: list[str] = []
+        documents: list[str] = []
+        for run_id in run_ids:
+            layout = self.layouts.get(run_id)
+            if layout is None:
+                stamp = self.stamp(run_id)
+                layout = stamp[0].partition(" ")[0] if stamp is not None else "file-system"
+            (chunked if layout == "chunked-fs" else documents).append(run_id)
+        found = _read_summaries(lambda: self.layout_store("chunked-fs"), chunked, advance)
+        found.update(_read_summaries(lambda: self.layout_store("file-system"), documents, advance))
+        return found
+
+
+# --- object storage -------------------------------------------------------------------------
+
+
+def _etag_hash(objects: Iterable[tuple[str, str]]) -> str:
+    hasher = _core.Hasher("blake3")
+    for name, etag in sorted(objects):
+        hasher.update(f"{name}\0{etag}\n".encode("utf-8", "surrogateescape"))
+    return hasher.hexdigest()[:32]
+
+
+class MinioSource(RunSource):
+    """``<prefix>/<run_id>.json`` objects by ETag, from one listing (1,000 names a request)."""
+
+    store: MinioRunLogStore
+
+    def index_path(self) -> str | None:
+        return cached_index_path("minio|" + self.store.bucket_location())
+
+    def _root(self) -> str:
+        bucket = self.store.storage()
+        return bucket.key() + "/" if bucket.prefix else ""
+
+    def stamps(self) -> dict[str, Stamp]:
+        root = self._root()
+        found: dict[str, Stamp] = {}
+        for key, etag in self.store.storage().list_etags(root).items():
+            name = key[len(root) :]
+            if "/" in name or not name.endswith(".json"):
+                continue
+            run_id = name[: -len(".json")]
+            if run_id and not run_id.startswith("."):
+                found[run_id] = (etag, 0)
+        return found
+
+    def stamp(self, run_id: str) -> Stamp | None:
+        bucket = self.store.storage()
+        st = bucket.stat(bucket.key(run_id + ".json"), run_id=run_id)
+        return (st.etag, 0) if st is not None else None
+
+
+class ChunkedMinioSource(RunSource):
+    """``<prefix>/<run_id>/`` folders by a hash of their objects' names and ETags, from one
+    recursive listing of the prefix."""
+
+    store: ChunkedMinioRunLogStore
+
+    def index_path(self) -> str | None:
+        return cached_index_path("chunked-minio|" + self.store.bucket_location())
+
+    def _root(self) -> str:
+        bucket = self.store.storage()
+        return bucket.key() + "/" if bucket.prefix else ""
+
+    @staticmethod
+    def _stamp(objects: dict[str, str]) -> Stamp | None:
+        if _core.RUN_LOG_OBJECT not in objects and _core.RUN_LOG_FILE not in objects:
+            return None  # no run document: not a run (list_run_ids says so too)
+        kept = [(n, e) for n, e in objects.items() if n != _core.SNAPSHOT_NAME]
+        return _etag_hash(kept), 0
+
+    def stamps(self) -> dict[str, Stamp]:
+        root = self._root()
+        runs: dict[str, dict[str, str]] = {}
+        for key, etag in self.store.storage().list_etags(root).items():
+            run_id, slash, name = key[len(root) :].partition("/")
+            if slash and run_id and not run_id.startswith("."):
+                runs.setdefault(run_id, {})[name] = etag
+        found: dict[str, Stamp] = {}
+        for run_id, objects in runs.items():
+            stamp = self._stamp(objects)
+            if stamp is not None:
+                found[run_id] = stamp
+        return found
+
+    def stamp(self, run_id: str) -> Stamp | None:
+        bucket = self.store.storage()
+        folder = bucket.key(run_id) + "/"
+        listed = bucket.list_etags(folder, run_id=run_id)
+        return self._stamp({key[len(folder) :]: etag for key, etag in listed.items()})
+
+
+__all__ = [
+    "INDEX_FILE",
+    "ChunkedMinioSource",
+    "FolderSource",
+    "MinioSource",
+    "RunSource",
+    "Stamp",
+    "Unindexable",
+    "cached_index_path",
+    "folder_index_path",
+    "user_index_folder",
+]
