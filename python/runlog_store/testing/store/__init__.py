@@ -4,9 +4,10 @@ package, as pytest tests a store's own test module binds to it.
 The suite is one class composed of a part per operation, each a module of this package:
 ``create`` (runs created and stored whole, factories, summary), ``read`` (full and not full
 reads, JSON), ``steps``, ``branches``, ``parameters`` (and the run config), ``status`` (and job
-logs), ``errors`` (missing runs, invalid run ids), ``listing`` (listing, filters, deletes) and
-``concurrency`` (other processes), over ``suite`` (fixtures and declarations) and ``tree`` (the
-run the read tests write). ``processes`` is the harness of the writer processes.
+logs), ``errors`` (missing runs, invalid run ids), ``listing`` (listing, filters, deletes),
+``search`` (searches equal to a read of every run) and ``concurrency`` (other processes),
+over ``suite`` (fixtures and declarations) and ``tree`` (the run the read tests write).
+``processes`` is the harness of the writer processes.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from runlog_store.testing.store.errors import BAD_RUN_IDS, ErrorTests
 from runlog_store.testing.store.listing import ListingTests
 from runlog_store.testing.store.parameters import ParameterTests
 from runlog_store.testing.store.read import ReadTests
+from runlog_store.testing.store.search import SearchTests
 from runlog_store.testing.store.status import StatusTests
 from runlog_store.testing.store.steps import StepTests
 from runlog_store.testing.store.suite import build_store
@@ -34,6 +36,7 @@ class StoreContract(
     StatusTests,
     ErrorTests,
     ListingTests,
+    SearchTests,
     ConcurrencyTests,
 ):
     """What every run log store must do, as pytest tests; subclass it in a test module.
@@ -45,10 +48,11 @@ class StoreContract(
     the typed errors (``RunLogNotFoundError`` from every call on a missing run,
     ``StepLogNotFoundError``, ``BranchLogNotFoundError``, ``JobLogNotFoundError``,
     ``RunLogExistsError``; ``InvalidRunIdError`` for run ids no store may hold, with storage
-    left as it was); listing, filters and deletes where offered; and, for stores that say
-    ``supports_parallel_writes``, real writer processes: several at once lose no write, and a
-    writer SIGKILLed at a random moment loses none it had acknowledged and leaves a run that
-    reads and can be written.
+    left as it was); listing, filters and deletes where offered; searches (``search_runs``,
+    ``iter_runs``, pages) that answer what a read of every run answers; and, for stores that
+    say ``supports_parallel_writes``, real writer processes: several at once lose no write,
+    and a writer SIGKILLed at a random moment loses none it had acknowledged and leaves a run
+    that reads and can be written.
 
     **Fixtures a subclass provides**
 
