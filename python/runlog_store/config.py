@@ -1,6 +1,7 @@
 """Reading store configuration from the YAML files runnable users already have.
 
-Also the ``catalog:`` section of the same files (``load_catalog``).
+Also the ``catalog:`` section of the same files (``load_catalog``), and ``runlog gc``'s
+``retention:`` section (``load_retention``), which runnable does not read.
 
 ``run-log-store:`` (runnable's spelling) or ``run_log_store:`` (the older one), with ``type:``
 and an optional ``config:`` mapping. Without a file, ``RUNNABLE_CONFIGURATION_FILE`` names one;
@@ -13,7 +14,7 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -22,6 +23,9 @@ from runlog_store.exceptions import ConfigurationError
 from runlog_store.registry import create_catalog, create_store
 from runlog_store.stores.base import BaseRunLogStore
 
+if TYPE_CHECKING:
+    from runlog_store.ops.retention import RetentionPolicy
+
 CONFIG_ENV = "RUNNABLE_CONFIGURATION_FILE"
 STORE_KEYS = ("run-log-store", "run_log_store")
 DEFAULT_STORE_TYPE = "chunked-fs"
@@ -29,6 +33,7 @@ DEFAULT_STORE_CONFIG: dict[str, Any] = {"log_folder": ".run_log_store"}
 CATALOG_KEYS = ("catalog",)
 DEFAULT_CATALOG_TYPE = "file-system"
 DEFAULT_CATALOG_CONFIG: dict[str, Any] = {"catalog_location": ".catalog"}
+RETENTION_KEY = "retention"
 
 
 def resolve_config_file(config_file: str | os.PathLike[str] | None = None) -> Path | None:
@@ -152,6 +157,41 @@ def load_catalog(config_file: str | os.PathLike[str] | None = None) -> BaseCatal
     type_name, config = catalog_settings(config_file)
     with _naming_the_file(config_file):
         return create_catalog(type_name, **config)
+
+
+def load_retention(config_file: str | os.PathLike[str] | None = None) -> RetentionPolicy:
+    """The ``retention:`` section of the configuration file as a policy (``runlog gc``); an
+    empty policy when there is no file or no section. ConfigurationError naming the file and
+    the key (``retention.keep_last``) for anything it cannot use."""
+    from pydantic import ValidationError
+
+    from runlog_store.ops.retention import RetentionPolicy
+
+    path = resolve_config_file(config_file)
+    if path is None:
+        return RetentionPolicy()
+    body = read_config_file(path).get(RETENTION_KEY)
+    if body is None:
+        return RetentionPolicy()
+    if not isinstance(body, dict):
+        raise ConfigurationError(
+            f"{path}: {RETENTION_KEY}: must be a mapping of older_than, keep_last, statuses, "
+            "filter and include_unfinished",
+            key=RETENTION_KEY,
+            path=str(path),
+        )
+    try:
+        return RetentionPolicy.model_validate(body)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(part) for part in error["loc"][:1])
+        key = f"{RETENTION_KEY}.{where}" if where else RETENTION_KEY
+        if error["type"] == "extra_forbidden":
+            known = ", ".join(RetentionPolicy.model_fields)
+            message = f"unknown key; the keys are {known}"
+        else:
+            message = str(error["msg"]).removeprefix("Value error, ")
+        raise ConfigurationError(f"{path}: {key}: {message}", key=key, path=str(path)) from None
 
 
 @contextlib.contextmanager

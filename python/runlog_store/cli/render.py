@@ -99,6 +99,19 @@ def format_seconds(seconds: float) -> str:
     return f"{int(seconds // 60)}m{seconds % 60:04.1f}s"
 
 
+def format_bytes(size: int) -> str:
+    """A size as people read it: ``812 B``, ``12.3 kB``, ``4.1 MB`` (powers of 1000, as
+    ``du --si``)."""
+    if size < 1000:
+        return f"{size} B"
+    value = float(size)
+    for unit in ("kB", "MB", "GB"):
+        value /= 1000
+        if value < 999.95:
+            return f"{value:.1f} {unit}"
+    return f"{value / 1000:.1f} TB"
+
+
 def format_age(seconds: float) -> str:
     """How long ago, in the units ``--older-than`` takes, the two largest that are not zero:
     ``42s``, ``5m30s``, ``2h``, ``3d4h``."""

@@ -6,17 +6,22 @@ differ between any two runs and would bury the rest, so they are left out.
 
 Runs are compared as merged JSON dicts, so runs of any store, layout or runnable version can be
 compared with each other.
+
+Many runs (a sweep) are compared by their summaries instead (``diff_summaries``): what a search
+returns, from the store's index, without reading every run whole. That compares what tells a
+sweep's runs apart: the run's status, tag, DAG hash and commit, its root parameters and its
+root metrics.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from pydantic import BaseModel
 
-from runlog_store.ops.runs import attempts_of, describe_code_identities, walk_steps
+from runlog_store.ops.runs import RunSummary, attempts_of, describe_code_identities, walk_steps
 
 SECTIONS = ("run", "parameter", "metric", "code", "data", "step", "dag")
 
@@ -141,4 +146,55 @@ def diff_runs(a: dict[str, Any], b: dict[str, Any]) -> list[Difference]:
     return found
 
 
-__all__ = ["SECTIONS", "Difference", "diff_runs"]
+# The sections of a comparison of many runs, and the prefix of their keys in the filter language
+# (``params.lr``); the run's own attributes have none (``status``).
+SUMMARY_SECTIONS = {"run": "", "parameter": "params.", "metric": "metrics."}
+_RUN_ATTRIBUTES = ("status", "tag", "dag_hash", "commit")
+
+
+class RunsDifference(BaseModel):
+    """One thing that differs across runs: its value in each run that has it, by run id (a
+    run without it is left out of ``values``)."""
+
+    section: str
+    key: str
+    values: dict[str, Any]
+
+    @property
+    def attribute(self) -> str:
+        """The key as the filter language names it: ``params.lr``, ``status``."""
+        return SUMMARY_SECTIONS[self.section] + self.key
+
+
+def _summary_values(summary: RunSummary, section: str) -> dict[str, Any]:
+    if section == "parameter":
+        return summary.params
+    if section == "metric":
+        return summary.metrics
+    found = {key: getattr(summary, key) for key in _RUN_ATTRIBUTES}
+    return {key: value for key, value in found.items() if value is not None}
+
+
+def diff_summaries(summaries: Sequence[RunSummary]) -> list[RunsDifference]:
+    """What differs across runs: every run attribute, root parameter and root metric whose
+    value is not the same JSON in all of them, or that some of them lack; section by section
+    (run, parameter, metric), keys in the order first met."""
+    found: list[RunsDifference] = []
+    for section in SUMMARY_SECTIONS:
+        held = [(s.run_id, _summary_values(s, section)) for s in summaries]
+        keys = list(dict.fromkeys(key for _, values in held for key in values))
+        for key in keys:
+            values = {run_id: values[key] for run_id, values in held if key in values}
+            if len(values) < len(held) or len({_value(v) for v in values.values()}) > 1:
+                found.append(RunsDifference(section=section, key=key, values=values))
+    return found
+
+
+__all__ = [
+    "SECTIONS",
+    "SUMMARY_SECTIONS",
+    "Difference",
+    "RunsDifference",
+    "diff_runs",
+    "diff_summaries",
+]

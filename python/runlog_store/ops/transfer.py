@@ -274,6 +274,7 @@ Action = Literal[
     "kept: unfinished",
     "kept: unreadable",
     "kept: written during gc",
+    "kept: newest of its tag",
 ]
 
 
@@ -284,6 +285,11 @@ class GcDecision(BaseModel):
     age_seconds: float | None
     action: Action
     catalog_files: int = 0
+    # What deleting the run frees (would free, in a dry run): its run log's bytes (None where
+    # the store cannot tell) and, with the catalog, its catalog files' bytes. A content
+    # catalog's files are contents other runs may share: what they free is the sweep's count.
+    run_bytes: int | None = None
+    catalog_bytes: int = 0
     # When the store last saw the run written, as read before deciding: a later time at the
     # moment of the delete means a writer came back.
     modified: float = Field(default=0.0, exclude=True)
@@ -329,19 +335,42 @@ def gc_runs(
             if decision.status not in ENDED_STATUSES and not include_unfinished:
                 decision.action = "kept: unfinished"
                 continue
-            if catalog is not None:
-                decision.catalog_files = len(catalog.run_files(run_id))
+            count_freed(store, decision, catalog)
             if dry_run:
                 continue
-            # A writer that came back since the run was read keeps it.
-            if (store.run_modified(run_id) or 0.0) != decision.modified:
+            if not delete_if_unchanged(store, run_id, decision.modified, catalog):
                 decision.action = "kept: written during gc"
-                continue
-            if catalog is not None:
-                catalog.delete_run(run_id)
-            with contextlib.suppress(RunLogNotFoundError):  # deleted by another gc meanwhile
-                store.delete_run(run_id)
     return decisions
+
+
+def count_freed(store: BaseRunLogStore, decision: GcDecision, catalog: BaseCatalog | None) -> None:
+    """Fill in what deleting the run of ``decision`` frees."""
+    from runlog_store.ops.retention import run_bytes
+
+    decision.run_bytes = run_bytes(store, decision.run_id)
+    if catalog is not None:
+        files = catalog.run_files(decision.run_id)
+        decision.catalog_files = len(files)
+        if not isinstance(catalog, ContentCatalog):
+            decision.catalog_bytes = sum(files.values())
+
+
+def delete_if_unchanged(
+    store: BaseRunLogStore, run_id: str, modified: float, catalog: BaseCatalog | None = None
+) -> bool:
+    """Delete a run (its catalog first) unless it was written since ``modified`` was read
+    (``store.run_modified``): a writer that came back keeps it. Whether it was deleted.
+
+    Each store deletes a run whole or not at all as readers see it (docs/format.md), and the
+    catalog goes first: a gc killed between the two leaves a run log the next gc deletes,
+    never catalog files no run lists."""
+    if (store.run_modified(run_id) or 0.0) != modified:
+        return False
+    if catalog is not None:
+        catalog.delete_run(run_id)
+    with contextlib.suppress(RunLogNotFoundError):  # deleted by another gc meanwhile
+        store.delete_run(run_id)
+    return True
 
 
 def gc_contents(
@@ -394,6 +423,8 @@ __all__ = [
     "GcDecision",
     "canonical_run",
     "copy_run",
+    "count_freed",
+    "delete_if_unchanged",
     "export_run",
     "first_difference",
     "gc_contents",
