@@ -38,6 +38,7 @@ from runlog_store.cli.render import (
     STATUS_STYLE,
     counted,
     format_age,
+    format_bytes,
     format_seconds,
     printable,
     run_tree,
@@ -50,12 +51,13 @@ from runlog_store.config import (
     resolve_config_file,
 )
 from runlog_store.exceptions import ConfigurationError, RunLogNotFoundError, RunLogStoreError
-from runlog_store.ops.diff import Difference
+from runlog_store.ops.diff import Difference, RunsDifference
 from runlog_store.ops.runs import RunSummary
-from runlog_store.stores.base import BaseRunLogStore
+from runlog_store.stores.base import MAX_PAGE_SIZE, BaseRunLogStore
 from runlog_store.stores.project import ProjectRunLogStore
 
 if TYPE_CHECKING:
+    from runlog_store.ops.retention import RetentionPolicy, Selection
     from runlog_store.ops.transfer import GcDecision
 
 # --- help as click writes it ------------------------------------------------------------------
@@ -376,6 +378,35 @@ def demo(
 @app.command("list", cls=_Command)
 def list_runs(
     config: ConfigOption = None,
+    filter_text: Annotated[
+        str | None,
+        typer.Option(
+            "--filter",
+            metavar="FILTER",
+            show_default=False,
+            help="Only runs this filter matches: metrics.accuracy > 0.9 and status = 'SUCCESS' "
+            "(the language is on the search page of the documentation).",
+        ),
+    ] = None,
+    order_by: Annotated[
+        str | None,
+        typer.Option(
+            "--order-by",
+            metavar="ORDER",
+            show_default=False,
+            help="Sort by these attributes, each asc or desc: 'metrics.accuracy desc, "
+            "start_time' (default: start_time desc).",
+        ),
+    ] = None,
+    columns: Annotated[
+        str | None,
+        typer.Option(
+            "--columns",
+            metavar="ATTRIBUTES",
+            show_default=False,
+            help="Add these attributes as columns: params.lr,metrics.accuracy,commit.",
+        ),
+    ] = None,
     status: StatusOption = None,
     tag: Annotated[str | None, typer.Option(metavar="TAG", help="Only runs with this tag.")] = None,
     since: Annotated[
@@ -385,39 +416,97 @@ def list_runs(
     limit: Annotated[
         int | None, typer.Option(min=0, metavar="INTEGER", help="At most this many runs.")
     ] = None,
+    page_token: Annotated[
+        str | None,
+        typer.Option(
+            "--page-token",
+            metavar="TOKEN",
+            show_default=False,
+            help="Go on where a listing with --limit stopped (it prints the command).",
+        ),
+    ] = None,
     json_output: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """List runs, newest first: status, tag, start, duration, steps and the failed step."""
-    from runlog_store.ops.runs import parse_age, parse_status, stored_run_ids, summarize_runs
+    """List runs, newest first: status, tag, start, duration, steps and the failed step.
+
+    --status, --tag and --since are shorthands for filters, combined with --filter: a run
+    must match them all. With --limit, a listing with more runs past the last one shown ends
+    with the command that lists the next ones (on stderr with --json).
+    """
+    from runlog_store.ops.runs import parse_age, parse_status, stored_run_ids
 
     with _reporting_errors(verbose) as stores:
-        started_after = datetime.now() - parse_age(since, "--since") if since else None
+        age = parse_age(since, "--since") if since else None
         wanted = parse_status(status) if status is not None else None
+        if filter_text is not None:
+            _check_filter(filter_text)
+        if order_by is not None:
+            _check_order(order_by)
+        extra = _attributes(columns) if columns is not None else []
+        search = _list_filter(filter_text, wanted, tag, age)
         store = stores.open(config)
-        run_ids = stored_run_ids(store)
-        runs = summarize_runs(
-            store,
-            status=wanted,
-            tag=tag,
-            since=started_after,
-            limit=limit,
-            run_ids=run_ids,
-            callback=TerminalProgress(),
-        )
+        next_token: str | None = None
+        if limit == 0:
+            runs: list[RunSummary] = []
+        elif page_token is None and (limit is None or limit > MAX_PAGE_SIZE):
+            # More than a page: read page after page, with no token to go on from.
+            runs = _every_run(store, search, order_by, limit)
+        else:
+            if limit is not None and limit > MAX_PAGE_SIZE:
+                raise RunLogStoreError(
+                    f"--limit is at most {MAX_PAGE_SIZE:,} with --page-token: a page is read whole"
+                )
+            page = store.search_runs(
+                search,
+                order_by=order_by,
+                max_results=limit if limit is not None else _PAGE_SIZE,
+                page_token=page_token,
+                callback=TerminalProgress(),
+            )
+            runs, next_token = page.runs, page.next_page_token
         if isinstance(store, ProjectRunLogStore):
             for run in runs:
                 with contextlib.suppress(RunLogStoreError):  # deleted since it was listed
                     run.layout = store.layout(run.run_id)
+        run_ids = stored_run_ids(store) if not runs else []
+    again = None
+    if next_token is not None:
+        options: list[tuple[str, object]] = [
+            ("-c", config),
+            ("--filter", filter_text),
+            ("--order-by", order_by),
+            ("--columns", columns),
+            ("--status", wanted),
+            ("--tag", tag),
+            ("--since", since),
+            ("--limit", limit if limit is not None else _PAGE_SIZE),
+            ("--page-token", next_token),
+        ]
+        words = [_runlog_as_typed(), "list"]
+        words += [w for name, v in options if v is not None for w in (name, shlex.quote(str(v)))]
+        again = " ".join([*words, *(["--json"] if json_output else [])])
     if json_output:
         _print_json([run.model_dump(mode="json") for run in runs])
+        if again is not None:
+            _console(stderr=True).print(
+                f"More runs: {_shown(again)}", highlight=False, soft_wrap=True
+            )
         return
     console = _console()
     where = _shown(store.location())
     if not runs:
-        asked = {"--status": wanted, "--tag": tag, "--since": since, "--limit": limit}
+        asked = {
+            "--filter": filter_text,
+            "--status": wanted,
+            "--tag": tag,
+            "--since": since,
+            "--limit": limit,
+        }
         filters = " ".join(f"{name} {value}" for name, value in asked.items() if value is not None)
-        if not run_ids:
+        if page_token is not None:
+            console.print(f"No more runs in {where} match {_shown(filters or 'the search')}.")
+        elif not run_ids:
             console.print(f"No runs in {where}.")
         elif len(run_ids) == 1:
             console.print(f"The one run in {where} does not match {_shown(filters)}.")
@@ -426,7 +515,155 @@ def list_runs(
         return
     title = f"{counted(len(runs), 'run')} in {where}"
     # An id wider than the terminal is printed whole (the terminal wraps it), never cropped.
-    console.print(_runs_table(runs, title, console.width), crop=False)
+    console.print(_runs_table(runs, title, console.width, extra), crop=False)
+    if again is not None:
+        console.print(f"More runs: {_shown(again)}", highlight=False, soft_wrap=True)
+
+
+# Runs per page of a listing given --page-token without --limit.
+_PAGE_SIZE = 100
+
+
+def _every_run(
+    store: BaseRunLogStore, search: str | None, order_by: str | None, limit: int | None
+) -> list[RunSummary]:
+    """The runs a search finds, page after page (at most ``limit``), the reading drawn as a
+    progress bar on a terminal."""
+    runs: list[RunSummary] = []
+    token: str | None = None
+    progress = TerminalProgress()
+    while limit is None or len(runs) < limit:
+        page = store.search_runs(
+            search,
+            order_by=order_by,
+            max_results=MAX_PAGE_SIZE,
+            page_token=token,
+            callback=progress,
+        )
+        runs += page.runs
+        token = page.next_page_token
+        if token is None:
+            break
+    return runs[:limit]
+
+
+def _check_order(text: str) -> None:
+    """An ordering as the user typed it, checked on its own (errors point at its columns)."""
+    from runlog_store.search.query import parse_order_by
+
+    parse_order_by(text)
+
+
+def _list_filter(
+    filter_text: str | None, status: str | None, tag: str | None, age: timedelta | None
+) -> str | None:
+    """--filter and the shorthands as one filter: all must match. --since keeps runs not
+    started yet, as they are the newest; the age is written as an age, not a time, so that the
+    filter, and the page tokens of its search, are the same on the next page."""
+    from runlog_store.ops.retention import quoted
+
+    parts = [filter_text] if filter_text is not None and filter_text.strip() else []
+    if status is not None:
+        parts.append(f"status = {quoted(status)}")
+    if tag is not None:
+        parts.append(f"tag = {quoted(tag)}")
+    if age is not None:
+        parts.append(f"start_time >= -{int(age.total_seconds())}s or start_time is null")
+    if len(parts) < 2:
+        return parts[0] if parts else None
+    return " and ".join(f"({part})" for part in parts)
+
+
+class _Attribute(NamedTuple):
+    """A column --columns adds: the attribute as typed, what it is (``params``, ``status``...)
+    and its name (a parameter's, a metric's, a step's; empty for a field of the run)."""
+
+    header: str
+    kind: str
+    name: str
+
+
+# The attributes of the filter language that are fields of a summary under another name.
+_RUN_FIELDS = {
+    "run_id": "run_id",
+    "status": "status",
+    "tag": "tag",
+    "start_time": "start",
+    "end_time": "end",
+    "duration": "duration_seconds",
+    "dag_hash": "dag_hash",
+    "commit": "commit",
+    "failed_step": "failed_step",
+}
+
+
+def _split_attributes(text: str) -> list[str]:
+    """``params.lr, metrics.`a,b`, step."x,y".status``: split at the commas outside backticks
+    and double quotes."""
+    parts, current, quote = [], "", ""
+    for char in text:
+        if quote:
+            current += char
+            if char == quote:
+                quote = ""
+        elif char in '`"':
+            quote = char
+            current += char
+        elif char == ",":
+            parts.append(current.strip())
+            current = ""
+        else:
+            current += char
+    parts.append(current.strip())
+    return [part for part in parts if part]
+
+
+def _attributes(text: str) -> list[_Attribute]:
+    """The attributes --columns names, each read as the filter language reads it."""
+    from runlog_store.search.query import ATTRIBUTES_HELP, IsNull, parse_filter
+
+    found = []
+    for header in _split_attributes(text):
+        try:
+            expr = parse_filter(f"{header} is null")
+        except RunLogStoreError:
+            expr = None
+        if not isinstance(expr, IsNull):
+            raise RunLogStoreError(
+                f"--columns {header!r} is not an attribute of runs; they are {ATTRIBUTES_HELP}"
+            )
+        found.append(_Attribute(header, expr.attr.kind, expr.attr.name))
+    return found
+
+
+_MISSING = object()
+
+
+def _attribute_value(run: RunSummary, attribute: _Attribute) -> object:
+    """The attribute's value in a run, or _MISSING."""
+    if attribute.kind in _RUN_FIELDS:
+        value = getattr(run, _RUN_FIELDS[attribute.kind])
+        return _MISSING if value is None else value
+    held: dict[str, Any] = {
+        "params": run.params,
+        "metrics": run.metrics,
+        "step": run.step_statuses,
+    }[attribute.kind]
+    return held.get(attribute.name, _MISSING)
+
+
+def _attribute_cell(value: object, width: int = 40) -> str:
+    """A value of a run as a cell: strings as they are, numbers and the rest as JSON writes
+    them; missing values "-"."""
+    if value is _MISSING:
+        return "[dim]-[/]"
+    if isinstance(value, datetime):
+        text = _when(value)
+    elif isinstance(value, str):
+        text = value
+    else:
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+    return _cell(text, width)
 
 
 # The columns of ``runlog list`` past the run id, in the order drawn, with the narrowest each
@@ -444,10 +681,15 @@ _LIST_COLUMNS: dict[str, int] = {
 _DROPPED = ("tag", "duration", "steps", "layout", "failed step", "start")
 
 
-def _runs_table(runs: list[RunSummary], title: str, width: int) -> Table:
+def _runs_table(
+    runs: list[RunSummary], title: str, width: int, extra: list[_Attribute] | None = None
+) -> Table:
     columns = dict(_LIST_COLUMNS)
     if not any(run.layout for run in runs):
         del columns["layout"]
+    extra = [a for a in extra or [] if a.header not in columns]
+    for attribute in extra:
+        columns[attribute.header] = max(3, min(len(attribute.header), 12))
     rows = []
     for run in runs:
         duration = run.duration_seconds
@@ -460,8 +702,13 @@ def _runs_table(runs: list[RunSummary], title: str, width: int) -> Table:
             "steps": str(run.steps),
             "failed step": f"[red]{_shown(run.failed_step or run.error or '')}[/]",
         }
+        for attribute in extra:
+            cells[attribute.header] = _attribute_cell(_attribute_value(run, attribute))
         rows.append((run.run_id, cells))
-    return _table_of_runs(title, width, columns, _DROPPED, rows, right={"steps"})
+    # The columns asked for are kept longest: the built-in ones go first, then those asked
+    # for, last first.
+    dropped = _DROPPED + tuple(a.header for a in reversed(extra))
+    return _table_of_runs(title, width, columns, dropped, rows, right={"steps"})
 
 
 def _table_of_runs(
@@ -625,24 +872,112 @@ def timeline(
 
 @app.command(cls=_Command)
 def diff(
-    run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="The first run's id.")],
-    run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="The second run's id.")],
+    run_ids: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="RUN_ID",
+            show_default=False,
+            help="The runs to compare: two for everything that differs, or more.",
+        ),
+    ] = None,
     config: ConfigOption = None,
     config_b: Annotated[
         Path | None,
-        typer.Option(metavar="FILE", help="Configuration of RUN_B's store, when it is another."),
+        typer.Option(
+            metavar="FILE",
+            help="Configuration of the second run's store, when it is another.",
+        ),
+    ] = None,
+    filter_text: Annotated[
+        str | None,
+        typer.Option(
+            "--filter",
+            metavar="FILTER",
+            show_default=False,
+            help="Compare the runs this filter matches (with RUN_IDs: those of them it matches), "
+            "as runlog list --filter takes it.",
+        ),
+    ] = None,
+    order_by: Annotated[
+        str | None,
+        typer.Option(
+            "--order-by",
+            metavar="ORDER",
+            show_default=False,
+            help="The order of the runs compared, as runlog list --order-by takes it.",
+        ),
     ] = None,
     rows: Annotated[
         int,
-        typer.Option(min=1, metavar="INTEGER", help="Rows shown per section (--json shows all)."),
+        typer.Option(
+            min=1, metavar="INTEGER", help="Rows shown per section, or runs (--json shows all)."
+        ),
     ] = 20,
     json_output: JsonOption = False,
     verbose: VerboseOption = False,
 ) -> None:
-    """Compare two runs: parameters, metrics, code, data hashes, statuses and the DAG.
+    """Compare runs: two runs in parameters, metrics, code, data hashes, statuses and the DAG;
+    more runs (or --filter) in status, tag, DAG hash, commit, parameters and metrics.
 
+    Only what differs is shown: of several runs, one table of the keys whose values are not
+    the same in all of them, a column per run (a row per run when there are more than four).
     Exit status 0 when they do not differ in any of these, 1 when they do.
     """
+    run_ids = run_ids or []
+    if filter_text is None and len(run_ids) == 2:
+        _diff_two(run_ids[0], run_ids[1], config, config_b, rows, json_output, verbose)
+        return
+    with _reporting_errors(verbose) as stores:
+        if config_b is not None:
+            raise RunLogStoreError(
+                "--config-b names the store of the second of two runs; runs compared with "
+                "--filter, or more than two, are all of the store of -c"
+            )
+        if filter_text is None and not run_ids:
+            raise RunLogStoreError("name the runs to compare (RUN_ID ...) or give --filter")
+        if filter_text is not None:
+            _check_filter(filter_text)
+        if order_by is not None:
+            _check_order(order_by)
+        store = stores.open(config)
+        summaries = _runs_to_compare(store, run_ids, filter_text, order_by)
+        if len(summaries) < 2:
+            if filter_text is None:
+                matched = f"{counted(len(summaries), 'run')} named"
+            elif run_ids:
+                matched = f"the filter matches {counted(len(summaries), 'run')} of those named"
+            else:
+                matched = f"the filter matches {counted(len(summaries), 'run')}"
+            named = f" ({_shown(summaries[0].run_id)})" if summaries else ""
+            raise RunLogStoreError(f"diff compares two runs or more; {matched}{named}")
+        from runlog_store.ops.diff import diff_summaries
+
+        differences = diff_summaries(summaries)
+    order = [s.run_id for s in summaries]
+    if json_output:
+        _print_json({"runs": order, "differences": [d.model_dump() for d in differences]})
+    elif not differences:
+        _console().print(
+            f"[green]the {len(order)} runs do not differ[/] in status, tag, DAG hash, commit, "
+            "parameters or metrics"
+        )
+    else:
+        console = _console()
+        console.print(_differences_of_runs(differences, order, rows, console.width), crop=False)
+    if differences:
+        raise typer.Exit(code=1)
+
+
+def _diff_two(
+    run_a: str,
+    run_b: str,
+    config: Path | None,
+    config_b: Path | None,
+    rows: int,
+    json_output: bool,
+    verbose: bool,
+) -> None:
+    """Two runs, in everything that can explain a different outcome (ops.diff.diff_runs)."""
     from runlog_store.ops.diff import diff_runs
 
     with _reporting_errors(verbose) as stores:
@@ -662,6 +997,59 @@ def diff(
         _console().print(_differences_table(differences, run_a, run_b, rows))
     if differences:
         raise typer.Exit(code=1)
+
+
+def _runs_to_compare(
+    store: BaseRunLogStore, run_ids: list[str], filter_text: str | None, order_by: str | None
+) -> list[RunSummary]:
+    """The summaries of the runs named (each must be there; in the order named), of those of
+    them the filter matches, or of every run it matches (in the search's order)."""
+    from runlog_store.ops.runs import read_summary
+
+    if not run_ids:
+        return list(store.iter_runs(filter_text, order_by=order_by))
+    named = [read_summary(store, run_id) for run_id in dict.fromkeys(run_ids)]
+    if filter_text is None:
+        return named
+    matched = {s.run_id for s in store.iter_runs(filter_text)}
+    return [s for s in named if s.run_id in matched]
+
+
+# Up to this many runs, a comparison draws a column per run; past it, a row per run.
+_RUNS_AS_COLUMNS = 4
+
+
+def _differences_of_runs(
+    differences: list[RunsDifference], order: list[str], rows: int, width: int
+) -> Table:
+    title = f"{counted(len(differences), 'difference')} across {len(order)} runs"
+    if len(order) <= _RUNS_AS_COLUMNS:
+        table = Table(title=title)
+        table.add_column("key", overflow="fold")
+        for run_id in order:
+            table.add_column(_shown(run_id), overflow="fold")
+        shown: Counter[str] = Counter()
+        hidden: Counter[str] = Counter()
+        for found in differences:
+            if shown[found.section] >= rows:
+                hidden[found.section] += 1
+                continue
+            shown[found.section] += 1
+            values = [_attribute_cell(found.values.get(r, _MISSING)) for r in order]
+            table.add_row(_shown(found.attribute), *values)
+        for section, count in hidden.items():
+            more = f"[dim]… {count} more {section}s (--json shows all)[/]"
+            table.add_row(more, *([""] * len(order)))
+        return table
+    columns = {d.attribute: max(3, min(len(d.attribute), 12)) for d in differences}
+    table_rows = []
+    for run_id in order[:rows]:
+        cells = {d.attribute: _attribute_cell(d.values.get(run_id, _MISSING)) for d in differences}
+        table_rows.append((run_id, cells))
+    table = _table_of_runs(title, width, columns, (), table_rows)
+    if len(order) > rows:
+        table.caption = f"… {counted(len(order) - rows, 'more run')} (--json shows all)"
+    return table
 
 
 def _cell(value: str | None, width: int = 72) -> str:
@@ -768,11 +1156,13 @@ def copy(
 
 
 # The columns of ``runlog gc`` past the run id, as _LIST_COLUMNS; "catalog files" only with
-# --with-catalog.
+# --with-catalog. "size" is what deleting the run frees: its run log and its catalog files
+# (a content catalog's contents are counted by the sweep, in the last line).
 _GC_COLUMNS: dict[str, int] = {
     "status": 8,
     "last written": 10,
     "age": 5,
+    "size": 6,
     "catalog files": 7,
     "action": 12,
 }
@@ -782,16 +1172,38 @@ _GC_DROPPED = ("catalog files", "age", "last written")
 @app.command(cls=_Command)
 def gc(
     older_than: Annotated[
-        str,
+        str | None,
         typer.Option(
             metavar="AGE",
-            help="Delete runs last written longer ago than this (30d, 12h, 1w).",
+            show_default=False,
+            help="Delete runs last written longer ago than this (30d, 12h, 1w); else the "
+            "retention: section's older_than.",
         ),
-    ],
+    ] = None,
     config: ConfigOption = None,
     status: StatusOption = None,
+    keep_last: Annotated[
+        int | None,
+        typer.Option(
+            min=0,
+            metavar="INTEGER",
+            show_default=False,
+            help="Keep the newest INTEGER runs of each tag, whatever else says they may go.",
+        ),
+    ] = None,
+    filter_text: Annotated[
+        str | None,
+        typer.Option(
+            "--filter",
+            metavar="FILTER",
+            show_default=False,
+            help="Delete only runs this filter matches, as runlog list --filter takes it "
+            "(with the retention: section's filter, both must match).",
+        ),
+    ] = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", help="Only show what would be deleted.")
+        bool,
+        typer.Option("--dry-run", help="Only show what would be deleted and the bytes it frees."),
     ] = False,
     with_catalog: Annotated[
         bool, typer.Option("--with-catalog", help="Delete the runs' catalog files too.")
@@ -809,32 +1221,48 @@ def gc(
 ) -> None:
     """Delete old runs, never one still being written.
 
+    With no options, the retention: section of the configuration file says which runs go
+    (older_than, keep_last, statuses, filter, include_unfinished); an option replaces its key,
+    and --filter narrows its filter. A run goes only when every rule lets it go.
+
     A run whose folder or document, or with --with-catalog whose catalog folder, is a symbolic
     link is kept, with a note naming the link: gc never deletes through a link, which may point
     anywhere. An entry whose name is no run id is kept as UNREADABLE. A run that cannot be
     deleted is named with its path and the error, the others are still deleted, and the exit
     status is 2.
     """
+    from runlog_store.config import load_retention
+    from runlog_store.ops.retention import select_runs
     from runlog_store.ops.runs import describe_age, parse_age, parse_status, stored_run_ids
     from runlog_store.ops.transfer import gc_contents
 
     with _reporting_errors(verbose) as stores:
-        age = parse_age(older_than)
-        age_text = describe_age(older_than)
+        if older_than is not None:
+            parse_age(older_than)
         wanted = parse_status(status) if status is not None else None
+        if filter_text is not None:
+            _check_filter(filter_text)
+        policy = _overridden(
+            load_retention(_config_file(config)),
+            older_than=older_than,
+            keep_last=keep_last,
+            status=wanted,
+            filter=filter_text,
+            include_unfinished=include_unfinished,
+        )
+        if policy.older_than is None:
+            where = f" of {resolve_config_file(config)}" if resolve_config_file(config) else ""
+            raise RunLogStoreError(
+                "gc needs an age: --older-than AGE (30d, 12h, 1w), or older_than in the "
+                f"retention: section{where}"
+            )
+        age_text = describe_age(policy.older_than, "older_than")
         store = stores.open(config)
         catalog = _load_catalog(config) if with_catalog else None
         run_ids = stored_run_ids(store)
         total = len(run_ids)
-        collected = _collect_runs(
-            store,
-            run_ids,
-            age,
-            status=wanted,
-            include_unfinished=include_unfinished,
-            catalog=catalog,
-            dry_run=dry_run,
-        )
+        selection = select_runs(store, policy)
+        collected = _collect_runs(store, run_ids, selection, policy, catalog, dry_run)
         decisions = collected.decisions
         # A content catalog keeps contents apart from runs: those no remaining run references
         # go now (kept from the JSON output, a list of runs, and said on stderr).
@@ -862,11 +1290,31 @@ def gc(
     if json_output:
         _print_json([d.model_dump(mode="json") for d in decisions])
     else:
-        _print_decisions(store, decisions, total, wanted, age_text, with_catalog, dry_run)
+        swept = sweep.removed_bytes if sweep is not None else 0
+        _print_decisions(store, decisions, total, policy, age_text, with_catalog, dry_run, swept)
     for error in collected.errors:
         err.print(f"[bold red]error:[/] {_shown(error)}", highlight=False, soft_wrap=True)
     if collected.errors:
         raise typer.Exit(code=2)
+
+
+def _check_filter(text: str) -> None:
+    """A filter as the user typed it, checked on its own: an error points at a column of what
+    they wrote, not of the filter it is combined into."""
+    from runlog_store.search.query import parse_filter
+
+    parse_filter(text)
+
+
+def _overridden(policy: RetentionPolicy, **options: Any) -> RetentionPolicy:
+    """The configuration's policy with the command line's options (checked already)."""
+    from pydantic import ValidationError
+
+    try:
+        return policy.overridden(**options)
+    except ValidationError as exc:  # what the options could not be checked for on their own
+        error = exc.errors()[0]
+        raise RunLogStoreError(str(error["msg"]).removeprefix("Value error, ")) from None
 
 
 class _Collected(NamedTuple):
@@ -878,36 +1326,39 @@ class _Collected(NamedTuple):
 def _collect_runs(
     store: BaseRunLogStore,
     run_ids: list[str],
-    age: timedelta,
-    *,
-    status: str | None,
-    include_unfinished: bool,
+    selection: Selection,
+    policy: RetentionPolicy,
     catalog: BaseCatalog | None,
     dry_run: bool,
 ) -> _Collected:
-    """gc_runs, one run at a time: a run gc must not touch (its name is no run id, it is stored
-    through a symbolic link) is kept before anything reads or deletes it, and a run that fails
-    to be deleted is one error naming its path while the runs after it are still collected."""
+    """The runs the policy selected, deleted one at a time: a run gc must not touch (its name is
+    no run id, it is stored through a symbolic link) is kept before anything deletes it, and a
+    run that fails to be deleted is one error naming its path while the runs after it are
+    still collected."""
     from runlog_store.ops.runs import UNREADABLE, run_id_problem, symbolic_links
-    from runlog_store.ops.transfer import GcDecision, gc_runs
+    from runlog_store.ops.transfer import GcDecision, count_freed, delete_if_unchanged
 
     collected = _Collected([], [], [])
-    progress = TerminalProgress()
-    with progress.phase("checking runs", len(run_ids), "items"):
+    # Listed UNREADABLE by runlog list, kept as a run that cannot be read is; a filter or
+    # statuses match no such run.
+    if policy.filter is None and policy.statuses in (None, (UNREADABLE,)):
         for run_id in run_ids:
-            progress.advance(1)
             if run_id_problem(run_id) is not None:
-                # Listed UNREADABLE by runlog list: kept as a run that cannot be read is.
-                if status in (None, UNREADABLE):
-                    unreadable = GcDecision(
+                collected.decisions.append(
+                    GcDecision(
                         run_id=run_id,
                         status=UNREADABLE,
                         last_written=None,
                         age_seconds=None,
                         action="kept: unreadable",
                     )
-                    collected.decisions.append(unreadable)
-                continue
+                )
+    progress = TerminalProgress()
+    candidates = [c for c in selection.candidates if run_id_problem(c.summary.run_id) is None]
+    with progress.phase("deleting runs" if not dry_run else "checking runs", len(candidates)):
+        for candidate in candidates:
+            progress.advance(1)
+            run_id = candidate.summary.run_id
             links = symbolic_links(store, run_id, catalog)
             if links:
                 collected.notes.append(
@@ -915,20 +1366,27 @@ def _collect_runs(
                     "through one"
                 )
                 continue
+            decision = GcDecision(
+                run_id=run_id,
+                status=candidate.summary.status,
+                last_written=candidate.last_written,
+                age_seconds=candidate.age_seconds,
+                action=candidate.action or ("would delete" if dry_run else "deleted"),
+                modified=candidate.modified,
+            )
+            if candidate.action is not None:
+                collected.decisions.append(decision)
+                continue
             try:
-                collected.decisions.extend(
-                    gc_runs(
-                        store,
-                        age,
-                        status=status,
-                        include_unfinished=include_unfinished,
-                        catalog=catalog,
-                        dry_run=dry_run,
-                        run_ids=[run_id],
-                    )
-                )
+                count_freed(store, decision, catalog)
+                if not dry_run and not delete_if_unchanged(
+                    store, run_id, candidate.modified, catalog
+                ):
+                    decision.action = "kept: written during gc"
             except (RunLogStoreError, OSError) as exc:
                 collected.errors.append(_not_deleted(store, run_id, exc))
+                continue
+            collected.decisions.append(decision)
     return collected
 
 
@@ -949,10 +1407,11 @@ def _print_decisions(
     store: BaseRunLogStore,
     decisions: list[GcDecision],
     total: int,
-    wanted: str | None,
+    policy: RetentionPolicy,
     age_text: str,
     with_catalog: bool,
     dry_run: bool,
+    swept: int,
 ) -> None:
     console = _console()
     where = _shown(store.location())
@@ -960,7 +1419,10 @@ def _print_decisions(
         if not total:
             console.print(f"No runs in {where}; nothing to delete.")
             return
-        which = f"{wanted} run" if wanted else "run"
+        statuses = policy.statuses or ()
+        which = f"{statuses[0]} run" if len(statuses) == 1 else "run"
+        if policy.filter is not None:
+            which += " the filter matches"
         console.print(
             f"No {which} in {where} was last written more than {age_text} ago "
             f"({counted(total, 'run')} checked); nothing to delete."
@@ -971,22 +1433,46 @@ def _print_decisions(
         del columns["catalog files"]
     rows = []
     for decision in decisions:
-        style = "red" if decision.action in ("deleted", "would delete") else "yellow"
+        going = decision.action in ("deleted", "would delete")
+        style = "red" if going else "yellow"
         ago = decision.age_seconds
+        size = (decision.run_bytes or 0) + decision.catalog_bytes
         cells = {
             "status": _status(decision.status),
             "last written": _when(decision.last_written),
             "age": format_age(ago) if ago is not None else "-",
+            "size": format_bytes(size) if going and decision.run_bytes is not None else "-",
             "catalog files": str(decision.catalog_files),
             "action": f"[{style}]{decision.action}[/]",
         }
         rows.append((decision.run_id, cells))
+    # The size is a column only where the table fits whole with it: the total is said under
+    # the table, and the columns gc always drew are not squeezed for it.
+    if _natural_width(columns, rows) > console.width:
+        del columns["size"]
     title = f"Runs last written more than {age_text} ago"
-    table = _table_of_runs(title, console.width, columns, _GC_DROPPED, rows, {"catalog files"})
+    if policy.keep_last is not None:
+        title += f", past the newest {policy.keep_last} of each tag"
+    right = {"catalog files", "size"}
+    table = _table_of_runs(title, console.width, columns, _GC_DROPPED, rows, right)
     console.print(table, crop=False)
-    deleted = sum(d.action in ("deleted", "would delete") for d in decisions)
+    gone = [d for d in decisions if d.action in ("deleted", "would delete")]
     verb = "would delete" if dry_run else "deleted"
-    console.print(f"{verb} {deleted} of {counted(total, 'run')}")
+    freed = sum((d.run_bytes or 0) + d.catalog_bytes for d in gone) + swept
+    what = "would free" if dry_run else "freed"
+    console.print(f"{verb} {len(gone)} of {counted(total, 'run')}; {what} {freed:,} bytes")
+
+
+def _natural_width(columns: dict[str, int], rows: list[tuple[str, dict[str, str]]]) -> int:
+    """How wide a table of runs is drawn with no cell wrapped (markup left out)."""
+    from rich.text import Text
+
+    def width(cell: str) -> int:
+        return cell_len(Text.from_markup(cell).plain)
+
+    id_width = max([cell_len(printable(run_id)) for run_id, _ in rows] + [len("run id")])
+    widths = [max([len(name)] + [width(cells[name]) for _, cells in rows]) for name in columns]
+    return 1 + (id_width + 3) + sum(w + 3 for w in widths)
 
 
 @app.command(cls=_Command)
