@@ -20,6 +20,7 @@ pub mod nesting;
 pub mod patch;
 pub mod run;
 pub mod spares;
+pub mod summary;
 pub mod untrusted;
 pub mod writer;
 

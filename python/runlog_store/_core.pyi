@@ -19,7 +19,7 @@ itself, it calls the functions and uses the names below.
 from collections.abc import Iterable, Sequence
 from os import PathLike
 from types import TracebackType
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from runlog_store.exceptions import HashError, StorageError
 
@@ -336,3 +336,32 @@ def check_run_document(path: _Path, document: bytes, run_id: str) -> None:
     """Check a whole run document before it is handed out: RunIdMismatchError when it names
     another run than ``run_id``; CorruptChunkError when it is not a JSON object or nests
     deeper than MAX_NESTING."""
+
+# --- run summaries and fingerprints (rust/summary/) ----------------------------------------------
+
+def summarize_run(data: bytes, run_id: str = "") -> dict[str, Any]:
+    """The summary of a merged run log's JSON: the keyword arguments of ``RunSummary`` (all but
+    ``layout`` and ``error``; ``start``/``end`` naive local datetimes) plus ``other_times``, time
+    texts in forms Python's ``fromisoformat`` judges (the caller folds them into start and end).
+    CorruptChunkError (message: the reason alone) when it is not JSON or not a run log; its
+    ``run_fields`` attribute holds the run-level fields of a JSON object the models refuse, for
+    their own words, else None."""
+
+def summarize_files(
+    paths: Sequence[_Path], run_ids: Sequence[str]
+) -> list[dict[str, Any] | Exception]:
+    """``summarize_run`` of file-system run documents read in parallel with the store's checks
+    (no link followed, regular files within MAX_FILE_BYTES, naming the run asked for, nesting
+    within MAX_NESTING): per document its summary, or the exception saying why there is none
+    (ChunkNotFoundError when it is gone), in order."""
+
+def fingerprint_documents(folder: _Path) -> dict[str, tuple[str, int]]:
+    """``{run_id: (fingerprint, newest change time ns)}`` of every ``<run_id>.json`` of a
+    file-system store's folder (the entries ``list_run_ids`` lists; a link is stamped as one,
+    never followed); empty when the folder does not exist."""
+
+def fingerprint_run_folders(folder: _Path) -> dict[str, tuple[str, int]]:
+    """``{run_id: (fingerprint, newest change time ns)}`` of every run folder of a chunked-fs
+    store's folder: its inode and the stamps of every document, the layout marker and each
+    journal (not the snapshot, lock or temp files, which reads write); a run folder that is a
+    link is stamped as one, never followed; empty when the folder does not exist."""

@@ -12,6 +12,7 @@ mod files;
 mod hashing;
 mod pool;
 mod runs;
+mod summary;
 
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -24,5 +25,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     runs::register(m)?;
     document::register(m)?;
     content::register(m)?;
+    summary::register(m)?;
     Ok(())
 }

@@ -7,20 +7,25 @@ thousands of steps per run would cost more than reading them.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
+import pydantic_core
 from pydantic import BaseModel, Field, ValidationError
 
 from runlog_store import _core
 from runlog_store._paths import validate_run_id
 from runlog_store.callbacks import NO_PROGRESS, Callback
 from runlog_store.catalogs.base import BaseCatalog
-from runlog_store.exceptions import InvalidRunIdError, RunLogNotFoundError, RunLogStoreError
+from runlog_store.exceptions import (
+    ChunkNotFoundError,
+    InvalidRunIdError,
+    RunLogNotFoundError,
+    RunLogStoreError,
+)
 from runlog_store.models import CREATED, FAIL, PROCESSING, SUCCESS, TRIGGERED, RunLog
 from runlog_store.stores.base import BaseRunLogStore
 from runlog_store.stores.chunked_fs import ChunkedFileSystemRunLogStore
@@ -172,41 +177,25 @@ def describe_code_identities(holders: Iterable[Any], sha_length: int | None = No
     return sorted(found)
 
 
-def summarize(run: dict[str, Any]) -> RunSummary:
-    """The summary of one merged run log (a dict of its JSON)."""
-    steps = list(walk_steps(run.get("steps")))
-    holders = list(steps)
-    if isinstance(run.get("job"), dict):
-        holders.append(run["job"])
-    times: list[datetime] = []
-    for holder in holders:
-        for attempt in attempts_of(holder):
-            for key in ("start_time", "end_time"):
-                parsed = parse_time(attempt.get(key))
-                if parsed is not None:
-                    times.append(parsed)
-    start, end = (min(times), max(times)) if times else (None, None)
-    # The deepest failed step is the one to look at: a failed map step fails because one of
-    # its branches' steps did.
-    failed = [s for s in steps if s.get("status") == FAIL]
-    failed_step = None
-    if failed:
-        names = [str(s.get("internal_name") or s.get("name") or "") for s in failed]
-        leaves = [n for n in names if not any(o.startswith(n + ".") for o in names)]
-        failed_step = leaves[0] if leaves else names[0]
-    elif isinstance(run.get("job"), dict) and run["job"].get("status") == FAIL:
-        failed_step = "job"
-    return RunSummary(
-        run_id=str(run.get("run_id", "")),
-        status=str(run.get("status", "")),
-        tag=str(run.get("tag") or ""),
-        start=start,
-        end=end,
-        duration_seconds=(end - start).total_seconds() if start and end else None,
-        steps=len(steps),
-        branches=sum(len(s.get("branches") or {}) for s in steps),
-        failed_step=failed_step,
-    )
+def _summary_of(fields: dict[str, Any]) -> RunSummary:
+    """A RunSummary from the fields the core computed (``_core.summarize_run``). Times in a
+    form the core leaves to Python (``other_times``: rare, see rust/summary/time.rs) are read
+    by ``parse_time`` and taken into the start and end here."""
+    other_times = fields.pop("other_times")
+    times = [t for t in map(parse_time, other_times) if t is not None]
+    if times:
+        times += [t for t in (fields["start"], fields["end"]) if t is not None]
+        start, end = min(times), max(times)
+        fields.update(start=start, end=end, duration_seconds=(end - start).total_seconds())
+    # The core built every field with its declared type: no validation to repeat.
+    return RunSummary.model_construct(**fields)
+
+
+def summarize(run: bytes | Mapping[str, Any]) -> RunSummary:
+    """The summary of one merged run log: its JSON (as a store's ``get_run_log_json`` gives
+    it), or a dict of it. CorruptChunkError when it is not JSON or not a run log."""
+    data = run if isinstance(run, bytes) else pydantic_core.to_json(run)
+    return _summary_of(_core.summarize_run(data))
 
 
 def _not_a_run(run: Any) -> str | None:
@@ -305,6 +294,18 @@ def _unreadable(run_id: str, reason: str) -> RunSummary:
     )
 
 
+def _unreadable_reason(exc: RunLogStoreError) -> str:
+    """Why a run could not be read, from the error its read or its summary raised: the core's
+    summary names a document the models refuse by its run-level fields (``run_fields``), which
+    the models word here, as they would read them."""
+    fields = getattr(exc, "run_fields", None)
+    if isinstance(fields, dict):
+        problem = _not_a_run(fields)
+        if problem is not None:
+            return problem
+    return str(exc)
+
+
 def read_summary(store: BaseRunLogStore, run_id: str) -> RunSummary:
     """The summary of a stored run; a run that cannot be read (a damaged chunk, a document that
     is not a run log, an entry whose name is no run id, say) gets one too, saying why, so one
@@ -313,16 +314,35 @@ def read_summary(store: BaseRunLogStore, run_id: str) -> RunSummary:
     if problem is not None:
         return _unreadable(run_id, f"not a valid run id: {problem}")
     try:
-        run = json.loads(store.get_run_log_json(run_id))
-        problem = _not_a_run(run)
-        if problem is None:
-            return summarize(run)
-        reason = problem
+        return _summary_of(_core.summarize_run(store.get_run_log_json(run_id), run_id))
     except RunLogNotFoundError:
         raise
-    except (RunLogStoreError, ValueError) as exc:
-        reason = str(exc) if isinstance(exc, RunLogStoreError) else f"not valid JSON ({exc})"
+    except RunLogStoreError as exc:
+        reason = _unreadable_reason(exc)
+    except ValueError as exc:
+        reason = str(exc)
     return _unreadable(run_id, reason)
+
+
+def read_document_summaries(
+    paths: Sequence[str], run_ids: Sequence[str]
+) -> list[RunSummary | None]:
+    """The summaries of file-system run documents (``paths[i]`` holds run ``run_ids[i]``), read
+    and summarized by the core in parallel with the checks the store makes when it reads one
+    (``FileSystemRunLogStore.get_run_log_json``); None for a run gone since it was listed, an
+    UNREADABLE summary for one that cannot be read, as ``read_summary`` gives them."""
+    found: list[RunSummary | None] = []
+    results = _core.summarize_files(list(paths), list(run_ids))
+    for run_id, result in zip(run_ids, results, strict=True):
+        if isinstance(result, dict):
+            found.append(_summary_of(result))
+        elif isinstance(result, ChunkNotFoundError):
+            found.append(None)
+        elif isinstance(result, RunLogStoreError):
+            found.append(_unreadable(run_id, _unreadable_reason(result)))
+        else:
+            found.append(_unreadable(run_id, str(result)))
+    return found
 
 
 def summarize_runs(
@@ -368,6 +388,7 @@ __all__ = [
     "parse_age",
     "parse_status",
     "parse_time",
+    "read_document_summaries",
     "read_summary",
     "run_id_problem",
     "run_paths",

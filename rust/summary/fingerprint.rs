@@ -1,0 +1,325 @@
+//! Fingerprints of a store's runs: for each run a folder lists, a string that changes whenever
+//! anything a reader of the run reads changes, and the newest change time seen, so an index can
+//! tell which runs to summarize again without reading one.
+//!
+//! A file's stamp is `<inode>-<size>-<mtime ns>-<ctime ns>`: a replace (the stores write by
+//! rename) makes a new inode, a write in place moves the times, and the change time cannot be
+//! set back by anyone. A change within the same tick of the file clock as the moment an index
+//! summarized the run can keep every stamp (git's "racily clean" entries): hence the newest
+//! change time, which the index compares with the time it summarized the run.
+//!
+//! The scans stat relative to the open folder (`fstatat`, `openat`: one path walk per folder,
+//! not per file), never follow a link below the configured folder, and run on the caller's
+//! rayon pool.
+
+use std::ffi::{OsStr, OsString};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use rayon::prelude::*;
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
+use rustix::io::Errno;
+
+use crate::chunk::{LAYOUT_MARKER, RUN_LOG_FILE};
+use crate::error::{CoreError, Result};
+use crate::journal::{is_journal_name, JOURNAL_DIR};
+use crate::names::chunk_kind_of;
+
+/// A run's fingerprint and the newest change time (ns since the epoch) it saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint {
+    pub run_id: OsString,
+    pub fingerprint: String,
+    pub newest_change_ns: i64,
+}
+
+fn change_ns(stat: &Stat) -> i64 {
+    stat.st_ctime * 1_000_000_000 + stat.st_ctime_nsec as i64
+}
+
+/// `<inode>-<size>-<mtime ns>-<ctime ns>`.
+fn stamp(stat: &Stat) -> String {
+    format!(
+        "{}-{}-{}-{}",
+        stat.st_ino,
+        stat.st_size,
+        stat.st_mtime * 1_000_000_000 + stat.st_mtime_nsec as i64,
+        change_ns(stat)
+    )
+}
+
+/// A stamp marked with the kind of what is there when it is not what the store writes: a run
+/// whose entry is a link (never followed) or a FIFO is listed, and read as unreadable.
+fn kind_prefix(stat: &Stat, expected: FileType) -> &'static str {
+    let kind = FileType::from_raw_mode(stat.st_mode);
+    if kind == expected {
+        return "";
+    }
+    match kind {
+        FileType::Symlink => "link:",
+        FileType::Directory => "dir:",
+        FileType::RegularFile => "file:",
+        _ => "special:",
+    }
+}
+
+fn open_dir(path: &Path) -> Result<OwnedFd> {
+    rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        if e == Errno::NOENT {
+            CoreError::NotFound {
+                path: path.to_path_buf(),
+            }
+        } else {
+            CoreError::io("open", path, e.into())
+        }
+    })
+}
+
+/// The names in an open folder (`.` and `..` left out), and the type the listing gave.
+fn names_in(fd: BorrowedFd<'_>, path: &Path) -> Result<Vec<(OsString, FileType)>> {
+    let dup = rustix::fs::openat(
+        fd,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| CoreError::io("list", path, e.into()))?;
+    let mut dir = Dir::new(dup).map_err(|e| CoreError::io("list", path, e.into()))?;
+    let mut names = Vec::new();
+    while let Some(entry) = dir.read() {
+        let entry = entry.map_err(|e| CoreError::io("list", path, e.into()))?;
+        let name = entry.file_name().to_bytes();
+        if name == b"." || name == b".." {
+            continue;
+        }
+        names.push((OsStr::from_bytes(name).to_os_string(), entry.file_type()));
+    }
+    Ok(names)
+}
+
+fn lstat_at(fd: BorrowedFd<'_>, name: &OsStr) -> std::result::Result<Stat, Errno> {
+    rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW)
+}
+
+/// Every `<run_id>.json` of a file-system store's folder (what `FileSystemRunLogStore.
+/// list_run_ids` lists: names ending in `.json` not starting with a dot, whatever they are)
+/// with the stamp of the entry itself. A missing folder has no runs.
+pub fn fingerprint_documents(folder: &Path) -> Result<Vec<Fingerprint>> {
+    let fd = match open_dir(folder) {
+        Ok(fd) => fd,
+        Err(CoreError::NotFound { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let names: Vec<OsString> = names_in(fd.as_fd(), folder)?
+        .into_iter()
+        .map(|(name, _)| name)
+        .filter(|name| {
+            let bytes = name.as_bytes();
+            bytes.ends_with(b".json") && !bytes.starts_with(b".")
+        })
+        .collect();
+    let fd = fd.as_fd();
+    Ok(names
+        .par_iter()
+        .with_min_len(256)
+        .filter_map(|name| {
+            // Gone since the listing: not listed (as the store's own listing skips it).
+            let stat = lstat_at(fd, name).ok()?;
+            let run_id = &name.as_bytes()[..name.len() - ".json".len()];
+            Some(Fingerprint {
+                run_id: OsStr::from_bytes(run_id).to_os_string(),
+                fingerprint: format!(
+                    "{}{}",
+                    kind_prefix(&stat, FileType::RegularFile),
+                    stamp(&stat)
+                ),
+                newest_change_ns: change_ns(&stat),
+            })
+        })
+        .collect())
+}
+
+/// Every run folder of a chunked-fs store's folder (what `ChunkedFileSystemRunLogStore.
+/// list_run_ids` lists: entries not starting with a dot that hold a `RunLog.json`) with a
+/// fingerprint of every file a reader of the run reads: `RunLog.json`, the `BranchLog-*` and
+/// `StepLog-*` documents, the layout marker and each journal in `.journals/`, by name and
+/// stamp, hashed. Left out: the snapshot of the merge (`.merged.json`, a cache a read writes),
+/// the lock and temp files, and the folder's own times, which those change: a read would
+/// otherwise look like a change of the run. The folder's inode is in (a run deleted and
+/// written again under its name is another folder).
+///
+/// A run folder that is a link is never followed below: it is listed when the store lists it
+/// (`<name>/RunLog.json` is there through the link, or cannot be looked at), with the link's
+/// own stamp marked as a link; the store reads such a run as unreadable.
+pub fn fingerprint_run_folders(folder: &Path) -> Result<Vec<Fingerprint>> {
+    let fd = match open_dir(folder) {
+        Ok(fd) => fd,
+        Err(CoreError::NotFound { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let names: Vec<(OsString, FileType)> = names_in(fd.as_fd(), folder)?
+        .into_iter()
+        .filter(|(name, _)| !name.as_bytes().starts_with(b"."))
+        .collect();
+    let fd = fd.as_fd();
+    Ok(names
+        .par_iter()
+        .with_min_len(64)
+        .filter_map(|(name, kind)| run_folder_fingerprint(fd, name, *kind))
+        .collect())
+}
+
+fn run_folder_fingerprint(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    kind: FileType,
+) -> Option<Fingerprint> {
+    let fingerprint = |text: String, newest: i64| {
+        Some(Fingerprint {
+            run_id: name.to_os_string(),
+            fingerprint: text,
+            newest_change_ns: newest,
+        })
+    };
+    // The common case, a folder (the listing's type, or unknown on some file systems): opened
+    // without following a link, so a link put there since the listing is not followed either.
+    if matches!(kind, FileType::Directory | FileType::Unknown) {
+        match rustix::fs::openat(
+            parent,
+            name,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(run) => return folder_contents(&run, name),
+            // A link or anything but a folder: judged below, as the store's listing does.
+            Err(Errno::NOTDIR | Errno::LOOP) => {}
+            Err(Errno::NOENT) => return None,
+            Err(_) => {
+                // A folder that cannot be opened (no permission): listed when the store's
+                // look at its RunLog.json fails other than by its absence.
+            }
+        }
+    }
+    // What the store's listing does: `lstat(<name>/RunLog.json)`, which goes through a link
+    // at <name> (but not at RunLog.json). Missing or not a folder: not a run.
+    let mut inside = name.as_bytes().to_vec();
+    inside.push(b'/');
+    inside.extend_from_slice(RUN_LOG_FILE.as_bytes());
+    if let Err(Errno::NOENT | Errno::NOTDIR) = rustix::fs::statat(
+        parent,
+        OsStr::from_bytes(&inside),
+        AtFlags::SYMLINK_NOFOLLOW,
+    ) {
+        return None;
+    }
+    let Ok(own) = lstat_at(parent, name) else {
+        return None;
+    };
+    let prefix = match kind_prefix(&own, FileType::Directory) {
+        "" => "unreadable:",
+        other => other,
+    };
+    fingerprint(format!("{prefix}{}", stamp(&own)), change_ns(&own))
+}
+
+/// The fingerprint of an open run folder; `None` when it holds no `RunLog.json`.
+fn folder_contents(run: &OwnedFd, name: &OsStr) -> Option<Fingerprint> {
+    let path = Path::new(name);
+    let own = rustix::fs::fstat(run).ok()?;
+    let entries = names_in(run.as_fd(), path).ok()?;
+    let mut hasher = blake3::Hasher::new();
+    let mut newest = i64::MIN;
+    let mut has_run_log = false;
+    let mut stamps: Vec<(OsString, String)> = Vec::with_capacity(entries.len());
+    for (entry, _) in entries {
+        let bytes = entry.as_bytes();
+        let read = match std::str::from_utf8(bytes) {
+            Ok(text) => {
+                text == RUN_LOG_FILE
+                    || text == LAYOUT_MARKER
+                    || text == JOURNAL_DIR
+                    || chunk_kind_of(text).is_some()
+            }
+            Err(_) => false,
+        };
+        if !read {
+            continue;
+        }
+        has_run_log |= bytes == RUN_LOG_FILE.as_bytes();
+        let Ok(stat) = lstat_at(run.as_fd(), &entry) else {
+            continue; // gone since the listing
+        };
+        newest = newest.max(change_ns(&stat));
+        let is_journals = bytes == JOURNAL_DIR.as_bytes();
+        let expected = if is_journals {
+            FileType::Directory
+        } else {
+            FileType::RegularFile
+        };
+        stamps.push((
+            entry.clone(),
+            format!("{}{}", kind_prefix(&stat, expected), stamp(&stat)),
+        ));
+        if is_journals && FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
+            journal_stamps(run.as_fd(), &mut stamps, &mut newest);
+        }
+    }
+    if !has_run_log {
+        return None;
+    }
+    stamps.sort_unstable();
+    for (entry, text) in &stamps {
+        hasher.update(entry.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(text.as_bytes());
+        hasher.update(b"\n");
+    }
+    let digest = hasher.finalize();
+    let hex = digest.to_hex();
+    Some(Fingerprint {
+        run_id: name.to_os_string(),
+        fingerprint: format!("{}:{}:{}", own.st_ino, stamps.len(), &hex[..32]),
+        newest_change_ns: newest,
+    })
+}
+
+/// The stamps of the journals in a run's `.journals/` (opened without following a link).
+fn journal_stamps(run: BorrowedFd<'_>, stamps: &mut Vec<(OsString, String)>, newest: &mut i64) {
+    let Ok(journals) = rustix::fs::openat(
+        run,
+        JOURNAL_DIR,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return;
+    };
+    let Ok(entries) = names_in(journals.as_fd(), Path::new(JOURNAL_DIR)) else {
+        return;
+    };
+    for (entry, _) in entries {
+        let Some(text) = entry.to_str() else { continue };
+        if !is_journal_name(text) {
+            continue;
+        }
+        let Ok(stat) = lstat_at(journals.as_fd(), &entry) else {
+            continue;
+        };
+        *newest = (*newest).max(change_ns(&stat));
+        let mut key = OsString::from(format!("{JOURNAL_DIR}/"));
+        key.push(&entry);
+        stamps.push((
+            key,
+            format!(
+                "{}{}",
+                kind_prefix(&stat, FileType::RegularFile),
+                stamp(&stat)
+            ),
+        ));
+    }
+}
