@@ -264,7 +264,7 @@ class RunIndex:
                 if summary is None:
                     gone.append(run_id)
                 else:
-                    rows.append(query.rows_of(summary, stamps[run_id][0], stamped_at))
+                    rows.append(_rows(run_id, summary, stamps[run_id][0], stamped_at))
             conn.execute("BEGIN IMMEDIATE")
             try:
                 _write(conn, rows, gone, stamped_at)
@@ -291,19 +291,25 @@ class RunIndex:
         rows = (
             []
             if stamp is None or summary is None
-            else [query.rows_of(summary, stamp[0], stamped_at)]
+            else [_rows(run_id, summary, stamp[0], stamped_at)]
         )
         _check_names({run_id: ("", 0)})
-        with self._connect(path, NOTE_BUSY_SECONDS) as conn:
-            if self._version(conn) != SCHEMA_VERSION:
-                return  # the next search rebuilds it
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                _write(conn, rows, [] if rows else [run_id], stamped_at)
-                conn.execute("COMMIT")
-            finally:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+        try:
+            with self._connect(path, NOTE_BUSY_SECONDS) as conn:
+                if self._version(conn) != SCHEMA_VERSION:
+                    return  # the next search rebuilds it
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    _write(conn, rows, [] if rows else [run_id], stamped_at)
+                    conn.execute("COMMIT")
+                finally:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+        except sqlite3.Error as exc:
+            if not _is_busy(exc):
+                raise
+            # A search is bringing the index up to date: it reads this run itself if it must.
+            log.debug("run index %s busy: run %r left to the next search", path, run_id)
 
 
 def _check_names(stamps: dict[str, Stamp]) -> None:
@@ -343,6 +349,20 @@ def _write(
     for table in _TABLES:
         conn.executemany(f"DELETE FROM main.{table} WHERE run_id = ?", removed)
     _insert(conn, replaced)
+
+
+def _rows(run_id: str, summary: RunSummary, fingerprint: str, stamped_at: float) -> query.IndexRows:
+    """The rows of a run, keyed by the name it is listed under: a document that names another
+    run (a copy) must not take that run's place."""
+    rows = query.rows_of(summary, fingerprint, stamped_at)
+    if rows.run[0] == run_id:
+        return rows
+    return query.IndexRows(
+        (run_id, *rows.run[1:]),
+        [(run_id, *row[1:]) for row in rows.params],
+        [(run_id, *row[1:]) for row in rows.metrics],
+        [(run_id, *row[1:]) for row in rows.steps],
+    )
 
 
 def _run_id(rows: query.IndexRows) -> str:

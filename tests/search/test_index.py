@@ -1,0 +1,463 @@
+"""The run index of the stores in a log folder (file-system, chunked-fs, a project's folder):
+every answer equals a read of every run, whatever was done to the runs or to the index file.
+
+Runs are written by these stores, by runnable 0.50's own, and by hand (copies, removals, a run
+rewritten in place); the index file is damaged, truncated, locked by another process, deleted,
+of another version, or cannot live in a read-only folder; processes search while others write.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from extensions.run_log_store.chunked_fs import (
+    ChunkedFileSystemRunLogStore as RunnableChunkedFs,
+)
+from extensions.run_log_store.file_system import FileSystemRunLogstore as RunnableFileSystem
+from runnable.datastore import JsonParameter as RunnableJsonParameter
+from runnable.datastore import StepAttempt as RunnableAttempt
+
+from runlog_store import BaseRunLogStore, JsonParameter, create_store
+from runlog_store.callbacks import RecordingCallback
+from runlog_store.search import index as index_module
+from runlog_store.search.sources import INDEX_FILE, folder_index_path
+from runlog_store.stores.project import ProjectRunLogStore
+from runlog_store.testing.store.search import (
+    FILTERS,
+    ORDERS,
+    comparable,
+    scanned,
+    write_runs,
+)
+
+FOLDER_TYPES = ["file-system", "chunked-fs", "runnable-project"]
+
+
+def _store(kind: str, folder: Path | str) -> BaseRunLogStore:
+    if kind == "runnable-project":
+        return ProjectRunLogStore(log_folder=str(folder), fsync=False)
+    return create_store(kind, log_folder=str(folder), fsync=False)
+
+
+def assert_answers_equal_scan(
+    store: BaseRunLogStore, filters: tuple[str | None, ...] = FILTERS
+) -> None:
+    for filter in filters:
+        for order_by in ORDERS:
+            page = store.search_runs(filter, order_by, max_results=10_000)
+            assert comparable(page.runs) == comparable(scanned(store, filter, order_by)), (
+                filter,
+                order_by,
+            )
+
+
+def _ids(store: BaseRunLogStore, filter: str | None = None) -> list[str]:
+    return [r.run_id for r in store.search_runs(filter, "run_id", max_results=10_000).runs]
+
+
+def _indexed(callback: RecordingCallback) -> int:
+    """How many runs a search read into the index."""
+    return sum(
+        done
+        for (what, _, _), done in zip(callback.phases, callback.done, strict=True)
+        if what == "indexing runs"
+    )
+
+
+def _settle() -> None:
+    """Wait out the racy window: runs written before this are not read again for it."""
+    time.sleep(index_module.RACY_SECONDS * 2 + 0.02)
+
+
+# --- runs by runnable's own stores ------------------------------------------------------------
+
+
+def _runnable_runs(folder: Path) -> None:
+    """Runs written by runnable 0.50's file-system and chunked-fs stores into one folder."""
+    for store, prefix in (
+        (RunnableFileSystem(log_folder=str(folder)), "theirs-fs"),
+        (RunnableChunkedFs(log_folder=str(folder)), "theirs-chunked"),
+    ):
+        for i, status in enumerate(("SUCCESS", "FAIL", "PROCESSING")):
+            run_id = f"{prefix}-{i}"
+            store.create_run_log(run_id, dag_hash=f"h{i}", tag="nightly" if i else "adhoc")
+            store.set_parameters(
+                run_id,
+                {
+                    "lr": RunnableJsonParameter(kind="json", value=0.1 * (i + 1)),
+                    "model": RunnableJsonParameter(kind="json", value="xgb" if i else "lgbm"),
+                },
+            )
+            step = store.create_step_log("train", "train")
+            step.status = "FAIL" if status == "FAIL" else "SUCCESS"
+            step.attempts.append(
+                RunnableAttempt(
+                    status=step.status,
+                    start_time=f"2026-01-0{i + 1} 10:00:00",
+                    end_time=f"2026-01-0{i + 1} 10:00:{10 * i + 5:02d}",
+                )
+            )
+            store.add_step_log(step, run_id)
+            store.update_run_log_status(run_id, status)
+
+
+@pytest.mark.parametrize("kind", FOLDER_TYPES)
+def test_runs_written_by_runnable_are_searched(tmp_path: Path, kind: str) -> None:
+    _runnable_runs(tmp_path)
+    store = _store(kind, tmp_path)
+    assert_answers_equal_scan(store)
+    expected = {
+        "file-system": ["theirs-fs-1"],
+        "chunked-fs": ["theirs-chunked-1"],
+        "runnable-project": ["theirs-chunked-1", "theirs-fs-1"],
+    }[kind]
+    assert _ids(store, "status = 'FAIL'") == expected
+    assert (tmp_path / INDEX_FILE).is_file()
+    # runnable goes on writing: the next search sees it
+    theirs = RunnableFileSystem(log_folder=str(tmp_path))
+    theirs.update_run_log_status("theirs-fs-2", "FAIL")
+    assert_answers_equal_scan(store)
+    assert ("theirs-fs-2" in _ids(store, "status = 'FAIL'")) == (kind != "chunked-fs")
+
+
+def test_one_index_serves_every_store_of_the_folder(tmp_path: Path) -> None:
+    """file-system, chunked-fs and the project's store share the folder's index file, each
+    seeing its own runs; a run id in both layouts leaves the file-system store to a scan."""
+    _runnable_runs(tmp_path)
+    stores = {kind: _store(kind, tmp_path) for kind in FOLDER_TYPES}
+    for _ in range(2):
+        for store in stores.values():
+            assert_answers_equal_scan(store, (None, "status = 'SUCCESS'"))
+    assert _ids(stores["file-system"]) == ["theirs-fs-0", "theirs-fs-1", "theirs-fs-2"]
+    shutil.copy(tmp_path / "theirs-fs-0.json", tmp_path / "theirs-chunked-0.json")
+    for store in stores.values():
+        assert_answers_equal_scan(store, (None, "status = 'SUCCESS'"))
+    assert "theirs-chunked-0" in _ids(stores["file-system"])
+
+
+# --- runs changed by hand ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", FOLDER_TYPES)
+def test_runs_copied_removed_and_changed_by_hand(tmp_path: Path, kind: str) -> None:
+    store = _store(kind, tmp_path)
+    write_runs(store)
+    assert_answers_equal_scan(store)
+    chunked = kind != "file-system"
+    # cp -r of a run under a new id, its run id rewritten (and one copied as it is: unreadable)
+    if chunked:
+        subprocess.run(["cp", "-r", tmp_path / "search-1", tmp_path / "copy-1"], check=True)
+        subprocess.run(["cp", "-r", tmp_path / "search-2", tmp_path / "copy-2"], check=True)
+        document = tmp_path / "copy-1" / "RunLog.json"
+    else:
+        subprocess.run(["cp", tmp_path / "search-1.json", tmp_path / "copy-1.json"], check=True)
+        subprocess.run(["cp", tmp_path / "search-2.json", tmp_path / "copy-2.json"], check=True)
+        document = tmp_path / "copy-1.json"
+    data = json.loads(document.read_text())
+    data["run_id"] = "copy-1"
+    document.write_text(json.dumps(data))
+    assert_answers_equal_scan(store)
+    assert "copy-1" in _ids(store, "status = 'SUCCESS'")
+    assert _ids(store, "status = 'UNREADABLE'") == ["copy-2"]
+    # rm -r of runs
+    if chunked:
+        subprocess.run(["rm", "-r", tmp_path / "search-2", tmp_path / "copy-2"], check=True)
+    else:
+        subprocess.run(["rm", tmp_path / "search-2.json", tmp_path / "copy-2.json"], check=True)
+    assert_answers_equal_scan(store)
+    assert "search-2" not in _ids(store)
+    # a run document rewritten in place, the same size, its modification time put back
+    _settle()
+    target = tmp_path / ("search-3/RunLog.json" if chunked else "search-3.json")
+    before = target.stat()
+    text = target.read_bytes()
+    changed = text.replace(b'"tag":"adhoc"', b'"tag":"adhok"')
+    assert changed != text and len(changed) == len(text)
+    with open(target, "r+b") as handle:
+        handle.write(changed)
+    os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert target.stat().st_ino == before.st_ino and target.stat().st_size == before.st_size
+    assert_answers_equal_scan(store)
+    assert _ids(store, "tag = 'adhok'") == ["search-3"]
+    # a run that is no run log, and a name that is no run id
+    (tmp_path / "garbage").mkdir()
+    (tmp_path / "garbage" / "RunLog.json").write_bytes(b"\x00not json")
+    (tmp_path / "garbage.json").write_bytes(b"{not json")
+    assert_answers_equal_scan(store)
+    assert "garbage" in _ids(store, "status = 'UNREADABLE'")
+
+
+def test_racy_runs_are_read_again_and_a_quiet_search_reads_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = _store("file-system", tmp_path)
+    write_runs(store)
+    first = RecordingCallback()
+    store.search_runs(callback=first)
+    assert _indexed(first) == 6
+    # Runs changed within the racy window of the search that read them are read again by the
+    # next one (a window of an hour here: every run is in it).
+    monkeypatch.setattr(index_module, "RACY_SECONDS", 3600.0)
+    again = RecordingCallback()
+    store.search_runs(callback=again)
+    assert _indexed(again) == 6
+    monkeypatch.undo()
+    _settle()
+    store.search_runs()  # reads what was still racy once more, now long after it changed
+    quiet = RecordingCallback()
+    store.search_runs(callback=quiet)
+    assert _indexed(quiet) == 0
+    store.update_run_log_status("search-1", "FAIL")
+    _settle()
+    assert "search-1" in _ids(store, "status = 'FAIL'")
+    one = RecordingCallback()
+    store.search_runs(callback=one)
+    assert _indexed(one) == 0, "the writer's hook and the search above indexed it already"
+
+
+# --- the index file itself --------------------------------------------------------------------
+
+
+@pytest.fixture
+def searched(tmp_path: Path) -> BaseRunLogStore:
+    store = _store("chunked-fs", tmp_path)
+    write_runs(store)
+    assert_answers_equal_scan(store, (None,))
+    return store
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: os.urandom(len(data)), id="garbage"),
+        pytest.param(lambda data: data[: len(data) // 2], id="truncated"),
+        pytest.param(lambda data: data[:100], id="header-only"),
+        pytest.param(lambda data: b"", id="empty"),
+    ],
+)
+def test_a_damaged_index_is_built_again(
+    searched: BaseRunLogStore, tmp_path: Path, damage: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / INDEX_FILE
+    path.write_bytes(damage(path.read_bytes()))
+    searched.update_run_log_status("search-3", "FAIL")
+    with caplog.at_level(logging.WARNING, "runlog_store.search"):
+        assert_answers_equal_scan(searched)
+    if damage(b"x" * 4096) not in (b"", b"x" * 100):
+        assert "is damaged" in caplog.text and "built again" in caplog.text
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT count(*) FROM runs").fetchone() == (6,)
+
+
+def test_an_index_of_another_version_is_built_again(
+    searched: BaseRunLogStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / INDEX_FILE
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = 'an older one' WHERE key = 'version'")
+        db.execute("UPDATE runs SET status = 'FAIL'")  # would answer wrong if it were kept
+    with caplog.at_level(logging.WARNING, "runlog_store.search"):
+        assert_answers_equal_scan(searched)
+    assert "has version an older one" in caplog.text
+    with sqlite3.connect(path) as db:
+        version = db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+    assert version == (index_module.SCHEMA_VERSION,)
+
+
+def test_an_index_deleted_between_searches(searched: BaseRunLogStore, tmp_path: Path) -> None:
+    for name in (INDEX_FILE, INDEX_FILE + "-wal", INDEX_FILE + "-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    searched.create_run_log("after")
+    assert not (tmp_path / INDEX_FILE).exists(), "a write never creates the index"
+    assert_answers_equal_scan(searched)
+    assert (tmp_path / INDEX_FILE).exists()
+    assert "after" in _ids(searched)
+
+
+def _hold_lock(path: str, mode: str, ready: Any, release: Any) -> None:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute(f"BEGIN {mode}")
+    db.execute("DELETE FROM steps")  # a write under way: the lock is held until it ends
+    ready.set()
+    release.wait(60)
+    db.execute("ROLLBACK")
+    db.close()
+
+
+@pytest.fixture
+def locked(searched: BaseRunLogStore, tmp_path: Path) -> Iterator[None]:
+    """Another process holding the index in a write transaction (BEGIN EXCLUSIVE)."""
+    context = multiprocessing.get_context("spawn")
+    ready, release = context.Event(), context.Event()
+    holder = context.Process(
+        target=_hold_lock, args=(str(tmp_path / INDEX_FILE), "EXCLUSIVE", ready, release)
+    )
+    holder.start()
+    try:
+        assert ready.wait(60)
+        yield
+    finally:
+        release.set()
+        holder.join(60)
+
+
+def test_a_search_that_finds_nothing_changed_takes_no_lock(
+    searched: BaseRunLogStore, locked: None, caplog: pytest.LogCaptureFixture
+) -> None:
+    _settle()
+    with caplog.at_level(logging.WARNING, "runlog_store.search"):
+        searched.search_runs()  # the runs were racy at the fixture's search: read once more
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, "runlog_store.search"):
+        quiet = RecordingCallback()
+        answer = searched.search_runs("status = 'SUCCESS'", "run_id", callback=quiet)
+    assert time.monotonic() - started < 1.0
+    assert [r.run_id for r in answer.runs] == ["search-1", "search-4", "search-long"]
+    assert _indexed(quiet) == 0
+
+
+def test_an_index_locked_too_long_is_answered_by_a_scan(
+    searched: BaseRunLogStore,
+    locked: None,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(index_module, "BUSY_SECONDS", 0.3)
+    searched.update_run_log_status("search-3", "FAIL")  # the hook gives up on the lock quietly
+    searched.create_run_log("new-run", tag="nightly")
+    with caplog.at_level(logging.WARNING, "runlog_store.search"):
+        assert_answers_equal_scan(searched, (None, "status = 'FAIL'"))
+    assert "locked by another process" in caplog.text
+    assert "not updated" not in caplog.text, "a writer's hook gives up on a lock quietly"
+    assert "search-3" in _ids(searched, "status = 'FAIL'")
+
+
+@pytest.fixture
+def read_only_disk(tmp_path: Path) -> Iterator[Path]:
+    """A tmpfs made read-only after the runs are written (as root, as the torture tests)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    point = tmp_path / "disk"
+    point.mkdir()
+    try:
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(point)], check=True)
+    except (subprocess.CalledProcessError, FileNotFoundError) as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must be able to mount a tmpfs: {exc}")
+        pytest.skip(f"cannot mount a tmpfs here: {exc}")
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+
+
+@pytest.mark.parametrize("kind", ["file-system", "chunked-fs"])
+def test_a_read_only_folder_is_indexed_in_the_users_cache(
+    read_only_disk: Path, tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    folder = read_only_disk / "logs"
+    writer = _store(kind, folder)
+    write_runs(writer)
+    writer.fold("search-1") if kind == "chunked-fs" else None  # type: ignore[attr-defined]
+    del writer
+    subprocess.run(["mount", "-o", "remount,ro", str(read_only_disk)], check=True)
+    store = _store(kind, folder)
+    assert_answers_equal_scan(store)
+    assert not (folder / INDEX_FILE).exists()
+    path = folder_index_path(str(folder))
+    assert path is not None and path.startswith(str(cache / "runlog-store" / "index"))
+    assert os.path.isfile(path)
+    quiet = RecordingCallback()
+    _settle()
+    store.search_runs()
+    store.search_runs(callback=quiet)
+    assert _indexed(quiet) == 0
+
+
+def test_writers_keep_an_existing_index_current_and_never_make_one(tmp_path: Path) -> None:
+    store = _store("chunked-fs", tmp_path)
+    write_runs(store)
+    store.update_run_log_status("search-1", "FAIL")
+    assert not (tmp_path / INDEX_FILE).exists()
+    store.search_runs()
+    store.update_run_log_status("search-2", "SUCCESS")
+    store.create_run_log("hooked", tag="t")
+    with sqlite3.connect(tmp_path / INDEX_FILE) as db:
+        rows = dict(db.execute("SELECT run_id, status FROM runs"))
+    assert rows["search-2"] == "SUCCESS" and rows["hooked"] == "CREATED"
+    # a damaged index makes no write fail
+    (tmp_path / INDEX_FILE).write_bytes(b"garbage" * 100)
+    store.update_run_log_status("search-3", "SUCCESS")
+    store.create_run_log("still-written")
+    assert_answers_equal_scan(store, (None,))
+
+
+# --- processes at once ------------------------------------------------------------------------
+
+
+def _writer(folder: str, kind: str, name: str, runs: int) -> None:
+    store = create_store(kind, log_folder=folder, fsync=False)
+    for i in range(runs):
+        run_id = f"{name}-{i}"
+        store.create_run_log(run_id, tag=name)
+        store.set_parameters(run_id, {"i": JsonParameter(kind="json", value=i)})
+        store.update_run_log_status(run_id, "PROCESSING")
+        store.update_run_log_status(run_id, "SUCCESS")
+
+
+def _searcher(folder: str, kind: str, stop: Any, errors: Any) -> None:
+    """Search while others write: each answer lies between a scan before it and one after it
+    (runs only begin and end here, so a run that ended before the search began is in the
+    answer, and every run in it has ended by the time it returns)."""
+    store = create_store(kind, log_folder=folder, fsync=False)
+    searches = 0
+    try:
+        while not stop.is_set() or searches < 3:
+            before = {r.run_id for r in scanned(store, "status = 'SUCCESS'", None)}
+            found = [r.run_id for r in store.search_runs("status = 'SUCCESS'", None, 10_000).runs]
+            after = {r.run_id for r in scanned(store, "status = 'SUCCESS'", None)}
+            assert len(found) == len(set(found)), found
+            assert before <= set(found) <= after, (before - set(found), set(found) - after)
+            searches += 1
+    except BaseException as exc:  # reported to the test, which fails
+        errors.put(repr(exc))
+
+
+@pytest.mark.parametrize("kind", ["file-system", "chunked-fs"])
+def test_processes_search_while_others_write(tmp_path: Path, kind: str) -> None:
+    context = multiprocessing.get_context("spawn")
+    errors = context.Queue()
+    folder = str(tmp_path)
+    _writer(folder, kind, "early", 5)
+    writers = [context.Process(target=_writer, args=(folder, kind, f"w{n}", 40)) for n in range(2)]
+    stop = context.Event()
+    searchers = [
+        context.Process(target=_searcher, args=(folder, kind, stop, errors)) for _ in range(2)
+    ]
+    for process in writers + searchers:
+        process.start()
+    for process in writers:
+        process.join(120)
+        assert process.exitcode == 0
+    stop.set()
+    for process in searchers:
+        process.join(120)
+        assert process.exitcode == 0
+    assert errors.empty(), errors.get()
+    store = _store(kind, tmp_path)
+    assert_answers_equal_scan(store, (None, "status = 'SUCCESS'", "tag = 'w1'"))
+    assert len(_ids(store, "status = 'SUCCESS'")) == 85
