@@ -19,12 +19,11 @@ content itself, and say 0: never racy.
 from __future__ import annotations
 
 import os
-import stat
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from runlog_store import _core
 from runlog_store.exceptions import RunLogNotFoundError
@@ -137,97 +136,51 @@ def _read_summaries(
 # --- file systems ---------------------------------------------------------------------------
 
 
-def _stat_text(st: os.stat_result) -> str:
-    kind = "l" if stat.S_ISLNK(st.st_mode) else ("d" if stat.S_ISDIR(st.st_mode) else "")
-    return f"{kind}{st.st_ino}-{st.st_size}-{st.st_mtime_ns}-{st.st_ctime_ns}"
-
-
-def _changed(st: os.stat_result) -> int:
-    return max(st.st_mtime_ns, st.st_ctime_ns)
-
-
 def document_stamps(folder: str) -> dict[str, Stamp]:
-    """``<run_id>.json`` -> stamp for every run document ``FileSystemRunLogStore`` lists."""
-    core = getattr(_core, "fingerprint_documents", None)
-    if core is not None:
-        return _core_stamps(core(folder))
-    try:
-        entries = list(os.scandir(folder))
-    except FileNotFoundError:
-        return {}
-    found: dict[str, Stamp] = {}
-    for entry in entries:
-        if entry.name.endswith(".json") and not entry.name.startswith("."):
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            found[entry.name[: -len(".json")]] = (_stat_text(st), _changed(st))
-    return found
+    """Every ``<run_id>.json`` ``FileSystemRunLogStore`` lists, with its stamp: the stat of the
+    document (inode, size, modified and changed times; a link stamped as one)."""
+    return _core.fingerprint_documents(folder)
 
 
 def document_stamp(folder: str, run_id: str) -> Stamp | None:
-    try:
-        st = os.lstat(os.path.join(folder, run_id + ".json"))
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    return _stat_text(st), _changed(st)
-
-
-def run_folder_stamp(folder: str, run_id: str) -> Stamp | None:
-    """The stamp of one chunked-fs run folder: its own stat and that of every document and
-    journal in it (the snapshot left out: reads write it); None when the run is not there (no
-    ``RunLog.json``, as ``ChunkedFileSystemRunLogStore.list_run_ids`` decides)."""
-    path = os.path.join(folder, run_id)
-    try:
-        own = os.lstat(path)
-        os.lstat(os.path.join(path, _core.RUN_LOG_FILE))
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-    except OSError:
-        return _stat_text(own), _changed(own)  # a link loop, say: unreadable, listed
-    parts, newest = [_stat_text(own)], _changed(own)
-    for where in (path, os.path.join(path, _core.JOURNAL_DIR)):
-        try:
-            entries = sorted(os.scandir(where), key=lambda e: e.name)
-        except OSError:
-            continue
-        for entry in entries:
-            if entry.name == _core.SNAPSHOT_NAME:
-                continue
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            parts.append(f"{entry.name}:{_stat_text(st)}")
-            newest = max(newest, _changed(st))
-    return "|".join(parts), newest
+    return _core.fingerprint_document(folder, run_id)
 
 
 def run_folder_stamps(folder: str) -> dict[str, Stamp]:
-    """Every run folder ``ChunkedFileSystemRunLogStore`` lists, with its stamp."""
-    core = getattr(_core, "fingerprint_run_folders", None)
-    if core is not None:
-        return _core_stamps(core(folder))
-    try:
-        names = [e.name for e in os.scandir(folder) if not e.name.startswith(".")]
-    except FileNotFoundError:
-        return {}
-    found: dict[str, Stamp] = {}
-    for name in names:
-        stamp = run_folder_stamp(folder, name)
-        if stamp is not None:
-            found[name] = stamp
+    """Every run folder ``ChunkedFileSystemRunLogStore`` lists, with its stamp: the folder's
+    inode and the stat of every document, the layout marker and each journal (not the
+    snapshot, lock or temp files, which reads write)."""
+    return _core.fingerprint_run_folders(folder)
+
+
+def run_folder_stamp(folder: str, run_id: str) -> Stamp | None:
+    return _core.fingerprint_run_folder(folder, run_id)
+
+
+# Documents summarized by the core at once: progress moves between batches, each read in
+# parallel.
+DOCUMENT_BATCH = 512
+
+
+def _document_summaries(
+    store: BaseRunLogStore, folder: str, run_ids: list[str], advance: Callable[[int], None]
+) -> dict[str, RunSummary | None]:
+    """File-system run documents read and summarized by the core in parallel, with the checks
+    the store's own read makes (``read_document_summaries``)."""
+    from runlog_store.ops.runs import read_document_summaries, read_summary, run_id_problem
+
+    found: dict[str, RunSummary | None] = {}
+    named = [r for r in run_ids if run_id_problem(r) is None]
+    for run_id in run_ids:
+        if run_id_problem(run_id) is not None:  # unreadable by its name alone, as a scan says
+            found[run_id] = read_summary(store, run_id)
+            advance(1)
+    for start in range(0, len(named), DOCUMENT_BATCH):
+        batch = named[start : start + DOCUMENT_BATCH]
+        paths = [os.path.join(folder, run_id + ".json") for run_id in batch]
+        found.update(zip(batch, read_document_summaries(paths, batch), strict=True))
+        advance(len(batch))
     return found
-
-
-def _core_stamps(found: dict[str, Any]) -> dict[str, Stamp]:
-    """The core's fingerprints as stamps: ``(fingerprint, newest change)`` pairs, or bare
-    fingerprints (then every run counts as changed just now: racy, re-read at each search)."""
-    return {
-        run_id: (value[0], int(value[1])) if isinstance(value, tuple) else (str(value), 1 << 62)
-        for run_id, value in found.items()
-    }
 
 
 class Unindexable(Exception):
@@ -296,7 +249,7 @@ class FolderSource(RunSource):
         self, run_ids: list[str], advance: Callable[[int], None]
     ) -> dict[str, RunSummary | None]:
         """Each run read in the layout it is stamped in (``stamp``); chunked runs by their
-        store, ``READERS`` at a time; documents in bulk by the core when it can."""
+        store, ``READERS`` at a time; documents in bulk by the core."""
         chunked: list[str] = []
         documents: list[str] = []
         for run_id in run_ids:
@@ -306,7 +259,7 @@ class FolderSource(RunSource):
                 layout = stamp[0].partition(" ")[0] if stamp is not None else "file-system"
             (chunked if layout == "chunked-fs" else documents).append(run_id)
         found = _read_summaries(lambda: self.layout_store("chunked-fs"), chunked, advance)
-        found.update(_read_summaries(lambda: self.layout_store("file-system"), documents, advance))
+        found.update(_document_summaries(self.store, self.folder, documents, advance))
         return found
 
 
