@@ -190,7 +190,10 @@ class RunIndex:
         for _attempt in range(2):
             try:
                 return self._search(path, expr, order, offset, limit, callback)
-            except (sqlite3.Error, _Corrupt) as exc:
+            except (sqlite3.Error, _Corrupt, UnicodeDecodeError) as exc:
+                # A damaged schema can make SQLite's own message bytes that are not UTF-8.
+                if isinstance(exc, UnicodeDecodeError):
+                    exc = _Corrupt(repr(exc.object[:200]))
                 if isinstance(exc, sqlite3.Error) and _is_busy(exc):
                     log.warning(
                         "run index %s stayed locked by another process for over %s s: this "
