@@ -136,6 +136,24 @@ def test_keep_last_keeps_the_newest_runs_of_each_tag(
     assert set(store.list_run_ids()) == {"a1", "b1", "untagged1"}
 
 
+def test_runs_never_started_are_newest_by_their_last_write(
+    tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """A run with no attempt (created and ended at once, as a job's can be) has no start: the
+    newest of its tag is the one written last, whatever its id."""
+    config, store = configured(
+        "chunked-fs", tmp_path, request, retention={"older_than": "0s", "keep_last": 1}
+    )
+    for run_id, hours in (("job-b", 3), ("job-c", 1), ("job-a", 2)):
+        store.create_run_log(run_id, tag="nightly", status=SUCCESS)
+        written_ago(tmp_path / "logs" / run_id, timedelta(hours=hours))
+    assert actions(config) == {
+        "job-c": "kept: newest of its tag",
+        "job-a": "would delete",
+        "job-b": "would delete",
+    }
+
+
 def test_statuses_and_filter_choose_what_may_go_and_options_narrow_them(
     tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:

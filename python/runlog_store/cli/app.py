@@ -28,6 +28,7 @@ from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from runlog_store import _core
@@ -688,8 +689,6 @@ def _runs_table(
     if not any(run.layout for run in runs):
         del columns["layout"]
     extra = [a for a in extra or [] if a.header not in columns]
-    for attribute in extra:
-        columns[attribute.header] = max(3, min(len(attribute.header), 12))
     rows = []
     for run in runs:
         duration = run.duration_seconds
@@ -705,8 +704,17 @@ def _runs_table(
         for attribute in extra:
             cells[attribute.header] = _attribute_cell(_attribute_value(run, attribute))
         rows.append((run.run_id, cells))
-    # The columns asked for are kept longest: the built-in ones go first, then those asked
-    # for, last first.
+    # A column asked for is drawn whole (up to a bound): the built-in ones make room for it,
+    # they go first when the terminal is too narrow, then those asked for, last first.
+    for attribute in extra:
+        shown = [cell_len(Text.from_markup(cells[attribute.header]).plain) for _, cells in rows]
+        columns[attribute.header] = min(max([cell_len(attribute.header), *shown]), 30)
+    if extra:
+        # Room for them is made by leaving built-in columns out, not by wrapping every cell.
+        for name in _DROPPED:
+            if _natural_width(columns, rows) <= width:
+                break
+            columns.pop(name, None)
     dropped = _DROPPED + tuple(a.header for a in reversed(extra))
     return _table_of_runs(title, width, columns, dropped, rows, right={"steps"})
 
@@ -1465,7 +1473,6 @@ def _print_decisions(
 
 def _natural_width(columns: dict[str, int], rows: list[tuple[str, dict[str, str]]]) -> int:
     """How wide a table of runs is drawn with no cell wrapped (markup left out)."""
-    from rich.text import Text
 
     def width(cell: str) -> int:
         return cell_len(Text.from_markup(cell).plain)

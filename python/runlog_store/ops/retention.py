@@ -16,6 +16,7 @@ again right before it is deleted (``ops.transfer.delete_if_unchanged``).
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 from collections import Counter
@@ -184,17 +185,30 @@ def search_filter(policy: RetentionPolicy) -> str | None:
     return both(policy.filter, statuses)
 
 
-def newest_of_each_tag(summaries: Iterable[RunSummary], keep_last: int) -> set[str]:
-    """The ids of the ``keep_last`` newest runs (by start, as listed: newest first) of each
-    tag. A run that cannot be read has no tag it could be counted under: it is not counted."""
-    seen: Counter[str] = Counter()
-    kept: set[str] = set()
+def newest_of_each_tag(
+    store: BaseRunLogStore, summaries: Iterable[RunSummary], keep_last: int
+) -> set[str]:
+    """The ids of the ``keep_last`` newest runs of each tag: by start time, else (a run with no
+    attempt, a job's) by when it was last written. A run that cannot be read has no tag it
+    could be counted under: it is not counted."""
+    dated: list[tuple[float, str, str]] = []
     for summary in summaries:
         if summary.status == UNREADABLE:
             continue
-        if seen[summary.tag] < keep_last:
-            kept.add(summary.run_id)
-        seen[summary.tag] += 1
+        if summary.start is not None:
+            stamp = summary.start.timestamp()
+        else:
+            modified = store.run_modified(summary.run_id)
+            stamp = modified if modified is not None else -math.inf
+        dated.append((stamp, summary.run_id, summary.tag))
+    # Newest first; runs of the same time by id, as a search orders them.
+    dated.sort(key=lambda found: (-found[0], found[1]))
+    seen: Counter[str] = Counter()
+    kept: set[str] = set()
+    for _, run_id, tag in dated:
+        if seen[tag] < keep_last:
+            kept.add(run_id)
+        seen[tag] += 1
     return kept
 
 
@@ -212,9 +226,7 @@ def select_runs(
     now = now or datetime.now()
     protected: set[str] = set()
     if policy.keep_last is not None:
-        protected = newest_of_each_tag(
-            store.iter_runs(None, order_by="start_time desc"), policy.keep_last
-        )
+        protected = newest_of_each_tag(store, store.iter_runs(None), policy.keep_last)
     selection = Selection()
     for summary in store.iter_runs(search_filter(policy), order_by="start_time desc"):
         selection.matched.add(summary.run_id)
