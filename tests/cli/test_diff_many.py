@@ -150,3 +150,9 @@ def test_stored_text_is_shown_not_obeyed(sweep: Path) -> None:
     drawn = invoke("diff", "-c", sweep, "--filter", "tag = 'bad'", code=1).stdout
     assert "\x1b" not in drawn and "\x07" not in drawn
     assert "params.na\\x1b[2Jme" in drawn and "\\x1b]52;c;AAAA\\x07" in drawn
+    # A row per run: the names are column headers, drawn as stored, never read as markup.
+    for index in range(4):
+        sweep_run(store, f"more-{index}", tag="bad", params={"[red]m[/red]\u202e": index})
+    many = invoke("diff", "-c", sweep, "--filter", "tag = 'bad'", code=1).stdout
+    assert "\x1b" not in many and "\u202e" not in many
+    assert "params.[red]m[/red]\\u202e" in many and "params.na\\x1b[2Jme" in many

@@ -708,7 +708,8 @@ def _runs_table(
     # they go first when the terminal is too narrow, then those asked for, last first.
     for attribute in extra:
         shown = [cell_len(Text.from_markup(cells[attribute.header]).plain) for _, cells in rows]
-        columns[attribute.header] = min(max([cell_len(attribute.header), *shown]), 30)
+        header = cell_len(printable(attribute.header))
+        columns[attribute.header] = min(max([header, *shown]), 30)
     if extra:
         # Room for them is made by leaving built-in columns out, not by wrapping every cell.
         for name in _DROPPED:
@@ -748,7 +749,7 @@ def _table_of_runs(
     table.add_column("run id", no_wrap=True, min_width=id_width)
     for name, narrowest in shown.items():
         table.add_column(
-            name,
+            _shown(name),  # a parameter's or metric's name, as a run stored it
             justify="right" if name in right else "left",
             min_width=narrowest,
             no_wrap=name == "status",
@@ -1049,7 +1050,7 @@ def _differences_of_runs(
             more = f"[dim]… {count} more {section}s (--json shows all)[/]"
             table.add_row(more, *([""] * len(order)))
         return table
-    columns = {d.attribute: max(3, min(len(d.attribute), 12)) for d in differences}
+    columns = {d.attribute: max(3, min(cell_len(printable(d.attribute)), 12)) for d in differences}
     table_rows = []
     for run_id in order[:rows]:
         cells = {d.attribute: _attribute_cell(d.values.get(run_id, _MISSING)) for d in differences}
@@ -1478,7 +1479,10 @@ def _natural_width(columns: dict[str, int], rows: list[tuple[str, dict[str, str]
         return cell_len(Text.from_markup(cell).plain)
 
     id_width = max([cell_len(printable(run_id)) for run_id, _ in rows] + [len("run id")])
-    widths = [max([len(name)] + [width(cells[name]) for _, cells in rows]) for name in columns]
+    widths = [
+        max([cell_len(printable(name))] + [width(cells[name]) for _, cells in rows])
+        for name in columns
+    ]
     return 1 + (id_width + 3) + sum(w + 3 for w in widths)
 
 
