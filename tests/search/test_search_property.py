@@ -22,8 +22,9 @@ MinIO server of tests/conftest.py):
 - the index file deleted, corrupted, truncated, or locked by another process (an exclusive
   SQLite transaction) shorter and longer than the index waits for it.
 
-Searches are made by three kinds of caller, at random: the test's own store object kept across
-the whole sequence, a fresh store object, and a searching process of its own.
+Searches are made by four kinds of caller, at random: the test's own store object kept across
+the whole sequence (``search_runs`` page by page, or ``iter_runs``), a fresh store object, and
+a searching process of its own.
 
 The sequence is drawn from a seeded generator and derandomized: CI runs the same sequences
 every time. ``RUNLOG_SEARCH_PROPERTY_STEPS`` sets the steps per sequence (default 20),
@@ -78,6 +79,8 @@ INITIAL_RUNS = 8
 WORKER_TIMEOUT = 120.0
 INDEX_NAME = ".runlog-index.sqlite"
 INDEX_SIDE_FILES = ("-wal", "-shm", "-journal")
+# How an index is damaged (do_index_corrupted).
+CORRUPTIONS = ("schema", "page", "header")
 # How long this process's searches wait for a locked index while another process holds it
 # longer than that.
 SHORT_WAIT = 0.3
@@ -355,6 +358,8 @@ class Sequence:
         self.write_seconds = 0.2  # the longest slow write: where kills of writers aim
         self.checks = 0
         self.seconds: dict[str, float] = {}
+        self.corruptions = 0
+        self.busy: set[str] = set()  # runs writers are writing while the test acts
 
     def open_store(self) -> BaseRunLogStore:
         return create_store(self.setup.spec["type"], **self.setup.spec["config"])
@@ -376,7 +381,9 @@ class Sequence:
         return sorted(r for r, run in self.runs.items() if run.writer)
 
     def any_run(self) -> str | None:
-        return self.rng.choice(sorted(self.runs)) if self.runs else None
+        """A run to change by hand (none a writer is writing at the moment)."""
+        runs = sorted(set(self.runs) - self.busy)
+        return self.rng.choice(runs) if runs else None
 
     def fail(self, text: str) -> None:
         pytest.fail(
@@ -556,7 +563,8 @@ class Sequence:
         searcher.kill()
 
     def do_search_while_writing(self, rng: random.Random) -> None:
-        """Searching processes run while writers write: no search may fail (what they answer
+        """Searching processes run while writers write, and meanwhile a run may be removed or
+        copied by hand, the index deleted or truncated: no search may fail (what they answer
         depends on the moment; the checks after the step compare exactly)."""
         runs = self.written_runs()
         writers: list[tuple[Worker, dict[str, Any]]] = []
@@ -582,6 +590,15 @@ class Sequence:
             searcher.begin(request)
         for worker, plan in writers:
             worker.begin(plan)
+        meanwhile = rng.choice(
+            ["", "remove_by_hand", "copy_by_hand", "index_deleted", "index_truncated"]
+        )
+        if meanwhile:
+            self.busy = {plan["run_id"] for _, plan in writers}
+            try:
+                self.act(meanwhile)
+            finally:
+                self.busy = set()
         for searcher, request in searches:
             try:
                 searcher.finish("search while writing")
@@ -600,14 +617,32 @@ class Sequence:
         self.delete_index()
 
     def do_index_corrupted(self, rng: random.Random) -> None:
+        """Garbage written over the index: over its header, over the text of its schema (bytes
+        that are not UTF-8 in every table's SQL, which SQLite parses when it opens the file;
+        in its write-ahead log too, where the newest copy of that page may be), or anywhere in
+        its pages. The kinds take turns, from a different one in each store's sequence."""
         for path in self.index_files():
-            size = path.stat().st_size
-            at = rng.choice([0, 16, 100, rng.randrange(max(1, size))])
-            junk = bytes(rng.randrange(256) for _ in range(rng.choice([8, 64, 512])))
-            self.note(f"index {path.name}: {len(junk)} bytes of garbage at {at} of {size}")
-            with path.open("r+b") as file:
-                file.seek(min(at, size))
-                file.write(junk)
+            kind = CORRUPTIONS[(self.seed + self.corruptions) % len(CORRUPTIONS)]
+            self.corruptions += 1
+            data = path.read_bytes()
+            damage: list[tuple[Path, int, bytes]] = []
+            if kind == "header":
+                junk = bytes(rng.randrange(256) for _ in range(rng.choice([8, 64])))
+                damage.append((path, rng.choice([0, 16, 100]), junk))
+            elif kind == "schema":
+                for where in (path, Path(f"{path}-wal")):
+                    text = where.read_bytes() if where.is_file() else b""
+                    for at in _find_all(text, b"CREATE TABLE"):
+                        junk = bytes(rng.randrange(0x80, 0x100) for _ in range(rng.randint(2, 4)))
+                        damage.append((where, at + rng.randrange(2, 8), junk))
+            else:
+                junk = bytes(rng.randrange(256) for _ in range(rng.choice([8, 64, 512])))
+                damage.append((path, rng.randrange(max(1, len(data))), junk))
+            for where, at, junk in damage:
+                self.note(f"index {where.name}: {len(junk)} bytes of garbage at {at} ({kind})")
+                with where.open("r+b") as file:
+                    file.seek(at)
+                    file.write(junk)
 
     def do_index_truncated(self, rng: random.Random) -> None:
         for path in self.index_files():
@@ -666,6 +701,8 @@ class Sequence:
             answer: list[str] = searcher.call(request)
             self.search_seconds = max(self.search_seconds, time.monotonic() - started)
             return answer
+        if caller == "iter_runs":
+            return [canonical(s) for s in self.store.iter_runs(filter, order, page_size)]
         store = self.store if caller == "own" else self.open_store()
         return _property_worker.search(store, request)
 
@@ -681,7 +718,7 @@ class Sequence:
             caller = (
                 callers[number % len(callers)]
                 if callers
-                else rng.choice(["own", "fresh", "process"])
+                else rng.choice(["own", "fresh", "process", "iter_runs"])
             )
             try:
                 expr = query.parse_filter(filter)
@@ -755,6 +792,7 @@ class Sequence:
             f"{k} {v:.2f}" for k, v in sorted(self.seconds.items(), key=lambda i: -i[1])
         )
         print(f"seed {self.seed} ({self.setup.store_type}): {len(actions)} steps, seconds: {spent}")
+        print("\n".join(self.history))
 
 
 def _difference(what: str, expected: list[str], got: list[str]) -> str:
