@@ -201,12 +201,18 @@ class Documents:
     def remove_run(self, run_id: str) -> None:
         raise NotImplementedError
 
-    def copy_run(self, source: str, target: str) -> None:
-        """``cp -r`` of a run under a new id, its run_id rewritten where a document holds it."""
+    def copy_run(self, source: str, target: str, rewrite: bool = True) -> None:
+        """``cp -r`` of a run under a new id, its run_id rewritten where a document holds it
+        (or, as a person may forget to, left naming the source run)."""
         for name in self.run_documents(source):
+            data = self.read(name)
             self.write(
-                self.rename(name, source, target), _with_run_id(self.read(name), source, target)
+                self.rename(name, source, target),
+                _with_run_id(data, source, target) if rewrite else data,
             )
+
+    def remove_document(self, name: str) -> None:
+        raise NotImplementedError
 
 
 def _with_run_id(data: bytes, source: str, target: str) -> bytes:
@@ -254,6 +260,9 @@ class FolderDocuments(Documents):
             return str(self.folder / f"{target}.json")
         return str(self.folder / target / Path(*relative.parts[1:]))
 
+    def remove_document(self, name: str) -> None:
+        Path(name).unlink(missing_ok=True)
+
     def remove_run(self, run_id: str) -> None:
         if self.chunked:
             shutil.rmtree(self.folder / run_id, ignore_errors=True)
@@ -291,6 +300,9 @@ class ObjectDocuments(Documents):
         if not self.chunked:
             return f"{self.prefix}/{target}.json"
         return f"{self.prefix}/{target}/{rest.split('/', 1)[1]}"
+
+    def remove_document(self, name: str) -> None:
+        self.client.remove_object(self.bucket, name)
 
     def remove_run(self, run_id: str) -> None:
         for name in self.run_documents(run_id):
@@ -460,16 +472,28 @@ class Sequence:
         if source is None:
             return
         target = self.new_id("c")
-        self.note(f"cp -r {source} {target} (run_id rewritten)")
-        self.setup.documents.copy_run(source, target)
+        rewrite = rng.random() < 0.8
+        self.note(
+            f"cp -r {source} {target} (run_id {'rewritten' if rewrite else 'left as it was'})"
+        )
+        self.setup.documents.copy_run(source, target, rewrite)
         self.runs[target] = Run("")
 
     def do_remove_by_hand(self, rng: random.Random) -> None:
+        """``rm -r`` of a run; in a chunked layout sometimes of one of its files only."""
         run_id = self.any_run()
         if run_id is None:
             return
+        documents = self.setup.documents
+        names = documents.run_documents(run_id)
+        if len(names) > 1 and rng.random() < 0.3:
+            name = rng.choice(names)
+            self.note(f"rm {name} of {run_id}")
+            documents.remove_document(name)
+            self.runs[run_id].writer = ""
+            return
         self.note(f"rm -r {run_id}")
-        self.setup.documents.remove_run(run_id)
+        documents.remove_run(run_id)
         del self.runs[run_id]
 
     def rewrite(self, rng: random.Random, keep_mtime: bool, run_id: str | None = None) -> None:
