@@ -168,7 +168,7 @@ class RunIndex:
     def _discard(path: str) -> None:
         """Remove a file that is no index, with its WAL and shared memory (they belong to it)."""
         for suffix in ("-wal", "-shm", ""):
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 os.remove(path + suffix)
 
     # --- searching -------------------------------------------------------------------------------
@@ -212,6 +212,11 @@ class RunIndex:
                 return None
             except Unindexable as exc:
                 log.info("run index %s not used: %s", path, exc)
+                return None
+            except OSError as exc:  # its folder cannot be made, say
+                log.warning(
+                    "run index %s cannot be used (%s): this search read every run", path, exc
+                )
                 return None
         return None
 

@@ -96,7 +96,7 @@ class RunSource(ABC):
         """The summaries of these runs (None for a run gone meanwhile), as a search of the
         store without an index reads them (``read_summary``); each one read is reported to
         ``advance``."""
-        return _read_summaries(self.reader, run_ids, advance)
+        return _read_summaries(self.store, self.reader, run_ids, advance)
 
     def reader(self) -> BaseRunLogStore:
         """A store object for one reading thread: a store keeps per-run state (open runs, how
@@ -106,31 +106,34 @@ class RunSource(ABC):
 
 
 def _read_summaries(
-    reader: Callable[[], BaseRunLogStore], run_ids: list[str], advance: Callable[[int], None]
+    store: BaseRunLogStore,
+    reader: Callable[[], BaseRunLogStore],
+    run_ids: list[str],
+    advance: Callable[[int], None],
 ) -> dict[str, RunSummary | None]:
-    """``read_summary`` of each run (None for a run gone), ``READERS`` at a time, each thread
-    with a store object of its own (``reader``)."""
+    """``read_summary`` of each run (None for a run gone): one run by ``store`` itself (a
+    writer's hook), more ``READERS`` at a time, each thread with a store object of its own
+    (``reader``)."""
     from runlog_store.ops.runs import read_summary
 
     local = threading.local()
 
     def one(run_id: str) -> tuple[str, RunSummary | None]:
-        store = getattr(local, "store", None)
-        if store is None:
-            store = local.store = reader()
+        reading = getattr(local, "store", None)
+        if reading is None:
+            reading = local.store = store if len(run_ids) == 1 else reader()
         try:
-            return run_id, read_summary(store, run_id)
+            return run_id, read_summary(reading, run_id)
         except RunLogNotFoundError:
             return run_id, None
-        finally:
-            advance(1)
 
-    if not run_ids:
-        return {}
-    if len(run_ids) == 1:
-        return dict([one(run_ids[0])])
-    with ThreadPoolExecutor(max_workers=min(READERS, len(run_ids))) as pool:
-        return dict(pool.map(one, run_ids))
+    found: dict[str, RunSummary | None] = {}
+    with ThreadPoolExecutor(max_workers=max(1, min(READERS, len(run_ids)))) as pool:
+        # Progress is told from this thread: a callback need not be thread-safe.
+        for run_id, summary in pool.map(one, run_ids):
+            found[run_id] = summary
+            advance(1)
+    return found
 
 
 # --- file systems ---------------------------------------------------------------------------
@@ -258,7 +261,9 @@ class FolderSource(RunSource):
                 stamp = self.stamp(run_id)
                 layout = stamp[0].partition(" ")[0] if stamp is not None else "file-system"
             (chunked if layout == "chunked-fs" else documents).append(run_id)
-        found = _read_summaries(lambda: self.layout_store("chunked-fs"), chunked, advance)
+        found = _read_summaries(
+            self.store, lambda: self.layout_store("chunked-fs"), chunked, advance
+        )
         found.update(_document_summaries(self.store, self.folder, documents, advance))
         return found
 
