@@ -260,7 +260,7 @@ def test_a_dry_run_says_the_bytes_it_would_free(
 
 # --- a gc killed half way -----------------------------------------------------------------------
 
-_BRANCHES = 40
+_BRANCHES = 60
 
 
 def _many_runs(store: BaseRunLogStore, count: int) -> None:
@@ -288,13 +288,15 @@ def test_a_gc_killed_half_way_leaves_every_run_whole_or_gone(
     tmp_path: Path, request: pytest.FixtureRequest, kind: str
 ) -> None:
     """SIGKILL lands while gc deletes runs, at a later moment each round: what is listed
-    afterwards reads whole (a chunked-fs run half removed is a hidden ``.deleting-*`` folder,
-    which no listing shows), and the next gc deletes the rest."""
+    afterwards reads whole, and the next gc deletes the rest. A chunked-fs run's removal
+    begins by renaming its folder to a hidden ``.deleting-*`` name: a kill inside a removal
+    leaves that folder, which no listing shows, never a run with some of its branches."""
     config, store = configured(kind, tmp_path, request)
-    count = 40
-    _many_runs(store, count)
+    _many_runs(store, 40)
+    logs = tmp_path / "logs"
     killed_between = 0
-    for delay in (0.0, 0.05, 0.1, 0.2):
+    inside_a_removal = False
+    for delay in (0.0, 0.0, 0.0, 0.005, 0.02, 0.1):
         before = set(store.list_run_ids())
         if not before:
             break
@@ -304,12 +306,13 @@ def test_a_gc_killed_half_way_leaves_every_run_whole_or_gone(
             stderr=subprocess.DEVNULL,
         )
         try:
-            # Kill once the first run is gone (plus the round's delay): deleting is under way.
+            # Kill once a run is no longer listed (plus the round's delay): deleting is under
+            # way, and with no delay the kill lands while that run's files are removed.
             deadline = time.monotonic() + 60
             while len(store.list_run_ids()) == len(before) and time.monotonic() < deadline:
                 if gc.poll() is not None:
                     break
-                time.sleep(0.002)
+                time.sleep(0.001)
             time.sleep(delay)
             gc.send_signal(signal.SIGKILL)
         finally:
@@ -318,7 +321,10 @@ def test_a_gc_killed_half_way_leaves_every_run_whole_or_gone(
         assert left <= before
         if 0 < len(left) < len(before):
             killed_between += 1
+        inside_a_removal |= any(name.startswith(".deleting-") for name in os.listdir(logs))
     assert killed_between, "no kill landed while gc was deleting runs"
+    if kind == "chunked-fs":
+        assert inside_a_removal, "no kill landed inside a run's removal"
     # The next gc deletes what is left.
     invoke("gc", "-c", config, "--older-than", "0s", "--with-catalog")
     assert store.list_run_ids() == []
