@@ -128,6 +128,10 @@ def _read_summaries(
             return run_id, None
 
     found: dict[str, RunSummary | None] = {}
+    if len(run_ids) == 1:  # in this thread: the store's open runs are this thread's
+        found.update([one(run_ids[0])])
+        advance(1)
+        return found
     with ThreadPoolExecutor(max_workers=max(1, min(READERS, len(run_ids)))) as pool:
         # Progress is told from this thread: a callback need not be thread-safe.
         for run_id, summary in pool.map(one, run_ids):
