@@ -365,3 +365,9 @@ def fingerprint_run_folders(folder: _Path) -> dict[str, tuple[str, int]]:
     store's folder: its inode and the stamps of every document, the layout marker and each
     journal (not the snapshot, lock or temp files, which reads write); a run folder that is a
     link is stamped as one, never followed; empty when the folder does not exist."""
+
+def fingerprint_document(folder: _Path, run_id: str) -> tuple[str, int] | None:
+    """``fingerprint_documents``'s entry for one run; None when the store does not list it."""
+
+def fingerprint_run_folder(folder: _Path, run_id: str) -> tuple[str, int] | None:
+    """``fingerprint_run_folders``'s entry for one run; None when the store does not list it."""

@@ -3,6 +3,7 @@
 //! summarized in parallel, and the fingerprints of a file-system or chunked-fs store's runs.
 //! Parsing, reading and stats run with the GIL released, on this process's pool.
 
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use pyo3::prelude::*;
@@ -240,10 +241,40 @@ fn fingerprint_run_folders(py: Python<'_>, folder: PathBuf) -> PyResult<Bound<'_
     )
 }
 
+/// `(fingerprint, newest change ns)` of one run as `fingerprint_documents` gives it; None
+/// when the store does not list it.
+#[pyfunction]
+fn fingerprint_document(
+    py: Python<'_>,
+    folder: PathBuf,
+    run_id: OsString,
+) -> PyResult<Option<(String, i64)>> {
+    let found = py
+        .detach(|| fingerprint::fingerprint_document(&folder, &run_id))
+        .map_err(|e| PyCoreError::new(e, "", Operation::Documents))?;
+    Ok(found.map(|f| (f.fingerprint, f.newest_change_ns)))
+}
+
+/// `(fingerprint, newest change ns)` of one run as `fingerprint_run_folders` gives it; None
+/// when the store does not list it.
+#[pyfunction]
+fn fingerprint_run_folder(
+    py: Python<'_>,
+    folder: PathBuf,
+    run_id: OsString,
+) -> PyResult<Option<(String, i64)>> {
+    let found = py
+        .detach(|| fingerprint::fingerprint_run_folder(&folder, &run_id))
+        .map_err(|e| PyCoreError::new(e, "", Operation::Documents))?;
+    Ok(found.map(|f| (f.fingerprint, f.newest_change_ns)))
+}
+
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(summarize_run, m)?)?;
     m.add_function(wrap_pyfunction!(summarize_files, m)?)?;
     m.add_function(wrap_pyfunction!(fingerprint_documents, m)?)?;
     m.add_function(wrap_pyfunction!(fingerprint_run_folders, m)?)?;
+    m.add_function(wrap_pyfunction!(fingerprint_document, m)?)?;
+    m.add_function(wrap_pyfunction!(fingerprint_run_folder, m)?)?;
     Ok(())
 }

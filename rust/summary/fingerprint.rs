@@ -145,6 +145,49 @@ pub fn fingerprint_documents(folder: &Path) -> Result<Vec<Fingerprint>> {
         .collect())
 }
 
+/// The fingerprint [`fingerprint_documents`] gives run `run_id`, alone; `None` when the store
+/// does not list it.
+pub fn fingerprint_document(folder: &Path, run_id: &OsStr) -> Result<Option<Fingerprint>> {
+    let fd = match open_dir(folder) {
+        Ok(fd) => fd,
+        Err(CoreError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut name = run_id.to_os_string();
+    name.push(".json");
+    if name.as_bytes().starts_with(b".") || name.as_bytes().contains(&b'/') {
+        return Ok(None);
+    }
+    Ok(lstat_at(fd.as_fd(), &name).ok().map(|stat| Fingerprint {
+        run_id: run_id.to_os_string(),
+        fingerprint: format!(
+            "{}{}",
+            kind_prefix(&stat, FileType::RegularFile),
+            stamp(&stat)
+        ),
+        newest_change_ns: change_ns(&stat),
+    }))
+}
+
+/// The fingerprint [`fingerprint_run_folders`] gives run `run_id`, alone; `None` when the
+/// store does not list it.
+pub fn fingerprint_run_folder(folder: &Path, run_id: &OsStr) -> Result<Option<Fingerprint>> {
+    let fd = match open_dir(folder) {
+        Ok(fd) => fd,
+        Err(CoreError::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let bytes = run_id.as_bytes();
+    if bytes.is_empty() || bytes.starts_with(b".") || bytes.contains(&b'/') {
+        return Ok(None);
+    }
+    Ok(run_folder_fingerprint(
+        fd.as_fd(),
+        run_id,
+        FileType::Unknown,
+    ))
+}
+
 /// Every run folder of a chunked-fs store's folder (what `ChunkedFileSystemRunLogStore.
 /// list_run_ids` lists: entries not starting with a dot that hold a `RunLog.json`) with a
 /// fingerprint of every file a reader of the run reads: `RunLog.json`, the `BranchLog-*` and

@@ -222,3 +222,38 @@ fn fingerprints_change_with_what_a_reader_reads_and_only_that() {
         journal.ctime() * 1_000_000_000 + journal.ctime_nsec()
     );
 }
+
+#[test]
+fn one_run_has_the_fingerprint_the_scan_gives_it() {
+    use fingerprint::*;
+    use std::ffi::OsStr;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::write(root.join("a.json"), b"{}").unwrap();
+    std::fs::create_dir_all(root.join("r").join(".journals")).unwrap();
+    std::fs::write(root.join("r").join("RunLog.json"), b"{}").unwrap();
+    std::fs::write(root.join("r").join(".journals").join("x.journal"), b"1").unwrap();
+    std::os::unix::fs::symlink(root.join("r"), root.join("l")).unwrap();
+    for found in fingerprint_documents(root).unwrap() {
+        assert_eq!(
+            fingerprint_document(root, &found.run_id).unwrap(),
+            Some(found)
+        );
+    }
+    let all = fingerprint_run_folders(root).unwrap();
+    assert_eq!(all.len(), 2);
+    for found in all {
+        assert_eq!(
+            fingerprint_run_folder(root, &found.run_id).unwrap(),
+            Some(found)
+        );
+    }
+    for missing in ["nope", ".journals", "", "r/.journals", "a.json"] {
+        assert_eq!(
+            fingerprint_run_folder(root, OsStr::new(missing)).unwrap(),
+            None,
+            "{missing}"
+        );
+    }
+    assert_eq!(fingerprint_document(root, OsStr::new("r")).unwrap(), None);
+}
