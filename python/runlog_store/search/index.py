@@ -117,6 +117,9 @@ class RunIndex:
         conn = sqlite3.connect(path, timeout=busy, isolation_level=None, check_same_thread=False)
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(busy * 1000)}")
+            # A cache: a commit lost to a power cut is read again by the next search, and WAL
+            # keeps the file whole without a sync at every commit.
+            conn.execute("PRAGMA synchronous = NORMAL")
             yield conn
         finally:
             conn.close()
