@@ -25,11 +25,13 @@ from extensions.run_log_store.chunked_fs import (
     ChunkedFileSystemRunLogStore as RunnableChunkedFs,
 )
 from extensions.run_log_store.file_system import FileSystemRunLogstore as RunnableFileSystem
+from pydantic import PrivateAttr
 from runnable.datastore import JsonParameter as RunnableJsonParameter
 from runnable.datastore import StepAttempt as RunnableAttempt
 
-from runlog_store import BaseRunLogStore, JsonParameter, create_store
+from runlog_store import BaseRunLogStore, JsonParameter, RunLog, create_store
 from runlog_store.callbacks import RecordingCallback
+from runlog_store.exceptions import RunLogNotFoundError
 from runlog_store.search import index as index_module
 from runlog_store.search.sources import INDEX_FILE, folder_index_path
 from runlog_store.stores.project import ProjectRunLogStore
@@ -462,3 +464,46 @@ def test_processes_search_while_others_write(tmp_path: Path, kind: str) -> None:
     store = _store(kind, tmp_path)
     assert_answers_equal_scan(store, (None, "status = 'SUCCESS'", "tag = 'w1'"))
     assert len(_ids(store, "status = 'SUCCESS'")) == 85
+
+
+# --- a store of another package ---------------------------------------------------------------
+
+
+class ThreeMethodStore(BaseRunLogStore):
+    """A third-party store with only the three methods a store must have to be searched."""
+
+    service_name: str = "three-methods"
+    _runs: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def get_run_log_by_id(self, run_id: str, full: bool = False) -> RunLog:
+        if run_id not in self._runs:
+            raise RunLogNotFoundError(run_id)
+        return RunLog.model_validate_json(self._runs[run_id])
+
+    def put_run_log(self, run_log: RunLog) -> None:
+        self._runs[run_log.run_id] = run_log.model_dump_json()
+
+    def list_run_ids(self) -> list[str]:
+        return list(self._runs)
+
+
+def test_a_store_of_another_package_is_searched_by_reading_its_runs() -> None:
+    store = ThreeMethodStore()
+    assert store._run_index() is None
+    write_runs(store)
+    assert _ids(store, "status = 'SUCCESS'") == ["search-1", "search-4", "search-long"]
+    assert _ids(store, "params.model ilike 'x%' and metrics.accuracy > 0.9") == ["search-1"]
+    assert _ids(store, "step.train.status = 'FAIL'") == ["search-2"]
+    assert [r.run_id for r in store.search_runs(None, "duration desc").runs] == [
+        "search-long",
+        "search-2",
+        "search-4",
+        "search-1",
+        "search-3",
+        "search-5",
+    ]
+    assert [r.run_id for r in store.iter_runs("tag = 'nightly'", "run_id", page_size=1)] == [
+        "search-1",
+        "search-2",
+        "search-5",
+    ]
