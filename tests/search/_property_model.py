@@ -38,7 +38,27 @@ STATUSES = ["SUCCESS", "FAIL", "PROCESSING", "CREATED", "TRIGGERED"]
 TAGS = ["", "nightly", "Nightly", "NIGHTLY", "adhoc", "straße", "STRASSE"]
 DAG_HASHES = ["", "d1", "d2", "D1"]
 COMMITS = ["abc1", "abc2", "Def3", ""]
-MODELS = ["xgb", "XGB", "Xgb", "lgbm", "straße", "STRASSE", "é", "É", "", "x_b", "x%b"]
+# Strings whose case folding is more than a change of letters (ß is "ss", the ligature ﬁ is
+# "fi", İ is two code points), one code point of two UTF-8 bytes under ``_``, LIKE's own
+# characters as data.
+MODELS = [
+    "xgb",
+    "XGB",
+    "Xgb",
+    "lgbm",
+    "straße",
+    "STRASSE",
+    "é",
+    "É",
+    "",
+    "x_b",
+    "x%b",
+    "xéb",
+    "ﬁle",
+    "FILE",
+    "İx",
+    "i̇x",
+]
 BIG = 2**53 + 1
 ROOT_STEPS = ["prep", "train", "eval"]
 PARAM_NAMES = ["lr", "model", "epochs", "flag", "odd name", "cfg"]
@@ -297,7 +317,8 @@ def _predicate(rng: random.Random, run_ids: list[str]) -> str:
         if choice == 0:
             return _null(rng, attr)
         if choice == 1:
-            return _like(rng, attr, ["x%", "X%", "%b", "x_b", "%", "STRA%", "stra%", "é", "x\\%b"])
+            patterns = ["x%", "X%", "%b", "x_b", "%", "STRA%", "stra%", "é", "x\\%b", "fi%", "_ile"]
+            return _like(rng, attr, [*patterns, "stra_e", "%ss%", "i_x", "İ%", "i%"])
         if choice == 2:
             values = [_value(rng) for _ in range(3)]
             return _in(rng, attr, values)

@@ -19,6 +19,8 @@ import traceback
 from multiprocessing.connection import Connection
 from typing import Any
 
+from runlog_store.callbacks import Callback, Unit
+
 from ._property_model import canonical
 
 # A request is a dict with an "op"; every answer is ("ok", value) or ("error", text).
@@ -143,8 +145,21 @@ def apply(store: Any, models: _Models, plan: Plan) -> None:
         raise ValueError(f"no write {op!r}")
 
 
-def search(store: Any, request: Plan) -> list[str]:
-    """Every summary ``search_runs`` answers (pages walked until no token), as canonical JSON."""
+class _Indexing(Callback):
+    """Tells the test when a search starts indexing runs, so it can kill the process then."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+
+    def begin(self, description: str, total: int, unit: Unit = "bytes") -> None:
+        if description.startswith("indexing"):
+            self.conn.send(("indexing", total))
+
+
+def search(store: Any, request: Plan, conn: Connection | None = None) -> list[str]:
+    """Every summary ``search_runs`` answers (pages walked until no token), as canonical JSON.
+    With ``conn`` (and ``report_indexing`` in the request), the start of indexing is told."""
+    callback = _Indexing(conn) if conn is not None and request.get("report_indexing") else None
     found: list[str] = []
     token: str | None = None
     while True:
@@ -153,6 +168,7 @@ def search(store: Any, request: Plan) -> list[str]:
             request["order"],
             max_results=request["page_size"],
             page_token=token,
+            **({"callback": callback} if callback is not None else {}),
         )
         if len(page.runs) > request["page_size"]:
             raise AssertionError(f"a page of {len(page.runs)} runs for {request['page_size']}")
@@ -192,7 +208,7 @@ def serve(conn: Connection, spec: Spec, env: dict[str, str]) -> None:
         try:
             if op == "search":
                 conn.send(("ok", "started"))
-                answer: Any = search(store, request)
+                answer: Any = search(store, request, conn)
             elif op == "lock":
                 hold_lock(request["path"], request["seconds"], conn)
                 answer = "released"

@@ -576,14 +576,36 @@ class Sequence:
         worker.kill()
 
     def do_kill_searcher(self, rng: random.Random) -> None:
+        """A searching process SIGKILLed at a random moment of its search (the index deleted
+        first, most times), then another once it has begun building the index again."""
         if rng.random() < 0.6:
             self.delete_index()
         searcher = rng.choice(self.searchers)
-        delay = rng.uniform(0, self.search_seconds * 1.2)
+        request = self.search_request(None, None, 100)
+        delay = rng.uniform(0, min(self.search_seconds * 1.2, 0.3))
         self.note(f"{searcher.name} searches, SIGKILLed after {delay * 1000:.1f} ms")
-        searcher.begin(self.search_request(None, None, 100))
+        searcher.begin(request)
         if searcher.conn is not None and searcher.conn.poll(delay):
             searcher.finish("search before its kill")
+        searcher.kill()
+
+        self.delete_index()
+        searcher = rng.choice(self.searchers)
+        searcher.begin({**request, "report_indexing": True})
+        assert searcher.conn is not None
+        if not searcher.conn.poll(WORKER_TIMEOUT):
+            raise WorkerError(f"{searcher.name} did not answer")
+        message = searcher.conn.recv()
+        if message[0] != "indexing":  # nothing to index: the search is over
+            self.note(f"{searcher.name} searches, with nothing to index")
+            if message[0] == "error":
+                self.fail(f"a search failed in a process of its own:\n{message[1]}")
+            return
+        delay = rng.uniform(0, 0.005 + 0.002 * message[1])
+        self.note(
+            f"{searcher.name} indexes {message[1]} runs, SIGKILLed after {delay * 1000:.1f} ms"
+        )
+        time.sleep(delay)
         searcher.kill()
 
     def do_search_while_writing(self, rng: random.Random) -> None:
