@@ -12,15 +12,17 @@ MinIO server of tests/conftest.py):
 - runs created, changed (parameters, metrics, steps, status), ended and deleted by our stores,
   and on the file-system layouts by runnable 0.50's own stores, each in a worker process of
   its own (tests/search/_property_worker.py);
-- by hand: a run copied under a new id with its run_id rewritten (``cp -r``), removed
-  (``rm -r``), a run file rewritten in place with the same size (with and without its mtime put
-  back, and right after a search summarized it: git's racy-clean case), a run file truncated to
-  garbage;
-- writers SIGKILLed in the middle of a run, searching processes SIGKILLed at random moments
-  of a search (the index builds on the first search and after it was deleted, so the kill
-  lands in the middle of indexing), searches from other processes while writers write;
-- the index file deleted, corrupted, truncated, or locked by another process (an exclusive
-  SQLite transaction) shorter and longer than the index waits for it.
+- by hand: a run copied under a new id (``cp -r``) with its run_id rewritten or, as a person
+  may forget to, not; a run removed (``rm -r``) or one file of a chunked run; a run file
+  rewritten in place with the same size (with and without its mtime put back, and rewritten,
+  searched and rewritten again at once: git's racy-clean case); a run file truncated to garbage;
+- writers SIGKILLed in the middle of a run; searching processes SIGKILLed at a random moment of
+  a search and once they have begun building the index (their progress callback says when);
+  searches from other processes while writers write and, meanwhile, runs are removed or copied
+  by hand and the index deleted or truncated;
+- the index file deleted, truncated, damaged (garbage over its header, over its schema's text,
+  or anywhere in its pages), or locked by another process (an exclusive SQLite transaction)
+  shorter and longer than the index waits for it.
 
 Searches are made by four kinds of caller, at random: the test's own store object kept across
 the whole sequence (``search_runs`` page by page, or ``iter_runs``), a fresh store object, and
