@@ -725,6 +725,8 @@ def _compare(found: Encoded | None, op: str, literal: Literal_) -> bool:
 def like_regex(pattern: str) -> re.Pattern[str]:
     """A LIKE pattern as a regular expression matched whole: ``%`` any run of characters,
     ``_`` exactly one, everything else itself (there is no escape character)."""
+    # SQLite's GLOB reads a pattern up to its first NUL character, and a text too.
+    pattern = pattern.split("\0", 1)[0]
     parts = [".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern]
     return re.compile("".join(parts), re.DOTALL)
 
@@ -733,6 +735,8 @@ def _like(found: Encoded | None, expr: Like) -> bool:
     if found is None or found[0] != "string" or found[2] is None:
         return False
     text = found[2].casefold() if expr.folded else found[2]
+    if "\0" in text:
+        text = text.split("\0", 1)[0]
     return like_regex(expr.pattern).fullmatch(text) is not None
 
 
