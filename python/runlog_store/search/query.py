@@ -916,15 +916,24 @@ def _fold(text: str | None) -> str | None:
 
 
 def _value_rows(run_id: str, values: Any) -> list[ValueRow]:
+    """The rows of parameters or metrics: what ``encode_value`` says of each, with the text
+    case-folded for ilike. The common types are tested first: an index build makes this
+    row for every parameter of every run."""
     rows: list[ValueRow] = []
     if not values:
         return rows
     for name, value in values.items():
-        if isinstance(value, str):
+        kind = type(value)
+        if kind is str:
             rows.append((run_id, name, "string", None, value, value.casefold()))
+        elif kind is float:
+            rows.append((run_id, name, "number", None if value != value else value, None, None))
+        elif kind is int:
+            rows.append((run_id, name, "number", _float(value), None, None))
         else:
-            kind, num, _ = encode_value(value)
-            rows.append((run_id, name, kind, num, None, None))
+            encoded, num, text = encode_value(value)
+            folded = text.casefold() if text is not None else None
+            rows.append((run_id, name, encoded, num, text, folded))
     return rows
 
 
@@ -934,15 +943,19 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+# One encoder for every row: json.dumps with options builds a new one per call.
+_JSON = json.JSONEncoder(separators=(",", ":"), default=_json_default)
+
+
 def summary_json(summary: RunSummary | Mapping[str, Any]) -> str:
     """The JSON a search answers with (``RunSummary.model_validate_json`` reads it back), with
     the step statuses a summary's own JSON leaves out."""
     if isinstance(summary, Mapping):
-        return json.dumps(summary, default=_json_default, separators=(",", ":"))
+        return _JSON.encode(summary)
     text = summary.model_dump_json()
     if not summary.step_statuses:
         return text
-    statuses = json.dumps(summary.step_statuses, separators=(",", ":"))
+    statuses = _JSON.encode(summary.step_statuses)
     return f'{text[:-1]},"step_statuses":{statuses}}}'
 
 
