@@ -345,6 +345,8 @@ def _syntax_reason(exc: UnexpectedInput, text: str, what: str) -> tuple[int, str
                 if word == "step":
                     return position + 1, "a step's status is written step.<name>.status"
                 return position + 2, f"expected a name after '{word}.'"
+            if re.fullmatch(r"[a-z_]\w*", word):
+                return position + 1 - len(word), _unknown_attribute(_before(text, position))
         allowed = exc.allowed or set()
         if allowed & _VALUE_TOKENS:
             return position + 1, f"expected {_VALUE_HELP}, found {char!r}"
@@ -359,10 +361,17 @@ def _syntax_reason(exc: UnexpectedInput, text: str, what: str) -> tuple[int, str
     before = _before(text, position)
     after = f" after {_shown(before)}" if before else ""
     found = _found(token)
-    if "OP" in expected and before.lower() in _KEYWORDS:
-        # A keyword where a condition should start is read as an attribute's name.
-        start = len(text[:position].rstrip()) - len(before)
-        return start + 1, f"expected a condition, found '{before}'"
+    word_start = len(text[:position].rstrip()) - len(before) + 1
+    if "OP" in expected and re.fullmatch(r"[A-Za-z_]\w*", before):
+        # What was read as an attribute's name: a keyword, or no attribute at all.
+        if before.lower() in _KEYWORDS and what == "filter":
+            return word_start, f"expected a condition, found '{before}'"
+        if before.lower() not in RUN_ATTRIBUTES:
+            return word_start, _unknown_attribute(before)
+    if what == "order_by":
+        if expected & _ATTR_TOKENS:
+            return column, f"expected an attribute to order by{after}, found {found}"
+        return column, f"unexpected {found}{after}; separate keys with ',' (asc or desc after each)"
     if token.type == "NULL" and expected & _VALUE_TOKENS:
         return column, "null is tested with 'is null' or 'is not null'"
     if expected & _VALUE_TOKENS:
@@ -372,13 +381,9 @@ def _syntax_reason(exc: UnexpectedInput, text: str, what: str) -> tuple[int, str
     if "OP" in expected and ("IN" in expected or "IS" in expected):
         return column, f"expected an operator ({_OPERATORS_HELP}){after}, found {found}"
     if expected & _ATTR_TOKENS:
-        if what == "order_by":
-            return column, f"expected an attribute to order by{after}, found {found}"
         return column, f"expected a condition{after}, found {found}"
     if "RPAR" in expected and token.type == "$END":
         return column, "missing ')'"
-    if what == "order_by":
-        return column, f"unexpected {found}{after}; separate keys with ',' (asc or desc after each)"
     return column, f"unexpected {found}{after}; join conditions with 'and' or 'or'"
 
 
@@ -424,19 +429,19 @@ def _attr(token: Token, text: str, what: str) -> Attr:
     name = raw.lower()
     if name in RUN_ATTRIBUTES:
         return Attr(name)  # type: ignore[arg-type]
+    raise FilterSyntaxError(text, (token.start_pos or 0) + 1, _unknown_attribute(raw), what=what)
+
+
+def _unknown_attribute(raw: str) -> str:
+    name = raw.lower()
     hint = ""
-    if name in ("params", "metrics"):
-        hint = f" (write {name}.<name>)"
+    if name in ("params", "param", "metrics", "metric"):
+        hint = f" (write {name.rstrip('s')}s.<name>)"
     elif name in ("step", "steps"):
         hint = " (write step.<name>.status)"
     elif name in ("start", "end"):
         hint = f" (write {name}_time)"
-    raise FilterSyntaxError(
-        text,
-        (token.start_pos or 0) + 1,
-        f"unknown attribute {raw!r}{hint}; use one of {ATTRIBUTES_HELP}",
-        what=what,
-    )
+    return f"unknown attribute {raw!r}{hint}; use one of {ATTRIBUTES_HELP}"
 
 
 def _age_seconds(raw: str) -> float:
