@@ -157,7 +157,8 @@ def seen_in(runs: list[RunSummary]) -> dict[str, list[str]]:
 
 
 def literal_for(kind: str, draw: st.DrawFn, seen: dict[str, list[str]]) -> str:
-    if seen[kind] and draw(st.booleans()):
+    from_runs: bool = bool(seen[kind]) and draw(st.booleans())
+    if from_runs:
         return draw(st.sampled_from(seen[kind]))
     if kind == "text":
         return quote(draw(text))
@@ -173,7 +174,7 @@ def literal_for(kind: str, draw: st.DrawFn, seen: dict[str, list[str]]) -> str:
     if kind == "duration":
         return draw(st.sampled_from(["0", "90", "90s", "1h", "3600", "1e3", "1.5m"]))
     # A parameter or a metric: any kind of value.
-    return draw(
+    literal: str = draw(
         st.one_of(
             st.sampled_from(
                 ["0", "-0", "0.1", "1", "-1", "9007199254740993", "1152921504606846976"]
@@ -185,6 +186,7 @@ def literal_for(kind: str, draw: st.DrawFn, seen: dict[str, list[str]]) -> str:
             st.sampled_from(["true", "false"]),
         )
     )
+    return literal
 
 
 @st.composite
