@@ -6,6 +6,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyDict, PyList, PyType};
@@ -76,17 +77,17 @@ fn datetime<'py>(
 /// `other_times`: time texts Python's `fromisoformat` judges (see `summary::time`).
 fn summary_to_python<'py>(py: Python<'py>, summary: &RunSummary) -> PyResult<Bound<'py, PyDict>> {
     let out = PyDict::new(py);
-    out.set_item("run_id", &summary.run_id)?;
-    out.set_item("status", &summary.status)?;
-    out.set_item("tag", &summary.tag)?;
-    out.set_item("start", datetime(py, summary.start)?)?;
-    out.set_item("end", datetime(py, summary.end)?)?;
-    out.set_item("duration_seconds", summary.duration_seconds())?;
-    out.set_item("steps", summary.steps)?;
-    out.set_item("branches", summary.branches)?;
-    out.set_item("failed_step", &summary.failed_step)?;
-    out.set_item("dag_hash", &summary.dag_hash)?;
-    out.set_item("commit", &summary.commit)?;
+    out.set_item(intern!(py, "run_id"), &summary.run_id)?;
+    out.set_item(intern!(py, "status"), &summary.status)?;
+    out.set_item(intern!(py, "tag"), &summary.tag)?;
+    out.set_item(intern!(py, "start"), datetime(py, summary.start)?)?;
+    out.set_item(intern!(py, "end"), datetime(py, summary.end)?)?;
+    out.set_item(intern!(py, "duration_seconds"), summary.duration_seconds())?;
+    out.set_item(intern!(py, "steps"), summary.steps)?;
+    out.set_item(intern!(py, "branches"), summary.branches)?;
+    out.set_item(intern!(py, "failed_step"), &summary.failed_step)?;
+    out.set_item(intern!(py, "dag_hash"), &summary.dag_hash)?;
+    out.set_item(intern!(py, "commit"), &summary.commit)?;
     let counts = |pairs: &[(String, usize)]| -> PyResult<Bound<'py, PyDict>> {
         let dict = PyDict::new(py);
         for (status, count) in pairs {
@@ -94,16 +95,22 @@ fn summary_to_python<'py>(py: Python<'py>, summary: &RunSummary) -> PyResult<Bou
         }
         Ok(dict)
     };
-    out.set_item("steps_by_status", counts(&summary.steps_by_status)?)?;
-    out.set_item("branches_by_status", counts(&summary.branches_by_status)?)?;
-    out.set_item("params", pairs_to_dict(py, &summary.params)?)?;
-    out.set_item("metrics", pairs_to_dict(py, &summary.metrics)?)?;
+    out.set_item(
+        intern!(py, "steps_by_status"),
+        counts(&summary.steps_by_status)?,
+    )?;
+    out.set_item(
+        intern!(py, "branches_by_status"),
+        counts(&summary.branches_by_status)?,
+    )?;
+    out.set_item(intern!(py, "params"), pairs_to_dict(py, &summary.params)?)?;
+    out.set_item(intern!(py, "metrics"), pairs_to_dict(py, &summary.metrics)?)?;
     let statuses = PyDict::new(py);
     for (name, status) in &summary.step_statuses {
         statuses.set_item(name, status)?;
     }
-    out.set_item("step_statuses", statuses)?;
-    out.set_item("other_times", &summary.other_times)?;
+    out.set_item(intern!(py, "step_statuses"), statuses)?;
+    out.set_item(intern!(py, "other_times"), &summary.other_times)?;
     Ok(out)
 }
 

@@ -18,7 +18,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use rayon::prelude::*;
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, Stat};
 use rustix::io::Errno;
 
 use crate::chunk::{LAYOUT_MARKER, RUN_LOG_FILE};
@@ -81,25 +81,33 @@ fn open_dir(path: &Path) -> Result<OwnedFd> {
     })
 }
 
-/// The names in an open folder (`.` and `..` left out), and the type the listing gave.
-fn names_in(fd: BorrowedFd<'_>, path: &Path) -> Result<Vec<(OsString, FileType)>> {
-    let dup = rustix::fs::openat(
-        fd,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| CoreError::io("list", path, e.into()))?;
-    let mut dir = Dir::new(dup).map_err(|e| CoreError::io("list", path, e.into()))?;
-    let mut names = Vec::new();
-    while let Some(entry) = dir.read() {
-        let entry = entry.map_err(|e| CoreError::io("list", path, e.into()))?;
+/// Call `each(name, type, inode)` for every name in an open folder (`.` and `..` left out),
+/// reading it with `getdents` into a buffer of `buffer` bytes. The folder's own descriptor is
+/// read (no second open): it is only ever listed once.
+fn each_entry(
+    fd: BorrowedFd<'_>,
+    buffer: usize,
+    mut each: impl FnMut(&[u8], FileType, u64),
+) -> std::result::Result<(), Errno> {
+    let mut buf = vec![std::mem::MaybeUninit::<u8>::uninit(); buffer];
+    let mut dir = RawDir::new(fd, &mut buf);
+    while let Some(entry) = dir.next() {
+        let entry = entry?;
         let name = entry.file_name().to_bytes();
-        if name == b"." || name == b".." {
-            continue;
+        if name != b"." && name != b".." {
+            each(name, entry.file_type(), entry.ino());
         }
-        names.push((OsStr::from_bytes(name).to_os_string(), entry.file_type()));
     }
+    Ok(())
+}
+
+/// The names in an open folder with the type and inode the listing gave.
+fn names_in(fd: BorrowedFd<'_>, path: &Path) -> Result<Vec<(OsString, FileType, u64)>> {
+    let mut names = Vec::new();
+    each_entry(fd, 256 << 10, |name, kind, ino| {
+        names.push((OsStr::from_bytes(name).to_os_string(), kind, ino));
+    })
+    .map_err(|e| CoreError::io("list", path, e.into()))?;
     Ok(names)
 }
 
@@ -118,7 +126,7 @@ pub fn fingerprint_documents(folder: &Path) -> Result<Vec<Fingerprint>> {
     };
     let names: Vec<OsString> = names_in(fd.as_fd(), folder)?
         .into_iter()
-        .map(|(name, _)| name)
+        .map(|(name, _, _)| name)
         .filter(|name| {
             let bytes = name.as_bytes();
             bytes.ends_with(b".json") && !bytes.starts_with(b".")
@@ -185,6 +193,7 @@ pub fn fingerprint_run_folder(folder: &Path, run_id: &OsStr) -> Result<Option<Fi
         fd.as_fd(),
         run_id,
         FileType::Unknown,
+        None,
     ))
 }
 
@@ -206,22 +215,24 @@ pub fn fingerprint_run_folders(folder: &Path) -> Result<Vec<Fingerprint>> {
         Err(CoreError::NotFound { .. }) => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
-    let names: Vec<(OsString, FileType)> = names_in(fd.as_fd(), folder)?
+    let names: Vec<(OsString, FileType, u64)> = names_in(fd.as_fd(), folder)?
         .into_iter()
-        .filter(|(name, _)| !name.as_bytes().starts_with(b"."))
+        .filter(|(name, _, _)| !name.as_bytes().starts_with(b"."))
         .collect();
     let fd = fd.as_fd();
     Ok(names
         .par_iter()
         .with_min_len(64)
-        .filter_map(|(name, kind)| run_folder_fingerprint(fd, name, *kind))
+        .filter_map(|(name, kind, ino)| run_folder_fingerprint(fd, name, *kind, Some(*ino)))
         .collect())
 }
 
+/// `ino`: the folder's inode as its parent's listing gave it (else it is looked up).
 fn run_folder_fingerprint(
     parent: BorrowedFd<'_>,
     name: &OsStr,
     kind: FileType,
+    ino: Option<u64>,
 ) -> Option<Fingerprint> {
     let fingerprint = |text: String, newest: i64| {
         Some(Fingerprint {
@@ -239,7 +250,7 @@ fn run_folder_fingerprint(
             OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
             Mode::empty(),
         ) {
-            Ok(run) => return folder_contents(&run, name),
+            Ok(run) => return folder_contents(&run, name, ino),
             // A link or anything but a folder: judged below, as the store's listing does.
             Err(Errno::NOTDIR | Errno::LOOP) => {}
             Err(Errno::NOENT) => return None,
@@ -272,17 +283,14 @@ fn run_folder_fingerprint(
 }
 
 /// The fingerprint of an open run folder; `None` when it holds no `RunLog.json`.
-fn folder_contents(run: &OwnedFd, name: &OsStr) -> Option<Fingerprint> {
-    let path = Path::new(name);
-    let own = rustix::fs::fstat(run).ok()?;
-    let entries = names_in(run.as_fd(), path).ok()?;
-    let mut hasher = blake3::Hasher::new();
-    let mut newest = i64::MIN;
-    let mut has_run_log = false;
-    let mut stamps: Vec<(OsString, String)> = Vec::with_capacity(entries.len());
-    for (entry, _) in entries {
-        let bytes = entry.as_bytes();
-        let read = match std::str::from_utf8(bytes) {
+fn folder_contents(run: &OwnedFd, name: &OsStr, ino: Option<u64>) -> Option<Fingerprint> {
+    let ino = match ino {
+        Some(ino) => ino,
+        None => rustix::fs::fstat(run).ok()?.st_ino,
+    };
+    let mut read: Vec<Vec<u8>> = Vec::with_capacity(4);
+    each_entry(run.as_fd(), 4 << 10, |entry, _, _| {
+        let wanted = match std::str::from_utf8(entry) {
             Ok(text) => {
                 text == RUN_LOG_FILE
                     || text == LAYOUT_MARKER
@@ -291,49 +299,51 @@ fn folder_contents(run: &OwnedFd, name: &OsStr) -> Option<Fingerprint> {
             }
             Err(_) => false,
         };
-        if !read {
-            continue;
+        if wanted {
+            read.push(entry.to_vec());
         }
-        has_run_log |= bytes == RUN_LOG_FILE.as_bytes();
-        let Ok(stat) = lstat_at(run.as_fd(), &entry) else {
+    })
+    .ok()?;
+    if !read.iter().any(|entry| entry == RUN_LOG_FILE.as_bytes()) {
+        return None;
+    }
+    let mut newest = i64::MIN;
+    let mut stamps: Vec<(Vec<u8>, String)> = Vec::with_capacity(read.len());
+    for entry in read {
+        let Ok(stat) = lstat_at(run.as_fd(), OsStr::from_bytes(&entry)) else {
             continue; // gone since the listing
         };
         newest = newest.max(change_ns(&stat));
-        let is_journals = bytes == JOURNAL_DIR.as_bytes();
+        let is_journals = entry == JOURNAL_DIR.as_bytes();
         let expected = if is_journals {
             FileType::Directory
         } else {
             FileType::RegularFile
         };
-        stamps.push((
-            entry.clone(),
-            format!("{}{}", kind_prefix(&stat, expected), stamp(&stat)),
-        ));
+        let text = format!("{}{}", kind_prefix(&stat, expected), stamp(&stat));
+        stamps.push((entry, text));
         if is_journals && FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
             journal_stamps(run.as_fd(), &mut stamps, &mut newest);
         }
     }
-    if !has_run_log {
-        return None;
-    }
     stamps.sort_unstable();
+    let mut hasher = blake3::Hasher::new();
     for (entry, text) in &stamps {
-        hasher.update(entry.as_bytes());
+        hasher.update(entry);
         hasher.update(b"\0");
         hasher.update(text.as_bytes());
         hasher.update(b"\n");
     }
-    let digest = hasher.finalize();
-    let hex = digest.to_hex();
+    let hex = hasher.finalize().to_hex();
     Some(Fingerprint {
         run_id: name.to_os_string(),
-        fingerprint: format!("{}:{}:{}", own.st_ino, stamps.len(), &hex[..32]),
+        fingerprint: format!("{ino}:{}:{}", stamps.len(), &hex[..32]),
         newest_change_ns: newest,
     })
 }
 
 /// The stamps of the journals in a run's `.journals/` (opened without following a link).
-fn journal_stamps(run: BorrowedFd<'_>, stamps: &mut Vec<(OsString, String)>, newest: &mut i64) {
+fn journal_stamps(run: BorrowedFd<'_>, stamps: &mut Vec<(Vec<u8>, String)>, newest: &mut i64) {
     let Ok(journals) = rustix::fs::openat(
         run,
         JOURNAL_DIR,
@@ -342,27 +352,27 @@ fn journal_stamps(run: BorrowedFd<'_>, stamps: &mut Vec<(OsString, String)>, new
     ) else {
         return;
     };
-    let Ok(entries) = names_in(journals.as_fd(), Path::new(JOURNAL_DIR)) else {
-        return;
-    };
-    for (entry, _) in entries {
-        let Some(text) = entry.to_str() else { continue };
-        if !is_journal_name(text) {
-            continue;
+    let mut names: Vec<Vec<u8>> = Vec::new();
+    let listed = each_entry(journals.as_fd(), 4 << 10, |entry, _, _| {
+        if std::str::from_utf8(entry).is_ok_and(is_journal_name) {
+            names.push(entry.to_vec());
         }
-        let Ok(stat) = lstat_at(journals.as_fd(), &entry) else {
+    });
+    if listed.is_err() {
+        return;
+    }
+    for entry in names {
+        let Ok(stat) = lstat_at(journals.as_fd(), OsStr::from_bytes(&entry)) else {
             continue;
         };
         *newest = (*newest).max(change_ns(&stat));
-        let mut key = OsString::from(format!("{JOURNAL_DIR}/"));
-        key.push(&entry);
-        stamps.push((
-            key,
-            format!(
-                "{}{}",
-                kind_prefix(&stat, FileType::RegularFile),
-                stamp(&stat)
-            ),
-        ));
+        let mut key = format!("{JOURNAL_DIR}/").into_bytes();
+        key.extend_from_slice(&entry);
+        let text = format!(
+            "{}{}",
+            kind_prefix(&stat, FileType::RegularFile),
+            stamp(&stat)
+        );
+        stamps.push((key, text));
     }
 }
