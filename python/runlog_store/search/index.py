@@ -31,7 +31,9 @@ import contextlib
 import logging
 import os
 import sqlite3
+import threading
 import time
+import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -46,7 +48,7 @@ log = logging.getLogger("runlog_store.search")
 
 # What a file built by another version holds may mean something else: it is rebuilt. The
 # summaries are the library's (a new version may summarize differently), the tables query.py's.
-FORMAT = 1
+FORMAT = 2
 
 
 def _schema_version() -> str:
@@ -69,6 +71,14 @@ RACY_SECONDS = 0.05
 _CORRUPT_CODES = {11, 26}
 _BUSY_CODES = {5, 6}
 _TABLES = ("runs", "params", "metrics", "steps")
+
+# The stamps each index file held when this process last read them all, by path: (its epoch,
+# its generation) -> {run_id: (fingerprint, indexed_at)}. Every write transaction counts a
+# generation up and a rebuilt file gets a new epoch, so an unchanged pair means unchanged rows:
+# a quiet search of 100,000 runs skips reading them from SQLite again.
+_STORED: dict[str, tuple[tuple[str, str], dict[str, tuple[str, float]]]] = {}
+_STORED_LOCK = threading.Lock()
+_STORED_PATHS = 8
 
 
 class _Corrupt(Exception):
@@ -151,7 +161,14 @@ class RunIndex:
                 conn.execute(META_SCHEMA)
                 for statement in _statements(query.INDEX_SCHEMA):
                     conn.execute(statement)
-                conn.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (SCHEMA_VERSION,))
+                conn.executemany(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                    [
+                        ("version", SCHEMA_VERSION),
+                        ("epoch", uuid.uuid4().hex),
+                        ("generation", "0"),
+                    ],
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -251,12 +268,7 @@ class RunIndex:
             _check_names(stamps)
             conn.execute("BEGIN")
             try:
-                stored = {
-                    run_id: (fingerprint, indexed_at)
-                    for run_id, fingerprint, indexed_at in conn.execute(
-                        "SELECT run_id, fingerprint, indexed_at FROM main.runs"
-                    )
-                }
+                stored = _stored(conn, path)
                 stale = [
                     run_id for run_id, stamp in stamps.items() if _stale(stamp, stored.get(run_id))
                 ]
@@ -341,6 +353,33 @@ def _stale(stamp: Stamp, stored: tuple[str, float] | None) -> bool:
     return stamp[1] != 0 and stamp[1] / 1e9 >= indexed_at - RACY_SECONDS
 
 
+def _stored(conn: sqlite3.Connection, path: str) -> dict[str, tuple[str, float]]:
+    """Every run's recorded stamp, in the caller's read transaction: from this process's copy
+    when the file's epoch and generation say nothing was written since it was read."""
+    state = tuple(
+        str(value)
+        for _, value in conn.execute(
+            "SELECT key, value FROM meta WHERE key IN ('epoch', 'generation') ORDER BY key"
+        )
+    )
+    with _STORED_LOCK:
+        cached = _STORED.get(path)
+    if len(state) == 2 and cached is not None and cached[0] == state:
+        return cached[1]
+    stored = {
+        run_id: (fingerprint, indexed_at)
+        for run_id, fingerprint, indexed_at in conn.execute(
+            "SELECT run_id, fingerprint, indexed_at FROM main.runs"
+        )
+    }
+    if len(state) == 2:
+        with _STORED_LOCK:
+            if path not in _STORED and len(_STORED) >= _STORED_PATHS:
+                _STORED.pop(next(iter(_STORED)))
+            _STORED[path] = ((state[0], state[1]), stored)
+    return stored
+
+
 def _write(
     conn: sqlite3.Connection,
     rows: Sequence[query.IndexRows],
@@ -350,16 +389,16 @@ def _write(
     """Put the rows of runs summarized from stamps taken at ``stamped_at`` and delete runs
     found gone then, except where a row stamped later is there already (another process read
     the run after this one did)."""
-    newer = {
-        run_id
-        for (run_id,) in conn.execute("SELECT run_id FROM runs WHERE indexed_at > ?", (stamped_at,))
-    }
-    replaced = [r for r in rows if _run_id(r) not in newer]
-    removed = [(run_id,) for run_id in dict.fromkeys(gone) if run_id not in newer]
-    removed += [(_run_id(r),) for r in replaced]
+    touched = list(dict.fromkeys([*gone, *(_run_id(r) for r in rows)]))
+    recorded = _recorded(conn, touched)
+    newer = {run_id for run_id, indexed_at in recorded.items() if indexed_at > stamped_at}
+    # Rows in run id order: the tables' B-trees grow at their ends instead of splitting pages.
+    replaced = sorted((r for r in rows if _run_id(r) not in newer), key=_run_id)
+    removed = [(run_id,) for run_id in touched if run_id in recorded and run_id not in newer]
     for table in _TABLES:
         conn.executemany(f"DELETE FROM main.{table} WHERE run_id = ?", removed)
     _insert(conn, replaced)
+    conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
 
 
 def _rows(run_id: str, summary: RunSummary, fingerprint: str, stamped_at: float) -> query.IndexRows:
@@ -374,6 +413,20 @@ def _rows(run_id: str, summary: RunSummary, fingerprint: str, stamped_at: float)
         [(run_id, *row[1:]) for row in rows.metrics],
         [(run_id, *row[1:]) for row in rows.steps],
     )
+
+
+def _recorded(conn: sqlite3.Connection, run_ids: Sequence[str]) -> dict[str, float]:
+    """The ``indexed_at`` of those of these runs that have a row."""
+    found: dict[str, float] = {}
+    for start in range(0, len(run_ids), 500):
+        batch = run_ids[start : start + 500]
+        marks = ", ".join("?" * len(batch))
+        found.update(
+            conn.execute(
+                f"SELECT run_id, indexed_at FROM main.runs WHERE run_id IN ({marks})", batch
+            ).fetchall()
+        )
+    return found
 
 
 def _run_id(rows: query.IndexRows) -> str:
