@@ -474,6 +474,7 @@ class ThreeMethodStore(BaseRunLogStore):
 
     service_name: str = "three-methods"
     _runs: dict[str, str] = PrivateAttr(default_factory=dict)
+    _listings: int = PrivateAttr(default=0)
 
     def get_run_log_by_id(self, run_id: str, full: bool = False) -> RunLog:
         if run_id not in self._runs:
@@ -484,6 +485,7 @@ class ThreeMethodStore(BaseRunLogStore):
         self._runs[run_log.run_id] = run_log.model_dump_json()
 
     def list_run_ids(self) -> list[str]:
+        self._listings += 1
         return list(self._runs)
 
 
@@ -502,8 +504,12 @@ def test_a_store_of_another_package_is_searched_by_reading_its_runs() -> None:
         "search-3",
         "search-5",
     ]
+    listings = store._listings
     assert [r.run_id for r in store.iter_runs("tag = 'nightly'", "run_id", page_size=1)] == [
         "search-1",
         "search-2",
         "search-5",
     ]
+    assert store._listings == listings + 1, "its runs are read once, not once a page"
+    with pytest.raises(ValueError, match="page_size must be between 1 and 50,000"):
+        list(store.iter_runs(page_size=0))

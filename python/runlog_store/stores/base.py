@@ -132,6 +132,17 @@ def check_nesting(run_id: str, kind: str, name: str, body: bytes) -> None:
     _core.check_nesting(kind, name, body, run_id=run_id)
 
 
+def _check_page_size(name: str, size: object) -> None:
+    """ValueError unless ``size`` is a page size a search accepts (1 to MAX_PAGE_SIZE)."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise ValueError(f"{name} must be a whole number, not {size!r}")
+    if not 0 < size <= MAX_PAGE_SIZE:
+        raise ValueError(
+            f"{name} must be between 1 and {MAX_PAGE_SIZE:,}, not {size:,}; "
+            "page through more runs with page_token (or iter_runs)"
+        )
+
+
 class SalvagedRunLog(BaseModel):
     """What ``salvage_run_log`` could read, and the chunks it had to leave out (path, reason)."""
 
@@ -416,13 +427,7 @@ class BaseRunLogStore(ABC, BaseModel):
         """
         from runlog_store.search import paging, query
 
-        if isinstance(max_results, bool) or not isinstance(max_results, int):
-            raise ValueError(f"max_results must be a whole number, not {max_results!r}")
-        if not 0 < max_results <= MAX_PAGE_SIZE:
-            raise ValueError(
-                f"max_results must be between 1 and {MAX_PAGE_SIZE:,}, not {max_results:,}; "
-                "page through more runs with page_token (or iter_runs)"
-            )
+        _check_page_size("max_results", max_results)
         expr = query.parse_filter(filter)
         order = query.parse_order_by(order_by)
         offset = 0
@@ -447,7 +452,15 @@ class BaseRunLogStore(ABC, BaseModel):
         order_by: str | Sequence[str] | None = None,
         page_size: int = 1000,
     ) -> Iterator[RunSummary]:
-        """Every run that matches ``filter`` in ``order_by`` order, a page at a time."""
+        """Every run that matches ``filter`` in ``order_by`` order, a page at a time (a store
+        without an index reads its runs once, not once a page)."""
+        _check_page_size("page_size", page_size)
+        if self._run_index() is None:
+            from runlog_store.search import query
+
+            expr, order = query.parse_filter(filter), query.parse_order_by(order_by)
+            yield from self._scan(expr, order)
+            return
         token: str | None = None
         while True:
             page = self.search_runs(filter, order_by, max_results=page_size, page_token=token)
