@@ -513,3 +513,31 @@ def test_a_store_of_another_package_is_searched_by_reading_its_runs() -> None:
     assert store._listings == listings + 1, "its runs are read once, not once a page"
     with pytest.raises(ValueError, match="page_size must be between 1 and 50,000"):
         list(store.iter_runs(page_size=0))
+
+
+def test_iter_runs_brings_the_index_up_to_date_once(tmp_path: Path) -> None:
+    store = _store("file-system", tmp_path)
+    write_runs(store)
+    for i in range(30):
+        store.create_run_log(f"more-{i:02d}", tag="nightly")
+    expected = comparable(scanned(store, "tag = 'nightly'", "run_id"))
+    stamped = 0
+    source_type = type(store._run_index().source)  # type: ignore[union-attr]
+    stamps = source_type.stamps
+
+    def counting(self: Any) -> Any:
+        nonlocal stamped
+        stamped += 1
+        return stamps(self)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(source_type, "stamps", counting)
+        found = list(store.iter_runs("tag = 'nightly'", "run_id", page_size=4))
+    assert comparable(found) == expected and len(found) == 33
+    assert stamped == 1
+    # the index rebuilt between two pages: the rest comes from a read of every run
+    pages = store.iter_runs(None, "run_id", page_size=5)
+    first = [next(pages) for _ in range(5)]
+    (tmp_path / INDEX_FILE).unlink()
+    rest = list(pages)
+    assert comparable(first + rest) == comparable(scanned(store, None, "run_id"))

@@ -200,16 +200,18 @@ class RunIndex:
         offset: int,
         limit: int,
         callback: Callback = NO_PROGRESS,
+        reconcile: bool = True,
     ) -> list[RunSummary] | None:
         """The page ``offset``, ``limit`` of the matching runs in order, from the index brought
-        up to date; None when the index cannot answer (locked too long, not writable, a run
-        name it cannot hold): the caller reads every run."""
+        up to date (or as it is, without ``reconcile``: the next pages of one iteration);
+        None when the index cannot answer (locked too long, not writable, a run name it
+        cannot hold): the caller reads every run."""
         path = self.source.index_path()
         if path is None:
             return None
         for _attempt in range(2):
             try:
-                return self._search(path, expr, order, offset, limit, callback)
+                return self._search(path, expr, order, offset, limit, callback, reconcile)
             except (sqlite3.Error, _Corrupt, UnicodeDecodeError) as exc:
                 # A damaged schema can make SQLite's own message bytes that are not UTF-8.
                 if isinstance(exc, UnicodeDecodeError):
@@ -248,11 +250,15 @@ class RunIndex:
         offset: int,
         limit: int,
         callback: Callback,
+        reconcile: bool,
     ) -> list[RunSummary]:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         sql, params = query.compile_search(expr, order)
         params = [*params, limit, offset]
         with self._connect(path, BUSY_SECONDS) as conn:
+            if not reconcile and self._version(conn) != SCHEMA_VERSION:
+                # Deleted or built again since the first page: not the index it paged.
+                raise Unindexable("the index was built again while its pages were read")
             self._prepare(conn)
             restriction = self.source.restriction()
             if restriction is not None:
@@ -263,6 +269,8 @@ class RunIndex:
                     "CREATE TEMP VIEW runs AS SELECT * FROM main.runs "
                     f"WHERE substr(fingerprint, 1, {len(restriction)}) = '{head}'"
                 )
+            if not reconcile:
+                return _summaries(conn.execute(sql, params).fetchall())
             stamped_at = time.time()
             stamps = self.source.stamps()
             _check_names(stamps)

@@ -452,22 +452,26 @@ class BaseRunLogStore(ABC, BaseModel):
         order_by: str | Sequence[str] | None = None,
         page_size: int = 1000,
     ) -> Iterator[RunSummary]:
-        """Every run that matches ``filter`` in ``order_by`` order, a page at a time (a store
-        without an index reads its runs once, not once a page)."""
+        """Every run that matches ``filter`` in ``order_by`` order, read a page at a time from
+        the store's index (brought up to date once, for the first page); a store without an
+        index reads its runs once."""
         _check_page_size("page_size", page_size)
-        if self._run_index() is None:
-            from runlog_store.search import query
+        from runlog_store.search import query
 
-            expr, order = query.parse_filter(filter), query.parse_order_by(order_by)
-            yield from self._scan(expr, order)
-            return
-        token: str | None = None
-        while True:
-            page = self.search_runs(filter, order_by, max_results=page_size, page_token=token)
-            yield from page.runs
-            token = page.next_page_token
-            if token is None:
+        expr, order = query.parse_filter(filter), query.parse_order_by(order_by)
+        index = self._run_index()
+        offset = 0
+        while index is not None:
+            # The index is brought up to date for the first page; the next ones are read from
+            # it as it is then, not each from every run's stamp again.
+            found = index.search(expr, order, offset, page_size + 1, reconcile=offset == 0)
+            if found is None:
+                break  # the index cannot answer: the rest from a read of every run
+            yield from found[:page_size]
+            if len(found) <= page_size:
                 return
+            offset += page_size
+        yield from self._scan(expr, order)[offset:]
 
     def _scan(self, expr: Any, order: Any, callback: Callback = NO_PROGRESS) -> list[RunSummary]:
         """Every matching run in order, from a read of every run: the answer of a search on a
