@@ -31,39 +31,12 @@ pub enum Loose<'a> {
 }
 
 impl Loose<'_> {
-    /// Python's truth of the value.
-    pub fn truthy(&self) -> bool {
-        match self {
-            Loose::Absent | Loose::Null => false,
-            Loose::Bool(b) => *b,
-            Loose::Int(i) => *i != 0,
-            Loose::UInt(u) => *u != 0,
-            Loose::Float(f) => *f != 0.0,
-            Loose::Str(s) => !s.is_empty(),
-            Loose::Array(n) | Loose::Object(n) => *n != 0,
-        }
-    }
-
     /// The string, when the value is one.
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Loose::Str(s) => Some(s),
             _ => None,
         }
-    }
-
-    /// Python's `str()` of a scalar value; `None` for a list or an object.
-    pub fn python_str(&self) -> Option<String> {
-        Some(match self {
-            Loose::Absent | Loose::Null => "None".to_string(),
-            Loose::Bool(true) => "True".to_string(),
-            Loose::Bool(false) => "False".to_string(),
-            Loose::Int(i) => i.to_string(),
-            Loose::UInt(u) => u.to_string(),
-            Loose::Float(f) => python_float_repr(*f),
-            Loose::Str(s) => s.to_string(),
-            Loose::Array(_) | Loose::Object(_) => return None,
-        })
     }
 
     /// The JSON type's name in Python (`type(value).__name__`).
@@ -161,6 +134,18 @@ impl<'de> Deserialize<'de> for Loose<'de> {
             }
         }
         deserializer.deserialize_any(LooseVisitor)
+    }
+}
+
+/// A field's JSON text, for fields Python turns into text with `str()` (step names, code
+/// identifiers), whatever JSON they hold: an integer past 64 bits keeps its digits, which a
+/// number read by serde would not.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Raw<'a>(pub Option<&'a str>);
+
+impl<'de> Deserialize<'de> for Raw<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        <&'de RawValue>::deserialize(deserializer).map(|raw| Raw(Some(raw.get())))
     }
 }
 
@@ -366,7 +351,7 @@ impl LooseVisitorProxy {
 /// A code identity: only its identifier counts.
 #[derive(Default)]
 pub struct IdentityFields<'a> {
-    pub code_identifier: Loose<'a>,
+    pub code_identifier: Raw<'a>,
 }
 pub struct Identity<'a>(pub Option<IdentityFields<'a>>);
 object_or_none!(Identity, IdentityFields, |this, key, map| {
@@ -377,19 +362,14 @@ object_or_none!(Identity, IdentityFields, |this, key, map| {
     }
 });
 
-/// The first code identifier of a `code_identities` list that Python finds true, as `str()`.
-pub fn first_identifier(list: &List<Identity<'_>>) -> Option<String> {
+/// The code identifiers of a `code_identities` list, in order (the caller takes the first
+/// Python finds true).
+pub fn identifiers<'l, 'a>(list: &'l List<Identity<'a>>) -> impl Iterator<Item = &'a str> + 'l {
     list.0
         .iter()
         .flatten()
         .filter_map(|identity| identity.0.as_ref())
-        .find(|fields| fields.code_identifier.truthy())
-        .map(|fields| {
-            fields
-                .code_identifier
-                .python_str()
-                .unwrap_or_else(|| "<not a string>".to_string())
-        })
+        .filter_map(|fields| fields.code_identifier.0)
 }
 
 #[derive(Default)]
@@ -413,8 +393,8 @@ object_or_none!(Attempt, AttemptFields, |this, key, map| {
 /// A step (or the job, which has the same fields a summary reads).
 #[derive(Default)]
 pub struct StepFields<'a> {
-    pub internal_name: Loose<'a>,
-    pub name: Loose<'a>,
+    pub internal_name: Raw<'a>,
+    pub name: Raw<'a>,
     pub status: Loose<'a>,
     pub attempts: Option<List<Attempt<'a>>>,
     pub code_identities: Option<List<Identity<'a>>>,

@@ -20,7 +20,7 @@ use std::path::Path;
 use chrono::NaiveDateTime;
 
 use crate::error::CoreError;
-use document::{first_identifier, Loose, Map, Run, RunFields, Step, StepFields};
+use document::{identifiers, Loose, Map, Raw, Run, RunFields, Step, StepFields};
 use time::Time;
 pub use value::{parse_value, Value};
 
@@ -162,7 +162,10 @@ fn summarize_parsed(run: Run<'_>, parsed: &str, original: &str) -> Result<RunSum
             _ => {}
         }
     }
-    let mut walk = Walk::default();
+    let mut walk = Walk {
+        original_of: Some(&original_of),
+        ..Walk::default()
+    };
     walk.steps(&run.steps);
     let job = run.job.0.as_ref();
     if let Some(job) = job {
@@ -262,7 +265,9 @@ impl Counts {
 /// The walk over every step at every depth in run order (parents before their branches'
 /// steps), then the job, gathering what the summary counts.
 #[derive(Default)]
-struct Walk {
+struct Walk<'o> {
+    /// The original text of a raw value (see `summarize`).
+    original_of: Option<&'o dyn Fn(&str) -> String>,
     steps: usize,
     branches: usize,
     commit: Option<String>,
@@ -276,12 +281,12 @@ struct Walk {
     failed: Vec<String>,
 }
 
-impl Walk {
+impl Walk<'_> {
     fn steps(&mut self, steps: &Map<'_, Step<'_>>) {
         for (_, step) in steps.entries() {
             let Some(step) = &step.0 else { continue };
             self.steps += 1;
-            let name = step_name(step);
+            let name = self.step_name(step);
             if let Some(status) = step.status.as_str() {
                 self.steps_by_status.add(status);
                 self.step_statuses.push((name.clone(), status.to_string()));
@@ -306,17 +311,48 @@ impl Walk {
         }
     }
 
+    /// The value of a raw field as Python read it (non-finite tokens included).
+    fn value_of(&self, raw: &str) -> Value {
+        let value = match (raw.starts_with('"'), self.original_of) {
+            (false, Some(original_of)) => parse_value(&original_of(raw)),
+            _ => parse_value(raw), // a string reads the same in the copy and the original
+        };
+        value.unwrap_or(Value::Null)
+    }
+
+    /// `str(step.get("internal_name") or step.get("name") or "")`.
+    fn step_name(&self, step: &StepFields<'_>) -> String {
+        for field in [step.internal_name, step.name] {
+            let Raw(Some(raw)) = field else { continue };
+            let value = self.value_of(raw);
+            if value.truthy() {
+                return value.text();
+            }
+        }
+        String::new()
+    }
+
+    /// The first code identifier Python finds true in a `code_identities` list, as `str()`.
+    fn first_identifier(&self, list: &document::List<document::Identity<'_>>) -> Option<String> {
+        identifiers(list)
+            .map(|raw| self.value_of(raw))
+            .find(Value::truthy)
+            .map(|value| value.text())
+    }
+
     /// A step's or the job's own code identities (older layouts) and attempts.
     fn holder(&mut self, holder: &StepFields<'_>) {
         if self.commit.is_none() {
             self.commit = holder
                 .code_identities
                 .as_ref()
-                .and_then(first_identifier)
+                .and_then(|list| self.first_identifier(list))
                 .or_else(|| {
-                    holder
-                        .attempts()
-                        .find_map(|a| a.code_identities.as_ref().and_then(first_identifier))
+                    holder.attempts().find_map(|a| {
+                        a.code_identities
+                            .as_ref()
+                            .and_then(|list| self.first_identifier(list))
+                    })
                 });
         }
         for attempt in holder.attempts() {
@@ -333,20 +369,6 @@ impl Walk {
             }
         }
     }
-}
-
-/// `str(step.get("internal_name") or step.get("name") or "")`.
-fn step_name(step: &StepFields<'_>) -> String {
-    let chosen = if step.internal_name.truthy() {
-        &step.internal_name
-    } else if step.name.truthy() {
-        &step.name
-    } else {
-        return String::new();
-    };
-    chosen
-        .python_str()
-        .unwrap_or_else(|| format!("<a JSON {}>", chosen.python_type()))
 }
 
 /// The first failed step that no other failed step is below (`<name>.` starts no other name),

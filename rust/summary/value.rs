@@ -19,6 +19,51 @@ pub enum Value {
     Object(Vec<(String, Value)>),
 }
 
+impl Value {
+    /// Python's truth of the value.
+    pub fn truthy(&self) -> bool {
+        match self {
+            Value::Null => false,
+            Value::Bool(b) => *b,
+            Value::Int(i) => *i != 0,
+            Value::BigInt(_) => true,
+            Value::Float(f) => *f != 0.0,
+            Value::Str(s) => !s.is_empty(),
+            Value::Array(items) => !items.is_empty(),
+            Value::Object(fields) => !fields.is_empty(),
+        }
+    }
+
+    /// Python's `str()` of a scalar; `None` for a list or an object (their `str()` is Python's
+    /// repr of them, which a summary does not write).
+    pub fn python_str(&self) -> Option<String> {
+        Some(match self {
+            Value::Null => "None".to_string(),
+            Value::Bool(true) => "True".to_string(),
+            Value::Bool(false) => "False".to_string(),
+            Value::Int(i) => i.to_string(),
+            Value::BigInt(digits) => digits.clone(),
+            Value::Float(f) => crate::summary::document::python_float_repr(*f),
+            Value::Str(s) => s.clone(),
+            Value::Array(_) | Value::Object(_) => return None,
+        })
+    }
+
+    fn python_type(&self) -> &'static str {
+        match self {
+            Value::Array(_) => "list",
+            Value::Object(_) => "dict",
+            _ => "scalar",
+        }
+    }
+
+    /// `str()` of the value, a list or an object named by its type.
+    pub fn text(&self) -> String {
+        self.python_str()
+            .unwrap_or_else(|| format!("<a JSON {}>", self.python_type()))
+    }
+}
+
 /// The value of a checked JSON text; `None` for text that is not one (never for what a parse
 /// accepted).
 pub fn parse_value(text: &str) -> Option<Value> {
