@@ -541,3 +541,15 @@ def test_iter_runs_brings_the_index_up_to_date_once(tmp_path: Path) -> None:
     (tmp_path / INDEX_FILE).unlink()
     rest = list(pages)
     assert comparable(first + rest) == comparable(scanned(store, None, "run_id"))
+
+
+@pytest.mark.parametrize("kind", FOLDER_TYPES)
+def test_a_search_never_makes_the_log_folder(tmp_path: Path, kind: str) -> None:
+    store = _store(kind, tmp_path / "not-yet")
+    assert store.search_runs().runs == [] and list(store.iter_runs()) == []
+    assert not (tmp_path / "not-yet").exists()
+    store.create_run_log("first")
+    assert _ids(store) == ["first"]
+    shutil.rmtree(tmp_path / "not-yet")
+    assert store.search_runs().runs == []
+    assert not (tmp_path / "not-yet").exists()

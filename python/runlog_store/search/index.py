@@ -42,7 +42,7 @@ from runlog_store import _core
 from runlog_store.callbacks import NO_PROGRESS, Callback
 from runlog_store.ops.runs import RunSummary
 from runlog_store.search import query
-from runlog_store.search.sources import RunSource, Stamp, Unindexable
+from runlog_store.search.sources import RunSource, Stamp, Unindexable, user_index_folder
 
 log = logging.getLogger("runlog_store.search")
 
@@ -252,7 +252,8 @@ class RunIndex:
         callback: Callback,
         reconcile: bool,
     ) -> list[RunSummary]:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if os.path.dirname(path) == user_index_folder():
+            os.makedirs(user_index_folder(), exist_ok=True)  # never a store's own folder
         sql, params = query.compile_search(expr, order)
         params = [*params, limit, offset]
         with self._connect(path, BUSY_SECONDS) as conn:
