@@ -829,7 +829,8 @@ CREATE TABLE IF NOT EXISTS runs (
     commit_id_folded TEXT,
     failed_step_folded TEXT
 );
-CREATE INDEX IF NOT EXISTS runs_start_time ON runs(start_time);
+-- The default order (newest first, ties by run id) read straight from the index.
+CREATE INDEX IF NOT EXISTS runs_start_time ON runs(start_time DESC, run_id);
 CREATE INDEX IF NOT EXISTS runs_end_time ON runs(end_time);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
 CREATE INDEX IF NOT EXISTS runs_tag ON runs(tag);
@@ -1103,38 +1104,47 @@ class _Compiler:
         self.params.append(glob)
         return f"({negation}({column} GLOB ? AND {column} IS NOT NULL))"
 
-    def order(self, order: Sequence[OrderKey]) -> tuple[str, str]:
-        """(the joins, the ORDER BY terms) of an ordering."""
+    def order(self, order: Sequence[OrderKey]) -> tuple[str, list[tuple[str, bool]]]:
+        """The joins of an ordering, and its keys: (SQL expression, descending). A missing
+        value is NULL, which SQLite puts first: last in a descending key."""
         joins: list[str] = []
-        terms: list[str] = []
+        keys: list[tuple[str, bool]] = []
         for number, key in enumerate(order):
-            direction = "DESC" if key.descending else "ASC"
             attr = key.attr
-            if attr.kind in ("params", "metrics"):
+            if attr.kind in ("params", "metrics", "step"):
                 alias = f"o{number}"
+                table = "steps" if attr.kind == "step" else attr.kind
                 joins.append(
-                    f"LEFT JOIN {attr.kind} {alias} ON {alias}.run_id = runs.run_id "
+                    f"LEFT JOIN {table} {alias} ON {alias}.run_id = runs.run_id "
                     f"AND {alias}.name = ?"
                 )
                 self.params.append(attr.name)
+            if attr.kind in ("params", "metrics"):
+                # The rank of the kind of value (numbers, text, booleans; NULL for a missing
+                # value, NaN, null, a list or an object), then the value.
                 rank = (
                     f"(CASE WHEN {alias}.type = 'number' AND {alias}.num IS NOT NULL THEN 0 "
                     f"WHEN {alias}.type = 'string' THEN 1 WHEN {alias}.type = 'bool' THEN 2 END)"
                 )
                 value = f"(CASE {alias}.type WHEN 'string' THEN {alias}.text ELSE {alias}.num END)"
-                terms += [f"{rank} IS NULL", f"{rank} {direction}", f"{value} {direction}"]
+                keys += [(rank, key.descending), (value, key.descending)]
             elif attr.kind == "step":
-                alias = f"o{number}"
-                joins.append(
-                    f"LEFT JOIN steps {alias} ON {alias}.run_id = runs.run_id AND {alias}.name = ?"
-                )
-                self.params.append(attr.name)
-                terms += [f"{alias}.status IS NULL", f"{alias}.status {direction}"]
+                keys.append((f"{alias}.status", key.descending))
             else:
-                column = f"runs.{_COLUMNS[attr.kind]}"
-                terms += [f"{column} IS NULL", f"{column} {direction}"]
-        terms.append("runs.run_id ASC")
-        return " ".join(joins), ", ".join(terms)
+                keys.append((f"runs.{_COLUMNS[attr.kind]}", key.descending))
+        return " ".join(joins), keys
+
+
+def _order_terms(keys: Sequence[tuple[str, bool]], run_id: str) -> str:
+    """ORDER BY terms: missing values last in both directions, ties by run id."""
+    terms = []
+    for expression, descending in keys:
+        if descending:
+            terms.append(f"{expression} DESC")
+        else:
+            terms += [f"{expression} IS NULL", f"{expression} ASC"]
+    terms.append(f"{run_id} ASC")
+    return ", ".join(terms)
 
 
 def compile_where(expr: Expr | None) -> tuple[str, list[Any]]:
@@ -1148,13 +1158,25 @@ def compile_where(expr: Expr | None) -> tuple[str, list[Any]]:
 def compile_search(
     expr: Expr | None, order: Sequence[OrderKey] = DEFAULT_ORDER, columns: str = "runs.summary"
 ) -> tuple[str, list[Any]]:
-    """``SELECT <columns> FROM runs ... WHERE ... ORDER BY ... LIMIT ? OFFSET ?`` and its
-    parameters, less the last two: append the limit (-1 for none) and the offset. Its
-    answer is ``sort_runs([r for r in runs if matches(expr, r)], order)``."""
+    """``SELECT <columns> FROM ... runs ... LIMIT ? OFFSET ?`` and its parameters, less the
+    last two: append the limit (-1 for none) and the offset. Its answer is
+    ``sort_runs([r for r in runs if matches(expr, r)], order)[offset:offset + limit]``.
+
+    The page is chosen first by run id and the keys alone, then its summaries are read: a
+    sort that carried every matching run's summary would read them all."""
     compiler = _Compiler()
-    joins, terms = compiler.order(order)
+    joins, keys = compiler.order(order)
     where = compiler.where(expr) if expr is not None else "1"
-    sql = f"SELECT {columns} FROM runs {joins} WHERE {where} ORDER BY {terms} LIMIT ? OFFSET ?"
+    selected = "".join(f", {expression} AS k{n}" for n, (expression, _) in enumerate(keys))
+    page = (
+        f"SELECT runs.run_id AS page_id{selected} FROM runs {joins} WHERE {where} "
+        f"ORDER BY {_order_terms(keys, 'runs.run_id')} LIMIT ? OFFSET ?"
+    )
+    outer = [(f"page.k{n}", descending) for n, (_, descending) in enumerate(keys)]
+    sql = (
+        f"SELECT {columns} FROM ({page}) AS page JOIN runs ON runs.run_id = page.page_id "
+        f"ORDER BY {_order_terms(outer, 'page.page_id')}"
+    )
     return sql, compiler.params
 
 
