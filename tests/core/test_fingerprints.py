@@ -1,0 +1,123 @@
+"""Fingerprints of a store's runs (``_core.fingerprint_documents``, ``fingerprint_run_folders``
+and their one-run forms): they list exactly the runs the store's own listing lists, whatever
+else is in the folder (links, FIFOs, names that are not UTF-8), change with every write a reader
+would see, and not with what a read writes (the stored merge of a chunked run)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from runlog_store import _core
+from runlog_store.models import StepAttempt, StepLog
+from runlog_store.stores.chunked_fs import ChunkedFileSystemRunLogStore
+from runlog_store.stores.file_system import FileSystemRunLogStore
+
+NOT_UTF8 = os.fsdecode(b"caf\xe9")
+
+
+def _ctime_ns(path: Path) -> int:
+    return os.lstat(path).st_ctime_ns
+
+
+def test_documents_are_the_runs_the_file_system_store_lists(tmp_path: Path) -> None:
+    assert _core.fingerprint_documents(str(tmp_path / "missing")) == {}
+    store = FileSystemRunLogStore(log_folder=str(tmp_path), fsync=False)
+    store.create_run_log("a", status="SUCCESS")
+    store.create_run_log("b", status="PROCESSING")
+    (tmp_path / "notes.txt").write_text("not a run")
+    (tmp_path / ".hidden.json").write_text("{}")
+    (tmp_path / "folder.json").mkdir()
+    (tmp_path / "linked.json").symlink_to(tmp_path / "a.json")
+    (tmp_path / "dangling.json").symlink_to(tmp_path / "nowhere")
+    os.mkfifo(tmp_path / "fifo.json")
+    (tmp_path / (NOT_UTF8 + ".json")).write_text("{}")
+    found = _core.fingerprint_documents(str(tmp_path))
+    assert sorted(found) == sorted(store.list_run_ids())
+    assert NOT_UTF8 in found
+    for run_id, (fingerprint, newest) in found.items():
+        path = tmp_path / f"{run_id}.json"
+        st = os.lstat(path)
+        kind = {"linked": "link:", "dangling": "link:", "folder": "dir:", "fifo": "special:"}
+        assert fingerprint == (
+            f"{kind.get(run_id, '')}{st.st_ino}-{st.st_size}-{st.st_mtime_ns}-{st.st_ctime_ns}"
+        )
+        assert newest == st.st_ctime_ns
+        assert _core.fingerprint_document(str(tmp_path), run_id) == (fingerprint, newest)
+    assert _core.fingerprint_document(str(tmp_path), "missing") is None
+    assert _core.fingerprint_document(str(tmp_path), ".hidden") is None
+
+    before = found["b"]
+    store.update_run_log_status("b", "SUCCESS")
+    after = _core.fingerprint_documents(str(tmp_path))
+    assert after["b"] != before and after["a"] == found["a"]
+    store.delete_run("a")
+    assert "a" not in _core.fingerprint_documents(str(tmp_path))
+
+
+def test_run_folders_are_the_runs_the_chunked_store_lists(tmp_path: Path) -> None:
+    assert _core.fingerprint_run_folders(str(tmp_path / "missing")) == {}
+    store = ChunkedFileSystemRunLogStore(log_folder=str(tmp_path), fsync=False)
+    store.create_run_log("a", status="SUCCESS")
+    store.create_run_log("b", status="PROCESSING")
+    (tmp_path / "file").write_text("{}")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / ".hidden").mkdir()
+    (tmp_path / ".hidden" / "RunLog.json").write_text("{}")
+    (tmp_path / "linked").symlink_to(tmp_path / "a")
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "odd").mkdir()
+    (tmp_path / "odd" / "RunLog.json").symlink_to(tmp_path / "a" / "RunLog.json")
+    (tmp_path / NOT_UTF8).mkdir()
+    (tmp_path / NOT_UTF8 / "RunLog.json").write_text("{}")
+    found = _core.fingerprint_run_folders(str(tmp_path))
+    assert sorted(found) == sorted(store.list_run_ids())
+    assert {"linked", "loop", "odd", NOT_UTF8} <= set(found)
+    assert found["linked"][0].startswith("link:") and found["loop"][0].startswith("link:")
+    assert found["odd"][0] != found["a"][0]
+    for run_id, stamp in found.items():
+        assert _core.fingerprint_run_folder(str(tmp_path), run_id) == stamp
+    for missing in ("missing", "file", "empty", "dangling", ".hidden"):
+        assert _core.fingerprint_run_folder(str(tmp_path), missing) is None
+    run_log = tmp_path / "a" / "RunLog.json"
+    assert found["a"][1] >= _ctime_ns(run_log)
+
+
+def test_a_chunked_run_changes_with_every_write_and_not_with_a_read(tmp_path: Path) -> None:
+    store = ChunkedFileSystemRunLogStore(log_folder=str(tmp_path), fsync=False)
+    store.create_run_log("r", status="PROCESSING")
+    seen = [_core.fingerprint_run_folder(str(tmp_path), "r")]
+
+    def look() -> tuple[str, int] | None:
+        stamp = _core.fingerprint_run_folder(str(tmp_path), "r")
+        assert stamp == _core.fingerprint_run_folders(str(tmp_path))["r"]
+        return stamp
+
+    step = StepLog(name="s", internal_name="s", status="PROCESSING")
+    store.add_step_log(step, "r")  # into this process's journal
+    seen.append(look())
+    step.attempts.append(StepAttempt(start_time="2026-01-01 10:00:00", status="SUCCESS"))
+    step.status = "SUCCESS"
+    store.add_step_log(step, "r")  # the same journal, grown
+    seen.append(look())
+    store.update_run_log_status("r", "SUCCESS")  # folds the journal into the documents
+    seen.append(look())
+    assert len(set(seen)) == len(seen), seen
+    # A read stores the merge of an ended run beside its documents: not a change of the run.
+    store.get_run_log_by_id("r", full=True)
+    store.get_run_log_json("r")
+    assert look() == seen[-1]
+    newest = max(_ctime_ns(p) for p in (tmp_path / "r").iterdir() if p.name != ".merged.json")
+    stamp = look()
+    assert stamp is not None and stamp[1] >= newest
+
+
+def test_a_run_folder_written_again_under_its_name_is_another_run(tmp_path: Path) -> None:
+    store = ChunkedFileSystemRunLogStore(log_folder=str(tmp_path), fsync=False)
+    store.create_run_log("r", status="SUCCESS")
+    before = _core.fingerprint_run_folder(str(tmp_path), "r")
+    store.delete_run("r")
+    assert _core.fingerprint_run_folder(str(tmp_path), "r") is None
+    store.create_run_log("r", status="SUCCESS")
+    assert _core.fingerprint_run_folder(str(tmp_path), "r") != before
