@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import multiprocessing
 import os
 import shutil
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
 import pytest
 from extensions.run_log_store.chunked_fs import (
     ChunkedFileSystemRunLogStore as RunnableChunkedFs,
@@ -29,7 +31,7 @@ from pydantic import PrivateAttr
 from runnable.datastore import JsonParameter as RunnableJsonParameter
 from runnable.datastore import StepAttempt as RunnableAttempt
 
-from runlog_store import BaseRunLogStore, JsonParameter, RunLog, create_store
+from runlog_store import BaseRunLogStore, JsonParameter, MetricParameter, RunLog, create_store
 from runlog_store.callbacks import RecordingCallback
 from runlog_store.exceptions import RunLogNotFoundError
 from runlog_store.search import index as index_module
@@ -553,3 +555,44 @@ def test_a_search_never_makes_the_log_folder(tmp_path: Path, kind: str) -> None:
     shutil.rmtree(tmp_path / "not-yet")
     assert store.search_runs().runs == []
     assert not (tmp_path / "not-yet").exists()
+
+
+def _json(runs: list[Any]) -> list[bytes]:
+    """Summaries as JSON with NaN and infinities written as such (NaN equals no NaN)."""
+    return [
+        pydantic_core.to_json(
+            {**r.model_dump(), "step_statuses": r.step_statuses}, inf_nan_mode="constants"
+        )
+        for r in runs
+    ]
+
+
+@pytest.mark.parametrize("kind", ["file-system", "chunked-fs"])
+def test_values_that_json_cannot_write_plainly(tmp_path: Path, kind: str) -> None:
+    """NaN and infinite metrics and parameters, integers past 2**53, text in any script."""
+    store = _store(kind, tmp_path)
+    values = {
+        "nan": {"m": MetricParameter(kind="metric", value=math.nan)},
+        "inf": {
+            "m": MetricParameter(kind="metric", value=-math.inf),
+            "p": JsonParameter(kind="json", value=[1.0, math.inf]),
+        },
+        "big": {"p": JsonParameter(kind="json", value=2**70 + 1)},
+        "text": {"p": JsonParameter(kind="json", value="Straße ΣΑΣ 日本")},
+    }
+    for run_id, parameters in values.items():
+        store.create_run_log(run_id, tag="Ünïcode")
+        store.set_parameters(run_id, parameters)
+    for filter in (
+        None,
+        "metrics.m is null",
+        "metrics.m < 0",
+        "params.p > 1",
+        "params.p ilike 's%'",
+    ):
+        for order_by in ("metrics.m desc", "params.p", "run_id"):
+            answer = store.search_runs(filter, order_by).runs
+            assert _json(answer) == _json(scanned(store, filter, order_by)), (filter, order_by)
+    found = {r.run_id: r for r in store.search_runs().runs}
+    assert math.isnan(found["nan"].metrics["m"]) and found["inf"].params["p"] == [1.0, math.inf]
+    assert found["big"].params["p"] == 2**70 + 1

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import sqlite3
 import threading
@@ -36,6 +37,8 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
+
+import pydantic_core
 
 import runlog_store
 from runlog_store import _core
@@ -48,7 +51,7 @@ log = logging.getLogger("runlog_store.search")
 
 # What a file built by another version holds may mean something else: it is rebuilt. The
 # summaries are the library's (a new version may summarize differently), the tables query.py's.
-FORMAT = 2
+FORMAT = 3
 
 
 def _schema_version() -> str:
@@ -414,6 +417,15 @@ def _rows(run_id: str, summary: RunSummary, fingerprint: str, stamped_at: float)
     """The rows of a run, keyed by the name it is listed under: a document that names another
     run (a copy) must not take that run's place."""
     rows = query.rows_of(summary, fingerprint, stamped_at)
+    if _non_finite(summary.params) or _non_finite(summary.metrics):
+        # The summary's JSON as a search returns it, NaN and infinities kept (its model's own
+        # JSON writes them as null, and the answer would differ from a read of the run).
+        fields = summary.model_dump()
+        fields["step_statuses"] = summary.step_statuses
+        text = pydantic_core.to_json(fields, inf_nan_mode="constants").decode()
+        summary_at = query.RUN_COLUMNS.index("summary")
+        run = (*rows.run[:summary_at], text, *rows.run[summary_at + 1 :])
+        rows = query.IndexRows(run, rows.params, rows.metrics, rows.steps)
     if rows.run[0] == run_id:
         return rows
     return query.IndexRows(
@@ -422,6 +434,17 @@ def _rows(run_id: str, summary: RunSummary, fingerprint: str, stamped_at: float)
         [(run_id, *row[1:]) for row in rows.metrics],
         [(run_id, *row[1:]) for row in rows.steps],
     )
+
+
+def _non_finite(value: Any) -> bool:
+    """Whether a value of a summary's parameters or metrics holds NaN or an infinity."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_non_finite(v) for v in value)
+    return False
 
 
 def _recorded(conn: sqlite3.Connection, run_ids: Sequence[str]) -> dict[str, float]:
