@@ -16,6 +16,7 @@ booleans, and ties go by run id.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -267,15 +268,21 @@ NUMBER.2: /[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?/
 %ignore /\s+/
 """
 
-_PARSER = Lark(
-    _GRAMMAR,
-    start=["start", "order"],
-    parser="lalr",
-    lexer="contextual",
-    propagate_positions=False,
-    maybe_placeholders=True,
-    cache=False,
-)
+
+@functools.cache
+def _parser() -> Lark:
+    """The parser, built on the first search rather than when the module is imported (tens
+    of milliseconds a command that does not search need not pay)."""
+    return Lark(
+        _GRAMMAR,
+        start=["start", "order"],
+        parser="lalr",
+        lexer="contextual",
+        propagate_positions=False,
+        maybe_placeholders=True,
+        cache=False,
+    )
+
 
 # How the parser's tokens are named in messages.
 _DESCRIBE = {
@@ -389,7 +396,7 @@ def _syntax_reason(exc: UnexpectedInput, text: str, what: str) -> tuple[int, str
 
 def _parse(text: str, start: str, what: str) -> Tree[Token]:
     try:
-        return _PARSER.parse(text, start=start)
+        return _parser().parse(text, start=start)
     except UnexpectedInput as exc:
         column, reason = _syntax_reason(exc, text, what)
         raise FilterSyntaxError(text, column, reason, what=what) from None
