@@ -462,9 +462,12 @@ class Sequence:
         )
 
     def do_delete(self, rng: random.Random) -> None:
-        run_id = self.any_run()
-        if run_id is None:
+        """Our store deletes a run it lists (one a hand took a file of may no longer be one)."""
+        listed = set(self.open_store().list_run_ids())
+        runs = sorted((set(self.runs) & listed) - self.busy)
+        if not runs:
             return
+        run_id = rng.choice(runs)
         self.note(f"ours deletes {run_id}")
         self.workers["ours"].call({"op": "delete", "run_id": run_id})
         del self.runs[run_id]
