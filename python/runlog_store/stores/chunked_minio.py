@@ -36,6 +36,7 @@ from runlog_store.exceptions import (
     ChunkNotFoundError,
     CorruptChunkError,
     PreconditionFailed,
+    RunIdMismatchError,
     RunLogExistsError,
     RunLogNotFoundError,
 )
@@ -494,7 +495,14 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
             found = self.storage().get(folder + SNAPSHOT, run_id=run_id)
         except CorruptChunkError:
             return None  # a cache past the size a store reads: merged again instead
-        return _core.decode_snapshot(found[0], chunks) if found is not None else None
+        document = _core.decode_snapshot(found[0], chunks) if found is not None else None
+        if document is not None:
+            try:
+                _core.check_run_document(self._location(run_id, SNAPSHOT), document, run_id)
+            except (RunIdMismatchError, CorruptChunkError):
+                # A run copied whole under another id, its snapshot too: the merge says so.
+                return None
+        return document
 
     def _fetch(self, folder: str, names: list[str], run_id: str) -> dict[str, bytes]:
         fetched = self.storage().get_many([folder + n for n in names], run_id=run_id)
