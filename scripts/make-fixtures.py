@@ -29,7 +29,8 @@ between two runs: times, the code identity (the commit id of the working folder'
 the execution logs (times in them, and runnable's random suffix in their names), the order in
 which runnable lists files (catalog entries of a glob, branches of the chunked full view) and,
 where branches run in parallel processes, which other branches' files a map branch's `put` of
-data/out_*.txt found. tests/runnable/test_fixtures.py runs this script and checks the shapes still match.
+data/out_*.txt found. tests/runnable/test_fixtures.py runs this script and checks the shapes still
+match.
 
 Needs runnable 0.50 in the interpreter that runs this script (the project's .venv has it) and git.
 """
