@@ -631,8 +631,9 @@ def test_every_command_through_the_console_script(tmp_path: Path) -> None:
 
 
 def test_reading_many_runs_draws_a_progress_bar_on_a_terminal_only(tmp_path: Path) -> None:
-    """stderr on a pseudo-terminal gets the bar; piped output (as in every other test) never
-    does, so --json stays clean."""
+    """stderr on a pseudo-terminal gets the bar (the first list builds the run index: every
+    run is summarized once); piped output (as in every other test) never does, so --json stays
+    clean."""
     config = _write_config(
         tmp_path / "config.yaml",
         {"type": "chunked-fs", "config": {"log_folder": str(tmp_path / "logs"), "fsync": False}},
@@ -644,9 +645,10 @@ def test_reading_many_runs_draws_a_progress_bar_on_a_terminal_only(tmp_path: Pat
     status, out, drawn = run_with_terminal_stderr([RUNLOG, "list", "-c", str(config), "--json"])
     assert status == 0
     assert len(json.loads(out)) == 40
-    assert b"reading runs" in drawn and b"/40" in drawn
+    assert b"indexing runs" in drawn and b"/40" in drawn
+    (tmp_path / "logs" / ".runlog-index.sqlite").unlink()
     piped = runlog("list", "-c", config, "--json", cwd=tmp_path)
-    assert "reading runs" not in piped.stderr and len(json.loads(piped.stdout)) == 40
+    assert "indexing runs" not in piped.stderr and len(json.loads(piped.stdout)) == 40
 
 
 @pytest.mark.parametrize("columns", [120, 80, 60, 40])
