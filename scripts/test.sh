@@ -33,6 +33,8 @@ needed() {
 }
 # The MinIO server the object-storage tests run against (built from source with Go, cached).
 needed minio.sh "the object-storage tests" strict
+# Debian's PostgreSQL server, for the postgres store's tests (each session runs a private cluster).
+needed postgres.sh "the PostgreSQL tests" strict
 # Debian's Chromium, for the test that renders `runlog timeline` pages headless.
 needed chromium.sh "the timeline rendering tests"
 # Debian's fuse3 and strace, for the power-cut tests (tests/powercut: a FUSE filesystem that

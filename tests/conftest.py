@@ -18,6 +18,7 @@ import yaml
 from runlog_store import BaseRunLogStore, create_store
 
 from .minio_server import MinioServer, required_minio_binary
+from .postgres_server import PostgresServer, required_postgres_bin, stop_on_sigterm
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED_FIXTURES = ROOT / "tests" / "fixtures"
@@ -107,6 +108,39 @@ def minio_config(minio_server: MinioServer, minio_bucket: str) -> dict[str, str]
         "aws_access_key_id": minio_server.access_key,
         "aws_secret_access_key": minio_server.secret_key,
         "bucket": minio_bucket,
+    }
+
+
+# --- PostgreSQL: the postgres store's tests run on a private cluster (tests/postgres_server.py) ---
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One private PostgreSQL cluster for the whole session (Debian's server, installed by
+    scripts/postgres.sh), removed at the end, or at the exit of a pytest ended by SIGTERM.
+
+    Without the server the PostgreSQL tests skip on a developer machine but fail in CI.
+    """
+    server = PostgresServer(required_postgres_bin())
+    stop_on_sigterm()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def postgres_config(postgres_server: PostgresServer) -> dict[str, Any]:
+    """The postgres store's config keys for the test cluster, in a fresh schema per test (the
+    store creates it at first use)."""
+    return {
+        "host": postgres_server.host,
+        "port": postgres_server.port,
+        "dbname": postgres_server.dbname,
+        "user": postgres_server.user,
+        "password": postgres_server.password,
+        "schema_name": f"t_{uuid.uuid4().hex[:12]}",
     }
 
 

@@ -49,6 +49,27 @@ def _objects(config: dict[str, Any]) -> Callable[[], object]:
     return listing
 
 
+def _rows(config: dict[str, Any]) -> Callable[[], object]:
+    """Every row of the test's schema, read behind the store's back."""
+    import psycopg
+
+    schema = config["schema_name"]
+    keys = ("host", "port", "dbname", "user", "password")
+
+    def listing() -> object:
+        with psycopg.connect(**{key: config[key] for key in keys}) as conn:
+            found = conn.execute("SELECT to_regclass(%s)", [f"{schema}.nodes"]).fetchone()
+            if found is None or found[0] is None:
+                return []
+            runs = conn.execute(f"SELECT run_id, document FROM {schema}.runs").fetchall()
+            nodes = conn.execute(
+                f"SELECT run_id, kind, internal_name, body FROM {schema}.nodes"
+            ).fetchall()
+        return sorted(map(repr, runs + nodes))
+
+    return listing
+
+
 # --- run log stores ------------------------------------------------------------------------
 
 
@@ -102,6 +123,18 @@ class TestMinioStore(MinioStoreBinding):
 
 class TestChunkedMinioStore(MinioStoreBinding):
     store_type = "chunked-minio"
+
+
+class TestPostgresStore(StoreContract):
+    """The contract bound to the postgres store in a fresh schema of the test cluster."""
+
+    @pytest.fixture
+    def store_config(self, postgres_config: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "postgres", **postgres_config}
+
+    @pytest.fixture
+    def storage_listing(self, postgres_config: dict[str, Any]) -> Callable[[], object]:
+        return _rows(postgres_config)
 
 
 # --- catalogs ------------------------------------------------------------------------------

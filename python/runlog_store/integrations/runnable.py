@@ -365,6 +365,14 @@ class ChunkedMinioRunLogStore(RunlogRunLogStore):
     supports_parallel_writes: bool = True
 
 
+class PostgresRunLogStore(RunlogRunLogStore):
+    """``runlog-postgres``: runs as rows of a PostgreSQL database, for writers anywhere."""
+
+    type_name: ClassVar[str] = "runlog-postgres"
+    service_name: str = "postgres"
+    supports_parallel_writes: bool = True
+
+
 # --- catalogs ---------------------------------------------------------------------------------
 
 
@@ -467,6 +475,7 @@ __all__ = [
     "JobLogNotFoundError",
     "MinioCatalog",
     "MinioRunLogStore",
+    "PostgresRunLogStore",
     "RunLogExistsError",
     "RunLogNotFoundError",
     "RunlogCatalog",

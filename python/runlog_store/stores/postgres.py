@@ -1,0 +1,579 @@
+"""``postgres``: runs as rows of a PostgreSQL database, for many writers on many machines.
+
+A run is a row of ``runs`` (its fields: status, parameters, run config, job...; everything but
+its steps, as JSON) and a row of ``nodes`` per step (without its branches) and per branch
+(without its steps), in the schema ``schema_name`` (tables: ``postgres_migrations``). Every
+store call is one short transaction on the rows it touches, turned from the call by the chunked
+stores' machinery (:class:`~runlog_store.stores.chunked.Change`): a step or a branch stored is
+an upsert of its row; a status, job or run-field change locks the run's row alone and patches
+its JSON (the Rust core's ``apply_patch``), a parameter or run config change merging key by
+key. No call reads or rewrites a whole run, and writers anywhere lose no update: row locks
+serialise the few that touch the same row.
+
+A full read is two queries in one snapshot (the run's row, its nodes' rows) merged by the Rust
+core into runnable's run log JSON, the merge and sibling order every chunked store has.
+
+psycopg 3 and its pool are imported here only: the package itself never loads them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from urllib.parse import urlsplit
+
+import psycopg
+import psycopg.errors
+from psycopg.conninfo import make_conninfo
+from psycopg_pool import ConnectionPool
+from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
+
+from runlog_store import _core
+from runlog_store.exceptions import (
+    BranchLogNotFoundError,
+    ChunkNotFoundError,
+    ConfigurationError,
+    RunLogExistsError,
+    RunLogNotFoundError,
+    StorageError,
+)
+from runlog_store.stores import postgres_migrations as migrations
+from runlog_store.stores.chunked import Change, ChunkedRunLogStore, chunk_name
+
+if TYPE_CHECKING:
+    from psycopg import Connection, Cursor
+
+_T = TypeVar("_T")
+
+SCHEMA_PATTERN = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+PASSWORD_IN_URL = (
+    "the url must not carry the password (it would be shown wherever the url is): "
+    "give it as the password setting"
+)
+# A transaction that lost a deadlock (two calls upserting the same rows in another order) or a
+# serialization conflict is run again, at most this many times.
+TRANSACTION_ATTEMPTS = 20
+NodeKind = Literal["step", "branch"]
+_DOCUMENT_KIND: dict[str, Literal["StepLog", "BranchLog"]] = {
+    "step": "StepLog",
+    "branch": "BranchLog",
+}
+
+
+class SchemaVersionError(StorageError):
+    """The database's tables are of a newer schema than this release of the package knows:
+    written by a newer release, they are neither read nor written (upgrade the package)."""
+
+    def __init__(self, message: str, *, found: int, known: int, path: str = "") -> None:
+        super().__init__(message, path=path)
+        self.found = found
+        self.known = known
+
+
+def _carries_password(url: str) -> bool:
+    try:
+        return urlsplit(url).password is not None
+    except ValueError:
+        return False
+
+
+class PostgresRunLogStore(ChunkedRunLogStore):
+    """Run logs as rows of a PostgreSQL database (see the module docstring); safe for parallel
+    writers anywhere."""
+
+    # A refused value is never echoed into an error: it may hold the password.
+    model_config = ConfigDict(hide_input_in_errors=True)
+
+    service_name: str = "postgres"
+
+    url: str = Field(
+        default="",
+        description="a postgresql:// connection URL without the password; the settings below "
+        "override its parts",
+    )
+    host: str | None = Field(default=None, description="server host name, or a socket folder")
+    port: int | None = Field(default=None, ge=1, le=65535)
+    dbname: str | None = Field(default=None, validation_alias=AliasChoices("dbname", "database"))
+    user: str | None = None
+    password: SecretStr | None = Field(default=None, description="never shown nor logged")
+    schema_name: str = Field(
+        default="runlog",
+        validation_alias=AliasChoices("schema_name", "schema"),
+        description="the schema holding the store's tables, created at first use",
+    )
+    pool_size: int = Field(default=4, ge=1, le=1000, description="connections per process")
+    connect_timeout: float = Field(default=10.0, gt=0)
+
+    # The connection pool of each process (by pid): a pool is never used across a fork.
+    _pools: dict[int, ConnectionPool[Any]] = PrivateAttr(default_factory=dict)
+    _pools_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    PER_PROCESS_STATE: ClassVar[tuple[str, ...]] = (
+        *ChunkedRunLogStore.PER_PROCESS_STATE,
+        "_pools",
+        "_pools_lock",
+    )
+
+    def __init__(self, **data: Any) -> None:
+        # Checked before pydantic sees the value, so the error is this typed one, never one
+        # that says the input.
+        value = data.get("url")
+        if isinstance(value, str) and _carries_password(value):
+            raise ConfigurationError(PASSWORD_IN_URL, key="url")
+        super().__init__(**data)
+
+    @field_validator("url")
+    @classmethod
+    def _no_password(cls, value: str) -> str:
+        # Assigned later: refused all the same.
+        if _carries_password(value):
+            raise ValueError(PASSWORD_IN_URL)
+        if value and urlsplit(value).scheme not in ("postgresql", "postgres"):
+            raise ValueError("the url must be a postgresql:// URL")
+        return value
+
+    @field_validator("schema_name")
+    @classmethod
+    def _plain_schema(cls, value: str) -> str:
+        if not SCHEMA_PATTERN.fullmatch(value):
+            raise ValueError(
+                "the schema name must be 1-63 lower-case letters, digits and underscores, "
+                "not starting with a digit"
+            )
+        return value
+
+    def __getstate__(self) -> dict[Any, Any]:
+        state = super().__getstate__()
+        private = dict(state.get("__pydantic_private__") or {})
+        private["_pools_lock"] = None  # a lock is not pickled; the copy makes its own
+        return {**state, "__pydantic_private__": private}
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self._pools_lock = threading.Lock()
+
+    # --- where ------------------------------------------------------------------------------
+
+    def _conninfo(self) -> str:
+        parts = {
+            key: value
+            for key, value in (
+                ("host", self.host),
+                ("port", self.port),
+                ("dbname", self.dbname),
+                ("user", self.user),
+            )
+            if value is not None
+        }
+        return make_conninfo(self.url, **parts)
+
+    def location(self) -> str:
+        """``postgresql://[user@]host:port/dbname/schema``: never the password."""
+        info = psycopg.conninfo.conninfo_to_dict(self._conninfo())
+        host = str(info.get("host") or os.environ.get("PGHOST") or "localhost")
+        port = str(info.get("port") or os.environ.get("PGPORT") or "5432")
+        user = info.get("user")
+        dbname = info.get("dbname") or user or ""
+        who = f"{user}@" if user else ""
+        return f"postgresql://{who}{host}:{port}/{dbname}/{self.schema_name}"
+
+    def _location(self, run_id: str, name: str = "") -> str:
+        where = f"{self.location()}/{run_id}"
+        return f"{where}/{name}" if name else where
+
+    # --- connections and transactions -------------------------------------------------------
+
+    def _pool(self) -> ConnectionPool[Any]:
+        pid = os.getpid()
+        pool = self._pools.get(pid)
+        if pool is not None:
+            return pool
+        with self._pools_lock:
+            pool = self._pools.get(pid)
+            if pool is None:
+                self._migrate()
+                pool = ConnectionPool(
+                    self._conninfo(),
+                    kwargs=self._connect_kwargs(),
+                    min_size=1,
+                    max_size=self.pool_size,
+                    timeout=self.connect_timeout,
+                    # A connection the server dropped (a restart) is found out before use.
+                    check=ConnectionPool.check_connection,
+                    name=f"runlog-store {self.schema_name}",
+                    open=True,
+                )
+                self._pools.clear()  # a pool inherited over a fork is the parent's
+                self._pools[pid] = pool
+        return pool
+
+    def close(self) -> None:
+        """Close this process's connections (a later call opens new ones)."""
+        pool = self._pools.pop(os.getpid(), None)
+        if pool is not None:
+            pool.close()
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "autocommit": True,  # transactions are explicit: conn.transaction()
+            "connect_timeout": max(1, round(self.connect_timeout)),
+            "application_name": "runlog-store",
+        }
+        if self.password is not None:
+            kwargs["password"] = self.password.get_secret_value()
+        return kwargs
+
+    def _storage_error(self, exc: psycopg.Error, run_id: str = "") -> StorageError:
+        """A database error as the store's typed one; libpq's messages never hold the
+        password (it is never part of the connection string either)."""
+        detail = str(exc).strip() or type(exc).__name__
+        return StorageError(
+            f"PostgreSQL at {self.location()} failed: {detail}",
+            path=self.location(),
+            run_id=run_id,
+        )
+
+    def _migrate(self) -> None:
+        """Bring the database's tables to the schema this release knows (migrations applied
+        under an advisory lock), or refuse a newer one: SchemaVersionError."""
+        try:
+            with psycopg.connect(self._conninfo(), **self._connect_kwargs()) as conn:
+                if self._schema_version(conn) == migrations.LATEST:
+                    return
+                with conn.transaction():
+                    key = f"runlog_store.schema:{self.schema_name}"
+                    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
+                    conn.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                    conn.execute(self._sql(migrations.VERSION_TABLE))
+                    found = self._schema_version(conn)
+                    for migration in migrations.MIGRATIONS:
+                        if migration.version <= found:
+                            continue
+                        for statement in migration.statements:
+                            conn.execute(self._sql(statement))
+                        conn.execute(
+                            self._sql(
+                                "INSERT INTO {schema}.schema_version (version, description) "
+                                "VALUES (%s, %s)"
+                            ),
+                            [migration.version, migration.description],
+                        )
+        except psycopg.Error as exc:
+            raise self._storage_error(exc) from None
+
+    def _schema_version(self, conn: Connection[Any]) -> int:
+        """The newest migration applied to the database (0: none); SchemaVersionError past
+        the newest this release knows."""
+        row = conn.execute(
+            "SELECT to_regclass(%s) IS NOT NULL", [f"{self._schema()}.schema_version"]
+        ).fetchone()
+        if row is None or not row[0]:
+            return 0
+        found_row = conn.execute(
+            self._sql("SELECT coalesce(max(version), 0) FROM {schema}.schema_version")
+        ).fetchone()
+        found = int(found_row[0]) if found_row is not None else 0
+        if found > migrations.LATEST:
+            raise SchemaVersionError(
+                f"the tables in {self.location()} are of schema version {found}, newer than "
+                f"version {migrations.LATEST} this release of runlog-store knows: they were "
+                "written by a newer release; upgrade runlog-store to use them",
+                found=found,
+                known=migrations.LATEST,
+                path=self.location(),
+            )
+        return found
+
+    def _schema(self) -> str:
+        return '"' + self.schema_name + '"'  # a plain name (SCHEMA_PATTERN): quoting suffices
+
+    def _sql(self, statement: str) -> bytes:
+        return statement.replace("{schema}", self._schema()).encode()
+
+    def _transaction(
+        self, run_id: str, work: Callable[[Cursor[Any]], _T], *, read_only: bool = False
+    ) -> _T:
+        """``work`` in one transaction (a snapshot for reads), run again when it lost a
+        deadlock or a serialization conflict; database errors as StorageError."""
+        for attempt in range(TRANSACTION_ATTEMPTS):
+            try:
+                with self._pool().connection() as conn, conn.transaction(), conn.cursor() as cur:
+                    if read_only:
+                        cur.execute(b"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                    return work(cur)
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                if attempt + 1 == TRANSACTION_ATTEMPTS:
+                    raise
+                time.sleep(0.001 * (attempt + 1))
+            except psycopg.errors.ForeignKeyViolation:
+                # A node written into a run that does not exist (deleted meanwhile).
+                raise ChunkNotFoundError(
+                    f"run {run_id!r} does not exist", path=self._location(run_id), run_id=run_id
+                ) from None
+            except psycopg.Error as exc:
+                raise self._storage_error(exc, run_id) from None
+        raise AssertionError("unreachable")
+
+    # --- storage primitives -------------------------------------------------------------------
+
+    def _insert_run(self, run_id: str, run_log: bytes) -> bool:
+        def insert(cur: Cursor[Any]) -> bool:
+            cur.execute(
+                self._sql(
+                    "INSERT INTO {schema}.runs (run_id, document) VALUES (%s, %s) "
+                    "ON CONFLICT (run_id) DO NOTHING"
+                ),
+                [run_id, run_log],
+            )
+            return cur.rowcount == 1
+
+        return self._transaction(run_id, insert)
+
+    def _create(self, run_id: str, run_log: bytes) -> None:
+        if not self._insert_run(run_id, run_log):
+            raise RunLogExistsError(run_id, path=self._location(run_id))
+
+    def _prepare(self, run_id: str, run_log: bytes) -> None:
+        self._insert_run(run_id, run_log)
+
+    def _write(self, run_id: str, changes: list[Change]) -> None:
+        # A new step or branch is placed among its siblings by when it was first stored: the
+        # order of the call, stamped before the rows are sorted.
+        now = time.time_ns()
+        stamped = [(change, now + i) for i, change in enumerate(changes)]
+        # The run's row first, then the nodes in one order: two calls touching the same rows
+        # take their locks in the same order (a deadlock is retried anyway).
+        run_level = [s for s in stamped if s[0].kind in ("run-set", "run-merge")]
+        nodes = sorted(
+            (s for s in stamped if s[0].kind not in ("run-set", "run-merge")),
+            key=lambda s: (s[0].kind.partition("-")[0], s[0].target),
+        )
+        location = self._location(run_id)
+
+        def write(cur: Cursor[Any]) -> None:
+            for change, created_ns in run_level + nodes:
+                if change.kind in ("run-set", "run-merge"):
+                    merge = change.keys if change.kind == "run-merge" else ()
+                    self._patch_run(cur, run_id, change.body, merge, location)
+                elif change.kind == "branch-merge":
+                    self._patch_branch(cur, run_id, change, location)
+                else:
+                    kind: NodeKind = "step" if change.kind == "step-put" else "branch"
+                    cur.execute(
+                        self._sql(
+                            "INSERT INTO {schema}.nodes "
+                            "(run_id, kind, internal_name, created_ns, body) "
+                            "VALUES (%s, %s, %s, %s, %s) "
+                            "ON CONFLICT (run_id, kind, internal_name) DO UPDATE "
+                            "SET body = EXCLUDED.body, modified = clock_timestamp()"
+                        ),
+                        [run_id, kind, change.target, created_ns, change.body],
+                    )
+
+        self._transaction(run_id, write)
+
+    def _patch_run(
+        self,
+        cur: Cursor[Any],
+        run_id: str,
+        patch: bytes,
+        merge_keys: tuple[str, ...],
+        location: str,
+    ) -> None:
+        # FOR NO KEY UPDATE: the run's row is locked against other patches, not against the
+        # inserts of nodes (their foreign key check takes a KEY SHARE lock).
+        cur.execute(
+            self._sql("SELECT document FROM {schema}.runs WHERE run_id = %s FOR NO KEY UPDATE"),
+            [run_id],
+        )
+        row = cur.fetchone()
+        if row is None:
+            raise ChunkNotFoundError(f"run {run_id!r} does not exist", path=location, run_id=run_id)
+        document = _core.apply_patch(
+            location, bytes(row[0]), patch, merge_keys=list(merge_keys), run_id=run_id
+        )
+        cur.execute(
+            self._sql(
+                "UPDATE {schema}.runs SET document = %s, modified = clock_timestamp() "
+                "WHERE run_id = %s"
+            ),
+            [document, run_id],
+        )
+
+    def _patch_branch(self, cur: Cursor[Any], run_id: str, change: Change, location: str) -> None:
+        cur.execute(
+            self._sql(
+                "SELECT body FROM {schema}.nodes WHERE run_id = %s AND kind = 'branch' "
+                "AND internal_name = %s FOR NO KEY UPDATE"
+            ),
+            [run_id, change.target],
+        )
+        row = cur.fetchone()
+        if row is None:
+            raise BranchLogNotFoundError(run_id, change.target, path=location)
+        body = _core.apply_patch(
+            location, bytes(row[0]), change.body, merge_keys=list(change.keys), run_id=run_id
+        )
+        cur.execute(
+            self._sql(
+                "UPDATE {schema}.nodes SET body = %s, modified = clock_timestamp() "
+                "WHERE run_id = %s AND kind = 'branch' AND internal_name = %s"
+            ),
+            [body, run_id, change.target],
+        )
+
+    def _ended(self, run_id: str, branch: str) -> None:
+        """Nothing to fold: a run's rows are its final form."""
+
+    def _rows(
+        self, run_id: str, where: str = "", params: tuple[Any, ...] = ()
+    ) -> tuple[bytes, list[tuple[str, bytes]]]:
+        """The run's document and (document name, chunk) of its nodes (those ``where`` picks),
+        read in one snapshot: what the Rust merger takes."""
+
+        def read(cur: Cursor[Any]) -> tuple[bytes, list[tuple[Any, ...]]]:
+            cur.execute(self._sql("SELECT document FROM {schema}.runs WHERE run_id = %s"), [run_id])
+            row = cur.fetchone()
+            if row is None:
+                raise ChunkNotFoundError(
+                    f"run {run_id!r} does not exist", path=self._location(run_id), run_id=run_id
+                )
+            cur.execute(
+                self._sql(
+                    "SELECT kind, internal_name, created_ns, body FROM {schema}.nodes "
+                    "WHERE run_id = %s" + where
+                ),
+                [run_id, *params],
+            )
+            return bytes(row[0]), cur.fetchall()
+
+        document, rows = self._transaction(run_id, read, read_only=True)
+        objects = [
+            (
+                chunk_name(_DOCUMENT_KIND[kind], name, run_id),
+                _core.chunk_with_header(created_ns, bytes(body)),
+            )
+            for kind, name, created_ns, body in rows
+        ]
+        return document, objects
+
+    def _read_full(self, run_id: str, salvage: bool) -> tuple[bytes, list[tuple[str, str]]]:
+        document, objects = self._rows(run_id)
+        merged, skipped = _core.merge_chunks(
+            self._location(run_id), document, objects, salvage=salvage, run_id=run_id
+        )
+        assert merged is not None  # the full view always has a document
+        return merged, skipped
+
+    def _read_run(self, run_id: str, steps: bool) -> bytes:
+        # Without steps, no node is needed; with them, the root steps (their branches are
+        # left out of this view) are picked by the merger among every node.
+        document, objects = self._rows(run_id, "" if steps else " AND false")
+        merged, _ = _core.merge_chunks(
+            self._location(run_id), document, objects, view="run", run_id=run_id
+        )
+        assert merged is not None
+        return merged
+
+    def _read_branch(self, run_id: str, name: str) -> bytes | None:
+        if not self._has_branch(run_id, name):
+            return None
+        # The branch and everything named below it: its steps, and the branches nested in
+        # it that decide which steps are its own.
+        document, objects = self._rows(
+            run_id,
+            " AND (internal_name = %s OR left(internal_name, %s) = %s)",
+            (name, len(name) + 1, name + "."),
+        )
+        merged, _ = _core.merge_chunks(
+            self._location(run_id), document, objects, view="branch", name=name, run_id=run_id
+        )
+        return merged
+
+    def _one(self, run_id: str, sql: str, params: list[Any]) -> Any:
+        def read(cur: Cursor[Any]) -> Any:
+            cur.execute(self._sql(sql), params)
+            row = cur.fetchone()
+            return None if row is None else row[0]
+
+        return self._transaction(run_id, read)
+
+    def _read_step(self, run_id: str, name: str) -> bytes | None:
+        body = self._one(
+            run_id,
+            "SELECT body FROM {schema}.nodes "
+            "WHERE run_id = %s AND kind = 'step' AND internal_name = %s",
+            [run_id, name],
+        )
+        return None if body is None else bytes(body)
+
+    def _has_branch(self, run_id: str, name: str) -> bool:
+        """Whether the run has the branch; ChunkNotFoundError when it has no run (one query)."""
+        found = self._one(
+            run_id,
+            "SELECT EXISTS (SELECT 1 FROM {schema}.nodes "
+            "WHERE run_id = %s AND kind = 'branch' AND internal_name = %s) "
+            "FROM {schema}.runs WHERE run_id = %s",
+            [run_id, name, run_id],
+        )
+        if found is None:
+            raise ChunkNotFoundError(
+                f"run {run_id!r} does not exist", path=self._location(run_id), run_id=run_id
+            )
+        return bool(found)
+
+    def _run_exists(self, run_id: str) -> bool:
+        found = self._one(run_id, "SELECT 1 FROM {schema}.runs WHERE run_id = %s", [run_id])
+        return found is not None
+
+    # --- listing and deleting ---------------------------------------------------------------
+
+    def list_run_ids(self) -> list[str]:
+        """Run ids, the most recently changed run first (a change of its own fields)."""
+
+        def read(cur: Cursor[Any]) -> list[str]:
+            cur.execute(
+                self._sql("SELECT run_id FROM {schema}.runs ORDER BY modified DESC, run_id DESC")
+            )
+            return [str(row[0]) for row in cur.fetchall()]
+
+        return self._transaction("", read)
+
+    def run_modified(self, run_id: str) -> float | None:
+        """When the run's row or any of its nodes was last written."""
+        found = self._one(
+            run_id,
+            "SELECT extract(epoch FROM greatest("
+            "(SELECT modified FROM {schema}.runs WHERE run_id = %s), "
+            "(SELECT max(modified) FROM {schema}.nodes WHERE run_id = %s)))",
+            [run_id, run_id],
+        )
+        return None if found is None else float(found)
+
+    def delete_run(self, run_id: str) -> None:
+        """Remove the run's row and, in the same transaction, its nodes: readers see the whole
+        run or none, and a writer after it finds the run gone."""
+        self._check(run_id)
+
+        def delete(cur: Cursor[Any]) -> bool:
+            cur.execute(self._sql("DELETE FROM {schema}.runs WHERE run_id = %s"), [run_id])
+            return cur.rowcount == 1
+
+        if not self._transaction(run_id, delete):
+            raise RunLogNotFoundError(run_id, path=self._location(run_id))
+        self._forget(run_id)
+
+    # --- tools ------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def connection(self) -> Iterator[Connection[Any]]:
+        """A connection of this process's pool (autocommit), for tools and tests."""
+        with self._pool().connection() as conn:
+            yield conn
+
+
+__all__ = ["PostgresRunLogStore", "SchemaVersionError"]
