@@ -340,7 +340,21 @@ def gc_runs(
                 continue
             if not delete_if_unchanged(store, run_id, decision.modified, catalog):
                 decision.action = "kept: written during gc"
+    if not dry_run:
+        remove_leftovers(store)
     return decisions
+
+
+def remove_leftovers(store: BaseRunLogStore) -> list[str]:
+    """Finish the run removals an earlier gc, killed half way, left unfinished: the ids of the
+    runs whose leftovers went. Only chunked-minio has any (objects of a run whose run document
+    went first: no run a reader sees, docs/format.md); the other stores remove a run in one
+    step, or leave a hidden folder."""
+    from runlog_store.stores.chunked_minio import ChunkedMinioRunLogStore
+
+    if isinstance(store, ChunkedMinioRunLogStore):
+        return store.remove_leftovers()
+    return []
 
 
 def count_freed(store: BaseRunLogStore, decision: GcDecision, catalog: BaseCatalog | None) -> None:
@@ -429,4 +443,5 @@ __all__ = [
     "first_difference",
     "gc_contents",
     "gc_runs",
+    "remove_leftovers",
 ]

@@ -35,6 +35,7 @@ from runlog_store._paths import validate_run_id
 from runlog_store.exceptions import (
     ChunkNotFoundError,
     CorruptChunkError,
+    InvalidRunIdError,
     PreconditionFailed,
     RunIdMismatchError,
     RunLogExistsError,
@@ -59,6 +60,11 @@ if TYPE_CHECKING:
 SNAPSHOT = _core.SNAPSHOT_NAME
 RUN_LOG_OBJECT = _core.RUN_LOG_OBJECT
 MAX_UNSEALED = 20_000
+# ``<prefix>/.deleting/<run_id>``: a run's removal under way, or cut short (a killed gc). Names
+# starting with a dot are no run's: listings skip them.
+DELETING = ".deleting"
+# Objects of a removed run deleted in parallel between two looks at its run document.
+REMOVAL_BATCH = 16
 
 Naming = Literal["objects", "folder"]
 # The layout markers of runs this store created: every step has an object of its own.
@@ -86,12 +92,15 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
     # so that rewriting one keeps its place among its siblings without reading it first:
     # (run_id, internal name) -> ns.
     _created: dict[tuple[str, str], int] = PrivateAttr(default_factory=dict)
+    # Whether this store has finished the removals cut short (its first delete does).
+    _swept_leftovers: bool = PrivateAttr(default=False)
     PER_PROCESS_STATE: ClassVar[tuple[str, ...]] = (
         *ChunkedRunLogStore.PER_PROCESS_STATE,
         "_namings",
         "_unsealed",
         "_folded_parents",
         "_created",
+        "_swept_leftovers",
     )
 
     def location(self) -> str:
@@ -148,7 +157,15 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
         bucket = self.storage()
         key = self._key(run_id, RUN_LOG_OBJECT)
         older = self._key(run_id, RUN_LOG_FILE)
-        if bucket.exists(older, run_id=run_id) or not bucket.create(key, run_log, run_id=run_id):
+        # One listing says whether a format-1 run has the id, and what a removal cut short (or
+        # a write into the run after its removal) left under it: no part of the new run, so
+        # removed before it is created.
+        listed = self._listed(run_id)
+        if older in listed:
+            raise RunLogExistsError(run_id, path=bucket.url(key))
+        if listed and key not in listed:
+            self._remove_pieces(run_id, listed)
+        if not bucket.create(key, run_log, run_id=run_id):
             raise RunLogExistsError(run_id, path=bucket.url(key))
         bucket.put(self._key(run_id, LAYOUT_MARKER), _core.MINIO_LAYOUT_MARKER_TEXT, run_id=run_id)
         self._namings[run_id] = "objects"
@@ -633,18 +650,79 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
         return max(times, default=None)
 
     def delete_run(self, run_id: str) -> None:
-        """Remove every object of the run, its run document last: until then the run is still
-        found (a reader sees its remaining pieces), and a gc stopped half-way can be re-run."""
+        """Remove the run whole, as readers see it: its run document goes first, in one DELETE
+        (from then on no listing shows the run, no read finds it, and runnable's store does not
+        either), then its other objects. A marker ``.deleting/<run_id>`` beside the runs is
+        written before and removed after, so that a removal cut short (a killed gc) is finished
+        by the next one (``remove_leftovers``, run by the first delete of each store)."""
+        validate_run_id(run_id)
+        # Another process may have deleted it since this one looked: the bucket says.
+        self._namings.pop(run_id, None)
         if not self._run_exists(run_id):
             raise RunLogNotFoundError(run_id, path=self._location(run_id, RUN_LOG_OBJECT))
+        if not self._swept_leftovers:
+            self.remove_leftovers()
         bucket = self.storage()
-        heads = {self._key(run_id, RUN_LOG_OBJECT), self._key(run_id, RUN_LOG_FILE)}
-        names = [o.key for o in bucket.list_objects(self._folder(run_id), run_id=run_id)]
-        for name in [n for n in names if n not in heads] + [n for n in names if n in heads]:
-            bucket.delete(name, run_id=run_id)
+        marker = bucket.key(DELETING, run_id)
+        bucket.put(marker, b"", run_id=run_id)
+        # Format 1's document first: a run with both is read by RunLog, so that DELETE changes
+        # nothing a reader sees; the run's own document is then the one that makes it vanish.
+        for name in (RUN_LOG_FILE, RUN_LOG_OBJECT):
+            bucket.delete(self._key(run_id, name), run_id=run_id)
+        self._forget_run(run_id)
+        self._remove_pieces(run_id)
+        bucket.delete(marker, run_id=run_id)
+
+    def remove_leftovers(self) -> list[str]:
+        """Finish the removals cut short: for each ``.deleting/<run_id>`` marker whose run has
+        no run document, remove what is left under the run's prefix, then the marker. A marker
+        beside a run document is left alone (a removal under way, or one killed before it
+        began: that run is whole, and a later delete decides again). The run ids finished."""
+        bucket = self.storage()
+        self._swept_leftovers = True
+        root = bucket.key(DELETING) + "/"
+        finished: list[str] = []
+        for key in sorted(bucket.list_etags(root)):
+            run_id = key[len(root) :]
+            try:
+                validate_run_id(run_id)
+            except InvalidRunIdError:
+                continue  # no marker of this store's: not touched
+            if self._remove_pieces(run_id):
+                bucket.delete(key, run_id=run_id)
+                finished.append(run_id)
+        return finished
+
+    def _listed(self, run_id: str) -> list[str]:
+        """The keys of every object under the run's prefix, from one listing."""
+        return sorted(self.storage().list_etags(self._folder(run_id), run_id=run_id))
+
+    def _remove_pieces(self, run_id: str, listed: list[str] | None = None) -> bool:
+        """Delete every object under the prefix of a run that has no run document (a removal
+        under way, or cut short), ``listed`` or listed now; False, deleting nothing more, once a
+        run document is there: the id was created again, and what is there now is that run's."""
+        bucket = self.storage()
+        names = self._listed(run_id) if listed is None else listed
+        head = self._key(run_id, RUN_LOG_OBJECT)
+        if head in names or self._key(run_id, RUN_LOG_FILE) in names:
+            return False
+        with ThreadPoolExecutor(max_workers=REMOVAL_BATCH) as pool:
+            for at in range(0, len(names), REMOVAL_BATCH):
+                # Object storage has no conditional DELETE (MinIO ignores If-Match on one): a
+                # run created again meanwhile is seen by its run document, which is written
+                # before anything else of it, and stops the removal at the next batch.
+                if bucket.exists(head, run_id=run_id):
+                    return False
+                batch = names[at : at + REMOVAL_BATCH]
+                list(pool.map(lambda name: bucket.delete(name, run_id=run_id), batch))
+        return True
+
+    def _forget_run(self, run_id: str) -> None:
+        """Forget what this store knew of a run it deleted (another may take its id)."""
         self._namings.pop(run_id, None)
-        for key in [k for k in self._folded_parents if k[0] == run_id]:
-            self._folded_parents.pop(key, None)
+        for state in (self._folded_parents, self._unsealed, self._created):
+            for key in [k for k in state if k[0] == run_id]:
+                state.pop(key, None)
         self._forget(run_id)
 
 
