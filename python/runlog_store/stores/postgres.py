@@ -18,6 +18,7 @@ psycopg 3 and its pool are imported here only: the package itself never loads th
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
@@ -65,6 +66,47 @@ _DOCUMENT_KIND: dict[str, Literal["StepLog", "BranchLog"]] = {
 }
 
 
+# The connection pools of this process, by connection settings: store objects of the same
+# settings (a store per test, a runnable service rebuilt) share one, and all are closed at exit.
+_PoolKey = tuple[str, "str | None", int, float]
+_POOLS: dict[_PoolKey, ConnectionPool[Any]] = {}
+_POOLS_LOCK = threading.Lock()
+# The parent's pools, inherited by a forked child: never used there, nor closed, nor freed
+# (closing one would end the parent's sessions on the sockets both processes share).
+_INHERITED: list[ConnectionPool[Any]] = []
+
+
+def _shared_pool(key: _PoolKey, new: Callable[[], ConnectionPool[Any]]) -> ConnectionPool[Any]:
+    pool = _POOLS.get(key)
+    if pool is not None:
+        return pool
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            pool = _POOLS[key] = new()
+        return pool
+
+
+def _forget_pools_after_fork() -> None:
+    global _POOLS_LOCK
+    _INHERITED.extend(_POOLS.values())
+    _POOLS.clear()
+    _POOLS_LOCK = threading.Lock()  # it may have been held by a thread the child has not
+
+
+os.register_at_fork(after_in_child=_forget_pools_after_fork)
+
+
+@atexit.register
+def _close_pools() -> None:
+    with _POOLS_LOCK:
+        pools = list(_POOLS.values())
+        _POOLS.clear()
+    for pool in pools:
+        with contextlib.suppress(Exception):
+            pool.close(timeout=1.0)
+
+
 class SchemaVersionError(StorageError):
     """The database's tables are of a newer schema than this release of the package knows:
     written by a newer release, they are neither read nor written (upgrade the package)."""
@@ -109,13 +151,11 @@ class PostgresRunLogStore(ChunkedRunLogStore):
     pool_size: int = Field(default=4, ge=1, le=1000, description="connections per process")
     connect_timeout: float = Field(default=10.0, gt=0)
 
-    # The connection pool of each process (by pid): a pool is never used across a fork.
-    _pools: dict[int, ConnectionPool[Any]] = PrivateAttr(default_factory=dict)
-    _pools_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+    # The schemas this store object has checked (and migrated) in this process.
+    _migrated: set[str] = PrivateAttr(default_factory=set)
     PER_PROCESS_STATE: ClassVar[tuple[str, ...]] = (
         *ChunkedRunLogStore.PER_PROCESS_STATE,
-        "_pools",
-        "_pools_lock",
+        "_migrated",
     )
 
     def __init__(self, **data: Any) -> None:
@@ -145,16 +185,6 @@ class PostgresRunLogStore(ChunkedRunLogStore):
                 "not starting with a digit"
             )
         return value
-
-    def __getstate__(self) -> dict[Any, Any]:
-        state = super().__getstate__()
-        private = dict(state.get("__pydantic_private__") or {})
-        private["_pools_lock"] = None  # a lock is not pickled; the copy makes its own
-        return {**state, "__pydantic_private__": private}
-
-    def __setstate__(self, state: dict[Any, Any]) -> None:
-        super().__setstate__(state)
-        self._pools_lock = threading.Lock()
 
     # --- where ------------------------------------------------------------------------------
 
@@ -188,32 +218,36 @@ class PostgresRunLogStore(ChunkedRunLogStore):
     # --- connections and transactions -------------------------------------------------------
 
     def _pool(self) -> ConnectionPool[Any]:
-        pid = os.getpid()
-        pool = self._pools.get(pid)
-        if pool is not None:
-            return pool
-        with self._pools_lock:
-            pool = self._pools.get(pid)
-            if pool is None:
-                self._migrate()
-                pool = ConnectionPool(
-                    self._conninfo(),
-                    kwargs=self._connect_kwargs(),
-                    min_size=1,
-                    max_size=self.pool_size,
-                    timeout=self.connect_timeout,
-                    # A connection the server dropped (a restart) is found out before use.
-                    check=ConnectionPool.check_connection,
-                    name=f"runlog-store {self.schema_name}",
-                    open=True,
-                )
-                self._pools.clear()  # a pool inherited over a fork is the parent's
-                self._pools[pid] = pool
-        return pool
+        """This process's pool for these connection settings, the tables checked (and brought
+        forward) at this store object's first call."""
+        migrated: set[str] = self.__pydantic_private__["_migrated"]  # type: ignore[index]
+        if self.schema_name not in migrated:
+            self._migrate()
+            migrated.add(self.schema_name)
+        secret = self.password.get_secret_value() if self.password is not None else None
+        key = (self._conninfo(), secret, self.pool_size, self.connect_timeout)
+        return _shared_pool(key, self._new_pool)
+
+    def _new_pool(self) -> ConnectionPool[Any]:
+        return ConnectionPool(
+            self._conninfo(),
+            kwargs=self._connect_kwargs(),
+            min_size=1,
+            max_size=self.pool_size,
+            timeout=self.connect_timeout,
+            # A connection the server dropped (a restart) is found out before use.
+            check=ConnectionPool.check_connection,
+            name="runlog-store",
+            open=True,
+        )
 
     def close(self) -> None:
-        """Close this process's connections (a later call opens new ones)."""
-        pool = self._pools.pop(os.getpid(), None)
+        """Close this process's connections of these settings (a later call opens new ones;
+        other store objects of the same settings share them, and reopen them too)."""
+        secret = self.password.get_secret_value() if self.password is not None else None
+        key = (self._conninfo(), secret, self.pool_size, self.connect_timeout)
+        with _POOLS_LOCK:
+            pool = _POOLS.pop(key, None)
         if pool is not None:
             pool.close()
 
