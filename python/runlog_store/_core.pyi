@@ -371,3 +371,41 @@ def fingerprint_document(folder: _Path, run_id: str) -> tuple[str, int] | None:
 
 def fingerprint_run_folder(folder: _Path, run_id: str) -> tuple[str, int] | None:
     """``fingerprint_run_folders``'s entry for one run; None when the store does not list it."""
+
+def summarize_run_folders(
+    folder: _Path, run_ids: Sequence[str], *, fsync: bool = True, lock_timeout: float = 60.0
+) -> list[dict[str, Any] | Exception]:
+    """``summarize_run`` of chunked-fs runs (the folders ``<folder>/<run_id>``) read in parallel
+    as ``ChunkedRun.read`` reads them (an ended run's stored merge when still good, stored by a
+    full read): per run its summary, or the exception its read or summary raised, in order."""
+
+class StoredStamps:
+    """The stamps an index file records, ``{run_id: (fingerprint, indexed_at)}``, read at
+    ``state`` (the file's epoch and generation), compared with a store's by the core."""
+
+    def __init__(self, state: tuple[str, str], rows: list[tuple[str, str, float]]) -> None: ...
+    @property
+    def state(self) -> tuple[str, str]: ...
+    def __len__(self) -> int: ...
+    def apply(
+        self,
+        expected: tuple[str, str],
+        state: tuple[str, str],
+        put: list[tuple[str, str, float]],
+        removed: list[str],
+    ) -> bool:
+        """Record a write made at ``expected`` that left the file at ``state``; False (nothing
+        changed) when these stamps are not at ``expected``."""
+    def diff(
+        self, expected: tuple[str, str], stamps: dict[str, tuple[str, int]], racy_seconds: float
+    ) -> tuple[list[tuple[str, str, int]], list[str]] | None:
+        """``(stale, gone)``: the runs to summarize again ``(run_id, fingerprint, newest change
+        ns)`` and the recorded run ids gone, both sorted; None when not at ``expected``."""
+
+def folder_changes(
+    folder: _Path, stored: StoredStamps, expected: tuple[str, str], racy_seconds: float
+) -> tuple[tuple[list[tuple[str, str, int]], list[str]], list[str], list[str]] | None:
+    """``((stale, gone), both, unnamed)`` of a log folder's runs in both layouts (one listing;
+    fingerprints headed ``file-system `` or ``chunked-fs ``, a run folder over a document of
+    its name) against ``stored`` (see ``StoredStamps.diff``); ``both``: run ids in both layouts;
+    ``unnamed``: names that are not UTF-8. None when ``stored`` is not at ``expected``."""

@@ -3,8 +3,10 @@
 //! summarized in parallel, and the fingerprints of a file-system or chunked-fs store's runs.
 //! Parsing, reading and stats run with the GIL released, on this process's pool.
 
-use std::ffi::OsString;
+use std::collections::{HashMap, HashSet};
+use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
+use std::sync::RwLock;
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -13,8 +15,10 @@ use pyo3::types::{PyDict, PyList, PyType};
 use rayon::prelude::*;
 
 use super::errors::{failure_instance, Operation, PyCoreError};
+use super::files::seconds;
 use super::pool::in_process_pool;
 use crate::error::CoreError;
+use crate::run::{Run, RunOptions};
 use crate::summary::fingerprint::{self, Fingerprint};
 use crate::summary::{self, DocumentError, RunSummary, Unreadable, Value};
 
@@ -276,7 +280,267 @@ fn fingerprint_run_folder(
     Ok(found.map(|f| (f.fingerprint, f.newest_change_ns)))
 }
 
+/// Read and summarize chunked-fs runs (the folders `<folder>/<run_ids[i]>`) in parallel, each
+/// read as the store reads it (`ChunkedRun.read`: its stored merge when still good, which a
+/// full read of an ended run stores): for each a summary dict, or the exception its read or
+/// its summary raised, in order.
+#[pyfunction]
+#[pyo3(signature = (folder, run_ids, *, fsync = true, lock_timeout = 60.0))]
+fn summarize_run_folders<'py>(
+    py: Python<'py>,
+    folder: PathBuf,
+    run_ids: Vec<String>,
+    fsync: bool,
+    lock_timeout: f64,
+) -> PyResult<Bound<'py, PyList>> {
+    let options = RunOptions {
+        fsync,
+        lock_timeout: seconds(lock_timeout, "lock_timeout")?,
+    };
+    type Outcome = std::result::Result<RunSummary, std::result::Result<CoreError, Unreadable>>;
+    let results: Vec<(Outcome, Option<Vec<u8>>)> = in_process_pool(py, || {
+        run_ids
+            .par_iter()
+            .with_min_len(8)
+            .map(|run_id| {
+                let run = Run::new(&folder.join(run_id), options);
+                match run.read(false) {
+                    Err(err) => (Err(Ok(err)), None),
+                    Ok(merged) => match summary::summarize(&merged.document) {
+                        Ok(found) => (Ok(found), None),
+                        Err(unreadable) => (Err(Err(unreadable)), Some(merged.document)),
+                    },
+                }
+            })
+            .collect()
+    })?;
+    let out = PyList::empty(py);
+    for ((result, data), run_id) in results.into_iter().zip(&run_ids) {
+        let item = match result {
+            Ok(found) => summary_to_python(py, &found)?.into_any(),
+            Err(Ok(err)) => {
+                failure_instance(py, PyCoreError::new(err, run_id, Operation::Documents))
+            }
+            Err(Err(unreadable)) => unreadable_error(
+                py,
+                &unreadable,
+                data.as_deref().unwrap_or(b""),
+                Path::new(""),
+                run_id,
+            )?,
+        };
+        out.append(item)?;
+    }
+    Ok(out)
+}
+
+/// The stamps an index file records, `{run_id: (fingerprint, indexed_at)}`, as this process
+/// last read them, with the state of the file they were read at (its epoch and generation):
+/// compared with a store's stamps here, so a quiet search makes no Python object per run.
+#[pyclass(name = "StoredStamps", module = "runlog_store._core", frozen)]
+struct StoredStamps {
+    inner: RwLock<Stored>,
+}
+
+struct Stored {
+    state: (String, String),
+    rows: HashMap<String, (String, f64)>,
+}
+
+/// `(stale, gone)`: the runs to summarize again, `(run_id, fingerprint, newest change ns)`, and
+/// the run ids recorded that are no longer there.
+type Changes = (Vec<(String, String, i64)>, Vec<String>);
+
+impl Stored {
+    /// Whether a run stamped so must be read again: new, changed, or changed too close to the
+    /// moment it was summarized (the index's racy rule).
+    fn stale(&self, run_id: &str, head: &str, fingerprint: &str, changed: i64, racy: f64) -> bool {
+        let Some((recorded, indexed_at)) = self.rows.get(run_id) else {
+            return true;
+        };
+        let same = recorded.len() == head.len() + fingerprint.len()
+            && recorded.starts_with(head)
+            && recorded.ends_with(fingerprint);
+        !same || (changed != 0 && changed as f64 / 1e9 >= indexed_at - racy)
+    }
+}
+
+#[pymethods]
+impl StoredStamps {
+    #[new]
+    fn new(state: (String, String), rows: Vec<(String, String, f64)>) -> Self {
+        let rows = rows
+            .into_iter()
+            .map(|(run_id, fingerprint, at)| (run_id, (fingerprint, at)))
+            .collect();
+        StoredStamps {
+            inner: RwLock::new(Stored { state, rows }),
+        }
+    }
+
+    #[getter]
+    fn state(&self) -> (String, String) {
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .state
+            .clone()
+    }
+
+    fn __len__(&self) -> usize {
+        self.inner
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .rows
+            .len()
+    }
+
+    /// Record a write made at state `expected`, which left the file at `state`: rows put and
+    /// run ids removed. False (nothing changed) when these stamps are not those of `expected`.
+    fn apply(
+        &self,
+        expected: (String, String),
+        state: (String, String),
+        put: Vec<(String, String, f64)>,
+        removed: Vec<String>,
+    ) -> bool {
+        let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
+        if inner.state != expected {
+            return false;
+        }
+        for run_id in removed {
+            inner.rows.remove(&run_id);
+        }
+        for (run_id, fingerprint, at) in put {
+            inner.rows.insert(run_id, (fingerprint, at));
+        }
+        inner.state = state;
+        true
+    }
+
+    /// The changes from these stamps to a store's (`{run_id: (fingerprint, newest change ns)}`),
+    /// or None when these are no longer the stamps of state `expected`.
+    fn diff(
+        &self,
+        expected: (String, String),
+        stamps: HashMap<String, (String, i64)>,
+        racy_seconds: f64,
+    ) -> Option<Changes> {
+        let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+        if inner.state != expected {
+            return None;
+        }
+        let mut stale: Vec<(String, String, i64)> = stamps
+            .iter()
+            .filter(|(run_id, (fp, changed))| inner.stale(run_id, "", fp, *changed, racy_seconds))
+            .map(|(run_id, (fp, changed))| (run_id.clone(), fp.clone(), *changed))
+            .collect();
+        stale.sort_unstable();
+        let mut gone: Vec<String> = inner
+            .rows
+            .keys()
+            .filter(|run_id| !stamps.contains_key(*run_id))
+            .cloned()
+            .collect();
+        gone.sort_unstable();
+        Some((stale, gone))
+    }
+}
+
+/// `(stale, gone, both, unnamed)` of a log folder against an index's stamps: the runs of either
+/// layout (one listing, stamped as `fingerprint_documents` and `fingerprint_run_folders` stamp
+/// them, their fingerprints headed by their layout's name, a run folder over a document of the
+/// same name) to summarize again and the recorded ones gone (see `StoredStamps.diff`); the run
+/// ids found in both layouts (sorted); the names that are not UTF-8 (no index can hold them).
+/// None when `stored` is no longer at state `expected`. Stats run on this process's pool.
+#[pyfunction]
+fn folder_changes(
+    py: Python<'_>,
+    folder: PathBuf,
+    stored: &StoredStamps,
+    expected: (String, String),
+    racy_seconds: f64,
+) -> PyResult<Option<(Changes, Vec<String>, Vec<OsString>)>> {
+    let found = in_process_pool(py, || {
+        fingerprint::fingerprint_folder(&folder).map(|found| {
+            let inner = stored.inner.read().unwrap_or_else(|p| p.into_inner());
+            (inner.state == expected).then(|| folder_diff(&inner, found, racy_seconds))
+        })
+    })?;
+    Ok(found.map_err(|e| PyCoreError::new(e, "", Operation::Documents))?)
+}
+
+const DOCUMENT_HEAD: &str = "file-system ";
+const FOLDER_HEAD: &str = "chunked-fs ";
+
+fn folder_diff(
+    inner: &Stored,
+    found: fingerprint::FolderFingerprints,
+    racy: f64,
+) -> (Changes, Vec<String>, Vec<OsString>) {
+    let mut unnamed: Vec<OsString> = Vec::new();
+    let folders: HashSet<&OsStr> = if found.documents.is_empty() {
+        HashSet::new()
+    } else {
+        found.folders.iter().map(|f| f.run_id.as_os_str()).collect()
+    };
+    let mut both: Vec<String> = Vec::new();
+    let mut stale: Vec<(String, String, i64)> = Vec::new();
+    let mut matched = 0usize;
+    let mut each = |item: &Fingerprint, head: &str, unnamed: &mut Vec<OsString>| {
+        let Some(run_id) = item.run_id.to_str() else {
+            unnamed.push(item.run_id.clone());
+            return;
+        };
+        if inner.rows.contains_key(run_id) {
+            matched += 1;
+        }
+        if inner.stale(run_id, head, &item.fingerprint, item.newest_change_ns, racy) {
+            stale.push((
+                run_id.to_owned(),
+                format!("{head}{}", item.fingerprint),
+                item.newest_change_ns,
+            ));
+        }
+    };
+    for item in &found.documents {
+        if folders.contains(item.run_id.as_os_str()) {
+            both.extend(item.run_id.to_str().map(str::to_owned));
+            continue; // read as the run folder of that name
+        }
+        each(item, DOCUMENT_HEAD, &mut unnamed);
+    }
+    for item in &found.folders {
+        each(item, FOLDER_HEAD, &mut unnamed);
+    }
+    // Every recorded run seen again: none gone (each run id is counted once).
+    let gone = if matched == inner.rows.len() {
+        Vec::new()
+    } else {
+        let seen: HashSet<&str> = found
+            .documents
+            .iter()
+            .chain(&found.folders)
+            .filter_map(|item| item.run_id.to_str())
+            .collect();
+        let mut gone: Vec<String> = inner
+            .rows
+            .keys()
+            .filter(|run_id| !seen.contains(run_id.as_str()))
+            .cloned()
+            .collect();
+        gone.sort_unstable();
+        gone
+    };
+    stale.sort_unstable();
+    both.sort_unstable();
+    ((stale, gone), both, unnamed)
+}
+
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<StoredStamps>()?;
+    m.add_function(wrap_pyfunction!(summarize_run_folders, m)?)?;
+    m.add_function(wrap_pyfunction!(folder_changes, m)?)?;
     m.add_function(wrap_pyfunction!(summarize_run, m)?)?;
     m.add_function(wrap_pyfunction!(summarize_files, m)?)?;
     m.add_function(wrap_pyfunction!(fingerprint_documents, m)?)?;

@@ -376,3 +376,59 @@ fn journal_stamps(run: BorrowedFd<'_>, stamps: &mut Vec<(Vec<u8>, String)>, newe
         stamps.push((key, text));
     }
 }
+
+/// The runs of a log folder in both layouts, from one listing: what [`fingerprint_documents`]
+/// and [`fingerprint_run_folders`] give, without listing the folder twice or looking into a
+/// plain file for a `RunLog.json` (a file is no run folder: the store's look at
+/// `<name>/RunLog.json` fails with "not a folder", which is what a file's listed type says).
+#[derive(Debug, Default)]
+pub struct FolderFingerprints {
+    pub documents: Vec<Fingerprint>,
+    pub folders: Vec<Fingerprint>,
+}
+
+pub fn fingerprint_folder(folder: &Path) -> Result<FolderFingerprints> {
+    let fd = match open_dir(folder) {
+        Ok(fd) => fd,
+        Err(CoreError::NotFound { .. }) => return Ok(FolderFingerprints::default()),
+        Err(e) => return Err(e),
+    };
+    let names: Vec<(OsString, FileType, u64)> = names_in(fd.as_fd(), folder)?
+        .into_iter()
+        .filter(|(name, _, _)| !name.as_bytes().starts_with(b"."))
+        .collect();
+    let fd = fd.as_fd();
+    let found: Vec<(Option<Fingerprint>, Option<Fingerprint>)> = names
+        .par_iter()
+        .with_min_len(128)
+        .map(|(name, kind, ino)| {
+            let bytes = name.as_bytes();
+            let document = if bytes.ends_with(b".json") {
+                lstat_at(fd, name).ok().map(|stat| Fingerprint {
+                    run_id: OsStr::from_bytes(&bytes[..bytes.len() - ".json".len()]).to_os_string(),
+                    fingerprint: format!(
+                        "{}{}",
+                        kind_prefix(&stat, FileType::RegularFile),
+                        stamp(&stat)
+                    ),
+                    newest_change_ns: change_ns(&stat),
+                })
+            } else {
+                None
+            };
+            let run_folder = match kind {
+                FileType::Directory | FileType::Unknown | FileType::Symlink => {
+                    run_folder_fingerprint(fd, name, *kind, Some(*ino))
+                }
+                _ => None,
+            };
+            (document, run_folder)
+        })
+        .collect();
+    let mut out = FolderFingerprints::default();
+    for (document, run_folder) in found {
+        out.documents.extend(document);
+        out.folders.extend(run_folder);
+    }
+    Ok(out)
+}

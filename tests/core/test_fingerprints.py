@@ -121,3 +121,63 @@ def test_a_run_folder_written_again_under_its_name_is_another_run(tmp_path: Path
     assert _core.fingerprint_run_folder(str(tmp_path), "r") is None
     store.create_run_log("r", status="SUCCESS")
     assert _core.fingerprint_run_folder(str(tmp_path), "r") != before
+
+
+def _both_layouts(folder: Path) -> None:
+    """Runs of both layouts in one folder, with everything else a shared folder may hold."""
+    documents = FileSystemRunLogStore(log_folder=str(folder), fsync=False)
+    chunked = ChunkedFileSystemRunLogStore(log_folder=str(folder), fsync=False)
+    documents.create_run_log("doc", status="SUCCESS")
+    documents.create_run_log("twice", status="SUCCESS")
+    chunked.create_run_log("twice", status="PROCESSING")
+    chunked.create_run_log("run", status="SUCCESS")
+    (folder / "dir.json").mkdir()
+    (folder / "dir.json" / "RunLog.json").write_text("{}")
+    (folder / "linked.json").symlink_to(folder / "doc.json")
+    (folder / "linked").symlink_to(folder / "run")
+    (folder / "dangling").symlink_to(folder / "nowhere")
+    (folder / "empty").mkdir()
+    os.mkfifo(folder / "fifo.json")
+    (folder / (NOT_UTF8 + ".json")).write_text("{}")
+    (folder / ".hidden").mkdir()
+    (folder / ".hidden" / "RunLog.json").write_text("{}")
+
+
+def test_folder_changes_stamp_both_layouts_as_the_one_layout_scans_do(tmp_path: Path) -> None:
+    _both_layouts(tmp_path)
+    documents = _core.fingerprint_documents(str(tmp_path))
+    folders = _core.fingerprint_run_folders(str(tmp_path))
+    expected = {run_id: ("file-system " + f, c) for run_id, (f, c) in documents.items()}
+    expected.update({run_id: ("chunked-fs " + f, c) for run_id, (f, c) in folders.items()})
+    del expected[NOT_UTF8]
+    empty = _core.StoredStamps(("e", "0"), [])
+    found = _core.folder_changes(str(tmp_path), empty, ("e", "0"), 0.05)
+    assert found is not None
+    (stale, gone), both, unnamed = found
+    assert {run_id: (f, c) for run_id, f, c in stale} == expected
+    assert [run_id for run_id, _, _ in stale] == sorted(expected)
+    assert gone == [] and both == ["linked", "twice"] and unnamed == [NOT_UTF8]
+    # Another state than the one asked for: no answer.
+    assert _core.folder_changes(str(tmp_path), empty, ("e", "1"), 0.05) is None
+    # Recorded long after their last change: none stale; a recorded run not there is gone.
+    rows = [(run_id, f, c / 1e9 + 60) for run_id, (f, c) in expected.items()]
+    stored = _core.StoredStamps(("e", "0"), [*rows, ("elsewhere", "x", 0.0)])
+    found = _core.folder_changes(str(tmp_path), stored, ("e", "0"), 0.05)
+    assert found is not None and found[0] == ([], ["elsewhere"])
+    # Recorded within the racy window of a change: read again.
+    racy = [(r, f, at - 60 if r == "doc" else at) for r, f, at in rows]
+    stored = _core.StoredStamps(("e", "0"), racy)
+    found = _core.folder_changes(str(tmp_path), stored, ("e", "0"), 0.05)
+    assert found is not None and [r for r, _, _ in found[0][0]] == ["doc"]
+    # A write applied at the state it was made at moves the stamps on; at another, not.
+    assert stored.apply(("e", "0"), ("e", "1"), [("doc", "file-system x", 1.0)], ["run"])
+    assert not stored.apply(("e", "0"), ("e", "2"), [], ["doc"])
+    assert stored.state == ("e", "1") and len(stored) == len(expected) - 1
+    found = _core.folder_changes(str(tmp_path), stored, ("e", "1"), 0.05)
+    assert found is not None
+    assert [r for r, _, _ in found[0][0]] == ["doc", "run"] and found[0][1] == []
+    # The same comparison of stamps given (an object store's): unchanged, never racy (0).
+    kept = sorted(expected)
+    kept.remove("run")
+    changes = stored.diff(("e", "1"), {"doc": ("file-system x", 0), "new": ("y", 5)}, 0.05)
+    assert changes == ([("new", "y", 5)], [r for r in kept if r != "doc"])

@@ -525,15 +525,15 @@ def test_iter_runs_brings_the_index_up_to_date_once(tmp_path: Path) -> None:
     expected = comparable(scanned(store, "tag = 'nightly'", "run_id"))
     stamped = 0
     source_type = type(store._run_index().source)  # type: ignore[union-attr]
-    stamps = source_type.stamps
+    changes = source_type.changes
 
-    def counting(self: Any) -> Any:
+    def counting(self: Any, *args: Any) -> Any:
         nonlocal stamped
         stamped += 1
-        return stamps(self)
+        return changes(self, *args)
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(source_type, "stamps", counting)
+        patch.setattr(source_type, "changes", counting)
         found = list(store.iter_runs("tag = 'nightly'", "run_id", page_size=4))
     assert comparable(found) == expected and len(found) == 33
     assert stamped == 1

@@ -7,14 +7,15 @@ thousands of steps per run would cost more than reading them.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import pydantic_core
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from runlog_store import _core
 from runlog_store._paths import validate_run_id
@@ -25,6 +26,7 @@ from runlog_store.exceptions import (
     InvalidRunIdError,
     RunLogNotFoundError,
     RunLogStoreError,
+    StorageError,
 )
 from runlog_store.models import CREATED, FAIL, PROCESSING, SUCCESS, TRIGGERED, RunLog
 from runlog_store.stores.base import BaseRunLogStore
@@ -44,6 +46,10 @@ RUN_STATUSES = (SUCCESS, FAIL, PROCESSING, CREATED, TRIGGERED, UNREADABLE)
 
 class RunSummary(BaseModel):
     """What ``runlog list`` shows of a run."""
+
+    # NaN and the infinities among parameters and metrics written as such in the JSON (not as
+    # null): an index answers with that JSON, which must read back as a read of the run.
+    model_config = ConfigDict(ser_json_inf_nan="constants")
 
     run_id: str
     status: str
@@ -177,18 +183,23 @@ def describe_code_identities(holders: Iterable[Any], sha_length: int | None = No
     return sorted(found)
 
 
-def _summary_of(fields: dict[str, Any]) -> RunSummary:
-    """A RunSummary from the fields the core computed (``_core.summarize_run``). Times in a
-    form the core leaves to Python (``other_times``: rare, see rust/summary/time.rs) are read
-    by ``parse_time`` and taken into the start and end here."""
+def summary_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """The fields of a RunSummary from those the core computed (``_core.summarize_run``), in
+    place. Times in a form the core leaves to Python (``other_times``: rare, see
+    rust/summary/time.rs) are read by ``parse_time`` and taken into the start and end here."""
     other_times = fields.pop("other_times")
-    times = [t for t in map(parse_time, other_times) if t is not None]
-    if times:
-        times += [t for t in (fields["start"], fields["end"]) if t is not None]
-        start, end = min(times), max(times)
-        fields.update(start=start, end=end, duration_seconds=(end - start).total_seconds())
+    if other_times:
+        times = [t for t in map(parse_time, other_times) if t is not None]
+        if times:
+            times += [t for t in (fields["start"], fields["end"]) if t is not None]
+            start, end = min(times), max(times)
+            fields.update(start=start, end=end, duration_seconds=(end - start).total_seconds())
+    return fields
+
+
+def _summary_of(fields: dict[str, Any]) -> RunSummary:
     # The core built every field with its declared type: no validation to repeat.
-    return RunSummary.model_construct(**fields)
+    return RunSummary.model_construct(**summary_fields(fields))
 
 
 def summarize(run: bytes | Mapping[str, Any]) -> RunSummary:
@@ -331,18 +342,58 @@ def read_document_summaries(
     and summarized by the core in parallel with the checks the store makes when it reads one
     (``FileSystemRunLogStore.get_run_log_json``); None for a run gone since it was listed, an
     UNREADABLE summary for one that cannot be read, as ``read_summary`` gives them."""
-    found: list[RunSummary | None] = []
-    results = _core.summarize_files(list(paths), list(run_ids))
+    return [
+        RunSummary.model_construct(**found) if isinstance(found, dict) else found
+        for found in read_document_fields(paths, run_ids)
+    ]
+
+
+def _fields_or_unreadable(
+    run_ids: Sequence[str], results: list[Any], gone: Callable[[Any], bool]
+) -> list[dict[str, Any] | RunSummary | None]:
+    found: list[dict[str, Any] | RunSummary | None] = []
     for run_id, result in zip(run_ids, results, strict=True):
         if isinstance(result, dict):
-            found.append(_summary_of(result))
-        elif isinstance(result, ChunkNotFoundError):
+            found.append(summary_fields(result))
+        elif gone(result):
             found.append(None)
         elif isinstance(result, RunLogStoreError):
             found.append(_unreadable(run_id, _unreadable_reason(result)))
         else:
             found.append(_unreadable(run_id, str(result)))
     return found
+
+
+def read_document_fields(
+    paths: Sequence[str], run_ids: Sequence[str]
+) -> list[dict[str, Any] | RunSummary | None]:
+    """``read_document_summaries`` with each readable run's summary as the dict of its fields
+    (no model built: an index build of 100,000 runs makes rows of them straight away)."""
+    results = _core.summarize_files(list(paths), list(run_ids))
+    return _fields_or_unreadable(
+        run_ids, results, lambda result: isinstance(result, ChunkNotFoundError)
+    )
+
+
+def _run_folder_gone(result: Any) -> bool:
+    """A run folder or run document missing, as the chunked store's read says it
+    (``RunLogNotFoundError``): the run is gone."""
+    if isinstance(result, ChunkNotFoundError):
+        return True
+    return isinstance(result, StorageError) and result.errno == errno.ENOENT
+
+
+def read_run_folder_fields(
+    folder: str, run_ids: Sequence[str], *, fsync: bool = True, lock_timeout: float = 60.0
+) -> list[dict[str, Any] | RunSummary | None]:
+    """The summaries of chunked-fs runs (the folders ``<folder>/<run_ids[i]>``), each read as
+    the chunked-fs store reads it (``get_run_log_json``), by the core in parallel: the dict of
+    a readable run's fields, None for a run gone, an UNREADABLE summary for one that cannot be
+    read, as ``read_summary`` gives them."""
+    results = _core.summarize_run_folders(
+        folder, list(run_ids), fsync=fsync, lock_timeout=lock_timeout
+    )
+    return _fields_or_unreadable(run_ids, results, _run_folder_gone)
 
 
 def summarize_runs(
@@ -388,7 +439,9 @@ __all__ = [
     "parse_age",
     "parse_status",
     "parse_time",
+    "read_document_fields",
     "read_document_summaries",
+    "read_run_folder_fields",
     "read_summary",
     "run_id_problem",
     "run_paths",

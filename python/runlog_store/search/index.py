@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import sqlite3
 import threading
@@ -38,14 +37,17 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-import pydantic_core
-
 import runlog_store
 from runlog_store import _core
 from runlog_store.callbacks import NO_PROGRESS, Callback
 from runlog_store.ops.runs import RunSummary
 from runlog_store.search import query
-from runlog_store.search.sources import RunSource, Stamp, Unindexable, user_index_folder
+from runlog_store.search.sources import (
+    RunSource,
+    Unindexable,
+    check_names,
+    user_index_folder,
+)
 
 log = logging.getLogger("runlog_store.search")
 
@@ -75,11 +77,12 @@ _CORRUPT_CODES = {11, 26}
 _BUSY_CODES = {5, 6}
 _TABLES = ("runs", "params", "metrics", "steps")
 
-# The stamps each index file held when this process last read them all, by path: (its epoch,
-# its generation) -> {run_id: (fingerprint, indexed_at)}. Every write transaction counts a
-# generation up and a rebuilt file gets a new epoch, so an unchanged pair means unchanged rows:
-# a quiet search of 100,000 runs skips reading them from SQLite again.
-_STORED: dict[str, tuple[tuple[str, str], dict[str, tuple[str, float]]]] = {}
+# The stamps each index file held when this process last read them all, by path, at a state
+# of the file: its (epoch, generation). Every write transaction counts a generation up and a
+# rebuilt file gets a new epoch, so an unchanged pair means unchanged rows: a quiet search of
+# 100,000 runs skips reading them from SQLite again, and this process's own writes are applied
+# to the copy (its state moved along) instead of reading them all back.
+_STORED: dict[str, _core.StoredStamps] = {}
 _STORED_LOCK = threading.Lock()
 _STORED_PATHS = 8
 
@@ -276,15 +279,16 @@ class RunIndex:
             if not reconcile:
                 return _summaries(conn.execute(sql, params).fetchall())
             stamped_at = time.time()
-            stamps = self.source.stamps()
-            _check_names(stamps)
             conn.execute("BEGIN")
             try:
-                stored = _stored(conn, path)
-                stale = [
-                    run_id for run_id, stamp in stamps.items() if _stale(stamp, stored.get(run_id))
-                ]
-                gone = [run_id for run_id in stored if run_id not in stamps]
+                state = _state(conn)
+                stored = _stored(conn, path, state)
+                changes = self.source.changes(stored, state, RACY_SECONDS)
+                if changes is None:  # another thread of this process moved the copy on
+                    stored = _stored(conn, path, state, cached=False)
+                    changes = self.source.changes(stored, state, RACY_SECONDS)
+                    assert changes is not None  # a copy of its own, at its state
+                stale, gone = changes
                 if not stale and not gone:
                     found = conn.execute(sql, params).fetchall()
                     conn.execute("COMMIT")
@@ -292,22 +296,27 @@ class RunIndex:
             finally:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+            fingerprints = {run_id: fingerprint for run_id, fingerprint, _ in stale}
             with callback.phase("indexing runs", len(stale), "items"):
-                summaries = self.source.summaries(stale, callback.advance)
+                summaries = self.source.summaries(list(fingerprints), callback.advance)
             rows = []
+            gone = list(gone)
             for run_id, summary in summaries.items():
                 if summary is None:
                     gone.append(run_id)
                 else:
-                    rows.append(_rows(run_id, summary, stamps[run_id][0], stamped_at))
+                    rows.append(_rows(run_id, summary, fingerprints[run_id], stamped_at))
             conn.execute("BEGIN IMMEDIATE")
             try:
-                _write(conn, rows, gone, stamped_at)
+                before = _state(conn)
+                put, removed = _write(conn, rows, gone, stamped_at)
+                after = _state(conn)
                 found = conn.execute(sql, params).fetchall()
                 conn.execute("COMMIT")
             finally:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+            _applied(path, before, after, put, removed)
             return _summaries(found)
 
     # --- writers' hooks --------------------------------------------------------------------------
@@ -328,18 +337,21 @@ class RunIndex:
             if stamp is None or summary is None
             else [_rows(run_id, summary, stamp[0], stamped_at)]
         )
-        _check_names({run_id: ("", 0)})
+        check_names([run_id])
         try:
             with self._connect(path, NOTE_BUSY_SECONDS) as conn:
                 if self._version(conn) != SCHEMA_VERSION:
                     return  # the next search rebuilds it
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    _write(conn, rows, [] if rows else [run_id], stamped_at)
+                    before = _state(conn)
+                    put, removed = _write(conn, rows, [] if rows else [run_id], stamped_at)
+                    after = _state(conn)
                     conn.execute("COMMIT")
                 finally:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
+                _applied(path, before, after, put, removed)
         except sqlite3.Error as exc:
             if not _is_busy(exc):
                 raise
@@ -347,49 +359,44 @@ class RunIndex:
             log.debug("run index %s busy: run %r left to the next search", path, run_id)
 
 
-def _check_names(stamps: dict[str, Stamp]) -> None:
-    for run_id in stamps:
-        try:
-            run_id.encode("utf-8")
-        except UnicodeEncodeError:
-            raise Unindexable(f"the name {run_id!r} is not UTF-8") from None
+def _state(conn: sqlite3.Connection) -> tuple[str, str]:
+    """The file's (epoch, generation), in the caller's transaction (empty when not there)."""
+    found = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('epoch', 'generation')"))
+    return str(found.get("epoch", "")), str(found.get("generation", ""))
 
 
-def _stale(stamp: Stamp, stored: tuple[str, float] | None) -> bool:
-    """Whether a run must be read again: new, changed, or changed too close to its stamp."""
-    if stored is None:
-        return True
-    fingerprint, indexed_at = stored
-    if fingerprint != stamp[0]:
-        return True
-    return stamp[1] != 0 and stamp[1] / 1e9 >= indexed_at - RACY_SECONDS
-
-
-def _stored(conn: sqlite3.Connection, path: str) -> dict[str, tuple[str, float]]:
-    """Every run's recorded stamp, in the caller's read transaction: from this process's copy
-    when the file's epoch and generation say nothing was written since it was read."""
-    state = tuple(
-        str(value)
-        for _, value in conn.execute(
-            "SELECT key, value FROM meta WHERE key IN ('epoch', 'generation') ORDER BY key"
-        )
-    )
+def _stored(
+    conn: sqlite3.Connection, path: str, state: tuple[str, str], cached: bool = True
+) -> _core.StoredStamps:
+    """Every run's recorded stamp, in the caller's read transaction at ``state``: from this
+    process's copy when it is at that state (nothing written since it was read)."""
     with _STORED_LOCK:
-        cached = _STORED.get(path)
-    if len(state) == 2 and cached is not None and cached[0] == state:
-        return cached[1]
-    stored = {
-        run_id: (fingerprint, indexed_at)
-        for run_id, fingerprint, indexed_at in conn.execute(
-            "SELECT run_id, fingerprint, indexed_at FROM main.runs"
-        )
-    }
-    if len(state) == 2:
+        copy = _STORED.get(path)
+    if cached and copy is not None and copy.state == state:
+        return copy
+    rows = conn.execute("SELECT run_id, fingerprint, indexed_at FROM main.runs").fetchall()
+    stored = _core.StoredStamps(state, rows)
+    if all(state):
         with _STORED_LOCK:
             if path not in _STORED and len(_STORED) >= _STORED_PATHS:
                 _STORED.pop(next(iter(_STORED)))
-            _STORED[path] = ((state[0], state[1]), stored)
+            _STORED[path] = stored
     return stored
+
+
+def _applied(
+    path: str,
+    before: tuple[str, str],
+    after: tuple[str, str],
+    put: list[tuple[str, str, float]],
+    removed: list[str],
+) -> None:
+    """A committed write (from ``before`` to ``after``) applied to this process's copy of the
+    stamps, if the copy was at ``before`` (else it is read again when next needed)."""
+    with _STORED_LOCK:
+        copy = _STORED.get(path)
+    if copy is not None and all(before) and all(after):
+        copy.apply(before, after, put, removed)
 
 
 def _write(
@@ -397,10 +404,11 @@ def _write(
     rows: Sequence[query.IndexRows],
     gone: Sequence[str],
     stamped_at: float,
-) -> None:
+) -> tuple[list[tuple[str, str, float]], list[str]]:
     """Put the rows of runs summarized from stamps taken at ``stamped_at`` and delete runs
     found gone then, except where a row stamped later is there already (another process read
-    the run after this one did)."""
+    the run after this one did). Returns the stamps put, ``(run_id, fingerprint, indexed_at)``,
+    and the run ids whose rows were deleted."""
     touched = list(dict.fromkeys([*gone, *(_run_id(r) for r in rows)]))
     recorded = _recorded(conn, touched)
     newer = {run_id for run_id, indexed_at in recorded.items() if indexed_at > stamped_at}
@@ -409,23 +417,33 @@ def _write(
     removed = [(run_id,) for run_id in touched if run_id in recorded and run_id not in newer]
     for table in _TABLES:
         conn.executemany(f"DELETE FROM main.{table} WHERE run_id = ?", removed)
+    # Many rows into empty tables (a build): the secondary indexes are made after the rows,
+    # one sort each, not grown a row at a time.
+    bulk = len(replaced) >= BULK_ROWS and not recorded and _empty(conn)
+    if bulk:
+        for name in _SECONDARY_NAMES:
+            conn.execute(f'DROP INDEX IF EXISTS main."{name}"')
     _insert(conn, replaced)
+    if bulk:
+        for statement in _SECONDARY:
+            conn.execute(statement)
     conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+    fingerprint_at = query.RUN_COLUMNS.index("fingerprint")
+    put = [(_run_id(r), str(r.run[fingerprint_at]), stamped_at) for r in replaced]
+    return put, [run_id for (run_id,) in removed]
 
 
-def _rows(run_id: str, summary: RunSummary, fingerprint: str, stamped_at: float) -> query.IndexRows:
-    """The rows of a run, keyed by the name it is listed under: a document that names another
-    run (a copy) must not take that run's place."""
+def _empty(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM main.runs LIMIT 1").fetchone() is None
+
+
+def _rows(
+    run_id: str, summary: RunSummary | dict[str, Any], fingerprint: str, stamped_at: float
+) -> query.IndexRows:
+    """The rows of a run (its summary, or the dict of its fields), keyed by the name it is
+    listed under: a document that names another run (a copy) must not take that run's
+    place."""
     rows = query.rows_of(summary, fingerprint, stamped_at)
-    if _non_finite(summary.params) or _non_finite(summary.metrics):
-        # The summary's JSON as a search returns it, NaN and infinities kept (its model's own
-        # JSON writes them as null, and the answer would differ from a read of the run).
-        fields = summary.model_dump()
-        fields["step_statuses"] = summary.step_statuses
-        text = pydantic_core.to_json(fields, inf_nan_mode="constants").decode()
-        summary_at = query.RUN_COLUMNS.index("summary")
-        run = (*rows.run[:summary_at], text, *rows.run[summary_at + 1 :])
-        rows = query.IndexRows(run, rows.params, rows.metrics, rows.steps)
     if rows.run[0] == run_id:
         return rows
     return query.IndexRows(
@@ -434,17 +452,6 @@ def _rows(run_id: str, summary: RunSummary, fingerprint: str, stamped_at: float)
         [(run_id, *row[1:]) for row in rows.metrics],
         [(run_id, *row[1:]) for row in rows.steps],
     )
-
-
-def _non_finite(value: Any) -> bool:
-    """Whether a value of a summary's parameters or metrics holds NaN or an infinity."""
-    if isinstance(value, float):
-        return not math.isfinite(value)
-    if isinstance(value, dict):
-        return any(_non_finite(v) for v in value.values())
-    if isinstance(value, list):
-        return any(_non_finite(v) for v in value)
-    return False
 
 
 def _recorded(conn: sqlite3.Connection, run_ids: Sequence[str]) -> dict[str, float]:
@@ -477,6 +484,20 @@ _INSERTS = (
     ("metrics", "INSERT OR REPLACE INTO main.metrics VALUES (?, ?, ?, ?, ?, ?)"),
     ("steps", "INSERT OR REPLACE INTO main.steps VALUES (?, ?, ?, ?)"),
 )
+
+
+# The secondary indexes of the tables (every CREATE INDEX of the schema, made in ``main``), and
+# how many rows into empty tables make them after the rows rather than before.
+_SECONDARY = [
+    statement.replace("CREATE INDEX IF NOT EXISTS ", "CREATE INDEX IF NOT EXISTS main.", 1)
+    for statement in (
+        "\n".join(line for line in s.splitlines() if not line.startswith("--"))
+        for s in _statements(query.INDEX_SCHEMA)
+    )
+    if statement.startswith("CREATE INDEX")
+]
+_SECONDARY_NAMES = [statement.split()[5].split(".", 1)[1] for statement in _SECONDARY]
+BULK_ROWS = 1000
 
 
 def _insert(conn: sqlite3.Connection, rows: Sequence[query.IndexRows]) -> None:

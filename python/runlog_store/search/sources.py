@@ -23,7 +23,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runlog_store import _core
 from runlog_store.exceptions import RunLogNotFoundError
@@ -35,6 +35,9 @@ if TYPE_CHECKING:
     from runlog_store.stores.minio import MinioRunLogStore
 
 Stamp = tuple[str, int]
+# The runs to summarize again, ``(run_id, fingerprint, newest change ns)``, and the run ids an
+# index records that are gone (``RunSource.changes``).
+Changes = tuple[list[tuple[str, str, int]], list[str]]
 
 # The name of the index file in a store's log folder (hidden: no store lists it as a run).
 INDEX_FILE = ".runlog-index.sqlite"
@@ -85,6 +88,18 @@ class RunSource(ABC):
     def stamp(self, run_id: str) -> Stamp | None:
         """One run's stamp, as ``stamps`` gives it; None when the run is not there."""
 
+    def changes(
+        self, stored: _core.StoredStamps, expected: tuple[str, str], racy_seconds: float
+    ) -> Changes | None:
+        """What differs between the stamps an index records (``stored``, read at state
+        ``expected`` of its file) and this store's: the runs to summarize again (new, changed,
+        or racy: see ``runlog_store.search.index``), in run id order, and the recorded runs
+        gone; None when ``stored`` is no longer at ``expected``. Compared by the core: a quiet
+        search of 100,000 runs makes no object per run."""
+        stamps = self.stamps()
+        check_names(stamps)
+        return stored.diff(expected, stamps, racy_seconds)
+
     def restriction(self) -> str | None:
         """The head of the fingerprints of the runs this store sees, when the index holds more
         (another store's runs in the same folder); None: every row is this store's."""
@@ -92,7 +107,7 @@ class RunSource(ABC):
 
     def summaries(
         self, run_ids: list[str], advance: Callable[[int], None]
-    ) -> dict[str, RunSummary | None]:
+    ) -> dict[str, RunSummary | dict[str, Any] | None]:
         """The summaries of these runs (None for a run gone meanwhile), as a search of the
         store without an index reads them (``read_summary``); each one read is reported to
         ``advance``."""
@@ -110,7 +125,7 @@ def _read_summaries(
     reader: Callable[[], BaseRunLogStore],
     run_ids: list[str],
     advance: Callable[[int], None],
-) -> dict[str, RunSummary | None]:
+) -> dict[str, RunSummary | dict[str, Any] | None]:
     """``read_summary`` of each run (None for a run gone): one run by ``store`` itself (a
     writer's hook), more ``READERS`` at a time, each thread with a store object of its own
     (``reader``)."""
@@ -127,7 +142,7 @@ def _read_summaries(
         except RunLogNotFoundError:
             return run_id, None
 
-    found: dict[str, RunSummary | None] = {}
+    found: dict[str, RunSummary | dict[str, Any] | None] = {}
     if len(run_ids) == 1:  # in this thread: the store's open runs are this thread's
         found.update([one(run_ids[0])])
         advance(1)
@@ -169,23 +184,58 @@ def run_folder_stamp(folder: str, run_id: str) -> Stamp | None:
 DOCUMENT_BATCH = 512
 
 
-def _document_summaries(
-    store: BaseRunLogStore, folder: str, run_ids: list[str], advance: Callable[[int], None]
-) -> dict[str, RunSummary | None]:
-    """File-system run documents read and summarized by the core in parallel, with the checks
-    the store's own read makes (``read_document_summaries``)."""
-    from runlog_store.ops.runs import read_document_summaries, read_summary, run_id_problem
+def _named(
+    store: BaseRunLogStore,
+    run_ids: list[str],
+    found: dict[str, RunSummary | dict[str, Any] | None],
+    advance: Callable[[int], None],
+) -> list[str]:
+    """The run ids that can be read by name; the others are summarized here, unreadable by
+    their name alone, as a scan says."""
+    from runlog_store.ops.runs import read_summary, run_id_problem
 
-    found: dict[str, RunSummary | None] = {}
-    named = [r for r in run_ids if run_id_problem(r) is None]
+    named = []
     for run_id in run_ids:
-        if run_id_problem(run_id) is not None:  # unreadable by its name alone, as a scan says
+        if run_id_problem(run_id) is None:
+            named.append(run_id)
+        else:
             found[run_id] = read_summary(store, run_id)
             advance(1)
+    return named
+
+
+def _document_summaries(
+    store: BaseRunLogStore, folder: str, run_ids: list[str], advance: Callable[[int], None]
+) -> dict[str, RunSummary | dict[str, Any] | None]:
+    """File-system run documents read and summarized by the core in parallel, with the checks
+    the store's own read makes (``read_document_fields``)."""
+    from runlog_store.ops.runs import read_document_fields
+
+    found: dict[str, RunSummary | dict[str, Any] | None] = {}
+    named = _named(store, run_ids, found, advance)
     for start in range(0, len(named), DOCUMENT_BATCH):
         batch = named[start : start + DOCUMENT_BATCH]
         paths = [os.path.join(folder, run_id + ".json") for run_id in batch]
-        found.update(zip(batch, read_document_summaries(paths, batch), strict=True))
+        found.update(zip(batch, read_document_fields(paths, batch), strict=True))
+        advance(len(batch))
+    return found
+
+
+def _run_folder_summaries(
+    store: BaseRunLogStore, folder: str, run_ids: list[str], advance: Callable[[int], None]
+) -> dict[str, RunSummary | dict[str, Any] | None]:
+    """Chunked-fs runs read as the chunked-fs store reads them and summarized, by the core in
+    parallel (``read_run_folder_fields``)."""
+    from runlog_store.ops.runs import read_run_folder_fields
+
+    found: dict[str, RunSummary | dict[str, Any] | None] = {}
+    named = _named(store, run_ids, found, advance)
+    fsync = bool(getattr(store, "fsync", True))
+    lock_timeout = float(getattr(store, "lock_timeout", 60.0))
+    for start in range(0, len(named), DOCUMENT_BATCH):
+        batch = named[start : start + DOCUMENT_BATCH]
+        fields = read_run_folder_fields(folder, batch, fsync=fsync, lock_timeout=lock_timeout)
+        found.update(zip(batch, fields, strict=True))
         advance(len(batch))
     return found
 
@@ -193,6 +243,14 @@ def _document_summaries(
 class Unindexable(Exception):
     """What the store holds cannot be indexed faithfully (a run name SQLite cannot hold, one
     run id in both layouts of a folder searched as one of them): searched by a scan."""
+
+
+def check_names(run_ids: Iterable[str]) -> None:
+    for run_id in run_ids:
+        try:
+            run_id.encode("utf-8")
+        except UnicodeEncodeError:
+            raise Unindexable(f"the name {run_id!r} is not UTF-8") from None
 
 
 class FolderSource(RunSource):
@@ -226,6 +284,21 @@ class FolderSource(RunSource):
         self.layouts = {run_id: stamp[0].partition(" ")[0] for run_id, stamp in found.items()}
         return found
 
+    def changes(
+        self, stored: _core.StoredStamps, expected: tuple[str, str], racy_seconds: float
+    ) -> Changes | None:
+        """``stamps`` compared with ``stored`` by the core, from one listing of the folder."""
+        found = _core.folder_changes(self.folder, stored, expected, racy_seconds)
+        if found is None:
+            return None
+        (stale, gone), both, unnamed = found
+        if unnamed:
+            raise Unindexable(f"the name {unnamed[0]!r} is not UTF-8")
+        if self.layout == "file-system" and both:
+            raise Unindexable(f"run {both[0]!r} is stored in both layouts")
+        self.layouts = {run_id: fingerprint.partition(" ")[0] for run_id, fingerprint, _ in stale}
+        return stale, gone
+
     def restriction(self) -> str | None:
         """The head of the fingerprints of the runs this store sees (None: all of them)."""
         return None if self.layout is None else self.layout + " "
@@ -254,7 +327,7 @@ class FolderSource(RunSource):
 
     def summaries(
         self, run_ids: list[str], advance: Callable[[int], None]
-    ) -> dict[str, RunSummary | None]:
+    ) -> dict[str, RunSummary | dict[str, Any] | None]:
         """Each run read in the layout it is stamped in (``stamp``); chunked runs by their
         store, ``READERS`` at a time; documents in bulk by the core."""
         chunked: list[str] = []
@@ -265,9 +338,7 @@ class FolderSource(RunSource):
                 stamp = self.stamp(run_id)
                 layout = stamp[0].partition(" ")[0] if stamp is not None else "file-system"
             (chunked if layout == "chunked-fs" else documents).append(run_id)
-        found = _read_summaries(
-            self.store, lambda: self.layout_store("chunked-fs"), chunked, advance
-        )
+        found = _run_folder_summaries(self.store, self.folder, chunked, advance)
         found.update(_document_summaries(self.store, self.folder, documents, advance))
         return found
 
