@@ -16,15 +16,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
-from runlog_store.catalogs.base import BaseCatalog
 from runlog_store.exceptions import ConfigurationError
 from runlog_store.registry import create_catalog, create_store
-from runlog_store.stores.base import BaseRunLogStore
 
 if TYPE_CHECKING:
+    from runlog_store.catalogs.base import BaseCatalog
     from runlog_store.ops.retention import RetentionPolicy
+    from runlog_store.stores.base import BaseRunLogStore
 
 CONFIG_ENV = "RUNNABLE_CONFIGURATION_FILE"
 STORE_KEYS = ("run-log-store", "run_log_store")
@@ -46,6 +44,8 @@ def resolve_config_file(config_file: str | os.PathLike[str] | None = None) -> Pa
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The YAML mapping in ``path``; ConfigurationError naming the file for anything else."""
+    import yaml  # here: a command that reads no file (``runlog --help``) does not load it
+
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")

@@ -4,44 +4,96 @@ The package registers its own stores (group ``runlog_store.run_log_store``) and 
 (group ``runlog_store.catalog``) exactly as a third-party package would, so a custom one is a
 first-class citizen: install it and name it in YAML. The only module-level state of the
 package is the cache below.
+
+A type of the package's own (``BUILTIN``, the same names and objects as its entry points) is
+imported by name, without reading the entry points of every installed distribution: that
+read, and importing ``importlib.metadata`` for it, cost every ``runlog`` command more than
+opening its store. A plugin cannot take a built-in type's name, nor runnable's alias of one
+(``runlog-<type>``): those names are the package's.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
-
-from runlog_store.catalogs.base import BaseCatalog
 from runlog_store.exceptions import ConfigurationError
-from runlog_store.stores.base import BaseRunLogStore
+
+if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
+    from pydantic import BaseModel, ValidationError
+
+    from runlog_store.catalogs.base import BaseCatalog
+    from runlog_store.stores.base import BaseRunLogStore
 
 STORE_GROUP = "runlog_store.run_log_store"
 CATALOG_GROUP = "runlog_store.catalog"
 
+# The package's own entry points of the two groups, as pyproject.toml registers them
+# (tests/cli/test_startup.py checks that they are the same).
+BUILTIN: dict[str, dict[str, str]] = {
+    STORE_GROUP: {
+        "buffered": "runlog_store.stores.buffered:BufferedRunLogStore",
+        "file-system": "runlog_store.stores.file_system:FileSystemRunLogStore",
+        "chunked-fs": "runlog_store.stores.chunked_fs:ChunkedFileSystemRunLogStore",
+        "minio": "runlog_store.stores.minio:MinioRunLogStore",
+        "chunked-minio": "runlog_store.stores.chunked_minio:ChunkedMinioRunLogStore",
+        "postgres": "runlog_store.stores.postgres:PostgresRunLogStore",
+    },
+    CATALOG_GROUP: {
+        "do-nothing": "runlog_store.catalogs.do_nothing:DoNothingCatalog",
+        "file-system": "runlog_store.catalogs.file_system:FileSystemCatalog",
+        "minio": "runlog_store.catalogs.minio:MinioCatalog",
+        "content-fs": "runlog_store.catalogs.content_fs:ContentFileSystemCatalog",
+        "content-minio": "runlog_store.catalogs.content_minio:ContentMinioCatalog",
+    },
+}
+
 # Keys a YAML config may not set: they say what a service is, not how it is configured.
 _FIXED_KEYS = frozenset({"service_name", "service_type", "supports_parallel_writes"})
 
-ServiceT = TypeVar("ServiceT", bound=BaseModel)
+ServiceT = TypeVar("ServiceT", bound="BaseModel")
 
 
 @dataclass(frozen=True)
 class _Kind:
     group: str
     label: str
-    base: type[BaseModel]
+    # "module:class" of the base every type of the kind subclasses, imported when one is made.
+    base: str
+
+    def base_class(self) -> type[BaseModel]:
+        module, name = self.base.split(":")
+        cls: type[BaseModel] = getattr(importlib.import_module(module), name)
+        return cls
 
 
-_STORES = _Kind(STORE_GROUP, "run log store", BaseRunLogStore)
-_CATALOGS = _Kind(CATALOG_GROUP, "catalog", BaseCatalog)
+_STORES = _Kind(STORE_GROUP, "run log store", "runlog_store.stores.base:BaseRunLogStore")
+_CATALOGS = _Kind(CATALOG_GROUP, "catalog", "runlog_store.catalogs.base:BaseCatalog")
 
 
 @functools.cache
 def _entry_points(group: str) -> dict[str, EntryPoint]:
-    return {ep.name: ep for ep in entry_points(group=group)}
+    from importlib.metadata import entry_points
+
+    found = {ep.name: ep for ep in entry_points(group=group)}
+    # The built-in names are the package's whatever else is installed (see the module
+    # docstring), also when the package runs from a source tree with no metadata.
+    return {**found, **_builtin_points(group)}
+
+
+@functools.cache
+def _builtin_points(group: str) -> dict[str, EntryPoint]:
+    from importlib.metadata import EntryPoint
+
+    return {
+        name: EntryPoint(name=name, value=value, group=group)
+        for name, value in BUILTIN[group].items()
+    }
 
 
 def clear_cache() -> None:
@@ -54,31 +106,54 @@ def clear_cache() -> None:
 RUNNABLE_ALIAS_PREFIX = "runlog-"
 
 
+def _builtin_value(kind: _Kind, type_name: str) -> tuple[str, str] | None:
+    """``(name, "module:class")`` of a built-in type, runnable's alias of one included."""
+    builtin = BUILTIN[kind.group]
+    for name in (type_name, type_name.removeprefix(RUNNABLE_ALIAS_PREFIX)):
+        if name in builtin:
+            return name, builtin[name]
+    return None
+
+
 def _class(kind: _Kind, type_name: str) -> type[BaseModel]:
-    points = _entry_points(kind.group)
-    aliased = type_name.removeprefix(RUNNABLE_ALIAS_PREFIX)
-    if type_name not in points and aliased in points:
-        type_name = aliased
-    if type_name not in points:
-        known = ", ".join(sorted(points)) or "none"
-        raise ConfigurationError(
-            f"unknown {kind.label} type {type_name!r}; registered types: {known}", key="type"
-        )
+    found = _builtin_value(kind, type_name)
+    load: Callable[[], Any]
+    if found is not None:
+        type_name, value = found
+        load = functools.partial(_load, value)
+    else:
+        points = _entry_points(kind.group)
+        aliased = type_name.removeprefix(RUNNABLE_ALIAS_PREFIX)
+        if type_name not in points and aliased in points:
+            type_name = aliased
+        if type_name not in points:
+            known = ", ".join(sorted(points)) or "none"
+            raise ConfigurationError(
+                f"unknown {kind.label} type {type_name!r}; registered types: {known}", key="type"
+            )
+        value = points[type_name].value
+        load = points[type_name].load
     try:
-        cls = points[type_name].load()
+        cls = load()
     except Exception as exc:
         raise ConfigurationError(
-            f"{kind.label} type {type_name!r} could not be loaded from "
-            f"{points[type_name].value}: {exc}",
+            f"{kind.label} type {type_name!r} could not be loaded from {value}: {exc}",
             key="type",
         ) from exc
-    if not (isinstance(cls, type) and issubclass(cls, kind.base)):
+    base = kind.base_class()
+    if not (isinstance(cls, type) and issubclass(cls, base)):
         raise ConfigurationError(
-            f"{kind.label} type {type_name!r} ({points[type_name].value}) is not a "
-            f"subclass of runlog_store.{kind.base.__name__}",
+            f"{kind.label} type {type_name!r} ({value}) is not a "
+            f"subclass of runlog_store.{base.__name__}",
             key="type",
         )
     return cls
+
+
+def _load(value: str) -> Any:
+    """The class a built-in ``module:class`` names, as its entry point would load it."""
+    module, name = value.split(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _create(kind: _Kind, type_name: str, config: dict[str, Any]) -> BaseModel:
@@ -89,6 +164,8 @@ def _create(kind: _Kind, type_name: str, config: dict[str, Any]) -> BaseModel:
                 f"{kind.label} {type_name!r}: {key!r} is set by the type and cannot be configured",
                 key=key,
             )
+    from pydantic import ValidationError
+
     try:
         return cls(**config)
     except ValidationError as exc:

@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, NoReturn, TypeGuard
 
 import typer
 from rich.cells import cell_len
@@ -33,8 +33,6 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup
 
 from runlog_store import _core
 from runlog_store._paths import validate_run_id
-from runlog_store.catalogs.base import BaseCatalog
-from runlog_store.cli.progress import TerminalProgress
 from runlog_store.cli.render import (
     STATUS_STYLE,
     counted,
@@ -52,14 +50,18 @@ from runlog_store.config import (
     resolve_config_file,
 )
 from runlog_store.exceptions import ConfigurationError, RunLogNotFoundError, RunLogStoreError
-from runlog_store.ops.diff import Difference, RunsDifference
-from runlog_store.ops.runs import RunSummary
-from runlog_store.stores.base import MAX_PAGE_SIZE, BaseRunLogStore
-from runlog_store.stores.project import ProjectRunLogStore
 
+# The stores, the models and the operations are imported by the commands that use them, not
+# here: every command, ``runlog --help`` included, imports this module first, and they bring
+# pydantic's models and more (tests/cli/test_startup.py lists what must not come with it).
 if TYPE_CHECKING:
+    from runlog_store.catalogs.base import BaseCatalog
+    from runlog_store.ops.diff import Difference, RunsDifference
     from runlog_store.ops.retention import RetentionPolicy, Selection
+    from runlog_store.ops.runs import RunSummary
     from runlog_store.ops.transfer import GcDecision
+    from runlog_store.stores.base import BaseRunLogStore
+    from runlog_store.stores.project import ProjectRunLogStore
 
 # --- help as click writes it ------------------------------------------------------------------
 
@@ -255,6 +257,8 @@ def _open_store(config: Path | None) -> BaseRunLogStore:
     default ``file-system`` (``<id>.json``) and ``chunked-fs`` (``<id>/``), runlog's default."""
     path = _config_file(config)
     if path is None:
+        from runlog_store.stores.project import ProjectRunLogStore
+
         return ProjectRunLogStore()
     return load_store(path)
 
@@ -294,16 +298,23 @@ def _require_folder(store: BaseRunLogStore, config: Path | None, run_id: str | N
 def _describe(store: BaseRunLogStore) -> str:
     """A store as a sentence names it: "the chunked-fs store at .run_log_store"."""
     location = store.location()
-    if isinstance(store, ProjectRunLogStore):
+    if _is_project(store):
         return f"the run log store at {location}"
     return f"the {store.service_name} store at {location}"
 
 
 def _run_store(store: BaseRunLogStore, run_id: str) -> BaseRunLogStore:
     """The store holding one run: the layout's own store behind a project store."""
-    if isinstance(store, ProjectRunLogStore):
+    if _is_project(store):
         return store.store(store.layout(run_id))
     return store
+
+
+def _is_project(store: BaseRunLogStore) -> TypeGuard[ProjectRunLogStore]:
+    """Whether the store is every run of a project's folder (the store without -c)."""
+    from runlog_store.stores.project import ProjectRunLogStore
+
+    return isinstance(store, ProjectRunLogStore)
 
 
 def _runlog_as_typed() -> str:
@@ -435,7 +446,9 @@ def list_runs(
     must match them all. With --limit, a listing with more runs past the last one shown ends
     with the command that lists the next ones (on stderr with --json).
     """
+    from runlog_store.cli.progress import TerminalProgress
     from runlog_store.ops.runs import parse_age, parse_status, stored_run_ids
+    from runlog_store.stores.base import MAX_PAGE_SIZE
 
     with _reporting_errors(verbose) as stores:
         age = parse_age(since, "--since") if since else None
@@ -466,7 +479,7 @@ def list_runs(
                 callback=TerminalProgress(),
             )
             runs, next_token = page.runs, page.next_page_token
-        if isinstance(store, ProjectRunLogStore):
+        if _is_project(store):
             for run in runs:
                 with contextlib.suppress(RunLogStoreError):  # deleted since it was listed
                     run.layout = store.layout(run.run_id)
@@ -530,6 +543,9 @@ def _every_run(
 ) -> list[RunSummary]:
     """The runs a search finds, page after page (at most ``limit``), the reading drawn as a
     progress bar on a terminal."""
+    from runlog_store.cli.progress import TerminalProgress
+    from runlog_store.stores.base import MAX_PAGE_SIZE
+
     runs: list[RunSummary] = []
     token: str | None = None
     progress = TerminalProgress()
@@ -1129,6 +1145,7 @@ def copy(
     verbose: VerboseOption = False,
 ) -> None:
     """Copy a run into another store, checked by reading it back there."""
+    from runlog_store.cli.progress import TerminalProgress
     from runlog_store.ops.transfer import copy_run
 
     with _reporting_errors(verbose) as stores:
@@ -1240,6 +1257,7 @@ def gc(
     deleted is named with its path and the error, the others are still deleted, and the exit
     status is 2.
     """
+    from runlog_store.cli.progress import TerminalProgress
     from runlog_store.config import load_retention
     from runlog_store.ops.retention import select_runs
     from runlog_store.ops.runs import describe_age, parse_age, parse_status, stored_run_ids
@@ -1344,6 +1362,7 @@ def _collect_runs(
     no run id, it is stored through a symbolic link) is kept before anything deletes it, and a
     run that fails to be deleted is one error naming its path while the runs after it are
     still collected."""
+    from runlog_store.cli.progress import TerminalProgress
     from runlog_store.ops.runs import UNREADABLE, run_id_problem, symbolic_links
     from runlog_store.ops.transfer import GcDecision, count_freed, delete_if_unchanged
 
@@ -1496,6 +1515,7 @@ def verify(
 
     Exit status 0 when every copy matches, 1 when any is changed, missing or unreadable.
     """
+    from runlog_store.cli.progress import TerminalProgress
     from runlog_store.ops.verify import verify_catalog
 
     with _reporting_errors(verbose) as stores:

@@ -9,12 +9,20 @@ from __future__ import annotations
 import re
 from collections import Counter
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from rich.text import Text
-from rich.tree import Tree
 
-from runlog_store.models import FAIL, SUCCESS, BranchLog, Parameter, RunLog, StepLog
-from runlog_store.ops.runs import describe_code_identities, parse_time
+if TYPE_CHECKING:
+    from rich.tree import Tree
+
+    from runlog_store.models import BranchLog, Parameter, RunLog, StepLog
+
+# runnable's names of the statuses a step ends with (runlog_store.models' SUCCESS and FAIL).
+# Spelled here rather than imported: every command imports this module for ``printable``, and
+# the models are pydantic's to build, which ``runlog --help`` should not wait for.
+SUCCESS = "SUCCESS"
+FAIL = "FAIL"
 
 # What a terminal acts on instead of showing. C0 controls, DEL and C1 controls (U+009B, the
 # 8-bit CSI, among them) start escape sequences: a clipboard write (OSC 52), a cleared screen,
@@ -65,6 +73,8 @@ _STATUS_MARK = {SUCCESS: "✔", FAIL: "✘", "PROCESSING": "…", "CREATED": "·
 
 def step_window(step: StepLog) -> tuple[datetime, datetime] | None:
     """First start and last end of a step, its branches' steps included."""
+    from runlog_store.ops.runs import parse_time
+
     times: list[datetime] = []
     for attempt in step.attempts:
         for value in (attempt.start_time, attempt.end_time):
@@ -210,6 +220,10 @@ def _add_branch(node: Tree, branch: BranchLog, depth: int, max_branches: int) ->
 def run_tree(run_log: RunLog, depth: int = 99, max_branches: int = 8) -> Tree:
     """The run as a rich Tree; ``depth`` limits nesting, ``max_branches`` the branches and the
     catalog entries drawn per step."""
+    from rich.tree import Tree
+
+    from runlog_store.ops.runs import describe_code_identities
+
     steps = list(run_log.iter_steps())
     branches = sum(len(s.branches) for s in steps)
     title = Text.assemble(
