@@ -66,11 +66,6 @@ _LAZY: dict[str, tuple[str, str]] = {
     "store_types": ("runlog_store.registry", "store_types"),
     "BaseRunLogStore": ("runlog_store.stores.base", "BaseRunLogStore"),
     "SalvagedRunLog": ("runlog_store.stores.base", "SalvagedRunLog"),
-    # The version the extension was built as (Cargo's, which maturin makes the distribution's:
-    # tests/cli/test_startup.py checks they agree), not importlib.metadata's: importing that
-    # costs more than the rest of a command's start, and the run index reads the version on
-    # every search.
-    "__version__": ("runlog_store._core", "__version__"),
 }
 
 __all__ = [
@@ -103,6 +98,13 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        # importlib.metadata alone takes longer to import than the rest of ``runlog --help``.
+        from importlib.metadata import version
+
+        value: Any = version("runlog-store")
+        globals()[name] = value
+        return value
     try:
         module_name, attribute = _LAZY[name]
     except KeyError:
