@@ -142,7 +142,7 @@ def test_every_public_name_is_there() -> None:
     assert runlog_store.RunLog.__module__ == "runlog_store.models"
     assert runlog_store.exceptions.RunLogStoreError.__name__ == "RunLogStoreError"
     with pytest.raises(AttributeError, match="no_such_name"):
-        runlog_store.no_such_name  # type: ignore[attr-defined]  # noqa: B018
+        runlog_store.no_such_name  # noqa: B018
 
 
 def test_version_is_the_distributions() -> None:
