@@ -2,7 +2,7 @@
 key by key), what it keeps (the newest runs of each tag, runs of other statuses, runs its
 filter does not match, runs not ended), the command line's options over it, the bytes a dry
 run says it would free, and a gc killed half way (SIGKILL) that leaves every run it did not
-finish deleting whole."""
+finish deleting whole (file-system, chunked-fs, chunked-minio on a real MinIO server)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from runlog_store.exceptions import ConfigurationError
 from runlog_store.models import FAIL, PROCESSING, SUCCESS
 from runlog_store.ops.retention import RetentionPolicy
 from runlog_store.stores.base import BaseRunLogStore
+from runlog_store.stores.chunked_minio import ChunkedMinioRunLogStore
 
 from .test_list_search import configured, invoke, sweep_run
 
@@ -283,33 +284,68 @@ def _every_listed_run_reads_whole(config: Path) -> set[str]:
     return run_ids
 
 
-@pytest.mark.parametrize("kind", ["file-system", "chunked-fs"])
+def _cut_short(store: BaseRunLogStore) -> set[str]:
+    """chunked-minio: the runs whose removal was cut short, as the bucket holds them (a
+    ``.deleting/<run_id>`` marker, objects under the run's prefix, no run document)."""
+    assert isinstance(store, ChunkedMinioRunLogStore)
+    bucket = store.storage()
+    cut = set()
+    for marker in bucket.list_etags(".deleting/"):
+        run_id = marker.removeprefix(".deleting/")
+        left = bucket.list_etags(f"{run_id}/")
+        if left and f"{run_id}/RunLog" not in left:
+            cut.add(run_id)
+    return cut
+
+
+def _removal_began(store: BaseRunLogStore, kind: str, before: set[str], markers: set[str]) -> bool:
+    """Whether the gc has begun removing a run: one is no longer listed (chunked-minio: a new
+    ``.deleting/`` marker, which comes first, and one listing finds it at once)."""
+    if kind != "chunked-minio":
+        return len(store.list_run_ids()) < len(before)
+    assert isinstance(store, ChunkedMinioRunLogStore)
+    return bool(set(store.storage().list_etags(".deleting/")) - markers)
+
+
+@pytest.mark.parametrize("kind", ["file-system", "chunked-fs", "chunked-minio"])
 def test_a_gc_killed_half_way_leaves_every_run_whole_or_gone(
     tmp_path: Path, request: pytest.FixtureRequest, kind: str
 ) -> None:
     """SIGKILL lands while gc deletes runs, at a later moment each round: what is listed
     afterwards reads whole, and the next gc deletes the rest. A chunked-fs run's removal
     begins by renaming its folder to a hidden ``.deleting-*`` name: a kill inside a removal
-    leaves that folder, which no listing shows, never a run with some of its branches."""
+    leaves that folder, which no listing shows, never a run with some of its branches. A
+    chunked-minio run's removal begins with its run document: a kill inside it leaves objects
+    beside no run document, which no listing shows and the next gc removes."""
     config, store = configured(kind, tmp_path, request)
-    _many_runs(store, 40)
+    # A round deletes a run or two before its kill: fewer runs to write on the real server.
+    _many_runs(store, 20 if kind == "chunked-minio" else 40)
     logs = tmp_path / "logs"
     killed_between = 0
     inside_a_removal = False
-    for delay in (0.0, 0.0, 0.0, 0.005, 0.02, 0.1):
+    delays = [0.0, 0.0, 0.0, 0.005, 0.02, 0.1]
+    rounds = 0
+    while delays:
+        delay = delays.pop(0)
+        rounds += 1
         before = set(store.list_run_ids())
-        if not before:
-            break
+        if len(before) < 5:
+            break  # some runs are left for the last gc
+        markers = (
+            set(store.storage().list_etags(".deleting/"))
+            if isinstance(store, ChunkedMinioRunLogStore)
+            else set()
+        )
         gc = subprocess.Popen(
             [RUNLOG, "gc", "-c", str(config), "--older-than", "0s", "--with-catalog"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         try:
-            # Kill once a run is no longer listed (plus the round's delay): deleting is under
-            # way, and with no delay the kill lands while that run's files are removed.
+            # Kill once the removal of a run has begun (plus the round's delay): deleting is
+            # under way, and with no delay the kill lands while that run's files are removed.
             deadline = time.monotonic() + 60
-            while len(store.list_run_ids()) == len(before) and time.monotonic() < deadline:
+            while not _removal_began(store, kind, before, markers) and time.monotonic() < deadline:
                 if gc.poll() is not None:
                     break
                 time.sleep(0.001)
@@ -321,10 +357,17 @@ def test_a_gc_killed_half_way_leaves_every_run_whole_or_gone(
         assert left <= before
         if 0 < len(left) < len(before):
             killed_between += 1
-        inside_a_removal |= any(name.startswith(".deleting-") for name in os.listdir(logs))
+        if kind == "chunked-fs":
+            inside_a_removal |= any(name.startswith(".deleting-") for name in os.listdir(logs))
+        elif kind == "chunked-minio":
+            inside_a_removal |= bool(_cut_short(store))
+            if not inside_a_removal and not delays and rounds < 30:
+                delays.append(0.0)  # the removal of a run is a few batches of requests
     assert killed_between, "no kill landed while gc was deleting runs"
-    if kind == "chunked-fs":
+    if kind != "file-system":
         assert inside_a_removal, "no kill landed inside a run's removal"
-    # The next gc deletes what is left.
+    # The next gc deletes what is left, and the chunked-minio removals cut short.
     invoke("gc", "-c", config, "--older-than", "0s", "--with-catalog")
     assert store.list_run_ids() == []
+    if isinstance(store, ChunkedMinioRunLogStore):
+        assert store.storage().list_etags("") == {}

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from extensions.run_log_store.chunked_minio import ChunkedMinioRunLogStore as RunnableChunkedMinio
 from runnable import exceptions as runnable_exceptions
 
 from runlog_store import create_store
@@ -20,7 +21,7 @@ from runlog_store.ops.transfer import gc_runs
 from runlog_store.stores.chunked_minio import ChunkedMinioRunLogStore
 
 from ..cli.test_list_search import sweep_run
-from ..runnable.test_reads_ours import Runnable, RunnableChunkedMinio
+from ..runnable.test_reads_ours import Runnable
 
 BRANCHES = 6
 
