@@ -9,6 +9,7 @@ import logging
 import os
 import pickle
 import threading
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -295,3 +296,47 @@ def test_a_forked_child_leaves_the_parents_connections_alone(
     for n in range(3):
         store.set_parameters("r1", {f"parent{n}": JsonParameter(kind="json", value=n)})
     assert set(store.get_parameters("r1")) == {"child", "parent0", "parent1", "parent2"}
+
+
+# --- reads that pick rows ------------------------------------------------------------------
+
+
+def _odd_names_run(store: Any) -> None:
+    """Root steps with dots in their names, a branch step with dots in its own name, and a
+    map nested in a map: every case the choice of a run's root steps must get right."""
+    store.create_run_log("r")
+    for name in ("plain", "one.dot", "two..dots", "map"):
+        step = store.create_step_log(name, name)
+        if name == "map":
+            step.step_type = "map"
+        store.add_step_log(step, "r")
+    store.add_branch_log(store.create_branch_log("map.x"), "r")
+    for name in ("map.x.a.b", "map.x.inner"):
+        store.add_step_log(store.create_step_log(name.rsplit(".", 1)[-1], name), "r")
+    store.add_branch_log(store.create_branch_log("map.x.inner.y"), "r")
+    store.add_step_log(store.create_step_log("deep", "map.x.inner.y.deep"), "r")
+    store.set_parameters("r", {"p": JsonParameter(kind="json", value=1)}, "map.x.inner.y")
+
+
+def test_reads_of_parts_of_a_run_equal_chunked_fs(
+    postgres_config: dict[str, Any], tmp_path: Path
+) -> None:
+    """The postgres store's reads that fetch only some rows (a run without its branches, a
+    branch, a step) give what chunked-fs gives after the same calls."""
+    ours = _store(postgres_config)
+    reference = create_store("chunked-fs", log_folder=str(tmp_path / "logs"), fsync=False)
+    for store in (ours, reference):
+        _odd_names_run(store)
+
+    def reads(store: Any) -> list[Any]:
+        return [
+            store.get_run_log_by_id("r").model_dump(),
+            store.get_run_log_by_id("r", full=True).model_dump(),
+            store.get_branch_log("map.x", "r").model_dump(),
+            store.get_branch_log("map.x.inner.y", "r").model_dump(),
+            store.get_step_log("map.x.a.b", "r").model_dump(),
+            store.get_parameters("r", "map.x.inner.y"),
+        ]
+
+    assert reads(ours) == reads(reference)
+    assert list(ours.get_run_log_by_id("r").steps) == ["plain", "one.dot", "two..dots", "map"]

@@ -504,9 +504,21 @@ class PostgresRunLogStore(ChunkedRunLogStore):
         return merged, skipped
 
     def _read_run(self, run_id: str, steps: bool) -> bytes:
-        # Without steps, no node is needed; with them, the root steps (their branches are
-        # left out of this view) are picked by the merger among every node.
-        document, objects = self._rows(run_id, "" if steps else " AND false")
+        # Without steps, no node is needed. With them, the merger picks the root steps among
+        # the branches and the steps that may be root ones: a step of a branch is named
+        # <branch>.<name>, so a step named below a stored branch is left out (in a map run,
+        # nearly every step), while one with at most one dot may be a root step whatever is
+        # stored (a branch's name has a dot itself).
+        where = " AND false"
+        if steps:
+            where = (
+                " AND (kind = 'branch'"
+                " OR length(internal_name) - length(replace(internal_name, '.', '')) <= 1"
+                " OR regexp_replace(internal_name, '[.][^.]*$', '') NOT IN ("
+                "SELECT internal_name FROM {schema}.nodes WHERE run_id = %s AND kind = 'branch'"
+                "))"
+            )
+        document, objects = self._rows(run_id, where, (run_id,) if steps else ())
         merged, _ = _core.merge_chunks(
             self._location(run_id), document, objects, view="run", run_id=run_id
         )
