@@ -340,3 +340,12 @@ def test_reads_of_parts_of_a_run_equal_chunked_fs(
 
     assert reads(ours) == reads(reference)
     assert list(ours.get_run_log_by_id("r").steps) == ["plain", "one.dot", "two..dots", "map"]
+
+
+def test_a_pool_with_every_connection_busy_says_so(postgres_config: dict[str, Any]) -> None:
+    store = _store(postgres_config, pool_size=1, connect_timeout=1)
+    store.create_run_log("r1")
+    with store.connection(), pytest.raises(StorageError) as busy:
+        store.get_run_log_by_id("r1")
+    assert "all 1 busy" in str(busy.value) and "pool_size" in str(busy.value)
+    assert store.get_run_log_by_id("r1").run_id == "r1"  # free again

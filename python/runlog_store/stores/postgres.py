@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import psycopg
 import psycopg.errors
 from psycopg.conninfo import make_conninfo
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 
 from runlog_store import _core
@@ -348,9 +348,26 @@ class PostgresRunLogStore(ChunkedRunLogStore):
                 raise ChunkNotFoundError(
                     f"run {run_id!r} does not exist", path=self._location(run_id), run_id=run_id
                 ) from None
+            except PoolTimeout:
+                raise self._no_connection(run_id) from None
             except psycopg.Error as exc:
                 raise self._storage_error(exc, run_id) from None
         raise AssertionError("unreachable")
+
+    def _no_connection(self, run_id: str) -> StorageError:
+        """Why the pool gave no connection in time: the server's own answer to a connection
+        of our own (down, refused, a login refused), or every connection busy."""
+        try:
+            with psycopg.connect(self._conninfo(), **self._connect_kwargs()):
+                pass
+        except psycopg.Error as exc:
+            return self._storage_error(exc, run_id)
+        return StorageError(
+            f"PostgreSQL at {self.location()}: no connection of this process's pool was free "
+            f"within {self.connect_timeout:g}s (all {self.pool_size} busy: raise pool_size)",
+            path=self.location(),
+            run_id=run_id,
+        )
 
     # --- storage primitives -------------------------------------------------------------------
 
