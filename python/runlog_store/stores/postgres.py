@@ -392,10 +392,11 @@ class PostgresRunLogStore(ChunkedRunLogStore):
         self._insert_run(run_id, run_log)
 
     def _write(self, run_id: str, changes: list[Change]) -> None:
-        # A new step or branch is placed among its siblings by when it was first stored: the
-        # order of the call, stamped before the rows are sorted.
-        now = time.time_ns()
-        stamped = [(change, now + i) for i, change in enumerate(changes)]
+        # A new step or branch is placed among its siblings by when it was first stored: by the
+        # server's clock (one clock for writers on every machine), the start of the call's
+        # transaction in nanoseconds plus the change's place in the call, numbered before the
+        # rows are sorted.
+        stamped = list(zip(changes, range(len(changes)), strict=True))
         # The run's row first, then the nodes in one order: two calls touching the same rows
         # take their locks in the same order (a deadlock is retried anyway).
         run_level = [s for s in stamped if s[0].kind in ("run-set", "run-merge")]
@@ -406,7 +407,7 @@ class PostgresRunLogStore(ChunkedRunLogStore):
         location = self._location(run_id)
 
         def write(cur: Cursor[Any]) -> None:
-            for change, created_ns in run_level + nodes:
+            for change, place in run_level + nodes:
                 if change.kind in ("run-set", "run-merge"):
                     merge = change.keys if change.kind == "run-merge" else ()
                     self._patch_run(cur, run_id, change.body, merge, location)
@@ -418,11 +419,13 @@ class PostgresRunLogStore(ChunkedRunLogStore):
                         self._sql(
                             "INSERT INTO {schema}.nodes "
                             "(run_id, kind, internal_name, created_ns, body) "
-                            "VALUES (%s, %s, %s, %s, %s) "
+                            "VALUES (%s, %s, %s, "
+                            "(extract(epoch FROM transaction_timestamp()) * 1000000)::bigint"
+                            " * 1000 + %s, %s) "
                             "ON CONFLICT (run_id, kind, internal_name) DO UPDATE "
                             "SET body = EXCLUDED.body, modified = clock_timestamp()"
                         ),
-                        [run_id, kind, change.target, created_ns, change.body],
+                        [run_id, kind, change.target, place, change.body],
                     )
 
         self._transaction(run_id, write)
