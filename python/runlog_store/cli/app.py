@@ -577,13 +577,14 @@ def _list_filter(
     """--filter and the shorthands as one filter: all must match. --since keeps runs not
     started yet, as they are the newest; the age is written as an age, not a time, so that the
     filter, and the page tokens of its search, are the same on the next page."""
-    from runlog_store.ops.retention import quoted
-
     parts = [filter_text] if filter_text is not None and filter_text.strip() else []
-    if status is not None:
-        parts.append(f"status = {quoted(status)}")
-    if tag is not None:
-        parts.append(f"tag = {quoted(tag)}")
+    if status is not None or tag is not None:
+        from runlog_store.ops.retention import quoted  # a pydantic model to build: not for all
+
+        if status is not None:
+            parts.append(f"status = {quoted(status)}")
+        if tag is not None:
+            parts.append(f"tag = {quoted(tag)}")
     if age is not None:
         parts.append(f"start_time >= -{int(age.total_seconds())}s or start_time is null")
     if len(parts) < 2:

@@ -8,23 +8,16 @@ to watch, so piped output and ``--json`` stay clean.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
 from runlog_store.callbacks import Callback, Unit
 from runlog_store.cli.render import printable
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, ProgressColumn, TaskID
 
 # Below these a phase ends before a bar would be read: files and runs counted, bytes moved.
 MIN_ITEMS = 20
@@ -49,6 +42,17 @@ class TerminalProgress(Callback):
         self.end()
         if not self._enabled or total < (MIN_BYTES if unit == "bytes" else MIN_ITEMS):
             return
+        # Imported for a bar drawn: every search takes this callback, few draw a bar.
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         columns: tuple[ProgressColumn, ...] = (
             (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
             if unit == "items"
