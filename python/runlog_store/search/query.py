@@ -1079,6 +1079,26 @@ class _Compiler:
         self.params.append(value)
         return f"({column} {sql_op} ? AND {column} IS NOT NULL)"
 
+    def join(self, number: int, expr: Compare) -> str:
+        """A condition on a parameter, metric or step that every match must meet, as a join:
+        the table's key (run id, name) gives a run one row of a name at most, so the join
+        keeps each run once, and lets SQLite start from the table's index of values (100
+        runs of 100,000 over 0.9 by accuracy: the runs whose accuracy is over 0.9 are read,
+        not every run's)."""
+        alias = f"f{number}"
+        attr, value = expr.attr, expr.value.value
+        sql_op = _SQL_OP[expr.op]
+        if expr.value.kind == "bool":
+            value = 1.0 if value else 0.0
+        on = f"JOIN {{table}} {alias} ON {alias}.run_id = runs.run_id AND {alias}.name = ?"
+        if attr.kind == "step":
+            self.params += [attr.name, value]
+            return on.format(table="steps") + f" AND {alias}.status {sql_op} ?"
+        column = "text" if expr.value.kind == "string" else "num"
+        kind = "number" if expr.value.kind in ("number", "time") else expr.value.kind
+        self.params += [attr.name, kind, value]
+        return on.format(table=attr.kind) + f" AND {alias}.type = ? AND {alias}.{column} {sql_op} ?"
+
     def is_null(self, attr: Attr, negated: bool) -> str:
         word = "IN" if negated else "NOT IN"
         if attr.kind in ("params", "metrics"):
@@ -1162,6 +1182,27 @@ def compile_where(expr: Expr | None) -> tuple[str, list[Any]]:
     return compiler.where(expr), compiler.params
 
 
+def _joinable(expr: Expr | None) -> tuple[list[Compare], list[Expr]]:
+    """The conditions of a filter every match must meet (its top-level ``and``) that compare
+    a parameter, metric or step: made joins; and the rest, left to the WHERE clause."""
+    if expr is None:
+        return [], []
+    items: list[Expr] = []
+    pending: list[Expr] = [expr]
+    while pending:
+        item = pending.pop(0)
+        if isinstance(item, And):
+            pending[:0] = list(item.items)
+        else:
+            items.append(item)
+    required = [
+        item
+        for item in items
+        if isinstance(item, Compare) and item.attr.kind in ("params", "metrics", "step")
+    ]
+    return required, [item for item in items if not any(item is r for r in required)]
+
+
 def compile_search(
     expr: Expr | None, order: Sequence[OrderKey] = DEFAULT_ORDER, columns: str = "runs.summary"
 ) -> tuple[str, list[Any]]:
@@ -1172,8 +1213,11 @@ def compile_search(
     The page is chosen first by run id and the keys alone, then its summaries are read: a
     sort that carried every matching run's summary would read them all."""
     compiler = _Compiler()
+    required, rest = _joinable(expr)
+    filters = " ".join(compiler.join(n, item) for n, item in enumerate(required))
     joins, keys = compiler.order(order)
-    where = compiler.where(expr) if expr is not None else "1"
+    joins = f"{filters} {joins}" if filters else joins
+    where = " AND ".join(f"({compiler.where(item)})" for item in rest) if rest else "1"
     selected = "".join(f", {expression} AS k{n}" for n, (expression, _) in enumerate(keys))
     page = (
         f"SELECT runs.run_id AS page_id{selected} FROM runs {joins} WHERE {where} "
