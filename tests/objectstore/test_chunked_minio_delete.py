@@ -151,15 +151,19 @@ def test_a_removal_killed_before_its_run_document_went_leaves_the_run_whole(
     assert _keys(second) == []
 
 
+@pytest.mark.parametrize("prefix", ["", "/run-logs"])
 def test_the_first_delete_of_a_store_finishes_removals_cut_short(
-    minio_config: dict[str, str],
+    minio_config: dict[str, str], prefix: str
 ) -> None:
+    minio_config = {**minio_config, "bucket": minio_config["bucket"] + prefix}
     first = _store(minio_config)
     sweep_run(first, "cut", branches=BRANCHES)
     sweep_run(first, "next", branches=1)
     _kill_after(first, 4)
     with pytest.raises(Killed):
         first.delete_run("cut")
+    marker = f"{prefix.strip('/')}/.deleting/cut".lstrip("/")
+    assert marker in _keys(first)
     second = _store(minio_config)
     second.delete_run("next")
     assert _keys(second) == []

@@ -18,6 +18,10 @@ ETag, so it is fetched and wins. A full read of an ended run also leaves the mer
 beside the run (``.merged.json``) with the ETag of every object it came from; the next full
 read lists the run, and if every name and ETag is unchanged, that document is the answer.
 
+A run is what has a run document (``RunLog``): a delete removes it first, in one DELETE, so
+readers see the whole run or none, then the rest; a removal cut short is finished by the next
+delete or gc, or by a run created again under the id (docs/format.md, "Deleting a run").
+
 Runs of format 1 (``RunLog.json``, ``BranchLog-<key>.json``) are read and written to with their
 own names.
 """
