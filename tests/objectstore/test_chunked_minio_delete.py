@@ -176,9 +176,11 @@ def test_an_id_created_again_starts_empty(minio_config: dict[str, str]) -> None:
     _kill_after(first, 4)
     with pytest.raises(Killed):
         first.delete_run("again")
+    # A minio catalog sharing the prefix (a copy puts the catalog before the run): kept.
+    first.storage().put("again/data/model.bin", b"weights")
     second = _store(minio_config)
     second.create_run_log("again", tag="new", status=FAIL)
-    assert _keys(second, "again/") == ["again/.layout", "again/RunLog"]
+    assert _keys(second, "again/") == ["again/.layout", "again/RunLog", "again/data/model.bin"]
     run = second.get_run_log_by_id("again", full=True)
     assert run.tag == "new" and run.steps == {}
     # Its marker stays beside a run document, untouched, until the run is deleted.

@@ -163,12 +163,16 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
         older = self._key(run_id, RUN_LOG_FILE)
         # One listing says whether a format-1 run has the id, and what a removal cut short (or
         # a write into the run after its removal) left under it: no part of the new run, so
-        # removed before it is created.
+        # removed before it is created. Only run log objects: a catalog sharing the prefix
+        # keeps its files there, which a copy writes before the run.
         listed = self._listed(run_id)
         if older in listed:
             raise RunLogExistsError(run_id, path=bucket.url(key))
-        if listed and key not in listed:
-            self._remove_pieces(run_id, listed)
+        if key not in listed:
+            folder = self._folder(run_id)
+            left = [k for k in listed if _run_log_object(k[len(folder) :])]
+            if left:
+                self._remove_pieces(run_id, left)
         if not bucket.create(key, run_log, run_id=run_id):
             raise RunLogExistsError(run_id, path=bucket.url(key))
         bucket.put(self._key(run_id, LAYOUT_MARKER), _core.MINIO_LAYOUT_MARKER_TEXT, run_id=run_id)
@@ -728,6 +732,14 @@ class ChunkedMinioRunLogStore(ChunkedRunLogStore, RunLogBucketSettings):
             for key in [k for k in state if k[0] == run_id]:
                 state.pop(key, None)
         self._forget(run_id)
+
+
+def _run_log_object(name: str) -> bool:
+    """Whether a name under a run's prefix is one of the run log's own objects (not a catalog
+    file of a minio catalog that shares the prefix)."""
+    if "/" in name:
+        return False
+    return name.startswith(("StepLog-", "BranchLog-")) or name in (LAYOUT_MARKER, SNAPSHOT)
 
 
 def _deeper(object_name: str, branch: str) -> bool:
