@@ -352,17 +352,27 @@ struct Stored {
 type Changes = (Vec<(String, String, i64)>, Vec<String>);
 
 impl Stored {
-    /// Whether a run stamped so must be read again: new, changed, or changed too close to the
-    /// moment it was summarized (the index's racy rule).
     fn stale(&self, run_id: &str, head: &str, fingerprint: &str, changed: i64, racy: f64) -> bool {
-        let Some((recorded, indexed_at)) = self.rows.get(run_id) else {
-            return true;
-        };
-        let same = recorded.len() == head.len() + fingerprint.len()
-            && recorded.starts_with(head)
-            && recorded.ends_with(fingerprint);
-        !same || (changed != 0 && changed as f64 / 1e9 >= indexed_at - racy)
+        is_stale(self.rows.get(run_id), head, fingerprint, changed, racy)
     }
+}
+
+/// Whether a run stamped so must be read again: new, changed, or changed too close to the
+/// moment it was summarized (the index's racy rule).
+fn is_stale(
+    recorded: Option<&(String, f64)>,
+    head: &str,
+    fingerprint: &str,
+    changed: i64,
+    racy: f64,
+) -> bool {
+    let Some((recorded, indexed_at)) = recorded else {
+        return true;
+    };
+    let same = recorded.len() == head.len() + fingerprint.len()
+        && recorded.starts_with(head)
+        && recorded.ends_with(fingerprint);
+    !same || (changed != 0 && changed as f64 / 1e9 >= indexed_at - racy)
 }
 
 #[pymethods]
@@ -462,7 +472,7 @@ fn folder_changes(
     racy_seconds: f64,
 ) -> PyResult<Option<(Changes, Vec<String>, Vec<OsString>)>> {
     let found = in_process_pool(py, || {
-        fingerprint::fingerprint_folder(&folder).map(|found| {
+        fingerprint::fingerprint_folder(&folder, (racy_seconds * 1e9) as i64).map(|found| {
             let inner = stored.inner.read().unwrap_or_else(|p| p.into_inner());
             (inner.state == expected).then(|| folder_diff(&inner, found, racy_seconds))
         })
@@ -478,41 +488,49 @@ fn folder_diff(
     found: fingerprint::FolderFingerprints,
     racy: f64,
 ) -> (Changes, Vec<String>, Vec<OsString>) {
-    let mut unnamed: Vec<OsString> = Vec::new();
     let folders: HashSet<&OsStr> = if found.documents.is_empty() {
         HashSet::new()
     } else {
         found.folders.iter().map(|f| f.run_id.as_os_str()).collect()
     };
     let mut both: Vec<String> = Vec::new();
-    let mut stale: Vec<(String, String, i64)> = Vec::new();
-    let mut matched = 0usize;
-    let mut each = |item: &Fingerprint, head: &str, unnamed: &mut Vec<OsString>| {
-        let Some(run_id) = item.run_id.to_str() else {
-            unnamed.push(item.run_id.clone());
-            return;
-        };
-        if inner.rows.contains_key(run_id) {
-            matched += 1;
-        }
-        if inner.stale(run_id, head, &item.fingerprint, item.newest_change_ns, racy) {
-            stale.push((
-                run_id.to_owned(),
-                format!("{head}{}", item.fingerprint),
-                item.newest_change_ns,
-            ));
-        }
-    };
+    // Each run once: a document of a run folder's name is read as the run folder.
+    let mut listed: Vec<(&Fingerprint, &str)> =
+        Vec::with_capacity(found.documents.len() + found.folders.len());
     for item in &found.documents {
         if folders.contains(item.run_id.as_os_str()) {
             both.extend(item.run_id.to_str().map(str::to_owned));
-            continue; // read as the run folder of that name
+        } else {
+            listed.push((item, DOCUMENT_HEAD));
         }
-        each(item, DOCUMENT_HEAD, &mut unnamed);
     }
-    for item in &found.folders {
-        each(item, FOLDER_HEAD, &mut unnamed);
-    }
+    listed.extend(found.folders.iter().map(|item| (item, FOLDER_HEAD)));
+    // Looked up on every core: (recorded, stale entry) of each run.
+    let judged: Vec<(bool, Option<(String, String, i64)>)> = listed
+        .par_iter()
+        .with_min_len(1024)
+        .filter_map(|(item, head)| {
+            let run_id = item.run_id.to_str()?;
+            let recorded = inner.rows.get(run_id);
+            let changed = item.newest_change_ns;
+            let entry = is_stale(recorded, head, &item.fingerprint, changed, racy).then(|| {
+                (
+                    run_id.to_owned(),
+                    format!("{head}{}", item.fingerprint),
+                    changed,
+                )
+            });
+            Some((recorded.is_some(), entry))
+        })
+        .collect();
+    let unnamed: Vec<OsString> = listed
+        .iter()
+        .filter(|(item, _)| item.run_id.to_str().is_none())
+        .map(|(item, _)| item.run_id.clone())
+        .collect();
+    let matched = judged.iter().filter(|(recorded, _)| *recorded).count();
+    let mut stale: Vec<(String, String, i64)> =
+        judged.into_iter().filter_map(|(_, entry)| entry).collect();
     // Every recorded run seen again: none gone (each run id is counted once).
     let gone = if matched == inner.rows.len() {
         Vec::new()

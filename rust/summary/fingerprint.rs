@@ -12,10 +12,12 @@
 //! not per file), never follow a link below the configured folder, and run on the caller's
 //! rayon pool.
 
+use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RawDir, Stat};
@@ -284,6 +286,17 @@ fn run_folder_fingerprint(
 
 /// The fingerprint of an open run folder; `None` when it holds no `RunLog.json`.
 fn folder_contents(run: &OwnedFd, name: &OsStr, ino: Option<u64>) -> Option<Fingerprint> {
+    folder_contents_listed(run, name, ino, None)
+}
+
+/// [`folder_contents`], telling `listing` (when given) the names it stamped and the listing
+/// of `.journals` with that folder's stat taken before it was listed.
+fn folder_contents_listed(
+    run: &OwnedFd,
+    name: &OsStr,
+    ino: Option<u64>,
+    mut listing: Option<&mut Listing>,
+) -> Option<Fingerprint> {
     let ino = match ino {
         Some(ino) => ino,
         None => rustix::fs::fstat(run).ok()?.st_ino,
@@ -321,9 +334,18 @@ fn folder_contents(run: &OwnedFd, name: &OsStr, ino: Option<u64>) -> Option<Fing
             FileType::RegularFile
         };
         let text = format!("{}{}", kind_prefix(&stat, expected), stamp(&stat));
+        if let Some(listing) = listing.as_deref_mut() {
+            listing.names.push(entry.clone());
+            if entry == LAYOUT_MARKER.as_bytes() {
+                listing.marker = Some((text.clone(), change_ns(&stat)));
+            }
+        }
         stamps.push((entry, text));
         if is_journals && FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
-            journal_stamps(run.as_fd(), &mut stamps, &mut newest);
+            let names = journal_stamps(run.as_fd(), &mut stamps, &mut newest);
+            if let (Some(listing), Some(names)) = (listing.as_deref_mut(), names) {
+                listing.journals = Some((stat_key(&stat), names));
+            }
         }
     }
     stamps.sort_unstable();
@@ -342,15 +364,20 @@ fn folder_contents(run: &OwnedFd, name: &OsStr, ino: Option<u64>) -> Option<Fing
     })
 }
 
-/// The stamps of the journals in a run's `.journals/` (opened without following a link).
-fn journal_stamps(run: BorrowedFd<'_>, stamps: &mut Vec<(Vec<u8>, String)>, newest: &mut i64) {
+/// The stamps of the journals in a run's `.journals/` (opened without following a link);
+/// the journals' names when it could be listed.
+fn journal_stamps(
+    run: BorrowedFd<'_>,
+    stamps: &mut Vec<(Vec<u8>, String)>,
+    newest: &mut i64,
+) -> Option<Vec<Vec<u8>>> {
     let Ok(journals) = rustix::fs::openat(
         run,
         JOURNAL_DIR,
         OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
         Mode::empty(),
     ) else {
-        return;
+        return None;
     };
     let mut names: Vec<Vec<u8>> = Vec::new();
     let listed = each_entry(journals.as_fd(), 4 << 10, |entry, _, _| {
@@ -359,15 +386,15 @@ fn journal_stamps(run: BorrowedFd<'_>, stamps: &mut Vec<(Vec<u8>, String)>, newe
         }
     });
     if listed.is_err() {
-        return;
+        return None;
     }
-    for entry in names {
-        let Ok(stat) = lstat_at(journals.as_fd(), OsStr::from_bytes(&entry)) else {
+    for entry in &names {
+        let Ok(stat) = lstat_at(journals.as_fd(), OsStr::from_bytes(entry)) else {
             continue;
         };
         *newest = (*newest).max(change_ns(&stat));
         let mut key = format!("{JOURNAL_DIR}/").into_bytes();
-        key.extend_from_slice(&entry);
+        key.extend_from_slice(entry);
         let text = format!(
             "{}{}",
             kind_prefix(&stat, FileType::RegularFile),
@@ -375,6 +402,208 @@ fn journal_stamps(run: BorrowedFd<'_>, stamps: &mut Vec<(Vec<u8>, String)>, newe
         );
         stamps.push((key, text));
     }
+    Some(names)
+}
+
+/// A folder's stat as a key that changes with every name made, removed or renamed in it:
+/// (inode, modified ns, changed ns).
+type StatKey = (u64, i64, i64);
+
+fn stat_key(stat: &Stat) -> StatKey {
+    (
+        stat.st_ino,
+        stat.st_mtime * 1_000_000_000 + stat.st_mtime_nsec as i64,
+        change_ns(stat),
+    )
+}
+
+/// The names a run folder's fingerprint stamped, and those of its `.journals`, each with the
+/// stat its folder had before it was listed.
+#[derive(Debug, Default, Clone)]
+struct Listing {
+    folder: Option<StatKey>,
+    names: Vec<Vec<u8>>,
+    journals: Option<(StatKey, Vec<Vec<u8>>)>,
+    /// The layout marker's stamp and change time: the marker is only ever made whole by a
+    /// rename (by this package's writers; runnable's know nothing of it), which changes its
+    /// folder, so it is not stamped again while its folder is unchanged.
+    marker: Option<(String, i64)>,
+}
+
+/// The listings of the run folders of the log folders this process fingerprinted last, by
+/// log folder: a run folder whose stat is unchanged holds the same names, and is stamped
+/// without listing it again (the listing is most of the cost of a run's fingerprint: an open,
+/// two reads of the folder and a close, against one stat of each file). Only a listing taken
+/// well after the folder's last change is kept (see `fingerprint_folder`).
+type Listings = HashMap<OsString, Arc<Listing>>;
+static LISTINGS: Mutex<Vec<(PathBuf, Arc<Listings>)>> = Mutex::new(Vec::new());
+const LISTED_FOLDERS: usize = 8;
+
+fn listings_of(folder: &Path) -> Arc<Listings> {
+    let kept = LISTINGS.lock().unwrap_or_else(|p| p.into_inner());
+    kept.iter()
+        .find(|(path, _)| path == folder)
+        .map(|(_, listings)| Arc::clone(listings))
+        .unwrap_or_default()
+}
+
+fn keep_listings(folder: &Path, listings: Listings) {
+    let mut kept = LISTINGS.lock().unwrap_or_else(|p| p.into_inner());
+    kept.retain(|(path, _)| path != folder);
+    if kept.len() >= LISTED_FOLDERS {
+        kept.remove(0);
+    }
+    kept.push((folder.to_path_buf(), Arc::new(listings)));
+}
+
+/// The fingerprint of run folder `name` from the names of its last listing, each stamped
+/// through the folder's name (`<name>/<entry>`); None when the folder or its `.journals`
+/// changed since (listed again by the caller). A link put at `<name>` between the stat of the
+/// folder and those of its files can make a fingerprint of files elsewhere: a hash of stats,
+/// never a read, that matches no fingerprint of this folder, and the next scan sees the link.
+fn listed_contents(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    ino: u64,
+    listing: &Listing,
+) -> Option<Fingerprint> {
+    use std::fmt::Write;
+    // The names and the journals' are sorted (see `cached_run_folder`), and `.journals/<j>`
+    // sorts right after `.journals` among the names stamped: hashed in the order of
+    // `folder_contents`'s sort, without building and sorting the list.
+    let mut path = name.as_bytes().to_vec();
+    path.push(b'/');
+    let base = path.len();
+    let mut newest = i64::MIN;
+    let mut count = 0usize;
+    let mut text = String::with_capacity(96);
+    let mut hasher = blake3::Hasher::new();
+    let mut put = |hasher: &mut blake3::Hasher, key: &[&[u8]], text: &str| {
+        for part in key {
+            hasher.update(part);
+        }
+        hasher.update(b"\0");
+        hasher.update(text.as_bytes());
+        hasher.update(b"\n");
+        count += 1;
+    };
+    for entry in &listing.names {
+        if entry == LAYOUT_MARKER.as_bytes() {
+            if let Some((marker, changed)) = &listing.marker {
+                newest = newest.max(*changed);
+                put(&mut hasher, &[entry], marker);
+                continue;
+            }
+        }
+        path.truncate(base);
+        path.extend_from_slice(entry);
+        let Ok(stat) = lstat_at(parent, OsStr::from_bytes(&path)) else {
+            return None; // gone: its folder changed
+        };
+        newest = newest.max(change_ns(&stat));
+        let is_journals = entry == JOURNAL_DIR.as_bytes();
+        let expected = if is_journals {
+            FileType::Directory
+        } else {
+            FileType::RegularFile
+        };
+        text.clear();
+        let _ = write!(text, "{}{}", kind_prefix(&stat, expected), stamp(&stat));
+        put(&mut hasher, &[entry], &text);
+        if is_journals && FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
+            let (key, names) = listing.journals.as_ref()?;
+            if *key != stat_key(&stat) {
+                return None;
+            }
+            for journal in names {
+                path.truncate(base + entry.len());
+                path.push(b'/');
+                path.extend_from_slice(journal);
+                let Ok(stat) = lstat_at(parent, OsStr::from_bytes(&path)) else {
+                    return None;
+                };
+                newest = newest.max(change_ns(&stat));
+                text.clear();
+                let _ = write!(
+                    text,
+                    "{}{}",
+                    kind_prefix(&stat, FileType::RegularFile),
+                    stamp(&stat)
+                );
+                put(&mut hasher, &[JOURNAL_DIR.as_bytes(), b"/", journal], &text);
+            }
+        }
+    }
+    let hex = hasher.finalize().to_hex();
+    Some(Fingerprint {
+        run_id: name.to_os_string(),
+        fingerprint: format!("{ino}:{count}:{}", &hex[..32]),
+        newest_change_ns: newest,
+    })
+}
+
+/// A run folder's fingerprint (as [`run_folder_fingerprint`] makes it) from its last listing
+/// when the folder is unchanged, else listed again; with the listing to keep, if any: one
+/// taken when the folder (and its `.journals`) last changed before `trusted_before` (ns), so
+/// that a change in the same tick of the file clock as the listing cannot hide behind an
+/// unchanged stat (git's racy-clean rule).
+fn cached_run_folder(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    kind: FileType,
+    ino: u64,
+    known: Option<&Arc<Listing>>,
+    trusted_before: i64,
+) -> (Option<Fingerprint>, Option<Arc<Listing>>) {
+    if kind != FileType::Directory {
+        return (run_folder_fingerprint(parent, name, kind, Some(ino)), None);
+    }
+    let own = match lstat_at(parent, name) {
+        Ok(own) => own,
+        Err(Errno::NOENT) => return (None, None),
+        Err(_) => return (run_folder_fingerprint(parent, name, kind, Some(ino)), None),
+    };
+    if FileType::from_raw_mode(own.st_mode) != FileType::Directory {
+        return (
+            run_folder_fingerprint(parent, name, FileType::Unknown, None),
+            None,
+        );
+    }
+    let key = stat_key(&own);
+    if let Some(known) = known.filter(|known| known.folder == Some(key)) {
+        if let Some(found) = listed_contents(parent, name, ino, known) {
+            return (Some(found), Some(Arc::clone(known)));
+        }
+    }
+    let run = match rustix::fs::openat(
+        parent,
+        name,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(run) => run,
+        Err(_) => return (run_folder_fingerprint(parent, name, kind, Some(ino)), None),
+    };
+    let mut listing = Listing {
+        folder: Some(key),
+        ..Listing::default()
+    };
+    let found = folder_contents_listed(&run, name, Some(ino), Some(&mut listing));
+    let settled = key.2 < trusted_before
+        && listing
+            .journals
+            .as_ref()
+            .map_or(true, |(journals, _)| journals.2 < trusted_before);
+    let has_journals = listing.names.iter().any(|n| n == JOURNAL_DIR.as_bytes());
+    let keep = found.is_some() && settled && (!has_journals || listing.journals.is_some());
+    if !keep {
+        return (found, None);
+    }
+    listing.names.sort_unstable();
+    if let Some((_, journals)) = listing.journals.as_mut() {
+        journals.sort_unstable();
+    }
+    (found, Some(Arc::new(listing)))
 }
 
 /// The runs of a log folder in both layouts, from one listing: what [`fingerprint_documents`]
@@ -387,7 +616,21 @@ pub struct FolderFingerprints {
     pub folders: Vec<Fingerprint>,
 }
 
-pub fn fingerprint_folder(folder: &Path) -> Result<FolderFingerprints> {
+/// A name's document, run folder and the listing of the run folder to keep.
+type Entry = (
+    Option<Fingerprint>,
+    Option<Fingerprint>,
+    Option<Arc<Listing>>,
+);
+
+/// `racy_ns`: how long before the scan a run folder must have last changed for its listing to
+/// be kept for the next scan of this folder in this process.
+pub fn fingerprint_folder(folder: &Path, racy_ns: i64) -> Result<FolderFingerprints> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64);
+    let trusted_before = now - racy_ns;
+    let known = listings_of(folder);
     let fd = match open_dir(folder) {
         Ok(fd) => fd,
         Err(CoreError::NotFound { .. }) => return Ok(FolderFingerprints::default()),
@@ -398,7 +641,7 @@ pub fn fingerprint_folder(folder: &Path) -> Result<FolderFingerprints> {
         .filter(|(name, _, _)| !name.as_bytes().starts_with(b"."))
         .collect();
     let fd = fd.as_fd();
-    let found: Vec<(Option<Fingerprint>, Option<Fingerprint>)> = names
+    let found: Vec<Entry> = names
         .par_iter()
         .with_min_len(128)
         .map(|(name, kind, ino)| {
@@ -416,19 +659,25 @@ pub fn fingerprint_folder(folder: &Path) -> Result<FolderFingerprints> {
             } else {
                 None
             };
-            let run_folder = match kind {
+            let (run_folder, listing) = match kind {
                 FileType::Directory | FileType::Unknown | FileType::Symlink => {
-                    run_folder_fingerprint(fd, name, *kind, Some(*ino))
+                    cached_run_folder(fd, name, *kind, *ino, known.get(name), trusted_before)
                 }
-                _ => None,
+                _ => (None, None),
             };
-            (document, run_folder)
+            (document, run_folder, listing)
         })
         .collect();
     let mut out = FolderFingerprints::default();
-    for (document, run_folder) in found {
+    let mut listings = Listings::with_capacity(found.len());
+    for ((document, run_folder, listing), (name, _, _)) in found.into_iter().zip(names) {
         out.documents.extend(document);
         out.folders.extend(run_folder);
+        if let Some(listing) = listing {
+            listings.insert(name, listing);
+        }
     }
+    drop(known);
+    keep_listings(folder, listings);
     Ok(out)
 }

@@ -6,6 +6,7 @@ would see, and not with what a read writes (the stored merge of a chunked run)."
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from runlog_store import _core
@@ -181,3 +182,53 @@ def test_folder_changes_stamp_both_layouts_as_the_one_layout_scans_do(tmp_path: 
     kept.remove("run")
     changes = stored.diff(("e", "1"), {"doc": ("file-system x", 0), "new": ("y", 5)}, 0.05)
     assert changes == ([("new", "y", 5)], [r for r in kept if r != "doc"])
+
+
+def _all_stamps(folder: Path) -> dict[str, tuple[str, int]]:
+    """Every run's stamp as ``folder_changes`` gives it (against an empty index)."""
+    found = _core.folder_changes(str(folder), _core.StoredStamps(("e", "0"), []), ("e", "0"), 0.05)
+    assert found is not None
+    return {run_id: (fingerprint, changed) for run_id, fingerprint, changed in found[0][0]}
+
+
+def _listed_again(folder: Path) -> dict[str, tuple[str, int]]:
+    """The same from fresh listings of every run folder (``fingerprint_run_folders``)."""
+    return {
+        r: ("chunked-fs " + f, c)
+        for r, (f, c) in _core.fingerprint_run_folders(str(folder)).items()
+    }
+
+
+def test_run_folders_kept_listed_between_scans_still_show_every_change(tmp_path: Path) -> None:
+    """A scan keeps each settled run folder's listing and the next one stamps its files
+    without listing it again while its stat is unchanged: the stamps stay those of a fresh
+    listing through writes in place (runnable's), files added, journals grown and added."""
+    store = ChunkedFileSystemRunLogStore(log_folder=str(tmp_path), fsync=False)
+    for run_id in ("a", "b", "c"):
+        store.create_run_log(run_id, status="PROCESSING")
+    store.add_step_log(StepLog(name="s", internal_name="s", status="PROCESSING"), "c")
+    time.sleep(0.2)  # settled: older than the racy window of the next scan
+    seen = [_all_stamps(tmp_path)]
+    assert seen[-1] == _listed_again(tmp_path)
+
+    def changed(run_id: str) -> None:
+        now = _all_stamps(tmp_path)
+        assert now == _listed_again(tmp_path)
+        assert {r for r in now if now[r] != seen[-1][r]} == {run_id}
+        seen.append(now)
+
+    assert _all_stamps(tmp_path) == seen[-1]  # from the kept listings
+    # runnable's write of the run document in place: the folder itself is unchanged
+    document = tmp_path / "a" / "RunLog.json"
+    document.write_text(document.read_text().replace("PROCESSING", "FAIL"))
+    changed("a")
+    (tmp_path / "b" / "StepLog-x-1.json").write_text("{}")
+    changed("b")
+    step = StepLog(name="s", internal_name="s", status="PROCESSING")
+    step.attempts.append(StepAttempt(start_time="2026-01-01 10:00:00", status="SUCCESS"))
+    store.add_step_log(step, "c")  # the same journal, grown in place
+    changed("c")
+    time.sleep(0.2)
+    _all_stamps(tmp_path)  # kept listed again, settled
+    document.write_text(document.read_text() + " ")
+    changed("a")
