@@ -72,8 +72,10 @@ NOTE_BUSY_SECONDS = 0.25
 # some: changes this close to the stamp are read again.
 RACY_SECONDS = 0.05
 
-# How much of an index file a search maps into memory (see ``_own_file``).
+# How much of an index file a search maps into memory (see ``_own_file``), and the most memory
+# its page cache takes.
 MMAP_BYTES = 1 << 30
+CACHE_KIB = 256 * 1024
 
 # SQLite's primary result codes: SQLITE_CORRUPT, SQLITE_NOTADB; SQLITE_BUSY, SQLITE_LOCKED.
 _CORRUPT_CODES = {11, 26}
@@ -148,6 +150,9 @@ class RunIndex:
             # A cache: a commit lost to a power cut is read again by the next search, and WAL
             # keeps the file whole without a sync at every commit.
             conn.execute("PRAGMA synchronous = NORMAL")
+            # Room for the pages a write changes across the tables and their indexes (the
+            # default 2 MB spills them to the file mid-transaction); taken only as used.
+            conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
             if _own_file(path):
                 # Pages read in place from the OS's cache, not copied into a cache of this
                 # connection (which lives one search): half the time of a search's lookups.
