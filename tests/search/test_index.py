@@ -284,6 +284,68 @@ def test_an_index_of_another_version_is_built_again(
     assert version == (index_module.SCHEMA_VERSION,)
 
 
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "DROP TABLE steps",
+        "DROP TABLE metrics",
+        "ALTER TABLE runs DROP COLUMN failed_step_folded",
+        "ALTER TABLE params RENAME TO params_old",
+    ],
+)
+def test_a_schema_damaged_as_sqlite_allows_is_built_again(
+    searched: BaseRunLogStore, tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A file of this version whose tables someone changed: our statements fail as SQLite
+    says of a missing table or column, which is damage (built again), not a reason to read
+    every run at every search."""
+    path = tmp_path / INDEX_FILE
+    with sqlite3.connect(path) as db:
+        db.execute(damage)
+    searched.update_run_log_status("search-3", "FAIL")
+    with caplog.at_level(logging.WARNING, "runlog_store.search"):
+        assert_answers_equal_scan(searched)
+    with sqlite3.connect(path) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+        assert {"runs", "params", "metrics", "steps", "runs_start_time"} <= tables
+        assert db.execute("SELECT count(*) FROM runs").fetchone() == (6,)
+    assert "is damaged" in caplog.text and "built again" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, "runlog_store.search"):
+        assert_answers_equal_scan(searched)
+    assert "damaged" not in caplog.text and "read every run" not in caplog.text
+
+
+def test_an_index_of_a_newer_library_is_left_to_it(
+    searched: BaseRunLogStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two versions of the library searching one folder do not rebuild each other's file at
+    every search: the older one keeps an index of its own in the user's cache folder."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    path = tmp_path / INDEX_FILE
+    newer = "999-999.0.0-0123456789abcdef"
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (newer,))
+        db.execute("UPDATE runs SET status = 'FAIL'")  # a newer library's answers: not ours
+    for _ in range(2):
+        searched.update_run_log_status("search-3", "FAIL")
+        assert_answers_equal_scan(searched)
+        with sqlite3.connect(path) as db:
+            version = db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        assert version == (newer,), "the newer library's file is left as it was"
+    own = list((cache / "runlog-store" / "index").glob("*.sqlite"))
+    assert len(own) == 1
+    with sqlite3.connect(own[0]) as db:
+        version = db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+    assert version == (index_module.SCHEMA_VERSION,)
+    quiet = RecordingCallback()
+    _settle()
+    searched.search_runs()
+    searched.search_runs(callback=quiet)
+    assert _indexed(quiet) == 0, "its own index is kept up to date, not built again"
+
+
 def test_an_index_deleted_between_searches(searched: BaseRunLogStore, tmp_path: Path) -> None:
     for name in (INDEX_FILE, INDEX_FILE + "-wal", INDEX_FILE + "-shm"):
         (tmp_path / name).unlink(missing_ok=True)

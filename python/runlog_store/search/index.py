@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -45,6 +46,7 @@ from runlog_store.search import query
 from runlog_store.search.sources import (
     RunSource,
     Unindexable,
+    cached_index_path,
     check_names,
     user_index_folder,
 )
@@ -96,14 +98,49 @@ class _Corrupt(Exception):
     """The file is not a usable index: rebuilt."""
 
 
+class _Newer(Exception):
+    """The file is the index of a newer version of the library: left to it (see
+    ``_is_newer``)."""
+
+
+def _version_key(version: str) -> tuple[int, tuple[int, ...]] | None:
+    """(format, library version) of a schema version ``<format>-<library version>-<hash>``."""
+    head, _, rest = version.partition("-")
+    library = rest.rpartition("-")[0]
+    numbers = []
+    for part in library.split("."):
+        digits = re.match(r"[0-9]+", part)
+        if digits is None:
+            break
+        numbers.append(int(digits.group()))
+    if not head.isdigit() or not numbers:
+        return None
+    return int(head), tuple(numbers)
+
+
+def _is_newer(found: str) -> bool:
+    """Whether an index file's version is that of a newer library than this one. Two versions
+    sharing a folder must not rebuild each other's file at every search: the older one keeps
+    an index of its own in the user's cache folder, the newer one rebuilds an older file."""
+    theirs, ours = _version_key(found), _version_key(SCHEMA_VERSION)
+    return theirs is not None and ours is not None and theirs > ours
+
+
 def _code(exc: sqlite3.Error) -> int:
     return int(getattr(exc, "sqlite_errorcode", -1)) & 0xFF
+
+
+# Errors of our own statements on a file whose version is ours: its schema was damaged in a
+# way SQLite accepts (a table or column dropped by hand, say): rebuilt.
+_SCHEMA_DAMAGE = ("no such table", "no such column", "no such index", "has no column named")
 
 
 def _is_corrupt(exc: sqlite3.Error) -> bool:
     if _code(exc) in _CORRUPT_CODES:
         return True
     text = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and any(d in text for d in _SCHEMA_DAMAGE):
+        return True
     return "not a database" in text or "malformed" in text
 
 
@@ -167,13 +204,18 @@ class RunIndex:
         """Make the file an index of this version: WAL, the tables and the version, created
         or replaced in one write transaction (re-checked under the lock: another process may
         have done it meanwhile)."""
-        if self._version(conn) == SCHEMA_VERSION:
+        found = self._version(conn)
+        if found == SCHEMA_VERSION:
             return
+        if found is not None and _is_newer(found):
+            raise _Newer(found)
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("BEGIN IMMEDIATE")
         try:
             found = self._version(conn)
+            if found is not None and found != SCHEMA_VERSION and _is_newer(found):
+                raise _Newer(found)
             if found != SCHEMA_VERSION:
                 if found is not None:
                     log.warning(
@@ -238,9 +280,20 @@ class RunIndex:
         path = self.source.index_path()
         if path is None:
             return None
-        for _attempt in range(2):
+        for _attempt in range(3):
             try:
                 return self._search(path, expr, order, offset, limit, callback, reconcile)
+            except _Newer as exc:
+                if os.path.dirname(path) == user_index_folder():
+                    return None  # a newer library's even there: read every run
+                log.info(
+                    "run index %s is a newer library's (version %s): this one keeps its own "
+                    "in the user's cache folder",
+                    path,
+                    exc,
+                )
+                path = cached_index_path(f"beside|{path}|{SCHEMA_VERSION}")
+                continue
             except (sqlite3.Error, _Corrupt, UnicodeDecodeError) as exc:
                 # A damaged schema can make SQLite's own message bytes that are not UTF-8.
                 if isinstance(exc, UnicodeDecodeError):
