@@ -36,6 +36,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import runlog_store
@@ -359,14 +360,21 @@ class RunIndex:
             try:
                 state = _state(conn)
                 stored = _stored(conn, path, state)
-                changes = self.source.changes(stored, state, RACY_SECONDS)
+                # The answer of the index as it is, read while the runs are stamped (both
+                # leave the GIL: the stamps on the core's threads, the query on this one): it
+                # is the answer when nothing changed, the common case.
+                with ThreadPoolExecutor(max_workers=1) as pool:
+                    stamping = pool.submit(self.source.changes, stored, state, RACY_SECONDS)
+                    found = conn.execute(sql, params).fetchall() if len(stored) else None
+                    changes = stamping.result()
                 if changes is None:  # another thread of this process moved the copy on
                     stored = _stored(conn, path, state, cached=False)
                     changes = self.source.changes(stored, state, RACY_SECONDS)
                     assert changes is not None  # a copy of its own, at its state
                 stale, gone = changes
                 if not stale and not gone:
-                    found = conn.execute(sql, params).fetchall()
+                    if found is None:
+                        found = conn.execute(sql, params).fetchall()
                     conn.execute("COMMIT")
                     return _summaries(found)
             finally:
