@@ -153,6 +153,7 @@ class PostgresRunLogStore(ChunkedRunLogStore):
 
     # The schemas this store object has checked (and migrated) in this process.
     _migrated: set[str] = PrivateAttr(default_factory=set)
+    _location_cache: Any = PrivateAttr(default=None)  # (settings, location())
     PER_PROCESS_STATE: ClassVar[tuple[str, ...]] = (
         *ChunkedRunLogStore.PER_PROCESS_STATE,
         "_migrated",
@@ -203,6 +204,17 @@ class PostgresRunLogStore(ChunkedRunLogStore):
 
     def location(self) -> str:
         """``postgresql://[user@]host:port/dbname/schema``: never the password."""
+        # Every call names it (in errors it may raise), and parsing the settings costs more
+        # than the call's own query: kept per settings.
+        key = (self.url, self.host, self.port, self.dbname, self.user, self.schema_name)
+        cached = self._location_cache
+        if cached is not None and cached[0] == key:
+            return str(cached[1])
+        where = self._where()
+        self._location_cache = (key, where)
+        return where
+
+    def _where(self) -> str:
         info = psycopg.conninfo.conninfo_to_dict(self._conninfo())
         host = str(info.get("host") or os.environ.get("PGHOST") or "localhost")
         port = str(info.get("port") or os.environ.get("PGPORT") or "5432")
@@ -329,13 +341,23 @@ class PostgresRunLogStore(ChunkedRunLogStore):
         return statement.replace("{schema}", self._schema()).encode()
 
     def _transaction(
-        self, run_id: str, work: Callable[[Cursor[Any]], _T], *, read_only: bool = False
+        self,
+        run_id: str,
+        work: Callable[[Cursor[Any]], _T],
+        *,
+        read_only: bool = False,
+        atomic: bool = True,
     ) -> _T:
-        """``work`` in one transaction (a snapshot for reads), run again when it lost a
-        deadlock or a serialization conflict; database errors as StorageError."""
+        """``work`` in one transaction (a snapshot for reads; without ``atomic``, ``work`` is
+        one statement, its own transaction), run again when it lost a deadlock or a
+        serialization conflict; database errors as StorageError."""
         for attempt in range(TRANSACTION_ATTEMPTS):
             try:
-                with self._pool().connection() as conn, conn.transaction(), conn.cursor() as cur:
+                with (
+                    self._pool().connection() as conn,
+                    conn.transaction() if atomic else contextlib.nullcontext(),
+                    conn.cursor() as cur,
+                ):
                     if read_only:
                         cur.execute(b"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
                     return work(cur)
@@ -428,7 +450,10 @@ class PostgresRunLogStore(ChunkedRunLogStore):
                         [run_id, kind, change.target, place, change.body],
                     )
 
-        self._transaction(run_id, write)
+        # A call that stores one step or branch is one statement: its own transaction, without
+        # the round trips of BEGIN and COMMIT (runnable's most frequent write).
+        single = len(changes) == 1 and changes[0].kind in ("step-put", "branch-put")
+        self._transaction(run_id, write, atomic=not single)
 
     def _patch_run(
         self,
@@ -566,7 +591,7 @@ class PostgresRunLogStore(ChunkedRunLogStore):
             row = cur.fetchone()
             return None if row is None else row[0]
 
-        return self._transaction(run_id, read)
+        return self._transaction(run_id, read, atomic=False)  # one statement
 
     def _read_step(self, run_id: str, name: str) -> bytes | None:
         body = self._one(
