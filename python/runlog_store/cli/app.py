@@ -1292,6 +1292,10 @@ def gc(
         selection = select_runs(store, policy)
         collected = _collect_runs(store, run_ids, selection, policy, catalog, dry_run)
         decisions = collected.decisions
+        if not dry_run:  # removals an earlier gc was killed inside, even when no run goes now
+            from runlog_store.ops.transfer import remove_leftovers
+
+            remove_leftovers(store)
         # A content catalog keeps contents apart from runs: those no remaining run references
         # go now (kept from the JSON output, a list of runs, and said on stderr).
         sweep = None
