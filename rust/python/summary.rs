@@ -470,7 +470,7 @@ fn folder_changes(
     stored: &StoredStamps,
     expected: (String, String),
     racy_seconds: f64,
-) -> PyResult<Option<(Changes, Vec<String>, Vec<OsString>)>> {
+) -> PyResult<Option<FolderDiff>> {
     let found = in_process_pool(py, || {
         fingerprint::fingerprint_folder(&folder, (racy_seconds * 1e9) as i64).map(|found| {
             let inner = stored.inner.read().unwrap_or_else(|p| p.into_inner());
@@ -480,14 +480,16 @@ fn folder_changes(
     Ok(found.map_err(|e| PyCoreError::new(e, "", Operation::Documents))?)
 }
 
+/// What `folder_changes` hands back: the changes, the run ids found in both layouts, the names
+/// that are not UTF-8.
+type FolderDiff = (Changes, Vec<String>, Vec<OsString>);
+/// A stale run: its id, its new stamp and its newest change time (ns).
+type StaleEntry = (String, String, i64);
+
 const DOCUMENT_HEAD: &str = "file-system ";
 const FOLDER_HEAD: &str = "chunked-fs ";
 
-fn folder_diff(
-    inner: &Stored,
-    found: fingerprint::FolderFingerprints,
-    racy: f64,
-) -> (Changes, Vec<String>, Vec<OsString>) {
+fn folder_diff(inner: &Stored, found: fingerprint::FolderFingerprints, racy: f64) -> FolderDiff {
     let folders: HashSet<&OsStr> = if found.documents.is_empty() {
         HashSet::new()
     } else {
@@ -506,7 +508,7 @@ fn folder_diff(
     }
     listed.extend(found.folders.iter().map(|item| (item, FOLDER_HEAD)));
     // Looked up on every core: (recorded, stale entry) of each run.
-    let judged: Vec<(bool, Option<(String, String, i64)>)> = listed
+    let judged: Vec<(bool, Option<StaleEntry>)> = listed
         .par_iter()
         .with_min_len(1024)
         .filter_map(|(item, head)| {
