@@ -96,6 +96,15 @@ impl std::fmt::Display for Unreadable {
 pub fn summarize(data: &[u8]) -> Result<RunSummary, Unreadable> {
     let text = std::str::from_utf8(data)
         .map_err(|e| Unreadable::NotJson(format!("it is not UTF-8: {e}")))?;
+    // Values are taken apart recursively (`value`): a document nesting deeper than any store
+    // writes (a hostile one, 100,000 levels) would overflow the stack of the thread reading it.
+    let depth = crate::json::nesting_of_bytes(data);
+    if depth > crate::nesting::MAX_NESTING {
+        return Err(Unreadable::NotJson(format!(
+            "it nests {depth} levels deep, more than the {} a run log may",
+            crate::nesting::MAX_NESTING
+        )));
+    }
     match serde_json::from_str::<Run<'_>>(text) {
         Ok(run) => summarize_parsed(run, text, text),
         Err(refused) => {
