@@ -66,6 +66,24 @@ fn kind_prefix(stat: &Stat, expected: FileType) -> &'static str {
     }
 }
 
+/// [`open_dir`], a missing folder being `None`: a folder not made yet holds no runs.
+fn open_dir_if_present(path: &Path) -> Result<Option<OwnedFd>> {
+    match open_dir(path) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(CoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The entries of a listed folder a store may take for runs: every name not hidden (the
+/// index, locks, temp files and removals cut short are hidden).
+fn visible_names(fd: BorrowedFd<'_>, path: &Path) -> Result<Vec<(OsString, FileType, u64)>> {
+    Ok(names_in(fd, path)?
+        .into_iter()
+        .filter(|(name, _, _)| !name.as_bytes().starts_with(b"."))
+        .collect())
+}
+
 fn open_dir(path: &Path) -> Result<OwnedFd> {
     rustix::fs::open(
         path,
@@ -121,10 +139,8 @@ fn lstat_at(fd: BorrowedFd<'_>, name: &OsStr) -> std::result::Result<Stat, Errno
 /// list_run_ids` lists: names ending in `.json` not starting with a dot, whatever they are)
 /// with the stamp of the entry itself. A missing folder has no runs.
 pub fn fingerprint_documents(folder: &Path) -> Result<Vec<Fingerprint>> {
-    let fd = match open_dir(folder) {
-        Ok(fd) => fd,
-        Err(CoreError::NotFound { .. }) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+    let Some(fd) = open_dir_if_present(folder)? else {
+        return Ok(Vec::new());
     };
     let names: Vec<OsString> = names_in(fd.as_fd(), folder)?
         .into_iter()
@@ -158,10 +174,8 @@ pub fn fingerprint_documents(folder: &Path) -> Result<Vec<Fingerprint>> {
 /// The fingerprint [`fingerprint_documents`] gives run `run_id`, alone; `None` when the store
 /// does not list it.
 pub fn fingerprint_document(folder: &Path, run_id: &OsStr) -> Result<Option<Fingerprint>> {
-    let fd = match open_dir(folder) {
-        Ok(fd) => fd,
-        Err(CoreError::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(fd) = open_dir_if_present(folder)? else {
+        return Ok(None);
     };
     let mut name = run_id.to_os_string();
     name.push(".json");
@@ -182,10 +196,8 @@ pub fn fingerprint_document(folder: &Path, run_id: &OsStr) -> Result<Option<Fing
 /// The fingerprint [`fingerprint_run_folders`] gives run `run_id`, alone; `None` when the
 /// store does not list it.
 pub fn fingerprint_run_folder(folder: &Path, run_id: &OsStr) -> Result<Option<Fingerprint>> {
-    let fd = match open_dir(folder) {
-        Ok(fd) => fd,
-        Err(CoreError::NotFound { .. }) => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(fd) = open_dir_if_present(folder)? else {
+        return Ok(None);
     };
     let bytes = run_id.as_bytes();
     if bytes.is_empty() || bytes.starts_with(b".") || bytes.contains(&b'/') {
@@ -212,15 +224,10 @@ pub fn fingerprint_run_folder(folder: &Path, run_id: &OsStr) -> Result<Option<Fi
 /// (`<name>/RunLog.json` is there through the link, or cannot be looked at), with the link's
 /// own stamp marked as a link; the store reads such a run as unreadable.
 pub fn fingerprint_run_folders(folder: &Path) -> Result<Vec<Fingerprint>> {
-    let fd = match open_dir(folder) {
-        Ok(fd) => fd,
-        Err(CoreError::NotFound { .. }) => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+    let Some(fd) = open_dir_if_present(folder)? else {
+        return Ok(Vec::new());
     };
-    let names: Vec<(OsString, FileType, u64)> = names_in(fd.as_fd(), folder)?
-        .into_iter()
-        .filter(|(name, _, _)| !name.as_bytes().starts_with(b"."))
-        .collect();
+    let names = visible_names(fd.as_fd(), folder)?;
     let fd = fd.as_fd();
     Ok(names
         .par_iter()
@@ -631,15 +638,10 @@ pub fn fingerprint_folder(folder: &Path, racy_ns: i64) -> Result<FolderFingerpri
         .map_or(0, |d| d.as_nanos() as i64);
     let trusted_before = now - racy_ns;
     let known = listings_of(folder);
-    let fd = match open_dir(folder) {
-        Ok(fd) => fd,
-        Err(CoreError::NotFound { .. }) => return Ok(FolderFingerprints::default()),
-        Err(e) => return Err(e),
+    let Some(fd) = open_dir_if_present(folder)? else {
+        return Ok(FolderFingerprints::default());
     };
-    let names: Vec<(OsString, FileType, u64)> = names_in(fd.as_fd(), folder)?
-        .into_iter()
-        .filter(|(name, _, _)| !name.as_bytes().starts_with(b"."))
-        .collect();
+    let names = visible_names(fd.as_fd(), folder)?;
     let fd = fd.as_fd();
     let found: Vec<Entry> = names
         .par_iter()
