@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import runnable.datastore as runnable_models
 from extensions.run_log_store.chunked_fs import ChunkedFileSystemRunLogStore as RunnableChunkedFs
-from tests.postgres_server import PostgresServer, required_postgres_bin
+from tests.postgres_server import PostgresServer, private_server
 
 import runlog_store as ours_models
 from runlog_store import create_store
@@ -32,12 +32,8 @@ _runs = itertools.count()
 
 @pytest.fixture(scope="module")
 def postgres_server() -> Iterator[PostgresServer]:
-    server = PostgresServer(required_postgres_bin())
-    try:
-        server.start()
+    with private_server() as server:
         yield server
-    finally:
-        server.remove()
 
 
 def _postgres(server: PostgresServer) -> Any:

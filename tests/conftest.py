@@ -18,7 +18,7 @@ import yaml
 from runlog_store import BaseRunLogStore, create_store
 
 from .minio_server import MinioServer, required_minio_binary
-from .postgres_server import PostgresServer, required_postgres_bin, stop_on_sigterm
+from .postgres_server import PostgresServer, private_server, stop_on_sigterm
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMITTED_FIXTURES = ROOT / "tests" / "fixtures"
@@ -121,13 +121,9 @@ def postgres_server() -> Iterator[PostgresServer]:
 
     Without the server the PostgreSQL tests skip on a developer machine but fail in CI.
     """
-    server = PostgresServer(required_postgres_bin())
     stop_on_sigterm()
-    try:
-        server.start()
+    with private_server() as server:
         yield server
-    finally:
-        server.remove()
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
@@ -60,6 +61,18 @@ def required_postgres_bin() -> Path:
         if os.environ.get("CI") == "true":
             pytest.fail(f"PostgreSQL is required in CI: {exc}")
         pytest.skip(f"no PostgreSQL server: {exc}")
+
+
+@contextlib.contextmanager
+def private_server() -> Iterator[PostgresServer]:
+    """A started private cluster, removed after: the session's, or a module's own (one its
+    tests may crash)."""
+    server = PostgresServer(required_postgres_bin())
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
 
 
 def postgres_bin(script: Path = POSTGRES_SCRIPT, timeout: float = 1800.0) -> Path:

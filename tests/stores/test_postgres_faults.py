@@ -23,7 +23,7 @@ from runlog_store.testing.store.processes import (
     start_writers,
 )
 
-from ..postgres_server import PostgresServer, required_postgres_bin
+from ..postgres_server import PostgresServer, private_server
 
 WRITERS = 8
 ACKS_BEFORE_CRASH = 12  # each writer's acknowledged writes when the server is killed
@@ -32,12 +32,8 @@ TIMEOUT = 60.0
 
 @pytest.fixture(scope="module")
 def crash_server() -> Iterator[PostgresServer]:
-    server = PostgresServer(required_postgres_bin())
-    try:
-        server.start()
+    with private_server() as server:
         yield server
-    finally:
-        server.remove()
 
 
 def _config(server: PostgresServer) -> dict[str, Any]:
