@@ -37,23 +37,28 @@ RUNNABLE_FIXTURES = FIXTURES / "runnable-0.50"
 SEED_FIXTURES = FIXTURES / "seed-layout"
 
 OBJECT_TYPES = ["minio", "chunked-minio"]
-STORE_TYPES = ["buffered", "file-system", "chunked-fs", *OBJECT_TYPES]
-PERSISTENT_TYPES = ["file-system", "chunked-fs", *OBJECT_TYPES]
+DATABASE_TYPES = ["postgres"]
+SERVER_TYPES = [*OBJECT_TYPES, *DATABASE_TYPES]  # stores that take a server, not a folder
+STORE_TYPES = ["buffered", "file-system", "chunked-fs", *SERVER_TYPES]
+PERSISTENT_TYPES = ["file-system", "chunked-fs", *SERVER_TYPES]
 
 
 def make_store(type_name: str, folder: Path, **config: object) -> BaseRunLogStore:
-    """A store of any type; object stores take their server settings in ``config``
+    """A store of any type; server stores take their server settings in ``config``
     (``store_config``), the others a folder."""
-    if type_name == "buffered" or type_name in OBJECT_TYPES:
+    if type_name == "buffered" or type_name in SERVER_TYPES:
         return create_store(type_name, **config)
     config.setdefault("fsync", False)
     return create_store(type_name, log_folder=str(folder), **config)
 
 
 def store_config(request: pytest.FixtureRequest, type_name: str) -> dict[str, Any]:
-    """The settings an object store needs (a real MinIO server and a fresh bucket)."""
+    """The settings a server store needs: a real MinIO server and a fresh bucket, or the
+    session's PostgreSQL cluster and a fresh schema."""
     if type_name in OBJECT_TYPES:
         return dict(request.getfixturevalue("minio_config"))
+    if type_name in DATABASE_TYPES:
+        return dict(request.getfixturevalue("postgres_config"))
     return {}
 
 

@@ -1,5 +1,5 @@
-"""What someone else who can write into a shared log folder or bucket does to it, and a child
-process to watch a read that might hang or eat memory."""
+"""What someone else who can write into a shared log folder, bucket or database does to it, and
+a child process to watch a read that might hang or eat memory."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from runlog_store.stores.chunked_fs import ChunkedFileSystemRunLogStore
 from runlog_store.stores.chunked_minio import ChunkedMinioRunLogStore
 from runlog_store.stores.file_system import FileSystemRunLogStore
 from runlog_store.stores.minio import MinioRunLogStore
+from runlog_store.stores.postgres import PostgresRunLogStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,6 +32,8 @@ def document_where(store: BaseRunLogStore, run_id: str) -> str:
         return store.storage().key(f"{run_id}.json")
     if isinstance(store, ChunkedMinioRunLogStore):
         return store.storage().key(run_id, "RunLog")
+    if isinstance(store, PostgresRunLogStore):
+        return store._location(run_id)  # the run's row of the runs table
     raise TypeError(f"no stored document in a {type(store).__name__}")
 
 
@@ -40,6 +43,13 @@ def run_document(store: BaseRunLogStore, run_id: str) -> tuple[str, bytes]:
     if isinstance(store, ChunkedFileSystemRunLogStore | ChunkedMinioRunLogStore):
         store.fold(run_id)
     where = document_where(store, run_id)
+    if isinstance(store, PostgresRunLogStore):
+        with store.connection() as conn:
+            row = conn.execute(
+                f'SELECT document FROM "{store.schema_name}".runs WHERE run_id = %s', [run_id]
+            ).fetchone()
+        assert row is not None, where
+        return where, bytes(row[0])
     if isinstance(store, MinioRunLogStore | ChunkedMinioRunLogStore):
         found = store.storage().get(where)
         assert found is not None, where
@@ -50,7 +60,14 @@ def run_document(store: BaseRunLogStore, run_id: str) -> tuple[str, bytes]:
 def replace_run_document(store: BaseRunLogStore, run_id: str, data: bytes) -> None:
     """Write ``data`` where the run-level document of ``run_id`` is, as another user would."""
     where, _ = run_document(store, run_id)
-    if isinstance(store, MinioRunLogStore | ChunkedMinioRunLogStore):
+    if isinstance(store, PostgresRunLogStore):
+        # Another user of the database: an UPDATE of the row, behind the store's back.
+        with store.connection() as conn:
+            conn.execute(
+                f'UPDATE "{store.schema_name}".runs SET document = %s WHERE run_id = %s',
+                [data, run_id],
+            )
+    elif isinstance(store, MinioRunLogStore | ChunkedMinioRunLogStore):
         store.storage().put(where, data)
         store.storage().delete(store.storage().key(run_id, ".merged.json"))
     else:
