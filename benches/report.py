@@ -60,14 +60,18 @@ def table(path: Path) -> str:
     groups = {group: _rounds_together(benches) for group, benches in groups.items()}
     lines = ["| benchmark | implementation | median | ratio |", "| --- | --- | --- | --- |"]
     for group, benches in groups.items():
-        baseline = next(b for b in benches if b["extra_info"].get("role") == "baseline")  # type: ignore[union-attr]
-        base = baseline["stats"]["median"]  # type: ignore[index]
+        # A run narrowed with -k may leave a group without its baseline: its figures are
+        # printed alone.
+        baseline = next((b for b in benches if b["extra_info"].get("role") == "baseline"), None)
+        base = baseline["stats"]["median"] if baseline is not None else None
         scale = group.startswith(("scale", "put-again"))
         reference = next((b for b in benches if b["extra_info"].get("role") == "reference"), None)  # type: ignore[union-attr]
         for bench in benches:
             median = bench["stats"]["median"]  # type: ignore[index]
             name = str(bench["name"]).split("[", 1)[-1].rstrip("]")
-            if bench is baseline:
+            if base is None or baseline is None:
+                ratio = "(no baseline in this run)"
+            elif bench is baseline:
                 ratio = "1.0 (base)"
             elif scale:
                 ratio = f"{median / base:.2f}x the cost"
