@@ -23,6 +23,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
 
 from lark import Lark, Token, Tree
@@ -269,18 +270,77 @@ NUMBER.2: /[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?/
 """
 
 
+# How the parser is built. Its tables, built once from the grammar with these options, are kept
+# in _parser_tables.py: building them takes tens of milliseconds, which every ``runlog list``
+# would pay, while loading them takes one. ``python -m runlog_store.search.query`` writes them
+# again; tests/cli/test_parser_tables.py fails until it is run after a change of the grammar,
+# of these options or of lark.
+_PARSER_OPTIONS: dict[str, Any] = {
+    "start": ["start", "order"],
+    "parser": "lalr",
+    "lexer": "contextual",
+    "propagate_positions": False,
+    "maybe_placeholders": True,
+}
+
+
+def _build_parser() -> Lark:
+    """The parser built from the grammar (its tables computed)."""
+    return Lark(_GRAMMAR, **_PARSER_OPTIONS, cache=False)
+
+
+def _tables_are_current(tables: ModuleType) -> bool:
+    """Whether the written tables are those of this grammar, these options and this lark."""
+    import lark
+
+    return bool(
+        tables.GRAMMAR == _GRAMMAR
+        and tables.OPTIONS == _PARSER_OPTIONS
+        and lark.__version__ == tables.LARK_VERSION
+    )
+
+
 @functools.cache
 def _parser() -> Lark:
-    """The parser, built on the first search rather than when the module is imported (tens
-    of milliseconds a command that does not search need not pay)."""
-    return Lark(
-        _GRAMMAR,
-        start=["start", "order"],
-        parser="lalr",
-        lexer="contextual",
-        propagate_positions=False,
-        maybe_placeholders=True,
-        cache=False,
+    """The parser, loaded from the tables written with the package (see _PARSER_OPTIONS), on
+    the first search rather than when the module is imported. Tables of another grammar,
+    options or lark (a change not yet written) are not used: the parser is built instead.
+    Nothing is read from a cache folder, where a file could be damaged or planted."""
+    from runlog_store.search import _parser_tables as tables
+
+    if not _tables_are_current(tables):
+        return _build_parser()
+    # What the parsers lark's standalone tool writes do: its tables are plain data (no pickle).
+    loaded: Lark = Lark._load_from_dict(tables.DATA, tables.MEMO)  # type: ignore[no-untyped-call]
+    return loaded
+
+
+def parser_tables_source() -> str:
+    """The text of _parser_tables.py for the grammar as it is now. Lark numbers states and
+    terminals in an order that changes from one process to the next, so two writes of the
+    same grammar can differ in their numbers and not in what they parse."""
+    import pprint
+
+    import lark
+    from lark.grammar import Rule
+    from lark.lexer import TerminalDef
+
+    data, memo = _build_parser().memo_serialize([TerminalDef, Rule])
+
+    def literal(value: object) -> str:
+        return pprint.pformat(value, width=100, sort_dicts=False)
+
+    return (
+        '"""The search language\'s parser tables, written by ``python -m '
+        'runlog_store.search.query``\nfrom the grammar in query.py: not to be edited."""\n\n'
+        "# fmt: off\n"
+        "# ruff: noqa: E501\n"
+        "from typing import Any\n\n"
+        f"LARK_VERSION = {lark.__version__!r}\n"
+        f"OPTIONS: dict[str, Any] = {literal(_PARSER_OPTIONS)}\n"
+        f"GRAMMAR = {literal(_GRAMMAR)}\n"
+        f"DATA: dict[str, Any] = {literal(data)}\n"
+        f"MEMO: dict[int, Any] = {literal(memo)}\n"
     )
 
 
@@ -1271,3 +1331,9 @@ __all__ = [
     "summary_json",
     "time_value",
 ]
+
+
+if __name__ == "__main__":
+    from pathlib import Path
+
+    Path(__file__).with_name("_parser_tables.py").write_text(parser_tables_source())
