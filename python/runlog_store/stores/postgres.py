@@ -22,6 +22,7 @@ import atexit
 import contextlib
 import os
 import re
+import select
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -44,7 +45,12 @@ from runlog_store.exceptions import (
     StorageError,
 )
 from runlog_store.stores import postgres_migrations as migrations
-from runlog_store.stores.chunked import Change, ChunkedRunLogStore, chunk_name
+from runlog_store.stores.chunked import (
+    MAX_REMEMBERED,
+    Change,
+    ChunkedRunLogStore,
+    chunk_name,
+)
 
 if TYPE_CHECKING:
     from psycopg import Connection, Cursor
@@ -85,6 +91,20 @@ def _shared_pool(key: _PoolKey, new: Callable[[], ConnectionPool[Any]]) -> Conne
         if pool is None:
             pool = _POOLS[key] = new()
         return pool
+
+
+def _check_idle_connection(conn: Connection[Any]) -> None:
+    """The pool's check of a connection it hands out, without a round trip (a query per
+    checkout would double the cost of a one-statement call): an idle session's socket has
+    nothing to read unless the server ended it (a shutdown, a restart, a crash: a termination
+    notice or the end of the stream), and only then is the server asked. A connection the
+    server drops after this check fails the call, which the store's retry covers."""
+    if conn.closed or conn.broken:
+        raise psycopg.OperationalError("the connection is closed")
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    if poller.poll(0):
+        ConnectionPool.check_connection(conn)
 
 
 def _forget_pools_after_fork() -> None:
@@ -154,9 +174,16 @@ class PostgresRunLogStore(ChunkedRunLogStore):
     # The schemas this store object has checked (and migrated) in this process.
     _migrated: set[str] = PrivateAttr(default_factory=set)
     _location_cache: Any = PrivateAttr(default=None)  # (settings, location())
+    _pool_key_cache: Any = PrivateAttr(default=None)  # (settings, _pool_key())
+    # The bytes this store last wrote (or read) of rows it may patch, the run's row (kind "run",
+    # name "") and branches': (run_id, kind, name) -> bytes. A patch of such a row is one
+    # statement updating it only if it still holds them (see _patch_known).
+    _rows_written: dict[tuple[str, str, str], bytes] = PrivateAttr(default_factory=dict)
     PER_PROCESS_STATE: ClassVar[tuple[str, ...]] = (
         *ChunkedRunLogStore.PER_PROCESS_STATE,
         "_migrated",
+        "_pool_key_cache",  # it holds the password in clear
+        "_rows_written",
     )
 
     def __init__(self, **data: Any) -> None:
@@ -236,9 +263,28 @@ class PostgresRunLogStore(ChunkedRunLogStore):
         if self.schema_name not in migrated:
             self._migrate()
             migrated.add(self.schema_name)
+        return _shared_pool(self._pool_key(), self._new_pool)
+
+    def _pool_key(self) -> _PoolKey:
+        # Built on every call, and the connection string's parsing costs a tenth of a
+        # one-statement call: kept per settings.
+        settings = (
+            self.url,
+            self.host,
+            self.port,
+            self.dbname,
+            self.user,
+            self.password,
+            self.pool_size,
+            self.connect_timeout,
+        )
+        cached = self._pool_key_cache
+        if cached and cached[0] == settings:  # () in a process it was pickled into
+            return cached[1]  # type: ignore[no-any-return]
         secret = self.password.get_secret_value() if self.password is not None else None
         key = (self._conninfo(), secret, self.pool_size, self.connect_timeout)
-        return _shared_pool(key, self._new_pool)
+        self._pool_key_cache = (settings, key)
+        return key
 
     def _new_pool(self) -> ConnectionPool[Any]:
         return ConnectionPool(
@@ -248,7 +294,7 @@ class PostgresRunLogStore(ChunkedRunLogStore):
             max_size=self.pool_size,
             timeout=self.connect_timeout,
             # A connection the server dropped (a restart) is found out before use.
-            check=ConnectionPool.check_connection,
+            check=_check_idle_connection,
             name="runlog-store",
             open=True,
         )
@@ -256,10 +302,8 @@ class PostgresRunLogStore(ChunkedRunLogStore):
     def close(self) -> None:
         """Close this process's connections of these settings (a later call opens new ones;
         other store objects of the same settings share them, and reopen them too)."""
-        secret = self.password.get_secret_value() if self.password is not None else None
-        key = (self._conninfo(), secret, self.pool_size, self.connect_timeout)
         with _POOLS_LOCK:
-            pool = _POOLS.pop(key, None)
+            pool = _POOLS.pop(self._pool_key(), None)
         if pool is not None:
             pool.close()
 
@@ -404,7 +448,10 @@ class PostgresRunLogStore(ChunkedRunLogStore):
             )
             return cur.rowcount == 1
 
-        return self._transaction(run_id, insert)
+        inserted = self._transaction(run_id, insert, atomic=False)  # one statement
+        if inserted:
+            self._remember(run_id, "run", "", run_log)
+        return inserted
 
     def _create(self, run_id: str, run_log: bytes) -> None:
         if not self._insert_run(run_id, run_log):
@@ -413,7 +460,15 @@ class PostgresRunLogStore(ChunkedRunLogStore):
     def _prepare(self, run_id: str, run_log: bytes) -> None:
         self._insert_run(run_id, run_log)
 
+    def _remember(self, run_id: str, kind: str, name: str, body: bytes) -> None:
+        known: dict[tuple[str, str, str], bytes] = self.__pydantic_private__["_rows_written"]  # type: ignore[index]
+        if len(known) > MAX_REMEMBERED:
+            known.clear()  # only an optimisation
+        known[(run_id, kind, name)] = body
+
     def _write(self, run_id: str, changes: list[Change]) -> None:
+        if len(changes) == 1 and self._patch_known(run_id, changes[0]):
+            return
         # A new step or branch is placed among its siblings by when it was first stored: by the
         # server's clock (one clock for writers on every machine), the start of the call's
         # transaction in nanoseconds plus the change's place in the call, numbered before the
@@ -454,6 +509,72 @@ class PostgresRunLogStore(ChunkedRunLogStore):
         # the round trips of BEGIN and COMMIT (runnable's most frequent write).
         single = len(changes) == 1 and changes[0].kind in ("step-put", "branch-put")
         self._transaction(run_id, write, atomic=not single)
+        for change in changes:
+            if change.kind == "branch-put":  # the row holds these bytes now
+                self._remember(run_id, "branch", change.target, change.body)
+
+    def _patch_known(self, run_id: str, change: Change) -> bool:
+        """A patch of a row whose bytes this store knows (it wrote them: runnable sets a
+        branch's parameters right after storing it) as one statement: the bytes patched here,
+        stored only if the row still holds those it was patched from. False when the row
+        holds others (another writer's) or none is known: the caller then patches it under
+        its lock. Bytes equal to those known give the same result whoever wrote them."""
+        if change.kind in ("run-set", "run-merge"):
+            key = (run_id, "run", "")
+            merge = change.keys if change.kind == "run-merge" else ()
+        elif change.kind == "branch-merge":
+            key = (run_id, "branch", change.target)
+            merge = change.keys
+        else:
+            return False
+        known: dict[tuple[str, str, str], bytes] = self.__pydantic_private__["_rows_written"]  # type: ignore[index]
+        before = known.pop(key, None)
+        if before is None:
+            return False
+        location = self._location(run_id)
+        after = _core.apply_patch(
+            location, before, change.body, merge_keys=list(merge), run_id=run_id
+        )
+
+        def update(cur: Cursor[Any]) -> bool:
+            if key[1] == "run":
+                return self._update_run(cur, run_id, after, before)
+            cur.execute(
+                self._sql(
+                    "UPDATE {schema}.nodes SET body = %s, modified = clock_timestamp() "
+                    "WHERE run_id = %s AND kind = 'branch' AND internal_name = %s AND body = %s"
+                ),
+                [after, run_id, change.target, before],
+            )
+            return cur.rowcount == 1
+
+        if not self._transaction(run_id, update, atomic=False):  # one statement
+            return False
+        self._remember(*key, after)
+        return True
+
+    def _update_run(
+        self, cur: Cursor[Any], run_id: str, document: bytes, before: bytes | None = None
+    ) -> bool:
+        """Store the run's document (the one statement that does: its row alone); with
+        ``before``, only if the row holds those bytes. Whether the row was updated."""
+        if before is None:
+            cur.execute(
+                self._sql(
+                    "UPDATE {schema}.runs SET document = %s, modified = clock_timestamp() "
+                    "WHERE run_id = %s"
+                ),
+                [document, run_id],
+            )
+        else:
+            cur.execute(
+                self._sql(
+                    "UPDATE {schema}.runs SET document = %s, modified = clock_timestamp() "
+                    "WHERE run_id = %s AND document = %s"
+                ),
+                [document, run_id, before],
+            )
+        return cur.rowcount == 1
 
     def _patch_run(
         self,
@@ -475,13 +596,8 @@ class PostgresRunLogStore(ChunkedRunLogStore):
         document = _core.apply_patch(
             location, bytes(row[0]), patch, merge_keys=list(merge_keys), run_id=run_id
         )
-        cur.execute(
-            self._sql(
-                "UPDATE {schema}.runs SET document = %s, modified = clock_timestamp() "
-                "WHERE run_id = %s"
-            ),
-            [document, run_id],
-        )
+        self._update_run(cur, run_id, document)
+        self._remember(run_id, "run", "", document)
 
     def _patch_branch(self, cur: Cursor[Any], run_id: str, change: Change, location: str) -> None:
         cur.execute(
@@ -504,33 +620,54 @@ class PostgresRunLogStore(ChunkedRunLogStore):
             ),
             [body, run_id, change.target],
         )
+        self._remember(run_id, "branch", change.target, body)
 
     def _ended(self, run_id: str, branch: str) -> None:
         """Nothing to fold: a run's rows are its final form."""
+
+    def _forget(self, run_id: str) -> None:
+        super()._forget(run_id)
+        known: dict[tuple[str, str, str], bytes] = self.__pydantic_private__["_rows_written"]  # type: ignore[index]
+        for key in [key for key in known if key[0] == run_id]:
+            del known[key]
+
+    def _select(
+        self, run_id: str, where: str = "", params: tuple[Any, ...] = ()
+    ) -> tuple[bytes, list[tuple[str, str, int, bytes]]]:
+        """The run's document and the (kind, internal name, created_ns, body) rows of its
+        nodes that ``where`` picks: one statement (one snapshot, without the round trips of a
+        transaction), its result in binary (bytea as it is, not as hex text)."""
+
+        def read(cur: Cursor[Any]) -> list[tuple[Any, ...]]:
+            cur.execute(
+                self._sql(
+                    "SELECT NULL, NULL, NULL, document FROM {schema}.runs WHERE run_id = %s "
+                    "UNION ALL SELECT kind, internal_name, created_ns, body FROM {schema}.nodes "
+                    "WHERE run_id = %s" + where
+                ),
+                [run_id, run_id, *params],
+                binary=True,
+            )
+            return cur.fetchall()
+
+        rows = self._transaction(run_id, read, atomic=False)
+        # The run's row is the one without a kind: first, as the server runs the union.
+        at = 0 if rows and rows[0][0] is None else None
+        if at is None:
+            at = next((i for i, row in enumerate(rows) if row[0] is None), None)
+        if at is None:
+            raise ChunkNotFoundError(
+                f"run {run_id!r} does not exist", path=self._location(run_id), run_id=run_id
+            )
+        document = bytes(rows.pop(at)[3])
+        return document, rows
 
     def _rows(
         self, run_id: str, where: str = "", params: tuple[Any, ...] = ()
     ) -> tuple[bytes, list[tuple[str, bytes]]]:
         """The run's document and (document name, chunk) of its nodes (those ``where`` picks),
         read in one snapshot: what the Rust merger takes."""
-
-        def read(cur: Cursor[Any]) -> tuple[bytes, list[tuple[Any, ...]]]:
-            cur.execute(self._sql("SELECT document FROM {schema}.runs WHERE run_id = %s"), [run_id])
-            row = cur.fetchone()
-            if row is None:
-                raise ChunkNotFoundError(
-                    f"run {run_id!r} does not exist", path=self._location(run_id), run_id=run_id
-                )
-            cur.execute(
-                self._sql(
-                    "SELECT kind, internal_name, created_ns, body FROM {schema}.nodes "
-                    "WHERE run_id = %s" + where
-                ),
-                [run_id, *params],
-            )
-            return bytes(row[0]), cur.fetchall()
-
-        document, rows = self._transaction(run_id, read, read_only=True)
+        document, rows = self._select(run_id, where, params)
         objects = [
             (
                 chunk_name(_DOCUMENT_KIND[kind], name, run_id),
@@ -571,15 +708,23 @@ class PostgresRunLogStore(ChunkedRunLogStore):
         return merged
 
     def _read_branch(self, run_id: str, name: str) -> bytes | None:
-        if not self._has_branch(run_id, name):
-            return None
         # The branch and everything named below it: its steps, and the branches nested in
-        # it that decide which steps are its own.
-        document, objects = self._rows(
+        # it that decide which steps are its own; one statement, which also says whether the
+        # run has the branch (ChunkNotFoundError without the run).
+        document, rows = self._select(
             run_id,
             " AND (internal_name = %s OR left(internal_name, %s) = %s)",
             (name, len(name) + 1, name + "."),
         )
+        if not any(row[0] == "branch" and row[1] == name for row in rows):
+            return None
+        objects = [
+            (
+                chunk_name(_DOCUMENT_KIND[kind], node, run_id),
+                _core.chunk_with_header(created_ns, bytes(body)),
+            )
+            for kind, node, created_ns, body in rows
+        ]
         merged, _ = _core.merge_chunks(
             self._location(run_id), document, objects, view="branch", name=name, run_id=run_id
         )
