@@ -19,6 +19,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, NoReturn, TypeGuard
@@ -29,7 +30,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
-from typer.core import TyperArgument, TyperCommand, TyperGroup
+from typer._coercion import RuntimeParam, TypeDescriptor, build_runtime_param
+from typer.core import TyperArgument, TyperCommand, TyperGroup, _TyperParameter
 
 from runlog_store import _core
 from runlog_store._paths import validate_run_id
@@ -73,11 +75,65 @@ class _TypelessArgument(TyperArgument):
         return None
 
 
+@dataclass(frozen=True)
+class _PlainValue(RuntimeParam):
+    """An option's text read as typer reads it, without pydantic when it is plain: typer reads
+    every value through a pydantic TypeAdapter it builds for each parameter of the command run
+    (pydantic imported, a schema built for each: tens of milliseconds for runlog list's eleven
+    options, paid before the command starts). Text is kept, digits are a number in its range,
+    a flag's true or false is kept, a path is a Path checked as typer checks it; anything else
+    (a number out of range, not a number) goes to typer's own reading, which says what is wrong
+    in its words."""
+
+    def _coerce_value(self, value: Any, param: _TyperParameter, ctx: Any) -> Any:
+        from typer._param_types import coerce_cli_path
+
+        info = self.parameter_info
+        if isinstance(value, bool) and self.annotation is bool:
+            return value
+        if isinstance(value, str):
+            if self.annotation is str:
+                return value
+            if self.annotation is int and value.isascii() and value.isdigit():
+                number = int(value)
+                if (info.min is None or number >= info.min) and (
+                    info.max is None or number <= info.max
+                ):
+                    return number
+            if self.annotation is Path:
+                return coerce_cli_path(Path(value), info, path_type=Path, param=param, ctx=ctx)
+        typer_reading = build_runtime_param(param.type_descriptor)
+        return typer_reading._coerce_value(value, param=param, ctx=ctx)
+
+
+def _is_plain(param: Any) -> bool:
+    """A parameter of one value of text, a whole number, a flag or a path, which typer reads
+    with no rule of its own (a parser, a choice, a clamp, a file opened, a path type given)."""
+    if not isinstance(param, _TyperParameter) or param.multiple or param.nargs != 1:
+        return False
+    described: TypeDescriptor = param.type_descriptor
+    info = described.parameter_info
+    return (
+        described.annotation in (str, int, bool, Path)
+        and described.file_annotation is None
+        and described.choices is None
+        and info.parser is None
+        and not info.clamp
+        and info.path_type is None
+    )
+
+
 def _click_style(params: list[Any]) -> list[Any]:
     """Name every value in help the way click does: RUN_ID, FILE, INTEGER, and nothing for a
     flag. typer labels each by its Python type instead (``<str>``, ``<int range>``), and flags,
-    ``--help`` included, as ``<bool>``; the options below name their values themselves."""
+    ``--help`` included, as ``<bool>``; the options below name their values themselves. A
+    plain value is read without pydantic (``_PlainValue``)."""
     for param in params:
+        if _is_plain(param) and param._runtime_param is None:
+            described = param.type_descriptor
+            param._runtime_param = _PlainValue(
+                parameter_info=described.parameter_info, annotation=described.annotation
+            )
         if param.param_type_name == "argument":
             if param.metavar is None:
                 param.metavar = (param.name or "").upper()
@@ -1562,7 +1618,21 @@ def verify(
 
 
 def main() -> None:
-    app()
+    # pydantic looks for its plugins in the entry points of every installed distribution when
+    # it builds its first model (~30 ms here, before every command's first store): the
+    # command's models are its own, with nothing for another package's plugin to observe.
+    # Said the way pydantic reads it, for this process only; a choice of the user's stands.
+    disabled = os.environ.get(_NO_PLUGINS)
+    if disabled is None:
+        os.environ[_NO_PLUGINS] = "__all__"
+    try:
+        app()
+    finally:
+        if disabled is None:
+            os.environ.pop(_NO_PLUGINS, None)
+
+
+_NO_PLUGINS = "PYDANTIC_DISABLE_PLUGINS"
 
 
 if __name__ == "__main__":
