@@ -8,6 +8,7 @@ SUCCESS. Both APIs are the same, so one function drives both; only the model cla
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 BRANCHES = 1000
@@ -19,14 +20,35 @@ def write_map_run(
     store: Any, models: Any, run_id: str, branches: int = BRANCHES, steps: int = STEPS
 ) -> int:
     """Write the run; returns the number of store writes made."""
-    param = models.JsonParameter
+    mapped = start_map_run(store, run_id)
+    writes = 2 + write_branches(store, models, run_id, range(branches), steps)
+    end_map_run(store, run_id, mapped)
+    return writes + 2
+
+
+def start_map_run(store: Any, run_id: str) -> Any:
+    """The run created and its map step stored (two writes); returns the step."""
     store.create_run_log(run_id, dag_hash="d" * 40)
-    writes = 1
     mapped = store.create_step_log("map", "map")
     mapped.step_type = "map"
     store.add_step_log(mapped, run_id)
-    writes += 1
-    for b in range(branches):
+    return mapped
+
+
+def end_map_run(store: Any, run_id: str, mapped: Any) -> None:
+    """The map step and the run ended (two writes)."""
+    mapped.status = "SUCCESS"
+    store.add_step_log(mapped, run_id)
+    store.update_run_log_status(run_id, "SUCCESS")
+
+
+def write_branches(store: Any, models: Any, run_id: str, numbers: Iterable[int], steps: int) -> int:
+    """The branches ``numbers`` of the map run's step (stored before), as the executor writes
+    each; returns the number of store writes made. A process writing its share of one run's
+    branches calls it with its share."""
+    param = models.JsonParameter
+    writes = 0
+    for b in numbers:
         name = f"map.{b}"
         branch = store.create_branch_log(name)
         branch.status = "PROCESSING"
@@ -54,10 +76,7 @@ def write_map_run(
         branch.status = "SUCCESS"
         store.add_branch_log(branch, run_id)
         writes += 1
-    mapped.status = "SUCCESS"
-    store.add_step_log(mapped, run_id)
-    store.update_run_log_status(run_id, "SUCCESS")
-    return writes + 2
+    return writes
 
 
 def write_steps(store: Any, models: Any, run_id: str, first: int, count: int) -> None:
