@@ -25,7 +25,7 @@ import re
 import select
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 from urllib.parse import urlsplit
 
@@ -36,6 +36,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from pydantic import AliasChoices, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
 
 from runlog_store import _core
+from runlog_store.callbacks import NO_PROGRESS, Callback
 from runlog_store.exceptions import (
     BranchLogNotFoundError,
     ChunkNotFoundError,
@@ -45,6 +46,7 @@ from runlog_store.exceptions import (
     StorageError,
 )
 from runlog_store.stores import postgres_migrations as migrations
+from runlog_store.stores import postgres_search
 from runlog_store.stores.chunked import (
     MAX_REMEMBERED,
     Change,
@@ -54,6 +56,9 @@ from runlog_store.stores.chunked import (
 
 if TYPE_CHECKING:
     from psycopg import Connection, Cursor
+
+    from runlog_store.ops.runs import RunSummary
+    from runlog_store.search.paging import RunPage
 
 _T = TypeVar("_T")
 
@@ -439,14 +444,8 @@ class PostgresRunLogStore(ChunkedRunLogStore):
 
     def _insert_run(self, run_id: str, run_log: bytes) -> bool:
         def insert(cur: Cursor[Any]) -> bool:
-            cur.execute(
-                self._sql(
-                    "INSERT INTO {schema}.runs (run_id, document) VALUES (%s, %s) "
-                    "ON CONFLICT (run_id) DO NOTHING"
-                ),
-                [run_id, run_log],
-            )
-            return cur.rowcount == 1
+            # The run's row with its summary and search rows (postgres_search): one statement.
+            return postgres_search.insert_run(self, cur, run_id, run_log)
 
         inserted = self._transaction(run_id, insert, atomic=False)  # one statement
         if inserted:
@@ -504,6 +503,9 @@ class PostgresRunLogStore(ChunkedRunLogStore):
                         ),
                         [run_id, kind, change.target, place, change.body],
                     )
+            if run_level:
+                # The run's own fields changed: its summary too, in the same transaction.
+                postgres_search.summarize_again(self, cur, run_id)
 
         # A call that stores one step or branch is one statement: its own transaction, without
         # the round trips of BEGIN and COMMIT (runnable's most frequent write).
@@ -538,7 +540,11 @@ class PostgresRunLogStore(ChunkedRunLogStore):
 
         def update(cur: Cursor[Any]) -> bool:
             if key[1] == "run":
-                return self._update_run(cur, run_id, after, before)
+                # The run's own fields changed: its summary too, in the same transaction.
+                updated = self._update_run(cur, run_id, after, before)
+                if updated:
+                    postgres_search.summarize_again(self, cur, run_id)
+                return updated
             cur.execute(
                 self._sql(
                     "UPDATE {schema}.nodes SET body = %s, modified = clock_timestamp() "
@@ -548,7 +554,8 @@ class PostgresRunLogStore(ChunkedRunLogStore):
             )
             return cur.rowcount == 1
 
-        if not self._transaction(run_id, update, atomic=False):  # one statement
+        # One statement, or two and the run's summary for a change of the run's fields.
+        if not self._transaction(run_id, update, atomic=key[1] == "run"):
             return False
         self._remember(*key, after)
         return True
@@ -802,6 +809,31 @@ class PostgresRunLogStore(ChunkedRunLogStore):
         if not self._transaction(run_id, delete):
             raise RunLogNotFoundError(run_id, path=self._location(run_id))
         self._forget(run_id)
+
+    # --- searching runs ---------------------------------------------------------------------
+
+    def search_runs(
+        self,
+        filter: str | None = None,
+        order_by: str | Sequence[str] | None = None,
+        max_results: int = 100,
+        page_token: str | None = None,
+        callback: Callback = NO_PROGRESS,
+    ) -> RunPage:
+        """One page of the summaries of the runs that match ``filter``, in ``order_by`` order
+        (docs/search.md), and the token of the next page (None on the last one): one SQL
+        statement over the runs' summaries kept in the database (postgres_search), no run
+        read. Pages are by keyset: the next page starts after the last run of this one."""
+        return postgres_search.search_runs(self, filter, order_by, max_results, page_token)
+
+    def iter_runs(
+        self,
+        filter: str | None = None,
+        order_by: str | Sequence[str] | None = None,
+        page_size: int = 1000,
+    ) -> Iterator[RunSummary]:
+        """Every run that matches ``filter`` in ``order_by`` order, a page at a time."""
+        return postgres_search.iter_runs(self, filter, order_by, page_size)
 
     # --- tools ------------------------------------------------------------------------------
 

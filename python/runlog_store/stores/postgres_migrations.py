@@ -63,6 +63,94 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        2,
+        "the runs' summaries, parameters, metrics and step statuses as columns and rows a search "
+        "reads through indexes",
+        (
+            # A run's summary (what a search answers with, as JSON) and the fields a filter or
+            # an ordering reads, kept by the write that changes them. A run written before this
+            # migration has no summary (NULL) until the first search summarizes it: its
+            # merge is the Rust core's, which SQL cannot run. Text compares and sorts in code
+            # point order ("C"), as the search language says, whatever the database's locale;
+            # the *_folded columns hold Python's casefold of the text, for ilike.
+            """
+            ALTER TABLE {schema}.runs
+                ADD COLUMN summary text,
+                ADD COLUMN status text COLLATE "C",
+                ADD COLUMN tag text COLLATE "C",
+                ADD COLUMN start_time double precision,
+                ADD COLUMN end_time double precision,
+                ADD COLUMN duration double precision,
+                ADD COLUMN dag_hash text COLLATE "C",
+                ADD COLUMN commit_id text COLLATE "C",
+                ADD COLUMN failed_step text COLLATE "C",
+                ADD COLUMN step_count integer,
+                ADD COLUMN branch_count integer,
+                ADD COLUMN run_id_folded text COLLATE "C",
+                ADD COLUMN status_folded text COLLATE "C",
+                ADD COLUMN tag_folded text COLLATE "C",
+                ADD COLUMN dag_hash_folded text COLLATE "C",
+                ADD COLUMN commit_id_folded text COLLATE "C",
+                ADD COLUMN failed_step_folded text COLLATE "C"
+            """,
+            # The default order (newest start first, ties by run id) read straight from an
+            # index, alone and after the most common filters.
+            "CREATE INDEX runs_start ON {schema}.runs "
+            '(start_time DESC NULLS LAST, run_id COLLATE "C")',
+            "CREATE INDEX runs_status ON {schema}.runs "
+            '(status, start_time DESC NULLS LAST, run_id COLLATE "C")',
+            "CREATE INDEX runs_tag ON {schema}.runs "
+            '(tag, start_time DESC NULLS LAST, run_id COLLATE "C")',
+            "CREATE INDEX runs_end ON {schema}.runs (end_time)",
+            "CREATE INDEX runs_duration ON {schema}.runs (duration)",
+            "CREATE INDEX runs_unsummarized ON {schema}.runs (run_id) WHERE summary IS NULL",
+            # Root parameters and metrics, one row per run and name: a typed value (type
+            # 'number' in num, NULL for NaN; 'string' in text; 'bool' as 1.0 or 0.0 in num;
+            # 'null', 'list', 'object' with neither), so that a comparison finds only values of
+            # its literal's type through the index of numbers or of texts.
+            """
+            CREATE TABLE {schema}.run_params (
+                run_id text NOT NULL REFERENCES {schema}.runs ON DELETE CASCADE,
+                name text COLLATE "C" NOT NULL,
+                type text NOT NULL,
+                num double precision,
+                text text COLLATE "C",
+                folded text COLLATE "C",
+                PRIMARY KEY (run_id, name)
+            )
+            """,
+            "CREATE INDEX run_params_num ON {schema}.run_params (name, num) WHERE num IS NOT NULL",
+            "CREATE INDEX run_params_text ON {schema}.run_params (name, text) "
+            "WHERE text IS NOT NULL",
+            """
+            CREATE TABLE {schema}.run_metrics (
+                run_id text NOT NULL REFERENCES {schema}.runs ON DELETE CASCADE,
+                name text COLLATE "C" NOT NULL,
+                type text NOT NULL,
+                num double precision,
+                text text COLLATE "C",
+                folded text COLLATE "C",
+                PRIMARY KEY (run_id, name)
+            )
+            """,
+            "CREATE INDEX run_metrics_num ON {schema}.run_metrics (name, num) "
+            "WHERE num IS NOT NULL",
+            "CREATE INDEX run_metrics_text ON {schema}.run_metrics (name, text) "
+            "WHERE text IS NOT NULL",
+            # The status of every step at every depth, by internal name (step.<name>.status).
+            """
+            CREATE TABLE {schema}.run_steps (
+                run_id text NOT NULL REFERENCES {schema}.runs ON DELETE CASCADE,
+                name text COLLATE "C" NOT NULL,
+                status text COLLATE "C",
+                folded text COLLATE "C",
+                PRIMARY KEY (run_id, name)
+            )
+            """,
+            "CREATE INDEX run_steps_status ON {schema}.run_steps (name, status)",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version

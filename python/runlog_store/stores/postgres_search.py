@@ -1,0 +1,758 @@
+"""The ``postgres`` store's search: run summaries kept as columns and rows, searched in SQL.
+
+A run's summary (``RunSummary``, what a search answers with) is kept in its ``runs`` row, with
+the fields a filter or an ordering reads as columns, and its root parameters, metrics and step
+statuses as rows of ``run_params``, ``run_metrics`` and ``run_steps`` (migration 2 of
+``postgres_migrations``), all indexed. The write that changes a run's own fields (its creation,
+its status, its parameters, its job: never a step's write) summarizes it again in the same
+transaction: the database is the truth, and a search reads it without reading any run. A run
+written before the tables had these columns is summarized by the first search that finds it.
+
+A filter parsed by ``search.query`` becomes one SQL statement, its values bound as parameters,
+never put into the text. It answers as ``query.matches`` and ``query.sort_runs`` over the
+summaries do (tests/stores/test_postgres_search.py holds them to it): a value compares only
+with a literal of its own type, text in code point order (the columns are ``COLLATE "C"``),
+missing values last in either direction, ties by run id.
+
+Two things PostgreSQL's text cannot do the language's way are done here: text with a NUL
+character (PostgreSQL refuses one) is stored with NUL as the two characters U+0001 U+0001 and
+U+0001 as U+0001 U+0002, an escape that keeps equality and code point order; ``like`` reads
+that text back unescaped and cut at its first NUL, as ``query.like_regex`` does, and ``ilike``
+reads a column of Python's ``casefold`` (not PostgreSQL's ``lower``).
+
+Pages are by keyset: a page token holds the sort key of the last run of its page (and its run
+id, the tiebreak), and the next page starts after it, wherever runs were added or removed
+meanwhile; the token also names its filter and ordering, and is refused by another search.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from runlog_store import _core
+from runlog_store.exceptions import RunLogStoreError
+from runlog_store.ops import runs as run_ops
+from runlog_store.ops.runs import RunSummary
+from runlog_store.search import query
+from runlog_store.search.query import (
+    And,
+    Attr,
+    Compare,
+    Expr,
+    In,
+    IsNull,
+    Like,
+    Literal_,
+    Not,
+    Or,
+    OrderKey,
+)
+from runlog_store.stores.chunked import chunk_name
+
+if TYPE_CHECKING:
+    from psycopg import Connection, Cursor
+
+    from runlog_store.search.paging import RunPage
+    from runlog_store.stores.postgres import PostgresRunLogStore
+
+_DOCUMENT_KIND = {"step": "StepLog", "branch": "BranchLog"}
+
+# --- text as PostgreSQL keeps it -----------------------------------------------------------------
+
+_NUL, _ONE = "\x00", "\x01"
+_ESCAPED_NUL, _ESCAPED_ONE = "\x01\x01", "\x01\x02"
+
+
+def escape_text(text: str) -> str:
+    """Text as a search column holds it: NUL as U+0001 U+0001, U+0001 as U+0001 U+0002 (one
+    to one, in the same code point order; text without either is unchanged)."""
+    if _ONE in text:
+        text = text.replace(_ONE, _ESCAPED_ONE)
+    if _NUL in text:
+        text = text.replace(_NUL, _ESCAPED_NUL)
+    return text
+
+
+def _escaped(text: str | None) -> str | None:
+    return None if text is None else escape_text(text)
+
+
+def _cut(text: str | None) -> str | None:
+    """Text as ``like`` reads it: up to its first NUL (``query.like_regex``)."""
+    return None if text is None else text.split(_NUL, 1)[0]
+
+
+def _unescaped_cut(column: str) -> str:
+    """SQL of an escaped column's text up to its first NUL, unescaped: what ``like`` matches.
+    The first U+0001 U+0001 of an escaped text is its first NUL: before it, every U+0001 is
+    followed by U+0002."""
+    return f"replace(split_part({column}, chr(1) || chr(1), 1), chr(1) || chr(2), chr(1))"
+
+
+# --- rows of a summary ---------------------------------------------------------------------------
+
+# The runs columns a summary sets, in the order of ``SearchRows.run``.
+RUN_COLUMNS = (
+    "summary",
+    "status",
+    "tag",
+    "start_time",
+    "end_time",
+    "duration",
+    "dag_hash",
+    "commit_id",
+    "failed_step",
+    "step_count",
+    "branch_count",
+    "run_id_folded",
+    "status_folded",
+    "tag_folded",
+    "dag_hash_folded",
+    "commit_id_folded",
+    "failed_step_folded",
+)
+VALUE_COLUMNS = ("run_id", "name", "type", "num", "text", "folded")
+STEP_COLUMNS = ("run_id", "name", "status", "folded")
+
+ValueRow = tuple[str, str, str, float | None, str | None, str | None]
+StepRow = tuple[str, str, str | None, str | None]
+
+
+class SearchRows(NamedTuple):
+    """The search rows of one run: its ``runs`` columns (``RUN_COLUMNS``), and its rows of
+    ``run_params``, ``run_metrics`` (``VALUE_COLUMNS``) and ``run_steps`` (``STEP_COLUMNS``)."""
+
+    run_id: str
+    run: tuple[Any, ...]
+    params: list[ValueRow]
+    metrics: list[ValueRow]
+    steps: list[StepRow]
+
+
+def _value_rows(rows: Sequence[tuple[Any, ...]]) -> list[ValueRow]:
+    return [
+        (run_id, escape_text(name), kind, num, _escaped(text), _cut(folded))
+        for run_id, name, kind, num, text, folded in rows
+    ]
+
+
+def search_rows(summary: RunSummary | Mapping[str, Any]) -> SearchRows:
+    """The search rows of a run summary (a RunSummary, or the dict of its fields the Rust
+    core gives): the values of the file-system stores' index (``query.rows_of``) as
+    PostgreSQL keeps them. Used by every write that summarizes a run, and by a bulk load."""
+    rows = query.rows_of(summary, "", 0.0)
+    get = summary.get if isinstance(summary, Mapping) else summary.__dict__.get
+    (run_id, status, tag, start, end, duration, dag_hash, commit, failed_step, text) = rows.run[:10]
+    texts = (run_id, status, tag, dag_hash, commit, failed_step)
+    run = (
+        text,
+        _escaped(status),
+        _escaped(tag),
+        start,
+        end,
+        duration,
+        _escaped(dag_hash),
+        _escaped(commit),
+        _escaped(failed_step),
+        get("steps"),
+        get("branches"),
+        *(None if t is None else _cut(t.casefold()) for t in texts),
+    )
+    steps = [
+        (run_id, escape_text(name), _escaped(status), _cut(folded))
+        for _, name, status, folded in rows.steps
+    ]
+    return SearchRows(run_id, run, _value_rows(rows.params), _value_rows(rows.metrics), steps)
+
+
+def summarize(
+    location: str, run_id: str, document: bytes, nodes: Iterable[tuple[str, str, int, bytes]]
+) -> RunSummary | dict[str, Any]:
+    """The summary of a run from its row and its nodes' rows (kind, internal name, created_ns,
+    body), merged as a full read merges them; an UNREADABLE summary for one that cannot be
+    read, as a search that reads every run (``ops.runs.read_summary``) gives it."""
+    try:
+        objects = [
+            (
+                chunk_name(_DOCUMENT_KIND[kind], name, run_id),  # type: ignore[arg-type]
+                _core.chunk_with_header(created_ns, bytes(body)),
+            )
+            for kind, name, created_ns, body in nodes
+        ]
+        merged, _ = _core.merge_chunks(location, bytes(document), objects, run_id=run_id)
+        assert merged is not None  # the full view always has a document
+        return run_ops.summary_fields(_core.summarize_run(merged, run_id))
+    except RunLogStoreError as exc:
+        reason = run_ops._unreadable_reason(exc)
+    except ValueError as exc:
+        reason = str(exc)
+    return run_ops._unreadable(run_id, reason)
+
+
+def _sql(store: PostgresRunLogStore, statement: str) -> bytes:
+    return store._sql(statement)
+
+
+_SET_RUN = ", ".join(f"{column} = %(c{n})s" for n, column in enumerate(RUN_COLUMNS))
+_RUN_VALUES = ", ".join(f"%(c{n})s" for n in range(len(RUN_COLUMNS)))
+_VALUE_ARRAYS = (
+    "%({p}n)s::text[], %({p}t)s::text[], %({p}v)s::float8[], %({p}x)s::text[], %({p}f)s::text[]"
+)
+_STEP_ARRAYS = "%(sn)s::text[], %(ss)s::text[], %(sf)s::text[]"
+
+
+def _statement_params(rows: SearchRows) -> dict[str, Any]:
+    """The parameters of ``_UPSERT_ROWS`` and ``_INSERT_RUN``: the run's columns, and each
+    table's rows as arrays of their columns."""
+    params: dict[str, Any] = {"id": rows.run_id}
+    params.update({f"c{n}": value for n, value in enumerate(rows.run)})
+    for prefix, values in (("p", rows.params), ("m", rows.metrics)):
+        params[f"{prefix}n"] = [row[1] for row in values]
+        params[f"{prefix}t"] = [row[2] for row in values]
+        params[f"{prefix}v"] = [row[3] for row in values]
+        params[f"{prefix}x"] = [row[4] for row in values]
+        params[f"{prefix}f"] = [row[5] for row in values]
+    params["sn"] = [row[1] for row in rows.steps]
+    params["ss"] = [row[2] for row in rows.steps]
+    params["sf"] = [row[3] for row in rows.steps]
+    return params
+
+
+def _upserts(new: bool) -> str:
+    """The CTEs that make a run's rows of the three tables those of the parameters: rows of
+    names it no longer has deleted, the others upserted (the two statements of a table touch
+    different rows: one statement's parts see one snapshot). ``new``: for a run inserted by
+    the CTE ``r`` (none when it existed), which has no rows to delete."""
+    source = "SELECT r.run_id, u.* FROM r, " if new else "SELECT %(id)s, u.* FROM "
+    parts = []
+    for table, prefix, columns, arrays, update in (
+        ("run_params", "p", VALUE_COLUMNS, _VALUE_ARRAYS.format(p="p"), _VALUE_UPDATE),
+        ("run_metrics", "m", VALUE_COLUMNS, _VALUE_ARRAYS.format(p="m"), _VALUE_UPDATE),
+        ("run_steps", "s", STEP_COLUMNS, _STEP_ARRAYS, _STEP_UPDATE),
+    ):
+        if not new:
+            parts.append(
+                f"del_{prefix} AS (DELETE FROM {{schema}}.{table} WHERE run_id = %(id)s "
+                f"AND NOT (name = ANY(%({prefix}n)s::text[])))"
+            )
+        parts.append(
+            f"ins_{prefix} AS (INSERT INTO {{schema}}.{table} ({', '.join(columns)}) "
+            f"{source}unnest({arrays}) AS u "
+            f"ON CONFLICT (run_id, name) DO UPDATE SET {update})"
+        )
+    return ", ".join(parts)
+
+
+_VALUE_UPDATE = (
+    "type = EXCLUDED.type, num = EXCLUDED.num, text = EXCLUDED.text, folded = EXCLUDED.folded"
+)
+_STEP_UPDATE = "status = EXCLUDED.status, folded = EXCLUDED.folded"
+# A run's summary put into its row and its search rows, in one statement.
+_UPSERT_ROWS = f"WITH {_upserts(False)} UPDATE {{schema}}.runs SET {_SET_RUN} WHERE run_id = %(id)s"
+# A new run's row with its summary and its search rows, in one statement; nothing when the run
+# exists (its one row: the run's id, when it was inserted).
+_INSERT_RUN = (
+    "WITH r AS (INSERT INTO {schema}.runs "
+    f"(run_id, document, {', '.join(RUN_COLUMNS)}) VALUES (%(id)s, %(document)s, {_RUN_VALUES}) "
+    "ON CONFLICT (run_id) DO NOTHING RETURNING run_id), "
+    f"{_upserts(True)} SELECT run_id FROM r"
+)
+
+
+def store_summary(
+    store: PostgresRunLogStore, cur: Cursor[Any], summary: RunSummary | Mapping[str, Any]
+) -> None:
+    """Put a run's summary into its row and its search rows (in place of those it had), in
+    the caller's transaction: one statement."""
+    cur.execute(_sql(store, _UPSERT_ROWS), _statement_params(search_rows(summary)))
+
+
+def insert_run(store: PostgresRunLogStore, cur: Cursor[Any], run_id: str, document: bytes) -> bool:
+    """Insert a run (its fields ``document``, no node) with its summary and search rows, unless
+    it exists: one statement. Whether it was inserted."""
+    summary = summarize(store._location(run_id), run_id, document, [])
+    params = _statement_params(search_rows(summary))
+    params["document"] = document
+    cur.execute(_sql(store, _INSERT_RUN), params)
+    return cur.fetchone() is not None
+
+
+def _copy(
+    store: PostgresRunLogStore,
+    cur: Cursor[Any],
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+) -> None:
+    rows = list(rows)
+    if not rows:
+        return
+    statement = f"COPY {{schema}}.{table} ({', '.join(columns)}) FROM STDIN"
+    with cur.copy(_sql(store, statement)) as copy:
+        for row in rows:
+            copy.write_row(row)
+
+
+def summarize_again(store: PostgresRunLogStore, cur: Cursor[Any], run_id: str) -> None:
+    """Summarize a run again from its rows as the caller's transaction sees them (the run's
+    row locked by it: a write of the run's own fields)."""
+    cur.execute(_sql(store, "SELECT document FROM {schema}.runs WHERE run_id = %s"), [run_id])
+    row = cur.fetchone()
+    if row is None:
+        return  # deleted: its search rows went with it
+    document = bytes(row[0])
+    cur.execute(
+        _sql(
+            store,
+            "SELECT kind, internal_name, created_ns, body FROM {schema}.nodes WHERE run_id = %s",
+        ),
+        [run_id],
+    )
+    summary = summarize(store._location(run_id), run_id, document, cur.fetchall())
+    store_summary(store, cur, summary)
+
+
+def summarize_pending(store: PostgresRunLogStore) -> int:
+    """Summarize the runs that have no summary (written before migration 2), each in a
+    transaction of its own holding its row; how many. Two searches doing it at once skip each
+    other's runs (SKIP LOCKED) rather than wait."""
+    done = 0
+    while True:
+
+        def one(cur: Cursor[Any]) -> bool:
+            cur.execute(
+                _sql(
+                    store,
+                    "SELECT run_id FROM {schema}.runs WHERE summary IS NULL LIMIT 1 "
+                    "FOR NO KEY UPDATE SKIP LOCKED",
+                )
+            )
+            row = cur.fetchone()
+            if row is None:
+                return False
+            summarize_again(store, cur, str(row[0]))
+            return True
+
+        if not store._transaction("", one):
+            return done
+        done += 1
+
+
+def copy_runs(
+    store: PostgresRunLogStore,
+    conn: Connection[Any],
+    runs: Iterable[tuple[bytes, RunSummary | Mapping[str, Any]]],
+) -> int:
+    """Load runs straight into the tables with COPY, in one transaction: each a run log
+    document (the run's own fields, as ``runs.document`` holds them) and its summary, whose
+    rows are made as a write makes them (``search_rows``). For loading many runs at once (the
+    search benchmark's million); no run of them may exist. How many were loaded."""
+    count = 0
+    run_columns = ("run_id", "document", *RUN_COLUMNS)
+    with conn.transaction(), conn.cursor() as cur:
+        params: list[ValueRow] = []
+        metrics: list[ValueRow] = []
+        steps: list[StepRow] = []
+        with cur.copy(
+            _sql(store, f"COPY {{schema}}.runs ({', '.join(run_columns)}) FROM STDIN")
+        ) as copy:
+            for document, summary in runs:
+                rows = search_rows(summary)
+                copy.write_row((rows.run_id, document, *rows.run))
+                params += rows.params
+                metrics += rows.metrics
+                steps += rows.steps
+                count += 1
+        _copy(store, cur, "run_params", VALUE_COLUMNS, params)
+        _copy(store, cur, "run_metrics", VALUE_COLUMNS, metrics)
+        _copy(store, cur, "run_steps", STEP_COLUMNS, steps)
+    return count
+
+
+# --- filters and orderings as SQL ----------------------------------------------------------------
+
+# The runs column of each attribute of a run.
+_COLUMNS = {
+    "run_id": 'runs.run_id COLLATE "C"',
+    "status": "runs.status",
+    "tag": "runs.tag",
+    "start_time": "runs.start_time",
+    "end_time": "runs.end_time",
+    "duration": "runs.duration",
+    "dag_hash": "runs.dag_hash",
+    "commit": "runs.commit_id",
+    "failed_step": "runs.failed_step",
+}
+_FOLDED = {
+    "run_id": "runs.run_id_folded",
+    "status": "runs.status_folded",
+    "tag": "runs.tag_folded",
+    "dag_hash": "runs.dag_hash_folded",
+    "commit": "runs.commit_id_folded",
+    "failed_step": "runs.failed_step_folded",
+}
+_TABLES = {"params": "run_params", "metrics": "run_metrics", "step": "run_steps"}
+_SQL_OP = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+RUN_ID_KEY = 'runs.run_id COLLATE "C"'
+
+
+@dataclass(frozen=True)
+class SortKey:
+    """One term of an ordering in SQL: its expression, its direction, and the type of its
+    values (what a page token may hold for it)."""
+
+    sql: str
+    descending: bool
+    kind: str  # "num", "text" or "rank"
+
+
+class _Compiler:
+    def __init__(self, schema: str) -> None:
+        self.schema = schema
+        self.params: list[Any] = []
+
+    def table(self, kind: str) -> str:
+        return f"{self.schema}.{_TABLES[kind]}"
+
+    def where(self, expr: Expr) -> str:
+        """A condition that is never NULL, so that NOT is plain negation."""
+        if isinstance(expr, And):
+            return "(" + " AND ".join(self.where(item) for item in expr.items) + ")"
+        if isinstance(expr, Or):
+            return "(" + " OR ".join(self.where(item) for item in expr.items) + ")"
+        if isinstance(expr, Not):
+            return f"(NOT {self.where(expr.item)})"
+        if isinstance(expr, Compare):
+            return self.compare(expr.attr, expr.op, expr.value)
+        if isinstance(expr, In):
+            hits = " OR ".join(self.compare(expr.attr, "=", value) for value in expr.values)
+            return f"(NOT ({hits}))" if expr.negated else f"({hits})"
+        if isinstance(expr, IsNull):
+            return self.is_null(expr.attr, expr.negated)
+        if isinstance(expr, Like):
+            return self.like(expr)
+        raise TypeError(f"not a filter: {expr!r}")
+
+    def _exists(self, attr: Attr, condition: str, values: list[Any]) -> str:
+        self.params += [escape_text(attr.name), *values]
+        return (
+            f"EXISTS (SELECT 1 FROM {self.table(attr.kind)} v WHERE v.run_id = runs.run_id "
+            f"AND v.name = %s AND {condition})"
+        )
+
+    def compare(self, attr: Attr, op: str, literal: Literal_) -> str:
+        sql_op = _SQL_OP[op]
+        value: Any = literal.value
+        if literal.kind == "bool":
+            value = 1.0 if value else 0.0
+        elif literal.kind == "string":
+            value = escape_text(str(value))
+        if attr.kind in ("params", "metrics"):
+            column = "text" if literal.kind == "string" else "num"
+            kind = "number" if literal.kind in ("number", "time") else literal.kind
+            return self._exists(attr, f"v.type = %s AND v.{column} {sql_op} %s", [kind, value])
+        if attr.kind == "step":
+            return self._exists(attr, f"v.status {sql_op} %s", [value])
+        column = _COLUMNS[attr.kind]
+        self.params.append(value)
+        return f"({column} {sql_op} %s AND {column} IS NOT NULL)"
+
+    def is_null(self, attr: Attr, negated: bool) -> str:
+        word = "" if negated else "NOT "
+        if attr.kind in ("params", "metrics"):
+            return word + self._exists(attr, "v.type <> 'null'", [])
+        if attr.kind == "step":
+            return word + self._exists(attr, "v.status IS NOT NULL", [])
+        return f"{_COLUMNS[attr.kind]} IS {'NOT NULL' if negated else 'NULL'}"
+
+    def like(self, expr: Like) -> str:
+        attr = expr.attr
+        pattern = expr.pattern.split(_NUL, 1)[0]  # as query.like_regex reads it
+        negation = "NOT " if expr.negated else ""
+        if attr.kind in ("params", "metrics", "step"):
+            text = "v.status" if attr.kind == "step" else "v.text"
+            column = "v.folded" if expr.folded else _unescaped_cut(text)
+            found = self._exists(attr, f"{text} IS NOT NULL AND {column} LIKE %s ESCAPE ''", [])
+            self.params.append(pattern)
+            return f"({negation}{found})"
+        if expr.folded:
+            column = _FOLDED[attr.kind]
+        elif attr.kind == "run_id":
+            column = RUN_ID_KEY  # a run id holds no NUL nor U+0001 (validate_run_id)
+        else:
+            column = _unescaped_cut(_COLUMNS[attr.kind])
+        self.params.append(pattern)
+        raw = _COLUMNS[attr.kind]
+        return f"({negation}({column} LIKE %s ESCAPE '' AND {raw} IS NOT NULL))"
+
+    def order(self, order: Sequence[OrderKey]) -> tuple[str, list[SortKey]]:
+        """The joins of an ordering, and its keys; a missing value is NULL, last in both
+        directions (NULLS LAST)."""
+        joins: list[str] = []
+        keys: list[SortKey] = []
+        for number, key in enumerate(order):
+            attr, descending = key.attr, key.descending
+            if attr.kind not in ("params", "metrics", "step"):
+                kind = "text" if attr.kind in _FOLDED else "num"
+                keys.append(SortKey(_COLUMNS[attr.kind], descending, kind))
+                continue
+            alias = f"o{number}"
+            joins.append(
+                f"LEFT JOIN {self.table(attr.kind)} {alias} ON {alias}.run_id = runs.run_id "
+                f"AND {alias}.name = %s"
+            )
+            self.params.append(escape_text(attr.name))
+            if attr.kind == "step":
+                keys.append(SortKey(f"{alias}.status", descending, "text"))
+                continue
+            # The rank of the kind of value (numbers, text, booleans; NULL for a missing
+            # value, NaN, null, a list or an object), then the value: a number (or a boolean's
+            # 0 or 1) or a text, each in a key of its own type.
+            rank = (
+                f"(CASE WHEN {alias}.type = 'number' AND {alias}.num IS NOT NULL THEN 0 "
+                f"WHEN {alias}.type = 'string' THEN 1 WHEN {alias}.type = 'bool' THEN 2 END)"
+            )
+            keys += [
+                SortKey(rank, descending, "rank"),
+                SortKey(
+                    f"(CASE WHEN {alias}.type <> 'string' THEN {alias}.num END)", descending, "num"
+                ),
+                SortKey(
+                    f"(CASE WHEN {alias}.type = 'string' THEN {alias}.text END)", descending, "text"
+                ),
+            ]
+        keys.append(SortKey(RUN_ID_KEY, False, "text"))
+        return " ".join(joins), keys
+
+
+def _order_terms(keys: Sequence[SortKey]) -> str:
+    return ", ".join(
+        f"k{n} {'DESC' if k.descending else 'ASC'} NULLS LAST" for n, k in enumerate(keys)
+    )
+
+
+def _after(keys: Sequence[SortKey], values: Sequence[Any], params: list[Any]) -> str:
+    """The condition of the rows after the one whose sort key is ``values``, in the order of
+    ``keys`` (missing values last in both directions; the last key, the run id, never NULL)."""
+    disjuncts: list[str] = []
+    equal: list[str] = []
+    equal_params: list[Any] = []
+    for key, value in zip(keys, values, strict=True):
+        if value is not None:
+            op = "<" if key.descending else ">"
+            disjuncts.append(" AND ".join([*equal, f"({key.sql} {op} %s OR {key.sql} IS NULL)"]))
+            params += [*equal_params, value]
+            equal.append(f"{key.sql} = %s")
+            equal_params.append(value)
+        else:
+            equal.append(f"{key.sql} IS NULL")
+    return "(" + " OR ".join(disjuncts) + ")" if disjuncts else "false"
+
+
+def compile_page(
+    schema: str,
+    expr: Expr | None,
+    order: Sequence[OrderKey],
+    after: Sequence[Any] | None,
+    limit: int,
+) -> tuple[str, list[Any], list[SortKey]]:
+    """The statement of a page (its runs' summary JSON, then their sort keys, in order), its
+    parameters, and the sort keys. ``after``: the sort key of the last run of the page before
+    (None: the first page).
+
+    After a run whose first key has a value, the page is the rows after it with the same or a
+    later value of that key, then those without one: two parts, each searched in order through
+    an index of the first key where it has one and cut at ``limit`` on its own (one
+    condition that allowed both would keep PostgreSQL from starting at the cursor)."""
+    compiler = _Compiler(schema)
+    joins, keys = compiler.order(order)
+    join_params = list(compiler.params)
+    compiler.params = []
+    where = compiler.where(expr) if expr is not None else "true"
+    where_params = list(compiler.params)
+    selected = ", ".join(f"{key.sql} AS k{n}" for n, key in enumerate(keys))
+    base = f"SELECT runs.summary, {selected} FROM {schema}.runs runs {joins} WHERE {where}"
+    terms = _order_terms(keys)
+    if after is None:
+        sql = f"{base} ORDER BY {terms} LIMIT %s"
+        return sql, [*join_params, *where_params, limit], keys
+    first, first_value = keys[0], after[0]
+    parts: list[str] = []
+    params: list[Any] = []
+    if first_value is not None:
+        op = "<=" if first.descending else ">="
+        cursor_params: list[Any] = []
+        condition = _after(keys, after, cursor_params)
+        parts.append(f"({base} AND {first.sql} {op} %s AND {condition} ORDER BY {terms} LIMIT %s)")
+        params += [*join_params, *where_params, first_value, *cursor_params, limit]
+        condition, cursor_params = f"{first.sql} IS NULL", []
+    else:
+        cursor_params = []
+        condition = _after(keys, after, cursor_params)
+    parts.append(f"({base} AND {condition} ORDER BY {terms} LIMIT %s)")
+    params += [*join_params, *where_params, *cursor_params, limit]
+    sql = f"SELECT * FROM ({' UNION ALL '.join(parts)}) AS page ORDER BY {terms} LIMIT %s"
+    return sql, [*params, limit], keys
+
+
+# --- page tokens ---------------------------------------------------------------------------------
+
+_TOKEN_FORMAT = "keyset-1"
+
+
+def _digest(filter_text: str | None, order: Sequence[OrderKey]) -> str:
+    from runlog_store.search.paging import query_digest
+
+    return query_digest(filter_text or "", order)
+
+
+def encode_token(filter_text: str | None, order: Sequence[OrderKey], key: Sequence[Any]) -> str:
+    """The token of the page after the run whose sort key is ``key``, in this search."""
+    payload = json.dumps(
+        {"format": _TOKEN_FORMAT, "query": _digest(filter_text, order), "after": list(key)},
+        separators=(",", ":"),
+        ensure_ascii=True,
+    )
+    return base64.urlsafe_b64encode(payload.encode("ascii")).decode("ascii").rstrip("=")
+
+
+def _fits(value: Any, kind: str) -> bool:
+    if value is None:
+        return True
+    if kind == "text":
+        return isinstance(value, str)
+    if kind == "rank":
+        return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 2
+    return isinstance(value, int | float) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def decode_token(
+    token: str, filter_text: str | None, order: Sequence[OrderKey], keys: Sequence[SortKey]
+) -> list[Any]:
+    """The sort key a token of this search starts after; RunLogStoreError for a token of
+    another search (another filter or ordering, another store's kind of token) or anything
+    that is no token."""
+    shown = token if len(token) <= 40 else token[:37] + "..."
+    refused = RunLogStoreError(
+        f"page token {shown!r} does not belong to this search (its filter and order_by must "
+        "be those of the search that returned it); search again without a token"
+    )
+    try:
+        padded = token.strip() + "=" * (-len(token.strip()) % 4)
+        payload = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError):
+        raise refused from None
+    if (
+        not isinstance(payload, dict)
+        or payload.get("format") != _TOKEN_FORMAT
+        or payload.get("query") != _digest(filter_text, order)
+    ):
+        raise refused
+    after = payload.get("after")
+    if (
+        not isinstance(after, list)
+        or len(after) != len(keys)
+        or after[-1] is None
+        or not all(_fits(value, key.kind) for value, key in zip(after, keys, strict=True))
+    ):
+        raise refused
+    return after
+
+
+# --- searching -----------------------------------------------------------------------------------
+
+
+def search_page(
+    store: PostgresRunLogStore,
+    expr: Expr | None,
+    order: Sequence[OrderKey],
+    after: Sequence[Any] | None,
+    limit: int,
+) -> list[tuple[RunSummary, list[Any]]]:
+    """Up to ``limit`` summaries of the runs matching ``expr`` after the sort key ``after``
+    (None: from the first), in order, each with its sort key."""
+    sql, params, _ = compile_page(store._schema(), expr, order, after, limit)
+
+    def read(cur: Cursor[Any]) -> list[tuple[Any, ...]]:
+        cur.execute(sql.encode(), params)
+        return cur.fetchall()
+
+    rows = store._transaction("", read, atomic=False)  # one statement
+    return [(RunSummary.model_validate_json(row[0]), list(row[1:])) for row in rows]
+
+
+def search_runs(
+    store: PostgresRunLogStore,
+    filter_text: str | None,
+    order_by: str | Sequence[str] | None,
+    max_results: int,
+    page_token: str | None,
+) -> RunPage:
+    """``search_runs`` of the store (``BaseRunLogStore.search_runs`` says what it answers)."""
+    from runlog_store.search.paging import RunPage
+    from runlog_store.stores.base import _check_page_size
+
+    _check_page_size("max_results", max_results)
+    expr = query.parse_filter(filter_text)
+    order = query.parse_order_by(order_by)
+    after = None
+    if page_token is not None:
+        keys = _Compiler(store._schema()).order(order)[1]
+        after = decode_token(page_token, filter_text, order, keys)
+    summarize_pending(store)
+    # max_results + 1: whether there is a next page, without counting every match.
+    found = search_page(store, expr, order, after, max_results + 1)
+    token = None
+    if len(found) > max_results:
+        found = found[:max_results]
+        token = encode_token(filter_text, order, found[-1][1])
+    return RunPage(runs=[summary for summary, _ in found], next_page_token=token)
+
+
+def iter_runs(
+    store: PostgresRunLogStore,
+    filter_text: str | None,
+    order_by: str | Sequence[str] | None,
+    page_size: int,
+) -> Iterator[RunSummary]:
+    """``iter_runs`` of the store: pages of ``page_size`` by keyset, each one statement."""
+    from runlog_store.stores.base import _check_page_size
+
+    _check_page_size("page_size", page_size)
+    expr = query.parse_filter(filter_text)
+    order = query.parse_order_by(order_by)
+    summarize_pending(store)
+    after: list[Any] | None = None
+    while True:
+        found = search_page(store, expr, order, after, page_size)
+        yield from (summary for summary, _ in found)
+        if len(found) < page_size:
+            return
+        after = found[-1][1]
+
+
+__all__ = [
+    "RUN_COLUMNS",
+    "SearchRows",
+    "SortKey",
+    "compile_page",
+    "copy_runs",
+    "decode_token",
+    "encode_token",
+    "escape_text",
+    "insert_run",
+    "iter_runs",
+    "search_page",
+    "search_rows",
+    "search_runs",
+    "store_summary",
+    "summarize",
+    "summarize_again",
+    "summarize_pending",
+]
