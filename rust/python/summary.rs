@@ -499,14 +499,14 @@ fn folder_diff(inner: &Stored, found: fingerprint::FolderFingerprints, racy: f64
     // Each run once: a document of a run folder's name is read as the run folder.
     let mut listed: Vec<(&Fingerprint, &str)> =
         Vec::with_capacity(found.documents.len() + found.folders.len());
-    for item in &found.documents {
+    for item in found.documents.iter().map(|item| &**item) {
         if folders.contains(item.run_id.as_os_str()) {
             both.extend(item.run_id.to_str().map(str::to_owned));
         } else {
             listed.push((item, DOCUMENT_HEAD));
         }
     }
-    listed.extend(found.folders.iter().map(|item| (item, FOLDER_HEAD)));
+    listed.extend(found.folders.iter().map(|item| (&**item, FOLDER_HEAD)));
     // Looked up on every core: (recorded, stale entry) of each run.
     let judged: Vec<(bool, Option<StaleEntry>)> = listed
         .par_iter()

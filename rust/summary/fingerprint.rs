@@ -424,6 +424,56 @@ fn stat_key(stat: &Stat) -> StatKey {
     )
 }
 
+/// What of a file's stat its stamp is made of (`stamp` and `kind_prefix`): two equal ones give
+/// the same stamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileStat {
+    ino: u64,
+    size: i64,
+    modified: i64,
+    changed: i64,
+    mode: u32,
+}
+
+impl FileStat {
+    fn of(stat: &Stat) -> Self {
+        FileStat {
+            ino: stat.st_ino,
+            size: stat.st_size,
+            modified: stat.st_mtime * 1_000_000_000 + stat.st_mtime_nsec as i64,
+            changed: change_ns(stat),
+            mode: stat.st_mode & TYPE_BITS,
+        }
+    }
+
+    fn kind(&self) -> FileType {
+        FileType::from_raw_mode(self.mode)
+    }
+
+    /// `stamp`, with the kind prefix, written into `text`.
+    fn write_stamp(&self, text: &mut String, expected: FileType) {
+        use std::fmt::Write;
+        let prefix = if self.kind() == expected {
+            ""
+        } else {
+            match self.kind() {
+                FileType::Symlink => "link:",
+                FileType::Directory => "dir:",
+                FileType::RegularFile => "file:",
+                _ => "special:",
+            }
+        };
+        let _ = write!(
+            text,
+            "{prefix}{}-{}-{}-{}",
+            self.ino, self.size, self.modified, self.changed
+        );
+    }
+}
+
+/// The file type bits of `st_mode` (`S_IFMT`).
+const TYPE_BITS: u32 = 0o170000;
+
 /// The names a run folder's fingerprint stamped, and those of its `.journals`, each with the
 /// stat its folder had before it was listed.
 #[derive(Debug, Default, Clone)]
@@ -435,18 +485,47 @@ struct Listing {
     /// rename (by this package's writers; runnable's know nothing of it), which changes its
     /// folder, so it is not stamped again while its folder is unchanged.
     marker: Option<(String, i64)>,
+    /// The stats of the files stamped at the last scan (in the order `listed_stats` takes
+    /// them) and the fingerprint they made: the same stats make the same fingerprint, which
+    /// is not hashed again (most runs of a warm search).
+    last: Option<(Vec<FileStat>, Arc<Fingerprint>)>,
 }
 
-/// The listings of the run folders of the log folders this process fingerprinted last, by
-/// log folder: a run folder whose stat is unchanged holds the same names, and is stamped
-/// without listing it again (the listing is most of the cost of a run's fingerprint: an open,
-/// two reads of the folder and a close, against one stat of each file). Only a listing taken
-/// well after the folder's last change is kept (see `fingerprint_folder`).
-type Listings = HashMap<OsString, Arc<Listing>>;
-static LISTINGS: Mutex<Vec<(PathBuf, Arc<Listings>)>> = Mutex::new(Vec::new());
+/// The names a log folder's listing gave (visible ones), with the type and inode of each.
+type Names = Vec<(OsString, FileType, u64)>;
+/// A log folder's names kept for the next scan, with the folder's stat before it was listed.
+type KeptNames = (StatKey, Arc<Names>);
+
+/// What this process keeps of a log folder it fingerprinted: the listing of the folder itself
+/// with the folder's stat before it was listed (reused while that stat is unchanged: one
+/// `getdents` of 100,000 names and more saved at every scan), and what the scan made of each
+/// name listed (`listed`, `memos`: at the same positions).
+#[derive(Default)]
+struct FolderListings {
+    names: Option<KeptNames>,
+    listed: Arc<Names>,
+    memos: Vec<Memo>,
+}
+
+/// What a scan made of one name of a log folder: the stat and fingerprint of its document (the
+/// same stat makes the same fingerprint: not formatted again), the fingerprint of its run
+/// folder and the listing of the run folder to keep.
+#[derive(Debug, Default)]
+struct Memo {
+    document: Option<(FileStat, Arc<Fingerprint>)>,
+    run_folder: Option<Arc<Fingerprint>>,
+    listing: Option<Arc<Listing>>,
+}
+
+/// What this process kept of the log folders it fingerprinted last, by log folder: a run folder
+/// whose stat is unchanged holds the same names, and is stamped without listing it again (the
+/// listing is most of the cost of a run's fingerprint: an open, two reads of the folder and a
+/// close, against one stat of each file). Only a listing taken well after the folder's last
+/// change is kept (see `fingerprint_folder`).
+static LISTINGS: Mutex<Vec<(PathBuf, Arc<FolderListings>)>> = Mutex::new(Vec::new());
 const LISTED_FOLDERS: usize = 8;
 
-fn listings_of(folder: &Path) -> Arc<Listings> {
+fn listings_of(folder: &Path) -> Arc<FolderListings> {
     let kept = LISTINGS.lock().unwrap_or_else(|p| p.into_inner());
     kept.iter()
         .find(|(path, _)| path == folder)
@@ -454,7 +533,7 @@ fn listings_of(folder: &Path) -> Arc<Listings> {
         .unwrap_or_default()
 }
 
-fn keep_listings(folder: &Path, listings: Listings) {
+fn keep_listings(folder: &Path, listings: FolderListings) {
     let mut kept = LISTINGS.lock().unwrap_or_else(|p| p.into_inner());
     kept.retain(|(path, _)| path != folder);
     if kept.len() >= LISTED_FOLDERS {
@@ -463,24 +542,79 @@ fn keep_listings(folder: &Path, listings: Listings) {
     kept.push((folder.to_path_buf(), Arc::new(listings)));
 }
 
-/// The fingerprint of run folder `name` from the names of its last listing, each stamped
-/// through the folder's name (`<name>/<entry>`); None when the folder or its `.journals`
+/// The visible names of an open log folder: those of the last listing while the folder's stat
+/// is unchanged, else listed again; with what to keep for the next scan (a listing taken when
+/// the folder last changed before `trusted_before`, as for run folders).
+fn folder_names(
+    fd: BorrowedFd<'_>,
+    folder: &Path,
+    known: &FolderListings,
+    trusted_before: i64,
+) -> Result<(Arc<Names>, Option<KeptNames>)> {
+    let own = rustix::fs::fstat(fd).map_err(|e| CoreError::io("stat", folder, e.into()))?;
+    let key = stat_key(&own);
+    if let Some((known_key, names)) = &known.names {
+        if *known_key == key {
+            return Ok((Arc::clone(names), Some((key, Arc::clone(names)))));
+        }
+    }
+    let names = Arc::new(visible_names(fd, folder)?);
+    let keep = (key.2 < trusted_before).then(|| (key, Arc::clone(&names)));
+    Ok((names, keep))
+}
+
+/// The stats of the files of run folder `name` its last listing names, each stat'ed through the
+/// folder's name (`<name>/<entry>`), in the order [`listed_fingerprint`] hashes them (the
+/// layout marker left out: see `Listing::marker`); None when the folder or its `.journals`
 /// changed since (listed again by the caller). A link put at `<name>` between the stat of the
 /// folder and those of its files can make a fingerprint of files elsewhere: a hash of stats,
 /// never a read, that matches no fingerprint of this folder, and the next scan sees the link.
-fn listed_contents(
-    parent: BorrowedFd<'_>,
-    name: &OsStr,
-    ino: u64,
-    listing: &Listing,
-) -> Option<Fingerprint> {
-    use std::fmt::Write;
-    // The names and the journals' are sorted (see `cached_run_folder`), and `.journals/<j>`
-    // sorts right after `.journals` among the names stamped: hashed in the order of
-    // `folder_contents`'s sort, without building and sorting the list.
+fn listed_stats(parent: BorrowedFd<'_>, name: &OsStr, listing: &Listing) -> Option<Vec<FileStat>> {
     let mut path = name.as_bytes().to_vec();
     path.push(b'/');
     let base = path.len();
+    let mut stats = Vec::with_capacity(listing.names.len() + 1);
+    for entry in &listing.names {
+        if entry == LAYOUT_MARKER.as_bytes() && listing.marker.is_some() {
+            continue;
+        }
+        path.truncate(base);
+        path.extend_from_slice(entry);
+        let Ok(stat) = lstat_at(parent, OsStr::from_bytes(&path)) else {
+            return None; // gone: its folder changed
+        };
+        let stat = FileStat::of(&stat);
+        stats.push(stat);
+        if entry == JOURNAL_DIR.as_bytes() && stat.kind() == FileType::Directory {
+            let (key, names) = listing.journals.as_ref()?;
+            if *key != (stat.ino, stat.modified, stat.changed) {
+                return None;
+            }
+            for journal in names {
+                path.truncate(base + entry.len());
+                path.push(b'/');
+                path.extend_from_slice(journal);
+                let Ok(stat) = lstat_at(parent, OsStr::from_bytes(&path)) else {
+                    return None;
+                };
+                stats.push(FileStat::of(&stat));
+            }
+        }
+    }
+    Some(stats)
+}
+
+/// The fingerprint of a run folder from its last listing and the stats [`listed_stats`]
+/// took, as [`folder_contents`] makes it.
+fn listed_fingerprint(
+    name: &OsStr,
+    ino: u64,
+    listing: &Listing,
+    stats: &[FileStat],
+) -> Fingerprint {
+    // The names and the journals' are sorted (see `cached_run_folder`), and `.journals/<j>`
+    // sorts right after `.journals` among the names stamped: hashed in the order of
+    // `folder_contents`'s sort, without building and sorting the list.
     let mut newest = i64::MIN;
     let mut count = 0usize;
     let mut text = String::with_capacity(96);
@@ -494,6 +628,7 @@ fn listed_contents(
         hasher.update(b"\n");
         count += 1;
     };
+    let mut stats = stats.iter();
     for entry in &listing.names {
         if entry == LAYOUT_MARKER.as_bytes() {
             if let Some((marker, changed)) = &listing.marker {
@@ -502,12 +637,8 @@ fn listed_contents(
                 continue;
             }
         }
-        path.truncate(base);
-        path.extend_from_slice(entry);
-        let Ok(stat) = lstat_at(parent, OsStr::from_bytes(&path)) else {
-            return None; // gone: its folder changed
-        };
-        newest = newest.max(change_ns(&stat));
+        let Some(stat) = stats.next() else { break };
+        newest = newest.max(stat.changed);
         let is_journals = entry == JOURNAL_DIR.as_bytes();
         let expected = if is_journals {
             FileType::Directory
@@ -515,38 +646,45 @@ fn listed_contents(
             FileType::RegularFile
         };
         text.clear();
-        let _ = write!(text, "{}{}", kind_prefix(&stat, expected), stamp(&stat));
+        stat.write_stamp(&mut text, expected);
         put(&mut hasher, &[entry], &text);
-        if is_journals && FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
-            let (key, names) = listing.journals.as_ref()?;
-            if *key != stat_key(&stat) {
-                return None;
-            }
-            for journal in names {
-                path.truncate(base + entry.len());
-                path.push(b'/');
-                path.extend_from_slice(journal);
-                let Ok(stat) = lstat_at(parent, OsStr::from_bytes(&path)) else {
-                    return None;
-                };
-                newest = newest.max(change_ns(&stat));
+        if is_journals && stat.kind() == FileType::Directory {
+            for journal in listing.journals.iter().flat_map(|(_, names)| names) {
+                let Some(stat) = stats.next() else { break };
+                newest = newest.max(stat.changed);
                 text.clear();
-                let _ = write!(
-                    text,
-                    "{}{}",
-                    kind_prefix(&stat, FileType::RegularFile),
-                    stamp(&stat)
-                );
+                stat.write_stamp(&mut text, FileType::RegularFile);
                 put(&mut hasher, &[JOURNAL_DIR.as_bytes(), b"/", journal], &text);
             }
         }
     }
     let hex = hasher.finalize().to_hex();
-    Some(Fingerprint {
+    Fingerprint {
         run_id: name.to_os_string(),
         fingerprint: format!("{ino}:{count}:{}", &hex[..32]),
         newest_change_ns: newest,
-    })
+    }
+}
+
+/// The fingerprint of run folder `name` from its last listing, with the listing to keep (the
+/// same one when its files' stats are those of the last scan: the fingerprint is that scan's);
+/// None when the folder changed since (listed again by the caller).
+fn listed_contents(
+    parent: BorrowedFd<'_>,
+    name: &OsStr,
+    ino: u64,
+    listing: &Arc<Listing>,
+) -> Option<(Arc<Fingerprint>, Arc<Listing>)> {
+    let stats = listed_stats(parent, name, listing)?;
+    if let Some((last, found)) = &listing.last {
+        if *last == stats && found.run_id.as_os_str() == name {
+            return Some((Arc::clone(found), Arc::clone(listing)));
+        }
+    }
+    let found = Arc::new(listed_fingerprint(name, ino, listing, &stats));
+    let mut kept = Listing::clone(listing);
+    kept.last = Some((stats, Arc::clone(&found)));
+    Some((found, Arc::new(kept)))
 }
 
 /// A run folder's fingerprint (as [`run_folder_fingerprint`] makes it) from its last listing
@@ -561,25 +699,33 @@ fn cached_run_folder(
     ino: u64,
     known: Option<&Arc<Listing>>,
     trusted_before: i64,
-) -> (Option<Fingerprint>, Option<Arc<Listing>>) {
+) -> (Option<Arc<Fingerprint>>, Option<Arc<Listing>>) {
     if kind != FileType::Directory {
-        return (run_folder_fingerprint(parent, name, kind, Some(ino)), None);
+        return (
+            run_folder_fingerprint(parent, name, kind, Some(ino)).map(Arc::new),
+            None,
+        );
     }
     let own = match lstat_at(parent, name) {
         Ok(own) => own,
         Err(Errno::NOENT) => return (None, None),
-        Err(_) => return (run_folder_fingerprint(parent, name, kind, Some(ino)), None),
+        Err(_) => {
+            return (
+                run_folder_fingerprint(parent, name, kind, Some(ino)).map(Arc::new),
+                None,
+            )
+        }
     };
     if FileType::from_raw_mode(own.st_mode) != FileType::Directory {
         return (
-            run_folder_fingerprint(parent, name, FileType::Unknown, None),
+            run_folder_fingerprint(parent, name, FileType::Unknown, None).map(Arc::new),
             None,
         );
     }
     let key = stat_key(&own);
     if let Some(known) = known.filter(|known| known.folder == Some(key)) {
-        if let Some(found) = listed_contents(parent, name, ino, known) {
-            return (Some(found), Some(Arc::clone(known)));
+        if let Some((found, kept)) = listed_contents(parent, name, ino, known) {
+            return (Some(found), Some(kept));
         }
     }
     let run = match rustix::fs::openat(
@@ -589,13 +735,18 @@ fn cached_run_folder(
         Mode::empty(),
     ) {
         Ok(run) => run,
-        Err(_) => return (run_folder_fingerprint(parent, name, kind, Some(ino)), None),
+        Err(_) => {
+            return (
+                run_folder_fingerprint(parent, name, kind, Some(ino)).map(Arc::new),
+                None,
+            )
+        }
     };
     let mut listing = Listing {
         folder: Some(key),
         ..Listing::default()
     };
-    let found = folder_contents_listed(&run, name, Some(ino), Some(&mut listing));
+    let found = folder_contents_listed(&run, name, Some(ino), Some(&mut listing)).map(Arc::new);
     let settled = key.2 < trusted_before
         && listing
             .journals
@@ -619,16 +770,9 @@ fn cached_run_folder(
 /// `<name>/RunLog.json` fails with "not a folder", which is what a file's listed type says).
 #[derive(Debug, Default)]
 pub struct FolderFingerprints {
-    pub documents: Vec<Fingerprint>,
-    pub folders: Vec<Fingerprint>,
+    pub documents: Vec<Arc<Fingerprint>>,
+    pub folders: Vec<Arc<Fingerprint>>,
 }
-
-/// A name's document, run folder and the listing of the run folder to keep.
-type Entry = (
-    Option<Fingerprint>,
-    Option<Fingerprint>,
-    Option<Arc<Listing>>,
-);
 
 /// `racy_ns`: how long before the scan a run folder must have last changed for its listing to
 /// be kept for the next scan of this folder in this process.
@@ -641,45 +785,82 @@ pub fn fingerprint_folder(folder: &Path, racy_ns: i64) -> Result<FolderFingerpri
     let Some(fd) = open_dir_if_present(folder)? else {
         return Ok(FolderFingerprints::default());
     };
-    let names = visible_names(fd.as_fd(), folder)?;
+    let (names, kept_names) = folder_names(fd.as_fd(), folder, &known, trusted_before)?;
+    // What the last scan made of each name: by position when the listing is the same one,
+    // else by name (a scan after runs were added or removed).
+    let same = Arc::ptr_eq(&names, &known.listed);
+    let by_name: HashMap<&OsStr, usize> = if same {
+        HashMap::new()
+    } else {
+        known
+            .listed
+            .iter()
+            .enumerate()
+            .map(|(at, (name, _, _))| (name.as_os_str(), at))
+            .collect()
+    };
     let fd = fd.as_fd();
-    let found: Vec<Entry> = names
+    let found: Vec<Memo> = names
         .par_iter()
+        .enumerate()
         .with_min_len(128)
-        .map(|(name, kind, ino)| {
+        .map(|(at, (name, kind, ino))| {
+            let last = if same {
+                known.memos.get(at)
+            } else {
+                by_name.get(name.as_os_str()).map(|&at| &known.memos[at])
+            };
             let bytes = name.as_bytes();
             let document = if bytes.ends_with(b".json") {
-                lstat_at(fd, name).ok().map(|stat| Fingerprint {
-                    run_id: OsStr::from_bytes(&bytes[..bytes.len() - ".json".len()]).to_os_string(),
-                    fingerprint: format!(
-                        "{}{}",
-                        kind_prefix(&stat, FileType::RegularFile),
-                        stamp(&stat)
-                    ),
-                    newest_change_ns: change_ns(&stat),
+                lstat_at(fd, name).ok().map(|stat| {
+                    let stat = FileStat::of(&stat);
+                    match last.and_then(|last| last.document.as_ref()) {
+                        Some((was, found)) if *was == stat => (stat, Arc::clone(found)),
+                        _ => {
+                            let mut text = String::with_capacity(64);
+                            stat.write_stamp(&mut text, FileType::RegularFile);
+                            let run_id = &bytes[..bytes.len() - ".json".len()];
+                            let found = Fingerprint {
+                                run_id: OsStr::from_bytes(run_id).to_os_string(),
+                                fingerprint: text,
+                                newest_change_ns: stat.changed,
+                            };
+                            (stat, Arc::new(found))
+                        }
+                    }
                 })
             } else {
                 None
             };
             let (run_folder, listing) = match kind {
                 FileType::Directory | FileType::Unknown | FileType::Symlink => {
-                    cached_run_folder(fd, name, *kind, *ino, known.get(name), trusted_before)
+                    let listing = last.and_then(|last| last.listing.as_ref());
+                    cached_run_folder(fd, name, *kind, *ino, listing, trusted_before)
                 }
                 _ => (None, None),
             };
-            (document, run_folder, listing)
+            Memo {
+                document,
+                run_folder,
+                listing,
+            }
         })
         .collect();
+    drop(by_name);
     let mut out = FolderFingerprints::default();
-    let mut listings = Listings::with_capacity(found.len());
-    for ((document, run_folder, listing), (name, _, _)) in found.into_iter().zip(names) {
-        out.documents.extend(document);
-        out.folders.extend(run_folder);
-        if let Some(listing) = listing {
-            listings.insert(name, listing);
-        }
+    for memo in &found {
+        out.documents
+            .extend(memo.document.as_ref().map(|(_, found)| Arc::clone(found)));
+        out.folders.extend(memo.run_folder.iter().cloned());
     }
     drop(known);
-    keep_listings(folder, listings);
+    keep_listings(
+        folder,
+        FolderListings {
+            names: kept_names,
+            listed: names,
+            memos: found,
+        },
+    );
     Ok(out)
 }

@@ -232,3 +232,43 @@ def test_run_folders_kept_listed_between_scans_still_show_every_change(tmp_path:
     _all_stamps(tmp_path)  # kept listed again, settled
     document.write_text(document.read_text() + " ")
     changed("a")
+
+
+def _fresh_documents(folder: Path) -> dict[str, tuple[str, int]]:
+    return {
+        r: ("file-system " + f, c) for r, (f, c) in _core.fingerprint_documents(str(folder)).items()
+    }
+
+
+def test_a_log_folder_kept_listed_between_scans_still_shows_every_change(tmp_path: Path) -> None:
+    """A scan keeps the listing of a settled log folder and what it made of each name; the next
+    one reuses the listing while the folder's stat is unchanged and a document's stamp while
+    its stat is: documents rewritten in place (runnable's writes), runs added and removed, a
+    document turned into a run folder all show as a fresh scan shows them."""
+    for run_id in ("a", "b"):
+        (tmp_path / f"{run_id}.json").write_text(f'{{"run_id": "{run_id}"}}')
+    time.sleep(0.2)  # settled: older than the racy window of the next scan
+    first = _all_stamps(tmp_path)
+    assert first == _fresh_documents(tmp_path)
+    assert _all_stamps(tmp_path) == first  # from the kept listing and stamps
+
+    def now() -> dict[str, tuple[str, int]]:
+        found = _all_stamps(tmp_path)
+        assert found == {**_fresh_documents(tmp_path), **_listed_again(tmp_path)}
+        return found
+
+    (tmp_path / "a.json").write_text('{"run_id": "a", "status": "FAIL"}')  # in place
+    assert {r for r, s in now().items() if s != first[r]} == {"a"}
+    time.sleep(0.2)
+    now()
+    (tmp_path / "c.json").write_text("{}")
+    assert set(now()) == {"a", "b", "c"}
+    time.sleep(0.2)
+    now()
+    (tmp_path / "b.json").unlink()
+    assert set(now()) == {"a", "c"}
+    time.sleep(0.2)
+    now()
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "RunLog.json").write_text("{}")
+    assert set(now()) == {"a", "c", "d"}
