@@ -356,6 +356,63 @@ def test_an_index_deleted_between_searches(searched: BaseRunLogStore, tmp_path: 
     assert "after" in _ids(searched)
 
 
+def test_a_build_is_linked_into_place_whole(
+    searched: BaseRunLogStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build from nothing fills a file of its own and links it under the index's name: no
+    temporary file is left; one a build killed half way left is removed once it is old, one
+    being written (recent) is not; an index another process linked meanwhile is kept, and the
+    search answers from the build it made."""
+    for name in (INDEX_FILE, INDEX_FILE + "-wal", INDEX_FILE + "-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    killed = tmp_path / f"{INDEX_FILE}.build-killed"
+    killed.write_bytes(b"half an index")
+    old = time.time() - index_module.STALE_BUILD_SECONDS - 60
+    os.utime(killed, (old, old))
+    writing = tmp_path / f"{INDEX_FILE}.build-writing"
+    writing.write_bytes(b"a build under way")
+    progress = RecordingCallback()
+    expected = scanned(searched, None, "run_id")
+    assert comparable(searched.search_runs(None, "run_id", callback=progress).runs) == (
+        comparable(expected)
+    )
+    assert _indexed(progress) == len(expected)
+    assert sorted(p.name for p in tmp_path.glob(INDEX_FILE + "*")) == sorted(
+        [INDEX_FILE, writing.name]
+    )
+    with sqlite3.connect(tmp_path / INDEX_FILE) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        ours = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0]
+    writing.unlink()
+
+    # Another process links its index while this one builds: theirs stays, ours answers.
+    (tmp_path / INDEX_FILE).unlink()
+    fill = index_module.RunIndex._fill
+    theirs: list[str] = []
+
+    def fill_and_race(self: Any, *args: Any) -> Any:
+        found = fill(self, *args)
+        if theirs:  # the other process's own build
+            return found
+        theirs.append("")
+        other = _store("chunked-fs", tmp_path)
+        other.search_runs()  # builds and links its own, the name still free
+        with sqlite3.connect(tmp_path / INDEX_FILE) as db:
+            theirs[0] = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0]
+        return found
+
+    monkeypatch.setattr(index_module.RunIndex, "_fill", fill_and_race)
+    searched.create_run_log("during")
+    answer = searched.search_runs(None, "run_id", max_results=10_000)
+    monkeypatch.undo()
+    assert "during" in [r.run_id for r in answer.runs]
+    assert len(theirs) == 1 and theirs[0] != ours
+    with sqlite3.connect(tmp_path / INDEX_FILE) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0] == theirs[0]
+    assert [p.name for p in tmp_path.glob(INDEX_FILE + ".build-*")] == []
+    assert_answers_equal_scan(searched)
+
+
 def _hold_lock(path: str, mode: str, ready: Any, release: Any) -> None:
     db = sqlite3.connect(path, isolation_level=None)
     db.execute(f"BEGIN {mode}")

@@ -28,6 +28,7 @@ level.
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import re
@@ -35,6 +36,7 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -339,6 +341,10 @@ class RunIndex:
             os.makedirs(user_index_folder(), exist_ok=True)  # never a store's own folder
         sql, params = query.compile_search(expr, order)
         params = [*params, limit, offset]
+        if reconcile and not os.path.exists(path):
+            built = self._build(path, sql, params, callback)
+            if built is not None:
+                return _summaries(built)
         with self._connect(path, BUSY_SECONDS) as conn:
             if not reconcile and self._version(conn) != SCHEMA_VERSION:
                 # Deleted or built again since the first page: not the index it paged.
@@ -402,6 +408,113 @@ class RunIndex:
                     conn.execute("ROLLBACK")
             _applied(path, before, after, put, removed)
             return _summaries(found)
+
+    # --- building from nothing ------------------------------------------------------------------
+
+    def _build(
+        self, path: str, sql: str, params: list[Any], callback: Callback
+    ) -> list[tuple[Any, ...]] | None:
+        """Build the missing index ``path`` whole in a file of its own, then link it into
+        place, and answer the search from it; None when it cannot be linked (a file system
+        without hard links): the caller builds it in place.
+
+        The file is written without a journal and without syncs (a build killed half way
+        leaves a temporary file, never a half index: the next build removes it once it is
+        old), the secondary indexes made once the rows are in, and only then switched to WAL
+        and linked under its name, which fails if another process linked its own meanwhile
+        (kept: both were built from stamps taken after the search began). A file is never
+        renamed over an index: a WAL left beside it would be replayed into the new one."""
+        _sweep_builds(path)
+        temp = f"{path}.build-{uuid.uuid4().hex}"
+        # Millions of rows are made and dropped, none in a cycle: the collector's passes over
+        # them were a tenth of a build's time.
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            conn = sqlite3.connect(temp, isolation_level=None, check_same_thread=False)
+            try:
+                found, epoch, put = self._fill(conn, sql, params, callback)
+                conn.execute("PRAGMA journal_mode = WAL")
+            finally:
+                conn.close()
+                if collecting:
+                    gc.enable()
+            try:
+                os.link(temp, path)
+            except FileExistsError:
+                log.info("run index %s was built by another process meanwhile", path)
+                return found
+            except OSError as exc:
+                log.info("run index %s cannot be linked into place (%s): built in place", path, exc)
+                return None
+            stored = _core.StoredStamps((epoch, "1"), put)
+            with _STORED_LOCK:
+                if path not in _STORED and len(_STORED) >= _STORED_PATHS:
+                    _STORED.pop(next(iter(_STORED)))
+                _STORED[path] = stored
+            return found
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(temp)
+
+    def _fill(
+        self, conn: sqlite3.Connection, sql: str, params: list[Any], callback: Callback
+    ) -> tuple[list[tuple[Any, ...]], str, list[tuple[str, str, float]]]:
+        """Stamp every run, summarize and insert them into the empty file of ``conn``, and
+        answer the search: the answer, the file's epoch and the stamps put. The runs are
+        summarized a batch ahead on another thread (the core leaves the GIL) while this one
+        inserts the rows of the batch before."""
+        for pragma in BUILD_PRAGMAS:
+            conn.execute(pragma)
+        epoch = uuid.uuid4().hex
+        conn.execute("BEGIN")
+        conn.execute(META_SCHEMA)
+        for statement in _TABLE_STATEMENTS:
+            conn.execute(statement)
+        conn.executemany(
+            "INSERT INTO meta VALUES (?, ?)",
+            [("version", SCHEMA_VERSION), ("epoch", epoch), ("generation", "1")],
+        )
+        stamped_at = time.time()
+        empty = _core.StoredStamps((epoch, "0"), [])
+        changes = self.source.changes(empty, (epoch, "0"), RACY_SECONDS)
+        assert changes is not None  # a copy of its own
+        fingerprints = {run_id: fingerprint for run_id, fingerprint, _ in changes[0]}
+        run_ids = list(fingerprints)
+        batches = [run_ids[at : at + BUILD_BATCH] for at in range(0, len(run_ids), BUILD_BATCH)]
+        put: list[tuple[str, str, float]] = []
+        with (
+            callback.phase("indexing runs", len(run_ids), "items"),
+            ThreadPoolExecutor(max_workers=1) as pool,
+        ):
+            # Two batches ahead at most: the summaries of every run are not all held at once.
+            ahead = deque(pool.submit(self.source.summaries, b, _ignore) for b in batches[:2])
+            for at, batch in enumerate(batches):
+                summaries = ahead.popleft().result()
+                if at + 2 < len(batches):
+                    ahead.append(pool.submit(self.source.summaries, batches[at + 2], _ignore))
+                rows = [
+                    _rows(run_id, summary, fingerprints[run_id], stamped_at)
+                    for run_id, summary in summaries.items()
+                    if summary is not None
+                ]
+                rows.sort(key=_run_id)
+                _insert(conn, rows)
+                put.extend((_run_id(r), fingerprints[_run_id(r)], stamped_at) for r in rows)
+                callback.advance(len(batch))
+        for statement in _SECONDARY:
+            conn.execute(statement)
+        conn.execute("COMMIT")
+        restriction = self.source.restriction()
+        if restriction is not None:
+            head = restriction.replace("'", "''")
+            conn.execute(
+                "CREATE TEMP VIEW runs AS SELECT * FROM main.runs "
+                f"WHERE substr(fingerprint, 1, {len(restriction)}) = '{head}'"
+            )
+        found = conn.execute(sql, params).fetchall()
+        conn.execute("PRAGMA locking_mode = NORMAL")
+        return found, epoch, put
 
     # --- writers' hooks --------------------------------------------------------------------------
 
@@ -582,6 +695,51 @@ _SECONDARY = [
 ]
 _SECONDARY_NAMES = [statement.split()[5].split(".", 1)[1] for statement in _SECONDARY]
 BULK_ROWS = 1000
+
+
+# A build's file: no journal, no syncs, no other process in it until it is linked into place,
+# and the sorts of its indexes on a second thread.
+BUILD_PRAGMAS = (
+    "PRAGMA journal_mode = OFF",
+    "PRAGMA synchronous = OFF",
+    "PRAGMA locking_mode = EXCLUSIVE",
+    f"PRAGMA cache_size = -{CACHE_KIB}",
+    "PRAGMA threads = 2",
+)
+# Runs summarized at once in a build (the progress moves by a batch).
+BUILD_BATCH = 2048
+# A build's temporary file untouched for this long was left by a build killed half way.
+STALE_BUILD_SECONDS = 3600.0
+# The tables of the schema without their secondary indexes (made after a build's rows).
+_TABLE_STATEMENTS = [
+    statement
+    for statement in (
+        "\n".join(line for line in s.splitlines() if not line.startswith("--"))
+        for s in _statements(query.INDEX_SCHEMA)
+    )
+    if not statement.startswith("CREATE INDEX")
+]
+
+
+def _ignore(count: int) -> None:
+    """Progress told elsewhere."""
+
+
+def _sweep_builds(path: str) -> None:
+    """Remove the temporary files of builds of ``path`` killed half way (untouched for
+    ``STALE_BUILD_SECONDS``)."""
+    folder, name = os.path.split(path)
+    try:
+        entries = list(os.scandir(folder or "."))
+    except OSError:
+        return
+    now = time.time()
+    for entry in entries:
+        if not entry.name.startswith(name + ".build-"):
+            continue
+        with contextlib.suppress(OSError):
+            if now - entry.stat(follow_symlinks=False).st_mtime > STALE_BUILD_SECONDS:
+                os.remove(entry.path)
 
 
 def _insert(conn: sqlite3.Connection, rows: Sequence[query.IndexRows]) -> None:
