@@ -61,9 +61,18 @@ log = logging.getLogger("runlog_store.search")
 FORMAT = 3
 
 
+# The stamps of every run, read by a process's first search, from an index of their own: in the
+# table they sit after each run's summary, which SQLite would read through (a fourth of the
+# time of 100,000 runs' stamps).
+STAMPS_INDEX = (
+    "CREATE INDEX IF NOT EXISTS main.runs_stamps ON runs(run_id, fingerprint, indexed_at)"
+)
+
+
 def _schema_version() -> str:
     hasher = _core.Hasher("blake3")
     hasher.update(query.INDEX_SCHEMA.encode())
+    hasher.update(STAMPS_INDEX.encode())
     return f"{FORMAT}-{runlog_store.__version__}-{hasher.hexdigest()[:16]}"
 
 
@@ -235,6 +244,7 @@ class RunIndex:
                 conn.execute(META_SCHEMA)
                 for statement in _statements(query.INDEX_SCHEMA):
                     conn.execute(statement)
+                conn.execute(STAMPS_INDEX)
                 conn.executemany(
                     "INSERT OR REPLACE INTO meta VALUES (?, ?)",
                     [
@@ -693,6 +703,7 @@ _SECONDARY = [
     )
     if statement.startswith("CREATE INDEX")
 ]
+_SECONDARY.append(STAMPS_INDEX)
 _SECONDARY_NAMES = [statement.split()[5].split(".", 1)[1] for statement in _SECONDARY]
 BULK_ROWS = 1000
 
