@@ -186,6 +186,20 @@ def merge_chunks(
     branches ("run"), or the branch or step ``name`` with its direct steps (None when missing).
     Also (path, reason) of what a salvage left out."""
 
+def merge_rows(
+    location: _Path,
+    run_log: bytes,
+    rows: list[tuple[str, str, int, bytes]],
+    *,
+    salvage: bool = False,
+    run_id: str = "",
+    view: Literal["full", "run", "branch", "step"] = "full",
+    name: str = "",
+) -> tuple[bytes | None, list[tuple[str, str]]]:
+    """A run held as rows of a database merged as ``merge_chunks`` merges one in memory: its
+    run-level document and (kind "step" or "branch", internal name, created_ns, body without
+    header) of its steps and branches; chunk names and headers made in Rust."""
+
 def fold_plan(
     location: _Path,
     run_log: bytes,

@@ -2,17 +2,21 @@
 //! folds), the merge of a run folder or of a run held in memory (object storage), and what a
 //! fold of the latter must embed.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use pyo3::prelude::*;
-use pyo3::pybacked::PyBackedBytes;
+use pyo3::pybacked::{PyBackedBytes, PyBackedStr};
 use pyo3::types::PyBytes;
 
 use super::errors::ForRun;
 use super::files::seconds;
 use super::pool::in_process_pool;
+use rayon::prelude::*;
+
+use crate::chunk;
 use crate::journal::{self, NewRecord, RecordKind};
 use crate::merger::{self, Contents, FoldPlan, MergedRun, Naming};
+use crate::names::{self, ChunkKind};
 use crate::run::{Run, RunOptions};
 
 /// (path, reason) of each chunk a salvage read left out.
@@ -179,25 +183,109 @@ fn merge_chunks<'py>(
     view: &str,
     name: &str,
 ) -> PyResult<(Option<Bound<'py, PyBytes>>, Skipped)> {
-    if !matches!(view, "full" | "run" | "branch" | "step") {
-        return Err(crate::CoreError::InvalidArgument(format!(
-            "unknown view {view:?}: expected \"full\", \"run\", \"branch\" or \"step\""
-        ))
-        .into());
+    let view = View::parse(view, name)?;
+    merge_view(
+        py,
+        &location,
+        run_log,
+        || Ok(objects),
+        salvage,
+        run_id,
+        view,
+    )
+}
+
+/// A run held as rows of a database (the postgres store) merged as [`merge_chunks`] merges
+/// one held in memory: the run-level document's bytes and `(kind, internal name,
+/// created_ns, body)` of each step (kind "step") and branch ("branch"), a body without the
+/// `_created_ns` header. The chunks' names and headers are made here, on the process's
+/// threads, rather than a Python call or two per row. A body that is not a JSON object is
+/// passed on as it is, for the merge to find it damaged (a salvage leaves it out).
+#[pyfunction]
+#[pyo3(signature = (
+    location, run_log, rows, *, salvage = false, run_id = "", view = "full", name = ""
+))]
+#[allow(clippy::too_many_arguments)]
+fn merge_rows<'py>(
+    py: Python<'py>,
+    location: PathBuf,
+    run_log: &[u8],
+    rows: Vec<(PyBackedStr, PyBackedStr, i64, PyBackedBytes)>,
+    salvage: bool,
+    run_id: &str,
+    view: &str,
+    name: &str,
+) -> PyResult<(Option<Bound<'py, PyBytes>>, Skipped)> {
+    let view = View::parse(view, name)?;
+    let objects = || -> crate::Result<Vec<(String, Vec<u8>)>> {
+        rows.par_iter()
+            .map(|(kind, internal_name, created_ns, body)| {
+                let kind = match &**kind {
+                    "step" => ChunkKind::Step,
+                    "branch" => ChunkKind::Branch,
+                    other => {
+                        return Err(crate::CoreError::InvalidArgument(format!(
+                            "unknown kind of row {other:?}: expected \"step\" or \"branch\""
+                        )))
+                    }
+                };
+                let object = names::chunk_file_name(kind, internal_name)?;
+                let chunk =
+                    chunk::chunk_with_header(*created_ns, body).unwrap_or_else(|_| body.to_vec());
+                Ok((object, chunk))
+            })
+            .collect()
+    };
+    merge_view(py, &location, run_log, objects, salvage, run_id, view)
+}
+
+/// What a merge of a run held in memory gives back.
+#[derive(Clone, Copy)]
+enum View<'a> {
+    Full,
+    Run,
+    Branch(&'a str),
+    Step(&'a str),
+}
+
+impl<'a> View<'a> {
+    fn parse(view: &str, name: &'a str) -> crate::Result<Self> {
+        match view {
+            "full" => Ok(View::Full),
+            "run" => Ok(View::Run),
+            "branch" => Ok(View::Branch(name)),
+            "step" => Ok(View::Step(name)),
+            other => Err(crate::CoreError::InvalidArgument(format!(
+                "unknown view {other:?}: expected \"full\", \"run\", \"branch\" or \"step\""
+            ))),
+        }
     }
+}
+
+/// The merge of [`merge_chunks`] and [`merge_rows`], the objects made by `objects` on the
+/// process's threads, the GIL released.
+fn merge_view<'py>(
+    py: Python<'py>,
+    location: &Path,
+    run_log: &[u8],
+    objects: impl FnOnce() -> crate::Result<Vec<(String, Vec<u8>)>> + Send,
+    salvage: bool,
+    run_id: &str,
+    view: View<'_>,
+) -> PyResult<(Option<Bound<'py, PyBytes>>, Skipped)> {
     let asked = (!run_id.is_empty()).then_some(run_id);
     let merged = in_process_pool(py, || -> crate::Result<(Option<Vec<u8>>, _)> {
-        let contents = Contents::from_objects(&location, run_log.to_vec(), objects, asked);
+        let contents = Contents::from_objects(location, run_log.to_vec(), objects()?, asked);
         let mut tree = contents.tree(&[], salvage)?;
         let document = match view {
-            "full" => {
+            View::Full => {
                 let document = tree.document();
-                crate::nesting::check_read(&location, &document)?;
+                crate::nesting::check_read(location, &document)?;
                 Some(document)
             }
-            "run" => Some(tree.shallow()),
-            "branch" => tree.branch(name),
-            _ => tree.step(name),
+            View::Run => Some(tree.shallow()),
+            View::Branch(name) => tree.branch(name),
+            View::Step(name) => tree.step(name),
         };
         Ok((document, tree.take_skipped()))
     })?
@@ -272,6 +360,7 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyChunkedRun>()?;
     m.add_function(wrap_pyfunction!(merge_run, m)?)?;
     m.add_function(wrap_pyfunction!(merge_chunks, m)?)?;
+    m.add_function(wrap_pyfunction!(merge_rows, m)?)?;
     m.add_function(wrap_pyfunction!(fold_plan, m)?)?;
     m.add_function(wrap_pyfunction!(pending_journals, m)?)?;
     Ok(())

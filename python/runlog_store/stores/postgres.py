@@ -51,7 +51,6 @@ from runlog_store.stores.chunked import (
     MAX_REMEMBERED,
     Change,
     ChunkedRunLogStore,
-    chunk_name,
 )
 
 if TYPE_CHECKING:
@@ -71,10 +70,6 @@ PASSWORD_IN_URL = (
 # serialization conflict is run again, at most this many times.
 TRANSACTION_ATTEMPTS = 20
 NodeKind = Literal["step", "branch"]
-_DOCUMENT_KIND: dict[str, Literal["StepLog", "BranchLog"]] = {
-    "step": "StepLog",
-    "branch": "BranchLog",
-}
 
 
 # The connection pools of this process, by connection settings: store objects of the same
@@ -669,25 +664,11 @@ class PostgresRunLogStore(ChunkedRunLogStore):
         document = bytes(rows.pop(at)[3])
         return document, rows
 
-    def _rows(
-        self, run_id: str, where: str = "", params: tuple[Any, ...] = ()
-    ) -> tuple[bytes, list[tuple[str, bytes]]]:
-        """The run's document and (document name, chunk) of its nodes (those ``where`` picks),
-        read in one snapshot: what the Rust merger takes."""
-        document, rows = self._select(run_id, where, params)
-        objects = [
-            (
-                chunk_name(_DOCUMENT_KIND[kind], name, run_id),
-                _core.chunk_with_header(created_ns, bytes(body)),
-            )
-            for kind, name, created_ns, body in rows
-        ]
-        return document, objects
-
     def _read_full(self, run_id: str, salvage: bool) -> tuple[bytes, list[tuple[str, str]]]:
-        document, objects = self._rows(run_id)
-        merged, skipped = _core.merge_chunks(
-            self._location(run_id), document, objects, salvage=salvage, run_id=run_id
+        document, rows = self._select(run_id)
+        # The rows' chunk names and headers made in Rust: no Python call per row.
+        merged, skipped = _core.merge_rows(
+            self._location(run_id), document, rows, salvage=salvage, run_id=run_id
         )
         assert merged is not None  # the full view always has a document
         return merged, skipped
@@ -707,9 +688,9 @@ class PostgresRunLogStore(ChunkedRunLogStore):
                 "SELECT internal_name FROM {schema}.nodes WHERE run_id = %s AND kind = 'branch'"
                 "))"
             )
-        document, objects = self._rows(run_id, where, (run_id,) if steps else ())
-        merged, _ = _core.merge_chunks(
-            self._location(run_id), document, objects, view="run", run_id=run_id
+        document, rows = self._select(run_id, where, (run_id,) if steps else ())
+        merged, _ = _core.merge_rows(
+            self._location(run_id), document, rows, view="run", run_id=run_id
         )
         assert merged is not None
         return merged
@@ -725,15 +706,8 @@ class PostgresRunLogStore(ChunkedRunLogStore):
         )
         if not any(row[0] == "branch" and row[1] == name for row in rows):
             return None
-        objects = [
-            (
-                chunk_name(_DOCUMENT_KIND[kind], node, run_id),
-                _core.chunk_with_header(created_ns, bytes(body)),
-            )
-            for kind, node, created_ns, body in rows
-        ]
-        merged, _ = _core.merge_chunks(
-            self._location(run_id), document, objects, view="branch", name=name, run_id=run_id
+        merged, _ = _core.merge_rows(
+            self._location(run_id), document, rows, view="branch", name=name, run_id=run_id
         )
         return merged
 
