@@ -118,9 +118,16 @@ def test_the_sql_answers_as_a_scan(store: PostgresRunLogStore, case: Case) -> No
     _load(store, runs)
     for filter_text, order_text in searches:
         expected = scanned(runs, filter_text, order_text)
-        assert _paged(store, filter_text, order_text, 100) == expected, (filter_text, order_text)
-        # Pages of two, each starting after the last run of the one before.
-        assert _paged(store, filter_text, order_text, 2) == expected, (filter_text, order_text)
+        # Each way a statement may take: from the runs of a parameter's condition with few
+        # rows (the limit above every count), or reading runs in order (below), or both.
+        for limit in (10_000, 0, 1):
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(postgres_search, "NARROW_LIMIT", limit)
+                found = _paged(store, filter_text, order_text, 100)
+                assert found == expected, (filter_text, order_text, limit)
+                # Pages of two, each starting after the last run of the one before.
+                found = _paged(store, filter_text, order_text, 2)
+                assert found == expected, (filter_text, order_text, limit)
 
 
 def test_a_summary_reads_back_whole(store: PostgresRunLogStore) -> None:
@@ -145,6 +152,39 @@ def test_a_summary_reads_back_whole(store: PostgresRunLogStore) -> None:
     for text in ("params.`n\x00ul` = 'a\x00\x01b'", "tag like 't'", "params.nan is not null"):
         expr = query.parse_filter(text, NOW)
         assert len(postgres_search.search_page(store, expr, query.DEFAULT_ORDER, None, 10)) == 1
+
+
+def test_texts_and_names_longer_than_an_index_entry(store: PostgresRunLogStore) -> None:
+    """A B-tree entry holds 2,704 bytes at most: the indexes hold a prefix of a text and the
+    md5 of a name, so a run with longer ones is stored, and found by its whole value."""
+    long_name, long_text = "n" * 5000, "v" * 9000
+    run_id = store.create_run_log(run_id="long", tag="t" * 6000, status="RUNNING").run_id
+    store.set_parameters(
+        run_id,
+        {
+            long_name: JsonParameter(kind="json", value=long_text),
+            "short": JsonParameter(kind="json", value=long_text + "w"),
+        },
+    )
+    step = store.create_step_log("s" * 3000, "s" * 3000)
+    step.status = "X" * 4000
+    store.add_step_log(step, run_id)
+    store.update_run_log_status(run_id, "SUCCESS")
+    store.create_run_log(run_id="other", tag="t" * 5999 + "u", status="SUCCESS")
+    for text, found in (
+        (f"params.{long_name} = '{long_text}'", ["long"]),
+        (f"params.{long_name} = '{long_text}x'", []),
+        (f"params.short > '{long_text}'", ["long"]),
+        (f"params.short < '{long_text}w'", []),
+        (f"tag = '{'t' * 6000}'", ["long"]),
+        (f"tag > '{'t' * 6000}'", ["other"]),
+        (f"step.{'s' * 3000}.status = '{'x' * 4000}'", ["long"]),
+        (f"step.{'s' * 3000}.status in ('{'x' * 3999}', '{'x' * 4000}')", ["long"]),
+    ):
+        for limit in (10_000, 0):
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(postgres_search, "NARROW_LIMIT", limit)
+                assert _ids(store.search_runs(text).runs) == found, (text[:40], limit)
 
 
 # --- runs written through the store ------------------------------------------------------------

@@ -92,23 +92,31 @@ MIGRATIONS: tuple[Migration, ...] = (
                 ADD COLUMN tag_folded text COLLATE "C",
                 ADD COLUMN dag_hash_folded text COLLATE "C",
                 ADD COLUMN commit_id_folded text COLLATE "C",
-                ADD COLUMN failed_step_folded text COLLATE "C"
+                ADD COLUMN failed_step_folded text COLLATE "C",
+                ADD COLUMN status_key text COLLATE "C" GENERATED ALWAYS AS (left(status, 100))
+                    STORED,
+                ADD COLUMN tag_key text COLLATE "C" GENERATED ALWAYS AS (left(tag, 100)) STORED
             """,
             # The default order (newest start first, ties by run id) read straight from an
-            # index, alone and after the most common filters.
+            # index, alone and after the most common filters. An index holds at most the first
+            # 100 characters of a text a run may make as long as it likes (a B-tree entry is at
+            # most 2,704 bytes: a longer one would fail the write) and the md5 of a name, kept
+            # in columns of their own (*_key) so that a search reads them from the index alone;
+            # it checks the whole text and name on the rows it finds.
             "CREATE INDEX runs_start ON {schema}.runs "
             '(start_time DESC NULLS LAST, run_id COLLATE "C")',
             "CREATE INDEX runs_status ON {schema}.runs "
-            '(status, start_time DESC NULLS LAST, run_id COLLATE "C")',
+            '(status_key, start_time DESC NULLS LAST, run_id COLLATE "C")',
             "CREATE INDEX runs_tag ON {schema}.runs "
-            '(tag, start_time DESC NULLS LAST, run_id COLLATE "C")',
+            '(tag_key, start_time DESC NULLS LAST, run_id COLLATE "C")',
             "CREATE INDEX runs_end ON {schema}.runs (end_time)",
             "CREATE INDEX runs_duration ON {schema}.runs (duration)",
             "CREATE INDEX runs_unsummarized ON {schema}.runs (run_id) WHERE summary IS NULL",
             # Root parameters and metrics, one row per run and name: a typed value (type
             # 'number' in num, NULL for NaN; 'string' in text; 'bool' as 1.0 or 0.0 in num;
             # 'null', 'list', 'object' with neither), so that a comparison finds only values of
-            # its literal's type through the index of numbers or of texts.
+            # its literal's type through the index of numbers or of texts. Those indexes carry
+            # the run id: a search reads the runs of a value from the index alone.
             """
             CREATE TABLE {schema}.run_params (
                 run_id text NOT NULL REFERENCES {schema}.runs ON DELETE CASCADE,
@@ -117,12 +125,15 @@ MIGRATIONS: tuple[Migration, ...] = (
                 num double precision,
                 text text COLLATE "C",
                 folded text COLLATE "C",
-                PRIMARY KEY (run_id, name)
+                name_key text GENERATED ALWAYS AS (md5(name)) STORED,
+                text_key text COLLATE "C" GENERATED ALWAYS AS (left(text, 100)) STORED
             )
             """,
-            "CREATE INDEX run_params_num ON {schema}.run_params (name, num) WHERE num IS NOT NULL",
-            "CREATE INDEX run_params_text ON {schema}.run_params (name, text) "
-            "WHERE text IS NOT NULL",
+            "CREATE UNIQUE INDEX run_params_key ON {schema}.run_params (run_id, name_key)",
+            "CREATE INDEX run_params_num ON {schema}.run_params (name_key, type, num) "
+            "INCLUDE (run_id) WHERE num IS NOT NULL",
+            "CREATE INDEX run_params_text ON {schema}.run_params "
+            "(name_key, type, text_key) INCLUDE (run_id) WHERE text_key IS NOT NULL",
             """
             CREATE TABLE {schema}.run_metrics (
                 run_id text NOT NULL REFERENCES {schema}.runs ON DELETE CASCADE,
@@ -131,13 +142,15 @@ MIGRATIONS: tuple[Migration, ...] = (
                 num double precision,
                 text text COLLATE "C",
                 folded text COLLATE "C",
-                PRIMARY KEY (run_id, name)
+                name_key text GENERATED ALWAYS AS (md5(name)) STORED,
+                text_key text COLLATE "C" GENERATED ALWAYS AS (left(text, 100)) STORED
             )
             """,
-            "CREATE INDEX run_metrics_num ON {schema}.run_metrics (name, num) "
-            "WHERE num IS NOT NULL",
-            "CREATE INDEX run_metrics_text ON {schema}.run_metrics (name, text) "
-            "WHERE text IS NOT NULL",
+            "CREATE UNIQUE INDEX run_metrics_key ON {schema}.run_metrics (run_id, name_key)",
+            "CREATE INDEX run_metrics_num ON {schema}.run_metrics (name_key, type, num) "
+            "INCLUDE (run_id) WHERE num IS NOT NULL",
+            "CREATE INDEX run_metrics_text ON {schema}.run_metrics "
+            "(name_key, type, text_key) INCLUDE (run_id) WHERE text_key IS NOT NULL",
             # The status of every step at every depth, by internal name (step.<name>.status).
             """
             CREATE TABLE {schema}.run_steps (
@@ -145,10 +158,13 @@ MIGRATIONS: tuple[Migration, ...] = (
                 name text COLLATE "C" NOT NULL,
                 status text COLLATE "C",
                 folded text COLLATE "C",
-                PRIMARY KEY (run_id, name)
+                name_key text GENERATED ALWAYS AS (md5(name)) STORED,
+                status_key text COLLATE "C" GENERATED ALWAYS AS (left(status, 100)) STORED
             )
             """,
-            "CREATE INDEX run_steps_status ON {schema}.run_steps (name, status)",
+            "CREATE UNIQUE INDEX run_steps_key ON {schema}.run_steps (run_id, name_key)",
+            "CREATE INDEX run_steps_status ON {schema}.run_steps "
+            "(name_key, status_key) INCLUDE (run_id)",
         ),
     ),
 )

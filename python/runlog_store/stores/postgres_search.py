@@ -244,7 +244,7 @@ def _upserts(new: bool) -> str:
         parts.append(
             f"ins_{prefix} AS (INSERT INTO {{schema}}.{table} ({', '.join(columns)}) "
             f"{source}unnest({arrays}) AS u "
-            f"ON CONFLICT (run_id, name) DO UPDATE SET {update})"
+            f"ON CONFLICT (run_id, name_key) DO UPDATE SET {update})"
         )
     return ", ".join(parts)
 
@@ -322,6 +322,17 @@ def summarize_pending(store: PostgresRunLogStore) -> int:
     """Summarize the runs that have no summary (written before migration 2), each in a
     transaction of its own holding its row; how many. Two searches doing it at once skip each
     other's runs (SKIP LOCKED) rather than wait."""
+
+    def pending(cur: Cursor[Any]) -> bool:
+        cur.execute(
+            _sql(store, "SELECT EXISTS (SELECT 1 FROM {schema}.runs WHERE summary IS NULL)")
+        )
+        row = cur.fetchone()
+        return bool(row and row[0])
+
+    # One indexed statement (runs_unsummarized) when there is none, as after the first search.
+    if not store._transaction("", pending, atomic=False):
+        return 0
     done = 0
     while True:
 
@@ -399,7 +410,15 @@ _FOLDED = {
 }
 _TABLES = {"params": "run_params", "metrics": "run_metrics", "step": "run_steps"}
 _SQL_OP = {"=": "=", "!=": "<>", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
+# What a comparison of a text says of its first 100 characters (nothing, for !=).
+_PREFIX_OP = {"=": "=", "!=": None, "<": "<=", "<=": "<=", ">": ">=", ">=": ">="}
 RUN_ID_KEY = 'runs.run_id COLLATE "C"'
+# A parameter's, metric's or step's condition with at most this many rows gives the runs a
+# search sorts (compile_page): about the square root of 100 times a million runs, where reading
+# that many runs and reading runs in order until a page of 100 is full cost alike.
+NARROW_LIMIT = 10_000
+# The characters of a text an index holds (the *_key columns of postgres_migrations).
+KEY_LENGTH = 100
 
 
 @dataclass(frozen=True)
@@ -416,6 +435,7 @@ class _Compiler:
     def __init__(self, schema: str) -> None:
         self.schema = schema
         self.params: list[Any] = []
+        self.per_row = False
 
     def table(self, kind: str) -> str:
         return f"{self.schema}.{_TABLES[kind]}"
@@ -440,28 +460,103 @@ class _Compiler:
         raise TypeError(f"not a filter: {expr!r}")
 
     def _exists(self, attr: Attr, condition: str, values: list[Any]) -> str:
-        self.params += [escape_text(attr.name), *values]
+        """Whether the run has a row of the attribute's name meeting ``condition`` (on ``v``).
+        A condition every match must meet (``per_row``) is checked run by run as the runs are
+        read in order: ``OFFSET 0`` keeps the planner from making it a join or a hash of every
+        row of the value (``compile_page`` starts from the index of values when it has few
+        rows); elsewhere (under ``or``, ``not``) the planner chooses."""
+        name = escape_text(attr.name)
+        self.params += [name, name, *values]
+        offset = " OFFSET 0" if self.per_row else ""
         return (
             f"EXISTS (SELECT 1 FROM {self.table(attr.kind)} v WHERE v.run_id = runs.run_id "
-            f"AND v.name = %s AND {condition})"
+            f"AND v.name_key = md5(%s) AND v.name = %s AND {condition}{offset})"
         )
 
-    def compare(self, attr: Attr, op: str, literal: Literal_) -> str:
+    def value_condition(self, attr: Attr, op: str, literal: Literal_) -> tuple[str, list[Any], str]:
+        """The condition on a row ``v`` of a parameter, metric or step (its name aside) that
+        its value compares so with the literal, its parameters, and the column it compares."""
         sql_op = _SQL_OP[op]
         value: Any = literal.value
         if literal.kind == "bool":
             value = 1.0 if value else 0.0
         elif literal.kind == "string":
             value = escape_text(str(value))
-        if attr.kind in ("params", "metrics"):
-            column = "text" if literal.kind == "string" else "num"
-            kind = "number" if literal.kind in ("number", "time") else literal.kind
-            return self._exists(attr, f"v.type = %s AND v.{column} {sql_op} %s", [kind, value])
         if attr.kind == "step":
-            return self._exists(attr, f"v.status {sql_op} %s", [value])
+            return f"v.status {sql_op} %s", [value], "status"
+        column = "text" if literal.kind == "string" else "num"
+        kind = "number" if literal.kind in ("number", "time") else literal.kind
+        return f"(v.type = %s AND v.{column} {sql_op} %s)", [kind, value], column
+
+    def compare(self, attr: Attr, op: str, literal: Literal_) -> str:
+        if attr.kind in ("params", "metrics", "step"):
+            condition, values, _ = self.value_condition(attr, op, literal)
+            return self._exists(attr, condition, values)
+        value: Any = literal.value
+        if literal.kind == "string":
+            value = escape_text(str(value))
         column = _COLUMNS[attr.kind]
+        sql_op = _SQL_OP[op]
+        if attr.kind in ("status", "tag") and op == "=":
+            # Through the index of its first 100 characters (all of a shorter text).
+            key = f"runs.{attr.kind}_key"
+            if len(value) < KEY_LENGTH:
+                self.params.append(value)
+                return f"({key} = %s)"
+            self.params += [value, value]
+            return f"({key} = left(%s, {KEY_LENGTH}) AND {column} = %s)"
         self.params.append(value)
         return f"({column} {sql_op} %s AND {column} IS NOT NULL)"
+
+    def narrowing(self, expr: Expr) -> str | None:
+        """For a condition every match must meet that compares a parameter, metric or step
+        (``=``, ``<``..., or ``in``): the run ids of the rows meeting it, read through the
+        index of their name and values, at most ``NARROW_LIMIT`` + 1; else None."""
+        if isinstance(expr, Compare):
+            attr, tests = expr.attr, [(expr.op, expr.value)]
+        elif isinstance(expr, In) and not expr.negated:
+            attr, tests = expr.attr, [("=", value) for value in expr.values]
+        else:
+            return None
+        if attr.kind not in ("params", "metrics", "step"):
+            return None
+        # Per value, through the index of the name and its values, in its order (the
+        # planner, which misjudges how many rows a value has, might read the whole table).
+        # Those indexes hold the md5 of the name and the first 100 characters of a text: the
+        # runs found may be more than those that match, which the statement checks again.
+        reads = []
+        table = self.table(attr.kind)
+        name = escape_text(attr.name)
+        for op, literal in tests:
+            value: Any = literal.value
+            prefix_op = _PREFIX_OP[op]
+            self.params.append(name)
+            if attr.kind == "step" or literal.kind == "string":
+                if attr.kind == "step":
+                    text, key = "v.status_key", "v.name_key, v.status_key"
+                    condition = "v.name_key = md5(%s)"
+                else:
+                    text, key = "v.text_key", "v.name_key, v.type, v.text_key"
+                    condition = "v.name_key = md5(%s) AND v.type = 'string'"
+                condition += f" AND {text} IS NOT NULL"
+                if prefix_op is not None:
+                    condition += f" AND {text} {prefix_op} left(%s, {KEY_LENGTH})"
+                    self.params.append(escape_text(str(value)))
+            else:
+                key = "v.name_key, v.type, v.num"
+                if literal.kind == "bool":
+                    value = 1.0 if value else 0.0
+                condition = f"v.name_key = md5(%s) AND v.type = %s AND v.num {_SQL_OP[op]} %s"
+                self.params += ["bool" if literal.kind == "bool" else "number", value]
+            reads.append(
+                f"(SELECT v.run_id FROM {table} v WHERE {condition} "
+                f"ORDER BY {key} LIMIT {NARROW_LIMIT + 1})"
+            )
+        # DISTINCT: an ``in`` may name a value twice (1 and 1.0).
+        return (
+            f"SELECT DISTINCT run_id FROM ({' UNION ALL '.join(reads)}) AS found "
+            f"LIMIT {NARROW_LIMIT + 1}"
+        )
 
     def is_null(self, attr: Attr, negated: bool) -> str:
         word = "" if negated else "NOT "
@@ -505,9 +600,9 @@ class _Compiler:
             alias = f"o{number}"
             joins.append(
                 f"LEFT JOIN {self.table(attr.kind)} {alias} ON {alias}.run_id = runs.run_id "
-                f"AND {alias}.name = %s"
+                f"AND {alias}.name_key = md5(%s) AND {alias}.name = %s"
             )
-            self.params.append(escape_text(attr.name))
+            self.params += [escape_text(attr.name)] * 2
             if attr.kind == "step":
                 keys.append(SortKey(f"{alias}.status", descending, "text"))
                 continue
@@ -555,6 +650,15 @@ def _after(keys: Sequence[SortKey], values: Sequence[Any], params: list[Any]) ->
     return "(" + " OR ".join(disjuncts) + ")" if disjuncts else "false"
 
 
+def _conjuncts(expr: Expr | None) -> list[Expr]:
+    """The conditions of a filter every match must meet: the items of its top-level ``and``."""
+    if expr is None:
+        return []
+    if isinstance(expr, And):
+        return [item for part in expr.items for item in _conjuncts(part)]
+    return [expr]
+
+
 def compile_page(
     schema: str,
     expr: Expr | None,
@@ -566,38 +670,88 @@ def compile_page(
     parameters, and the sort keys. ``after``: the sort key of the last run of the page before
     (None: the first page).
 
+    The planner cannot tell how many runs a parameter's or metric's condition keeps (one
+    table holds every name's values, and it takes their columns as independent), so the
+    statement decides as it runs: a condition every match must meet on a parameter, metric
+    or step whose rows, read through the index of values, are at most ``NARROW_LIMIT`` gives
+    the runs to sort (a rare value: those few runs read); when each such condition has more,
+    the runs are read in order (through an index of the first key where it has one) and
+    checked one by one until the page is full (a common value: soon). The first condition
+    with few rows wins; the other parts are skipped by one-time filters.
+
     After a run whose first key has a value, the page is the rows after it with the same or a
-    later value of that key, then those without one: two parts, each searched in order through
-    an index of the first key where it has one and cut at ``limit`` on its own (one
-    condition that allowed both would keep PostgreSQL from starting at the cursor)."""
+    later value of that key, then those without one: two parts, each searched in order and
+    cut at ``limit`` on its own (one condition that allowed both would keep PostgreSQL from
+    starting at the cursor)."""
     compiler = _Compiler(schema)
-    joins, keys = compiler.order(order)
-    join_params = list(compiler.params)
+    items = _conjuncts(expr)
+    # The run ids of each narrowing condition, as MATERIALIZED CTEs: read once, when counted.
+    ctes: list[str] = []
+    for item in items:
+        found = compiler.narrowing(item)
+        if found is not None:
+            ctes.append(f"m{len(ctes)} AS MATERIALIZED ({found})")
+    cte_params = compiler.params
     compiler.params = []
-    where = compiler.where(expr) if expr is not None else "true"
-    where_params = list(compiler.params)
+    joins, keys = compiler.order(order)
+    join_params = compiler.params
+    wheres: list[tuple[str, list[Any]]] = []
+    compiler.per_row = True  # every item is a condition every match must meet
+    for item in items:
+        compiler.params = []
+        wheres.append((compiler.where(item), compiler.params))
     selected = ", ".join(f"{key.sql} AS k{n}" for n, key in enumerate(keys))
-    base = f"SELECT runs.summary, {selected} FROM {schema}.runs runs {joins} WHERE {where}"
     terms = _order_terms(keys)
-    if after is None:
-        sql = f"{base} ORDER BY {terms} LIMIT %s"
-        return sql, [*join_params, *where_params, limit], keys
-    first, first_value = keys[0], after[0]
-    parts: list[str] = []
-    params: list[Any] = []
-    if first_value is not None:
-        op = "<=" if first.descending else ">="
-        cursor_params: list[Any] = []
-        condition = _after(keys, after, cursor_params)
-        parts.append(f"({base} AND {first.sql} {op} %s AND {condition} ORDER BY {terms} LIMIT %s)")
-        params += [*join_params, *where_params, first_value, *cursor_params, limit]
-        condition, cursor_params = f"{first.sql} IS NULL", []
+
+    # (join, one-time condition): the runs of the first narrowing condition with few rows
+    # (every condition checked on them still), or all runs when none has.
+    few = [f"(SELECT count(*) FROM m{n}) <= {NARROW_LIMIT}" for n in range(len(ctes))]
+    many = [f"(SELECT count(*) FROM m{n}) > {NARROW_LIMIT}" for n in range(len(ctes))]
+    variants = [
+        (f"JOIN m{n} ON m{n}.run_id = runs.run_id", [*many[:n], few[n]]) for n in range(len(ctes))
+    ]
+    variants.append(("", many))
+
+    # The cursor's parts: (condition, parameters).
+    cursors: list[tuple[str, list[Any]]] = []
+    if after is not None:
+        first, first_value = keys[0], after[0]
+        condition_params: list[Any] = []
+        condition = _after(keys, after, condition_params)
+        if first_value is not None:
+            op = "<=" if first.descending else ">="
+            cursors.append(
+                (f"{first.sql} {op} %s AND {condition}", [first_value, *condition_params])
+            )
+            cursors.append((f"{first.sql} IS NULL", []))
+        else:
+            cursors.append((condition, condition_params))
     else:
-        cursor_params = []
-        condition = _after(keys, after, cursor_params)
-    parts.append(f"({base} AND {condition} ORDER BY {terms} LIMIT %s)")
-    params += [*join_params, *where_params, *cursor_params, limit]
-    sql = f"SELECT * FROM ({' UNION ALL '.join(parts)}) AS page ORDER BY {terms} LIMIT %s"
+        cursors.append(("", []))
+
+    parts: list[str] = []
+    params: list[Any] = list(cte_params)
+    for join, once in variants:
+        for cursor, cursor_params in cursors:
+            conditions = list(once)
+            part_params: list[Any] = [*join_params]
+            for where, where_params in wheres:
+                conditions.append(where)
+                part_params += where_params
+            if cursor:
+                conditions.append(cursor)
+                part_params += cursor_params
+            where_sql = " AND ".join(conditions) or "true"
+            parts.append(
+                f"SELECT runs.summary, {selected} FROM {schema}.runs runs {join} {joins} "
+                f"WHERE {where_sql} ORDER BY {terms} LIMIT %s"
+            )
+            params += [*part_params, limit]
+    with_sql = f"WITH {', '.join(ctes)} " if ctes else ""
+    if len(parts) == 1:
+        return with_sql + parts[0], params, keys
+    union = " UNION ALL ".join(f"({part})" for part in parts)
+    sql = f"{with_sql}SELECT * FROM ({union}) AS page ORDER BY {terms} LIMIT %s"
     return sql, [*params, limit], keys
 
 
