@@ -100,9 +100,10 @@ MIGRATIONS: tuple[Migration, ...] = (
             # The default order (newest start first, ties by run id) read straight from an
             # index, alone and after the most common filters. An index holds at most the first
             # 100 characters of a text a run may make as long as it likes (a B-tree entry is at
-            # most 2,704 bytes: a longer one would fail the write) and the md5 of a name, kept
-            # in columns of their own (*_key) so that a search reads them from the index alone;
-            # it checks the whole text and name on the rows it finds.
+            # most 2,704 bytes: a longer one would fail the write), and a name (its start and
+            # md5 for one of 100 characters or more), kept in columns of their own (*_key), so
+            # that a search reads them from the index alone; it checks the whole text and name
+            # on the rows it finds.
             "CREATE INDEX runs_start ON {schema}.runs "
             '(start_time DESC NULLS LAST, run_id COLLATE "C")',
             "CREATE INDEX runs_status ON {schema}.runs "
@@ -125,7 +126,8 @@ MIGRATIONS: tuple[Migration, ...] = (
                 num double precision,
                 text text COLLATE "C",
                 folded text COLLATE "C",
-                name_key text GENERATED ALWAYS AS (md5(name)) STORED,
+                name_key text COLLATE "C" GENERATED ALWAYS AS (CASE WHEN length(name) < 100
+                    THEN name ELSE left(name, 68) || md5(name) END) STORED,
                 text_key text COLLATE "C" GENERATED ALWAYS AS (left(text, 100)) STORED
             )
             """,
@@ -142,7 +144,8 @@ MIGRATIONS: tuple[Migration, ...] = (
                 num double precision,
                 text text COLLATE "C",
                 folded text COLLATE "C",
-                name_key text GENERATED ALWAYS AS (md5(name)) STORED,
+                name_key text COLLATE "C" GENERATED ALWAYS AS (CASE WHEN length(name) < 100
+                    THEN name ELSE left(name, 68) || md5(name) END) STORED,
                 text_key text COLLATE "C" GENERATED ALWAYS AS (left(text, 100)) STORED
             )
             """,
@@ -158,7 +161,8 @@ MIGRATIONS: tuple[Migration, ...] = (
                 name text COLLATE "C" NOT NULL,
                 status text COLLATE "C",
                 folded text COLLATE "C",
-                name_key text GENERATED ALWAYS AS (md5(name)) STORED,
+                name_key text COLLATE "C" GENERATED ALWAYS AS (CASE WHEN length(name) < 100
+                    THEN name ELSE left(name, 68) || md5(name) END) STORED,
                 status_key text COLLATE "C" GENERATED ALWAYS AS (left(status, 100)) STORED
             )
             """,

@@ -466,12 +466,19 @@ class _Compiler:
         row of the value (``compile_page`` starts from the index of values when it has few
         rows); elsewhere (under ``or``, ``not``) the planner chooses."""
         name = escape_text(attr.name)
-        self.params += [name, name, *values]
+        key = self.name_key(name)
+        self.params += [name, *values]
         offset = " OFFSET 0" if self.per_row else ""
         return (
             f"EXISTS (SELECT 1 FROM {self.table(attr.kind)} v WHERE v.run_id = runs.run_id "
-            f"AND v.name_key = md5(%s) AND v.name = %s AND {condition}{offset})"
+            f"AND v.name_key = {key} AND v.name = %s AND {condition}{offset})"
         )
+
+    def name_key(self, name: str) -> str:
+        """SQL of the ``name_key`` of a name (postgres_migrations), its parameters added: the
+        name itself when shorter than 100 characters, else its start and its md5."""
+        self.params += [name] * 4
+        return "(CASE WHEN length(%s) < 100 THEN %s ELSE left(%s, 68) || md5(%s) END)"
 
     def value_condition(self, attr: Attr, op: str, literal: Literal_) -> tuple[str, list[Any], str]:
         """The condition on a row ``v`` of a parameter, metric or step (its name aside) that
@@ -508,10 +515,11 @@ class _Compiler:
         self.params.append(value)
         return f"({column} {sql_op} %s AND {column} IS NOT NULL)"
 
-    def narrowing(self, expr: Expr) -> str | None:
+    def narrowing(self, expr: Expr) -> tuple[str, bool] | None:
         """For a condition every match must meet that compares a parameter, metric or step
         (``=``, ``<``..., or ``in``): the run ids of the rows meeting it, read through the
-        index of their name and values, at most ``NARROW_LIMIT`` + 1; else None."""
+        index of their name and values, at most ``NARROW_LIMIT`` + 1, and whether they are
+        exactly those (else more); None for another condition."""
         if isinstance(expr, Compare):
             attr, tests = expr.attr, [(expr.op, expr.value)]
         elif isinstance(expr, In) and not expr.negated:
@@ -522,41 +530,46 @@ class _Compiler:
             return None
         # Per value, through the index of the name and its values, in its order (the
         # planner, which misjudges how many rows a value has, might read the whole table).
-        # Those indexes hold the md5 of the name and the first 100 characters of a text: the
-        # runs found may be more than those that match, which the statement checks again.
+        # Those indexes hold a name (its start and md5 when long) and the first 100 characters
+        # of a text: the runs found may be more than those that match, which the statement
+        # checks again unless they are not (``exact``).
         reads = []
         table = self.table(attr.kind)
         name = escape_text(attr.name)
+        exact = len(name) < KEY_LENGTH
         for op, literal in tests:
             value: Any = literal.value
             prefix_op = _PREFIX_OP[op]
-            self.params.append(name)
+            condition = f"v.name_key = {self.name_key(name)}"
             if attr.kind == "step" or literal.kind == "string":
                 if attr.kind == "step":
                     text, key = "v.status_key", "v.name_key, v.status_key"
-                    condition = "v.name_key = md5(%s)"
                 else:
                     text, key = "v.text_key", "v.name_key, v.type, v.text_key"
-                    condition = "v.name_key = md5(%s) AND v.type = 'string'"
+                    condition += " AND v.type = 'string'"
                 condition += f" AND {text} IS NOT NULL"
+                value = escape_text(str(value))
+                # A text shorter than the prefix equal to it: that is the whole text.
+                exact = exact and op == "=" and len(value) < KEY_LENGTH
                 if prefix_op is not None:
                     condition += f" AND {text} {prefix_op} left(%s, {KEY_LENGTH})"
-                    self.params.append(escape_text(str(value)))
+                    self.params.append(value)
             else:
                 key = "v.name_key, v.type, v.num"
                 if literal.kind == "bool":
                     value = 1.0 if value else 0.0
-                condition = f"v.name_key = md5(%s) AND v.type = %s AND v.num {_SQL_OP[op]} %s"
+                condition += f" AND v.type = %s AND v.num {_SQL_OP[op]} %s"
                 self.params += ["bool" if literal.kind == "bool" else "number", value]
             reads.append(
                 f"(SELECT v.run_id FROM {table} v WHERE {condition} "
                 f"ORDER BY {key} LIMIT {NARROW_LIMIT + 1})"
             )
         # DISTINCT: an ``in`` may name a value twice (1 and 1.0).
-        return (
+        sql = (
             f"SELECT DISTINCT run_id FROM ({' UNION ALL '.join(reads)}) AS found "
             f"LIMIT {NARROW_LIMIT + 1}"
         )
+        return sql, exact
 
     def is_null(self, attr: Attr, negated: bool) -> str:
         word = "" if negated else "NOT "
@@ -600,9 +613,10 @@ class _Compiler:
             alias = f"o{number}"
             joins.append(
                 f"LEFT JOIN {self.table(attr.kind)} {alias} ON {alias}.run_id = runs.run_id "
-                f"AND {alias}.name_key = md5(%s) AND {alias}.name = %s"
+                f"AND {alias}.name_key = {self.name_key(escape_text(attr.name))} "
+                f"AND {alias}.name = %s"
             )
-            self.params += [escape_text(attr.name)] * 2
+            self.params.append(escape_text(attr.name))
             if attr.kind == "step":
                 keys.append(SortKey(f"{alias}.status", descending, "text"))
                 continue
@@ -687,10 +701,12 @@ def compile_page(
     items = _conjuncts(expr)
     # The run ids of each narrowing condition, as MATERIALIZED CTEs: read once, when counted.
     ctes: list[str] = []
-    for item in items:
+    exact: list[int | None] = []  # the item a narrowing's runs meet exactly, if they do
+    for number, item in enumerate(items):
         found = compiler.narrowing(item)
         if found is not None:
-            ctes.append(f"m{len(ctes)} AS MATERIALIZED ({found})")
+            ctes.append(f"m{len(ctes)} AS MATERIALIZED ({found[0]})")
+            exact.append(number if found[1] else None)
     cte_params = compiler.params
     compiler.params = []
     joins, keys = compiler.order(order)
@@ -703,14 +719,16 @@ def compile_page(
     selected = ", ".join(f"{key.sql} AS k{n}" for n, key in enumerate(keys))
     terms = _order_terms(keys)
 
-    # (join, one-time condition): the runs of the first narrowing condition with few rows
-    # (every condition checked on them still), or all runs when none has.
+    # (join, one-time condition, the item it need not check): the runs of the first narrowing
+    # condition with few rows (every other condition checked on them, and that one too unless
+    # they are exactly its runs), or all runs when none has.
     few = [f"(SELECT count(*) FROM m{n}) <= {NARROW_LIMIT}" for n in range(len(ctes))]
     many = [f"(SELECT count(*) FROM m{n}) > {NARROW_LIMIT}" for n in range(len(ctes))]
     variants = [
-        (f"JOIN m{n} ON m{n}.run_id = runs.run_id", [*many[:n], few[n]]) for n in range(len(ctes))
+        (f"JOIN m{n} ON m{n}.run_id = runs.run_id", [*many[:n], few[n]], exact[n])
+        for n in range(len(ctes))
     ]
-    variants.append(("", many))
+    variants.append(("", many, None))
 
     # The cursor's parts: (condition, parameters).
     cursors: list[tuple[str, list[Any]]] = []
@@ -731,13 +749,14 @@ def compile_page(
 
     parts: list[str] = []
     params: list[Any] = list(cte_params)
-    for join, once in variants:
+    for join, once, checked in variants:
         for cursor, cursor_params in cursors:
             conditions = list(once)
             part_params: list[Any] = [*join_params]
-            for where, where_params in wheres:
-                conditions.append(where)
-                part_params += where_params
+            for number, (where, where_params) in enumerate(wheres):
+                if number != checked:
+                    conditions.append(where)
+                    part_params += where_params
             if cursor:
                 conditions.append(cursor)
                 part_params += cursor_params
