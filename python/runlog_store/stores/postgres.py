@@ -21,12 +21,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import os
+import random
 import re
 import select
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
 import psycopg
@@ -137,6 +139,187 @@ class SchemaVersionError(StorageError):
         self.known = known
 
 
+class PostgresError(StorageError):
+    """A call to the PostgreSQL server failed. The message names the server, the database
+    and schema (``location``), the store call (``operation``) and the server's reason, never
+    the password; ``sqlstate`` is the server's error code when it gave one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str = "",
+        run_id: str = "",
+        operation: str = "",
+        sqlstate: str = "",
+    ) -> None:
+        super().__init__(message, path=path, run_id=run_id)
+        self.operation = operation
+        self.sqlstate = sqlstate
+
+
+class PostgresUnavailableError(PostgresError):
+    """The server could not be reached, or kept dropping the connection (down, restarting,
+    refusing connections: too many clients), for longer than ``retry_timeout``.
+    ``in_doubt``: the connection was lost while the call's write was being committed, so it
+    may have been stored or not (every write but creating and deleting a run may be repeated
+    safely)."""
+
+    def __init__(self, message: str, *, in_doubt: bool = False, **where: Any) -> None:
+        super().__init__(message, **where)
+        self.in_doubt = in_doubt
+
+
+class PostgresLoginError(PostgresError):
+    """The server refused the login (a wrong password, an unknown user, a host not allowed):
+    not retried."""
+
+
+class PostgresDatabaseNotFoundError(PostgresError):
+    """The database named in the settings does not exist on the server: not retried."""
+
+
+class PostgresTimeoutError(PostgresError):
+    """A statement ran longer than the server's ``statement_timeout`` (or waited longer than
+    its ``lock_timeout``) and was cancelled: nothing of it was stored."""
+
+
+class PostgresPoolExhaustedError(PostgresError):
+    """Every connection of this process's pool stayed busy for ``connect_timeout``."""
+
+
+# SQLSTATEs of a server that went away or cannot take the session now: a fast shutdown or a
+# crash ended it (57P01, 57P02), it is starting or stopping (57P03), it has no connection slot
+# (53300), or the connection broke (class 08).
+_UNAVAILABLE_STATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+# A refused connection has no SQLSTATE (libpq reports it as text): what the server said.
+_LOGIN_REFUSED = (
+    "authentication failed",
+    "no pg_hba.conf entry",
+    "no password supplied",
+    "password is required",
+)
+
+
+def _failure_kind(exc: psycopg.Error) -> str:
+    """What a database error means for the call: ``unavailable`` (the server down, restarting,
+    out of connection slots, the connection lost: worth another attempt), ``login``,
+    ``database`` (it does not exist), ``timeout`` (statement or lock timeout), or ``other``
+    (the statement's own error)."""
+    state = exc.sqlstate or ""
+    if state in ("28000", "28P01"):
+        return "login"
+    if state == "3D000":
+        return "database"
+    if state in ("57014", "55P03"):
+        return "timeout"
+    if state.startswith("08") or state in _UNAVAILABLE_STATES:
+        return "unavailable"
+    if state or not isinstance(exc, psycopg.OperationalError):
+        return "other"
+    # libpq's own: a connection refused by the server, or one that could not be made or was
+    # lost (refused, reset, a host name that does not resolve, timed out): retried.
+    said = str(exc).lower()
+    if any(reason in said for reason in _LOGIN_REFUSED) or (
+        'role "' in said and "does not exist" in said
+    ):
+        return "login"
+    if 'database "' in said and "does not exist" in said:
+        return "database"
+    return "unavailable"
+
+
+class _Failure(NamedTuple):
+    """What the store keeps of a database error: its meaning (``_failure_kind``), the
+    server's words and SQLSTATE. Never the psycopg error itself, which is never chained to
+    the store's errors either: one raised by a connection attempt holds the connection's
+    settings, the password among them."""
+
+    kind: str
+    detail: str
+    sqlstate: str = ""
+
+    @classmethod
+    def of(cls, exc: psycopg.Error) -> _Failure:
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        return cls(_failure_kind(exc), detail, exc.sqlstate or "")
+
+
+class _Pool(ConnectionPool[Any]):
+    """psycopg's pool, counting the connections it has lent: a call that waited for one in
+    vain is told apart from one whose pool is still reconnecting to a server come back."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.lent = 0
+        self._lent_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def getconn(self, timeout: float | None = None) -> Any:
+        conn = super().getconn(timeout)
+        with self._lent_lock:
+            self.lent += 1
+        return conn
+
+    def putconn(self, conn: Any) -> None:
+        with self._lent_lock:
+            self.lent -= 1
+        super().putconn(conn)
+
+
+class _Retry:
+    """One store call's attempts against a server that went away: a first retry at once (a
+    connection of the pool lost, the next may be good), then exponential backoff with
+    jitter, until the store's ``retry_timeout`` has passed since the call began."""
+
+    FIRST_PAUSE = 0.05
+    LONGEST_PAUSE = 2.0
+
+    def __init__(self, store: PostgresRunLogStore, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.started = time.monotonic()
+        self.deadline = self.started + store.retry_timeout
+        self.attempts = 0
+        self.in_doubt = False  # a write was lost while it was being committed
+
+    def pause(self, cause: _Failure, *, in_doubt: bool = False) -> None:
+        """Wait before the next attempt, or raise PostgresUnavailableError past the budget."""
+        self.attempts += 1
+        self.in_doubt = self.in_doubt or in_doubt
+        pause = 0.0
+        if self.attempts > 1:
+            pause = min(self.LONGEST_PAUSE, self.FIRST_PAUSE * 2 ** (self.attempts - 2))
+            pause *= random.uniform(0.5, 1.0)
+        if time.monotonic() + pause > self.deadline:
+            raise self.error(cause)
+        time.sleep(pause)
+
+    def error(self, cause: _Failure, *, in_doubt: bool = False) -> PostgresUnavailableError:
+        store = self.store
+        in_doubt = self.in_doubt or in_doubt
+        operation = store._operation()
+        detail = cause.detail
+        waited = time.monotonic() - self.started
+        message = (
+            f"PostgreSQL at {store.location()}: {store._call(operation, self.run_id)} failed: "
+            f"the server was unreachable or dropped the connection for {waited:.1f}s "
+            f"({self.attempts + 1} attempts, retry_timeout {store.retry_timeout:g}s): {detail}"
+        )
+        if in_doubt:
+            message += (
+                "; the connection was lost while the write was being committed, so it may "
+                "have been stored or not"
+            )
+        return PostgresUnavailableError(
+            message,
+            in_doubt=in_doubt,
+            path=store.location(),
+            run_id=self.run_id,
+            operation=operation,
+            sqlstate=cause.sqlstate,
+        )
+
+
 def _carries_password(url: str) -> bool:
     try:
         return urlsplit(url).password is not None
@@ -170,6 +353,12 @@ class PostgresRunLogStore(ChunkedRunLogStore):
     )
     pool_size: int = Field(default=4, ge=1, le=1000, description="connections per process")
     connect_timeout: float = Field(default=10.0, gt=0)
+    retry_timeout: float = Field(
+        default=60.0,
+        ge=0,
+        description="how long, in seconds, a call keeps trying a server that went away (a "
+        "restart, a crash, a failover) before it fails",
+    )
 
     # The schemas this store object has checked (and migrated) in this process.
     _migrated: set[str] = PrivateAttr(default_factory=set)
@@ -287,7 +476,7 @@ class PostgresRunLogStore(ChunkedRunLogStore):
         return key
 
     def _new_pool(self) -> ConnectionPool[Any]:
-        return ConnectionPool(
+        return _Pool(
             self._conninfo(),
             kwargs=self._connect_kwargs(),
             min_size=1,
@@ -317,43 +506,76 @@ class PostgresRunLogStore(ChunkedRunLogStore):
             kwargs["password"] = self.password.get_secret_value()
         return kwargs
 
-    def _storage_error(self, exc: psycopg.Error, run_id: str = "") -> StorageError:
-        """A database error as the store's typed one; libpq's messages never hold the
-        password (it is never part of the connection string either)."""
-        detail = str(exc).strip() or type(exc).__name__
-        return StorageError(
-            f"PostgreSQL at {self.location()} failed: {detail}",
+    def _storage_error(
+        self, failure: _Failure | psycopg.Error, run_id: str = "", operation: str = ""
+    ) -> PostgresError:
+        """A database error as the store's typed one, naming the server, database, schema and
+        call; libpq's messages never hold the password (it is never part of the connection
+        string either). Raise it outside the ``except`` clause that caught the psycopg error,
+        so that the error is not its context (see _Failure)."""
+        if isinstance(failure, psycopg.Error):
+            failure = _Failure.of(failure)
+        operation = operation or self._operation()
+        kind, detail, state = failure
+        error_type: type[PostgresError] = {
+            "login": PostgresLoginError,
+            "database": PostgresDatabaseNotFoundError,
+            "timeout": PostgresTimeoutError,
+            "unavailable": PostgresUnavailableError,
+        }.get(kind, PostgresError)
+        return error_type(
+            f"PostgreSQL at {self.location()}: {self._call(operation, run_id)} failed: {detail}",
             path=self.location(),
             run_id=run_id,
+            operation=operation,
+            sqlstate=state,
         )
+
+    @staticmethod
+    def _call(operation: str, run_id: str) -> str:
+        what = operation or "a call"
+        return f"{what} of run {run_id!r}" if run_id else what
+
+    def _operation(self) -> str:
+        """The store API call (``add_step_log``...) this error happened in: the one an operator
+        knows, where the primitives below it are shared by many; the outermost one, which the
+        caller made (``get_run_log_by_id`` calls ``get_run_log_json``). Looked up on the
+        stack, and only when an error is raised."""
+        found = ""
+        frame = sys._getframe(1)
+        while frame is not None:
+            name = frame.f_code.co_name
+            if not name.startswith("_") and frame.f_locals.get("self") is self:
+                found = name
+            frame = frame.f_back  # type: ignore[assignment]
+        return found
 
     def _migrate(self) -> None:
         """Bring the database's tables to the schema this release knows (migrations applied
-        under an advisory lock), or refuse a newer one: SchemaVersionError."""
-        try:
-            with psycopg.connect(self._conninfo(), **self._connect_kwargs()) as conn:
-                if self._schema_version(conn) == migrations.LATEST:
-                    return
-                with conn.transaction():
-                    key = f"runlog_store.schema:{self.schema_name}"
-                    conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
-                    conn.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {schema}"))
-                    conn.execute(self._sql(migrations.VERSION_TABLE))
-                    found = self._schema_version(conn)
-                    for migration in migrations.MIGRATIONS:
-                        if migration.version <= found:
-                            continue
-                        for statement in migration.statements:
-                            conn.execute(self._sql(statement))
-                        conn.execute(
-                            self._sql(
-                                "INSERT INTO {schema}.schema_version (version, description) "
-                                "VALUES (%s, %s)"
-                            ),
-                            [migration.version, migration.description],
-                        )
-        except psycopg.Error as exc:
-            raise self._storage_error(exc) from None
+        under an advisory lock), or refuse a newer one: SchemaVersionError. Database errors
+        are left to the caller's retry (_transaction): bringing the tables forward is
+        idempotent."""
+        with psycopg.connect(self._conninfo(), **self._connect_kwargs()) as conn:
+            if self._schema_version(conn) == migrations.LATEST:
+                return
+            with conn.transaction():
+                key = f"runlog_store.schema:{self.schema_name}"
+                conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [key])
+                conn.execute(self._sql("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                conn.execute(self._sql(migrations.VERSION_TABLE))
+                found = self._schema_version(conn)
+                for migration in migrations.MIGRATIONS:
+                    if migration.version <= found:
+                        continue
+                    for statement in migration.statements:
+                        conn.execute(self._sql(statement))
+                    conn.execute(
+                        self._sql(
+                            "INSERT INTO {schema}.schema_version (version, description) "
+                            "VALUES (%s, %s)"
+                        ),
+                        [migration.version, migration.description],
+                    )
 
     def _schema_version(self, conn: Connection[Any]) -> int:
         """The newest migration applied to the database (0: none); SchemaVersionError past
@@ -391,49 +613,144 @@ class PostgresRunLogStore(ChunkedRunLogStore):
         *,
         read_only: bool = False,
         atomic: bool = True,
+        idempotent: bool = True,
+        in_doubt: Callable[[Cursor[Any]], _T | None] | None = None,
     ) -> _T:
         """``work`` in one transaction (a snapshot for reads; without ``atomic``, ``work`` is
-        one statement, its own transaction), run again when it lost a deadlock or a
-        serialization conflict; database errors as StorageError."""
-        for attempt in range(TRANSACTION_ATTEMPTS):
+        one statement, its own transaction); database errors as typed PostgresErrors.
+
+        Run again when it lost a deadlock or a serialization conflict, and, with backoff
+        until ``retry_timeout``, when the server could not be reached or the connection was
+        lost (a restart, a crash, a failover). A connection lost before the commit was sent
+        changed nothing: the work runs again. One lost while committing (a one-statement
+        ``work``'s statement, an atomic one's COMMIT) leaves the write in doubt: an
+        ``idempotent`` work (a read; a write that sets rows or keys to values it carries,
+        which every store call but creating and deleting a run is) runs again, as the same
+        write again gives the same rows; otherwise ``in_doubt`` is asked first, on a new
+        connection, what the lost attempt did: its result, or None when it did nothing (the
+        work then runs again)."""
+        retry = _Retry(self, run_id)
+        conflicts = 0
+        doubt = False  # the last attempt was lost while committing a write that is not idempotent
+        while True:
+            committing = False
+            pool = None
+            failure: _Failure | None = None
+            missing_run = pool_timed_out = False
             try:
-                with (
-                    self._pool().connection() as conn,
-                    conn.transaction() if atomic else contextlib.nullcontext(),
-                    conn.cursor() as cur,
-                ):
-                    if read_only:
-                        cur.execute(b"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                    return work(cur)
-            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
-                if attempt + 1 == TRANSACTION_ATTEMPTS:
-                    raise
-                time.sleep(0.001 * (attempt + 1))
+                pool = self._pool()
+                with pool.connection() as conn:
+                    if doubt and in_doubt is not None:
+                        with conn.cursor() as cur:
+                            found = in_doubt(cur)
+                        if found is not None:
+                            return found
+                        doubt = False
+                    committing = not atomic  # one statement: sent is committing
+                    with (
+                        conn.transaction() if atomic else contextlib.nullcontext(),
+                        conn.cursor() as cur,
+                    ):
+                        if read_only:
+                            cur.execute(
+                                b"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY"
+                            )
+                        result = work(cur)
+                        committing = True  # the COMMIT, as the block ends
+                    return result
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure) as exc:
+                conflicts += 1
+                failure = _Failure.of(exc) if conflicts == TRANSACTION_ATTEMPTS else None
+                if failure is None:
+                    time.sleep(0.001 * conflicts)
+                    continue
             except psycopg.errors.ForeignKeyViolation:
                 # A node written into a run that does not exist (deleted meanwhile).
+                missing_run = True
+            except PoolTimeout:
+                pool_timed_out = True
+            except psycopg.Error as exc:
+                failure = _Failure.of(exc)
+            # Out of the except clauses: what is raised below has no psycopg error as its
+            # context (see _Failure).
+            if missing_run:
                 raise ChunkNotFoundError(
                     f"run {run_id!r} does not exist", path=self._location(run_id), run_id=run_id
-                ) from None
-            except PoolTimeout:
-                raise self._no_connection(run_id) from None
-            except psycopg.Error as exc:
-                raise self._storage_error(exc, run_id) from None
-        raise AssertionError("unreachable")
+                )
+            if pool_timed_out:
+                assert pool is not None  # only the pool's connection() raises it
+                cause = self._no_connection(run_id, pool)
+                if cause is not None:
+                    retry.pause(cause)
+                elif time.monotonic() > retry.deadline:
+                    raise retry.error(_Failure("unavailable", "the pool was still reconnecting"))
+                continue
+            assert failure is not None
+            if failure.kind != "unavailable" or conflicts == TRANSACTION_ATTEMPTS:
+                raise self._storage_error(failure, run_id)
+            if committing and not idempotent:
+                if in_doubt is None:
+                    raise retry.error(failure, in_doubt=True)
+                doubt = True
+            retry.pause(failure, in_doubt=committing)
 
-    def _no_connection(self, run_id: str) -> StorageError:
-        """Why the pool gave no connection in time: the server's own answer to a connection
-        of our own (down, refused, a login refused), or every connection busy."""
+    def _created_in_doubt(self, cur: Cursor[Any], run_id: str, run_log: bytes) -> bool | None:
+        """What a create whose connection was lost while it was committed did: nothing (no
+        row: None, it runs again), or stored the run (its row holds the document it sent).
+        Another document is another creator's (no other writer knows the run before its
+        create returns): False, the run exists."""
+        cur.execute(self._sql("SELECT document FROM {schema}.runs WHERE run_id = %s"), [run_id])
+        row = cur.fetchone()
+        if row is None:
+            return None
+        return bytes(row[0]) == run_log
+
+    def _deleted_in_doubt(self, cur: Cursor[Any], run_id: str) -> bool | None:
+        """What a delete whose connection was lost while it was committed did: the run is
+        gone (True: deleted, by this call or one at the same moment), or it is still there
+        (None: the delete runs again)."""
+        cur.execute(self._sql("SELECT 1 FROM {schema}.runs WHERE run_id = %s"), [run_id])
+        return None if cur.fetchone() is not None else True
+
+    def _no_connection(self, run_id: str, pool: ConnectionPool[Any]) -> _Failure | None:
+        """Why the pool gave no connection in time, found out with a connection of our own:
+        the server's refusal (a login refused, a missing database: raised), the server
+        unreachable (that error: the caller retries), or the server answering. Then either
+        every connection of the pool is lent (raised: PostgresPoolExhaustedError), or the
+        pool is still waiting out its own backoff after the server came back: it is
+        replaced, and None says to try again at once."""
+        failure = None
         try:
             with psycopg.connect(self._conninfo(), **self._connect_kwargs()):
                 pass
         except psycopg.Error as exc:
-            return self._storage_error(exc, run_id)
-        return StorageError(
-            f"PostgreSQL at {self.location()}: no connection of this process's pool was free "
-            f"within {self.connect_timeout:g}s (all {self.pool_size} busy: raise pool_size)",
-            path=self.location(),
-            run_id=run_id,
-        )
+            failure = _Failure.of(exc)
+        if failure is not None:
+            if failure.kind == "unavailable":
+                return failure
+            self._drop_pool(pool)  # its attempts in the background would fail on and on
+            raise self._storage_error(failure, run_id)
+        if isinstance(pool, _Pool) and pool.lent >= self.pool_size:
+            operation = self._operation()
+            raise PostgresPoolExhaustedError(
+                f"PostgreSQL at {self.location()}: {self._call(operation, run_id)} failed: no "
+                f"connection of this process's pool was free within {self.connect_timeout:g}s "
+                f"(all {self.pool_size} busy: raise pool_size)",
+                path=self.location(),
+                run_id=run_id,
+                operation=operation,
+            )
+        self._drop_pool(pool)
+        return None
+
+    def _drop_pool(self, pool: ConnectionPool[Any]) -> None:
+        """Forget ``pool`` (the next call opens a new one) and close it without waiting for
+        its threads: connections lent out are closed as they come back."""
+        with _POOLS_LOCK:
+            for key, found in list(_POOLS.items()):
+                if found is pool:
+                    del _POOLS[key]
+        pool.close(timeout=0)
 
     # --- storage primitives -------------------------------------------------------------------
 
@@ -442,7 +759,13 @@ class PostgresRunLogStore(ChunkedRunLogStore):
             # The run's row with its summary and search rows (postgres_search): one statement.
             return postgres_search.insert_run(self, cur, run_id, run_log)
 
-        inserted = self._transaction(run_id, insert, atomic=False)  # one statement
+        inserted = self._transaction(
+            run_id,
+            insert,
+            atomic=False,  # one statement
+            idempotent=False,  # a second insert would find the first's row: "exists"
+            in_doubt=lambda cur: self._created_in_doubt(cur, run_id, run_log),
+        )
         if inserted:
             self._remember(run_id, "run", "", run_log)
         return inserted
@@ -780,7 +1103,13 @@ class PostgresRunLogStore(ChunkedRunLogStore):
             cur.execute(self._sql("DELETE FROM {schema}.runs WHERE run_id = %s"), [run_id])
             return cur.rowcount == 1
 
-        if not self._transaction(run_id, delete):
+        deleted = self._transaction(
+            run_id,
+            delete,
+            idempotent=False,  # a second delete would find no row: "not found"
+            in_doubt=lambda cur: self._deleted_in_doubt(cur, run_id),
+        )
+        if not deleted:
             raise RunLogNotFoundError(run_id, path=self._location(run_id))
         self._forget(run_id)
 
@@ -818,4 +1147,13 @@ class PostgresRunLogStore(ChunkedRunLogStore):
             yield conn
 
 
-__all__ = ["PostgresRunLogStore", "SchemaVersionError"]
+__all__ = [
+    "PostgresDatabaseNotFoundError",
+    "PostgresError",
+    "PostgresLoginError",
+    "PostgresPoolExhaustedError",
+    "PostgresRunLogStore",
+    "PostgresTimeoutError",
+    "PostgresUnavailableError",
+    "SchemaVersionError",
+]
