@@ -564,6 +564,8 @@ class _Compiler:
                 f"(SELECT v.run_id FROM {table} v WHERE {condition} "
                 f"ORDER BY {key} LIMIT {NARROW_LIMIT + 1})"
             )
+        if len(reads) == 1:
+            return reads[0][1:-1], exact  # a run has one row of a name
         # DISTINCT: an ``in`` may name a value twice (1 and 1.0).
         sql = (
             f"SELECT DISTINCT run_id FROM ({' UNION ALL '.join(reads)}) AS found "
