@@ -171,6 +171,16 @@ MIGRATIONS: tuple[Migration, ...] = (
             "(name_key, status_key) INCLUDE (run_id)",
         ),
     ),
+    Migration(
+        3,
+        "the merged run log kept at a run's end, with the stamp of the rows it was merged from",
+        (
+            # A full read of an ended run is this one value when the run's rows are still those
+            # it was merged from (the stamp, recomputed at the read, says so), not a merge of
+            # every row: see PostgresRunLogStore._read_full.
+            "ALTER TABLE {schema}.runs ADD COLUMN merged bytea, ADD COLUMN merged_stamp text",
+        ),
+    ),
 )
 
 LATEST = MIGRATIONS[-1].version
