@@ -6,7 +6,8 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, RwLock};
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -345,6 +346,33 @@ struct StoredStamps {
 struct Stored {
     state: (String, String),
     rows: HashMap<String, (String, f64)>,
+    /// The keys a folder's fingerprints are marked current with against these rows (see
+    /// `fingerprint::Verdict`), by the racy rule's bits: new for every content of the rows.
+    keys: Mutex<Vec<(u64, u64)>>,
+}
+
+/// The next key of `Stored::keys` (0 is "none").
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+
+impl Stored {
+    fn new(state: (String, String), rows: HashMap<String, (String, f64)>) -> Self {
+        Stored {
+            state,
+            rows,
+            keys: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The key of these rows compared under racy rule `racy` (seconds).
+    fn key(&self, racy: f64) -> u64 {
+        let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, key)) = keys.iter().find(|(bits, _)| *bits == racy.to_bits()) {
+            return *key;
+        }
+        let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
+        keys.push((racy.to_bits(), key));
+        key
+    }
 }
 
 /// `(stale, gone)`: the runs to summarize again, `(run_id, fingerprint, newest change ns)`, and
@@ -384,7 +412,7 @@ impl StoredStamps {
             .map(|(run_id, fingerprint, at)| (run_id, (fingerprint, at)))
             .collect();
         StoredStamps {
-            inner: RwLock::new(Stored { state, rows }),
+            inner: RwLock::new(Stored::new(state, rows)),
         }
     }
 
@@ -425,6 +453,12 @@ impl StoredStamps {
             inner.rows.insert(run_id, (fingerprint, at));
         }
         inner.state = state;
+        // Other rows: no fingerprint marked current against the old ones is current now.
+        inner
+            .keys
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         true
     }
 
@@ -493,29 +527,44 @@ fn folder_diff(inner: &Stored, found: fingerprint::FolderFingerprints, racy: f64
     let folders: HashSet<&OsStr> = if found.documents.is_empty() {
         HashSet::new()
     } else {
-        found.folders.iter().map(|f| f.run_id.as_os_str()).collect()
+        found
+            .folders
+            .iter()
+            .map(|f| f.fingerprint.run_id.as_os_str())
+            .collect()
     };
     let mut both: Vec<String> = Vec::new();
     // Each run once: a document of a run folder's name is read as the run folder.
-    let mut listed: Vec<(&Fingerprint, &str)> =
+    let mut listed: Vec<(&fingerprint::Stamped, &str)> =
         Vec::with_capacity(found.documents.len() + found.folders.len());
-    for item in found.documents.iter().map(|item| &**item) {
-        if folders.contains(item.run_id.as_os_str()) {
-            both.extend(item.run_id.to_str().map(str::to_owned));
+    for item in &found.documents {
+        let run_id = item.fingerprint.run_id.as_os_str();
+        if folders.contains(run_id) {
+            both.extend(run_id.to_str().map(str::to_owned));
         } else {
             listed.push((item, DOCUMENT_HEAD));
         }
     }
-    listed.extend(found.folders.iter().map(|item| (&**item, FOLDER_HEAD)));
-    // Looked up on every core: (recorded, stale entry) of each run.
+    listed.extend(found.folders.iter().map(|item| (item, FOLDER_HEAD)));
+    let key = inner.key(racy);
+    // Looked up on every core: (recorded, stale entry) of each run. A fingerprint found
+    // current against these rows by the last scan, and unchanged since, is current still.
     let judged: Vec<(bool, Option<StaleEntry>)> = listed
         .par_iter()
         .with_min_len(1024)
-        .filter_map(|(item, head)| {
+        .filter_map(|(stamped, head)| {
+            let item = &stamped.fingerprint;
             let run_id = item.run_id.to_str()?;
+            if stamped.verdict.current_for(key) {
+                return Some((true, None));
+            }
             let recorded = inner.rows.get(run_id);
             let changed = item.newest_change_ns;
-            let entry = is_stale(recorded, head, &item.fingerprint, changed, racy).then(|| {
+            let stale = is_stale(recorded, head, &item.fingerprint, changed, racy);
+            if !stale {
+                stamped.verdict.set_current_for(key);
+            }
+            let entry = stale.then(|| {
                 (
                     run_id.to_owned(),
                     format!("{head}{}", item.fingerprint),
@@ -527,8 +576,8 @@ fn folder_diff(inner: &Stored, found: fingerprint::FolderFingerprints, racy: f64
         .collect();
     let unnamed: Vec<OsString> = listed
         .iter()
-        .filter(|(item, _)| item.run_id.to_str().is_none())
-        .map(|(item, _)| item.run_id.clone())
+        .filter(|(item, _)| item.fingerprint.run_id.to_str().is_none())
+        .map(|(item, _)| item.fingerprint.run_id.clone())
         .collect();
     let matched = judged.iter().filter(|(recorded, _)| *recorded).count();
     let mut stale: Vec<(String, String, i64)> =
@@ -541,7 +590,7 @@ fn folder_diff(inner: &Stored, found: fingerprint::FolderFingerprints, racy: f64
             .documents
             .iter()
             .chain(&found.folders)
-            .filter_map(|item| item.run_id.to_str())
+            .filter_map(|item| item.fingerprint.run_id.to_str())
             .collect();
         let mut gone: Vec<String> = inner
             .rows

@@ -17,6 +17,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
@@ -515,6 +516,8 @@ struct Memo {
     document: Option<(FileStat, Arc<Fingerprint>)>,
     run_folder: Option<Arc<Fingerprint>>,
     listing: Option<Arc<Listing>>,
+    /// Kept while the name's fingerprint is the same one.
+    verdict: Verdict,
 }
 
 /// What this process kept of the log folders it fingerprinted last, by log folder: a run folder
@@ -770,8 +773,44 @@ fn cached_run_folder(
 /// `<name>/RunLog.json` fails with "not a folder", which is what a file's listed type says).
 #[derive(Debug, Default)]
 pub struct FolderFingerprints {
-    pub documents: Vec<Arc<Fingerprint>>,
-    pub folders: Vec<Arc<Fingerprint>>,
+    pub documents: Vec<Stamped>,
+    pub folders: Vec<Stamped>,
+}
+
+/// A run's fingerprint, with a mark a comparison with an index's stamps may leave on it (see
+/// [`Verdict`]).
+#[derive(Debug, Clone)]
+pub struct Stamped {
+    pub fingerprint: Arc<Fingerprint>,
+    pub verdict: Verdict,
+}
+
+/// What a comparison of a fingerprint with an index's stamps found, kept with the fingerprint
+/// while a scan finds it unchanged (the same stats): `0`, nothing; else the key of the stamps
+/// (their content and the racy rule applied) against which it was found current. A quiet
+/// search of 100,000 runs then looks up no recorded stamp. `None` where a name gave two
+/// fingerprints (a document that is a run folder too): compared every time.
+#[derive(Debug, Clone, Default)]
+pub struct Verdict(Option<Arc<AtomicU64>>);
+
+impl Verdict {
+    fn new() -> Self {
+        Verdict(Some(Arc::new(AtomicU64::new(0))))
+    }
+
+    /// Whether the fingerprint was found current against stamps of key `key` (never 0).
+    pub fn current_for(&self, key: u64) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|mark| mark.load(Ordering::Relaxed) == key)
+    }
+
+    /// Record that the fingerprint is current against stamps of key `key`.
+    pub fn set_current_for(&self, key: u64) {
+        if let Some(mark) = &self.0 {
+            mark.store(key, Ordering::Relaxed);
+        }
+    }
 }
 
 /// `racy_ns`: how long before the scan a run folder must have last changed for its listing to
@@ -839,10 +878,32 @@ pub fn fingerprint_folder(folder: &Path, racy_ns: i64) -> Result<FolderFingerpri
                 }
                 _ => (None, None),
             };
+            let same =
+                |now: Option<&Arc<Fingerprint>>, was: Option<&Arc<Fingerprint>>| match (now, was) {
+                    (Some(now), Some(was)) => Arc::ptr_eq(now, was),
+                    (None, None) => true,
+                    _ => false,
+                };
+            let verdict = match (&document, &run_folder) {
+                (Some(_), Some(_)) | (None, None) => Verdict::default(),
+                _ => match last {
+                    Some(last)
+                        if same(
+                            document.as_ref().map(|(_, found)| found),
+                            last.document.as_ref().map(|(_, found)| found),
+                        ) && same(run_folder.as_ref(), last.run_folder.as_ref())
+                            && last.verdict.0.is_some() =>
+                    {
+                        last.verdict.clone()
+                    }
+                    _ => Verdict::new(),
+                },
+            };
             Memo {
                 document,
                 run_folder,
                 listing,
+                verdict,
             }
         })
         .collect();
@@ -850,8 +911,15 @@ pub fn fingerprint_folder(folder: &Path, racy_ns: i64) -> Result<FolderFingerpri
     let mut out = FolderFingerprints::default();
     for memo in &found {
         out.documents
-            .extend(memo.document.as_ref().map(|(_, found)| Arc::clone(found)));
-        out.folders.extend(memo.run_folder.iter().cloned());
+            .extend(memo.document.as_ref().map(|(_, found)| Stamped {
+                fingerprint: Arc::clone(found),
+                verdict: memo.verdict.clone(),
+            }));
+        out.folders
+            .extend(memo.run_folder.as_ref().map(|found| Stamped {
+                fingerprint: Arc::clone(found),
+                verdict: memo.verdict.clone(),
+            }));
     }
     drop(known);
     keep_listings(

@@ -272,3 +272,28 @@ def test_a_log_folder_kept_listed_between_scans_still_shows_every_change(tmp_pat
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "RunLog.json").write_text("{}")
     assert set(now()) == {"a", "c", "d"}
+
+
+def test_runs_found_current_are_compared_again_against_other_stamps(tmp_path: Path) -> None:
+    """A scan marks the fingerprints it found current against an index's stamps and the next
+    scan of unchanged files trusts the mark, but only against those same stamps under the same
+    racy rule: stamps changed by a write (``apply``), stamps read again, or another racy rule
+    compare every run again."""
+    for run_id in ("a", "b"):
+        (tmp_path / f"{run_id}.json").write_text("{}")
+    time.sleep(0.2)
+    now = time.time()
+    rows = [(r, f, now) for r, (f, _) in _all_stamps(tmp_path).items()]
+    stored = _core.StoredStamps(("e", "0"), rows)
+    for _ in range(2):  # found current, then trusted
+        assert _core.folder_changes(str(tmp_path), stored, ("e", "0"), 0.05) == (([], []), [], [])
+    assert stored.apply(("e", "0"), ("e", "1"), [("a", "file-system other", now)], [])
+    found = _core.folder_changes(str(tmp_path), stored, ("e", "1"), 0.05)
+    assert found is not None and [r for r, _, _ in found[0][0]] == ["a"]
+    other = _core.StoredStamps(("e", "0"), [*rows[:1], (rows[1][0], "file-system other", now)])
+    found = _core.folder_changes(str(tmp_path), other, ("e", "0"), 0.05)
+    assert found is not None and [r for r, _, _ in found[0][0]] == [rows[1][0]]
+    racy = _core.folder_changes(str(tmp_path), stored, ("e", "1"), 3600.0)
+    assert racy is not None and [r for r, _, _ in racy[0][0]] == ["a", "b"]
+    assert stored.apply(("e", "1"), ("e", "2"), [("a", rows[0][1], now)], [])
+    assert _core.folder_changes(str(tmp_path), stored, ("e", "2"), 0.05) == (([], []), [], [])
