@@ -130,9 +130,14 @@ def test_gc_deletes_the_runs_the_retention_section_lets_go(
         "old-newest-of-z": "kept: newest of its tag",
     }
     assert _rows(postgres_config, schema) == rows_before  # a dry run deletes nothing
+    # What deleting a run frees: the bytes its JSON takes in its rows, and its catalog files.
+    sizes = {d["run_id"]: d["run_bytes"] for d in decisions if d["action"] == "would delete"}
+    assert sizes == {r: store.run_bytes(r) for r in ("old-a", "old-b")}  # type: ignore[attr-defined]
+    assert all(size > 500 for size in sizes.values()), sizes
 
     done = invoke("gc", "-c", config, "--with-catalog").stdout
-    assert "deleted 2 of 6 runs" in done, done
+    freed = sum(sizes.values()) + 2 * 100
+    assert f"deleted 2 of 6 runs; freed {freed:,} bytes" in done, done
     kept = {"newest-of-x", "recent", "old-newest-of-z", "old-running"}
     assert set(store.list_run_ids()) == kept
     assert _rows(postgres_config, schema) == {r: rows_before[r] for r in kept}  # nodes too

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import stat
+import sys
 from collections import Counter
 from collections.abc import Iterable
 from datetime import datetime
@@ -270,7 +271,7 @@ def select_runs(
 
 def run_bytes(store: BaseRunLogStore, run_id: str) -> int | None:
     """The bytes a run takes in its store: the sizes of its files (a folder's, walked without
-    following links) or objects; None for a store this cannot ask."""
+    following links), objects or rows; None for a store this cannot ask."""
     paths = run_paths(store, run_id)
     if paths:
         # A chunked run's document is in its folder: counted with the folder, not again.
@@ -279,6 +280,12 @@ def run_bytes(store: BaseRunLogStore, run_id: str) -> int | None:
     from runlog_store.stores.chunked_minio import ChunkedMinioRunLogStore
     from runlog_store.stores.minio import MinioRunLogStore
 
+    # A postgres store's module is loaded when there is one: not imported (nor psycopg with it)
+    # to find that a store of another type is not one.
+    postgres = sys.modules.get("runlog_store.stores.postgres")
+    if postgres is not None and isinstance(store, postgres.PostgresRunLogStore):
+        rows: int | None = store.run_bytes(run_id)
+        return rows
     if isinstance(store, ChunkedMinioRunLogStore):
         objects = store.storage().list_objects(store._folder(run_id), run_id=run_id)
         return sum(o.size for o in objects)

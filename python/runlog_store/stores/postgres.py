@@ -1094,6 +1094,18 @@ class PostgresRunLogStore(ChunkedRunLogStore):
         )
         return None if found is None else float(found)
 
+    def run_bytes(self, run_id: str) -> int | None:
+        """The bytes the run's JSON takes in its rows as stored (compressed when the server
+        compresses it), what ``runlog gc`` says deleting it frees; None without the run. The
+        rows' own overhead and the indexes are not counted."""
+        found = self._one(
+            run_id,
+            "SELECT pg_column_size(document) + coalesce((SELECT sum(pg_column_size(body)) "
+            "FROM {schema}.nodes WHERE run_id = %s), 0) FROM {schema}.runs WHERE run_id = %s",
+            [run_id, run_id],
+        )
+        return None if found is None else int(found)
+
     def delete_run(self, run_id: str) -> None:
         """Remove the run's row and, in the same transaction, its nodes: readers see the whole
         run or none, and a writer after it finds the run gone."""
