@@ -45,6 +45,7 @@ from runlog_store.exceptions import (
     ConfigurationError,
     RunLogExistsError,
     RunLogNotFoundError,
+    RunLogStoreError,
     StorageError,
 )
 from runlog_store.stores import postgres_migrations as migrations
@@ -72,6 +73,16 @@ PASSWORD_IN_URL = (
 # serialization conflict is run again, at most this many times.
 TRANSACTION_ATTEMPTS = 20
 NodeKind = Literal["step", "branch"]
+# The stamp of the rows a run's merge is made from: its document's digest and the version of
+# each of its step and branch rows (the transaction that wrote it: a row written again, or one
+# added or removed, changes it), in one order. Recomputed by a read, it is equal while no row
+# changed; a name is preceded by its length, so no two sets of rows give the same text.
+_ROWS_STAMP = (
+    "md5(md5(r.document) || ':' || coalesce((SELECT string_agg(n.kind || "
+    "length(n.internal_name) || ':' || n.internal_name || ':' || n.xmin::text, ',' "
+    'ORDER BY n.kind, n.internal_name COLLATE "C") '
+    "FROM {schema}.nodes n WHERE n.run_id = r.run_id), ''))"
+)
 
 
 # The connection pools of this process, by connection settings: store objects of the same
@@ -948,7 +959,48 @@ class PostgresRunLogStore(ChunkedRunLogStore):
         self._remember(run_id, "branch", change.target, body)
 
     def _ended(self, run_id: str, branch: str) -> None:
-        """Nothing to fold: a run's rows are its final form."""
+        """Nothing to fold (a run's rows are its final form). At the run's end, its merge is
+        kept in its row with the stamp of the rows it was made from: a full read of the ended
+        run is that one value while the stamp holds, not a merge of every row (as the other
+        stores keep the merge of a run at its end)."""
+        if branch:
+            return
+
+        def read(cur: Cursor[Any]) -> list[tuple[Any, ...]]:
+            cur.execute(
+                self._sql(
+                    "SELECT NULL, NULL, NULL, document, " + _ROWS_STAMP + " FROM {schema}.runs r "
+                    "WHERE run_id = %s UNION ALL SELECT kind, internal_name, created_ns, body, "
+                    "NULL FROM {schema}.nodes WHERE run_id = %s"
+                ),
+                [run_id, run_id],
+                binary=True,
+            )
+            return cur.fetchall()
+
+        rows = self._transaction(run_id, read, atomic=False)  # one snapshot
+        run = next((row for row in rows if row[0] is None), None)
+        if run is None:
+            return  # deleted meanwhile
+        nodes = [row[:4] for row in rows if row[0] is not None]
+        try:
+            merged, _ = _core.merge_rows(
+                self._location(run_id), bytes(run[3]), nodes, run_id=run_id
+            )
+        except RunLogStoreError:
+            return  # a damaged row: a read merges the rows, and says so
+
+        def keep(cur: Cursor[Any]) -> None:
+            cur.execute(
+                self._sql(
+                    "UPDATE {schema}.runs SET merged = %s, merged_stamp = %s WHERE run_id = %s"
+                ),
+                [merged, run[4], run_id],
+            )
+
+        # Only a shortcut for reads: the call that ended the run has stored what it stores.
+        with contextlib.suppress(StorageError):
+            self._transaction(run_id, keep, atomic=False)
 
     def _forget(self, run_id: str) -> None:
         super()._forget(run_id)
@@ -988,6 +1040,22 @@ class PostgresRunLogStore(ChunkedRunLogStore):
         return document, rows
 
     def _read_full(self, run_id: str, salvage: bool) -> tuple[bytes, list[tuple[str, str]]]:
+        def kept(cur: Cursor[Any]) -> Any:
+            cur.execute(
+                self._sql(
+                    "SELECT merged FROM {schema}.runs r WHERE run_id = %s "
+                    "AND merged IS NOT NULL AND merged_stamp = " + _ROWS_STAMP
+                ),
+                [run_id],
+                binary=True,
+            )
+            row = cur.fetchone()
+            return None if row is None else row[0]
+
+        # The merge kept at the run's end, while its rows are those it was made from.
+        merged = self._transaction(run_id, kept, atomic=False)
+        if merged is not None:
+            return bytes(merged), []
         document, rows = self._select(run_id)
         # The rows' chunk names and headers made in Rust: no Python call per row.
         merged, skipped = _core.merge_rows(
