@@ -10,8 +10,9 @@ its JSON (the Rust core's ``apply_patch``), a parameter or run config change mer
 key. No call reads or rewrites a whole run, and writers anywhere lose no update: row locks
 serialise the few that touch the same row.
 
-A full read is two queries in one snapshot (the run's row, its nodes' rows) merged by the Rust
-core into runnable's run log JSON, the merge and sibling order every chunked store has.
+A full read is one statement (one snapshot: the run's row, its nodes' rows) merged by the Rust
+core into runnable's run log JSON, the merge and sibling order every chunked store has; an ended
+run's merge is kept in its row and read while a stamp of its rows matches (``_ended``).
 
 psycopg 3 and its pool are imported here only: the package itself never loads them.
 """
