@@ -26,6 +26,7 @@ used only once its ``complete`` marker is written, and a benchmark that changes 
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import itertools
 import json
@@ -422,9 +423,11 @@ def folder_for(kind: str, runs: int = RUNS) -> Path:
 
 
 def _ready(folder: Path) -> bool:
-    return (folder.parent / f"{folder.name}.complete").exists() and not dirty_marker(
-        folder
-    ).exists()
+    return complete_marker(folder).exists() and not dirty_marker(folder).exists()
+
+
+def complete_marker(folder: Path) -> Path:
+    return folder.parent / f"{folder.name}.complete"
 
 
 def dirty_marker(folder: Path) -> Path:
@@ -436,7 +439,21 @@ def generate(kind: str, runs: int = RUNS, workers: int = 2) -> Path:
     folder = folder_for(kind, runs)
     if _ready(folder):
         return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Two benchmark processes wanting the same folder: one generates it, the other waits and
+    # uses it (both generating at once failed, and left a folder a marker called complete).
+    with open(folder.parent / f"{folder.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _ready(folder):
+            return folder
+        return _generate(kind, folder, runs, workers)
+
+
+def _generate(kind: str, folder: Path, runs: int, workers: int) -> Path:
     started = time.perf_counter()
+    # The marker goes first: a generation killed or failed part way leaves no folder that
+    # looks complete.
+    complete_marker(folder).unlink(missing_ok=True)
     shutil.rmtree(folder, ignore_errors=True)
     dirty_marker(folder).unlink(missing_ok=True)
     folder.mkdir(parents=True)
@@ -449,7 +466,7 @@ def generate(kind: str, runs: int = RUNS, workers: int = 2) -> Path:
         if kind == "chunked-fs":
             time.sleep(0.2)  # merges are stored only for documents settled on the file clock
             list(pool.map(_store_merges, folders, counts, starts, stops))
-    (folder.parent / f"{folder.name}.complete").write_text(
+    complete_marker(folder).write_text(
         f"{runs} runs generated in {time.perf_counter() - started:.1f} s\n"
     )
     return folder
