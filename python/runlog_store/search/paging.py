@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 from collections.abc import Sequence
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -49,27 +50,40 @@ def query_digest(filter_text: str | None, order: Order) -> str:
 
 def encode_page_token(offset: int, filter_text: str | None, order: Order) -> str:
     """The token of the page that starts at ``offset`` of this search."""
-    payload = json.dumps(
-        {"offset": offset, "query": query_digest(filter_text, order)}, separators=(",", ":")
+    return pack_token({"offset": offset, "query": query_digest(filter_text, order)})
+
+
+def pack_token(payload: dict[str, Any]) -> str:
+    """A token's text: the URL-safe base64 of its JSON, without padding."""
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=True)
+    return base64.urlsafe_b64encode(text.encode("ascii")).decode("ascii").rstrip("=")
+
+
+def token_refused(token: str) -> RunLogStoreError:
+    """The error of a token that is not one of this search's."""
+    shown = token if len(token) <= 40 else token[:37] + "..."
+    return RunLogStoreError(
+        f"page token {shown!r} does not belong to this search (its filter and order_by must "
+        "be those of the search that returned it); search again without a token"
     )
-    return base64.urlsafe_b64encode(payload.encode("ascii")).decode("ascii").rstrip("=")
+
+
+def unpack_token(token: str) -> dict[str, Any]:
+    """What :func:`pack_token` packed; ``token_refused`` for anything that is no token."""
+    try:
+        padded = token.strip() + "=" * (-len(token.strip()) % 4)
+        payload = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError):
+        raise token_refused(token) from None
+    if not isinstance(payload, dict):
+        raise token_refused(token)
+    return payload
 
 
 def decode_page_token(token: str, filter_text: str | None, order: Order) -> int:
     """The offset a token of this search starts at; RunLogStoreError for a token of another
     search, or anything that is no token."""
-    shown = token if len(token) <= 40 else token[:37] + "..."
-    refused = RunLogStoreError(
-        f"page token {shown!r} does not belong to this search (its filter and order_by must "
-        "be those of the search that returned it); search again without a token"
-    )
-    try:
-        padded = token.strip() + "=" * (-len(token.strip()) % 4)
-        payload = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-    except (ValueError, binascii.Error, UnicodeError):
-        raise refused from None
-    if not isinstance(payload, dict):
-        raise refused
+    payload = unpack_token(token)
     offset = payload.get("offset")
     if (
         not isinstance(offset, int)
@@ -77,8 +91,16 @@ def decode_page_token(token: str, filter_text: str | None, order: Order) -> int:
         or offset < 0
         or payload.get("query") != query_digest(filter_text, order)
     ):
-        raise refused
+        raise token_refused(token)
     return offset
 
 
-__all__ = ["RunPage", "decode_page_token", "encode_page_token", "query_digest"]
+__all__ = [
+    "RunPage",
+    "decode_page_token",
+    "encode_page_token",
+    "pack_token",
+    "query_digest",
+    "token_refused",
+    "unpack_token",
+]

@@ -1098,9 +1098,12 @@ def glob_pattern(pattern: str) -> str:
     return "".join(special.get(c, c) for c in pattern)
 
 
-class _Compiler:
-    def __init__(self) -> None:
-        self.params: list[Any] = []
+class FilterSql:
+    """A filter as the WHERE condition of an SQL dialect: the walk of the expression, written
+    once; a dialect supplies the comparisons (``compare``, ``is_null``, ``like``) and collects
+    the values they bind in ``params``."""
+
+    params: list[Any]
 
     def where(self, expr: Expr) -> str:
         """A condition that is never NULL, so that NOT is plain negation."""
@@ -1120,6 +1123,22 @@ class _Compiler:
         if isinstance(expr, Like):
             return self.like(expr)
         raise TypeError(f"not a filter: {expr!r}")
+
+    def compare(self, attr: Attr, op: str, literal: Literal_) -> str:
+        raise NotImplementedError
+
+    def is_null(self, attr: Attr, negated: bool) -> str:
+        raise NotImplementedError
+
+    def like(self, expr: Like) -> str:
+        raise NotImplementedError
+
+
+class _Compiler(FilterSql):
+    """SQLite's dialect, over the run index's tables."""
+
+    def __init__(self) -> None:
+        self.params = []
 
     def compare(self, attr: Attr, op: str, literal: Literal_) -> str:
         sql_op = _SQL_OP[op]
@@ -1308,6 +1327,7 @@ __all__ = [
     "Attr",
     "Compare",
     "Expr",
+    "FilterSql",
     "FilterSyntaxError",
     "In",
     "IndexRows",

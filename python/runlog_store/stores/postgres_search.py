@@ -27,9 +27,6 @@ meanwhile; the token also names its filter and ordering, and is refused by anoth
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -39,18 +36,15 @@ from runlog_store import _core
 from runlog_store.exceptions import RunLogStoreError
 from runlog_store.ops import runs as run_ops
 from runlog_store.ops.runs import RunSummary
-from runlog_store.search import query
+from runlog_store.search import paging, query
 from runlog_store.search.query import (
     And,
     Attr,
     Compare,
     Expr,
     In,
-    IsNull,
     Like,
     Literal_,
-    Not,
-    Or,
     OrderKey,
 )
 from runlog_store.stores.chunked import chunk_name
@@ -431,33 +425,16 @@ class SortKey:
     kind: str  # "num", "text" or "rank"
 
 
-class _Compiler:
+class _Compiler(query.FilterSql):
+    """PostgreSQL's dialect, over the store's tables."""
+
     def __init__(self, schema: str) -> None:
         self.schema = schema
-        self.params: list[Any] = []
+        self.params = []
         self.per_row = False
 
     def table(self, kind: str) -> str:
         return f"{self.schema}.{_TABLES[kind]}"
-
-    def where(self, expr: Expr) -> str:
-        """A condition that is never NULL, so that NOT is plain negation."""
-        if isinstance(expr, And):
-            return "(" + " AND ".join(self.where(item) for item in expr.items) + ")"
-        if isinstance(expr, Or):
-            return "(" + " OR ".join(self.where(item) for item in expr.items) + ")"
-        if isinstance(expr, Not):
-            return f"(NOT {self.where(expr.item)})"
-        if isinstance(expr, Compare):
-            return self.compare(expr.attr, expr.op, expr.value)
-        if isinstance(expr, In):
-            hits = " OR ".join(self.compare(expr.attr, "=", value) for value in expr.values)
-            return f"(NOT ({hits}))" if expr.negated else f"({hits})"
-        if isinstance(expr, IsNull):
-            return self.is_null(expr.attr, expr.negated)
-        if isinstance(expr, Like):
-            return self.like(expr)
-        raise TypeError(f"not a filter: {expr!r}")
 
     def _exists(self, attr: Attr, condition: str, values: list[Any]) -> str:
         """Whether the run has a row of the attribute's name meeting ``condition`` (on ``v``).
@@ -781,20 +758,10 @@ def compile_page(
 _TOKEN_FORMAT = "keyset-1"
 
 
-def _digest(filter_text: str | None, order: Sequence[OrderKey]) -> str:
-    from runlog_store.search.paging import query_digest
-
-    return query_digest(filter_text or "", order)
-
-
 def encode_token(filter_text: str | None, order: Sequence[OrderKey], key: Sequence[Any]) -> str:
     """The token of the page after the run whose sort key is ``key``, in this search."""
-    payload = json.dumps(
-        {"format": _TOKEN_FORMAT, "query": _digest(filter_text, order), "after": list(key)},
-        separators=(",", ":"),
-        ensure_ascii=True,
-    )
-    return base64.urlsafe_b64encode(payload.encode("ascii")).decode("ascii").rstrip("=")
+    query_name = paging.query_digest(filter_text, order)
+    return paging.pack_token({"format": _TOKEN_FORMAT, "query": query_name, "after": list(key)})
 
 
 def _fits(value: Any, kind: str) -> bool:
@@ -813,22 +780,11 @@ def decode_token(
     """The sort key a token of this search starts after; RunLogStoreError for a token of
     another search (another filter or ordering, another store's kind of token) or anything
     that is no token."""
-    shown = token if len(token) <= 40 else token[:37] + "..."
-    refused = RunLogStoreError(
-        f"page token {shown!r} does not belong to this search (its filter and order_by must "
-        "be those of the search that returned it); search again without a token"
-    )
-    try:
-        padded = token.strip() + "=" * (-len(token.strip()) % 4)
-        payload = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-    except (ValueError, binascii.Error, UnicodeError):
-        raise refused from None
-    if (
-        not isinstance(payload, dict)
-        or payload.get("format") != _TOKEN_FORMAT
-        or payload.get("query") != _digest(filter_text, order)
+    payload = paging.unpack_token(token)
+    if payload.get("format") != _TOKEN_FORMAT or payload.get("query") != paging.query_digest(
+        filter_text, order
     ):
-        raise refused
+        raise paging.token_refused(token)
     after = payload.get("after")
     if (
         not isinstance(after, list)
@@ -836,7 +792,7 @@ def decode_token(
         or after[-1] is None
         or not all(_fits(value, key.kind) for value, key in zip(after, keys, strict=True))
     ):
-        raise refused
+        raise paging.token_refused(token)
     return after
 
 
