@@ -6,6 +6,10 @@ through files. A catalog pattern is the same in every branch (``data/shards/*.js
 catalog every branch's shard in each branch), so the shards are put once, by a step after the
 map. Files are written to a temporary name and renamed: the branches of a map run at the same
 time, in one compute folder.
+
+``EXAMPLE_BRANCH_SECONDS`` (an environment variable, 0 by default) makes each branch's ``fit``
+sleep that many seconds, so the run lasts long enough to be watched as it runs (``runlog serve``
+shows its branches finishing one by one; its browser tests use it).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +54,9 @@ def load(item: int) -> int:
 
 
 def fit(item: int, rows: int) -> int:
-    """Write the branch's shard into the compute folder, and its weight."""
+    """Write the branch's shard into the compute folder, and its weight (after sleeping
+    ``EXAMPLE_BRANCH_SECONDS``, if set)."""
+    time.sleep(float(os.environ.get("EXAMPLE_BRANCH_SECONDS", "0")))
     weight = rows + 1
     _write_atomically(SHARDS / f"shard-{item:04d}.json", {"item": item, "weight": weight})
     return weight

@@ -3,7 +3,9 @@
     cd examples && ../.venv/bin/python pipeline.py
 
 (``RUNNABLE_CONFIGURATION_FILE`` and ``RUNNABLE_PARAMETERS_FILE`` name other files, and
-``RUNNABLE_PRM_branches=64`` sets a parameter, as for any runnable pipeline.)
+``RUNNABLE_PRM_branches=64`` sets a parameter, as for any runnable pipeline;
+``EXAMPLE_BRANCH_SECONDS=2`` makes every branch sleep 2 seconds, to watch it run with
+``runlog serve``.)
 
 prepare -> train (a map: load, fit, score in every branch, run in parallel worker processes)
 -> evaluate (a parallel step of two branches: one puts every branch's shard into the catalog)

@@ -35,8 +35,9 @@ needed() {
 needed minio.sh "the object-storage tests" strict
 # Debian's PostgreSQL server, for the postgres store's tests (each session runs a private cluster).
 needed postgres.sh "the PostgreSQL tests" strict
-# Debian's Chromium, for the test that renders `runlog timeline` pages headless.
-needed chromium.sh "the timeline rendering tests"
+# Debian's Chromium, for the test that renders `runlog timeline` pages headless and the browser
+# tests of `runlog serve` (Playwright drives it).
+needed chromium.sh "the timeline rendering tests and runlog serve's browser tests"
 # Debian's fuse3 and strace, for the power-cut tests (tests/powercut: a FUSE filesystem that
 # forgets what was never synced, and strace of where each write fsyncs).
 needed fuse.sh "the power-cut tests"
