@@ -1617,6 +1617,114 @@ def verify(
         console.print(f"[green]all {files} files match their recorded hashes[/]")
 
 
+@app.command(cls=_Command)
+def serve(
+    config: ConfigOption = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            metavar="HOST",
+            help="Address to listen on. Any but the loopback (127.0.0.1, ::1, localhost) "
+            "needs a token: one is made up and printed in the URL, unless --token or "
+            "--no-token says otherwise.",
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[
+        int,
+        typer.Option(
+            min=0, max=65535, metavar="INTEGER", help="Port to listen on (0: any free port)."
+        ),
+    ] = 8765,
+    open_browser: Annotated[
+        bool, typer.Option("--open", help="Open the page in a web browser.")
+    ] = False,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            metavar="TOKEN",
+            show_default=False,
+            help="Let in only who has this token (the URL printed carries it), on any address.",
+        ),
+    ] = None,
+    no_token: Annotated[
+        bool,
+        typer.Option(
+            "--no-token",
+            help="Let anyone who can reach the address in, without a token.",
+        ),
+    ] = False,
+    verbose: VerboseOption = False,
+) -> None:
+    """Show the runs in a web browser: search them, open one (followed live while it is
+    written), compare them. Read-only: nothing on its pages changes the store.
+
+    It prints the URL to open and serves until interrupted (Ctrl-C).
+    """
+    import secrets
+    import socket
+
+    with _reporting_errors(verbose) as stores:
+        if token is not None and no_token:
+            raise RunLogStoreError("--token and --no-token say opposite things: give one")
+        if token is not None and not token.strip():
+            raise RunLogStoreError("--token is empty: give a token, or --no-token")
+        if token is None and not no_token and not _is_loopback(host):
+            # Anyone who can reach the address could read every run: as Jupyter does, a token
+            # made up here, in the URL printed.
+            token = secrets.token_urlsafe(32)
+        store = stores.open(config)
+        import uvicorn
+
+        from runlog_store.serve import create_app
+
+        found = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        family, kind, protocol, _, address = found[0]
+        sock = socket.socket(family, kind, protocol)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        # Bound and listening before the URL is printed: whoever reads it can connect at
+        # once (the connection waits in the backlog until the server takes it).
+        sock.bind(address)
+        sock.listen(128)
+        bound_port = sock.getsockname()[1]
+        shown_host = f"[{host}]" if ":" in host else host
+        url = f"http://{shown_host}:{bound_port}/"
+        if token is not None:
+            url += f"?token={token}"
+        sys.stdout.write(f"runlog serve: {url} (store: {printable(_describe(store))})\n")
+        sys.stdout.flush()
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(store, token=token),
+                log_level="warning",
+                lifespan="off",
+                # A live page's stream never ends by itself: at Ctrl-C it is cut after this.
+                timeout_graceful_shutdown=2,
+            )
+        )
+        try:
+            server.run(sockets=[sock])
+        except KeyboardInterrupt:  # uvicorn stops on Ctrl-C, then raises it again
+            pass
+        finally:
+            sock.close()
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether only this machine can reach the address."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def main() -> None:
     # pydantic looks for its plugins in the entry points of every installed distribution when
     # it builds its first model (~30 ms here, before every command's first store): the

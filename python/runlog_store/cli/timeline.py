@@ -454,18 +454,22 @@ def _untimed_table(untimed: list[_Untimed]) -> str:
     )
 
 
-_CSS = f"""
-body {{ font: 13px/1.4 "DejaVu Sans", system-ui, sans-serif; color: #1b1f24; margin: 16px 20px;
-  background: #fff; }}
-h1 {{ font-size: 18px; margin: 0 0 6px; }}
-h1 code {{ font: inherit; font-family: "DejaVu Sans Mono", monospace; }}
-h2 {{ font-size: 14px; margin: 18px 0 4px; }}
-.badge {{ display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px;
-  vertical-align: 2px; color: #fff; background: #6a737d; }}
-.badge.SUCCESS {{ background: #157a41; }} .badge.FAIL {{ background: #b31d28; }}
-.badge.PROCESSING {{ background: #9a7400; }}
-.facts {{ display: flex; flex-wrap: wrap; gap: 4px 22px; margin: 0 0 8px; color: #444d56; }}
-.facts b {{ color: #1b1f24; font-weight: 600; }} .facts .bad {{ color: #b31d28; }}
+# The standalone page's own rules; the chart's (_CHART_CSS) are also served by ``runlog serve``.
+_PAGE_CSS = """
+body { font: 13px/1.4 "DejaVu Sans", system-ui, sans-serif; color: #1b1f24; margin: 16px 20px;
+  background: #fff; }
+h1 { font-size: 18px; margin: 0 0 6px; }
+h1 code { font: inherit; font-family: "DejaVu Sans Mono", monospace; }
+h2 { font-size: 14px; margin: 18px 0 4px; }
+.badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px;
+  vertical-align: 2px; color: #fff; background: #6a737d; }
+.badge.SUCCESS { background: #157a41; } .badge.FAIL { background: #b31d28; }
+.badge.PROCESSING { background: #9a7400; }
+.facts { display: flex; flex-wrap: wrap; gap: 4px 22px; margin: 0 0 8px; color: #444d56; }
+.facts b { color: #1b1f24; font-weight: 600; } .facts .bad { color: #b31d28; }
+"""
+
+_CHART_CSS = f"""\
 .legend {{ display: flex; flex-wrap: wrap; gap: 4px 18px; align-items: center;
   margin: 0 0 6px; font-size: 12px; color: #444d56; }}
 .sw {{ display: inline-block; width: 18px; height: 8px; vertical-align: 0;
@@ -495,11 +499,22 @@ svg text {{ font-family: "DejaVu Sans Mono", monospace; font-size: {LABEL_FONT}p
   font-family: "DejaVu Sans", sans-serif; }}
 .xm.in {{ fill: #fff; text-anchor: start; }}
 .empty {{ padding: 24px; background: #f6f8fa; border: 1px dashed #d0d7de; color: #444d56; }}
-table {{ border-collapse: collapse; font-size: 12px; }}
-th, td {{ border: 1px solid #d0d7de; padding: 2px 8px; text-align: left; }}
-td {{ font-family: "DejaVu Sans Mono", monospace; }} th {{ background: #f6f8fa; }}
-td.st.FAIL {{ color: #b31d28; }}
 """
+
+
+def _table_css(scope: str) -> str:
+    """The rules of the table of untimed attempts, under ``scope`` (a selector and a space)."""
+    return (
+        f"{scope}table {{ border-collapse: collapse; font-size: 12px; }}\n"
+        f"{scope}th, {scope}td {{ border: 1px solid #d0d7de; padding: 2px 8px; "
+        "text-align: left; }\n"
+        f'{scope}td {{ font-family: "DejaVu Sans Mono", monospace; }} '
+        f"{scope}th {{ background: #f6f8fa; }}\n"
+        f"{scope}td.st.FAIL {{ color: #b31d28; }}\n"
+    )
+
+
+_CSS = _PAGE_CSS + _CHART_CSS + _table_css("")
 
 _LEGEND = (
     '<div class="legend">'
@@ -543,8 +558,7 @@ def render_timeline(run_log: RunLog) -> str:
     times cannot be read are listed under the chart rather than guessed at.
     """
     data = _collect(run_log)
-    drawn = [a for row in data.rows for a in row.attempts]
-    window = _merge(*((a.start, a.end or a.start) for a in drawn))
+    window = _window(data)
     page_title = escape(f"Timeline of run {run_log.run_id}")
     head = (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -552,6 +566,31 @@ def render_timeline(run_log: RunLog) -> str:
         f"<title>{page_title}</title><style>{_CSS}</style></head><body>"
         + _header(run_log, data, window)
     )
+    return f"{head}{_drawing(data, window)}</body></html>\n"
+
+
+def timeline_parts(run_log: RunLog) -> tuple[str, str]:
+    """The chart of :func:`render_timeline` for a page of its own: its CSS (served as a file by
+    ``runlog serve``, whose pages allow no inline style) and the HTML of the legend, the axis,
+    the chart and the table of untimed attempts, without the standalone page's header."""
+    data = _collect(run_log)
+    return timeline_css(), _drawing(data, _window(data))
+
+
+def timeline_css() -> str:
+    """The CSS the chart of :func:`timeline_parts` needs, its tables' rules kept to the chart
+    (``.untimed``) so that they do not restyle the tables of the page around it."""
+    return _CHART_CSS + _table_css(".untimed ")
+
+
+def _window(data: _Collected) -> _Window | None:
+    drawn = [a for row in data.rows for a in row.attempts]
+    return _merge(*((a.start, a.end or a.start) for a in drawn))
+
+
+def _drawing(data: _Collected, window: _Window | None) -> str:
+    """The legend, axis and chart of the run's attempts, or why there is nothing to draw; then
+    the attempts without times."""
     if window is None:
         if data.attempts == 0:
             body = '<p class="empty">This run has no step attempts: there is nothing to draw.</p>'
@@ -560,7 +599,7 @@ def render_timeline(run_log: RunLog) -> str:
                 f'<p class="empty">None of the {data.attempts} attempts of this run has a '
                 "usable start time: there is nothing to place on a time axis.</p>"
             )
-        return f"{head}{body}{_untimed_table(data.untimed)}</body></html>\n"
+        return body + _untimed_table(data.untimed)
 
     longest = max(
         row.depth * INDENT
@@ -573,14 +612,12 @@ def render_timeline(run_log: RunLog) -> str:
     scale = _Scale(window[0], window[1], label_w + GAP, chart_w)
     return "".join(
         [
-            head,
             _LEGEND,
             f'<div class="axis-wrap">{_axis(scale, label_w, width)}</div>',
             _chart(data.rows, scale, window[1], label_w, width),
             _untimed_table(data.untimed),
-            "</body></html>\n",
         ]
     )
 
 
-__all__ = ["render_timeline"]
+__all__ = ["render_timeline", "timeline_css", "timeline_parts"]
