@@ -751,5 +751,6 @@ def test_a_run_is_followed_live_while_it_is_written(tmp_path: Path) -> None:
     }
     assert states[-1]["latest_failure"] == {"step": "fan.2.work", "message": "branch 2 broke"}
     assert states[-1]["branches_by_status"] == {"SUCCESS": 3, "FAIL": 1}
+    assert states[-1]["steps"][0]["branches_text"] == "4 branches: 3 SUCCESS, 1 FAIL"
     # Only changes are sent.
     assert all(a != b for a, b in itertools.pairwise(states))

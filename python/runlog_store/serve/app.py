@@ -76,6 +76,7 @@ def _environment() -> Environment:
     env.filters["path"] = lambda text: quote(str(text), safe="")
     env.filters["status_class"] = views.status_class
     env.filters["counts"] = views.counts_text
+    env.globals["ENDED"] = views.ENDED
     env.filters["utc"] = views.utc
     env.filters["seconds"] = lambda value: "-" if value is None else format_seconds(value)
     env.globals["column_value"] = views.column_value

@@ -372,6 +372,16 @@ class StepView:
     def branch_count(self) -> int:
         return sum(self.branch_counts.values())
 
+    @property
+    def branches_text(self) -> str:
+        return branches_text(self.branch_counts)
+
+
+def branches_text(counts: dict[str, int]) -> str:
+    """``16 branches: 12 SUCCESS, 4 PROCESSING``."""
+    total = sum(counts.values())
+    return f"{total} branch{'' if total == 1 else 'es'}: {counts_text(counts)}"
+
 
 def _parameter_text(param: Any) -> str:
     """A parameter's value whole (JSON, a metric), or what a pickled object was stored as."""
@@ -580,6 +590,11 @@ def live_state(run_log: RunLog) -> dict[str, Any]:
                     "status": shown(step.status),
                     "progress": progress.as_dict() if progress else None,
                     "progress_text": progress.text if progress else None,
+                    "branches_text": (
+                        branches_text(dict(Counter(b.status for b in step.branches.values())))
+                        if step.branches
+                        else None
+                    ),
                 }
             )
     branches: Counter[str] = Counter()

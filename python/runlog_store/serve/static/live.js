@@ -85,6 +85,13 @@
         if (mark) {
           setStatus(mark, step.status);
         }
+        if (step.branches_text) {
+          details
+            .querySelectorAll(":scope > summary > .branch-counts, :scope > .step-body > details.branches > summary")
+            .forEach(function (counts) {
+              counts.textContent = step.branches_text;
+            });
+        }
       });
       if (step.progress) {
         byData("div.progress", "data-step", step.name).forEach(function (box) {
