@@ -330,6 +330,12 @@ def test_live_page_follows_a_running_pipeline_without_reloading(
         assert pipeline.wait(120) == 0, (tmp_path / "pipeline.log").read_text()[-3000:]
         assert view.evaluate("() => window.__notReloaded === true"), "the page was reloaded"
         assert view.locator("#run-status").inner_text().strip() == "SUCCESS"
+        # Settled as a whole: the summary, the run's parameters and the timeline show the run
+        # as it ended, not as it was when the page was opened.
+        end = view.locator("#summary dt:text-is('end') + dd").inner_text().strip()
+        assert end.endswith("UTC"), f"the summary's end is {end!r} after the run ended"
+        assert "items" in view.locator("#parameters").inner_text()
+        assert view.locator("#timeline svg").count() >= 1, "no timeline drawn after the end"
         final = int(progress.get_attribute("data-done") or 0) if progress.count() else None
         assert final == BRANCHES, (final, done_values)
         climbing = [v for v in done_values if v > 0]

@@ -442,7 +442,9 @@ def step_view(step: StepLog, parent: str = "") -> StepView:
     ]
     from runlog_store.cli.render import step_window
 
-    window = step_window(step)
+    # A step still running has no duration yet: its window so far ends at whichever of its
+    # branches' attempts ended last, which says nothing of how long it has been running.
+    window = step_window(step) if step.status in ENDED else None
     return StepView(
         internal_name=step.internal_name,
         label=label or step.name,

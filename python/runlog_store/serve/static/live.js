@@ -128,16 +128,38 @@
   }
 
   function settle() {
-    var note = document.getElementById("live-note");
-    note.textContent = "The run ended. ";
-    var again = document.createElement("a");
-    again.href = base;
-    again.textContent = "Reload for the full page";
-    note.append(again);
-    // The tree as it ended (attempts, parameters, catalog), then the page is settled.
-    redraw(function () {
-      body.dataset.settled = "true";
-    });
+    // The whole page as it ended (summary, attempts, parameters, metrics, catalog, timeline),
+    // fetched and swapped in for the live one: the page settles without a reload. The server's
+    // own page, escaped by its templates; a parsed document runs no script.
+    var swapped = false;
+    fetch(base, { credentials: "same-origin" })
+      .then(function (response) {
+        return response.ok ? response.text() : null;
+      })
+      .then(function (html) {
+        if (html === null) {
+          return;
+        }
+        var ended = new DOMParser().parseFromString(html, "text/html").getElementById("main");
+        if (ended) {
+          document.getElementById("main").replaceWith(document.adoptNode(ended));
+          swapped = true;
+        }
+      })
+      .catch(function () {})
+      .finally(function () {
+        var note = document.getElementById("live-note");
+        if (swapped) {
+          note.textContent = "The run ended: the page shows it as it ended.";
+        } else {
+          note.textContent = "The run ended. ";
+          var again = document.createElement("a");
+          again.href = base;
+          again.textContent = "Reload for the full page";
+          note.append(again);
+        }
+        body.dataset.settled = "true";
+      });
   }
 
   var source = new EventSource(base + "/events");
