@@ -22,6 +22,8 @@ from urllib.parse import quote
 
 import pytest
 
+from runlog_store.models import StepAttempt
+
 from ..conftest import ROOT, write_config
 from ..hostile.test_terminal import OTHER_ID, RUN_ID, write_hostile_run
 from . import serve_runs
@@ -244,6 +246,59 @@ def test_failed_run_page_shows_the_error_and_traceback(
     screenshot(view, "run-failed")
     check_accessibility(view, "failed run")
     watch.check()
+
+
+def test_large_run_page_draws_its_timeline_after_loading(
+    tmp_path: Path, page: tuple[Any, PageWatch]
+) -> None:
+    """A run of more steps and branches than a page draws its timeline within (700 branches x
+    2 steps: 2,101 rows) loads without the chart, then the chart is fetched and drawn in place
+    on the same page."""
+    from runlog_store import create_store
+    from runlog_store.serve.views import TIMELINE_ROWS
+
+    view, watch = page
+    branches = 700
+    assert branches * 3 + 1 > TIMELINE_ROWS
+    folder = tmp_path / ".run_log_store"
+    folder.mkdir()
+    store = create_store("chunked-fs", log_folder=str(folder), fsync=False)
+    run_id = "large-run"
+    store.create_run_log(run_id, dag_hash="large")
+    fan = store.create_step_log("fan", "fan")
+    fan.step_type = "map"
+    store.add_step_log(fan, run_id)
+    for item in range(branches):
+        branch = store.create_branch_log(f"fan.{item}", {})
+        branch.status = "SUCCESS"
+        store.add_branch_log(branch, run_id)
+        for number, name in enumerate(("load", "fit")):
+            step = store.create_step_log(name, f"fan.{item}.{name}")
+            step.status = "SUCCESS"
+            seconds = item // 10 + number
+            step.attempts = [
+                StepAttempt(
+                    status="SUCCESS",
+                    start_time=f"2026-11-01 10:{seconds // 60:02d}:{seconds % 60:02d}.000000",
+                    end_time=f"2026-11-01 10:{seconds // 60:02d}:{seconds % 60:02d}.500000",
+                )
+            ]
+            store.add_step_log(step, run_id)
+    fan.status = "SUCCESS"
+    store.add_step_log(fan, run_id)
+    store.update_run_log_status(run_id, "SUCCESS")
+    served = start_serve(tmp_path, logs=tmp_path / "logs")
+    try:
+        view.goto(f"{served.url}runs/{run_id}")
+        chart = view.locator("#timeline .timeline-chart svg")
+        chart.first.wait_for(timeout=60_000)
+        assert view.locator("#timeline-later").count() == 0, "the note stayed beside the chart"
+        assert "fan" in view.locator("#timeline").inner_text()
+        screenshot(view, "run-large")
+        check_accessibility(view, "large run")
+        watch.check()
+    finally:
+        served.stop()
 
 
 # --- 3. comparing two runs ----------------------------------------------------------------

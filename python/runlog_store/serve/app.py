@@ -160,6 +160,19 @@ class _Pages:
         # The chart is the timeline module's HTML, every stored string in it escaped there.
         return await self.page("timeline.html", run_id=run_id, chart=chart)
 
+    async def timeline_fragment(self, request: Request) -> Response:
+        """The chart alone, for a run page that draws it after it has loaded (a run too large
+        to draw within the page's own time: ``views.TIMELINE_ROWS``)."""
+        from runlog_store.cli.timeline import timeline_parts
+
+        run_id = request.path_params["run_id"]
+        try:
+            run_log = await self._run_log(run_id)
+            _, chart = await run_in_threadpool(timeline_parts, run_log)
+        except RunLogStoreError as exc:
+            return await self.store_error(exc, run_id)
+        return await self.page("timeline_fragment.html", chart=chart)
+
     async def steps_fragment(self, request: Request) -> Response:
         run_id = request.path_params["run_id"]
         try:
@@ -174,7 +187,7 @@ class _Pages:
         every ``poll_interval``); when the run has ended, one last state and the end."""
         run_id = request.path_params["run_id"]
         try:
-            first = views.live_state(await self._run_log(run_id))
+            first = await run_in_threadpool(views.live_state, await self._run_log(run_id))
         except RunLogStoreError as exc:
             return await self.store_error(exc, run_id)
 
@@ -194,7 +207,7 @@ class _Pages:
                 await asyncio.sleep(self.poll_interval)
                 quiet += self.poll_interval
                 try:
-                    state = views.live_state(await self._run_log(run_id))
+                    state = await run_in_threadpool(views.live_state, await self._run_log(run_id))
                 except RunLogStoreError:
                     # A read that met the run mid-write, or a store gone for a moment: the
                     # next one tells; the page keeps what it shows.
@@ -356,6 +369,7 @@ def create_app(
         Route("/runs/{run_id}/events", pages.events, methods=["GET"]),
         Route("/runs/{run_id}/timeline", pages.timeline, methods=["GET", "HEAD"]),
         Route("/runs/{run_id}/fragment/steps", pages.steps_fragment, methods=["GET", "HEAD"]),
+        Route("/runs/{run_id}/fragment/timeline", pages.timeline_fragment, methods=["GET", "HEAD"]),
         Route("/compare", pages.compare, methods=["GET", "HEAD"]),
         Route("/static/timeline.css", pages.timeline_css, methods=["GET", "HEAD"]),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),

@@ -144,6 +144,9 @@
         if (ended) {
           document.getElementById("main").replaceWith(document.adoptNode(ended));
           swapped = true;
+          if (window.runlogDrawTimeline) {
+            window.runlogDrawTimeline();
+          }
         }
       })
       .catch(function () {})
