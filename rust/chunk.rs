@@ -223,17 +223,30 @@ pub fn sealed_step_chunks<B: AsRef<[u8]>>(
 /// built from>, "length": <its length>}`, then the merged document. The length and hash make a
 /// snapshot cut short or damaged (it is a cache, written without fsync) read as no snapshot.
 pub fn encode_snapshot(etags: &HashMap<String, String>, merged: &[u8]) -> Vec<u8> {
+    let mut out = snapshot_header(etags, &blake3::hash(merged), merged.len(), merged.len());
+    out.extend_from_slice(merged);
+    out
+}
+
+/// The first line of a snapshot of a merged document of `length` bytes whose hash is `hash`
+/// (see [`encode_snapshot`]), with room for `room` more bytes: a writer that has the merged
+/// document in hand writes it after this line, without copying it into one buffer first.
+pub fn snapshot_header(
+    etags: &HashMap<String, String>,
+    hash: &blake3::Hash,
+    length: usize,
+    room: usize,
+) -> Vec<u8> {
     let sorted: BTreeMap<&str, &str> = etags
         .iter()
         .map(|(n, e)| (n.as_str(), e.as_str()))
         .collect();
-    let mut out = Vec::with_capacity(merged.len() + 64 * etags.len() + 128);
+    let mut out = Vec::with_capacity(room + 64 * etags.len() + 128);
     out.extend_from_slice(b"{\"blake3\": \"");
-    out.extend_from_slice(blake3::hash(merged).to_hex().as_bytes());
+    out.extend_from_slice(hash.to_hex().as_bytes());
     out.extend_from_slice(b"\", \"documents\": ");
     write_python_json_map(&mut out, sorted.into_iter());
-    out.extend_from_slice(format!(", \"length\": {}}}\n", merged.len()).as_bytes());
-    out.extend_from_slice(merged);
+    out.extend_from_slice(format!(", \"length\": {length}}}\n").as_bytes());
     out
 }
 

@@ -117,6 +117,56 @@ pub fn parse_object(text: &str) -> std::result::Result<Fields<'_>, String> {
         .collect())
 }
 
+/// An object whose every value is an object, each value's top level read in the same pass:
+/// the steps (or branches) a document holds. serde_json reads each byte once here, where
+/// [`parse_object`] of the outer object and then of each value reads the values' bytes twice.
+struct RawObjects<'a>(Vec<(Cow<'a, str>, RawObject<'a>)>);
+
+impl<'de> Deserialize<'de> for RawObjects<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        struct ObjectsVisitor;
+        impl<'de> Visitor<'de> for ObjectsVisitor {
+            type Value = RawObjects<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object of objects")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<RawObjects<'de>, A::Error> {
+                let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some((key, value)) = map.next_entry::<Text<'de>, RawObject<'de>>()? {
+                    entries.push((key.0, value));
+                }
+                Ok(RawObjects(entries))
+            }
+        }
+        deserializer.deserialize_map(ObjectsVisitor)
+    }
+}
+
+/// The members of a JSON object whose values are all objects, each with its value's top level
+/// ([`parse_object`] of each), in stored order, duplicates kept; `None` for any other text (not
+/// JSON, a value that is not an object, non-finite tokens), which the caller reads the longer
+/// way for the same result or the same error.
+pub fn parse_object_of_objects(text: &str) -> Option<Vec<(Cow<'_, str>, Fields<'_>)>> {
+    let objects = serde_json::from_str::<RawObjects<'_>>(text).ok()?;
+    Some(
+        objects
+            .0
+            .into_iter()
+            .map(|(key, object)| {
+                let fields = object
+                    .0
+                    .into_iter()
+                    .map(|(name, value)| (name, value.get()))
+                    .collect();
+                (key, fields)
+            })
+            .collect(),
+    )
+}
+
 /// [`parse_object`] of bytes.
 pub fn parse_object_bytes(bytes: &[u8]) -> std::result::Result<Fields<'_>, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("it is not UTF-8 ({e})"))?;
@@ -449,6 +499,27 @@ mod tests {
         // Escaped keys come back decoded; the values still from the original.
         let fields = parse_object(r#"{"\u00e9": Infinity}"#).unwrap();
         assert_eq!((fields[0].0.as_ref(), fields[0].1), ("é", "Infinity"));
+    }
+
+    #[test]
+    fn an_object_of_objects_is_read_in_one_pass_as_each_would_be_alone() {
+        let text = r#"{"s1": {"a": 1, "b": {"c": [2]}}, "s2": {}, "s1": {"a": "x\"y"}}"#;
+        let children = parse_object_of_objects(text).unwrap();
+        let alone = parse_object(text).unwrap();
+        assert_eq!(children.len(), alone.len());
+        for ((key, fields), (alone_key, value)) in children.iter().zip(&alone) {
+            assert_eq!(key, alone_key);
+            assert_eq!(fields, &parse_object(value).unwrap());
+        }
+        // Anything else is left to the longer way, which reads it or says what is wrong.
+        for other in [
+            r#"{"s1": 1}"#,
+            r#"{"s1": {"a": NaN}}"#,
+            r#"{"s1": {"a": 1}"#,
+            "[]",
+        ] {
+            assert!(parse_object_of_objects(other).is_none(), "{other}");
+        }
     }
 
     #[test]

@@ -115,6 +115,11 @@ impl Folder {
     /// Open the file `below` (a relative path inside the folder); `Ok(None)` when it does not
     /// exist (for the ways that do not create it).
     pub fn open_file(&self, below: &Path, how: How) -> Result<Option<File>> {
+        Ok(self.open_file_sized(below, how)?.map(|(file, _)| file))
+    }
+
+    /// [`Folder::open_file`], with the file's size as the `fstat` that checked its type saw it.
+    fn open_file_sized(&self, below: &Path, how: How) -> Result<Option<(File, u64)>> {
         let path = self.path_of(below);
         let fd = match self.resolve(below, how) {
             Ok(fd) => fd,
@@ -124,7 +129,7 @@ impl Folder {
         // fstat, not statx: this is on every append's path, and only the type is needed.
         let stat = rustix::fs::fstat(&fd).map_err(|e| CoreError::io("stat", &path, e.into()))?;
         match FileType::from_raw_mode(stat.st_mode) {
-            FileType::RegularFile => Ok(Some(File::from(fd))),
+            FileType::RegularFile => Ok(Some((File::from(fd), stat.st_size.max(0) as u64))),
             // A folder where a file is expected is an I/O error, as reading one is.
             FileType::Directory => {
                 let op = if how == How::Read { "read" } else { "open" };
@@ -136,10 +141,30 @@ impl Folder {
 
     /// The whole file `below`, at most [`MAX_FILE_BYTES`]; `Ok(None)` when it does not exist.
     pub fn read(&self, below: &Path) -> Result<Option<Vec<u8>>> {
-        let Some(file) = self.open_file(below, How::Read)? else {
+        // The size the open's fstat saw: a run's thousand documents are read with one fstat
+        // each, not two.
+        let Some((file, size)) = self.open_file_sized(below, How::Read)? else {
             return Ok(None);
         };
-        read_bounded(&file, &self.path_of(below), 0).map(Some)
+        read_bounded_sized(&file, &self.path_of(below), size).map(Some)
+    }
+
+    /// The folder `name` right inside this one, opened without following a link; `None` when
+    /// it cannot be (missing, a link, not a folder): the caller then opens what it wants below
+    /// this folder by the longer path, whose open says what is wrong. Files opened below the
+    /// returned folder are found by one name each, not a path of two.
+    pub fn folder_inside(&self, name: &std::ffi::OsStr) -> Option<Folder> {
+        let fd = rustix::fs::openat(
+            &self.fd,
+            name,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .ok()?;
+        Some(Folder {
+            path: self.path.join(name),
+            fd,
+        })
     }
 
     fn resolve(&self, below: &Path, how: How) -> std::result::Result<OwnedFd, Errno> {
@@ -239,6 +264,15 @@ pub fn read_bounded(file: &File, path: &Path, offset: u64) -> Result<Vec<u8>> {
         .map_err(|e| CoreError::io("stat", path, e.into()))?
         .st_size
         .max(0) as u64;
+    read_bounded_from(file, path, offset, size)
+}
+
+/// [`read_bounded`] from the start of a file whose size an `fstat` just gave.
+fn read_bounded_sized(file: &File, path: &Path, size: u64) -> Result<Vec<u8>> {
+    read_bounded_from(file, path, 0, size)
+}
+
+fn read_bounded_from(file: &File, path: &Path, offset: u64, size: u64) -> Result<Vec<u8>> {
     if size > MAX_FILE_BYTES {
         return Err(too_large(path, size));
     }

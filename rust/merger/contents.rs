@@ -42,11 +42,17 @@ impl Contents {
         let (root, name) = run_place(run_dir);
         let folder = Folder::open(root)?;
         let run = Path::new(name);
-        let run_log =
-            read_whole(&folder, &run.join(RUN_LOG_FILE))?.ok_or_else(|| CoreError::NotFound {
-                path: run_log_path.clone(),
-            })?;
-        let read = |(name, _): &(String, ChunkKind)| read_whole(&folder, &run.join(name));
+        // The run folder opened once (never through a link), each document by its name in
+        // it; when it cannot be, each by `<run>/<name>` below its parent, whose open says why.
+        let inside = folder.folder_inside(name);
+        let read_document = |document: &str| match &inside {
+            Some(inside) => read_whole(inside, Path::new(document)),
+            None => read_whole(&folder, &run.join(document)),
+        };
+        let run_log = read_document(RUN_LOG_FILE)?.ok_or_else(|| CoreError::NotFound {
+            path: run_log_path.clone(),
+        })?;
+        let read = |(name, _): &(String, ChunkKind)| read_document(name);
         let contents: Vec<Result<Option<Vec<u8>>>> = if in_installed_pool() {
             chunk_names.par_iter().map(read).collect()
         } else {
@@ -101,7 +107,7 @@ impl Contents {
 /// a fold, a partial read of an old-format run) merges on its own thread rather than on
 /// rayon's global pool: a forked child inherits that pool without its threads, and waiting on
 /// it would hang the child, holding the run's lock.
-pub(super) fn in_installed_pool() -> bool {
+pub(crate) fn in_installed_pool() -> bool {
     rayon::current_thread_index().is_some()
 }
 

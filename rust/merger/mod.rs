@@ -35,7 +35,7 @@ pub(crate) mod writing;
 mod tests;
 
 pub use contents::Contents;
-pub(crate) use contents::{read_whole, run_place};
+pub(crate) use contents::{in_installed_pool, read_whole, run_place};
 pub(crate) use records::check_run_record;
 pub(crate) use tree::check_run_id;
 pub use tree::{natural_cmp, Tree};

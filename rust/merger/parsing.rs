@@ -9,7 +9,7 @@ use std::sync::OnceLock;
 use super::tree::{NewNode, Position};
 use crate::chunk::{CHUNK_INDEX_KEY, CREATED_NS_KEY, STAMP_KEY};
 use crate::error::{CoreError, Result};
-use crate::json::{parse_object as parse_json_object, Text};
+use crate::json::{parse_object as parse_json_object, parse_object_of_objects, Text};
 use crate::names::{legacy_created_ns, ChunkKind};
 
 /// A field value: raw JSON from a file (non-finite tokens included), made up by the merger, or
@@ -187,7 +187,7 @@ pub(super) fn parse_chunk<'a>(
     let name = internal_name_of(&fields)
         .ok_or_else(|| CoreError::corrupt(&path, "it has no string \"internal_name\""))?;
     // The children are checked here, so a corrupt chunk adds nothing.
-    let children = children_of(&fields, children_key(kind), &path)?;
+    let children = embedded_children_of(&fields, children_key(kind), &path)?;
     let embedded = collect_embedded(children, child_kind(kind), &path)?;
     Ok(Chunk {
         path,
@@ -204,20 +204,23 @@ pub(super) fn parse_chunk<'a>(
 /// corrupt document adds nothing. Nodes without a creation time are numbered in stored order
 /// from 1 (the tree offsets the numbers by the documents before).
 pub(super) fn collect_embedded<'a>(
-    children: Vec<(Cow<'a, str>, &'a str)>,
+    children: Vec<(Cow<'a, str>, Embedded<'a>)>,
     kind: ChunkKind,
     path: &Path,
 ) -> Result<Vec<NewNode<'a>>> {
     let mut out = Vec::new();
     let mut sequence = 0;
-    let mut pending: Vec<(Cow<'a, str>, &'a str, ChunkKind)> = children
+    let mut pending: Vec<(Cow<'a, str>, Embedded<'a>, ChunkKind)> = children
         .into_iter()
         .map(|(k, v)| (k, v, kind))
         .rev()
         .collect();
     while let Some((key, value, kind)) = pending.pop() {
-        let mut fields = parse_object_str(value)
-            .map_err(|_| CoreError::corrupt(path, format!("{key:?} is not a JSON object")))?;
+        let mut fields = match value {
+            Embedded::Parsed(fields) => fields,
+            Embedded::Raw(value) => parse_object_str(value)
+                .map_err(|_| CoreError::corrupt(path, format!("{key:?} is not a JSON object")))?,
+        };
         // A chunk embedded whole (a sealed or folded branch) keeps its creation time, its
         // stamp and its place.
         let created_ns = remove(&mut fields, CREATED_NS_KEY)
@@ -225,7 +228,7 @@ pub(super) fn collect_embedded<'a>(
         let stamp = take_stamp(&mut fields, path)?;
         remove(&mut fields, CHUNK_INDEX_KEY);
         let name = internal_name_of(&fields).unwrap_or(key);
-        let grandchildren = children_of(&fields, children_key(kind), path)?;
+        let grandchildren = embedded_children_of(&fields, children_key(kind), path)?;
         sequence += 1;
         let position = match created_ns {
             Some(created_ns) => Position {
@@ -250,6 +253,44 @@ pub(super) fn collect_embedded<'a>(
         pending.extend(grandchildren.into_iter().map(|(k, v)| (k, v, child)).rev());
     }
     Ok(out)
+}
+
+/// An embedded child as [`embedded_children_of`] gives it: its top level read already, or its
+/// raw text (read when it is flattened, which reports it if it is not an object).
+pub(super) enum Embedded<'a> {
+    Parsed(Fields<'a>),
+    Raw(&'a str),
+}
+
+/// The embedded children of a document or node under `key`, in stored order: each one's top
+/// level read in the same pass as the object that holds them when they are all well-formed
+/// objects (nearly always), else as [`children_of`] gives them, for the same result or error.
+pub(super) fn embedded_children_of<'a>(
+    fields: &Fields<'a>,
+    key: &str,
+    path: &Path,
+) -> Result<Vec<(Cow<'a, str>, Embedded<'a>)>> {
+    if let Some(Json::Raw(raw)) = get(fields, key) {
+        let text: &'a str = raw;
+        if text != "{}" && text != "null" {
+            if let Some(children) = parse_object_of_objects(text) {
+                return Ok(children
+                    .into_iter()
+                    .map(|(key, child)| {
+                        let child = child
+                            .into_iter()
+                            .map(|(name, value)| (name, Json::Raw(value)))
+                            .collect();
+                        (key, Embedded::Parsed(child))
+                    })
+                    .collect());
+            }
+        }
+    }
+    Ok(children_of(fields, key, path)?
+        .into_iter()
+        .map(|(key, value)| (key, Embedded::Raw(value)))
+        .collect())
 }
 
 pub(crate) fn parse_object<'a>(bytes: &'a [u8], path: &Path) -> Result<Fields<'a>> {

@@ -12,8 +12,8 @@ use rayon::prelude::*;
 
 use super::contents::{in_installed_pool, Contents};
 use super::parsing::{
-    child_kind, children_of, collect_embedded, get, parse_chunk, parse_object, remove, take_stamp,
-    Chunk, Fields, Json,
+    child_kind, collect_embedded, embedded_children_of, get, parse_chunk, parse_object, remove,
+    take_stamp, Chunk, Fields, Json,
 };
 use super::records::{apply_record, check_run_record, made_up_branch};
 use crate::chunk::{CHUNK_INDEX_KEY, CREATED_NS_KEY, RUN_LOG_FILE};
@@ -73,7 +73,7 @@ pub(super) fn build_tree<'a>(
     remove(&mut root, CHUNK_INDEX_KEY);
     tree.root_stamp = take_stamp(&mut root, &run_log_path)?;
     let root_source = tree.add_source(run_log_path.clone());
-    let root_steps = children_of(&root, "steps", &run_log_path)?;
+    let root_steps = embedded_children_of(&root, "steps", &run_log_path)?;
     let embedded = collect_embedded(root_steps, ChunkKind::Step, &run_log_path)?;
     tree.insert_embedded(embedded, Priority::InRunLog, root_source)?;
     tree.root = root;

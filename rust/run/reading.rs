@@ -11,7 +11,7 @@ use crate::chunk::{decode_snapshot, document_status, SNAPSHOT_NAME};
 use crate::error::Result;
 use crate::fold::Doc;
 use crate::journal::{journal_path, list_journals, read_from, scan, Key, Record, JOURNAL_DIR};
-use crate::merger::{check_run_record, Contents, MergedRun};
+use crate::merger::{check_run_record, in_installed_pool, Contents, MergedRun};
 use crate::names::{chunk_file_name, ChunkKind};
 use crate::nesting;
 use crate::untrusted::Folder;
@@ -66,12 +66,27 @@ impl Run {
         let records = state.index.all();
         let tree = contents.tree(&records, false)?;
         let document = tree.document();
-        nesting::check_read(&self.dir, &document)?;
-        if let Some(stats) = stats {
-            // Stored as the fold that ends a run stores it, against the stats taken before the
-            // documents were read (settled documents pass the clock's check at once).
-            self.store_snapshot(&document, &stats);
-        }
+        drop(tree);
+        let Some(stats) = stats else {
+            nesting::check_read(&self.dir, &document)?;
+            return Ok(MergedRun {
+                document,
+                skipped: Vec::new(),
+            });
+        };
+        // An ended run with no journal (so the merge's status is RunLog.json's): checked, and
+        // hashed for its snapshot on the other core meanwhile.
+        let check = || nesting::check_read(&self.dir, &document);
+        let hash = || blake3::hash(&document);
+        let (checked, hash) = if in_installed_pool() {
+            rayon::join(check, hash)
+        } else {
+            (check(), hash())
+        };
+        checked?;
+        // Stored as the fold that ends a run stores it, against the stats taken before the
+        // documents were read (settled documents pass the clock's check at once).
+        self.store_checked_snapshot(&document, &hash, &stats);
         Ok(MergedRun {
             document,
             skipped: Vec::new(),
