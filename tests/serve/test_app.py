@@ -552,6 +552,59 @@ def test_token_rules(sweep_store: BaseRunLogStore) -> None:
     assert other_port.get("/").status_code == 403
 
 
+def test_a_loopback_server_answers_only_requests_addressed_to_the_loopback(
+    sweep_store: BaseRunLogStore,
+) -> None:
+    """A page from elsewhere that points its own host name at 127.0.0.1 (DNS rebinding) names
+    that host in its requests: refused, with the headers."""
+    app = create_app(sweep_store, loopback_only=True)
+    for base in ("http://127.0.0.1:8765", "http://localhost:8765", "http://[::1]:8765"):
+        answer = TestClient(app, base_url=base).get("/runs/r1")
+        assert answer.status_code == 200, base
+    for base in ("http://rebound.example", "http://127.0.0.1.rebound.example:8765"):
+        refused = TestClient(app, base_url=base).get("/runs/r1")
+        assert refused.status_code == 403 and "loopback" in refused.text, base
+        assert_secure_headers(refused)
+    # A server bound elsewhere (behind its token) answers whatever name it is reached by.
+    assert (
+        TestClient(create_app(sweep_store), base_url="http://runs.lan").get("/").status_code == 200
+    )
+
+
+def test_the_token_redirect_stays_on_this_server(sweep_store: BaseRunLogStore) -> None:
+    """``//host/...?token=`` must not send the browser to another host once admitted."""
+    import asyncio
+
+    app = create_app(sweep_store, token="t0ken")
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        sent.append(dict(message))
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "//elsewhere.example/x",
+        "raw_path": b"//elsewhere.example/x",
+        "query_string": b"token=t0ken",
+        "headers": [(b"host", b"127.0.0.1:8765")],
+        "server": ("127.0.0.1", 8765),
+        "client": ("127.0.0.1", 5000),
+        "root_path": "",
+    }
+    asyncio.run(app(scope, receive, send))
+    start = sent[0]
+    assert start["status"] == 303
+    location = dict(start["headers"])[b"location"].decode()
+    assert location == "/elsewhere.example/x", location
+
+
 # --- every store type and a project's folder --------------------------------------------------
 
 
@@ -657,6 +710,9 @@ def test_serve_prints_its_url_and_serves(tmp_path: Path) -> None:
             "r4",
         ]
         assert page.headers["content-security-policy"] == CSP
+        # Bound to the loopback, it answers only requests addressed to it (DNS rebinding).
+        rebound = httpx2.get(served.base, headers={"Host": "rebound.example"}, timeout=30)
+        assert rebound.status_code == 403
 
 
 def test_serve_on_any_address_needs_its_token(tmp_path: Path) -> None:

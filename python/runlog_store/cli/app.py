@@ -1698,7 +1698,7 @@ def serve(
             webbrowser.open(url)
         server = uvicorn.Server(
             uvicorn.Config(
-                create_app(store, token=token),
+                create_app(store, token=token, loopback_only=_is_loopback(host)),
                 log_level="warning",
                 lifespan="off",
                 # A live page's stream never ends by itself: at Ctrl-C it is cut after this.

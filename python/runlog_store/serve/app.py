@@ -15,6 +15,7 @@ package, and only GET and HEAD exist: nothing a page does can change the store.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -262,9 +263,10 @@ class _Guard:
     says "ok" and nothing else.
     """
 
-    def __init__(self, app: ASGIApp, token: str | None) -> None:
+    def __init__(self, app: ASGIApp, token: str | None, loopback_only: bool = False) -> None:
         self.app = app
         self.token = token
+        self.loopback_only = loopback_only
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -284,6 +286,16 @@ class _Guard:
 
         if scope["method"] not in ("GET", "HEAD"):
             await self._plain(secured, 405, "Only GET and HEAD: nothing here changes the store.")
+            return
+        if self.loopback_only and not _addressed_to_loopback(scope):
+            # A page elsewhere can point its own host name at 127.0.0.1 (DNS rebinding) and
+            # read what a loopback server answers; the browser still names that host.
+            await self._plain(
+                secured,
+                403,
+                "This server answers only requests addressed to this machine's loopback "
+                "(127.0.0.1, localhost, ::1).",
+            )
             return
         guarded = self.token is not None and scope["path"] != "/healthz"
         if guarded and not await self._admitted(scope, secured):
@@ -305,7 +317,8 @@ class _Guard:
                 await self._refused(send)
                 return False
             rest = urlencode([(name, value) for name, value in query if name != "token"])
-            location = quote(scope["path"]) + (f"?{rest}" if rest else "")
+            # One leading slash: "//host/..." would send the browser to another host.
+            location = "/" + quote(scope["path"]).lstrip("/") + (f"?{rest}" if rest else "")
             cookie = (f"{cookie_name}={self.token}; HttpOnly; SameSite=Strict; Path=/").encode()
             await send(
                 {
@@ -350,6 +363,26 @@ class _Guard:
         await send({"type": "http.response.body", "body": text.encode() + b"\n"})
 
 
+def _addressed_to_loopback(scope: Scope) -> bool:
+    """Whether the request's Host header names the loopback: ``localhost`` or a loopback
+    address (127.0.0.0/8, ::1), with any port."""
+    host = ""
+    for name, value in scope.get("headers", []):
+        if name.lower() == b"host":
+            host = value.decode("latin-1").strip().lower()
+            break
+    if host.startswith("["):  # [::1]:8765
+        name = host[1:].split("]", 1)[0]
+    else:
+        name = host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
 def _cookie_name(scope: Scope) -> str:
     """The token's cookie, one per port: a browser sends a host's cookies to all its ports,
     and two servers on one machine must not take each other's token."""
@@ -358,9 +391,16 @@ def _cookie_name(scope: Scope) -> str:
 
 
 def create_app(
-    store: BaseRunLogStore, *, token: str | None = None, poll_interval: float = POLL_INTERVAL
+    store: BaseRunLogStore,
+    *,
+    token: str | None = None,
+    loopback_only: bool = False,
+    poll_interval: float = POLL_INTERVAL,
 ) -> Starlette:
-    """The application over ``store``: read-only; with ``token``, only for who has it."""
+    """The application over ``store``: read-only; with ``token``, only for who has it; with
+    ``loopback_only`` (a server bound to the loopback), only for requests whose Host header
+    names the loopback, so that a web page cannot reach it through a host name of its own
+    that resolves to 127.0.0.1 (DNS rebinding)."""
     pages = _Pages(store, poll_interval)
     routes = [
         Route("/", pages.runs, methods=["GET", "HEAD"]),
@@ -378,7 +418,7 @@ def create_app(
     # a path or a method it does not know pass through it and get the headers too.
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(_Guard, token=token)],
+        middleware=[Middleware(_Guard, token=token, loopback_only=loopback_only)],
         exception_handlers={404: pages.not_found},
     )
     app.state.store = store
