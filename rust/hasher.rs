@@ -9,7 +9,7 @@ use std::fs::{File, Metadata};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 use rustix::fs::{Mode, OFlags};
@@ -146,8 +146,46 @@ fn describe_type(meta: &Metadata) -> &'static str {
     }
 }
 
-/// Hash one file and say which file (identity) the digest belongs to.
+/// How many times a file that changed while it was read is read again before that is an
+/// error: a writer finishing a file as a put starts usually settles within a few reads.
+pub const CHANGED_RETRIES: u32 = 5;
+/// The wait before the first read again, doubled before each next one (10, 20, 40, 80, 160 ms:
+/// about 0.3 s in all before a put gives up on a file).
+const FIRST_CHANGED_WAIT: Duration = Duration::from_millis(10);
+
+/// One read of a file: what it gave, or that the file changed while it was read.
+pub enum Attempt<T> {
+    Done(T),
+    Changed,
+}
+
+/// Run `attempt` until the file it reads stays unchanged through it, at most
+/// [`CHANGED_RETRIES`] times again (waiting a little longer each time); a file that changed on
+/// every read is an error naming it and saying how many times it changed.
+pub fn retry_while_changing<T>(
+    path: &Path,
+    mut attempt: impl FnMut() -> Result<Attempt<T>>,
+) -> Result<T> {
+    let mut wait = FIRST_CHANGED_WAIT;
+    for tried in 0..=CHANGED_RETRIES {
+        if let Attempt::Done(value) = attempt()? {
+            return Ok(value);
+        }
+        if tried < CHANGED_RETRIES {
+            std::thread::sleep(wait);
+            wait *= 2;
+        }
+    }
+    Err(changed_while_read(path, CHANGED_RETRIES + 1))
+}
+
+/// Hash one file and say which file (identity) the digest belongs to; a file that changes
+/// while it is read is read again (see [`retry_while_changing`]).
 pub fn hash_with_identity(path: &Path, algorithm: Algorithm) -> Result<Hashed> {
+    retry_while_changing(path, || hash_once(path, algorithm))
+}
+
+fn hash_once(path: &Path, algorithm: Algorithm) -> Result<Attempt<Hashed>> {
     let started_ns = now_ns();
     let (mut file, meta) = open_regular(path)?;
     let before = FileIdentity::of(&meta);
@@ -161,7 +199,7 @@ pub fn hash_with_identity(path: &Path, algorithm: Algorithm) -> Result<Hashed> {
             .map(|m| FileIdentity::of(&m))
             .map_err(|e| CoreError::io("stat", path, e))?;
         if after != before {
-            return Err(changed_while_read(path));
+            return Ok(Attempt::Changed);
         }
         hasher.finalize().to_hex().to_string()
     } else {
@@ -172,21 +210,30 @@ pub fn hash_with_identity(path: &Path, algorithm: Algorithm) -> Result<Hashed> {
             .map(|m| FileIdentity::of(&m))
             .map_err(|e| CoreError::io("stat", path, e))?;
         if after != before {
-            return Err(changed_while_read(path));
+            return Ok(Attempt::Changed);
         }
         digest
     };
-    Ok(Hashed {
+    Ok(Attempt::Done(Hashed {
         digest,
         identity: before,
         started_ns,
-    })
+    }))
 }
 
-pub fn changed_while_read(path: &Path) -> CoreError {
+/// The error for a file that changed on each of `times` reads.
+pub fn changed_while_read(path: &Path, times: u32) -> CoreError {
+    let reads = if times == 1 {
+        "once, while it was read".to_string()
+    } else {
+        format!("on each of {times} reads in a row")
+    };
     CoreError::NotAFile {
         path: path.to_path_buf(),
-        reason: "changed while it was being read; hash it again once it is complete".to_string(),
+        reason: format!(
+            "changed {reads} (some process is still writing it); put or hash it again once it \
+             is complete"
+        ),
     }
 }
 
