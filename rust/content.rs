@@ -258,15 +258,14 @@ fn reflink(source: &File, target: &File) -> io::Result<()> {
 }
 
 /// Copy `source` into `out` (both at their start), hashing with BLAKE3 as the bytes pass.
-fn copy_hashing(source: &mut File, out: &mut File, src: &Path, dst: &Path) -> Result<String> {
-    crate::hasher::copy_hashing(
-        source,
-        out,
-        Algorithm::Blake3,
-        BUFFER_BYTES as u64,
-        src,
-        dst,
-    )
+fn copy_hashing(
+    source: &mut File,
+    out: &mut File,
+    size: u64,
+    src: &Path,
+    dst: &Path,
+) -> Result<String> {
+    crate::hasher::copy_hashing(source, out, Algorithm::Blake3, size, src, dst)
 }
 
 fn hash_open_file(file: &mut File, path: &Path) -> Result<String> {
@@ -447,7 +446,7 @@ fn store_one(
         let written = if reflinked {
             hash_open_file(&mut out, &temp)?
         } else {
-            copy_hashing(&mut input, &mut out, source, &target)?
+            copy_hashing(&mut input, &mut out, meta.len(), source, &target)?
         };
         if written != digest {
             return Err(CoreError::NotAFile {
@@ -724,9 +723,15 @@ fn place_hardlink(place: &Placement, temp: &Path) -> Result<()> {
 }
 
 fn place_copy(place: &Placement, temp: &Path, check: bool) -> Result<()> {
-    let (mut source, _) = open_object(&place.object)?;
+    let (mut source, meta) = open_object(&place.object)?;
     let mut out = create_private(place, temp)?;
-    let digest = copy_hashing(&mut source, &mut out, &place.object, &place.target)?;
+    let digest = copy_hashing(
+        &mut source,
+        &mut out,
+        meta.len(),
+        &place.object,
+        &place.target,
+    )?;
     if check && digest != place.digest {
         return Err(CoreError::corrupt(
             &place.object,

@@ -237,7 +237,8 @@ pub fn changed_while_read(path: &Path, times: u32) -> CoreError {
     }
 }
 
-/// Copy `source` into `out`, hashing the bytes as they pass (one read of the source); the hex
+/// Copy `source` (`size` bytes by its fstat) into `out`, hashing the bytes as they pass (one
+/// read of the source); the hex
 /// digest of what was written. The one copy-and-hash loop of the catalogs (copier.rs,
 /// content.rs).
 pub fn copy_hashing(
@@ -250,7 +251,11 @@ pub fn copy_hashing(
 ) -> Result<String> {
     let mut hasher = StreamHasher::new(algorithm);
     let mut buffer = vec![0u8; BUFFER_BYTES.min(size as usize + 1).max(4096)];
-    loop {
+    let mut total: u64 = 0;
+    // Stop at the size fstat gave, without one more read to see the end (as hash_reader):
+    // callers compare the source's identity, size included, after the copy. A file that says
+    // it is empty is read to its end (pseudo-files have content).
+    while size == 0 || total < size {
         let n = match source.read(&mut buffer) {
             Ok(0) => break,
             Ok(n) => n,
@@ -260,6 +265,7 @@ pub fn copy_hashing(
         hasher.update(&buffer[..n]);
         out.write_all(&buffer[..n])
             .map_err(|e| CoreError::io("write", dst, e))?;
+        total += n as u64;
     }
     Ok(hasher.finalize())
 }
