@@ -501,6 +501,39 @@ mod tests {
     }
 
     #[test]
+    fn a_durable_batch_leaves_every_copy_named_and_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let pairs: Vec<(PathBuf, PathBuf)> = (0..30)
+            .map(|i| {
+                let src = dir.path().join(format!("src-{i}"));
+                fs::write(&src, format!("bytes {i}")).unwrap();
+                (src, dir.path().join(format!("out/{}/f{i}", i % 3)))
+            })
+            .collect();
+        for fsync in [true, false] {
+            let copied = copy_files(&pairs, Algorithm::Blake3, fsync, None);
+            for ((src, dst), result) in pairs.iter().zip(&copied) {
+                assert_eq!(fs::read(dst).unwrap(), fs::read(src).unwrap());
+                assert_eq!(
+                    result.as_ref().unwrap().digest,
+                    hash_file(src, Algorithm::Blake3).unwrap()
+                );
+            }
+            for folder in 0..3 {
+                let names = fs::read_dir(dir.path().join(format!("out/{folder}"))).unwrap();
+                assert_eq!(names.count(), 10, "no temp file is left beside the copies");
+            }
+        }
+        // A pair that fails fails alone.
+        let mut with_missing = pairs.clone();
+        with_missing.push((dir.path().join("missing"), dir.path().join("out/0/m")));
+        let copied = copy_files(&with_missing, Algorithm::Blake3, true, None);
+        assert!(copied[..30].iter().all(|r| r.is_ok()));
+        assert_eq!(copied[30].as_ref().unwrap_err().errno(), Some(2));
+        assert!(!dir.path().join("out/0/m").exists());
+    }
+
+    #[test]
     fn temp_names_fit_wherever_the_name_fits() {
         use crate::chunk::{is_temp_name, temp_writer_pid};
         let short = bounded_temp_name("data.csv");

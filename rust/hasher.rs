@@ -418,6 +418,38 @@ mod tests {
     }
 
     #[test]
+    fn a_file_changing_on_every_read_is_read_six_times_then_named() {
+        let path = Path::new("/data/busy.bin");
+        let mut reads = 0;
+        let started = std::time::Instant::now();
+        let err = retry_while_changing(path, || -> Result<Attempt<()>> {
+            reads += 1;
+            Ok(Attempt::Changed)
+        })
+        .unwrap_err();
+        assert_eq!(reads, CHANGED_RETRIES + 1);
+        assert!(
+            started.elapsed() >= Duration::from_millis(310),
+            "the waits grow"
+        );
+        let message = err.to_string();
+        assert!(message.contains("/data/busy.bin"), "{message}");
+        assert!(message.contains("on each of 6 reads in a row"), "{message}");
+        // A file that settles is answered by the read that found it unchanged.
+        let mut left = 2;
+        let value = retry_while_changing(path, || -> Result<Attempt<u8>> {
+            left -= 1;
+            Ok(if left < 0 {
+                Attempt::Done(7)
+            } else {
+                Attempt::Changed
+            })
+        })
+        .unwrap();
+        assert_eq!(value, 7);
+    }
+
+    #[test]
     fn algorithms_by_name() {
         assert_eq!(Algorithm::parse("sha256").unwrap(), Algorithm::Sha256);
         assert!(Algorithm::parse("md5").is_err());
