@@ -8,21 +8,22 @@
 //! never a wrong digest.
 //!
 //! A digest is recorded only for a file last modified at least [`SETTLED_NS`] before the hash
-//! started, and only once its bytes are on disk ([`make_durable`]):
+//! started, and only once its bytes are on disk ([`make_durable_all`]):
 //!
 //! - File timestamps come from a coarse clock (a few ms), so a file rewritten right after being
 //!   hashed could keep its mtime; one modified long before cannot be rewritten without its
 //!   mtime moving past the recorded one.
 //! - After a power cut a file can keep its new size and times while its unsynced bytes are lost
 //!   (zeros, on XFS or ext4 with `data=writeback`): an entry recorded for it would vouch for
-//!   bytes it no longer holds. So the file is fdatasynced before its entry is recorded.
+//!   bytes it no longer holds. So the file's bytes are flushed before its entry is recorded:
+//!   a batch's files all at once, by one `syncfs` of their file system where that flushes
+//!   everything (else an `fdatasync` each; `flush.rs`).
 //! - Linux writes a dirty page back once it is older than `dirty_expire_centisecs` (30 s by
 //!   default), looking every `dirty_writeback_centisecs` (5 s): a file last modified more than
 //!   35 s ago is almost always on disk already, and syncing it costs a system call. A younger
-//!   file is usually still in the page cache, and syncing it would cost a disk flush per file
-//!   (about 1 ms each on this machine's disk: 10 s for a put of 10,000 files a step just
-//!   wrote). It is not recorded: the next put reads it again, and the first put after it has
-//!   settled records it.
+//!   file is usually still in the page cache, and syncing it would cost a disk write per file.
+//!   It is not recorded: the next put reads it again, and the first put after it has settled
+//!   records it.
 //!
 //! The cache and its lock sit in a catalog folder others may write to, so both are opened as
 //! every file the store did not create is (`untrusted`): a link in the cache's place is an
@@ -38,6 +39,7 @@ use std::time::Duration;
 use crate::error::{CoreError, Result};
 use rayon::prelude::*;
 
+use crate::flush::{make_durable, Pending};
 use crate::hasher::{hash_with_identity, Algorithm, FileIdentity, Hashed};
 use crate::lock::FileLock;
 use crate::untrusted::{self, How};
@@ -205,10 +207,7 @@ impl HashCache {
             .filter_map(|(path, r)| Some((path, r.as_ref().ok()?.1.as_ref()?)))
             .filter(|(_, h)| self.would_record(algorithm, &h.identity, h.started_ns, &h.digest))
             .collect();
-        let durable: Vec<bool> = fresh
-            .par_iter()
-            .map(|(path, _)| make_durable(path))
-            .collect();
+        let durable = make_durable_all(fresh.iter().map(|(path, h)| (path.as_path(), *h)));
         for ((_, hashed), synced) in fresh.iter().zip(durable) {
             if synced {
                 self.record(algorithm, hashed);
@@ -264,10 +263,21 @@ impl HashCache {
     }
 }
 
-/// Put a file's bytes on disk (`fdatasync`) before the cache vouches for them; false when that
-/// failed, and the entry is then not recorded (the file is read again next time).
-pub fn make_durable(path: &Path) -> bool {
-    fs::File::open(path).and_then(|f| f.sync_data()).is_ok()
+/// Put files' bytes on disk before the cache vouches for them, all at once (one `syncfs` per
+/// file system where that flushes everything, else an `fdatasync` per file: `flush.rs`); per
+/// file, false when that failed, and its entry is then not recorded (it is read again next
+/// time). The files are settled (see [`SETTLED_NS`]), so there is seldom anything to write.
+pub fn make_durable_all<'a>(files: impl Iterator<Item = (&'a Path, &'a Hashed)>) -> Vec<bool> {
+    let pending: Vec<Pending<'a>> = files
+        .map(|(path, hashed)| Pending {
+            path,
+            dev: hashed.identity.dev,
+        })
+        .collect();
+    if pending.is_empty() {
+        return Vec::new();
+    }
+    make_durable(&pending).iter().map(Result::is_ok).collect()
 }
 
 fn lock_path_of(path: &Path) -> PathBuf {

@@ -24,18 +24,20 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use rayon::prelude::*;
 use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{make_durable, HashCache};
+use crate::cache::{make_durable_all, HashCache};
 use crate::copier::temp_beside;
 use crate::error::{CoreError, Result};
+use crate::flush::{device_of, make_durable, Pending};
 use crate::hasher::{
-    changed_while_read, now_ns, open_regular, Algorithm, FileIdentity, Hashed, StreamHasher,
-    PARALLEL_MIN_BYTES,
+    now_ns, open_regular, retry_while_changing, Algorithm, Attempt, FileIdentity, Hashed,
+    StreamHasher, PARALLEL_MIN_BYTES,
 };
 use crate::writer::{create_dir_all_durable, fsync_folder};
 
@@ -83,7 +85,12 @@ pub struct ContentDigests {
 /// Both digests of one file from one read: BLAKE3 and `algorithm` fed the same buffers (a big
 /// file: BLAKE3 tree-hashes a memory map on the pool while the other streams it, so the disk is
 /// read once and the page cache serves the second).
+/// A file that changes while it is read is read again (`hasher::retry_while_changing`).
 fn hash_both(path: &Path, algorithm: Algorithm) -> Result<(Hashed, String)> {
+    retry_while_changing(path, || hash_both_once(path, algorithm))
+}
+
+fn hash_both_once(path: &Path, algorithm: Algorithm) -> Result<Attempt<(Hashed, String)>> {
     let started_ns = now_ns();
     let (mut file, meta) = open_regular(path)?;
     let before = FileIdentity::of(&meta);
@@ -121,14 +128,14 @@ fn hash_both(path: &Path, algorithm: Algorithm) -> Result<(Hashed, String)> {
         .map(|m| FileIdentity::of(&m))
         .map_err(|e| CoreError::io("stat", path, e))?;
     if after != before {
-        return Err(changed_while_read(path));
+        return Ok(Attempt::Changed);
     }
     let hashed = Hashed {
         digest: blake3_hex,
         identity: before,
         started_ns,
     };
-    Ok((hashed, recorded))
+    Ok(Attempt::Done((hashed, recorded)))
 }
 
 fn stream_hash(reader: &mut impl Read, algorithm: Algorithm, size: u64) -> io::Result<String> {
@@ -205,7 +212,7 @@ pub fn hash_contents(
                 cache.would_record(Algorithm::Blake3, &h.identity, h.started_ns, &h.digest)
             })
             .collect();
-        let durable: Vec<bool> = fresh.par_iter().map(|(p, _, _)| make_durable(p)).collect();
+        let durable = make_durable_all(fresh.iter().map(|(path, h, _)| (path.as_path(), *h)));
         for ((_, hashed, recorded), synced) in fresh.iter().zip(durable) {
             if synced && cache.record(Algorithm::Blake3, hashed) && algorithm != Algorithm::Blake3 {
                 cache.record_identity(algorithm, &hashed.identity, hashed.started_ns, recorded);
@@ -251,15 +258,14 @@ fn reflink(source: &File, target: &File) -> io::Result<()> {
 }
 
 /// Copy `source` into `out` (both at their start), hashing with BLAKE3 as the bytes pass.
-fn copy_hashing(source: &mut File, out: &mut File, src: &Path, dst: &Path) -> Result<String> {
-    crate::hasher::copy_hashing(
-        source,
-        out,
-        Algorithm::Blake3,
-        BUFFER_BYTES as u64,
-        src,
-        dst,
-    )
+fn copy_hashing(
+    source: &mut File,
+    out: &mut File,
+    size: u64,
+    src: &Path,
+    dst: &Path,
+) -> Result<String> {
+    crate::hasher::copy_hashing(source, out, Algorithm::Blake3, size, src, dst)
 }
 
 fn hash_open_file(file: &mut File, path: &Path) -> Result<String> {
@@ -350,8 +356,10 @@ fn refuse_linked(folders: &[&Path]) -> Result<()> {
 }
 
 /// What storing one content found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Found {
+    /// Written now to this temp file beside its object, not yet flushed or renamed.
+    Written(PathBuf),
     /// Stored now; its name is durable once its folder is fsynced.
     Stored,
     /// There and published ([`OBJECT_MODE`]): its writer made its name durable before that.
@@ -360,15 +368,45 @@ enum Found {
     Pending,
 }
 
-/// Store one content: nothing to do when its object is there with the right size (not even an
-/// open of the source); else the source is reflinked (or copied) into a temp file of the
-/// object's folder, hashed from there (the temp is private, so what is hashed is what is
-/// published), checked against `digest`, fsynced and renamed into place with
-/// [`PENDING_MODE`]: [`store_contents`] publishes it once its name is durable.
-fn store_one(root: &Path, source: &Path, digest: &str, fsync: bool) -> Result<Found> {
+/// The (source device, target device) pairs a reflink was refused for in this process: the
+/// file system cannot (EOPNOTSUPP, ENOTTY, ENOSYS, EINVAL) or the pair spans two (EXDEV). A
+/// put of many files then copies them without asking again for each.
+static NO_REFLINK: Mutex<BTreeSet<(u64, u64)>> = Mutex::new(BTreeSet::new());
+
+fn reflink_refused(devices: (u64, u64)) -> bool {
+    NO_REFLINK
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .contains(&devices)
+}
+
+fn refuses_reflinks(err: &io::Error) -> bool {
+    [
+        Errno::OPNOTSUPP,
+        Errno::NOTTY,
+        Errno::XDEV,
+        Errno::INVAL,
+        Errno::NOSYS,
+    ]
+    .iter()
+    .any(|e| Some(e.raw_os_error()) == err.raw_os_error())
+}
+
+/// Write one content to a temp file beside its object (nothing to do when its object is there
+/// with the right size: not even an open of the source). The source is reflinked (or, where
+/// its file system pair refused a reflink before, copied) into the temp file, hashed from
+/// there (the temp is private, so what is hashed is what is published) and checked against
+/// `digest`; [`store_contents`] flushes, renames and publishes it.
+fn store_one(
+    root: &Path,
+    root_dev: u64,
+    source: &Path,
+    digest: &str,
+    fsync: bool,
+) -> Result<Found> {
     let target = object_path(root, digest)?;
     let folder = folder_of(&target);
-    refuse_linked(&[root, folder])?;
+    refuse_linked(&[folder])?;
     if let (Ok(found), Ok(wanted)) = (fs::symlink_metadata(&target), fs::metadata(source)) {
         // A content of another size under this name is damaged, and so is a link in its
         // place: stored again over it (the rename replaces the link, not what it points to).
@@ -380,7 +418,7 @@ fn store_one(root: &Path, source: &Path, digest: &str, fsync: bool) -> Result<Fo
             });
         }
     }
-    let (mut input, _) = open_regular(source)?;
+    let (mut input, meta) = open_regular(source)?;
     create_dir_all_durable(folder, fsync)?;
     let temp = temp_beside(&target)?;
     let result = (|| -> Result<()> {
@@ -391,9 +429,24 @@ fn store_one(root: &Path, source: &Path, digest: &str, fsync: bool) -> Result<Fo
             .mode(PENDING_MODE)
             .open(&temp)
             .map_err(|e| CoreError::io("create", &target, e))?;
-        let written = match reflink(&input, &out) {
-            Ok(()) => hash_open_file(&mut out, &temp)?,
-            Err(_) => copy_hashing(&mut input, &mut out, source, &target)?,
+        let devices = (std::os::unix::fs::MetadataExt::dev(&meta), root_dev);
+        let reflinked = !reflink_refused(devices)
+            && match reflink(&input, &out) {
+                Ok(()) => true,
+                Err(err) => {
+                    if refuses_reflinks(&err) {
+                        NO_REFLINK
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .insert(devices);
+                    }
+                    false
+                }
+            };
+        let written = if reflinked {
+            hash_open_file(&mut out, &temp)?
+        } else {
+            copy_hashing(&mut input, &mut out, meta.len(), source, &target)?
         };
         if written != digest {
             return Err(CoreError::NotAFile {
@@ -404,20 +457,20 @@ fn store_one(root: &Path, source: &Path, digest: &str, fsync: bool) -> Result<Fo
                 ),
             });
         }
-        if fsync {
-            out.sync_data()
-                .map_err(|e| CoreError::io("fsync", &target, e))?;
-        }
-        fs::rename(&temp, &target).map_err(|e| CoreError::io("store", &target, e))
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&temp);
     }
-    result.map(|()| Found::Stored)
+    result.map(|()| Found::Written(temp))
 }
 
 /// Store the contents of `(source, BLAKE3 digest)` pairs under `root` (in parallel; each item
 /// fails on its own); `Ok(true)` for one stored now, `Ok(false)` for one already there.
+///
+/// As the file-system catalog's copies (`copier.rs`), the batch pays for one flush: every
+/// missing content is written to a temp file first, then (with `fsync`) all of them are
+/// flushed at once (`flush::make_durable`), then renamed into place.
 ///
 /// A content's mode says whether its name is durable: it is renamed into place with
 /// [`PENDING_MODE`], and only once its folder and `root` are fsynced is it published with
@@ -427,9 +480,75 @@ fn store_one(root: &Path, source: &Path, digest: &str, fsync: bool) -> Result<Fo
 /// `items` can be taken back by a power cut, and a manifest written next never names one that
 /// could be; a put of contents all stored already makes no fsync at all.
 pub fn store_contents(root: &Path, items: &[(PathBuf, String)], fsync: bool) -> Vec<Result<bool>> {
-    let found: Vec<Result<Found>> = items
+    let linked_root = refuse_linked(&[root])
+        .and_then(|()| create_dir_all_durable(root, fsync))
+        .and_then(|()| device_of(root));
+    let root_dev = match linked_root {
+        Ok(dev) => dev,
+        Err(err) => {
+            let errno = err.errno();
+            return items
+                .iter()
+                .map(|_| {
+                    Err(match errno {
+                        Some(code) => {
+                            CoreError::io("create folder", root, io::Error::from_raw_os_error(code))
+                        }
+                        None => linked(root),
+                    })
+                })
+                .collect();
+        }
+    };
+    let mut found: Vec<Result<Found>> = items
         .par_iter()
-        .map(|(source, digest)| store_one(root, source, digest, fsync))
+        .map(|(source, digest)| store_one(root, root_dev, source, digest, fsync))
+        .collect();
+    // One flush for every content written, then the renames.
+    if fsync {
+        let temps: Vec<(usize, Pending<'_>)> = found
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| match r {
+                Ok(Found::Written(temp)) => Some((
+                    i,
+                    Pending {
+                        path: temp.as_path(),
+                        dev: root_dev,
+                    },
+                )),
+                _ => None,
+            })
+            .collect();
+        let flushed = make_durable(&temps.iter().map(|(_, p)| *p).collect::<Vec<_>>());
+        let failed: Vec<(usize, CoreError)> = temps
+            .iter()
+            .zip(flushed)
+            .filter_map(|((i, _), r)| r.err().map(|e| (*i, e)))
+            .collect();
+        for (i, err) in failed {
+            if let Ok(Found::Written(temp)) = &found[i] {
+                let _ = fs::remove_file(temp);
+            }
+            found[i] = Err(err);
+        }
+    }
+    let found: Vec<Result<Found>> = found
+        .into_par_iter()
+        .zip(items.par_iter())
+        .map(|(step, (_, digest))| match step {
+            Ok(Found::Written(temp)) => {
+                let target = object_path(root, digest)?;
+                match fs::rename(&temp, &target) {
+                    Ok(()) => Ok(Found::Stored),
+                    Err(e) => {
+                        let _ = fs::remove_file(&temp);
+                        Err(CoreError::io("store", &target, e))
+                    }
+                }
+            }
+            other => other,
+        })
         .collect();
     let mut results: Vec<Result<bool>> = Vec::with_capacity(items.len());
     let unpublished: Vec<(usize, PathBuf)> = items
@@ -604,9 +723,15 @@ fn place_hardlink(place: &Placement, temp: &Path) -> Result<()> {
 }
 
 fn place_copy(place: &Placement, temp: &Path, check: bool) -> Result<()> {
-    let (mut source, _) = open_object(&place.object)?;
+    let (mut source, meta) = open_object(&place.object)?;
     let mut out = create_private(place, temp)?;
-    let digest = copy_hashing(&mut source, &mut out, &place.object, &place.target)?;
+    let digest = copy_hashing(
+        &mut source,
+        &mut out,
+        meta.len(),
+        &place.object,
+        &place.target,
+    )?;
     if check && digest != place.digest {
         return Err(CoreError::corrupt(
             &place.object,

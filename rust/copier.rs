@@ -8,6 +8,7 @@
 //! Temp files are named by [`temp_beside`], whose names fit wherever the final name fits: a
 //! name as long as a file system allows still has a temp file beside it.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
@@ -15,12 +16,13 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::cache::{make_durable, HashCache};
+use crate::cache::HashCache;
 use crate::chunk::temp_file_name;
 use crate::error::{CoreError, Result};
+use crate::flush::{device_of, make_durable, Pending};
 use crate::hasher::{
-    changed_while_read, copy_hashing, hash_with_identity, now_ns, open_regular, Algorithm,
-    FileIdentity, Hashed,
+    copy_hashing, hash_with_identity, now_ns, open_regular, retry_while_changing, Algorithm,
+    Attempt, FileIdentity, Hashed,
 };
 use crate::writer::{create_dir_all_durable, fsync_folder};
 
@@ -79,137 +81,311 @@ pub struct Copied {
     pub copied: bool,
 }
 
-/// Copy `src` to `dst` atomically, hashing the bytes as they pass; returns the source's
-/// digest and identity and the copy's identity.
-pub fn copy_file(
-    src: &Path,
-    dst: &Path,
-    algorithm: Algorithm,
-    fsync: bool,
-) -> Result<(Hashed, FileIdentity)> {
-    let started_ns = now_ns();
-    let (mut source, meta) = open_regular(src)?;
-    let before = FileIdentity::of(&meta);
-    let folder = match dst.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let temp = temp_beside(dst)?;
-    create_dir_all_durable(folder, fsync)?;
-    let result = (|| -> Result<String> {
+/// A copy written to its temp file beside its target, not yet flushed or renamed.
+struct Written {
+    temp: PathBuf,
+    hashed: Hashed,
+}
+
+/// Copy `src` into a fresh temp file beside `dst`, hashing the bytes as they pass, keeping the
+/// source's mtime; a source that changes while it is read is read again (into a new temp
+/// file) a few times before that is an error (`hasher::retry_while_changing`). Nothing is
+/// flushed: the caller flushes a whole batch at once. On error no temp file is left.
+fn write_temp(src: &Path, dst: &Path, algorithm: Algorithm) -> Result<Written> {
+    retry_while_changing(src, || {
+        let started_ns = now_ns();
+        let (mut source, meta) = open_regular(src)?;
+        let before = FileIdentity::of(&meta);
+        let temp = temp_beside(dst)?;
         let mut out = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o644)
             .open(&temp)
             .map_err(|e| CoreError::io("create", dst, e))?;
-        let digest = if algorithm == Algorithm::Blake3 && before.size >= KERNEL_COPY_MIN_BYTES {
-            // A large file: the kernel copies it (copy_file_range, no trip through user
-            // space), then the copy is hashed from the page cache by BLAKE3 on every core.
-            // One thread reading, hashing and writing in turn is I/O-bound and single-core:
-            // 768 MiB took 1.8 s that way here against 0.7 s this way. The digest is of the
-            // copy's bytes, what the catalog keeps; the source's identity is checked below.
-            io::copy(&mut source, &mut out).map_err(|e| CoreError::io("copy", dst, e))?;
-            hash_with_identity(&temp, algorithm)?.digest
-        } else {
-            copy_hashing(&mut source, &mut out, algorithm, before.size, src, dst)?
-        };
-        let modified = meta.modified().map_err(|e| CoreError::io("stat", src, e))?;
-        out.set_modified(modified)
-            .map_err(|e| CoreError::io("set the time of", dst, e))?;
-        if fsync {
-            out.sync_data()
-                .map_err(|e| CoreError::io("fsync", dst, e))?;
+        let written = (|| -> Result<Option<String>> {
+            let digest = if algorithm == Algorithm::Blake3 && before.size >= KERNEL_COPY_MIN_BYTES {
+                // A large file: the kernel copies it (copy_file_range, no trip through user
+                // space), then the copy is hashed from the page cache by BLAKE3 on every core.
+                // One thread reading, hashing and writing in turn is I/O-bound and single-core:
+                // 768 MiB took 1.8 s that way here against 0.7 s this way. The digest is of the
+                // copy's bytes, what the catalog keeps; the source's identity is checked below.
+                io::copy(&mut source, &mut out).map_err(|e| CoreError::io("copy", dst, e))?;
+                hash_with_identity(&temp, algorithm)?.digest
+            } else {
+                copy_hashing(&mut source, &mut out, algorithm, before.size, src, dst)?
+            };
+            let modified = meta.modified().map_err(|e| CoreError::io("stat", src, e))?;
+            out.set_modified(modified)
+                .map_err(|e| CoreError::io("set the time of", dst, e))?;
+            let after = source
+                .metadata()
+                .map(|m| FileIdentity::of(&m))
+                .map_err(|e| CoreError::io("stat", src, e))?;
+            Ok((after == before).then_some(digest))
+        })();
+        match written {
+            Ok(Some(digest)) => Ok(Attempt::Done(Written {
+                temp,
+                hashed: Hashed {
+                    digest,
+                    identity: before,
+                    started_ns,
+                },
+            })),
+            Ok(None) => {
+                let _ = fs::remove_file(&temp);
+                Ok(Attempt::Changed)
+            }
+            Err(err) => {
+                let _ = fs::remove_file(&temp);
+                Err(err)
+            }
         }
-        let after = source
-            .metadata()
-            .map(|m| FileIdentity::of(&m))
-            .map_err(|e| CoreError::io("stat", src, e))?;
-        if after != before {
-            return Err(changed_while_read(src));
-        }
-        fs::rename(&temp, dst).map_err(|e| CoreError::io("replace", dst, e))?;
-        Ok(digest)
-    })();
-    let digest = match result {
-        Ok(digest) => digest,
-        Err(err) => {
-            let _ = fs::remove_file(&temp);
-            return Err(err);
-        }
-    };
-    if fsync {
-        fsync_folder(folder)?;
-    }
-    let copy = fs::metadata(dst)
-        .map(|m| FileIdentity::of(&m))
-        .map_err(|e| CoreError::io("stat", dst, e))?;
-    Ok((
-        Hashed {
-            digest,
-            identity: before,
-            started_ns,
-        },
-        copy,
-    ))
+    })
 }
 
-/// Copy many files in parallel; with a cache, a source whose identity is cached and whose
-/// destination holds (by its cached identity) the same digest is not read or written again.
+/// Copy `src` to `dst` atomically, hashing the bytes as they pass; returns the source's
+/// digest and identity and the copy's identity. One file's [`copy_files`].
+pub fn copy_file(
+    src: &Path,
+    dst: &Path,
+    algorithm: Algorithm,
+    fsync: bool,
+) -> Result<(Hashed, FileIdentity)> {
+    let pairs = [(src.to_path_buf(), dst.to_path_buf())];
+    let mut done = copy_batch(&pairs, algorithm, fsync, None);
+    let (_, fresh) = done.remove(0)?;
+    let (hashed, copy) = fresh.expect("a copy without a cache is always made");
+    let copy = match copy {
+        Some(copy) => copy,
+        None => fs::metadata(dst)
+            .map(|m| FileIdentity::of(&m))
+            .map_err(|e| CoreError::io("stat", dst, e))?,
+    };
+    Ok((hashed, copy))
+}
+
+/// Copy many files in parallel, durably with `fsync` at the cost of one flush for the batch
+/// (see the module's documentation, "Durable puts" in docs/catalogs.md); with a cache, a
+/// source whose identity is cached and whose destination holds (by its cached identity) the
+/// same digest is not read or written again. Each pair fails on its own; none is under its
+/// name before the call is over (with `fsync`: before its bytes and its name are durable).
 pub fn copy_files(
     pairs: &[(PathBuf, PathBuf)],
     algorithm: Algorithm,
     fsync: bool,
     cache: Option<&mut HashCache>,
 ) -> Vec<Result<Copied>> {
-    type Outcome = (Copied, Option<(Hashed, FileIdentity)>);
-    let results: Vec<Result<Outcome>> = {
+    copy_batch(pairs, algorithm, fsync, cache)
+        .into_iter()
+        .map(|r| r.map(|(copied, _)| copied))
+        .collect()
+}
+
+/// What one pair of a batch came to: whether it was copied, and for a copy made the source's
+/// hash and (when it was needed for the cache) the copy's identity.
+type PairOutcome = (Copied, Option<(Hashed, Option<FileIdentity>)>);
+
+/// The batch copy, in five steps: (1) each target folder made once; (2) every copy written to
+/// its temp file, in parallel, with no flush; (3) with `fsync`, one flush of every temp file
+/// (`flush::make_durable`: a syncfs per file system, or an fdatasync per file where a syncfs
+/// may not flush), together with the settled sources the hash cache is about to vouch for;
+/// (4) the renames; (5) with `fsync`, one fsync per folder renamed into. A power cut before
+/// (5) ends can leave temp files (which listings skip and cleaners remove) and, after (4),
+/// some whole copies under their names, never a partial one.
+fn copy_batch(
+    pairs: &[(PathBuf, PathBuf)],
+    algorithm: Algorithm,
+    fsync: bool,
+    mut cache: Option<&mut HashCache>,
+) -> Vec<Result<PairOutcome>> {
+    // (1) Each target folder once, not once per file.
+    let folders: BTreeSet<&Path> = pairs.iter().map(|(_, dst)| folder_of(dst)).collect();
+    let folder_state: BTreeMap<&Path, std::result::Result<u64, i32>> = folders
+        .into_iter()
+        .map(|folder| {
+            let made = create_dir_all_durable(folder, fsync).and_then(|()| device_of(folder));
+            (folder, made.map_err(|e| e.errno().unwrap_or(5)))
+        })
+        .collect();
+
+    // (2) The copies, unflushed.
+    enum Step {
+        Unchanged(String),
+        Written(Written),
+    }
+    let steps: Vec<Result<Step>> = {
         let cache = cache.as_deref();
         pairs
             .par_iter()
             .map(|(src, dst)| {
                 if let Some(digest) = cache.and_then(|c| unchanged(c, src, dst, algorithm)) {
-                    let copied = Copied {
-                        digest,
-                        copied: false,
-                    };
-                    return Ok((copied, None));
+                    return Ok(Step::Unchanged(digest));
                 }
-                let (hashed, copy) = copy_file(src, dst, algorithm, fsync)?;
-                let copied = Copied {
-                    digest: hashed.digest.clone(),
-                    copied: true,
-                };
-                Ok((copied, Some((hashed, copy))))
+                let folder = folder_of(dst);
+                if let Err(errno) = folder_state[folder] {
+                    return Err(CoreError::io(
+                        "create folder",
+                        folder,
+                        io::Error::from_raw_os_error(errno),
+                    ));
+                }
+                write_temp(src, dst, algorithm).map(Step::Written)
             })
             .collect()
     };
-    if let Some(cache) = cache {
-        // Entries vouch only for bytes on disk (see the cache): a source is synced before its
-        // entry is recorded; a copy is on disk only when it was fsynced, so without fsync it
-        // is not recorded (the next put copies it again rather than trust it).
-        let fresh: Vec<(&(PathBuf, PathBuf), &Hashed, &FileIdentity)> = pairs
-            .iter()
-            .zip(&results)
-            .filter_map(|(pair, r)| {
-                let (hashed, copy) = r.as_ref().ok()?.1.as_ref()?;
-                Some((pair, hashed, copy))
-            })
-            .filter(|(_, h, _)| cache.would_record(algorithm, &h.identity, h.started_ns, &h.digest))
-            .collect();
-        let durable: Vec<bool> = fresh
-            .par_iter()
-            .map(|((src, _), _, _)| make_durable(src))
-            .collect();
-        for ((_, hashed, copy), synced) in fresh.iter().zip(durable) {
-            if synced && cache.record(algorithm, hashed) && fsync {
-                // The copy has the source's mtime, so it is as old, and as trustworthy.
-                cache.record_identity(algorithm, copy, hashed.started_ns, &hashed.digest);
+
+    // (3) One flush for the batch: the temp files (with fsync), and the settled sources whose
+    // digests the cache will record (an entry vouches only for bytes on disk: see cache.rs).
+    let mut steps: Vec<Result<Step>> = steps;
+    let mut to_flush: Vec<(usize, Pending<'_>, bool)> = Vec::new();
+    for (index, step) in steps.iter().enumerate() {
+        let Ok(Step::Written(written)) = step else {
+            continue;
+        };
+        if fsync {
+            let dev = *folder_state[folder_of(&pairs[index].1)]
+                .as_ref()
+                .expect("a copy was written in this folder");
+            to_flush.push((
+                index,
+                Pending {
+                    path: &written.temp,
+                    dev,
+                },
+                false,
+            ));
+        }
+        let hashed = &written.hashed;
+        let vouched = cache.as_deref().is_some_and(|c| {
+            c.would_record(
+                algorithm,
+                &hashed.identity,
+                hashed.started_ns,
+                &hashed.digest,
+            )
+        });
+        if vouched {
+            let source = Pending {
+                path: &pairs[index].0,
+                dev: hashed.identity.dev,
+            };
+            to_flush.push((index, source, true));
+        }
+    }
+    let flushed = make_durable(&to_flush.iter().map(|(_, p, _)| *p).collect::<Vec<_>>());
+    let mut source_on_disk = vec![false; pairs.len()];
+    let mut temp_failed: BTreeMap<usize, CoreError> = BTreeMap::new();
+    for ((index, _, is_source), result) in to_flush.iter().zip(flushed) {
+        match (is_source, result) {
+            (true, ok) => source_on_disk[*index] = ok.is_ok(),
+            (false, Ok(())) => {}
+            (false, Err(err)) => {
+                temp_failed.insert(*index, err);
             }
         }
+    }
+    for (index, err) in temp_failed {
+        if let Ok(Step::Written(written)) = &steps[index] {
+            let _ = fs::remove_file(&written.temp);
+        }
+        steps[index] = Err(err);
+    }
+
+    // (4) The renames.
+    let renamed: Vec<Result<Step>> = steps
+        .into_par_iter()
+        .zip(pairs.par_iter())
+        .map(|(step, (_, dst))| match step {
+            Ok(Step::Written(written)) => match fs::rename(&written.temp, dst) {
+                Ok(()) => Ok(Step::Written(written)),
+                Err(e) => {
+                    let _ = fs::remove_file(&written.temp);
+                    Err(CoreError::io("replace", dst, e))
+                }
+            },
+            other => other,
+        })
+        .collect();
+
+    // (5) Each folder renamed into, fsynced once.
+    let mut folder_failed: BTreeMap<&Path, i32> = BTreeMap::new();
+    if fsync {
+        let touched: BTreeSet<&Path> = renamed
+            .iter()
+            .zip(pairs)
+            .filter(|(r, _)| matches!(r, Ok(Step::Written(_))))
+            .map(|(_, (_, dst))| folder_of(dst))
+            .collect();
+        let touched: Vec<&Path> = touched.into_iter().collect();
+        folder_failed = touched
+            .par_iter()
+            .filter_map(|f| fsync_folder(f).err().map(|e| (*f, e.errno().unwrap_or(5))))
+            .collect();
+    }
+
+    // The cache: sources flushed above, and with fsync their copies (which have the source's
+    // mtime, so they are as old, and as trustworthy); without fsync a copy may not be on disk,
+    // so it is not recorded (the next put copies it again rather than trust it).
+    let mut outcomes: Vec<Result<PairOutcome>> = Vec::with_capacity(pairs.len());
+    for (index, (step, (_, dst))) in renamed.into_iter().zip(pairs).enumerate() {
+        outcomes.push(match step {
+            Err(err) => Err(err),
+            Ok(Step::Unchanged(digest)) => Ok((
+                Copied {
+                    digest,
+                    copied: false,
+                },
+                None,
+            )),
+            Ok(Step::Written(written)) => {
+                let folder = folder_of(dst);
+                if let Some(errno) = folder_failed.get(folder) {
+                    Err(CoreError::io(
+                        "fsync folder",
+                        folder,
+                        io::Error::from_raw_os_error(*errno),
+                    ))
+                } else {
+                    let hashed = written.hashed;
+                    let mut copy = None;
+                    if let Some(cache) = cache.as_deref_mut() {
+                        if source_on_disk[index] && cache.record(algorithm, &hashed) && fsync {
+                            // The rename moved the copy's ctime: its identity is read now.
+                            if let Ok(meta) = fs::metadata(dst) {
+                                let identity = FileIdentity::of(&meta);
+                                cache.record_identity(
+                                    algorithm,
+                                    &identity,
+                                    hashed.started_ns,
+                                    &hashed.digest,
+                                );
+                                copy = Some(identity);
+                            }
+                        }
+                    }
+                    let copied = Copied {
+                        digest: hashed.digest.clone(),
+                        copied: true,
+                    };
+                    Ok((copied, Some((hashed, copy))))
+                }
+            }
+        });
+    }
+    if let Some(cache) = cache {
+        // Advisory: a cache that cannot be written costs reads next time, nothing worse.
         let _ = cache.flush();
     }
-    results.into_iter().map(|r| r.map(|(c, _)| c)).collect()
+    outcomes
+}
+
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 fn unchanged(cache: &HashCache, src: &Path, dst: &Path, algorithm: Algorithm) -> Option<String> {
@@ -322,6 +498,39 @@ mod tests {
         let mut cache = HashCache::open(&cache_path).unwrap();
         copy_files(&pairs, Algorithm::Blake3, true, Some(&mut cache));
         assert!(HashCache::open(&cache_path).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_durable_batch_leaves_every_copy_named_and_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let pairs: Vec<(PathBuf, PathBuf)> = (0..30)
+            .map(|i| {
+                let src = dir.path().join(format!("src-{i}"));
+                fs::write(&src, format!("bytes {i}")).unwrap();
+                (src, dir.path().join(format!("out/{}/f{i}", i % 3)))
+            })
+            .collect();
+        for fsync in [true, false] {
+            let copied = copy_files(&pairs, Algorithm::Blake3, fsync, None);
+            for ((src, dst), result) in pairs.iter().zip(&copied) {
+                assert_eq!(fs::read(dst).unwrap(), fs::read(src).unwrap());
+                assert_eq!(
+                    result.as_ref().unwrap().digest,
+                    hash_file(src, Algorithm::Blake3).unwrap()
+                );
+            }
+            for folder in 0..3 {
+                let names = fs::read_dir(dir.path().join(format!("out/{folder}"))).unwrap();
+                assert_eq!(names.count(), 10, "no temp file is left beside the copies");
+            }
+        }
+        // A pair that fails fails alone.
+        let mut with_missing = pairs.clone();
+        with_missing.push((dir.path().join("missing"), dir.path().join("out/0/m")));
+        let copied = copy_files(&with_missing, Algorithm::Blake3, true, None);
+        assert!(copied[..30].iter().all(|r| r.is_ok()));
+        assert_eq!(copied[30].as_ref().unwrap_err().errno(), Some(2));
+        assert!(!dir.path().join("out/0/m").exists());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::fs::{File, Metadata};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rayon::prelude::*;
 use rustix::fs::{Mode, OFlags};
@@ -146,8 +146,46 @@ fn describe_type(meta: &Metadata) -> &'static str {
     }
 }
 
-/// Hash one file and say which file (identity) the digest belongs to.
+/// How many times a file that changed while it was read is read again before that is an
+/// error: a writer finishing a file as a put starts usually settles within a few reads.
+pub const CHANGED_RETRIES: u32 = 5;
+/// The wait before the first read again, doubled before each next one (10, 20, 40, 80, 160 ms:
+/// about 0.3 s in all before a put gives up on a file).
+const FIRST_CHANGED_WAIT: Duration = Duration::from_millis(10);
+
+/// One read of a file: what it gave, or that the file changed while it was read.
+pub enum Attempt<T> {
+    Done(T),
+    Changed,
+}
+
+/// Run `attempt` until the file it reads stays unchanged through it, at most
+/// [`CHANGED_RETRIES`] times again (waiting a little longer each time); a file that changed on
+/// every read is an error naming it and saying how many times it changed.
+pub fn retry_while_changing<T>(
+    path: &Path,
+    mut attempt: impl FnMut() -> Result<Attempt<T>>,
+) -> Result<T> {
+    let mut wait = FIRST_CHANGED_WAIT;
+    for tried in 0..=CHANGED_RETRIES {
+        if let Attempt::Done(value) = attempt()? {
+            return Ok(value);
+        }
+        if tried < CHANGED_RETRIES {
+            std::thread::sleep(wait);
+            wait *= 2;
+        }
+    }
+    Err(changed_while_read(path, CHANGED_RETRIES + 1))
+}
+
+/// Hash one file and say which file (identity) the digest belongs to; a file that changes
+/// while it is read is read again (see [`retry_while_changing`]).
 pub fn hash_with_identity(path: &Path, algorithm: Algorithm) -> Result<Hashed> {
+    retry_while_changing(path, || hash_once(path, algorithm))
+}
+
+fn hash_once(path: &Path, algorithm: Algorithm) -> Result<Attempt<Hashed>> {
     let started_ns = now_ns();
     let (mut file, meta) = open_regular(path)?;
     let before = FileIdentity::of(&meta);
@@ -161,7 +199,7 @@ pub fn hash_with_identity(path: &Path, algorithm: Algorithm) -> Result<Hashed> {
             .map(|m| FileIdentity::of(&m))
             .map_err(|e| CoreError::io("stat", path, e))?;
         if after != before {
-            return Err(changed_while_read(path));
+            return Ok(Attempt::Changed);
         }
         hasher.finalize().to_hex().to_string()
     } else {
@@ -172,25 +210,35 @@ pub fn hash_with_identity(path: &Path, algorithm: Algorithm) -> Result<Hashed> {
             .map(|m| FileIdentity::of(&m))
             .map_err(|e| CoreError::io("stat", path, e))?;
         if after != before {
-            return Err(changed_while_read(path));
+            return Ok(Attempt::Changed);
         }
         digest
     };
-    Ok(Hashed {
+    Ok(Attempt::Done(Hashed {
         digest,
         identity: before,
         started_ns,
-    })
+    }))
 }
 
-pub fn changed_while_read(path: &Path) -> CoreError {
+/// The error for a file that changed on each of `times` reads.
+pub fn changed_while_read(path: &Path, times: u32) -> CoreError {
+    let reads = if times == 1 {
+        "once, while it was read".to_string()
+    } else {
+        format!("on each of {times} reads in a row")
+    };
     CoreError::NotAFile {
         path: path.to_path_buf(),
-        reason: "changed while it was being read; hash it again once it is complete".to_string(),
+        reason: format!(
+            "changed {reads} (some process is still writing it); put or hash it again once it \
+             is complete"
+        ),
     }
 }
 
-/// Copy `source` into `out`, hashing the bytes as they pass (one read of the source); the hex
+/// Copy `source` (`size` bytes by its fstat) into `out`, hashing the bytes as they pass (one
+/// read of the source); the hex
 /// digest of what was written. The one copy-and-hash loop of the catalogs (copier.rs,
 /// content.rs).
 pub fn copy_hashing(
@@ -203,7 +251,11 @@ pub fn copy_hashing(
 ) -> Result<String> {
     let mut hasher = StreamHasher::new(algorithm);
     let mut buffer = vec![0u8; BUFFER_BYTES.min(size as usize + 1).max(4096)];
-    loop {
+    let mut total: u64 = 0;
+    // Stop at the size fstat gave, without one more read to see the end (as hash_reader):
+    // callers compare the source's identity, size included, after the copy. A file that says
+    // it is empty is read to its end (pseudo-files have content).
+    while size == 0 || total < size {
         let n = match source.read(&mut buffer) {
             Ok(0) => break,
             Ok(n) => n,
@@ -213,6 +265,7 @@ pub fn copy_hashing(
         hasher.update(&buffer[..n]);
         out.write_all(&buffer[..n])
             .map_err(|e| CoreError::io("write", dst, e))?;
+        total += n as u64;
     }
     Ok(hasher.finalize())
 }
@@ -362,6 +415,38 @@ mod tests {
         assert!(folder.contains("a directory"), "{folder}");
         let fifo_err = results[3].as_ref().unwrap_err().to_string();
         assert!(fifo_err.contains("a FIFO"), "{fifo_err}");
+    }
+
+    #[test]
+    fn a_file_changing_on_every_read_is_read_six_times_then_named() {
+        let path = Path::new("/data/busy.bin");
+        let mut reads = 0;
+        let started = std::time::Instant::now();
+        let err = retry_while_changing(path, || -> Result<Attempt<()>> {
+            reads += 1;
+            Ok(Attempt::Changed)
+        })
+        .unwrap_err();
+        assert_eq!(reads, CHANGED_RETRIES + 1);
+        assert!(
+            started.elapsed() >= Duration::from_millis(310),
+            "the waits grow"
+        );
+        let message = err.to_string();
+        assert!(message.contains("/data/busy.bin"), "{message}");
+        assert!(message.contains("on each of 6 reads in a row"), "{message}");
+        // A file that settles is answered by the read that found it unchanged.
+        let mut left = 2;
+        let value = retry_while_changing(path, || -> Result<Attempt<u8>> {
+            left -= 1;
+            Ok(if left < 0 {
+                Attempt::Done(7)
+            } else {
+                Attempt::Changed
+            })
+        })
+        .unwrap();
+        assert_eq!(value, 7);
     }
 
     #[test]

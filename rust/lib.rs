@@ -9,6 +9,7 @@ pub mod content;
 pub mod copier;
 pub mod document;
 pub mod error;
+pub mod flush;
 pub mod fold;
 pub mod hasher;
 pub mod journal;

@@ -38,6 +38,13 @@ def main(kind: str, folder: Path, fsync: bool) -> None:
         (compute / "data.bin").write_bytes(b"y" * 5000)
         mark("put-again")
         catalog.put("data.bin", run_id="r")
+        mark("many-sources")
+        for n in range(12):
+            where = compute / "many" / "abc"[n % 3] / f"{n}.bin"
+            where.parent.mkdir(parents=True, exist_ok=True)
+            where.write_bytes(bytes([n]) * 3000)
+        mark("put-many")
+        catalog.put("many/*/*.bin", run_id="r")
     else:
         store = create_store(kind, log_folder=str(folder / "logs"), fsync=fsync)
         mark("create")

@@ -26,7 +26,10 @@ the control socket ``control.sock``, which takes one JSON request per line:
 - ``{"op": "cut", "writeback": 0.0, "seed": 1}``: the backing folder becomes what the disk
   kept, and the power comes back; the reply counts what was lost;
 - ``{"op": "sync"}``: everything is on the disk now (``sync(2)``), used to set up a test;
-- ``{"op": "stats"}``: counts of the sync calls received.
+- ``{"op": "stats"}``: counts of the sync calls received, and whether the power is off;
+- ``{"op": "cut_at", "call": "rename", "skip": 0, "after": "fdatasync"}``: the power goes off
+  as a given call arrives (that call and every later one fail with EIO), for cuts that must
+  land at one point of a sequence; ``cut`` then brings the power back as after a freeze.
 
 Inode numbers are the filesystem's own and survive cuts, as on a disk; so do the ctimes it
 shows (the backing folder's move when the cut rewrites it), so an identity recorded before a cut
@@ -99,6 +102,9 @@ class PowerCutFs(mfusepy.Operations):  # type: ignore[misc]
         # (the cut's own rewriting moves backing ctimes; a disk's would not move).
         self.shown_ctime: dict[int, tuple[int, int]] = {}
         self.counts: Counter[str] = Counter()
+        # A cut set to land at a given call (``cut_at``): the power goes off as it arrives.
+        self.trap: dict[str, Any] | None = None
+        self.seen: Counter[str] = Counter()
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -114,6 +120,20 @@ class PowerCutFs(mfusepy.Operations):  # type: ignore[misc]
                 self.counts["calls_of_the_dead"] += 1
                 raise OSError(errno.EIO, "the caller died in the power cut")
             yield
+
+    def _sprung(self, call: str) -> None:
+        """Turn the power off if the cut set by ``cut_at`` lands at this call (the mutex is
+        held): the call fails, and every one after it."""
+        self.seen[call] += 1
+        trap = self.trap
+        if trap is None or trap["call"] != call or self.seen[trap.get("after", call)] == 0:
+            return
+        if trap["skip"] > 0:
+            trap["skip"] -= 1
+            return
+        self.trap = None
+        self.frozen = True
+        raise OSError(errno.EIO, "the power is off")
 
     def _full(self, path: str) -> str:
         return self.backing + path
@@ -298,6 +318,7 @@ class PowerCutFs(mfusepy.Operations):  # type: ignore[misc]
 
     def fsync(self, path: str | None, datasync: int, fh: int) -> int:
         with self._powered():
+            self._sprung("fdatasync" if datasync else "fsync")
             st = os.fstat(fh)
             ino = self._ino(st.st_ino)
             self.counts["fdatasync" if datasync else "fsync"] += 1
@@ -363,6 +384,7 @@ class PowerCutFs(mfusepy.Operations):  # type: ignore[misc]
 
     def rename(self, old: str, new: str) -> int:
         with self._powered():
+            self._sprung("rename")
             old_full, new_full = self._full(old), self._full(new)
             moved = self._ino(os.lstat(old_full).st_ino)
             source = self._parent(old)
@@ -391,6 +413,7 @@ class PowerCutFs(mfusepy.Operations):  # type: ignore[misc]
 
     def fsyncdir(self, path: str | None, datasync: int, fh: int) -> int:
         with self._powered():
+            self._sprung("fsyncdir")
             ino = self._ino(os.fstat(fh).st_ino)
             self.counts["fsyncdir"] += 1
             self.dirty_folders.pop(ino, None)
@@ -432,7 +455,18 @@ class PowerCutFs(mfusepy.Operations):  # type: ignore[misc]
                 self._all_durable()
                 return {"ok": True}
             if op == "stats":
-                return {"ok": True, **self.counts}
+                return {"ok": True, "frozen": self.frozen, **self.counts}
+            if op == "cut_at":
+                # The power goes off at the call named (``fsync``, ``fdatasync``, ``rename``,
+                # ``fsyncdir``) once ``skip`` of them have passed, counting only from the first
+                # call named by ``after`` on (when given).
+                self.seen.clear()
+                self.trap = {
+                    "call": str(request["call"]),
+                    "skip": int(request.get("skip", 0)),
+                    **({"after": str(request["after"])} if request.get("after") else {}),
+                }
+                return {"ok": True}
         return {"ok": False, "error": f"unknown request {request!r}"}
 
     def _all_durable(self) -> None:

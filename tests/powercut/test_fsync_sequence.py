@@ -5,7 +5,8 @@ power-cut model needs.
 A power cut lands at a random moment, so a refactor that drops one fsync can pass a hundred
 cuts by luck; this test fails at once. The rules the model needs (docs/testing.md):
 
-- a file is renamed or linked to its name only after an ``fsync``/``fdatasync`` of its bytes;
+- a file is renamed or linked to its name only after an ``fsync``/``fdatasync`` of its bytes, or
+  a ``syncfs`` of its file system (a catalog put's one flush for all its files);
 - after the rename or link, its folder is fsynced before the call returns, unless what the file
   holds is also in a journal the call synced and keeps (a fold of an ended branch: a cut that
   undoes the rename loses nothing);
@@ -34,7 +35,7 @@ from .harness import FUSE_SCRIPT
 
 ONE_WRITE = Path(__file__).with_name("one_write.py")
 TRACED = (
-    "fsync,fdatasync,rename,renameat,renameat2,open,openat,openat2,mkdir,mkdirat,link,linkat,"
+    "fsync,fdatasync,syncfs,rename,renameat,renameat2,open,openat,openat2,mkdir,mkdirat,link,linkat,"
     "unlink,unlinkat"
 )
 PROC_FD = re.compile(r"^/proc/self/fd/(\d+)$")
@@ -129,10 +130,13 @@ EXPECTED = {
         ]
         * 2,
     },
+    # A put's files are flushed all at once (docs/catalogs.md, "Durable puts"): one syncfs of
+    # the file system (the test's folder is on ext4, XFS or Btrfs), then the renames, then one
+    # fsync per folder.
     "catalog": {
         write: [
             "create-new catalog/r/.data.bin.tmp-*",
-            "fdatasync catalog/r/.data.bin.tmp-*",
+            "syncfs",
             "rename catalog/r/.data.bin.tmp-* -> catalog/r/data.bin",
             "fsync catalog/r",
         ]
@@ -250,6 +254,10 @@ def trace_events(trace: str, base: Path) -> dict[str, list[str]]:
             where = spare(args.strip())
             if where is not None:
                 current.append(f"{name} {where}")
+        elif name == "syncfs":
+            # The whole file system the descriptor is on: every file in the test's folder.
+            if rel(fds.get(args.strip(), "")) is not None:
+                current.append("syncfs")
         elif name in ("rename", "renameat", "renameat2", "link", "linkat"):
             named = PROC_FD.match(paths[0]) if paths else None
             source = spare(named.group(1)) if named else rel(paths[0])
@@ -283,6 +291,8 @@ def rule_breaches(events: list[str]) -> list[str]:
             synced_since_create[rest] = False
         elif kind in ("fsync", "fdatasync"):
             synced_since_create[rest] = True
+        elif kind == "syncfs":
+            synced_since_create = dict.fromkeys(synced_since_create, True)
         elif kind in ("rename", "link"):
             source, target = rest.split(" -> ")
             if os.path.basename(target) == ".merged.json":
@@ -436,3 +446,24 @@ def test_the_rules_catch_a_missing_fsync() -> None:
         "rename logs/r/.R.tmp-* -> logs/r/R",
         "fsync logs/r",
     ]
+
+
+def test_a_put_of_many_files_flushes_once(tmp_path: Path) -> None:
+    """Twelve files in three folders: every temp file is written, then one syncfs, then the
+    renames, then one fsync per folder, and no fdatasync of any file."""
+    writes = traced_writes("catalog", tmp_path)
+    events = writes["put-many"]
+    assert rule_breaches(events) == [], events
+    kinds = [e.split(" ", 1)[0] for e in events]
+    first_rename = kinds.index("rename")
+    assert kinds.count("syncfs") == 1, events
+    assert "fdatasync" not in kinds, events
+    assert kinds.index("syncfs") < first_rename, events
+    created = [e for e in events if e.startswith("create-new ")]
+    assert len(created) == 12 and all(events.index(e) < first_rename for e in created), events
+    renames = [n for n, kind in enumerate(kinds) if kind == "rename"]
+    assert len(renames) == 12, events
+    folder_syncs = [e for e in events[renames[-1] :] if e.startswith("fsync ")]
+    assert sorted(folder_syncs) == [f"fsync catalog/r/many/{d}" for d in "abc"], events
+    # the folders made (catalog/r/many and its three) were named durably: the rules say so
+    assert all(f"fsync catalog/r/many/{d}" in events for d in "abc"), events

@@ -249,7 +249,8 @@ class BaseCatalog(ABC, BaseModel):
                 path=str(source_root),
                 run_id=run_id,
             )
-        matches = glob_files(source_root, name, run_id)
+        sized = glob_file_sizes(source_root, name, run_id)
+        matches = [path for path, _ in sized]
         if not matches:
             if allow_file_not_found_exc:
                 return [], [], []
@@ -257,7 +258,7 @@ class BaseCatalog(ABC, BaseModel):
                 f"no file matches {name!r} in {source_root}", path=str(source_root), run_id=run_id
             )
         relatives = [relative_inside(path, source_root, name) for path in matches]
-        return matches, relatives, [file_size(path) for path in matches]
+        return matches, relatives, [size for _, size in sized]
 
     def _run_id(self, run_id: str | None) -> str:
         """The run id given, else the one of the runnable run this is called in."""
@@ -503,14 +504,34 @@ def _linked_error(path: Path, run_id: str) -> CatalogError:
 
 
 def glob_files(root: Path, pattern: str, run_id: str) -> list[Path]:
-    """Every match but folders (as runnable does). A FIFO, socket or broken link is kept, so
-    its copy fails with an error naming it instead of being skipped without a word. A pattern
-    the file system cannot look up (a part longer than a file name can be) is a CatalogError
-    naming it."""
+    """Every match but folders (as runnable does); see ``glob_file_sizes``."""
+    return [path for path, _ in glob_file_sizes(root, pattern, run_id)]
+
+
+def _stat_size(path: Path) -> int | None:
+    """The size of what is at ``path`` (following links), None for a folder; 0 when it cannot
+    be stat'ed (a broken link: its copy then fails naming it)."""
     try:
+        found = os.stat(path)
+    except OSError:
+        return 0
+    return None if stat.S_ISDIR(found.st_mode) else found.st_size
+
+
+def glob_file_sizes(root: Path, pattern: str, run_id: str) -> list[tuple[Path, int]]:
+    """Every match but folders (as runnable does), with its size from the one ``stat`` that
+    also tells a folder apart. A FIFO, socket or broken link is kept, so its copy fails with
+    an error naming it instead of being skipped without a word. A pattern the file system
+    cannot look up (a part longer than a file name can be) is a CatalogError naming it."""
+    try:
+        sized = [(path, _stat_size(path)) for path in root.glob(pattern)]
+        found = [
+            (require_recordable_name(path, run_id), size)
+            for path, size in sized
+            if size is not None
+        ]
         # Sorted by parts: the same order as comparing Path objects, without their slow __lt__.
-        found = [path for path in root.glob(pattern) if not path.is_dir()]
-        return sorted((require_recordable_name(path, run_id) for path in found), key=_parts)
+        return sorted(found, key=lambda item: _parts(item[0]))
     except (ValueError, NotImplementedError) as exc:
         raise CatalogError(
             f"{pattern!r} is not a usable glob pattern: {exc}", path=str(root), run_id=run_id
