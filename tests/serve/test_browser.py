@@ -372,7 +372,16 @@ def test_live_page_follows_a_running_pipeline_without_reloading(
         mid_run_shot = False
         deadline = time.monotonic() + 240
         while view.locator("body").get_attribute("data-settled") != "true":
-            assert time.monotonic() < deadline, f"never settled; done went {done_values}"
+            if time.monotonic() > deadline:
+                pipeline_log = (tmp_path / "pipeline.log").read_text(errors="replace")
+                pytest.fail(
+                    f"never settled; done went {done_values}; the page says "
+                    f"{view.locator('#run-status').inner_text()!r}, "
+                    f"{view.locator('#live-note').inner_text()!r}; the pipeline "
+                    f"{'runs' if pipeline.poll() is None else f'exited {pipeline.returncode}'}"
+                    f", its output ends: {pipeline_log[-2000:]}\nthe server's output: "
+                    f"{served.output()[-3000:]}"
+                )
             if progress.count():
                 done = int(progress.get_attribute("data-done") or 0)
                 if not done_values or done != done_values[-1]:

@@ -209,9 +209,10 @@ class _Pages:
                 quiet += self.poll_interval
                 try:
                     state = await run_in_threadpool(views.live_state, await self._run_log(run_id))
-                except RunLogStoreError:
-                    # A read that met the run mid-write, or a store gone for a moment: the
-                    # next one tells; the page keeps what it shows.
+                except Exception:
+                    # A read that met the run mid-write or mid-fold, or a store gone for a
+                    # moment: the next one tells; the page keeps what it shows. Whatever went
+                    # wrong, ending the stream here would leave the page stale for good.
                     state = None
 
         return StreamingResponse(

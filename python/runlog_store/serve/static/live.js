@@ -132,7 +132,13 @@
     // fetched and swapped in for the live one: the page settles without a reload. The server's
     // own page, escaped by its templates; a parsed document runs no script.
     var swapped = false;
-    fetch(base, { credentials: "same-origin" })
+    // A page that does not come within half a minute is not waited for: the page settles as
+    // it is, with a link to the full one.
+    var giveUp = new AbortController();
+    setTimeout(function () {
+      giveUp.abort();
+    }, 30000);
+    fetch(base, { credentials: "same-origin", signal: giveUp.signal })
       .then(function (response) {
         return response.ok ? response.text() : null;
       })
@@ -165,14 +171,29 @@
       });
   }
 
-  var source = new EventSource(base + "/events");
-  source.addEventListener("state", function (event) {
-    var state = JSON.parse(event.data);
-    update(state);
-    if (state.ended) {
-      source.close();
-      body.dataset.live = "false";
-      settle();
-    }
-  });
+  // The browser's EventSource reconnects by itself after a dropped stream, but gives up for
+  // good when a reconnection is answered with anything but a stream (an error page while the
+  // run was being folded, say): then a new one is made after a pause, until the run ends.
+  var ended = false;
+
+  function connect() {
+    var source = new EventSource(base + "/events");
+    source.addEventListener("state", function (event) {
+      var state = JSON.parse(event.data);
+      update(state);
+      if (state.ended && !ended) {
+        ended = true;
+        source.close();
+        body.dataset.live = "false";
+        settle();
+      }
+    });
+    source.addEventListener("error", function () {
+      if (!ended && source.readyState === EventSource.CLOSED) {
+        setTimeout(connect, 2000);
+      }
+    });
+  }
+
+  connect();
 })();
