@@ -33,7 +33,7 @@ BIG_BYTES = 768 << 20
 _rounds = itertools.count()
 
 # name: (run log store, catalog, catalog settings beyond its location)
-CATALOGS = {
+CATALOGS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "runnable chunked-fs + file-system (sha256)": ("chunked-fs", "file-system", {}),
     "runlog-chunked-fs + runlog-file-system (blake3, fsync off)": (
         "runlog-chunked-fs",
