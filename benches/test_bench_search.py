@@ -66,7 +66,7 @@ FAST_ROUNDS = 5
 CHANGED = 500
 ADDED = 500
 MINIO_RUNS = max(RUNS // 10, 100)
-INDEX_FILE = ".runlog-index.sqlite"
+INDEX_FILE = ".runlog-index/runs.sqlite"
 
 
 def _search_ready() -> bool:

@@ -554,10 +554,11 @@ fn folder_diff(inner: &Stored, found: fingerprint::FolderFingerprints, racy: f64
         .with_min_len(1024)
         .filter_map(|(stamped, head)| {
             let item = &stamped.fingerprint;
-            let run_id = item.run_id.to_str()?;
+            // Only a name that is UTF-8 was ever found current (checked first: most runs).
             if stamped.verdict.current_for(key) {
                 return Some((true, None));
             }
+            let run_id = item.run_id.to_str()?;
             let recorded = inner.rows.get(run_id);
             let changed = item.newest_change_ns;
             let stale = is_stale(recorded, head, &item.fingerprint, changed, racy);
@@ -574,11 +575,16 @@ fn folder_diff(inner: &Stored, found: fingerprint::FolderFingerprints, racy: f64
             Some((recorded.is_some(), entry))
         })
         .collect();
-    let unnamed: Vec<OsString> = listed
-        .iter()
-        .filter(|(item, _)| item.fingerprint.run_id.to_str().is_none())
-        .map(|(item, _)| item.fingerprint.run_id.clone())
-        .collect();
+    // A name that is not UTF-8 is the only one judged leaves out.
+    let unnamed: Vec<OsString> = if judged.len() == listed.len() {
+        Vec::new()
+    } else {
+        listed
+            .iter()
+            .filter(|(item, _)| item.fingerprint.run_id.to_str().is_none())
+            .map(|(item, _)| item.fingerprint.run_id.clone())
+            .collect()
+    };
     let matched = judged.iter().filter(|(recorded, _)| *recorded).count();
     let mut stale: Vec<(String, String, i64)> =
         judged.into_iter().filter_map(|(_, entry)| entry).collect();

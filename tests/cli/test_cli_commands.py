@@ -646,7 +646,7 @@ def test_reading_many_runs_draws_a_progress_bar_on_a_terminal_only(tmp_path: Pat
     assert status == 0
     assert len(json.loads(out)) == 40
     assert b"indexing runs" in drawn and b"/40" in drawn
-    (tmp_path / "logs" / ".runlog-index.sqlite").unlink()
+    (tmp_path / "logs" / ".runlog-index" / "runs.sqlite").unlink()
     piped = runlog("list", "-c", config, "--json", cwd=tmp_path)
     assert "indexing runs" not in piped.stderr and len(json.loads(piped.stdout)) == 40
 

@@ -35,7 +35,12 @@ from runlog_store import BaseRunLogStore, JsonParameter, MetricParameter, RunLog
 from runlog_store.callbacks import RecordingCallback
 from runlog_store.exceptions import RunLogNotFoundError
 from runlog_store.search import index as index_module
-from runlog_store.search.sources import INDEX_FILE, folder_index_path
+from runlog_store.search.sources import (
+    FORMER_INDEX_FILE,
+    INDEX_FILE,
+    INDEX_FOLDER,
+    folder_index_path,
+)
 from runlog_store.stores.project import ProjectRunLogStore
 from runlog_store.testing.store.search import (
     FILTERS,
@@ -46,6 +51,8 @@ from runlog_store.testing.store.search import (
 )
 
 FOLDER_TYPES = ["file-system", "chunked-fs", "runnable-project"]
+# The index file, relative to the log folder.
+INDEX = f"{INDEX_FOLDER}/{INDEX_FILE}"
 
 
 def _store(kind: str, folder: Path | str) -> BaseRunLogStore:
@@ -127,7 +134,7 @@ def test_runs_written_by_runnable_are_searched(tmp_path: Path, kind: str) -> Non
         "runnable-project": ["theirs-chunked-1", "theirs-fs-1"],
     }[kind]
     assert _ids(store, "status = 'FAIL'") == expected
-    assert (tmp_path / INDEX_FILE).is_file()
+    assert (tmp_path / INDEX).is_file()
     # runnable goes on writing: the next search sees it
     theirs = RunnableFileSystem(log_folder=str(tmp_path))
     theirs.update_run_log_status("theirs-fs-2", "FAIL")
@@ -257,7 +264,7 @@ def searched(tmp_path: Path) -> BaseRunLogStore:
 def test_a_damaged_index_is_built_again(
     searched: BaseRunLogStore, tmp_path: Path, damage: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = tmp_path / INDEX_FILE
+    path = tmp_path / INDEX
     path.write_bytes(damage(path.read_bytes()))
     searched.update_run_log_status("search-3", "FAIL")
     with caplog.at_level(logging.WARNING, "runlog_store.search"):
@@ -272,7 +279,7 @@ def test_a_damaged_index_is_built_again(
 def test_an_index_of_another_version_is_built_again(
     searched: BaseRunLogStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    path = tmp_path / INDEX_FILE
+    path = tmp_path / INDEX
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value = 'an older one' WHERE key = 'version'")
         db.execute("UPDATE runs SET status = 'FAIL'")  # would answer wrong if it were kept
@@ -299,7 +306,7 @@ def test_a_schema_damaged_as_sqlite_allows_is_built_again(
     """A file of this version whose tables someone changed: our statements fail as SQLite
     says of a missing table or column, which is damage (built again), not a reason to read
     every run at every search."""
-    path = tmp_path / INDEX_FILE
+    path = tmp_path / INDEX
     with sqlite3.connect(path) as db:
         db.execute(damage)
     searched.update_run_log_status("search-3", "FAIL")
@@ -323,7 +330,7 @@ def test_an_index_of_a_newer_library_is_left_to_it(
     every search: the older one keeps an index of its own in the user's cache folder."""
     cache = tmp_path / "cache"
     monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
-    path = tmp_path / INDEX_FILE
+    path = tmp_path / INDEX
     newer = "999-999.0.0-0123456789abcdef"
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (newer,))
@@ -348,11 +355,11 @@ def test_an_index_of_a_newer_library_is_left_to_it(
 
 def test_an_index_deleted_between_searches(searched: BaseRunLogStore, tmp_path: Path) -> None:
     for name in (INDEX_FILE, INDEX_FILE + "-wal", INDEX_FILE + "-shm"):
-        (tmp_path / name).unlink(missing_ok=True)
+        (tmp_path / INDEX_FOLDER / name).unlink(missing_ok=True)
     searched.create_run_log("after")
-    assert not (tmp_path / INDEX_FILE).exists(), "a write never creates the index"
+    assert not (tmp_path / INDEX).exists(), "a write never creates the index"
     assert_answers_equal_scan(searched)
-    assert (tmp_path / INDEX_FILE).exists()
+    assert (tmp_path / INDEX).exists()
     assert "after" in _ids(searched)
 
 
@@ -364,12 +371,12 @@ def test_a_build_is_linked_into_place_whole(
     being written (recent) is not; an index another process linked meanwhile is kept, and the
     search answers from the build it made."""
     for name in (INDEX_FILE, INDEX_FILE + "-wal", INDEX_FILE + "-shm"):
-        (tmp_path / name).unlink(missing_ok=True)
-    killed = tmp_path / f"{INDEX_FILE}.build-killed"
+        (tmp_path / INDEX_FOLDER / name).unlink(missing_ok=True)
+    killed = tmp_path / f"{INDEX}.build-killed"
     killed.write_bytes(b"half an index")
     old = time.time() - index_module.STALE_BUILD_SECONDS - 60
     os.utime(killed, (old, old))
-    writing = tmp_path / f"{INDEX_FILE}.build-writing"
+    writing = tmp_path / f"{INDEX}.build-writing"
     writing.write_bytes(b"a build under way")
     progress = RecordingCallback()
     expected = scanned(searched, None, "run_id")
@@ -377,16 +384,16 @@ def test_a_build_is_linked_into_place_whole(
         comparable(expected)
     )
     assert _indexed(progress) == len(expected)
-    assert sorted(p.name for p in tmp_path.glob(INDEX_FILE + "*")) == sorted(
+    assert sorted(p.name for p in (tmp_path / INDEX_FOLDER).glob(INDEX_FILE + "*")) == sorted(
         [INDEX_FILE, writing.name]
     )
-    with sqlite3.connect(tmp_path / INDEX_FILE) as db:
+    with sqlite3.connect(tmp_path / INDEX) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         ours = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0]
     writing.unlink()
 
     # Another process links its index while this one builds: theirs stays, ours answers.
-    (tmp_path / INDEX_FILE).unlink()
+    (tmp_path / INDEX).unlink()
     fill = index_module.RunIndex._fill
     theirs: list[str] = []
 
@@ -397,7 +404,7 @@ def test_a_build_is_linked_into_place_whole(
         theirs.append("")
         other = _store("chunked-fs", tmp_path)
         other.search_runs()  # builds and links its own, the name still free
-        with sqlite3.connect(tmp_path / INDEX_FILE) as db:
+        with sqlite3.connect(tmp_path / INDEX) as db:
             theirs[0] = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0]
         return found
 
@@ -407,9 +414,9 @@ def test_a_build_is_linked_into_place_whole(
     monkeypatch.undo()
     assert "during" in [r.run_id for r in answer.runs]
     assert len(theirs) == 1 and theirs[0] != ours
-    with sqlite3.connect(tmp_path / INDEX_FILE) as db:
+    with sqlite3.connect(tmp_path / INDEX) as db:
         assert db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0] == theirs[0]
-    assert [p.name for p in tmp_path.glob(INDEX_FILE + ".build-*")] == []
+    assert [p.name for p in (tmp_path / INDEX_FOLDER).glob(INDEX_FILE + ".build-*")] == []
     assert_answers_equal_scan(searched)
 
 
@@ -429,7 +436,7 @@ def locked(searched: BaseRunLogStore, tmp_path: Path) -> Iterator[None]:
     context = multiprocessing.get_context("spawn")
     ready, release = context.Event(), context.Event()
     holder = context.Process(
-        target=_hold_lock, args=(str(tmp_path / INDEX_FILE), "EXCLUSIVE", ready, release)
+        target=_hold_lock, args=(str(tmp_path / INDEX), "EXCLUSIVE", ready, release)
     )
     holder.start()
     try:
@@ -501,7 +508,7 @@ def test_a_read_only_folder_is_indexed_in_the_users_cache(
     subprocess.run(["mount", "-o", "remount,ro", str(read_only_disk)], check=True)
     store = _store(kind, folder)
     assert_answers_equal_scan(store)
-    assert not (folder / INDEX_FILE).exists()
+    assert not (folder / INDEX).exists()
     path = folder_index_path(str(folder))
     assert path is not None and path.startswith(str(cache / "runlog-store" / "index"))
     assert os.path.isfile(path)
@@ -512,19 +519,91 @@ def test_a_read_only_folder_is_indexed_in_the_users_cache(
     assert _indexed(quiet) == 0
 
 
+def _folder_key(folder: Path) -> tuple[int, int, int]:
+    found = os.stat(folder)
+    return found.st_ino, found.st_mtime_ns, found.st_ctime_ns
+
+
+@pytest.mark.parametrize("kind", FOLDER_TYPES)
+def test_searches_leave_the_log_folder_as_it_was(tmp_path: Path, kind: str) -> None:
+    """The index's files (the database, its WAL and shared memory, made and removed as it is
+    opened and closed) live in a folder of their own: once it is there, searches, writes that
+    update the index and the searches that read them leave the log folder's own stat as it
+    was, which is what lets a search keep its listing of the log folder."""
+    store = _store(kind, tmp_path)
+    write_runs(store)
+    store.search_runs()
+    assert (tmp_path / INDEX).is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".runlog")] == [INDEX_FOLDER]
+    # A write (its hook updates the index): a file-system store's write replaces the run's
+    # document, which changes the log folder; what follows changes runs in place.
+    store.update_run_log_status("search-1", "FAIL")
+    before = _folder_key(tmp_path)
+    _settle()
+    assert "search-1" in _ids(store, "status = 'FAIL'")
+    runs_folder = tmp_path / "search-2" if (tmp_path / "search-2").is_dir() else None
+    document = runs_folder / "RunLog.json" if runs_folder else tmp_path / "search-2.json"
+    document.write_bytes(document.read_bytes().replace(b'"run_id"', b' "run_id"', 1))
+    other = _store(kind, tmp_path)  # another store object: a connection of its own
+    assert "search-1" in _ids(other, "status = 'FAIL'")  # search-2 read again, written
+    assert _folder_key(tmp_path) == before
+    assert_answers_equal_scan(store, (None,))
+
+
+def test_the_index_an_earlier_version_kept_in_the_log_folder_is_removed(tmp_path: Path) -> None:
+    store = _store("chunked-fs", tmp_path)
+    write_runs(store)
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / (FORMER_INDEX_FILE + suffix)).write_bytes(b"an earlier version's index")
+    assert_answers_equal_scan(store, (None,))
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".runlog-index")] == [
+        INDEX_FOLDER
+    ]
+
+
+@pytest.mark.parametrize("planted", ["link", "file", "shared folder"])
+def test_an_index_folder_that_is_not_this_users_own_is_never_written_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, planted: str
+) -> None:
+    """Something else where the index's folder goes (a link to a folder elsewhere, a file, a
+    folder anyone may write): the index goes to the user's cache folder, nothing is written
+    through it, and the answers are the same."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    folder = tmp_path / "logs"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    store = _store("chunked-fs", folder)
+    write_runs(store)
+    if planted == "link":
+        (folder / INDEX_FOLDER).symlink_to(elsewhere, target_is_directory=True)
+    elif planted == "file":
+        (folder / INDEX_FOLDER).write_bytes(b"not a folder")
+    else:
+        (folder / INDEX_FOLDER).mkdir()
+        os.chmod(folder / INDEX_FOLDER, 0o777)
+    assert_answers_equal_scan(store)
+    path = folder_index_path(str(folder))
+    assert path is not None and path.startswith(str(cache / "runlog-store" / "index"))
+    assert os.path.isfile(path)
+    assert list(elsewhere.iterdir()) == []
+    if planted == "shared folder":
+        assert list((folder / INDEX_FOLDER).iterdir()) == []
+
+
 def test_writers_keep_an_existing_index_current_and_never_make_one(tmp_path: Path) -> None:
     store = _store("chunked-fs", tmp_path)
     write_runs(store)
     store.update_run_log_status("search-1", "FAIL")
-    assert not (tmp_path / INDEX_FILE).exists()
+    assert not (tmp_path / INDEX).exists()
     store.search_runs()
     store.update_run_log_status("search-2", "SUCCESS")
     store.create_run_log("hooked", tag="t")
-    with sqlite3.connect(tmp_path / INDEX_FILE) as db:
+    with sqlite3.connect(tmp_path / INDEX) as db:
         rows = dict(db.execute("SELECT run_id, status FROM runs"))
     assert rows["search-2"] == "SUCCESS" and rows["hooked"] == "CREATED"
     # a damaged index makes no write fail
-    (tmp_path / INDEX_FILE).write_bytes(b"garbage" * 100)
+    (tmp_path / INDEX).write_bytes(b"garbage" * 100)
     store.update_run_log_status("search-3", "SUCCESS")
     store.create_run_log("still-written")
     assert_answers_equal_scan(store, (None,))
@@ -659,7 +738,7 @@ def test_iter_runs_brings_the_index_up_to_date_once(tmp_path: Path) -> None:
     # the index rebuilt between two pages: the rest comes from a read of every run
     pages = store.iter_runs(None, "run_id", page_size=5)
     first = [next(pages) for _ in range(5)]
-    (tmp_path / INDEX_FILE).unlink()
+    (tmp_path / INDEX).unlink()
     rest = list(pages)
     assert comparable(first + rest) == comparable(scanned(store, None, "run_id"))
 

@@ -326,6 +326,30 @@ def scanned(runs: list[RunSummary], filter_text: str | None, order_text: str | N
         ],
     )
 )
+@example(
+    # Ordered by a value the filter's required joins hold to one kind (read in the order of
+    # the index of values): numbers, text, booleans and step statuses, both directions.
+    case=(
+        [
+            summary("a", params={"x": 0.5, "y": "b"}, metrics={"m": 0.5}),
+            summary("b", params={"x": 0.5, "y": "a"}, metrics={"m": math.nan}),
+            summary("c", params={"x": "0.5", "y": True}, metrics={"m": 2}),
+            summary("d", params={"x": -1, "y": False}, metrics={"m": "2"}),
+            summary("e", params={"x": math.inf}, step_statuses={"train": "FAIL"}),
+            summary("f", step_statuses={"train": "SUCCESS"}),
+        ],
+        [
+            ("params.x > 0", "params.x desc"),
+            ("params.x > -2 and params.x != 0.5", "params.x"),
+            ("params.y >= 'a'", "params.y desc"),
+            ("params.y = true or params.y = false", "params.y"),
+            ("params.y != true", "params.y desc"),
+            ("metrics.m >= 0 and params.x < 1", "metrics.m desc, params.x"),
+            ("step.train.status != 'X'", "step.train.status"),
+            ("step.train.status >= 'A'", "step.train.status desc, run_id desc"),
+        ],
+    )
+)
 def test_the_index_answers_as_a_scan(case: Case) -> None:
     runs, searches = case
     db = load(runs)
@@ -522,3 +546,20 @@ def test_rows_of_reads_a_mapping_as_the_model() -> None:
     ]
     assert from_model.metrics == [("r", "acc", "number", None, None, None)]
     assert from_model.steps == [("r", "a", "FAIL", "fail")]
+
+
+def test_a_page_by_a_value_the_filter_bounds_is_read_in_the_order_of_its_index() -> None:
+    """The first page of the runs over a threshold by that value: SQLite walks the index of
+    values from the top and stops at the page's end (sorting only runs of equal values by run
+    id), instead of sorting every match (9,000 of 100,000 runs: 50 ms against 2)."""
+    db = load([])
+    for filter_text, order_text in (
+        ("status = 'SUCCESS' and metrics.accuracy > 0.9", "metrics.accuracy desc"),
+        ("params.lr >= 0.1", "params.lr"),
+        ("params.model = 'xgb' and params.lr < 1", "params.lr desc"),
+    ):
+        sql, params = compile_search(parse_filter(filter_text, NOW), parse_order_by(order_text))
+        plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", [*params, 100, 0])]
+        # The page's own sort is of its last term alone; the outer one orders the 100 found.
+        assert "USE TEMP B-TREE FOR RIGHT PART OF ORDER BY" in plan, (filter_text, plan)
+        assert plan.count("USE TEMP B-TREE FOR ORDER BY") == 1, (filter_text, plan)

@@ -79,7 +79,7 @@ FIRST_SEED = int.from_bytes(os.urandom(4), "big") if _SEED == "random" else int(
 QUERIES_PER_STEP = 3
 INITIAL_RUNS = 8
 WORKER_TIMEOUT = 120.0
-INDEX_NAME = ".runlog-index.sqlite"
+INDEX_NAME = ".runlog-index/runs.sqlite"
 INDEX_SIDE_FILES = ("-wal", "-shm", "-journal")
 # How an index is damaged (do_index_corrupted).
 CORRUPTIONS = ("schema", "page", "header")

@@ -51,6 +51,8 @@ from runlog_store.search.sources import (
     Unindexable,
     cached_index_path,
     check_names,
+    make_index_folder,
+    remove_former_index,
     user_index_folder,
 )
 
@@ -357,11 +359,11 @@ class RunIndex:
         callback: Callback,
         reconcile: bool,
     ) -> list[RunSummary]:
-        if os.path.dirname(path) == user_index_folder():
-            os.makedirs(user_index_folder(), exist_ok=True)  # never a store's own folder
+        make_index_folder(path)
         sql, params = query.compile_search(expr, order)
         params = [*params, limit, offset]
         if reconcile and not os.path.exists(path):
+            remove_former_index(path)
             built = self._build(path, sql, params, callback)
             if built is not None:
                 return _summaries(built)

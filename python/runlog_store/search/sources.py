@@ -18,7 +18,9 @@ content itself, and say 0: never racy.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
@@ -39,8 +41,15 @@ Stamp = tuple[str, int]
 # index records that are gone (``RunSource.changes``).
 Changes = tuple[list[tuple[str, str, int]], list[str]]
 
-# The name of the index file in a store's log folder (hidden: no store lists it as a run).
-INDEX_FILE = ".runlog-index.sqlite"
+# Where a store's index lives in its log folder: a folder of its own (hidden: no store lists it
+# as a run). Opening and closing SQLite's database makes and removes its `-wal` and `-shm`
+# files; in the log folder itself that would change the folder at every search, and a search
+# trusts its last listing of the log folder (100,000 names and more) only while the folder is
+# unchanged.
+INDEX_FOLDER = ".runlog-index"
+INDEX_FILE = "runs.sqlite"
+# Where earlier versions kept it, in the log folder itself: removed when the index is built.
+FORMER_INDEX_FILE = ".runlog-index.sqlite"
 # Runs read at once when summaries come from the store's own reads (GETs, merges of chunks).
 READERS = 8
 
@@ -65,9 +74,54 @@ def folder_index_path(folder: str) -> str | None:
     folder does not exist (nothing to index, and no folder is made for it)."""
     if not os.path.isdir(folder):
         return None
-    if os.access(folder, os.W_OK | os.X_OK):
-        return os.path.join(folder, INDEX_FILE)
-    return cached_index_path("folder|" + os.path.realpath(folder))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return cached_index_path("folder|" + os.path.realpath(folder))
+    inner = os.path.join(folder, INDEX_FOLDER)
+    try:
+        found = os.lstat(inner)
+    except FileNotFoundError:
+        return os.path.join(inner, INDEX_FILE)  # made by the first search (make_index_folder)
+    except OSError:
+        return cached_index_path("folder|" + os.path.realpath(folder))
+    # Anything but a folder of this user's that no one else may write (a link put there, say)
+    # is never written through: the index goes to the user's cache folder.
+    if (
+        not stat.S_ISDIR(found.st_mode)
+        or found.st_uid != os.geteuid()
+        or found.st_mode & 0o022
+        or not os.access(inner, os.W_OK | os.X_OK)
+    ):
+        return cached_index_path("folder|" + os.path.realpath(folder))
+    return os.path.join(inner, INDEX_FILE)
+
+
+def make_index_folder(path: str) -> None:
+    """Make the folder of index file ``path`` if it is missing: a store's own (see
+    ``INDEX_FOLDER``) or the user's cache folder. Never through a link: a folder of the store's
+    that is not there is made by this user, without write access for others."""
+    folder = os.path.dirname(path)
+    if os.path.basename(folder) != INDEX_FOLDER:
+        os.makedirs(folder, exist_ok=True)
+        return
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder, 0o755)  # the umask may take more away, never add
+    # Made by another process meanwhile, or something else put there since the index's path
+    # was chosen: used only if it is a folder of this user's that no one else may write.
+    found = os.lstat(folder)
+    if not stat.S_ISDIR(found.st_mode) or found.st_uid != os.geteuid() or found.st_mode & 0o022:
+        raise OSError(f"{folder} is not a folder of this user's that only they may write")
+
+
+def remove_former_index(path: str) -> None:
+    """Remove the index an earlier version kept in the log folder itself, with its WAL and
+    shared memory, once the index at ``path`` (in ``INDEX_FOLDER``) is built."""
+    folder = os.path.dirname(path)
+    if os.path.basename(folder) != INDEX_FOLDER:
+        return
+    former = os.path.join(os.path.dirname(folder), FORMER_INDEX_FILE)
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(OSError):
+            os.remove(former + suffix)
 
 
 class RunSource(ABC):
@@ -425,7 +479,9 @@ class ChunkedMinioSource(RunSource):
 
 
 __all__ = [
+    "FORMER_INDEX_FILE",
     "INDEX_FILE",
+    "INDEX_FOLDER",
     "ChunkedMinioSource",
     "FolderSource",
     "MinioSource",
@@ -434,5 +490,7 @@ __all__ = [
     "Unindexable",
     "cached_index_path",
     "folder_index_path",
+    "make_index_folder",
+    "remove_former_index",
     "user_index_folder",
 ]

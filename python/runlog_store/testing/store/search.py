@@ -25,8 +25,17 @@ FILTERS = (
     "not (duration > 10) and start_time > '2026-01-01'",
     "failed_step is not null",
     "run_id like 'search-_'",
+    "metrics.accuracy > 0.5",
+    "step.train.status >= 'A' and params.model != 'none'",
 )
-ORDERS = (None, "run_id asc", "metrics.accuracy desc", "params.lr asc, run_id desc", "duration")
+ORDERS = (
+    None,
+    "run_id asc",
+    "metrics.accuracy desc",
+    "params.lr asc, run_id desc",
+    "duration",
+    "step.train.status desc, params.model",
+)
 
 
 def scanned(store: BaseRunLogStore, filter: str | None, order_by: str | None) -> list[RunSummary]:
