@@ -416,6 +416,18 @@ class StoredStamps:
         """``(stale, gone)``: the runs to summarize again ``(run_id, fingerprint, newest change
         ns)`` and the recorded run ids gone, both sorted; None when not at ``expected``."""
 
+def load_folder_listings(folder: _Path, path: _Path) -> bool:
+    """Take the listings of log folder ``folder`` another process saved in ``path`` (unless
+    this process keeps its own): whether they were taken. An unreadable file is ignored."""
+
+def save_folder_listings(folder: _Path, path: _Path) -> bool:
+    """Save this process's listings of ``folder`` to ``path`` when enough changed since they
+    were last saved or loaded: whether they were."""
+
+def folder_listings_taken(folder: _Path) -> int:
+    """How many listings (of run folders, and of the log folder) the last scan of ``folder``
+    in this process took anew."""
+
 def folder_changes(
     folder: _Path, stored: StoredStamps, expected: tuple[str, str], racy_seconds: float
 ) -> tuple[tuple[list[tuple[str, str, int]], list[str]], list[str], list[str]] | None:

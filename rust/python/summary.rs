@@ -514,6 +514,29 @@ fn folder_changes(
     Ok(found.map_err(|e| PyCoreError::new(e, "", Operation::Documents))?)
 }
 
+/// Take the listings of log folder `folder` saved in `path` by another process, unless this
+/// one keeps its own (see `summary::saved_listings`); whether they were taken. A file that
+/// cannot be read, or is not such a file, is ignored.
+#[pyfunction]
+fn load_folder_listings(py: Python<'_>, folder: PathBuf, path: PathBuf) -> bool {
+    py.detach(|| summary::saved_listings::load_listings(&folder, &path))
+}
+
+/// Save this process's listings of log folder `folder` to `path` when enough changed since
+/// they were last saved or loaded; whether they were.
+#[pyfunction]
+fn save_folder_listings(py: Python<'_>, folder: PathBuf, path: PathBuf) -> PyResult<bool> {
+    let saved = py.detach(|| summary::saved_listings::save_listings(&folder, &path));
+    Ok(saved.map_err(|e| PyCoreError::new(e, "", Operation::Documents))?)
+}
+
+/// How many listings the last scan of log folder `folder` in this process took anew (see
+/// `summary::saved_listings`).
+#[pyfunction]
+fn folder_listings_taken(folder: PathBuf) -> u64 {
+    summary::saved_listings::listings_taken(&folder)
+}
+
 /// What `folder_changes` hands back: the changes, the run ids found in both layouts, the names
 /// that are not UTF-8.
 type FolderDiff = (Changes, Vec<String>, Vec<OsString>);
@@ -616,6 +639,9 @@ pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<StoredStamps>()?;
     m.add_function(wrap_pyfunction!(summarize_run_folders, m)?)?;
     m.add_function(wrap_pyfunction!(folder_changes, m)?)?;
+    m.add_function(wrap_pyfunction!(load_folder_listings, m)?)?;
+    m.add_function(wrap_pyfunction!(save_folder_listings, m)?)?;
+    m.add_function(wrap_pyfunction!(folder_listings_taken, m)?)?;
     m.add_function(wrap_pyfunction!(summarize_run, m)?)?;
     m.add_function(wrap_pyfunction!(summarize_files, m)?)?;
     m.add_function(wrap_pyfunction!(fingerprint_documents, m)?)?;

@@ -415,7 +415,7 @@ fn journal_stamps(
 
 /// A folder's stat as a key that changes with every name made, removed or renamed in it:
 /// (inode, modified ns, changed ns).
-type StatKey = (u64, i64, i64);
+pub(super) type StatKey = (u64, i64, i64);
 
 fn stat_key(stat: &Stat) -> StatKey {
     (
@@ -428,7 +428,7 @@ fn stat_key(stat: &Stat) -> StatKey {
 /// What of a file's stat its stamp is made of (`stamp` and `kind_prefix`): two equal ones give
 /// the same stamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileStat {
+pub(super) struct FileStat {
     ino: u64,
     size: i64,
     modified: i64,
@@ -478,46 +478,61 @@ const TYPE_BITS: u32 = 0o170000;
 /// The names a run folder's fingerprint stamped, and those of its `.journals`, each with the
 /// stat its folder had before it was listed.
 #[derive(Debug, Default, Clone)]
-struct Listing {
-    folder: Option<StatKey>,
-    names: Vec<Vec<u8>>,
-    journals: Option<(StatKey, Vec<Vec<u8>>)>,
+pub(super) struct Listing {
+    pub(super) folder: Option<StatKey>,
+    pub(super) names: Vec<Vec<u8>>,
+    pub(super) journals: Option<(StatKey, Vec<Vec<u8>>)>,
     /// The layout marker's stamp and change time: the marker is only ever made whole by a
     /// rename (by this package's writers; runnable's know nothing of it), which changes its
     /// folder, so it is not stamped again while its folder is unchanged.
-    marker: Option<(String, i64)>,
+    pub(super) marker: Option<(String, i64)>,
     /// The stats of the files stamped at the last scan (in the order `listed_stats` takes
     /// them) and the fingerprint they made: the same stats make the same fingerprint, which
     /// is not hashed again (most runs of a warm search).
-    last: Option<(Vec<FileStat>, Arc<Fingerprint>)>,
+    pub(super) last: Option<(Vec<FileStat>, Arc<Fingerprint>)>,
 }
 
 /// The names a log folder's listing gave (visible ones), with the type and inode of each.
-type Names = Vec<(OsString, FileType, u64)>;
+pub(super) type Names = Vec<(OsString, FileType, u64)>;
 /// A log folder's names kept for the next scan, with the folder's stat before it was listed.
-type KeptNames = (StatKey, Arc<Names>);
+pub(super) type KeptNames = (StatKey, Arc<Names>);
 
 /// What this process keeps of a log folder it fingerprinted: the listing of the folder itself
 /// with the folder's stat before it was listed (reused while that stat is unchanged: one
 /// `getdents` of 100,000 names and more saved at every scan), and what the scan made of each
 /// name listed (`listed`, `memos`: at the same positions).
 #[derive(Default)]
-struct FolderListings {
-    names: Option<KeptNames>,
-    listed: Arc<Names>,
-    memos: Vec<Memo>,
+pub(super) struct FolderListings {
+    pub(super) names: Option<KeptNames>,
+    pub(super) listed: Arc<Names>,
+    pub(super) memos: Vec<Memo>,
+    /// How many listings (of run folders, and of the log folder itself) were taken anew since
+    /// these were last saved to or loaded from a file (`saved_listings`).
+    pub(super) unsaved: AtomicU64,
+    /// How many the scan that made these took anew.
+    pub(super) taken: u64,
 }
 
 /// What a scan made of one name of a log folder: the stat and fingerprint of its document (the
 /// same stat makes the same fingerprint: not formatted again), the fingerprint of its run
 /// folder and the listing of the run folder to keep.
 #[derive(Debug, Default)]
-struct Memo {
+pub(super) struct Memo {
     document: Option<(FileStat, Arc<Fingerprint>)>,
     run_folder: Option<Arc<Fingerprint>>,
-    listing: Option<Arc<Listing>>,
+    pub(super) listing: Option<Arc<Listing>>,
     /// Kept while the name's fingerprint is the same one.
     verdict: Verdict,
+}
+
+impl Memo {
+    /// What a listing saved by another process gives a name: its run folder's names alone.
+    pub(super) fn with_listing(listing: Option<Arc<Listing>>) -> Memo {
+        Memo {
+            listing,
+            ..Memo::default()
+        }
+    }
 }
 
 /// What this process kept of the log folders it fingerprinted last, by log folder: a run folder
@@ -528,7 +543,7 @@ struct Memo {
 static LISTINGS: Mutex<Vec<(PathBuf, Arc<FolderListings>)>> = Mutex::new(Vec::new());
 const LISTED_FOLDERS: usize = 8;
 
-fn listings_of(folder: &Path) -> Arc<FolderListings> {
+pub(super) fn listings_of(folder: &Path) -> Arc<FolderListings> {
     let kept = LISTINGS.lock().unwrap_or_else(|p| p.into_inner());
     kept.iter()
         .find(|(path, _)| path == folder)
@@ -536,7 +551,7 @@ fn listings_of(folder: &Path) -> Arc<FolderListings> {
         .unwrap_or_default()
 }
 
-fn keep_listings(folder: &Path, listings: FolderListings) {
+pub(super) fn keep_listings(folder: &Path, listings: FolderListings) {
     let mut kept = LISTINGS.lock().unwrap_or_else(|p| p.into_inner());
     kept.retain(|(path, _)| path != folder);
     if kept.len() >= LISTED_FOLDERS {
@@ -863,6 +878,8 @@ pub fn fingerprint_folder(folder: &Path, racy_ns: i64) -> Result<FolderFingerpri
             .collect()
     };
     let fd = fd.as_fd();
+    // Listings taken anew, kept for the next scan: what a saved copy of them would miss.
+    let relisted = AtomicU64::new(u64::from(!same && kept_names.is_some()));
     let found: Vec<Memo> = names
         .par_iter()
         .enumerate()
@@ -897,8 +914,22 @@ pub fn fingerprint_folder(folder: &Path, racy_ns: i64) -> Result<FolderFingerpri
             };
             let (run_folder, listing) = match kind {
                 FileType::Directory | FileType::Unknown | FileType::Symlink => {
-                    let listing = last.and_then(|last| last.listing.as_ref());
-                    cached_run_folder(fd, name, *kind, *ino, listing, trusted_before)
+                    let known = last.and_then(|last| last.listing.as_ref());
+                    let (found, listing) =
+                        cached_run_folder(fd, name, *kind, *ino, known, trusted_before);
+                    let listed_anew = match (&listing, known) {
+                        (Some(now), Some(was)) => {
+                            now.folder != was.folder
+                                || now.journals.as_ref().map(|j| j.0)
+                                    != was.journals.as_ref().map(|j| j.0)
+                        }
+                        (Some(_), None) => true,
+                        (None, _) => false,
+                    };
+                    if listed_anew {
+                        relisted.fetch_add(1, Ordering::Relaxed);
+                    }
+                    (found, listing)
                 }
                 _ => (None, None),
             };
@@ -945,6 +976,8 @@ pub fn fingerprint_folder(folder: &Path, racy_ns: i64) -> Result<FolderFingerpri
                 verdict: memo.verdict.clone(),
             }));
     }
+    let taken = relisted.into_inner();
+    let unsaved = known.unsaved.load(Ordering::Relaxed).saturating_add(taken);
     drop(known);
     keep_listings(
         folder,
@@ -952,6 +985,8 @@ pub fn fingerprint_folder(folder: &Path, racy_ns: i64) -> Result<FolderFingerpri
             names: kept_names,
             listed: names,
             memos: found,
+            unsaved: AtomicU64::new(unsaved),
+            taken,
         },
     );
     Ok(out)

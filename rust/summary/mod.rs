@@ -11,6 +11,7 @@
 
 pub mod document;
 pub mod fingerprint;
+pub mod saved_listings;
 pub mod time;
 pub mod value;
 

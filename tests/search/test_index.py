@@ -16,6 +16,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -589,6 +590,111 @@ def test_an_index_folder_that_is_not_this_users_own_is_never_written_through(
     assert list(elsewhere.iterdir()) == []
     if planted == "shared folder":
         assert list((folder / INDEX_FOLDER).iterdir()) == []
+
+
+# The search another process makes: its answers against a scan, and how many listings it took
+# anew (``_core.folder_listings_taken``).
+_FRESH_SEARCH = """
+import json, sys
+from runlog_store import _core, create_store
+from runlog_store.stores.project import ProjectRunLogStore
+from runlog_store.testing.store.search import FILTERS, ORDERS, comparable, scanned
+kind, folder = sys.argv[1], sys.argv[2]
+store = (ProjectRunLogStore(log_folder=folder, fsync=False) if kind == "runnable-project"
+         else create_store(kind, log_folder=folder, fsync=False))
+store.search_runs()
+listed = _core.folder_listings_taken(folder)
+for filter in FILTERS:
+    for order_by in ORDERS:
+        page = store.search_runs(filter, order_by, max_results=10_000)
+        assert comparable(page.runs) == comparable(scanned(store, filter, order_by)), (
+            filter, order_by)
+print(json.dumps({"listed": listed}))
+"""
+
+
+def _fresh_search(kind: str, folder: Path) -> int:
+    """Search ``folder`` in a process of its own: every answer equals a scan; how many
+    listings its first search took anew."""
+    done = subprocess.run(
+        [sys.executable, "-c", _FRESH_SEARCH, kind, str(folder)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return int(json.loads(done.stdout)["listed"])
+
+
+LISTINGS = f"{INDEX_FOLDER}/runs.listings"
+
+
+@pytest.mark.parametrize("kind", FOLDER_TYPES)
+def test_a_new_process_takes_the_listings_another_saved(tmp_path: Path, kind: str) -> None:
+    """A search saves its listings of the log folder and of every run folder beside the index;
+    the first search of another process takes them and lists nothing again while the folders
+    are as they say, and lists again what changed since, with the same answers as a scan."""
+    store = _store(kind, tmp_path)
+    write_runs(store)
+    _runnable_runs(tmp_path)
+    _settle()  # listings of folders changed just now are not kept (nor saved)
+    store.search_runs()  # stores the merges of ended runs: their folders change
+    assert (tmp_path / LISTINGS).is_file()
+    (tmp_path / LISTINGS).unlink()
+    _settle()
+    store.search_runs()  # their listings taken again, and saved (the file is gone)
+    assert (tmp_path / LISTINGS).is_file()
+    assert _fresh_search(kind, tmp_path) == 0, "nothing changed: nothing listed again"
+    saved = (tmp_path / LISTINGS).stat().st_mtime_ns
+    # Changes since: a run folder gets a new document, another is rewritten in place, one is
+    # removed and one added; the log folder changes with them.
+    if (tmp_path / "theirs-chunked-0").is_dir():
+        run_log = tmp_path / "theirs-chunked-1" / "RunLog.json"
+        run_log.write_bytes(run_log.read_bytes().replace(b'"FAIL"', b'"SUCCESS"'))
+        branch = tmp_path / "theirs-chunked-0" / "BranchLog-x.json"
+        shutil.copy(tmp_path / "theirs-chunked-0" / "RunLog.json", branch)
+        shutil.rmtree(tmp_path / "theirs-chunked-2")
+    writer = _store("chunked-fs", tmp_path)
+    writer.create_run_log("added-later", tag="nightly")
+    writer.update_run_log_status("added-later", "SUCCESS")
+    _settle()
+    listed = _fresh_search(kind, tmp_path)
+    assert 1 <= listed <= 4, "the log folder and the changed run folders, not every run's"
+    assert (tmp_path / LISTINGS).stat().st_mtime_ns == saved, "a few listings: not saved again"
+
+
+@pytest.mark.parametrize(
+    "damage", ["garbage", "cut short", "another folder's", "a link", "a folder"]
+)
+def test_saved_listings_that_cannot_be_used_are_ignored(tmp_path: Path, damage: str) -> None:
+    folder = tmp_path / "logs"
+    store = _store("chunked-fs", folder)
+    write_runs(store)
+    _settle()
+    store.search_runs()
+    saved = folder / LISTINGS
+    whole = saved.read_bytes()
+    saved.unlink()
+    if damage == "garbage":
+        saved.write_bytes(b"runlog-listings\n" + os.urandom(4096))
+    elif damage == "cut short":
+        saved.write_bytes(whole[: len(whole) // 2])
+    elif damage == "another folder's":
+        other = tmp_path / "other"
+        shutil.copytree(folder, other)
+        (other / LISTINGS).unlink(missing_ok=True)
+        _settle()
+        _store("chunked-fs", other).search_runs()
+        saved.write_bytes((other / LISTINGS).read_bytes())
+    elif damage == "a link":
+        (tmp_path / "elsewhere").write_bytes(whole)
+        saved.symlink_to(tmp_path / "elsewhere")
+    else:
+        saved.mkdir()
+    listed = _fresh_search("chunked-fs", folder)
+    assert listed >= 5, "every run folder listed again"
+    if damage == "a link":
+        assert (tmp_path / "elsewhere").read_bytes() == whole, "never written through a link"
 
 
 def test_writers_keep_an_existing_index_current_and_never_make_one(tmp_path: Path) -> None:

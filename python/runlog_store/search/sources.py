@@ -19,6 +19,7 @@ content itself, and say 0: never racy.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import stat
 import threading
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
     from runlog_store.stores.base import BaseRunLogStore
     from runlog_store.stores.chunked_minio import ChunkedMinioRunLogStore
     from runlog_store.stores.minio import MinioRunLogStore
+
+log = logging.getLogger("runlog_store.search")
 
 Stamp = tuple[str, int]
 # The runs to summarize again, ``(run_id, fingerprint, newest change ns)``, and the run ids an
@@ -341,8 +344,18 @@ class FolderSource(RunSource):
     def changes(
         self, stored: _core.StoredStamps, expected: tuple[str, str], racy_seconds: float
     ) -> Changes | None:
-        """``stamps`` compared with ``stored`` by the core, from one listing of the folder."""
+        """``stamps`` compared with ``stored`` by the core, from one listing of the folder.
+        The listings of the folder and its run folders another process saved are taken
+        first, and this process's are saved for the next one (``listings_path``)."""
+        listings = self.listings_path()
+        if listings is not None:
+            _core.load_folder_listings(self.folder, listings)
         found = _core.folder_changes(self.folder, stored, expected, racy_seconds)
+        if listings is not None:
+            try:
+                _core.save_folder_listings(self.folder, listings)
+            except OSError as exc:  # a cache: the next process lists the folders itself
+                log.debug("listings of %s not saved to %s: %s", self.folder, listings, exc)
         if found is None:
             return None
         (stale, gone), both, unnamed = found
@@ -352,6 +365,15 @@ class FolderSource(RunSource):
             raise Unindexable(f"run {both[0]!r} is stored in both layouts")
         self.layouts = {run_id: fingerprint.partition(" ")[0] for run_id, fingerprint, _ in stale}
         return stale, gone
+
+    def listings_path(self) -> str | None:
+        """Where the listings of this folder are saved for the next process: beside the index
+        file, ``<name>.listings`` for ``<name>.sqlite`` (a cache, see ``_core.
+        save_folder_listings``); None while the index's folder is not there."""
+        path = self.index_path()
+        if path is None or not os.path.isdir(os.path.dirname(path)):
+            return None
+        return os.path.splitext(path)[0] + ".listings"
 
     def restriction(self) -> str | None:
         """The head of the fingerprints of the runs this store sees (None: all of them)."""
