@@ -401,6 +401,11 @@ class StoredStamps:
     @property
     def state(self) -> tuple[str, str]: ...
     def __len__(self) -> int: ...
+    @staticmethod
+    def load(path: _Path, state: tuple[str, str]) -> StoredStamps | None:
+        """The stamps saved at ``path`` when they are those of ``state``; None otherwise."""
+    def save(self, path: _Path) -> bool:
+        """Save these stamps to ``path`` unless it holds their state already."""
     def apply(
         self,
         expected: tuple[str, str],

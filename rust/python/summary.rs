@@ -433,6 +433,26 @@ impl StoredStamps {
             .len()
     }
 
+    /// The stamps saved at `path` (see `summary::saved_stamps`) when they are those of state
+    /// `state`; None otherwise (another state, no such file, one that cannot be read).
+    #[staticmethod]
+    fn load(py: Python<'_>, path: PathBuf, state: (String, String)) -> Option<StoredStamps> {
+        let rows = py.detach(|| summary::saved_stamps::load(&path, &state))?;
+        Some(StoredStamps {
+            inner: RwLock::new(Stored::new(state, rows)),
+        })
+    }
+
+    /// Save these stamps to `path` for other processes, unless the file holds their state
+    /// already; whether they were saved.
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<bool> {
+        let saved = py.detach(|| {
+            let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
+            summary::saved_stamps::save(&path, &inner.state, &inner.rows)
+        });
+        Ok(saved.map_err(|e| PyCoreError::new(e, "", Operation::Documents))?)
+    }
+
     /// Record a write made at state `expected`, which left the file at `state`: rows put and
     /// run ids removed. False (nothing changed) when these stamps are not those of `expected`.
     fn apply(

@@ -17,7 +17,7 @@ use std::ffi::{OsStr, OsString};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
@@ -511,6 +511,8 @@ pub(super) struct FolderListings {
     pub(super) unsaved: AtomicU64,
     /// How many the scan that made these took anew.
     pub(super) taken: u64,
+    /// Whether the log folder itself was listed anew since these were last saved or loaded.
+    pub(super) names_unsaved: AtomicBool,
 }
 
 /// What a scan made of one name of a log folder: the stat and fingerprint of its document (the
@@ -978,6 +980,8 @@ pub fn fingerprint_folder(folder: &Path, racy_ns: i64) -> Result<FolderFingerpri
     }
     let taken = relisted.into_inner();
     let unsaved = known.unsaved.load(Ordering::Relaxed).saturating_add(taken);
+    let names_unsaved =
+        known.names_unsaved.load(Ordering::Relaxed) || (!same && kept_names.is_some());
     drop(known);
     keep_listings(
         folder,
@@ -987,6 +991,7 @@ pub fn fingerprint_folder(folder: &Path, racy_ns: i64) -> Result<FolderFingerpri
             memos: found,
             unsaved: AtomicU64::new(unsaved),
             taken,
+            names_unsaved: AtomicBool::new(names_unsaved),
         },
     );
     Ok(out)

@@ -12,6 +12,7 @@
 pub mod document;
 pub mod fingerprint;
 pub mod saved_listings;
+pub mod saved_stamps;
 pub mod time;
 pub mod value;
 

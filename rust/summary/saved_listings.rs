@@ -29,7 +29,7 @@ use std::io::{Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use rustix::fs::FileType;
@@ -82,19 +82,24 @@ pub fn load_listings(folder: &Path, path: &Path) -> bool {
 
 /// Save this process's listings of `folder` to `path` when they are worth it: something was
 /// listed anew since they were last saved or loaded here, and that never happened before, or
-/// enough were (see [`RESAVE_AFTER`]), or the file is gone. Whether they were saved.
+/// enough were (see [`RESAVE_AFTER`]), or the log folder itself was, or the file is gone.
+/// Whether they were saved.
 pub fn save_listings(folder: &Path, path: &Path) -> Result<bool> {
     let listings = listings_of(folder);
     let unsaved = listings.unsaved.load(Ordering::Relaxed);
     let runs = listings.listed.len() as u64;
     let enough = RESAVE_AFTER.max(runs / 100).min(runs.max(1));
-    if unsaved == 0 || (was_saved(folder) && unsaved < enough && path.exists()) {
+    // The log folder listed anew (runs made or removed since): every new process would match
+    // each name of the saved listing by name (a map of 100,000 names) instead of in place.
+    let names = listings.names_unsaved.load(Ordering::Relaxed) && listings.names.is_some();
+    if unsaved == 0 || (was_saved(folder) && unsaved < enough && !names && path.exists()) {
         return Ok(false);
     }
     let bytes = encode(folder, &listings);
     write_whole(path, &bytes)?;
     // What was listed since the copy was taken counts from now on.
     listings.unsaved.fetch_sub(unsaved, Ordering::Relaxed);
+    listings.names_unsaved.store(false, Ordering::Relaxed);
     mark_saved(folder);
     Ok(true)
 }
@@ -105,7 +110,7 @@ pub fn listings_taken(folder: &Path) -> u64 {
     listings_of(folder).taken
 }
 
-fn read_file(path: &Path) -> Option<Vec<u8>> {
+pub(super) fn read_file(path: &Path) -> Option<Vec<u8>> {
     let file = fs::OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
@@ -122,7 +127,7 @@ fn read_file(path: &Path) -> Option<Vec<u8>> {
 
 /// Write `bytes` to `path` whole: a temporary name in the same folder, then a rename. Not
 /// synced: a cache that a power cut may leave short is ignored when read.
-fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(super) fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
     let folder = path.parent().unwrap_or(Path::new("."));
     let mut name = OsString::from(".");
     name.push(path.file_name().unwrap_or_default());
@@ -417,6 +422,7 @@ fn decode(bytes: &[u8], folder: &Path) -> Option<FolderListings> {
         memos,
         unsaved: AtomicU64::new(0),
         taken: 0,
+        names_unsaved: AtomicBool::new(false),
     })
 }
 
@@ -447,6 +453,7 @@ mod tests {
             memos: vec![Memo::with_listing(Some(Arc::new(listing))), Memo::default()],
             unsaved: AtomicU64::new(2),
             taken: 2,
+            names_unsaved: AtomicBool::new(true),
         }
     }
 

@@ -32,7 +32,14 @@ from pydantic import PrivateAttr
 from runnable.datastore import JsonParameter as RunnableJsonParameter
 from runnable.datastore import StepAttempt as RunnableAttempt
 
-from runlog_store import BaseRunLogStore, JsonParameter, MetricParameter, RunLog, create_store
+from runlog_store import (
+    BaseRunLogStore,
+    JsonParameter,
+    MetricParameter,
+    RunLog,
+    _core,
+    create_store,
+)
 from runlog_store.callbacks import RecordingCallback
 from runlog_store.exceptions import RunLogNotFoundError
 from runlog_store.search import index as index_module
@@ -646,21 +653,23 @@ def test_a_new_process_takes_the_listings_another_saved(tmp_path: Path, kind: st
     assert (tmp_path / LISTINGS).is_file()
     assert _fresh_search(kind, tmp_path) == 0, "nothing changed: nothing listed again"
     saved = (tmp_path / LISTINGS).stat().st_mtime_ns
-    # Changes since: a run folder gets a new document, another is rewritten in place, one is
-    # removed and one added; the log folder changes with them.
-    if (tmp_path / "theirs-chunked-0").is_dir():
-        run_log = tmp_path / "theirs-chunked-1" / "RunLog.json"
-        run_log.write_bytes(run_log.read_bytes().replace(b'"FAIL"', b'"SUCCESS"'))
-        branch = tmp_path / "theirs-chunked-0" / "BranchLog-x.json"
-        shutil.copy(tmp_path / "theirs-chunked-0" / "RunLog.json", branch)
-        shutil.rmtree(tmp_path / "theirs-chunked-2")
+    # Changes inside run folders: a document rewritten in place, a new one in another folder.
+    run_log = tmp_path / "theirs-chunked-1" / "RunLog.json"
+    run_log.write_bytes(run_log.read_bytes().replace(b'"FAIL"', b'"SUCCESS"'))
+    branch = tmp_path / "theirs-chunked-0" / "BranchLog-x.json"
+    shutil.copy(tmp_path / "theirs-chunked-0" / "RunLog.json", branch)
+    _settle()
+    assert _fresh_search(kind, tmp_path) == 1, "the run folder with a new name, no other"
+    assert (tmp_path / LISTINGS).stat().st_mtime_ns == saved, "one listing: not saved again"
+    # Runs added and removed: the log folder is listed again, and the listings saved again.
+    shutil.rmtree(tmp_path / "theirs-chunked-2")
     writer = _store("chunked-fs", tmp_path)
     writer.create_run_log("added-later", tag="nightly")
     writer.update_run_log_status("added-later", "SUCCESS")
     _settle()
-    listed = _fresh_search(kind, tmp_path)
-    assert 1 <= listed <= 4, "the log folder and the changed run folders, not every run's"
-    assert (tmp_path / LISTINGS).stat().st_mtime_ns == saved, "a few listings: not saved again"
+    assert 2 <= _fresh_search(kind, tmp_path) <= 4, "the log folder and what changed in it"
+    assert (tmp_path / LISTINGS).stat().st_mtime_ns != saved
+    assert _fresh_search(kind, tmp_path) <= 1, "the saved listings are the log folder's now"
 
 
 @pytest.mark.parametrize(
@@ -695,6 +704,44 @@ def test_saved_listings_that_cannot_be_used_are_ignored(tmp_path: Path, damage: 
     assert listed >= 5, "every run folder listed again"
     if damage == "a link":
         assert (tmp_path / "elsewhere").read_bytes() == whole, "never written through a link"
+
+
+def test_saved_stamps_are_taken_at_their_state_only(tmp_path: Path) -> None:
+    """A search saves every row's stamp beside the index with the file's state; another
+    process takes them only at that very state, and reads the rows from SQLite otherwise."""
+    store = _store("chunked-fs", tmp_path)
+    write_runs(store)
+    store.search_runs()
+    index = str(tmp_path / INDEX)
+    saved = index_module.stamps_path(index)
+    assert os.path.isfile(saved)
+
+    def fresh_stored() -> Any:
+        index_module._STORED.clear()  # as in a new process
+        with sqlite3.connect(index) as db:
+            state = index_module._state(db)
+            return state, index_module._stored(db, index, state)
+
+    state, stored = fresh_stored()
+    with sqlite3.connect(index) as db:
+        assert len(stored) == db.execute("SELECT count(*) FROM runs").fetchone()[0]
+    assert _core.StoredStamps.load(saved, state) is not None
+    before = Path(saved).read_bytes()
+    store.create_run_log("after", tag="nightly")  # its row written: the next state
+    new_state, stored = fresh_stored()
+    assert new_state != state and stored.state == new_state
+    assert _core.StoredStamps.load(saved, state) is None, "saved again at the new state"
+    assert _core.StoredStamps.load(saved, new_state) is not None
+    with sqlite3.connect(index) as db:
+        assert len(stored) == db.execute("SELECT count(*) FROM runs").fetchone()[0]
+    # The old state's stamps put back: not taken at the new state; damaged ones neither.
+    for content in (before, before[: len(before) // 2], b"garbage"):
+        Path(saved).write_bytes(content)
+        assert _core.StoredStamps.load(saved, new_state) is None
+        _, stored = fresh_stored()
+        changes = stored.diff(new_state, {}, 0.0)
+        assert changes is not None and "after" in changes[1], "the rows of the new state"
+    _fresh_search("chunked-fs", tmp_path)  # answers as a scan does
 
 
 def test_writers_keep_an_existing_index_current_and_never_make_one(tmp_path: Path) -> None:

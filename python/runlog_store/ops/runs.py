@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic_core
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -20,7 +20,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from runlog_store import _core
 from runlog_store._paths import validate_run_id
 from runlog_store.callbacks import NO_PROGRESS, Callback
-from runlog_store.catalogs.base import BaseCatalog
 from runlog_store.exceptions import (
     ChunkNotFoundError,
     InvalidRunIdError,
@@ -33,6 +32,9 @@ from runlog_store.stores.base import BaseRunLogStore
 from runlog_store.stores.chunked_fs import ChunkedFileSystemRunLogStore
 from runlog_store.stores.file_system import FileSystemRunLogStore
 from runlog_store.stores.project import LAYOUTS, ProjectRunLogStore
+
+if TYPE_CHECKING:
+    from runlog_store.catalogs.base import BaseCatalog
 
 _AGE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _AGE_NAMES = {"s": "second", "m": "minute", "h": "hour", "d": "day", "w": "week"}

@@ -474,6 +474,10 @@ class RunIndex:
                 if path not in _STORED and len(_STORED) >= _STORED_PATHS:
                     _STORED.pop(next(iter(_STORED)))
                 _STORED[path] = stored
+            try:
+                stored.save(stamps_path(path))  # for the next process (see ``_stored``)
+            except OSError as exc:
+                log.debug("stamps of %s not saved: %s", path, exc)
             return found
         finally:
             with contextlib.suppress(OSError):
@@ -624,14 +628,32 @@ def _stored(
         copy = _STORED.get(path)
     if cached and copy is not None and copy.state == state:
         return copy
-    rows = conn.execute("SELECT run_id, fingerprint, indexed_at FROM main.runs").fetchall()
-    stored = _core.StoredStamps(state, rows)
+    # Saved by another process at this very state of the file (``_core.StoredStamps.load``),
+    # else read from SQLite and saved for the next process.
+    saved = stamps_path(path)
+    loaded = _core.StoredStamps.load(saved, state) if all(state) else None
+    if loaded is not None:
+        stored = loaded
+    else:
+        rows = conn.execute("SELECT run_id, fingerprint, indexed_at FROM main.runs").fetchall()
+        stored = _core.StoredStamps(state, rows)
+        if all(state):
+            try:
+                stored.save(saved)
+            except OSError as exc:  # a cache: the next process reads them from SQLite
+                log.debug("stamps of %s not saved: %s", path, exc)
     if all(state):
         with _STORED_LOCK:
             if path not in _STORED and len(_STORED) >= _STORED_PATHS:
                 _STORED.pop(next(iter(_STORED)))
             _STORED[path] = stored
     return stored
+
+
+def stamps_path(path: str) -> str:
+    """Where the stamps of index file ``path`` are saved for other processes: ``<name>.stamps``
+    beside ``<name>.sqlite``."""
+    return os.path.splitext(path)[0] + ".stamps"
 
 
 def _applied(
