@@ -478,6 +478,26 @@ mod tests {
     }
 
     #[test]
+    fn every_kind_of_name_keeps_its_type() {
+        for kind in [
+            FileType::RegularFile,
+            FileType::Directory,
+            FileType::Symlink,
+            FileType::Fifo,
+            FileType::Socket,
+            FileType::CharacterDevice,
+            FileType::BlockDevice,
+            FileType::Unknown,
+        ] {
+            assert_eq!(
+                FileType::from_raw_mode(kind.as_raw_mode()),
+                kind,
+                "{kind:?}"
+            );
+        }
+    }
+
+    #[test]
     fn names_are_saved_in_order_and_each_once() {
         let folder = Path::new("/logs");
         let mut listings = sample();
