@@ -11,6 +11,7 @@
 
 pub mod document;
 pub mod fingerprint;
+pub mod saved_file;
 pub mod saved_listings;
 pub mod saved_stamps;
 pub mod time;

@@ -10,10 +10,10 @@
 //! files and the marks of runs found current are not saved: they are made again from the
 //! stats the scan takes anyway.
 //!
-//! The file is a cache in the index's own folder (or the user's cache folder): written whole
-//! under a temporary name and renamed, opened without following a link, read only up to
-//! [`MAX_BYTES`], and decoded with every length checked against what is left. One that cannot
-//! be read, of another format, or made for another folder is ignored. Like the index itself,
+//! The file is a cache in the index's own folder (or the user's cache folder), written and
+//! read as `saved_file` writes and reads: whole under a temporary name and renamed, opened
+//! without following a link, every length checked against what is left. One that cannot be
+//! read, of another format, or made for another folder is ignored. Like the index itself,
 //! a file altered by someone who may write the index's folder can make a search miss a change
 //! (docs/format.md, "The run index").
 //!
@@ -24,10 +24,7 @@
 //! length and the bytes.
 
 use std::ffi::OsString;
-use std::fs;
-use std::io::{Read, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,12 +34,11 @@ use rustix::fs::FileType;
 use super::fingerprint::{
     keep_listings, listings_of, FolderListings, Listing, Memo, Names, StatKey,
 };
-use crate::error::{CoreError, Result};
+use super::saved_file::{put_bytes, put_head, put_u64, read_file, write_whole, Reader};
+use crate::error::Result;
 
 const MAGIC: &[u8] = b"runlog-listings\n";
 const FORMAT: u32 = 1;
-/// Past this a file is not read (100,000 runs make about 10 MB).
-pub const MAX_BYTES: u64 = 1 << 30;
 /// A listing saved once in this process is saved again only when this many (or a hundredth
 /// of the runs, if more) were taken anew since: a search that relists a few runs does not
 /// rewrite a file of every run's.
@@ -82,7 +78,7 @@ pub fn load_listings(folder: &Path, path: &Path) -> bool {
 
 /// Save this process's listings of `folder` to `path` when they are worth it: something was
 /// listed anew since they were last saved or loaded here, and that never happened before, or
-/// enough were (see [`RESAVE_AFTER`]), or the log folder itself was, or the file is gone.
+/// enough were (see `RESAVE_AFTER`), or the log folder itself was, or the file is gone.
 /// Whether they were saved.
 pub fn save_listings(folder: &Path, path: &Path) -> Result<bool> {
     let listings = listings_of(folder);
@@ -110,95 +106,7 @@ pub fn listings_taken(folder: &Path) -> u64 {
     listings_of(folder).taken
 }
 
-pub(super) fn read_file(path: &Path) -> Option<Vec<u8>> {
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path)
-        .ok()?;
-    let meta = file.metadata().ok()?;
-    if !meta.is_file() || meta.len() > MAX_BYTES {
-        return None;
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.take(MAX_BYTES).read_to_end(&mut bytes).ok()?;
-    Some(bytes)
-}
-
-/// Write `bytes` to `path` whole: a temporary name in the same folder, then a rename. Not
-/// synced: a cache that a power cut may leave short is ignored when read.
-pub(super) fn write_whole(path: &Path, bytes: &[u8]) -> Result<()> {
-    let folder = path.parent().unwrap_or(Path::new("."));
-    let mut name = OsString::from(".");
-    name.push(path.file_name().unwrap_or_default());
-    name.push(format!(".{}.{}.tmp", std::process::id(), unique()));
-    let temp = folder.join(name);
-    let written = (|| {
-        let mut file = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-            .open(&temp)?;
-        file.write_all(bytes)?;
-        fs::rename(&temp, path)
-    })();
-    if written.is_ok() {
-        sweep_temps(folder, path);
-    }
-    written.map_err(|e| {
-        let _ = fs::remove_file(&temp);
-        CoreError::io("save", path, e)
-    })
-}
-
-/// Remove the temporary files of saves killed half way (an hour old): hidden names of the form
-/// `.<file name>.<pid>.<n>.tmp` in the folder.
-fn sweep_temps(folder: &Path, path: &Path) {
-    let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-        return;
-    };
-    let head = format!(".{name}.");
-    let Ok(entries) = fs::read_dir(folder) else {
-        return;
-    };
-    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-    for entry in entries.flatten() {
-        let entry_name = entry.file_name();
-        let Some(text) = entry_name.to_str() else {
-            continue;
-        };
-        if !text.starts_with(&head) || !text.ends_with(".tmp") {
-            continue;
-        }
-        let stale = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|modified| modified < old);
-        if stale {
-            let _ = fs::remove_file(entry.path());
-        }
-    }
-}
-
-fn unique() -> u64 {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos() as u64);
-    nanos ^ (NEXT.fetch_add(1, Ordering::Relaxed) << 32)
-}
-
 // --- the encoding -------------------------------------------------------------------------------
-
-fn put_u64(out: &mut Vec<u8>, value: u64) {
-    out.extend_from_slice(&value.to_le_bytes());
-}
-
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    put_u64(out, bytes.len() as u64);
-    out.extend_from_slice(bytes);
-}
 
 fn put_key(out: &mut Vec<u8>, key: &StatKey) {
     put_u64(out, key.0);
@@ -225,8 +133,7 @@ fn put_names(out: &mut Vec<u8>, names: &[Vec<u8>]) {
 
 fn encode(folder: &Path, listings: &FolderListings) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + listings.listed.len() * 96);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT.to_le_bytes());
+    put_head(&mut out, MAGIC, FORMAT);
     put_bytes(&mut out, folder.as_os_str().as_bytes());
     // The names are trusted under the key only when they are the very listing the memos are of.
     let trusted = listings
@@ -276,69 +183,25 @@ fn encode(folder: &Path, listings: &FolderListings) -> Vec<u8> {
     out
 }
 
-/// A reader of a saved file that refuses anything past its end.
-struct Reader<'a> {
-    bytes: &'a [u8],
+fn read_key(reader: &mut Reader<'_>) -> Option<StatKey> {
+    Some((reader.u64()?, reader.u64()? as i64, reader.u64()? as i64))
 }
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if n > self.bytes.len() {
-            return None;
-        }
-        let (head, rest) = self.bytes.split_at(n);
-        self.bytes = rest;
-        Some(head)
-    }
+fn read_optional_key(reader: &mut Reader<'_>) -> Option<Option<StatKey>> {
+    Some(if reader.flag()? {
+        Some(read_key(reader)?)
+    } else {
+        None
+    })
+}
 
-    fn u8(&mut self) -> Option<u8> {
-        self.take(1).map(|b| b[0])
+fn read_names(reader: &mut Reader<'_>) -> Option<Vec<Vec<u8>>> {
+    let count = reader.count(8)?;
+    let mut names = Vec::with_capacity(count);
+    for _ in 0..count {
+        names.push(reader.bytes()?.to_vec());
     }
-
-    fn u64(&mut self) -> Option<u64> {
-        self.take(8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("eight bytes")))
-    }
-
-    fn flag(&mut self) -> Option<bool> {
-        match self.u8()? {
-            0 => Some(false),
-            1 => Some(true),
-            _ => None,
-        }
-    }
-
-    fn bytes(&mut self) -> Option<&'a [u8]> {
-        let len = usize::try_from(self.u64()?).ok()?;
-        self.take(len)
-    }
-
-    /// A count of items of at least `each` bytes: never more than what is left could hold.
-    fn count(&mut self, each: usize) -> Option<usize> {
-        let count = usize::try_from(self.u64()?).ok()?;
-        (count <= self.bytes.len() / each).then_some(count)
-    }
-
-    fn key(&mut self) -> Option<StatKey> {
-        Some((self.u64()?, self.u64()? as i64, self.u64()? as i64))
-    }
-
-    fn optional_key(&mut self) -> Option<Option<StatKey>> {
-        Some(if self.flag()? {
-            Some(self.key()?)
-        } else {
-            None
-        })
-    }
-
-    fn names(&mut self) -> Option<Vec<Vec<u8>>> {
-        let count = self.count(8)?;
-        let mut names = Vec::with_capacity(count);
-        for _ in 0..count {
-            names.push(self.bytes()?.to_vec());
-        }
-        Some(names)
-    }
+    Some(names)
 }
 
 /// Whether names are in increasing order (`is_sorted` is newer than this crate's Rust).
@@ -347,17 +210,11 @@ fn sorted(names: &[Vec<u8>]) -> bool {
 }
 
 fn decode(bytes: &[u8], folder: &Path) -> Option<FolderListings> {
-    let mut reader = Reader { bytes };
-    if reader.take(MAGIC.len())? != MAGIC {
-        return None;
-    }
-    if u32::from_le_bytes(reader.take(4)?.try_into().ok()?) != FORMAT {
-        return None;
-    }
+    let mut reader = Reader::after_head(bytes, MAGIC, FORMAT)?;
     if reader.bytes()? != folder.as_os_str().as_bytes() {
         return None; // made for another folder (copied along with it, say)
     }
-    let trusted = reader.optional_key()?;
+    let trusted = read_optional_key(&mut reader)?;
     let count = reader.count(8 + 16 + 1)?;
     let mut listed: Names = Vec::with_capacity(count);
     let mut memos = Vec::with_capacity(count);
@@ -372,10 +229,10 @@ fn decode(bytes: &[u8], folder: &Path) -> Option<FolderListings> {
         let mode = u32::try_from(reader.u64()?).ok()?;
         let ino = reader.u64()?;
         let listing = if reader.flag()? {
-            let folder_key = reader.optional_key()?;
-            let names = reader.names()?;
+            let folder_key = read_optional_key(&mut reader)?;
+            let names = read_names(&mut reader)?;
             let journals = if reader.flag()? {
-                Some((reader.key()?, reader.names()?))
+                Some((read_key(&mut reader)?, read_names(&mut reader)?))
             } else {
                 None
             };
@@ -412,7 +269,7 @@ fn decode(bytes: &[u8], folder: &Path) -> Option<FolderListings> {
         ));
         memos.push(Memo::with_listing(listing));
     }
-    if !reader.bytes.is_empty() {
+    if !reader.is_done() {
         return None;
     }
     let listed = Arc::new(listed);

@@ -7,7 +7,7 @@
 //! build) and generation (counted up by every write transaction). They are used only at that
 //! very state, read in the searching transaction itself; at any other, the rows are read from
 //! SQLite (and saved again). The file is written and read as the listings are
-//! (`saved_listings`: a temporary name and a rename, no link followed, checked lengths); one that
+//! (`saved_file`: a temporary name and a rename, no link followed, checked lengths); one that
 //! cannot be read, or of another state, is ignored. Like the index, a file altered by someone
 //! who may write the index's folder can make a search trust a stale row.
 //!
@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::saved_listings::{read_file, write_whole};
+use super::saved_file::{put_bytes, put_head, put_u64, read_file, write_whole, Reader};
 use crate::error::Result;
 
 const MAGIC: &[u8] = b"runlog-stamps\n";
@@ -27,69 +27,36 @@ const FORMAT: u32 = 1;
 /// A row's stamp: its fingerprint and the time it was stamped (seconds since the epoch).
 pub type Rows = HashMap<String, (String, f64)>;
 
-fn put_bytes(out: &mut Vec<u8>, bytes: &[u8]) {
-    out.extend_from_slice(&(bytes.len() as u64).to_le_bytes());
-    out.extend_from_slice(bytes);
+/// The head of a file of the stamps of state `state`: all that `holds_state` reads.
+fn head(state: &(String, String)) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    put_head(&mut out, MAGIC, FORMAT);
+    put_bytes(&mut out, state.0.as_bytes());
+    put_bytes(&mut out, state.1.as_bytes());
+    out
 }
 
 /// The bytes of the stamps `rows` of state `state`.
 pub fn encode(state: &(String, String), rows: &Rows) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + rows.len() * 96);
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT.to_le_bytes());
-    put_bytes(&mut out, state.0.as_bytes());
-    put_bytes(&mut out, state.1.as_bytes());
-    out.extend_from_slice(&(rows.len() as u64).to_le_bytes());
+    let mut out = head(state);
+    out.reserve(8 + rows.len() * 96);
+    put_u64(&mut out, rows.len() as u64);
     for (run_id, (fingerprint, at)) in rows {
         put_bytes(&mut out, run_id.as_bytes());
         put_bytes(&mut out, fingerprint.as_bytes());
-        out.extend_from_slice(&at.to_bits().to_le_bytes());
+        put_u64(&mut out, at.to_bits());
     }
     out
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if n > self.bytes.len() {
-            return None;
-        }
-        let (head, rest) = self.bytes.split_at(n);
-        self.bytes = rest;
-        Some(head)
-    }
-
-    fn u64(&mut self) -> Option<u64> {
-        self.take(8)
-            .map(|b| u64::from_le_bytes(b.try_into().expect("eight bytes")))
-    }
-
-    fn text(&mut self) -> Option<&'a str> {
-        let len = usize::try_from(self.u64()?).ok()?;
-        std::str::from_utf8(self.take(len)?).ok()
-    }
-}
-
 /// The rows saved in `bytes` when they are those of state `state`.
 pub fn decode(bytes: &[u8], state: &(String, String)) -> Option<Rows> {
-    let mut reader = Reader { bytes };
-    if reader.take(MAGIC.len())? != MAGIC {
-        return None;
-    }
-    if u32::from_le_bytes(reader.take(4)?.try_into().ok()?) != FORMAT {
-        return None;
-    }
+    let mut reader = Reader::after_head(bytes, MAGIC, FORMAT)?;
     if reader.text()? != state.0 || reader.text()? != state.1 {
         return None; // another state of the file: its rows may differ
     }
-    let count = usize::try_from(reader.u64()?).ok()?;
-    // A row is at least two lengths and a time: never more rows than what is left could hold.
-    if count > reader.bytes.len() / 24 {
-        return None;
-    }
+    // A row is at least two lengths and a time.
+    let count = reader.count(24)?;
     let mut rows = Rows::with_capacity(count);
     for _ in 0..count {
         let run_id = reader.text()?;
@@ -102,7 +69,7 @@ pub fn decode(bytes: &[u8], state: &(String, String)) -> Option<Rows> {
             return None; // a run twice: not a file this module wrote
         }
     }
-    reader.bytes.is_empty().then_some(rows)
+    reader.is_done().then_some(rows)
 }
 
 /// The rows saved in the file at `path`, when they are those of state `state`.
@@ -112,13 +79,9 @@ pub fn load(path: &Path, state: &(String, String)) -> Option<Rows> {
 
 /// Whether the file at `path` holds the stamps of state `state` (its head alone is compared).
 pub fn holds_state(path: &Path, state: &(String, String)) -> bool {
-    let mut head = Vec::with_capacity(64);
-    head.extend_from_slice(MAGIC);
-    head.extend_from_slice(&FORMAT.to_le_bytes());
-    put_bytes(&mut head, state.0.as_bytes());
-    put_bytes(&mut head, state.1.as_bytes());
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
+    let head = head(state);
     let opened = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
@@ -127,14 +90,7 @@ pub fn holds_state(path: &Path, state: &(String, String)) -> bool {
         return false;
     };
     let mut found = Vec::with_capacity(head.len());
-    if file
-        .take(head.len() as u64)
-        .read_to_end(&mut found)
-        .is_err()
-    {
-        return false;
-    }
-    found == head
+    file.take(head.len() as u64).read_to_end(&mut found).is_ok() && found == head
 }
 
 /// Save the stamps `rows` of state `state` to `path`, unless the file holds that state already;

@@ -47,6 +47,7 @@ from runlog_store.search.sources import (
     FORMER_INDEX_FILE,
     INDEX_FILE,
     INDEX_FOLDER,
+    beside_index,
     folder_index_path,
 )
 from runlog_store.stores.project import ProjectRunLogStore
@@ -713,7 +714,7 @@ def test_saved_stamps_are_taken_at_their_state_only(tmp_path: Path) -> None:
     write_runs(store)
     store.search_runs()
     index = str(tmp_path / INDEX)
-    saved = index_module.stamps_path(index)
+    saved = beside_index(index, ".stamps")
     assert os.path.isfile(saved)
 
     def fresh_stored() -> Any:

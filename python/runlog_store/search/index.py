@@ -49,6 +49,7 @@ from runlog_store.search import query
 from runlog_store.search.sources import (
     RunSource,
     Unindexable,
+    beside_index,
     cached_index_path,
     check_names,
     make_index_folder,
@@ -359,7 +360,8 @@ class RunIndex:
         callback: Callback,
         reconcile: bool,
     ) -> list[RunSummary]:
-        make_index_folder(path)
+        if not os.path.exists(path):
+            make_index_folder(path)  # the index is made in it below
         sql, params = query.compile_search(expr, order)
         params = [*params, limit, offset]
         if reconcile and not os.path.exists(path):
@@ -475,7 +477,7 @@ class RunIndex:
                     _STORED.pop(next(iter(_STORED)))
                 _STORED[path] = stored
             try:
-                stored.save(stamps_path(path))  # for the next process (see ``_stored``)
+                stored.save(beside_index(path, ".stamps"))  # for the next process (see ``_stored``)
             except OSError as exc:
                 log.debug("stamps of %s not saved: %s", path, exc)
             return found
@@ -630,7 +632,7 @@ def _stored(
         return copy
     # Saved by another process at this very state of the file (``_core.StoredStamps.load``),
     # else read from SQLite and saved for the next process.
-    saved = stamps_path(path)
+    saved = beside_index(path, ".stamps")
     loaded = _core.StoredStamps.load(saved, state) if all(state) else None
     if loaded is not None:
         stored = loaded
@@ -648,12 +650,6 @@ def _stored(
                 _STORED.pop(next(iter(_STORED)))
             _STORED[path] = stored
     return stored
-
-
-def stamps_path(path: str) -> str:
-    """Where the stamps of index file ``path`` are saved for other processes: ``<name>.stamps``
-    beside ``<name>.sqlite``."""
-    return os.path.splitext(path)[0] + ".stamps"
 
 
 def _applied(

@@ -115,6 +115,13 @@ def make_index_folder(path: str) -> None:
         raise OSError(f"{folder} is not a folder of this user's that only they may write")
 
 
+def beside_index(path: str, suffix: str) -> str:
+    """A cache saved beside index file ``path`` for other processes: ``<name><suffix>`` for
+    ``<name>.sqlite`` (``.listings``: ``_core.save_folder_listings``; ``.stamps``:
+    ``_core.StoredStamps.save``)."""
+    return os.path.splitext(path)[0] + suffix
+
+
 def remove_former_index(path: str) -> None:
     """Remove the index an earlier version kept in the log folder itself, with its WAL and
     shared memory, once the index at ``path`` (in ``INDEX_FOLDER``) is built."""
@@ -367,13 +374,12 @@ class FolderSource(RunSource):
         return stale, gone
 
     def listings_path(self) -> str | None:
-        """Where the listings of this folder are saved for the next process: beside the index
-        file, ``<name>.listings`` for ``<name>.sqlite`` (a cache, see ``_core.
-        save_folder_listings``); None while the index's folder is not there."""
+        """Where the listings of this folder are saved for the next process, beside the index
+        file; None while the index's folder is not there."""
         path = self.index_path()
         if path is None or not os.path.isdir(os.path.dirname(path)):
             return None
-        return os.path.splitext(path)[0] + ".listings"
+        return beside_index(path, ".listings")
 
     def restriction(self) -> str | None:
         """The head of the fingerprints of the runs this store sees (None: all of them)."""
@@ -510,6 +516,7 @@ __all__ = [
     "RunSource",
     "Stamp",
     "Unindexable",
+    "beside_index",
     "cached_index_path",
     "folder_index_path",
     "make_index_folder",
