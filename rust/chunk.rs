@@ -14,7 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use crate::error::{CoreError, Result};
-use crate::json::{parse_object_bytes, top_level_value, Fields};
+use crate::json::{
+    parse_object_bytes, top_level_value, write_python_json_object, write_python_json_string, Fields,
+};
 
 /// The run-level document of a run folder (or object prefix).
 pub const RUN_LOG_FILE: &str = "RunLog.json";
@@ -329,44 +331,11 @@ fn parse_argument<'a>(bytes: &'a [u8], what: &str) -> Result<Fields<'a>> {
 
 // --- JSON as Python's json.dumps wrote it ------------------------------------------------------
 
-/// A string as `json.dumps` writes it (`ensure_ascii`): `"` and `\` escaped, the usual short
-/// escapes, and every other byte outside printable ASCII as `\uXXXX` (lowercase hex, surrogate
-/// pairs above U+FFFF).
-fn write_python_json_string(out: &mut Vec<u8>, text: &str) {
-    out.push(b'"');
-    for c in text.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            '\u{08}' => out.extend_from_slice(b"\\b"),
-            '\u{0c}' => out.extend_from_slice(b"\\f"),
-            ' '..='~' => out.push(c as u8),
-            _ => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    out.extend_from_slice(format!("\\u{unit:04x}").as_bytes());
-                }
-            }
-        }
-    }
-    out.push(b'"');
-}
-
 /// A map of strings as `json.dumps` writes it: `{"a": "b", "c": "d"}`.
 fn write_python_json_map<'a>(out: &mut Vec<u8>, entries: impl Iterator<Item = (&'a str, &'a str)>) {
-    out.push(b'{');
-    for (i, (key, value)) in entries.enumerate() {
-        if i > 0 {
-            out.extend_from_slice(b", ");
-        }
-        write_python_json_string(out, key);
-        out.extend_from_slice(b": ");
-        write_python_json_string(out, value);
-    }
-    out.push(b'}');
+    write_python_json_object(out, entries, (b", ", b": "), |out, value| {
+        write_python_json_string(out, value)
+    });
 }
 
 #[cfg(test)]

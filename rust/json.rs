@@ -453,6 +453,53 @@ fn parse_array(text: &str) -> Option<Vec<&str>> {
     )
 }
 
+/// An object as `json.dumps` writes it, its keys as [`write_python_json_string`] writes them and
+/// its values by `write`; `separators` as `json.dumps` takes them: `(", ", ": ")` by default,
+/// `(",", ":")` compact.
+pub fn write_python_json_object<K: AsRef<str>, V>(
+    out: &mut Vec<u8>,
+    entries: impl IntoIterator<Item = (K, V)>,
+    separators: (&[u8], &[u8]),
+    mut write: impl FnMut(&mut Vec<u8>, V),
+) {
+    out.push(b'{');
+    for (at, (key, value)) in entries.into_iter().enumerate() {
+        if at > 0 {
+            out.extend_from_slice(separators.0);
+        }
+        write_python_json_string(out, key.as_ref());
+        out.extend_from_slice(separators.1);
+        write(out, value);
+    }
+    out.push(b'}');
+}
+
+/// A string as `json.dumps` writes it (`ensure_ascii`): `"` and `\` escaped, the usual short
+/// escapes, and every other byte outside printable ASCII as `\uXXXX` (lowercase hex, surrogate
+/// pairs above U+FFFF).
+pub fn write_python_json_string(out: &mut Vec<u8>, text: &str) {
+    out.push(b'"');
+    for c in text.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            '\u{08}' => out.extend_from_slice(b"\\b"),
+            '\u{0c}' => out.extend_from_slice(b"\\f"),
+            ' '..='~' => out.push(c as u8),
+            _ => {
+                let mut units = [0u16; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    out.extend_from_slice(format!("\\u{unit:04x}").as_bytes());
+                }
+            }
+        }
+    }
+    out.push(b'"');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,6 +12,7 @@ pub mod error;
 pub mod flush;
 pub mod fold;
 pub mod hasher;
+pub mod index;
 pub mod journal;
 pub mod json;
 pub mod lock;

@@ -440,3 +440,49 @@ def folder_changes(
     fingerprints headed ``file-system `` or ``chunked-fs ``, a run folder over a document of
     its name) against ``stored`` (see ``StoredStamps.diff``); ``both``: run ids in both layouts;
     ``unnamed``: names that are not UTF-8. None when ``stored`` is not at ``expected``."""
+
+# --- the run index (rust/index/) ---------------------------------------------------------------
+
+CASEFOLD_UNICODE_VERSION: str
+
+def casefold(text: str) -> str:
+    """``text.casefold()`` by the table the index's folded columns are made with."""
+
+def index_rows(
+    data: bytes, fingerprint: str, indexed_at: float
+) -> (
+    tuple[
+        tuple[Any, ...],
+        list[tuple[str, str, str, float | None, str | None, str | None]],
+        list[tuple[str, str, str, float | None, str | None, str | None]],
+        list[tuple[str, str, str, str]],
+    ]
+    | None
+):
+    """The index rows ``(run, params, metrics, steps)`` of the run log ``data``, as
+    ``query.rows_of`` makes them; None when they are Python's to make or it is no run log."""
+
+class IndexBuilder:
+    """A run index built from nothing into a new file: set up by ``setup``, fed runs batch by
+    batch (``add``: read, summarized and inserted with the GIL released), ended by ``finish``
+    (the ``finish`` statements run and the file closed) or given up by ``abandon``."""
+
+    def __init__(
+        self,
+        path: _Path,
+        setup: list[tuple[str, list[str]]],
+        inserts: tuple[str, ...],
+        finish: list[tuple[str, list[str]]],
+        folder: _Path,
+        *,
+        indexed_at: float,
+        fsync: bool = True,
+        lock_timeout: float = 60.0,
+    ) -> None: ...
+    def add(self, runs: list[tuple[str, str, str]]) -> tuple[list[str], list[str]]:
+        """Read, summarize and queue ``(run_id, layout, fingerprint)`` runs (layout
+        ``file-system`` or ``chunked-fs``): the run ids gone and those left to Python."""
+    def finish(self) -> None:
+        """Wait for every row, run the finishing statements and close the file."""
+    def abandon(self) -> None:
+        """Give the build up; its file is the caller's to remove."""

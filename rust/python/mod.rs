@@ -10,6 +10,7 @@ mod document;
 mod errors;
 mod files;
 mod hashing;
+mod index;
 mod pool;
 mod runs;
 mod summary;
@@ -26,5 +27,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     document::register(m)?;
     content::register(m)?;
     summary::register(m)?;
+    index::register(m)?;
     Ok(())
 }

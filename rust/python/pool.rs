@@ -15,7 +15,7 @@ use crate::error::CoreError;
 /// forks its `multiprocessing.Pool` workers) inherits the pool's state but none of its threads,
 /// and its first parallel call would wait forever for them. A pool built by another process is
 /// leaked, not dropped: its threads are not there to be told to stop.
-fn process_pool() -> PyResult<Arc<rayon::ThreadPool>> {
+pub(super) fn process_pool() -> PyResult<Arc<rayon::ThreadPool>> {
     static POOL: Mutex<Option<(u32, Arc<rayon::ThreadPool>)>> = Mutex::new(None);
     let pid = std::process::id();
     let mut slot = POOL.lock().unwrap_or_else(|p| p.into_inner());

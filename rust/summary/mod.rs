@@ -503,7 +503,11 @@ pub fn summarize_document(
         Ok(_) => {}
         Err(_) => check_run_id(path, data, run_id).map_err(DocumentError::Core)?,
     }
-    crate::nesting::check_read(path, data).map_err(DocumentError::Core)?;
+    if summary.is_err() {
+        // A summary is only made of a document within the nesting limit: checked again only
+        // for one refused, which may be refused for nesting too deep.
+        crate::nesting::check_read(path, data).map_err(DocumentError::Core)?;
+    }
     summary.map_err(DocumentError::Unreadable)
 }
 

@@ -259,6 +259,12 @@ def searched(tmp_path: Path) -> BaseRunLogStore:
     return store
 
 
+def _in_schema(data: bytes, damage: bytes) -> bytes:
+    """``damage`` written over the middle of the first table definition of an SQLite file."""
+    at = data.index(b"CREATE TABLE") + 20
+    return data[:at] + damage + data[at + len(damage) :]
+
+
 @pytest.mark.parametrize(
     "damage",
     [
@@ -266,7 +272,10 @@ def searched(tmp_path: Path) -> BaseRunLogStore:
         pytest.param(lambda data: data[: len(data) // 2], id="truncated"),
         pytest.param(lambda data: data[:100], id="header-only"),
         # bytes that are not UTF-8 in the table definitions: SQLite's error quotes them
-        pytest.param(lambda data: data[:3200] + b"\xe2\xdc" * 16 + data[3232:], id="schema"),
+        pytest.param(
+            lambda data: _in_schema(data, b"\xe2\xdc" * 16) if data[:6] == b"SQLite" else data,
+            id="schema",
+        ),
         pytest.param(lambda data: b"", id="empty"),
     ],
 )

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Union
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
+from runlog_store import _core
 from runlog_store.exceptions import RunLogStoreError
 
 if TYPE_CHECKING:
@@ -636,7 +637,7 @@ def _build(tree: Tree[Token] | Token, text: str, now: datetime) -> Expr:
         )
     pattern = str(pattern_token)[1:-1].replace("''", "'")
     folded = str(word).lower() == "ilike"
-    pattern = pattern.casefold() if folded else _status_case(attr, pattern)
+    pattern = fold(pattern) if folded else _status_case(attr, pattern)
     return Like(attr, pattern, folded, negated)
 
 
@@ -806,7 +807,7 @@ def like_regex(pattern: str) -> re.Pattern[str]:
 def _like(found: Encoded | None, expr: Like) -> bool:
     if found is None or found[0] != "string" or found[2] is None:
         return False
-    text = found[2].casefold() if expr.folded else found[2]
+    text = fold(found[2]) if expr.folded else found[2]
     if "\0" in text:
         text = text.split("\0", 1)[0]
     return like_regex(expr.pattern).fullmatch(text) is not None
@@ -986,8 +987,15 @@ class IndexRows(NamedTuple):
     steps: list[StepRow]
 
 
+def fold(text: str) -> str:
+    """``text.casefold()`` as the core folds the index's text (``_core.casefold``, a table made
+    from Python's own fold): one fold on both sides of ``ilike``, whichever Unicode version the
+    running Python has. ASCII folds alike everywhere, without the call."""
+    return text.lower() if text.isascii() else _core.casefold(text)
+
+
 def _fold(text: str | None) -> str | None:
-    return None if text is None else text.casefold()
+    return None if text is None else fold(text)
 
 
 def _value_rows(run_id: str, values: Any) -> list[ValueRow]:
@@ -1000,14 +1008,14 @@ def _value_rows(run_id: str, values: Any) -> list[ValueRow]:
     for name, value in values.items():
         kind = type(value)
         if kind is str:
-            rows.append((run_id, name, "string", None, value, value.casefold()))
+            rows.append((run_id, name, "string", None, value, fold(value)))
         elif kind is float:
             rows.append((run_id, name, "number", None if value != value else value, None, None))
         elif kind is int:
             rows.append((run_id, name, "number", _float(value), None, None))
         else:
             encoded, num, text = encode_value(value)
-            folded = text.casefold() if text is not None else None
+            folded = fold(text) if text is not None else None
             rows.append((run_id, name, encoded, num, text, folded))
     return rows
 
@@ -1069,8 +1077,7 @@ def rows_of(
     )
     statuses = get("step_statuses") or {}
     steps: list[StepRow] = [
-        (run_id, name, s, s.casefold() if isinstance(s, str) else None)
-        for name, s in statuses.items()
+        (run_id, name, s, fold(s) if isinstance(s, str) else None) for name, s in statuses.items()
     ]
     return IndexRows(
         run, _value_rows(run_id, get("params")), _value_rows(run_id, get("metrics")), steps

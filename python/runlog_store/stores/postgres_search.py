@@ -18,7 +18,7 @@ Two things PostgreSQL's text cannot do the language's way are done here: text wi
 character (PostgreSQL refuses one) is stored with NUL as the two characters U+0001 U+0001 and
 U+0001 as U+0001 U+0002, an escape that keeps equality and code point order; ``like`` reads
 that text back unescaped and cut at its first NUL, as ``query.like_regex`` does, and ``ilike``
-reads a column of Python's ``casefold`` (not PostgreSQL's ``lower``).
+reads a column folded by ``query.fold`` (Unicode's full case folding, not PostgreSQL's ``lower``).
 
 Pages are by keyset: a page token holds the sort key of the last run of its page (and its run
 id, the tiebreak), and the next page starts after it, wherever runs were added or removed
@@ -156,7 +156,7 @@ def search_rows(summary: RunSummary | Mapping[str, Any]) -> SearchRows:
         _escaped(failed_step),
         get("steps"),
         get("branches"),
-        *(None if t is None else _cut(t.casefold()) for t in texts),
+        *(None if t is None else _cut(query.fold(t)) for t in texts),
     )
     steps = [
         (run_id, escape_text(name), _escaped(status), _cut(folded))
