@@ -554,8 +554,8 @@ class RunIndex:
         return found, epoch, put
 
     def _split(self, run_ids: list[str]) -> tuple[list[str], list[str]]:
-        """The runs the core reads for a build (those of a log folder named as a run id may
-        be named), and those read here, each in run id order."""
+        """The runs the core reads for a build (a log folder's runs whose names are valid run
+        ids) and those read here (every other run), each in run id order."""
         from runlog_store.ops.runs import run_id_problem
 
         run_ids.sort()
@@ -844,10 +844,6 @@ _TABLE_STATEMENTS = [
     )
     if not statement.startswith("CREATE INDEX")
 ]
-
-
-def _ignore(count: int) -> None:
-    """Progress told elsewhere."""
 
 
 def _sweep_builds(path: str) -> None:
