@@ -198,8 +198,9 @@ const STAND_INS: [(&[u8], &[u8]); 3] = [
 ];
 
 /// `text` with every non-finite token where a value may stand replaced by a number of the same
-/// length; `None` when it has none (the text was refused for another reason).
-fn with_finite_stand_ins(text: &str) -> Option<String> {
+/// length; `None` when it has none (the text was refused for another reason). The summary of a
+/// run log (`crate::summary`) reads its documents the same way.
+pub fn with_finite_stand_ins(text: &str) -> Option<String> {
     let bytes = text.as_bytes();
     let mut out: Option<Vec<u8>> = None;
     let mut in_string = false;

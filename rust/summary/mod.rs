@@ -113,7 +113,7 @@ pub fn summarize(data: &[u8]) -> Result<RunSummary, Unreadable> {
         Err(refused) => {
             // Python's NaN and infinities: read a copy with numbers of the same length in
             // their place, and take the values a summary hands out from the original text.
-            let Some(finite) = with_finite_stand_ins(text) else {
+            let Some(finite) = crate::json::with_finite_stand_ins(text) else {
                 return Err(Unreadable::NotJson(refused.to_string()));
             };
             let run = serde_json::from_str::<Run<'_>>(&finite)
@@ -403,60 +403,6 @@ fn deepest(names: &[String]) -> Option<String> {
             .unwrap_or(first)
             .clone(),
     )
-}
-
-/// `text` with every non-finite token where a value may stand replaced by a number of the
-/// same length; `None` when it has none (see `crate::json`, which reads the top level of
-/// documents the same way).
-fn with_finite_stand_ins(text: &str) -> Option<String> {
-    const STAND_INS: [(&[u8], &[u8]); 3] = [
-        (b"-Infinity", b"-1.000000"),
-        (b"Infinity", b"1.000000"),
-        (b"NaN", b"0.0"),
-    ];
-    let bytes = text.as_bytes();
-    let mut out: Option<Vec<u8>> = None;
-    let mut in_string = false;
-    let mut last = b'[';
-    let mut at = 0;
-    while at < bytes.len() {
-        let byte = bytes[at];
-        if in_string {
-            match byte {
-                b'\\' => at += 1,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            at += 1;
-            continue;
-        }
-        match byte {
-            b'"' => {
-                in_string = true;
-                last = byte;
-            }
-            b' ' | b'\t' | b'\n' | b'\r' => {}
-            b'N' | b'I' | b'-' if matches!(last, b'[' | b',' | b':') => {
-                let found = STAND_INS.iter().find(|(token, _)| {
-                    bytes[at..].starts_with(token)
-                        && bytes.get(at + token.len()).map_or(true, |&next| {
-                            matches!(next, b',' | b']' | b'}' | b' ' | b'\t' | b'\n' | b'\r')
-                        })
-                });
-                if let Some((token, stand_in)) = found {
-                    let copy = out.get_or_insert_with(|| bytes.to_vec());
-                    copy[at..at + token.len()].copy_from_slice(stand_in);
-                    at += token.len();
-                    last = b'0';
-                    continue;
-                }
-                last = byte;
-            }
-            _ => last = byte,
-        }
-        at += 1;
-    }
-    out.map(|copy| String::from_utf8(copy).expect("ASCII replaced by ASCII"))
 }
 
 // --- stored documents ---------------------------------------------------------------------------

@@ -46,7 +46,6 @@ from runlog_store.callbacks import NO_PROGRESS, Callback
 from runlog_store.ops.runs import RunSummary
 from runlog_store.search import query
 from runlog_store.search.sources import (
-    FolderSource,
     RunSource,
     Unindexable,
     beside_index,
@@ -500,7 +499,9 @@ class RunIndex:
         changes = self.source.changes(empty, (epoch, "0"), RACY_SECONDS)
         assert changes is not None  # a copy of its own
         fingerprints = {run_id: fingerprint for run_id, fingerprint, _ in changes[0]}
-        by_core, by_python = self._split(list(fingerprints))
+        reads = self.source.core_reads()
+        by_core, by_python = _split(list(fingerprints), reads is not None)
+        folder, fsync, lock_timeout = reads or ("", True, 60.0)
         put: list[tuple[str, str, float]] = []
         with callback.phase("indexing runs", len(fingerprints), "items"):
             builder = _core.IndexBuilder(
@@ -508,10 +509,10 @@ class RunIndex:
                 _build_setup(epoch),
                 tuple(statement for _, statement in _INSERTS),
                 [(statement, []) for statement in (*_BUILD_SECONDARY, "COMMIT")],
-                getattr(self.source, "folder", ""),
+                folder,
                 indexed_at=stamped_at,
-                fsync=bool(getattr(self.source.store, "fsync", True)),
-                lock_timeout=float(getattr(self.source.store, "lock_timeout", 60.0)),
+                fsync=fsync,
+                lock_timeout=lock_timeout,
             )
             try:
                 for at in range(0, len(by_core), BUILD_BATCH):
@@ -552,20 +553,6 @@ class RunIndex:
             finally:
                 conn.close()
         return found, epoch, put
-
-    def _split(self, run_ids: list[str]) -> tuple[list[str], list[str]]:
-        """The runs the core reads for a build (a log folder's runs whose names are valid run
-        ids) and those read here (every other run), each in run id order."""
-        from runlog_store.ops.runs import run_id_problem
-
-        run_ids.sort()
-        if not isinstance(self.source, FolderSource):
-            return [], run_ids
-        by_core: list[str] = []
-        by_python: list[str] = []
-        for run_id in run_ids:
-            (by_core if run_id_problem(run_id) is None else by_python).append(run_id)
-        return by_core, by_python
 
     def _answer(self, conn: sqlite3.Connection, sql: str, params: list[Any]) -> list[Any]:
         """The search's answer from a connection to a built file."""
@@ -844,6 +831,21 @@ _TABLE_STATEMENTS = [
     )
     if not statement.startswith("CREATE INDEX")
 ]
+
+
+def _split(run_ids: list[str], core_reads: bool) -> tuple[list[str], list[str]]:
+    """The runs the core reads for a build (when it reads the store's runs at all: those whose
+    names are valid run ids) and those read in Python, each in run id order."""
+    from runlog_store.ops.runs import run_id_problem
+
+    run_ids.sort()
+    if not core_reads:
+        return [], run_ids
+    by_core: list[str] = []
+    by_python: list[str] = []
+    for run_id in run_ids:
+        (by_core if run_id_problem(run_id) is None else by_python).append(run_id)
+    return by_core, by_python
 
 
 def _sweep_builds(path: str) -> None:

@@ -177,6 +177,12 @@ class RunSource(ABC):
         ``advance``."""
         return _read_summaries(self.store, self.reader, run_ids, advance)
 
+    def core_reads(self) -> tuple[str, bool, float] | None:
+        """Where the core reads this store's runs for an index build: the log folder, with the
+        store's ``fsync`` and ``lock_timeout`` (a read may store a merge); None when they are
+        read here (``summaries``)."""
+        return None
+
     def reader(self) -> BaseRunLogStore:
         """A store object for one reading thread: a store keeps per-run state (open runs, how
         each names its documents) that is not shared between threads."""
@@ -372,6 +378,14 @@ class FolderSource(RunSource):
             raise Unindexable(f"run {both[0]!r} is stored in both layouts")
         self.layouts = {run_id: fingerprint.partition(" ")[0] for run_id, fingerprint, _ in stale}
         return stale, gone
+
+    def core_reads(self) -> tuple[str, bool, float] | None:
+        store = self.store
+        return (
+            self.folder,
+            bool(getattr(store, "fsync", True)),
+            float(getattr(store, "lock_timeout", 60.0)),
+        )
 
     def listings_path(self) -> str | None:
         """Where the listings of this folder are saved for the next process, beside the index
