@@ -151,8 +151,10 @@ FOLD_KILLS = max(20, KILLS // 5)
 
 
 def _end_run(folder: str, run_id: str, ack: int) -> None:
-    """End the run (which folds every journal into the documents), then say so."""
+    """Say the store is open, end the run (which folds every journal into the documents), then
+    say so."""
     store = make_store("chunked-fs", Path(folder))
+    os.write(ack, b"ready\n")
     store.update_run_log_status(run_id, "SUCCESS")
     os.write(ack, b"ended\n")
 
@@ -183,16 +185,19 @@ def test_sigkill_during_the_fold_of_an_ended_run_loses_nothing(tmp_path: Path) -
             store.set_parameters(run_id, {f"p{i}": JsonParameter(kind="json", value=i)})
         return json.loads(store.get_run_log_json(run_id))
 
-    # How long ending a run takes here, from the child's start to its acknowledgement (the
-    # shortest of three): the kills land at random moments of that span (and a little after).
+    # How long ending a run takes here, from the child saying its store is open to its
+    # acknowledgement (the shortest of three). Each kill lands at a random moment of that span
+    # (and a little after), counted from the child's "ready": the process's start and imports,
+    # which vary far more than the fold lasts on a loaded machine, are not part of the window.
     spans = []
     for c in range(3):
         prepare(f"calibration-{c}")
         read_end, write_end = os.pipe()
-        started = time.monotonic()
         child = context.Process(target=_end_run, args=(str(folder), f"calibration-{c}", write_end))
         child.start()
         os.close(write_end)
+        assert _read_line(read_end) == "ready"
+        started = time.monotonic()
         assert _acknowledged_lines(read_end) == ["ended"]
         spans.append(time.monotonic() - started)
         child.join()
@@ -205,6 +210,7 @@ def test_sigkill_during_the_fold_of_an_ended_run_loses_nothing(tmp_path: Path) -
         child = context.Process(target=_end_run, args=(str(folder), run_id, write_end))
         child.start()
         os.close(write_end)
+        assert _read_line(read_end) == "ready"
         time.sleep(rng.uniform(0.0, span * 1.2))
         os.kill(child.pid, signal.SIGKILL)  # type: ignore[arg-type]
         child.join()
@@ -230,6 +236,14 @@ def test_sigkill_during_the_fold_of_an_ended_run_loses_nothing(tmp_path: Path) -
         assert _temp_files(folder / run_id) == []  # the fold cleaned what the kill left
     print(f"\nchunked-fs: {FOLD_KILLS} SIGKILLs of a run's final fold: {landed}, nothing lost")
     assert landed["during"] > 0, "no kill landed inside a fold"
+
+
+def _read_line(read_end: int) -> str:
+    """One line from the pipe, read byte by byte so nothing after it is taken."""
+    line = b""
+    while (byte := os.read(read_end, 1)) not in (b"", b"\n"):
+        line += byte
+    return line.decode()
 
 
 def _acknowledged_lines(read_end: int) -> list[str]:
