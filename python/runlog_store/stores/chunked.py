@@ -27,7 +27,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, PrivateAttr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from runlog_store import _core
 from runlog_store._paths import validate_internal_name, validate_run_id
@@ -47,6 +47,7 @@ from runlog_store.models import (
     JsonParameter,
     MetricParameter,
     ObjectParameter,
+    Parameter,
     RunLog,
     StepLog,
     names_a_branch,
@@ -67,7 +68,7 @@ LAYOUT_MARKER_TEXT = _core.LAYOUT_MARKER_TEXT
 
 ChangeKind = Literal["run-set", "run-merge", "branch-put", "branch-merge", "step-put"]
 MAX_REMEMBERED = 20_000
-_Model = TypeVar("_Model", StepLog, BranchLog, RunLog)
+_Model = TypeVar("_Model", bound=BaseModel)
 
 
 def chunk_name(kind: Literal["StepLog", "BranchLog"], internal_name: str, run_id: str) -> str:
@@ -100,6 +101,18 @@ class _Parameters(BaseModel):
     model_config = ConfigDict(ser_json_inf_nan="constants")
 
     parameters: dict[str, Any]
+
+
+class _BranchParameters(BaseModel):
+    """A branch's document read for its parameters: its name is checked as ``BranchLog``
+    checks it, its steps are not built (runnable's executor asks a branch's parameters before
+    every task, and building the branch's steps was most of that call's time)."""
+
+    # What an error calls the document: a BranchLog, as for ``get_branch_log``.
+    DOCUMENT_KIND: ClassVar[str] = "BranchLog"
+
+    internal_name: str
+    parameters: dict[str, Parameter] = Field(default_factory=dict)
 
 
 class _JobPatch(BaseModel):
@@ -222,8 +235,9 @@ class ChunkedRunLogStore(BaseRunLogStore):
             err = exc.errors()[0]
             where = ".".join(str(p) for p in err["loc"]) or "document"
             location = self._location(run_id, name)
+            kind = getattr(model, "DOCUMENT_KIND", model.__name__)
             raise CorruptChunkError(
-                f"{location} does not hold a valid {model.__name__} ({where}: {err['msg']})",
+                f"{location} does not hold a valid {kind} ({where}: {err['msg']})",
                 path=location,
                 run_id=run_id,
             ) from exc
@@ -385,7 +399,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
     def get_parameters(self, run_id: str, internal_branch_name: str = "") -> dict[str, Any]:
         if not internal_branch_name:
             return self._run_fields(run_id).parameters
-        return self.get_branch_log(internal_branch_name, run_id).parameters
+        return self._branch_document(internal_branch_name, run_id, _BranchParameters).parameters
 
     def set_parameters(
         self,
@@ -446,6 +460,13 @@ class ChunkedRunLogStore(BaseRunLogStore):
         log itself for ``""``."""
         if not internal_branch_name:
             return self.get_run_log_by_id(run_id)
+        return self._branch_document(internal_branch_name, run_id, BranchLog)
+
+    def _branch_document(
+        self, internal_branch_name: str, run_id: str, model: type[_Model]
+    ) -> _Model:
+        """Branch ``internal_branch_name`` as it reads now (its document and the records not
+        folded into it yet), validated as ``model``."""
         self._check(run_id)
         name = validate_internal_name(internal_branch_name, run_id=run_id)
         with self._run_must_exist(run_id):
@@ -455,7 +476,7 @@ class ChunkedRunLogStore(BaseRunLogStore):
         document = chunk_name("BranchLog", name, run_id)
         if data is None:
             raise BranchLogNotFoundError(run_id, name, path=self._location(run_id, document))
-        return self._validated(BranchLog, data, run_id, document)
+        return self._validated(model, data, run_id, document)
 
     def add_branch_log(self, branch_log: BranchLog | RunLog, run_id: str) -> None:
         """Store a branch's fields, and any steps it carries; a branch that ends is folded."""
