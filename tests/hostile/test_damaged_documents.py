@@ -5,6 +5,7 @@ it is wrong, never a value that was not written."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +25,15 @@ def _run_with_a_branch(tmp_path: Path) -> tuple[Any, Path]:
     step = store.create_step_log("s", "map.a.s")
     step.status = "SUCCESS"
     store.add_step_log(step, "r")
-    branch = store.get_branch_log("map.a", "r")  # as runnable's executor ends a branch
-    branch.status = "SUCCESS"
-    store.add_branch_log(branch, "r")  # the branch ends: folded into its document
+    ended = store.get_branch_log("map.a", "r")  # as runnable's executor ends a branch
+    ended.status = "SUCCESS"
+    store.add_branch_log(ended, "r")  # the branch ends: folded into its document
     document = tmp_path / "logs" / "r" / "BranchLog-map.a.json"
     assert json.loads(document.read_text())["parameters"]["x"]["value"] == 1
     return store, document
 
 
-DAMAGE = {
+DAMAGE: dict[str, tuple[Callable[[dict[str, Any]], object], str]] = {
     "a parameter of no known kind": (
         lambda doc: doc["parameters"]["x"].update(kind="bogus"),
         "parameters.x",
