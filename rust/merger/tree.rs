@@ -21,6 +21,8 @@ use crate::error::{CoreError, Result};
 use crate::journal::{Key, Record, RecordKind, JOURNAL_DIR};
 use crate::names::ChunkKind;
 
+/// The fewest documents a tree build parses on one thread before another may take some.
+const PARSES_PER_TASK: usize = 4;
 pub(super) fn build_tree<'a>(
     contents: &'a Contents,
     records: &[&'a Record],
@@ -44,8 +46,15 @@ pub(super) fn build_tree<'a>(
             Ok(None) => Ok(None),
             Err(err) => Err(copy_error(err)),
         };
+    // On every core in a pool, a few documents per piece (parsing a small one takes about
+    // as long as handing it to another thread).
     let parsed: Vec<Result<Option<Chunk<'a>>>> = if in_installed_pool() {
-        contents.chunks.par_iter().map(parse).collect()
+        contents
+            .chunks
+            .par_iter()
+            .with_min_len(PARSES_PER_TASK)
+            .map(parse)
+            .collect()
     } else {
         contents.chunks.iter().map(parse).collect()
     };

@@ -38,26 +38,37 @@ impl Run {
         let settled = state.index.cursors.is_empty();
         let mut stats = None;
         if settled {
-            let run_log = self.read_run_log(&folder)?;
-            let ended = document_status(&run_log).is_some_and(|s| s == "SUCCESS" || s == "FAIL");
-            if ended {
-                // Taken before the documents are read: a document changed after this no longer
-                // matches what a snapshot built from this read says of it.
-                let now = document_stats(&self.dir)?;
-                // A cache: one that cannot be read (a link, a FIFO, past the size cap) is no
-                // snapshot, and the next merge replaces it. One that reads back whole was built
-                // from these very documents (their stats and its hash say so), which the merge
-                // that stored it checked: it is handed out as it is, unchecked (a second pass
-                // over every byte of the fastest read).
-                let snapshot = self.read_document(&folder, SNAPSHOT_NAME).ok().flatten();
-                if let Some(snapshot) = snapshot {
-                    if let Some(document) = decode_snapshot(&snapshot, &now) {
+            // A cache: one that cannot be read (a link, a FIFO, past the size cap) is no
+            // snapshot, and the next merge replaces it. One that reads back whole was built
+            // from these very documents (their stats and its hash say so), which the merge that
+            // stored it checked: it is handed out as it is, unchecked (a second pass over every
+            // byte of the fastest read). RunLog.json is not read for it: a snapshot is stored
+            // only for an ended run, against RunLog.json's stats among the others, so the same
+            // stats are that ended document; the merge must name this run, as RunLog.json must.
+            let snapshot = self.read_document(&folder, SNAPSHOT_NAME).ok().flatten();
+            // Taken before the documents are read: a document changed after this no longer
+            // matches what a snapshot built from this read says of it.
+            let mut looked = None;
+            if let Some(snapshot) = &snapshot {
+                if let Ok(now) = document_stats(&self.dir) {
+                    let stored = decode_snapshot(snapshot, &now)
+                        .filter(|document| names_run(document, &self.name));
+                    if let Some(document) = stored {
                         return Ok(MergedRun {
                             document: document.to_vec(),
                             skipped: Vec::new(),
                         });
                     }
+                    looked = Some(now);
                 }
+            }
+            let run_log = self.read_run_log(&folder)?;
+            let ended = document_status(&run_log).is_some_and(|s| s == "SUCCESS" || s == "FAIL");
+            if ended {
+                let now = match looked {
+                    Some(now) => now,
+                    None => document_stats(&self.dir)?,
+                };
                 // Judged by the clock of the look itself (see SNAPSHOT_SETTLED_NS).
                 stats = settled_long_enough(&now).then_some(now);
             }
@@ -348,4 +359,19 @@ impl Run {
         }
         Ok(out)
     }
+}
+
+/// Whether a merged run log names run `name` in its first field, as every merge writes it
+/// (`{"run_id":"<name>",...`): a stored merge is handed out only in the folder of the run it
+/// was made for. Any other start (escapes, another order) says no, and the run is read from
+/// its documents, which check the name themselves.
+pub(super) fn names_run(document: &[u8], name: &str) -> bool {
+    let Some(rest) = document.strip_prefix(b"{\"run_id\":".as_slice()) else {
+        return false;
+    };
+    let Ok(quoted) = serde_json::to_vec(name) else {
+        return false;
+    };
+    rest.strip_prefix(quoted.as_slice())
+        .is_some_and(|after| matches!(after.first(), Some(b',' | b'}')))
 }

@@ -451,3 +451,39 @@ fn a_run_log_too_deep_is_refused_on_reading_and_never_stored_as_a_snapshot() {
     assert!(matches!(err, CoreError::Corrupt { .. }), "{err:?}");
     assert!(err.to_string().contains("nests 303 levels deep"), "{err}");
 }
+
+#[test]
+fn a_stored_merge_is_read_only_in_the_folder_of_its_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, run) = ended_run(dir.path());
+    run.fold_all().unwrap();
+    let snapshot = fs::read(path.join(SNAPSHOT_NAME)).unwrap();
+    assert!(decode_snapshot(&snapshot, &document_stats(&path).unwrap()).is_some());
+    let expected = full(&Run::new(&path, options()));
+    // Renamed: every document keeps its stats, so the stored merge still matches them, but it
+    // names the run by its old name, as RunLog.json does: refused as RunLog.json is.
+    let moved = dir.path().join("moved");
+    fs::rename(&path, &moved).unwrap();
+    match Run::new(&moved, options()).read(false).unwrap_err() {
+        CoreError::RunIdMismatch { asked, found, .. } => {
+            assert_eq!((asked, found), ("moved".into(), "r".into()))
+        }
+        other => panic!("{other:?}"),
+    }
+    // Back under its name: read from the stored merge again, the same run.
+    fs::rename(&moved, &path).unwrap();
+    assert_eq!(full(&Run::new(&path, options())), expected);
+}
+
+#[test]
+fn a_merge_names_its_run_only_in_its_first_field_exactly() {
+    use super::reading::names_run;
+    assert!(names_run(br#"{"run_id":"r","status":"SUCCESS"}"#, "r"));
+    assert!(names_run(br#"{"run_id":"r"}"#, "r"));
+    assert!(!names_run(br#"{"run_id":"r2","status":"SUCCESS"}"#, "r"));
+    assert!(!names_run(br#"{"run_id":"r","status":"SUCCESS"}"#, "r2"));
+    assert!(!names_run(br#"{"status":"SUCCESS","run_id":"r"}"#, "r"));
+    assert!(!names_run(br#"{"run_id": "r"}"#, "r"));
+    assert!(!names_run(br#"{"run_id":"\u0072"}"#, "r"));
+    assert!(!names_run(b"", "r"));
+}
