@@ -23,6 +23,7 @@ use crate::names::ChunkKind;
 
 /// The fewest documents a tree build parses on one thread before another may take some.
 const PARSES_PER_TASK: usize = 4;
+
 pub(super) fn build_tree<'a>(
     contents: &'a Contents,
     records: &[&'a Record],
