@@ -15,7 +15,15 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import pydantic_core
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 from runlog_store import _core
 from runlog_store._paths import validate_run_id
@@ -80,8 +88,24 @@ class RunSummary(BaseModel):
     params: dict[str, Any] = Field(default_factory=dict)
     metrics: dict[str, Any] = Field(default_factory=dict)
     # The status of every step at every depth by internal name: what ``step.<name>.status``
-    # filters on. Left out of the JSON of a summary: a thousand-branch run has thousands.
+    # filters on. Left out of the JSON of a summary (a thousand-branch run has thousands)
+    # unless the dump's context asks for them (WITH_STEP_STATUSES): a run index keeps them.
     step_statuses: dict[str, str] = Field(default_factory=dict, exclude=True)
+
+    @model_serializer(mode="wrap")
+    def _with_step_statuses(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> Any:
+        data = handler(self)
+        context = info.context
+        if isinstance(context, dict) and context.get(WITH_STEP_STATUSES) and self.step_statuses:
+            data["step_statuses"] = self.step_statuses
+        return data
+
+
+# The serialization context under which a RunSummary's JSON holds its step statuses:
+# ``summary.model_dump_json(context={WITH_STEP_STATUSES: True})``.
+WITH_STEP_STATUSES = "with_step_statuses"
 
 
 def _age_parts(text: str, option: str) -> list[tuple[str, str]]:

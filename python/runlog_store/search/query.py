@@ -1035,11 +1035,10 @@ def summary_json(summary: RunSummary | Mapping[str, Any]) -> str:
     the step statuses a summary's own JSON leaves out."""
     if isinstance(summary, Mapping):
         return _JSON.encode(summary)
-    text = summary.model_dump_json()
-    if not summary.step_statuses:
-        return text
-    statuses = _JSON.encode(summary.step_statuses)
-    return f'{text[:-1]},"step_statuses":{statuses}}}'
+    # Imported here: this module is the filter language's, loaded without the stores.
+    from runlog_store.ops.runs import WITH_STEP_STATUSES
+
+    return summary.model_dump_json(context={WITH_STEP_STATUSES: True})
 
 
 def rows_of(
