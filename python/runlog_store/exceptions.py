@@ -11,6 +11,21 @@ below directly, with those attributes set.
 
 from __future__ import annotations
 
+from typing import Any
+
+# What an OSError keeps outside its __dict__, carried through a pickle by hand.
+_OS_ERROR_FIELDS = ("errno", "strerror", "filename", "filename2")
+
+
+def _unpickled(cls: type[BaseException], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    """An error as it was pickled: its type, args and attributes, without calling __init__
+    (whose parameters are not its args)."""
+    error = cls.__new__(cls, *args)
+    error.args = args
+    for name, value in state.items():
+        setattr(error, name, value)
+    return error
+
 
 class RunLogStoreError(Exception):
     """Base of every error raised by runlog-store."""
@@ -20,6 +35,17 @@ class RunLogStoreError(Exception):
         self.message = message
         self.path = path
         self.run_id = run_id
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross processes as pickles: a runnable Pool worker's error goes back to the
+        # pipeline's process so. Python's default rebuilds an error by calling its type with
+        # its args, which our __init__s do not take (a "not found" error is made from a run id
+        # and a name): the unpickling failed in the parent and the Pool waited for the result
+        # for ever, the pipeline hung instead of failing.
+        state = dict(vars(self))
+        if isinstance(self, OSError):
+            state.update({name: getattr(self, name) for name in _OS_ERROR_FIELDS})
+        return (_unpickled, (type(self), self.args, state))
 
 
 class RunLogNotFoundError(RunLogStoreError):

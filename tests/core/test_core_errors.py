@@ -9,6 +9,7 @@ Python side must fail here (and at ``import runlog_store._core``), not at a real
 from __future__ import annotations
 
 import os
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -480,3 +481,53 @@ def test_a_renamed_class_fails_the_import(missing: str) -> None:
             "ImportError: runlog_store._core raises runlog_store.exceptions.ChunkExistsError, "
             "which is not an exception class there"
         )
+
+
+def _every_error() -> list[BaseException]:
+    """One of each error type, made as the stores make them."""
+    made: list[BaseException] = [
+        exceptions.RunLogNotFoundError("r", path="/logs/r"),
+        exceptions.RunLogExistsError("r", path="/logs/r"),
+        exceptions.StepLogNotFoundError("r", "s", path="/logs/r"),
+        exceptions.BranchLogNotFoundError("r", "map.1", path="/logs/r"),
+        exceptions.JobLogNotFoundError("r", path="/logs/r"),
+        exceptions.ConfigurationError("bad key", key="log_folder", path="/c.yaml"),
+        exceptions.InvalidRunIdError("../r", "it names a folder above"),
+        exceptions.InvalidNameError("a..b", "an empty part", run_id="r"),
+        exceptions.StorageError("disk full", path="/logs/r", run_id="r", errno=28),
+        exceptions.HashError("gone", path="/data/x", errno=2),
+        exceptions.CatalogError("no catalog", path="/c"),
+        exceptions.NoMatchingFilesError("nothing matched data/*"),
+        exceptions.CorruptChunkError("bad", path="/logs/r/RunLog.json", run_id="r"),
+        exceptions.RunIdMismatchError("bad", path="/logs/r/RunLog.json", run_id="r", found="q"),
+        exceptions.NestingTooDeepError("too deep", run_id="r"),
+        exceptions.ChunkNotFoundError("gone", path="/logs/r"),
+        exceptions.ChunkExistsError("there", path="/logs/r"),
+        exceptions.LockTimeoutError("held", path="/logs/r/.lock", run_id="r"),
+        exceptions.ObjectStorageError(
+            "refused", path="b/r", run_id="r", endpoint="e:9000", bucket="b", operation="put"
+        ),
+    ]
+    return made
+
+
+@pytest.mark.parametrize("error", _every_error(), ids=lambda e: type(e).__name__)
+def test_every_error_crosses_a_process_as_a_pickle(error: BaseException) -> None:
+    """A Pool worker's error reaches its parent as a pickle: the same type, message and
+    attributes (Python's default rebuild calls the type with its args, which our types do not
+    take, and a Pool waits for ever on a result it cannot unpickle)."""
+    copy = pickle.loads(pickle.dumps(error))
+    assert type(copy) is type(error)
+    assert str(copy) == str(error) and copy.args == error.args
+    assert vars(copy) == vars(error)
+    if isinstance(error, OSError):
+        assert isinstance(copy, OSError)
+        assert (copy.errno, copy.filename) == (error.errno, error.filename)
+
+
+def test_an_error_of_the_core_crosses_a_process_as_a_pickle(tmp_path: Path) -> None:
+    raised = _raised(lambda: _core.hash_file(tmp_path / "missing"))
+    copy = pickle.loads(pickle.dumps(raised))
+    assert type(copy) is type(raised) and str(copy) == str(raised)
+    assert isinstance(copy, StorageError) and copy.errno == raised.errno == 2  # type: ignore[attr-defined]
+    assert copy.path == raised.path  # type: ignore[attr-defined]

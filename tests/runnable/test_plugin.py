@@ -202,6 +202,26 @@ def test_pickled_into_a_pool_worker_without_what_it_opened(
         assert store.get_run_log_by_id("child").status == "SUCCESS"
 
 
+def _step_in_a_branch(store: Any, run_id: str, branch: str) -> None:
+    """A branch task as runnable's Pool runs one (the store arrives pickled with the task)."""
+    store.add_step_log(store.create_step_log("step", f"{branch}.step"), run_id)
+
+
+def test_a_pool_workers_error_reaches_the_pipeline(tmp_path: Path) -> None:
+    """An error in a Pool worker goes back to the pipeline's process as a pickle: the same
+    error, both runnable's type and ours, with where the store looked; never a Pool waiting
+    for ever on a result it cannot read."""
+    store = _service("run_log_store", "runlog-chunked-fs", _local_config("", tmp_path))
+    store.create_run_log("mapped")
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        pending = pool.apply_async(_step_in_a_branch, (store, "mapped", "map.0"))
+        with pytest.raises(runnable_errors.BranchLogNotFoundError) as raised:
+            pending.get(timeout=60)
+    assert isinstance(raised.value, exceptions.BranchLogNotFoundError)
+    assert raised.value.run_id == "mapped" and raised.value.branch_name == "map.0"
+    assert "map.0" in str(raised.value) and str(tmp_path) in raised.value.path
+
+
 def test_container_executors_repoint_the_folders(tmp_path: Path) -> None:
     """runnable's local-container, k8s and argo executors match service_name and assign
     log_folder and catalog_location to the mounted paths."""
