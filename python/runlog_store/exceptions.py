@@ -21,7 +21,7 @@ def _unpickled(cls: type[BaseException], args: tuple[Any, ...], state: dict[str,
     """An error as it was pickled: its type, args and attributes, without calling __init__
     (whose parameters are not its args)."""
     error = cls.__new__(cls, *args)
-    error.args = args
+    error.args = args  # OSError.__new__ leaves them to an __init__ of a subclass
     for name, value in state.items():
         setattr(error, name, value)
     return error

@@ -485,7 +485,7 @@ def test_a_renamed_class_fails_the_import(missing: str) -> None:
 
 def _every_error() -> list[BaseException]:
     """One of each error type, made as the stores make them."""
-    made: list[BaseException] = [
+    return [
         exceptions.RunLogNotFoundError("r", path="/logs/r"),
         exceptions.RunLogExistsError("r", path="/logs/r"),
         exceptions.StepLogNotFoundError("r", "s", path="/logs/r"),
@@ -508,7 +508,6 @@ def _every_error() -> list[BaseException]:
             "refused", path="b/r", run_id="r", endpoint="e:9000", bucket="b", operation="put"
         ),
     ]
-    return made
 
 
 @pytest.mark.parametrize("error", _every_error(), ids=lambda e: type(e).__name__)
