@@ -397,13 +397,21 @@ class StoredStamps:
     """The stamps an index file records, ``{run_id: (fingerprint, indexed_at)}``, read at
     ``state`` (the file's epoch and generation), compared with a store's by the core."""
 
-    def __init__(self, state: tuple[str, str], rows: list[tuple[str, str, float]]) -> None: ...
+    def __init__(self, state: tuple[str, str], rows: list[tuple[str, str, float]]) -> None:
+        """``rows`` are the index file's at ``state`` (its epoch and generation): stamps of one
+        state are taken to be the same rows in every process (a run found current against
+        them, by one process, is current against them in the next: see the saved listings)."""
     @property
     def state(self) -> tuple[str, str]: ...
     def __len__(self) -> int: ...
     @staticmethod
-    def load(path: _Path, state: tuple[str, str]) -> StoredStamps | None:
-        """The stamps saved at ``path`` when they are those of ``state``; None otherwise."""
+    def load(path: _Path, state: tuple[str, str], lazy: bool = False) -> StoredStamps | None:
+        """The stamps saved at ``path`` when they are those of ``state``; None otherwise. With
+        ``lazy``, the rows are read when a comparison first needs them (one that then finds
+        the file changed returns None, as for stamps no longer of their state)."""
+    @property
+    def rows_read(self) -> bool:
+        """Whether the rows were read (stamps loaded lazily are read when first needed)."""
     def save(self, path: _Path) -> bool:
         """Save these stamps to ``path`` unless it holds their state already."""
     def apply(

@@ -6,8 +6,8 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock, RwLock};
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -345,26 +345,80 @@ struct StoredStamps {
 
 struct Stored {
     state: (String, String),
-    rows: HashMap<String, (String, f64)>,
-    /// The keys a folder's fingerprints are marked current with against these rows (see
-    /// `fingerprint::Verdict`), by the racy rule's bits: new for every content of the rows.
+    /// The rows, read when first needed from `saved` when that is where they come from: a
+    /// search that finds every run current against them by the marks of an earlier scan
+    /// (`fingerprint::Verdict`, saved with the listings) never reads them. None inside: the
+    /// file no longer held them.
+    rows: OnceLock<Option<Rows>>,
+    saved: Option<PathBuf>,
+    /// How many rows there are (the saved file's count until they are read).
+    count: usize,
+    /// The keys a folder's fingerprints are marked current with against these rows when their
+    /// state is not one of a file (see `key`), by the racy rule's bits.
     keys: Mutex<Vec<(u64, u64)>>,
 }
 
-/// The next key of `Stored::keys` (0 is "none").
+type Rows = HashMap<String, (String, f64)>;
+
+/// The next key of `Stored::keys` (0 is "none"; never with `SHARED_KEY`'s bit).
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
 
 impl Stored {
-    fn new(state: (String, String), rows: HashMap<String, (String, f64)>) -> Self {
+    fn new(state: (String, String), rows: Rows) -> Self {
         Stored {
             state,
-            rows,
+            count: rows.len(),
+            rows: OnceLock::from(Some(rows)),
+            saved: None,
             keys: Mutex::new(Vec::new()),
         }
     }
 
-    /// The key of these rows compared under racy rule `racy` (seconds).
+    /// The rows of `state` saved in the file at `path`, read when first needed.
+    fn saved(state: (String, String), path: PathBuf, count: usize) -> Self {
+        Stored {
+            state,
+            count,
+            rows: OnceLock::new(),
+            saved: Some(path),
+            keys: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The rows; None when they were to be read from a file that no longer holds them.
+    fn rows(&self) -> Option<&Rows> {
+        self.rows
+            .get_or_init(|| {
+                let path = self.saved.as_ref()?;
+                summary::saved_stamps::load(path, &self.state).filter(|r| r.len() == self.count)
+            })
+            .as_ref()
+    }
+
+    fn len(&self) -> usize {
+        match self.rows.get() {
+            Some(Some(rows)) => rows.len(),
+            _ => self.count,
+        }
+    }
+
+    /// The key of these rows compared under racy rule `racy` (seconds). At a state of an index
+    /// file (its epoch and generation: the same rows in every process), a hash of the state and
+    /// the rule, with `SHARED_KEY`'s bit: a mark saved by one process holds in the next. Else
+    /// one new to this process.
     fn key(&self, racy: f64) -> u64 {
+        if !self.state.0.is_empty() && !self.state.1.is_empty() {
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(b"runlog-stamps\0");
+            hasher.update(self.state.0.as_bytes());
+            hasher.update(b"\0");
+            hasher.update(self.state.1.as_bytes());
+            hasher.update(b"\0");
+            hasher.update(&racy.to_bits().to_le_bytes());
+            let mut head = [0u8; 8];
+            head.copy_from_slice(&hasher.finalize().as_bytes()[..8]);
+            return u64::from_le_bytes(head) | fingerprint::SHARED_KEY;
+        }
         let mut keys = self.keys.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((_, key)) = keys.iter().find(|(bits, _)| *bits == racy.to_bits()) {
             return *key;
@@ -378,12 +432,6 @@ impl Stored {
 /// `(stale, gone)`: the runs to summarize again, `(run_id, fingerprint, newest change ns)`, and
 /// the run ids recorded that are no longer there.
 type Changes = (Vec<(String, String, i64)>, Vec<String>);
-
-impl Stored {
-    fn stale(&self, run_id: &str, head: &str, fingerprint: &str, changed: i64, racy: f64) -> bool {
-        is_stale(self.rows.get(run_id), head, fingerprint, changed, racy)
-    }
-}
 
 /// Whether a run stamped so must be read again: new, changed, or changed too close to the
 /// moment it was summarized (the index's racy rule).
@@ -426,20 +474,45 @@ impl StoredStamps {
     }
 
     fn __len__(&self) -> usize {
+        self.inner.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether the rows were read: stamps loaded lazily (`load`) are read only when a
+    /// comparison needs them.
+    #[getter]
+    fn rows_read(&self) -> bool {
         self.inner
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .rows
-            .len()
+            .get()
+            .is_some()
     }
 
     /// The stamps saved at `path` (see `summary::saved_stamps`) when they are those of state
-    /// `state`; None otherwise (another state, no such file, one that cannot be read).
+    /// `state`; None otherwise (another state, no such file, one that cannot be read). With
+    /// `lazy`, only the file's head is read now, the rows when a comparison first needs them
+    /// (a comparison that then finds the file changed says these stamps are no longer of
+    /// their state: the caller reads them again).
     #[staticmethod]
-    fn load(py: Python<'_>, path: PathBuf, state: (String, String)) -> Option<StoredStamps> {
-        let rows = py.detach(|| summary::saved_stamps::load(&path, &state))?;
+    #[pyo3(signature = (path, state, lazy = false))]
+    fn load(
+        py: Python<'_>,
+        path: PathBuf,
+        state: (String, String),
+        lazy: bool,
+    ) -> Option<StoredStamps> {
+        let stored = py.detach(|| {
+            if lazy {
+                let count = summary::saved_stamps::count_at(&path, &state)?;
+                Some(Stored::saved(state, path, count))
+            } else {
+                let rows = summary::saved_stamps::load(&path, &state)?;
+                Some(Stored::new(state, rows))
+            }
+        })?;
         Some(StoredStamps {
-            inner: RwLock::new(Stored::new(state, rows)),
+            inner: RwLock::new(stored),
         })
     }
 
@@ -448,7 +521,10 @@ impl StoredStamps {
     fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<bool> {
         let saved = py.detach(|| {
             let inner = self.inner.read().unwrap_or_else(|p| p.into_inner());
-            summary::saved_stamps::save(&path, &inner.state, &inner.rows)
+            match inner.rows() {
+                Some(rows) => summary::saved_stamps::save(&path, &inner.state, rows),
+                None => Ok(false),
+            }
         });
         Ok(saved.map_err(|e| PyCoreError::new(e, "", Operation::Documents))?)
     }
@@ -463,15 +539,19 @@ impl StoredStamps {
         removed: Vec<String>,
     ) -> bool {
         let mut inner = self.inner.write().unwrap_or_else(|p| p.into_inner());
-        if inner.state != expected {
+        if inner.state != expected || inner.rows().is_none() {
             return false;
         }
+        let Some(Some(rows)) = inner.rows.get_mut() else {
+            return false;
+        };
         for run_id in removed {
-            inner.rows.remove(&run_id);
+            rows.remove(&run_id);
         }
         for (run_id, fingerprint, at) in put {
-            inner.rows.insert(run_id, (fingerprint, at));
+            rows.insert(run_id, (fingerprint, at));
         }
+        inner.count = rows.len();
         inner.state = state;
         // Other rows: no fingerprint marked current against the old ones is current now.
         inner
@@ -494,14 +574,16 @@ impl StoredStamps {
         if inner.state != expected {
             return None;
         }
+        let rows = inner.rows()?;
         let mut stale: Vec<(String, String, i64)> = stamps
             .iter()
-            .filter(|(run_id, (fp, changed))| inner.stale(run_id, "", fp, *changed, racy_seconds))
+            .filter(|(run_id, (fp, changed))| {
+                is_stale(rows.get(run_id.as_str()), "", fp, *changed, racy_seconds)
+            })
             .map(|(run_id, (fp, changed))| (run_id.clone(), fp.clone(), *changed))
             .collect();
         stale.sort_unstable();
-        let mut gone: Vec<String> = inner
-            .rows
+        let mut gone: Vec<String> = rows
             .keys()
             .filter(|run_id| !stamps.contains_key(*run_id))
             .cloned()
@@ -528,7 +610,12 @@ fn folder_changes(
     let found = in_process_pool(py, || {
         fingerprint::fingerprint_folder(&folder, (racy_seconds * 1e9) as i64).map(|found| {
             let inner = stored.inner.read().unwrap_or_else(|p| p.into_inner());
-            (inner.state == expected).then(|| folder_diff(&inner, found, racy_seconds))
+            if inner.state != expected {
+                return None;
+            }
+            let diff = folder_diff(&inner, found, racy_seconds)?;
+            fingerprint::judged_against(&folder, inner.key(racy_seconds));
+            Some(diff)
         })
     })?;
     Ok(found.map_err(|e| PyCoreError::new(e, "", Operation::Documents))?)
@@ -538,8 +625,11 @@ fn folder_changes(
 /// one keeps its own (see `summary::saved_listings`); whether they were taken. A file that
 /// cannot be read, or is not such a file, is ignored.
 #[pyfunction]
-fn load_folder_listings(py: Python<'_>, folder: PathBuf, path: PathBuf) -> bool {
-    py.detach(|| summary::saved_listings::load_listings(&folder, &path))
+fn load_folder_listings(py: Python<'_>, folder: PathBuf, path: PathBuf) -> PyResult<bool> {
+    // Decoded on this process's pool (never rayon's global one: see `pool`).
+    in_process_pool(py, || {
+        summary::saved_listings::load_listings(&folder, &path)
+    })
 }
 
 /// Save this process's listings of log folder `folder` to `path` when enough changed since
@@ -566,7 +656,12 @@ type StaleEntry = (String, String, i64);
 const DOCUMENT_HEAD: &str = "file-system ";
 const FOLDER_HEAD: &str = "chunked-fs ";
 
-fn folder_diff(inner: &Stored, found: fingerprint::FolderFingerprints, racy: f64) -> FolderDiff {
+/// None when the rows were needed and could not be read (see `Stored::rows`).
+fn folder_diff(
+    inner: &Stored,
+    found: fingerprint::FolderFingerprints,
+    racy: f64,
+) -> Option<FolderDiff> {
     let folders: HashSet<&OsStr> = if found.documents.is_empty() {
         HashSet::new()
     } else {
@@ -590,6 +685,7 @@ fn folder_diff(inner: &Stored, found: fingerprint::FolderFingerprints, racy: f64
     }
     listed.extend(found.folders.iter().map(|item| (item, FOLDER_HEAD)));
     let key = inner.key(racy);
+    let unreadable = AtomicBool::new(false);
     // Looked up on every core: (recorded, stale entry) of each run. A fingerprint found
     // current against these rows by the last scan, and unchanged since, is current still.
     let judged: Vec<(bool, Option<StaleEntry>)> = listed
@@ -602,7 +698,11 @@ fn folder_diff(inner: &Stored, found: fingerprint::FolderFingerprints, racy: f64
                 return Some((true, None));
             }
             let run_id = item.run_id.to_str()?;
-            let recorded = inner.rows.get(run_id);
+            let Some(rows) = inner.rows() else {
+                unreadable.store(true, Ordering::Relaxed);
+                return None;
+            };
+            let recorded = rows.get(run_id);
             let changed = item.newest_change_ns;
             let stale = is_stale(recorded, head, &item.fingerprint, changed, racy);
             if !stale {
@@ -618,6 +718,9 @@ fn folder_diff(inner: &Stored, found: fingerprint::FolderFingerprints, racy: f64
             Some((recorded.is_some(), entry))
         })
         .collect();
+    if unreadable.into_inner() {
+        return None;
+    }
     // A name that is not UTF-8 is the only one judged leaves out.
     let unnamed: Vec<OsString> = if judged.len() == listed.len() {
         Vec::new()
@@ -632,7 +735,7 @@ fn folder_diff(inner: &Stored, found: fingerprint::FolderFingerprints, racy: f64
     let mut stale: Vec<(String, String, i64)> =
         judged.into_iter().filter_map(|(_, entry)| entry).collect();
     // Every recorded run seen again: none gone (each run id is counted once).
-    let gone = if matched == inner.rows.len() {
+    let gone = if matched == inner.len() {
         Vec::new()
     } else {
         let seen: HashSet<&str> = found
@@ -642,7 +745,7 @@ fn folder_diff(inner: &Stored, found: fingerprint::FolderFingerprints, racy: f64
             .filter_map(|item| item.fingerprint.run_id.to_str())
             .collect();
         let mut gone: Vec<String> = inner
-            .rows
+            .rows()?
             .keys()
             .filter(|run_id| !seen.contains(run_id.as_str()))
             .cloned()
@@ -652,7 +755,7 @@ fn folder_diff(inner: &Stored, found: fingerprint::FolderFingerprints, racy: f64
     };
     stale.sort_unstable();
     both.sort_unstable();
-    ((stale, gone), both, unnamed)
+    Some(((stale, gone), both, unnamed))
 }
 
 pub(super) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {

@@ -297,8 +297,11 @@ fn folder_contents(run: &OwnedFd, name: &OsStr, ino: Option<u64>) -> Option<Fing
     folder_contents_listed(run, name, ino, None)
 }
 
-/// [`folder_contents`], telling `listing` (when given) the names it stamped and the listing
-/// of `.journals` with that folder's stat taken before it was listed.
+/// [`folder_contents`], telling `listing` (when given) the names it stamped, the listing of
+/// `.journals` with that folder's stat taken before it was listed, and the stats the
+/// fingerprint was made of (`Listing::last`, in the order `listed_stats` takes them: a later
+/// scan with the same stats, in this process or one that loads the saved listings, takes the
+/// fingerprint as it is).
 fn folder_contents_listed(
     run: &OwnedFd,
     name: &OsStr,
@@ -329,7 +332,7 @@ fn folder_contents_listed(
         return None;
     }
     let mut newest = i64::MIN;
-    let mut stamps: Vec<(Vec<u8>, String)> = Vec::with_capacity(read.len());
+    let mut stamps: Vec<(Vec<u8>, String, FileStat)> = Vec::with_capacity(read.len());
     for entry in read {
         let Ok(stat) = lstat_at(run.as_fd(), OsStr::from_bytes(&entry)) else {
             continue; // gone since the listing
@@ -348,7 +351,7 @@ fn folder_contents_listed(
                 listing.marker = Some((text.clone(), change_ns(&stat)));
             }
         }
-        stamps.push((entry, text));
+        stamps.push((entry, text, FileStat::of(&stat)));
         if is_journals && FileType::from_raw_mode(stat.st_mode) == FileType::Directory {
             let names = journal_stamps(run.as_fd(), &mut stamps, &mut newest);
             if let (Some(listing), Some(names)) = (listing.as_deref_mut(), names) {
@@ -356,27 +359,46 @@ fn folder_contents_listed(
             }
         }
     }
-    stamps.sort_unstable();
+    stamps.sort_unstable_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
     let mut hasher = blake3::Hasher::new();
-    for (entry, text) in &stamps {
+    for (entry, text, _) in &stamps {
         hasher.update(entry);
         hasher.update(b"\0");
         hasher.update(text.as_bytes());
         hasher.update(b"\n");
     }
     let hex = hasher.finalize().to_hex();
-    Some(Fingerprint {
+    let found = Fingerprint {
         run_id: name.to_os_string(),
         fingerprint: format!("{ino}:{}:{}", stamps.len(), &hex[..32]),
         newest_change_ns: newest,
-    })
+    };
+    if let Some(listing) = listing {
+        // `.journals/<j>` sorts right after `.journals`, as `listed_stats` takes them; the
+        // layout marker is stamped from its listing, not stat'ed again. Only when every name
+        // listed was stamped (none gone between the listing and its stat).
+        let stats: Vec<FileStat> = stamps
+            .iter()
+            .filter(|(entry, _, _)| entry != LAYOUT_MARKER.as_bytes() || listing.marker.is_none())
+            .map(|(_, _, stat)| *stat)
+            .collect();
+        let journals = listing
+            .journals
+            .as_ref()
+            .map_or(0, |(_, names)| names.len());
+        let marker = usize::from(listing.marker.is_some());
+        if stats.len() == listing.names.len() - marker + journals {
+            listing.last = Some((stats, Arc::new(found.clone())));
+        }
+    }
+    Some(found)
 }
 
 /// The stamps of the journals in a run's `.journals/` (opened without following a link);
 /// the journals' names when it could be listed.
 fn journal_stamps(
     run: BorrowedFd<'_>,
-    stamps: &mut Vec<(Vec<u8>, String)>,
+    stamps: &mut Vec<(Vec<u8>, String, FileStat)>,
     newest: &mut i64,
 ) -> Option<Vec<Vec<u8>>> {
     let Ok(journals) = rustix::fs::openat(
@@ -408,7 +430,7 @@ fn journal_stamps(
             kind_prefix(&stat, FileType::RegularFile),
             stamp(&stat)
         );
-        stamps.push((key, text));
+        stamps.push((key, text, FileStat::of(&stat)));
     }
     Some(names)
 }
@@ -429,11 +451,11 @@ fn stat_key(stat: &Stat) -> StatKey {
 /// the same stamp.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct FileStat {
-    ino: u64,
-    size: i64,
-    modified: i64,
-    changed: i64,
-    mode: u32,
+    pub(super) ino: u64,
+    pub(super) size: i64,
+    pub(super) modified: i64,
+    pub(super) changed: i64,
+    pub(super) mode: u32,
 }
 
 impl FileStat {
@@ -506,13 +528,25 @@ pub(super) struct FolderListings {
     pub(super) names: Option<KeptNames>,
     pub(super) listed: Arc<Names>,
     pub(super) memos: Vec<Memo>,
-    /// How many listings (of run folders, and of the log folder itself) were taken anew since
-    /// these were last saved to or loaded from a file (`saved_listings`).
+    /// How many listings (of run folders, and of the log folder itself) were taken anew, or
+    /// run folders stamped again from their listing, since these were last saved to or loaded
+    /// from a file (`saved_listings`).
     pub(super) unsaved: AtomicU64,
     /// How many the scan that made these took anew.
     pub(super) taken: u64,
     /// Whether the log folder itself was listed anew since these were last saved or loaded.
     pub(super) names_unsaved: AtomicBool,
+    /// The key of the stamps the memos' verdicts were saved against (loaded from or saved to a
+    /// file), and the key of the stamps the last comparison judged them against (0: none):
+    /// verdicts found anew against other stamps are worth saving for the next process.
+    pub(super) saved_key: AtomicU64,
+    pub(super) judged_key: AtomicU64,
+}
+
+/// Mark that the runs of log folder `folder` were just compared with stamps of key `key` (see
+/// `Verdict`): their verdicts are worth saving if `key` is shared between processes.
+pub fn judged_against(folder: &Path, key: u64) {
+    listings_of(folder).judged_key.store(key, Ordering::Relaxed);
 }
 
 /// What a scan made of one name of a log folder: the stat and fingerprint of its document (the
@@ -520,15 +554,16 @@ pub(super) struct FolderListings {
 /// folder and the listing of the run folder to keep.
 #[derive(Debug, Default)]
 pub(super) struct Memo {
-    document: Option<(FileStat, Arc<Fingerprint>)>,
-    run_folder: Option<Arc<Fingerprint>>,
+    pub(super) document: Option<(FileStat, Arc<Fingerprint>)>,
+    pub(super) run_folder: Option<Arc<Fingerprint>>,
     pub(super) listing: Option<Arc<Listing>>,
     /// Kept while the name's fingerprint is the same one.
-    verdict: Verdict,
+    pub(super) verdict: Verdict,
 }
 
 impl Memo {
-    /// What a listing saved by another process gives a name: its run folder's names alone.
+    /// A name with a run folder's names alone (as a listing saved before marks were).
+    #[cfg(test)]
     pub(super) fn with_listing(listing: Option<Arc<Listing>>) -> Memo {
         Memo {
             listing,
@@ -805,6 +840,12 @@ fn cached_run_folder(
     if let Some((_, journals)) = listing.journals.as_mut() {
         journals.sort_unstable();
     }
+    // The fingerprint kept with its stats is the one handed out: a later scan that finds the
+    // same stats hands out the very same one, and keeps the mark it was given.
+    let found = match &listing.last {
+        Some((_, last)) => Some(Arc::clone(last)),
+        None => found,
+    };
     (found, Some(Arc::new(listing)))
 }
 
@@ -834,9 +875,31 @@ pub struct Stamped {
 #[derive(Debug, Clone, Default)]
 pub struct Verdict(Option<Arc<AtomicU64>>);
 
+/// The top bit of a verdict's key: set on keys that name the stamps of one state of an index
+/// file in every process (see `StoredStamps`), which a verdict saved to a file may carry.
+pub const SHARED_KEY: u64 = 1 << 63;
+
 impl Verdict {
     fn new() -> Self {
         Verdict(Some(Arc::new(AtomicU64::new(0))))
+    }
+
+    /// A verdict read back from a file: found current against stamps of key `key` (0: none),
+    /// or, with None, one compared every time.
+    pub(super) fn saved(key: Option<u64>) -> Self {
+        Verdict(key.map(|key| Arc::new(AtomicU64::new(key))))
+    }
+
+    /// What `saved` takes back: the key of a shared kind it was found current against, if any.
+    pub(super) fn to_save(&self) -> Option<u64> {
+        self.0.as_ref().map(|mark| {
+            let key = mark.load(Ordering::Relaxed);
+            if key & SHARED_KEY != 0 {
+                key
+            } else {
+                0
+            }
+        })
     }
 
     /// Whether the fingerprint was found current against stamps of key `key` (never 0).
@@ -882,6 +945,9 @@ pub fn fingerprint_folder(folder: &Path, racy_ns: i64) -> Result<FolderFingerpri
     let fd = fd.as_fd();
     // Listings taken anew, kept for the next scan: what a saved copy of them would miss.
     let relisted = AtomicU64::new(u64::from(!same && kept_names.is_some()));
+    // Run folders whose files were stamped again from their listing: a saved copy would
+    // stamp them again too.
+    let restamped = AtomicU64::new(0);
     let found: Vec<Memo> = names
         .par_iter()
         .enumerate()
@@ -930,6 +996,10 @@ pub fn fingerprint_folder(folder: &Path, racy_ns: i64) -> Result<FolderFingerpri
                     };
                     if listed_anew {
                         relisted.fetch_add(1, Ordering::Relaxed);
+                    } else if matches!((&listing, known), (Some(now), Some(was)) if !Arc::ptr_eq(now, was))
+                    {
+                        // The same listing, its files stamped again (their stats changed).
+                        restamped.fetch_add(1, Ordering::Relaxed);
                     }
                     (found, listing)
                 }
@@ -979,9 +1049,14 @@ pub fn fingerprint_folder(folder: &Path, racy_ns: i64) -> Result<FolderFingerpri
             }));
     }
     let taken = relisted.into_inner();
-    let unsaved = known.unsaved.load(Ordering::Relaxed).saturating_add(taken);
+    let unsaved = known
+        .unsaved
+        .load(Ordering::Relaxed)
+        .saturating_add(taken)
+        .saturating_add(restamped.into_inner());
     let names_unsaved =
         known.names_unsaved.load(Ordering::Relaxed) || (!same && kept_names.is_some());
+    let saved_key = known.saved_key.load(Ordering::Relaxed);
     drop(known);
     keep_listings(
         folder,
@@ -992,6 +1067,8 @@ pub fn fingerprint_folder(folder: &Path, racy_ns: i64) -> Result<FolderFingerpri
             unsaved: AtomicU64::new(unsaved),
             taken,
             names_unsaved: AtomicBool::new(names_unsaved),
+            saved_key: AtomicU64::new(saved_key),
+            judged_key: AtomicU64::new(0),
         },
     );
     Ok(out)

@@ -129,6 +129,11 @@ impl<'a> Reader<'a> {
         Some(reader)
     }
 
+    /// A reader of `bytes` from their start (a part of a file read with `bytes`).
+    pub(super) fn of(bytes: &'a [u8]) -> Self {
+        Reader { bytes }
+    }
+
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         if n > self.bytes.len() {
             return None;

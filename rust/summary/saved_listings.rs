@@ -1,14 +1,18 @@
 //! The listings a scan of a log folder keeps (`fingerprint`), saved to a file beside the run
-//! index and loaded by the next process, so that its first search does not list every run
-//! folder again (100,000 run folders: an `openat`, two `getdents` and a `close` each, 0.4 s of
-//! kernel time here, against one read of a file of about 10 MB).
+//! index and loaded by the next process, so that its first search costs what a later search of
+//! the same process does: it does not list every run folder again (100,000 run folders: an
+//! `openat`, two `getdents` and a `close` each, 0.4 s of kernel time here, against one read of a
+//! file of about 10 MB), make every run's fingerprint again, nor read the index's stamps to look
+//! each run up.
 //!
 //! What is saved is what a scan trusts only while it is still true: the names of the log
 //! folder under the folder's stat, and the names of each run folder (and of its `.journals`)
-//! under that folder's stat. A scan checks each stat before it uses the names, exactly as it
-//! checks the listings it kept itself; a stale entry is listed again. Fingerprints, stats of
-//! files and the marks of runs found current are not saved: they are made again from the
-//! stats the scan takes anyway.
+//! under that folder's stat; the stats of each run's files with the fingerprint they made (the
+//! same stats make the same fingerprint); and the mark of each run found current against the
+//! index's stamps of one state of the index file (`Verdict`, whose key names that state and the
+//! racy rule: valid in any process while the file is at that state, as the stamps are). A scan
+//! checks each stat before it uses what was saved under it, exactly as it checks what it kept
+//! itself; a stale entry is listed and stamped again, and a mark of another state is ignored.
 //!
 //! The file is a cache in the index's own folder (or the user's cache folder), written and
 //! read as `saved_file` writes and reads: whole under a temporary name and renamed, opened
@@ -19,9 +23,12 @@
 //!
 //! Format (little-endian): the magic `runlog-listings\n`, a format number (u32), the log
 //! folder's path; the log folder's stat key when its names are trusted (a flag byte, then three
-//! 64-bit numbers); the count of names, then each name, its file type (raw mode bits) and
-//! inode, then whether a run-folder listing follows and that listing. Byte strings are a u64
-//! length and the bytes.
+//! 64-bit numbers); the key of the stamps the marks were found against; the count of names,
+//! then each name, its file type (raw mode bits) and inode, then whether a run-folder listing
+//! follows and that listing (with the stats and fingerprint of its files' last scan, if any),
+//! the document's stat and fingerprint if any, whether the run folder's fingerprint is its
+//! listing's, and the mark. Byte strings are a u64 length and the bytes; a stat is five
+//! 64-bit numbers (inode, size, modified and changed ns, type bits).
 
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -29,20 +36,25 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use rayon::prelude::*;
 use rustix::fs::FileType;
 
 use super::fingerprint::{
-    keep_listings, listings_of, FolderListings, Listing, Memo, Names, StatKey,
+    keep_listings, listings_of, FileStat, Fingerprint, FolderListings, Listing, Memo, Names,
+    StatKey, Verdict, SHARED_KEY,
 };
 use super::saved_file::{put_bytes, put_head, put_u64, read_file, write_whole, Reader};
 use crate::error::Result;
 
 const MAGIC: &[u8] = b"runlog-listings\n";
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 /// A listing saved once in this process is saved again only when this many (or a hundredth
 /// of the runs, if more) were taken anew since: a search that relists a few runs does not
 /// rewrite a file of every run's.
 const RESAVE_AFTER: u64 = 64;
+/// Names a block of the file holds: blocks are decoded in parallel (a file of 100,000 run
+/// folders is about 30 MB and a million small allocations: 100-150 ms on one core).
+const BLOCK: usize = 4096;
 
 /// The log folders whose listings this process loaded from a file or saved to one.
 static SAVED: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
@@ -88,7 +100,12 @@ pub fn save_listings(folder: &Path, path: &Path) -> Result<bool> {
     // The log folder listed anew (runs made or removed since): every new process would match
     // each name of the saved listing by name (a map of 100,000 names) instead of in place.
     let names = listings.names_unsaved.load(Ordering::Relaxed) && listings.names.is_some();
-    if unsaved == 0 || (was_saved(folder) && unsaved < enough && !names && path.exists()) {
+    // Runs found current against stamps of another state than the saved marks say (the index
+    // was written since): without these marks, the next process would read every stamp again.
+    let judged = listings.judged_key.load(Ordering::Relaxed);
+    let marks = judged & SHARED_KEY != 0 && judged != listings.saved_key.load(Ordering::Relaxed);
+    let listed_enough = unsaved != 0 && !(was_saved(folder) && unsaved < enough && !names);
+    if !listed_enough && !marks && (unsaved == 0 || path.exists()) {
         return Ok(false);
     }
     let bytes = encode(folder, &listings);
@@ -96,6 +113,9 @@ pub fn save_listings(folder: &Path, path: &Path) -> Result<bool> {
     // What was listed since the copy was taken counts from now on.
     listings.unsaved.fetch_sub(unsaved, Ordering::Relaxed);
     listings.names_unsaved.store(false, Ordering::Relaxed);
+    listings
+        .saved_key
+        .store(saved_key_of(&listings), Ordering::Relaxed);
     mark_saved(folder);
     Ok(true)
 }
@@ -124,6 +144,30 @@ fn put_optional_key(out: &mut Vec<u8>, key: Option<&StatKey>) {
     }
 }
 
+fn put_stat(out: &mut Vec<u8>, stat: &FileStat) {
+    put_u64(out, stat.ino);
+    put_u64(out, stat.size as u64);
+    put_u64(out, stat.modified as u64);
+    put_u64(out, stat.changed as u64);
+    put_u64(out, u64::from(stat.mode));
+}
+
+fn put_fingerprint(out: &mut Vec<u8>, found: &Fingerprint) {
+    put_bytes(out, found.fingerprint.as_bytes());
+    put_u64(out, found.newest_change_ns as u64);
+}
+
+/// The key the marks of `listings` are saved with: the one of their last comparison when it is
+/// shared between processes (0 when it is this process's own), or the one they were loaded
+/// with when they were not compared since.
+fn saved_key_of(listings: &FolderListings) -> u64 {
+    match listings.judged_key.load(Ordering::Relaxed) {
+        0 => listings.saved_key.load(Ordering::Relaxed),
+        judged if judged & SHARED_KEY != 0 => judged,
+        _ => 0,
+    }
+}
+
 fn put_names(out: &mut Vec<u8>, names: &[Vec<u8>]) {
     put_u64(out, names.len() as u64);
     for name in names {
@@ -132,7 +176,7 @@ fn put_names(out: &mut Vec<u8>, names: &[Vec<u8>]) {
 }
 
 fn encode(folder: &Path, listings: &FolderListings) -> Vec<u8> {
-    let mut out = Vec::with_capacity(64 + listings.listed.len() * 96);
+    let mut out = Vec::with_capacity(64 + listings.listed.len() * 192);
     put_head(&mut out, MAGIC, FORMAT);
     put_bytes(&mut out, folder.as_os_str().as_bytes());
     // The names are trusted under the key only when they are the very listing the memos are of.
@@ -142,45 +186,105 @@ fn encode(folder: &Path, listings: &FolderListings) -> Vec<u8> {
         .filter(|(_, names)| Arc::ptr_eq(names, &listings.listed))
         .map(|(key, _)| key);
     put_optional_key(&mut out, trusted);
+    put_u64(&mut out, saved_key_of(listings));
     // In the order of the names (which the reader checks: no name twice), not the listing's.
     let mut order: Vec<usize> = (0..listings.listed.len()).collect();
     order.sort_unstable_by(|&a, &b| listings.listed[a].0.cmp(&listings.listed[b].0));
     put_u64(&mut out, listings.listed.len() as u64);
-    for at in order {
-        let (name, kind, ino) = &listings.listed[at];
-        put_bytes(&mut out, name.as_bytes());
-        put_u64(&mut out, u64::from(kind.as_raw_mode()));
-        put_u64(&mut out, *ino);
-        match listings
-            .memos
-            .get(at)
-            .and_then(|memo| memo.listing.as_ref())
-        {
-            Some(listing) => {
-                out.push(1);
-                put_optional_key(&mut out, listing.folder.as_ref());
-                put_names(&mut out, &listing.names);
-                match &listing.journals {
-                    Some((key, names)) => {
-                        out.push(1);
-                        put_key(&mut out, key);
-                        put_names(&mut out, names);
-                    }
-                    None => out.push(0),
-                }
-                match &listing.marker {
-                    Some((text, changed)) => {
-                        out.push(1);
-                        put_bytes(&mut out, text.as_bytes());
-                        put_u64(&mut out, *changed as u64);
-                    }
-                    None => out.push(0),
-                }
-            }
-            None => out.push(0),
+    // In blocks, each a count and a length: the reader decodes them on every core.
+    let mut block = Vec::new();
+    for ats in order.chunks(BLOCK) {
+        block.clear();
+        for &at in ats {
+            put_record(&mut block, listings, at);
         }
+        put_u64(&mut out, ats.len() as u64);
+        put_bytes(&mut out, &block);
     }
     out
+}
+
+/// The record of name `at` of `listings`: the name, its type and inode, its run folder's
+/// listing if kept, and what the scan made of it.
+fn put_record(out: &mut Vec<u8>, listings: &FolderListings, at: usize) {
+    let (name, kind, ino) = &listings.listed[at];
+    put_bytes(out, name.as_bytes());
+    put_u64(out, u64::from(kind.as_raw_mode()));
+    put_u64(out, *ino);
+    let memo = listings.memos.get(at);
+    match memo.and_then(|memo| memo.listing.as_ref()) {
+        Some(listing) => {
+            out.push(1);
+            put_optional_key(out, listing.folder.as_ref());
+            put_names(out, &listing.names);
+            match &listing.journals {
+                Some((key, names)) => {
+                    out.push(1);
+                    put_key(out, key);
+                    put_names(out, names);
+                }
+                None => out.push(0),
+            }
+            match &listing.marker {
+                Some((text, changed)) => {
+                    out.push(1);
+                    put_bytes(out, text.as_bytes());
+                    put_u64(out, *changed as u64);
+                }
+                None => out.push(0),
+            }
+            match &listing.last {
+                Some((stats, found)) => {
+                    out.push(1);
+                    put_u64(out, stats.len() as u64);
+                    for stat in stats {
+                        put_stat(out, stat);
+                    }
+                    put_fingerprint(out, found);
+                }
+                None => out.push(0),
+            }
+        }
+        None => out.push(0),
+    }
+    put_memo(out, memo);
+}
+
+/// What a scan made of a name beside its listing: the document's stat and fingerprint, whether
+/// the run folder's fingerprint is the one its listing's last scan made, and the mark.
+fn put_memo(out: &mut Vec<u8>, memo: Option<&Memo>) {
+    let Some(memo) = memo else {
+        out.extend_from_slice(&[0, 0, 0]);
+        return;
+    };
+    match &memo.document {
+        Some((stat, found)) => {
+            out.push(1);
+            put_stat(out, stat);
+            put_fingerprint(out, found);
+        }
+        None => out.push(0),
+    }
+    let last = memo.listing.as_ref().and_then(|l| l.last.as_ref());
+    let listed = match (&memo.run_folder, last) {
+        (Some(found), Some((_, last))) => Arc::ptr_eq(found, last),
+        _ => false,
+    };
+    // A run folder's fingerprint of another kind (a link, a file) is not saved: made again, it
+    // is a new one, and the mark is not carried over to it.
+    let verdict = if memo.run_folder.is_some() && !listed {
+        Some(0)
+    } else {
+        memo.verdict.to_save()
+    };
+    out.push(u8::from(listed));
+    match verdict {
+        Some(key) => {
+            out.push(1);
+            put_u64(out, key);
+        }
+        None => out.push(0),
+    }
 }
 
 fn read_key(reader: &mut Reader<'_>) -> Option<StatKey> {
@@ -193,6 +297,25 @@ fn read_optional_key(reader: &mut Reader<'_>) -> Option<Option<StatKey>> {
     } else {
         None
     })
+}
+
+fn read_stat(reader: &mut Reader<'_>) -> Option<FileStat> {
+    Some(FileStat {
+        ino: reader.u64()?,
+        size: reader.u64()? as i64,
+        modified: reader.u64()? as i64,
+        changed: reader.u64()? as i64,
+        mode: u32::try_from(reader.u64()?).ok()?,
+    })
+}
+
+fn read_fingerprint(reader: &mut Reader<'_>, run_id: &[u8]) -> Option<Arc<Fingerprint>> {
+    let fingerprint = reader.text()?.to_owned();
+    Some(Arc::new(Fingerprint {
+        run_id: OsString::from_vec(run_id.to_vec()),
+        fingerprint,
+        newest_change_ns: reader.u64()? as i64,
+    }))
 }
 
 fn read_names(reader: &mut Reader<'_>) -> Option<Vec<Vec<u8>>> {
@@ -209,68 +332,165 @@ fn sorted(names: &[Vec<u8>]) -> bool {
     names.windows(2).all(|pair| pair[0] <= pair[1])
 }
 
+/// The names and memos of one block, with its first and last names.
+struct Block<'a> {
+    names: Names,
+    memos: Vec<Memo>,
+    first: &'a [u8],
+    last: &'a [u8],
+}
+
+fn decode_block(count: usize, bytes: &[u8]) -> Option<Block<'_>> {
+    let mut reader = Reader::of(bytes);
+    let mut names: Names = Vec::with_capacity(count);
+    let mut memos = Vec::with_capacity(count);
+    let mut previous: Option<&[u8]> = None;
+    let mut first: Option<&[u8]> = None;
+    for _ in 0..count {
+        let (entry, memo) = read_record(&mut reader, &mut previous)?;
+        first = first.or(previous);
+        names.push(entry);
+        memos.push(memo);
+    }
+    if !reader.is_done() {
+        return None;
+    }
+    Some(Block {
+        names,
+        memos,
+        first: first?,
+        last: previous?,
+    })
+}
+
+/// One name's record (see `put_record`), after `previous` (which it becomes).
+fn read_record<'a>(
+    reader: &mut Reader<'a>,
+    previous: &mut Option<&'a [u8]>,
+) -> Option<((OsString, FileType, u64), Memo)> {
+    let name = reader.bytes()?;
+    // Each name once: they are saved in increasing order.
+    if name.is_empty() || name.contains(&b'/') || previous.is_some_and(|p| p >= name) {
+        return None;
+    }
+    *previous = Some(name);
+    let mode = u32::try_from(reader.u64()?).ok()?;
+    let ino = reader.u64()?;
+    let listing = if reader.flag()? {
+        let folder_key = read_optional_key(reader)?;
+        let names = read_names(reader)?;
+        let journals = if reader.flag()? {
+            Some((read_key(reader)?, read_names(reader)?))
+        } else {
+            None
+        };
+        let marker = if reader.flag()? {
+            let text = String::from_utf8(reader.bytes()?.to_vec()).ok()?;
+            Some((text, reader.u64()? as i64))
+        } else {
+            None
+        };
+        let last = if reader.flag()? {
+            let count = reader.count(40)?;
+            let mut stats = Vec::with_capacity(count);
+            for _ in 0..count {
+                stats.push(read_stat(reader)?);
+            }
+            Some((stats, read_fingerprint(reader, name)?))
+        } else {
+            None
+        };
+        // A listing is only ever kept sorted and with a key (fingerprint::cached_run_folder).
+        if folder_key.is_none()
+            || !sorted(&names)
+            || names.iter().any(|n| n.is_empty() || n.contains(&b'/'))
+            || journals.as_ref().is_some_and(|(_, j)| {
+                !sorted(j) || j.iter().any(|n| n.is_empty() || n.contains(&b'/'))
+            })
+        {
+            return None;
+        }
+        Some(Arc::new(Listing {
+            folder: folder_key,
+            names,
+            journals,
+            marker,
+            last,
+        }))
+    } else {
+        None
+    };
+    let document = if reader.flag()? {
+        // Only a `<run_id>.json` is stamped as a document.
+        let run_id = name.strip_suffix(b".json").filter(|r| !r.is_empty())?;
+        let stat = read_stat(reader)?;
+        Some((stat, read_fingerprint(reader, run_id)?))
+    } else {
+        None
+    };
+    let run_folder = if reader.flag()? {
+        Some(Arc::clone(&listing.as_ref()?.last.as_ref()?.1))
+    } else {
+        None
+    };
+    let verdict = Verdict::saved(if reader.flag()? {
+        Some(reader.u64()?)
+    } else {
+        None
+    });
+    let entry = (
+        OsString::from_vec(name.to_vec()),
+        FileType::from_raw_mode(mode),
+        ino,
+    );
+    Some((
+        entry,
+        Memo {
+            document,
+            run_folder,
+            listing,
+            verdict,
+        },
+    ))
+}
+
 fn decode(bytes: &[u8], folder: &Path) -> Option<FolderListings> {
     let mut reader = Reader::after_head(bytes, MAGIC, FORMAT)?;
     if reader.bytes()? != folder.as_os_str().as_bytes() {
         return None; // made for another folder (copied along with it, say)
     }
     let trusted = read_optional_key(&mut reader)?;
-    let count = reader.count(8 + 16 + 1)?;
-    let mut listed: Names = Vec::with_capacity(count);
-    let mut memos = Vec::with_capacity(count);
-    let mut previous: Option<&[u8]> = None;
-    for _ in 0..count {
-        let name = reader.bytes()?;
-        // Each name once: they are saved in increasing order.
-        if name.is_empty() || name.contains(&b'/') || previous.is_some_and(|p| p >= name) {
+    let saved_key = reader.u64()?;
+    let count = reader.count(8)?;
+    let mut blocks: Vec<(usize, &[u8])> = Vec::with_capacity(count / BLOCK + 1);
+    let mut counted = 0usize;
+    while counted < count {
+        let block_count = usize::try_from(reader.u64()?).ok()?;
+        if block_count == 0 || block_count > BLOCK || block_count > count - counted {
             return None;
         }
-        previous = Some(name);
-        let mode = u32::try_from(reader.u64()?).ok()?;
-        let ino = reader.u64()?;
-        let listing = if reader.flag()? {
-            let folder_key = read_optional_key(&mut reader)?;
-            let names = read_names(&mut reader)?;
-            let journals = if reader.flag()? {
-                Some((read_key(&mut reader)?, read_names(&mut reader)?))
-            } else {
-                None
-            };
-            let marker = if reader.flag()? {
-                let text = String::from_utf8(reader.bytes()?.to_vec()).ok()?;
-                Some((text, reader.u64()? as i64))
-            } else {
-                None
-            };
-            // A listing is only ever kept sorted and with a key (fingerprint::cached_run_folder).
-            if folder_key.is_none()
-                || !sorted(&names)
-                || names.iter().any(|n| n.is_empty() || n.contains(&b'/'))
-                || journals.as_ref().is_some_and(|(_, j)| {
-                    !sorted(j) || j.iter().any(|n| n.is_empty() || n.contains(&b'/'))
-                })
-            {
-                return None;
-            }
-            Some(Arc::new(Listing {
-                folder: folder_key,
-                names,
-                journals,
-                marker,
-                last: None,
-            }))
-        } else {
-            None
-        };
-        listed.push((
-            OsString::from_vec(name.to_vec()),
-            FileType::from_raw_mode(mode),
-            ino,
-        ));
-        memos.push(Memo::with_listing(listing));
+        blocks.push((block_count, reader.bytes()?));
+        counted += block_count;
     }
     if !reader.is_done() {
         return None;
+    }
+    // Each block on its own core, then the names checked in order across blocks.
+    let decoded: Vec<Option<Block<'_>>> = blocks
+        .par_iter()
+        .map(|&(block_count, bytes)| decode_block(block_count, bytes))
+        .collect();
+    let mut listed: Names = Vec::with_capacity(count);
+    let mut memos = Vec::with_capacity(count);
+    let mut previous: Option<&[u8]> = None;
+    for block in decoded {
+        let block = block?;
+        if previous.is_some_and(|p| p >= block.first) {
+            return None;
+        }
+        previous = Some(block.last);
+        listed.extend(block.names);
+        memos.extend(block.memos);
     }
     let listed = Arc::new(listed);
     Some(FolderListings {
@@ -280,6 +500,8 @@ fn decode(bytes: &[u8], folder: &Path) -> Option<FolderListings> {
         unsaved: AtomicU64::new(0),
         taken: 0,
         names_unsaved: AtomicBool::new(false),
+        saved_key: AtomicU64::new(saved_key),
+        judged_key: AtomicU64::new(0),
     })
 }
 
@@ -311,6 +533,8 @@ mod tests {
             unsaved: AtomicU64::new(2),
             taken: 2,
             names_unsaved: AtomicBool::new(true),
+            saved_key: AtomicU64::new(0),
+            judged_key: AtomicU64::new(0),
         }
     }
 
@@ -405,6 +629,129 @@ mod tests {
         assert!(decode(&encode(folder, &listings), folder).is_none());
         listing.names = vec![b"../x".to_vec()];
         listings.memos[0].listing = Some(Arc::new(listing));
+        assert!(decode(&encode(folder, &listings), folder).is_none());
+    }
+
+    fn stat(ino: u64) -> FileStat {
+        FileStat {
+            ino,
+            size: 10,
+            modified: 20,
+            changed: 30,
+            mode: 0o100000,
+        }
+    }
+
+    fn fingerprint(run_id: &str, text: &str) -> Arc<Fingerprint> {
+        Arc::new(Fingerprint {
+            run_id: OsString::from(run_id),
+            fingerprint: text.to_string(),
+            newest_change_ns: 30,
+        })
+    }
+
+    /// A run folder stamped from its listing and a document, both found current against
+    /// stamps of a shared key (the last scan's), and a name whose mark is process-local.
+    fn marked(judged: u64) -> FolderListings {
+        let mut listings = sample();
+        let mut listing = (**listings.memos[0].listing.as_ref().unwrap()).clone();
+        let found = fingerprint("run-a", "11:3:abc");
+        listing.last = Some((vec![stat(1), stat(2), stat(3)], Arc::clone(&found)));
+        listings.memos[0] = Memo {
+            document: None,
+            run_folder: Some(found),
+            listing: Some(Arc::new(listing)),
+            verdict: Verdict::saved(Some(SHARED_KEY | 5)),
+        };
+        listings.memos[1] = Memo {
+            document: Some((stat(12), fingerprint("run-b", "12-10-20-30"))),
+            run_folder: None,
+            listing: None,
+            verdict: Verdict::saved(Some(7)), // this process's own: never saved
+        };
+        listings.judged_key.store(judged, Ordering::Relaxed);
+        listings
+    }
+
+    #[test]
+    fn stats_fingerprints_and_shared_marks_are_read_back() {
+        let folder = Path::new("/logs");
+        let bytes = encode(folder, &marked(SHARED_KEY | 5));
+        let back = decode(&bytes, folder).expect("read back");
+        assert_eq!(back.saved_key.load(Ordering::Relaxed), SHARED_KEY | 5);
+        let run = &back.memos[0];
+        let (stats, last) = run
+            .listing
+            .as_ref()
+            .unwrap()
+            .last
+            .as_ref()
+            .expect("stats kept");
+        assert_eq!(stats, &vec![stat(1), stat(2), stat(3)]);
+        assert_eq!(last.fingerprint, "11:3:abc");
+        assert_eq!(last.run_id, OsString::from("run-a"));
+        assert!(
+            Arc::ptr_eq(run.run_folder.as_ref().unwrap(), last),
+            "one fingerprint"
+        );
+        assert_eq!(run.verdict.to_save(), Some(SHARED_KEY | 5));
+        let document = &back.memos[1];
+        let (stat_back, found) = document.document.as_ref().expect("the document's stamp");
+        assert_eq!(*stat_back, stat(12));
+        assert_eq!(
+            found.run_id,
+            OsString::from("run-b"),
+            "the name without .json"
+        );
+        assert_eq!(
+            document.verdict.to_save(),
+            Some(0),
+            "a process's own mark is not kept"
+        );
+        assert_eq!(encode(folder, &back), bytes);
+        // Marks of a key of this process alone: saved as none.
+        let local = decode(&encode(folder, &marked(3)), folder).unwrap();
+        assert_eq!(local.saved_key.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn a_document_stamp_on_a_name_that_is_no_document_is_refused() {
+        let folder = Path::new("/logs");
+        let mut listings = marked(0);
+        listings.memos.swap(0, 1); // run-a (a folder's name) gets the document's stamp
+        assert!(decode(&encode(folder, &listings), folder).is_none());
+    }
+
+    #[test]
+    fn names_in_many_blocks_are_read_back_in_order_and_each_once() {
+        let folder = Path::new("/logs");
+        let count = BLOCK * 2 + 7;
+        let names: Names = (0..count)
+            .map(|i| {
+                (
+                    OsString::from(format!("run-{i:06}.json")),
+                    FileType::RegularFile,
+                    i as u64,
+                )
+            })
+            .collect();
+        let listings = FolderListings {
+            names: None,
+            memos: (0..count).map(|_| Memo::default()).collect(),
+            listed: Arc::new(names.clone()),
+            ..FolderListings::default()
+        };
+        let bytes = encode(folder, &listings);
+        let back = decode(&bytes, folder).expect("read back");
+        assert_eq!(*back.listed, names);
+        // A name of one block repeated at the head of the next: refused.
+        let mut twice = names.clone();
+        twice[BLOCK] = twice[BLOCK - 1].clone();
+        let listings = FolderListings {
+            listed: Arc::new(twice),
+            memos: (0..count).map(|_| Memo::default()).collect(),
+            ..FolderListings::default()
+        };
         assert!(decode(&encode(folder, &listings), folder).is_none());
     }
 }

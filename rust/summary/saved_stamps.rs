@@ -77,20 +77,38 @@ pub fn load(path: &Path, state: &(String, String)) -> Option<Rows> {
     decode(&read_file(path)?, state)
 }
 
-/// Whether the file at `path` holds the stamps of state `state` (its head alone is compared).
-pub fn holds_state(path: &Path, state: &(String, String)) -> bool {
+/// The first `length` bytes of the file at `path` (fewer if it is shorter), opened without
+/// following a link.
+fn read_head(path: &Path, length: usize) -> Option<Vec<u8>> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
-    let head = head(state);
-    let opened = std::fs::OpenOptions::new()
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
-        .open(path);
-    let Ok(file) = opened else {
-        return false;
-    };
-    let mut found = Vec::with_capacity(head.len());
-    file.take(head.len() as u64).read_to_end(&mut found).is_ok() && found == head
+        .open(path)
+        .ok()?;
+    let mut found = Vec::with_capacity(length);
+    file.take(length as u64).read_to_end(&mut found).ok()?;
+    Some(found)
+}
+
+/// Whether the file at `path` holds the stamps of state `state` (its head alone is compared).
+pub fn holds_state(path: &Path, state: &(String, String)) -> bool {
+    let head = head(state);
+    read_head(path, head.len()).is_some_and(|found| found == head)
+}
+
+/// How many rows the file at `path` says it holds, when they are those of state `state` (its
+/// head and count alone are read: `load` checks the rest when the rows are needed).
+pub fn count_at(path: &Path, state: &(String, String)) -> Option<usize> {
+    let head = head(state);
+    let found = read_head(path, head.len() + 8)?;
+    if found.len() != head.len() + 8 || found[..head.len()] != head[..] {
+        return None;
+    }
+    let mut count = [0u8; 8];
+    count.copy_from_slice(&found[head.len()..]);
+    usize::try_from(u64::from_le_bytes(count)).ok()
 }
 
 /// Save the stamps `rows` of state `state` to `path`, unless the file holds that state already;
@@ -147,10 +165,12 @@ mod tests {
         let path = dir.path().join("runs.stamps");
         let (state, rows) = sample();
         assert!(save(&path, &state, &rows).unwrap());
+        assert_eq!(count_at(&path, &state), Some(2));
         assert!(!save(&path, &state, &rows).unwrap());
         assert_eq!(load(&path, &state), Some(rows.clone()));
         let next = ("epoch".to_string(), "8".to_string());
         assert!(save(&path, &next, &rows).unwrap());
         assert_eq!(load(&path, &state), None);
+        assert_eq!(count_at(&path, &state), None);
     }
 }

@@ -161,26 +161,28 @@ def test_folder_changes_stamp_both_layouts_as_the_one_layout_scans_do(tmp_path: 
     # Another state than the one asked for: no answer.
     assert _core.folder_changes(str(tmp_path), empty, ("e", "1"), 0.05) is None
     # Recorded long after their last change: none stale; a recorded run not there is gone.
+    # (Stamps of one state of an index file are that state's rows in every process: each
+    # content here has a state of its own, as an index's do.)
     rows = [(run_id, f, c / 1e9 + 60) for run_id, (f, c) in expected.items()]
-    stored = _core.StoredStamps(("e", "0"), [*rows, ("elsewhere", "x", 0.0)])
-    found = _core.folder_changes(str(tmp_path), stored, ("e", "0"), 0.05)
+    stored = _core.StoredStamps(("e", "2"), [*rows, ("elsewhere", "x", 0.0)])
+    found = _core.folder_changes(str(tmp_path), stored, ("e", "2"), 0.05)
     assert found is not None and found[0] == ([], ["elsewhere"])
     # Recorded within the racy window of a change: read again.
     racy = [(r, f, at - 60 if r == "doc" else at) for r, f, at in rows]
-    stored = _core.StoredStamps(("e", "0"), racy)
-    found = _core.folder_changes(str(tmp_path), stored, ("e", "0"), 0.05)
+    stored = _core.StoredStamps(("e", "3"), racy)
+    found = _core.folder_changes(str(tmp_path), stored, ("e", "3"), 0.05)
     assert found is not None and [r for r, _, _ in found[0][0]] == ["doc"]
     # A write applied at the state it was made at moves the stamps on; at another, not.
-    assert stored.apply(("e", "0"), ("e", "1"), [("doc", "file-system x", 1.0)], ["run"])
-    assert not stored.apply(("e", "0"), ("e", "2"), [], ["doc"])
-    assert stored.state == ("e", "1") and len(stored) == len(expected) - 1
-    found = _core.folder_changes(str(tmp_path), stored, ("e", "1"), 0.05)
+    assert stored.apply(("e", "3"), ("e", "4"), [("doc", "file-system x", 1.0)], ["run"])
+    assert not stored.apply(("e", "3"), ("e", "5"), [], ["doc"])
+    assert stored.state == ("e", "4") and len(stored) == len(expected) - 1
+    found = _core.folder_changes(str(tmp_path), stored, ("e", "4"), 0.05)
     assert found is not None
     assert [r for r, _, _ in found[0][0]] == ["doc", "run"] and found[0][1] == []
     # The same comparison of stamps given (an object store's): unchanged, never racy (0).
     kept = sorted(expected)
     kept.remove("run")
-    changes = stored.diff(("e", "1"), {"doc": ("file-system x", 0), "new": ("y", 5)}, 0.05)
+    changes = stored.diff(("e", "4"), {"doc": ("file-system x", 0), "new": ("y", 5)}, 0.05)
     assert changes == ([("new", "y", 5)], [r for r in kept if r != "doc"])
 
 

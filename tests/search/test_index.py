@@ -609,11 +609,12 @@ def test_an_index_folder_that_is_not_this_users_own_is_never_written_through(
         assert list((folder / INDEX_FOLDER).iterdir()) == []
 
 
-# The search another process makes: its answers against a scan, and how many listings it took
-# anew (``_core.folder_listings_taken``).
+# The search another process makes: its answers against a scan, how many listings it took
+# anew (``_core.folder_listings_taken``) and whether it read the index's stamps.
 _FRESH_SEARCH = """
 import json, sys
 from runlog_store import _core, create_store
+from runlog_store.search import index
 from runlog_store.stores.project import ProjectRunLogStore
 from runlog_store.testing.store.search import FILTERS, ORDERS, comparable, scanned
 kind, folder = sys.argv[1], sys.argv[2]
@@ -621,18 +622,20 @@ store = (ProjectRunLogStore(log_folder=folder, fsync=False) if kind == "runnable
          else create_store(kind, log_folder=folder, fsync=False))
 store.search_runs()
 listed = _core.folder_listings_taken(folder)
+stamps_read = any(stored.rows_read for stored in index._STORED.values())
 for filter in FILTERS:
     for order_by in ORDERS:
         page = store.search_runs(filter, order_by, max_results=10_000)
         assert comparable(page.runs) == comparable(scanned(store, filter, order_by)), (
             filter, order_by)
-print(json.dumps({"listed": listed}))
+print(json.dumps({"listed": listed, "stamps_read": stamps_read}))
 """
 
 
-def _fresh_search(kind: str, folder: Path) -> int:
+def _fresh_search_of(kind: str, folder: Path) -> dict[str, Any]:
     """Search ``folder`` in a process of its own: every answer equals a scan; how many
-    listings its first search took anew."""
+    listings its first search took anew (``listed``) and whether it read the index's stamps
+    (``stamps_read``)."""
     done = subprocess.run(
         [sys.executable, "-c", _FRESH_SEARCH, kind, str(folder)],
         capture_output=True,
@@ -640,7 +643,13 @@ def _fresh_search(kind: str, folder: Path) -> int:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    return int(json.loads(done.stdout)["listed"])
+    found: dict[str, Any] = json.loads(done.stdout)
+    return found
+
+
+def _fresh_search(kind: str, folder: Path) -> int:
+    """How many listings the first search of a process of its own took anew."""
+    return int(_fresh_search_of(kind, folder)["listed"])
 
 
 LISTINGS = f"{INDEX_FOLDER}/runs.listings"
@@ -670,7 +679,6 @@ def test_a_new_process_takes_the_listings_another_saved(tmp_path: Path, kind: st
     shutil.copy(tmp_path / "theirs-chunked-0" / "RunLog.json", branch)
     _settle()
     assert _fresh_search(kind, tmp_path) == 1, "the run folder with a new name, no other"
-    assert (tmp_path / LISTINGS).stat().st_mtime_ns == saved, "one listing: not saved again"
     # Runs added and removed: the log folder is listed again, and the listings saved again.
     shutil.rmtree(tmp_path / "theirs-chunked-2")
     writer = _store("chunked-fs", tmp_path)
@@ -680,6 +688,45 @@ def test_a_new_process_takes_the_listings_another_saved(tmp_path: Path, kind: st
     assert 2 <= _fresh_search(kind, tmp_path) <= 4, "the log folder and what changed in it"
     assert (tmp_path / LISTINGS).stat().st_mtime_ns != saved
     assert _fresh_search(kind, tmp_path) <= 1, "the saved listings are the log folder's now"
+
+
+@pytest.mark.parametrize("kind", FOLDER_TYPES)
+def test_a_new_process_finds_runs_current_without_reading_the_stamps(
+    tmp_path: Path, kind: str
+) -> None:
+    """The listings are saved with each run's stats, fingerprint and mark (found current
+    against the index's stamps of one state of the file): the first search of another
+    process, nothing having changed, reads none of the index's stamps. A run changed since
+    (in place, as runnable's stores and an editor write) is found by its stats, its mark of
+    no use: the stamps are read, the answers are a scan's, and the marks of the index's new
+    state are saved for the next process."""
+    store = _store(kind, tmp_path)
+    write_runs(store)
+    _runnable_runs(tmp_path)
+    _settle()
+    store.search_runs()
+    _settle()  # the merges the first search stored: their folders are listed again
+    store.search_runs()
+    first = _fresh_search_of(kind, tmp_path)
+    assert first == {"listed": 0, "stamps_read": False}, "every run found current by its mark"
+    saved = (tmp_path / LISTINGS).stat().st_mtime_ns
+    assert _fresh_search_of(kind, tmp_path)["stamps_read"] is False
+    assert (tmp_path / LISTINGS).stat().st_mtime_ns == saved, "nothing changed: not saved"
+    # Rewritten in place, the same size: only its stats say so.
+    run_log = tmp_path / "theirs-chunked-1" / "RunLog.json"
+    run_log.write_bytes(run_log.read_bytes().replace(b'"FAIL"', b'"PASS"'))
+    _settle()
+    changed = _fresh_search_of(kind, tmp_path)
+    assert changed["stamps_read"] is True and changed["listed"] == 0
+    assert (tmp_path / LISTINGS).stat().st_mtime_ns != saved, "the marks of the new state"
+    assert _fresh_search_of(kind, tmp_path)["stamps_read"] is False
+    # The index written by someone else (a run ended by a writer): every mark is of another
+    # state, and the stamps are read again, once.
+    writer = _store("chunked-fs", tmp_path)
+    writer.create_run_log("written-later", tag="nightly")
+    _settle()
+    assert _fresh_search_of(kind, tmp_path)["stamps_read"] is True
+    assert _fresh_search_of(kind, tmp_path)["stamps_read"] is False
 
 
 @pytest.mark.parametrize(

@@ -430,6 +430,7 @@ class RunIndex:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
             _applied(path, before, after, put, removed)
+            _save_stamps(path, after)
             return _summaries(found)
 
     # --- building from nothing ------------------------------------------------------------------
@@ -652,9 +653,11 @@ def _stored(
     if cached and copy is not None and copy.state == state:
         return copy
     # Saved by another process at this very state of the file (``_core.StoredStamps.load``),
-    # else read from SQLite and saved for the next process.
+    # else read from SQLite and saved for the next process. Read lazily: a search whose runs
+    # the saved listings mark current against this state never needs them (a copy read again
+    # because a lazy one could not be, ``cached=False``, is read now).
     saved = beside_index(path, ".stamps")
-    loaded = _core.StoredStamps.load(saved, state) if all(state) else None
+    loaded = _core.StoredStamps.load(saved, state, lazy=cached) if all(state) else None
     if loaded is not None:
         stored = loaded
     else:
@@ -686,6 +689,21 @@ def _applied(
         copy = _STORED.get(path)
     if copy is not None and all(before) and all(after):
         copy.apply(before, after, put, removed)
+
+
+def _save_stamps(path: str, state: tuple[str, str]) -> None:
+    """Save this process's copy of the stamps, at ``state`` after a search wrote the index, for
+    the next process: without it, that process reads every row from SQLite (its saved listings
+    may mark every run current, needing none of them). Not after a writer's note: a write of
+    every row's stamp at every status a run takes."""
+    with _STORED_LOCK:
+        copy = _STORED.get(path)
+    if copy is None or copy.state != state or not all(state):
+        return
+    try:
+        copy.save(beside_index(path, ".stamps"))
+    except OSError as exc:  # a cache: the next process reads them from SQLite
+        log.debug("stamps of %s not saved: %s", path, exc)
 
 
 def _write(
