@@ -614,7 +614,8 @@ fn folder_changes(
                 return None;
             }
             let diff = folder_diff(&inner, found, racy_seconds)?;
-            fingerprint::judged_against(&folder, inner.key(racy_seconds));
+            let quiet = diff.0 .0.is_empty() && diff.0 .1.is_empty();
+            fingerprint::judged_against(&folder, inner.key(racy_seconds), quiet);
             Some(diff)
         })
     })?;

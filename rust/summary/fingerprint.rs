@@ -541,12 +541,17 @@ pub(super) struct FolderListings {
     /// verdicts found anew against other stamps are worth saving for the next process.
     pub(super) saved_key: AtomicU64,
     pub(super) judged_key: AtomicU64,
+    /// Whether that comparison found every run current (nothing to read again, nothing gone).
+    pub(super) quiet: AtomicBool,
 }
 
 /// Mark that the runs of log folder `folder` were just compared with stamps of key `key` (see
-/// `Verdict`): their verdicts are worth saving if `key` is shared between processes.
-pub fn judged_against(folder: &Path, key: u64) {
-    listings_of(folder).judged_key.store(key, Ordering::Relaxed);
+/// `Verdict`), and whether every run was found current: their verdicts are worth saving if
+/// `key` is shared between processes.
+pub fn judged_against(folder: &Path, key: u64, quiet: bool) {
+    let listings = listings_of(folder);
+    listings.judged_key.store(key, Ordering::Relaxed);
+    listings.quiet.store(quiet, Ordering::Relaxed);
 }
 
 /// What a scan made of one name of a log folder: the stat and fingerprint of its document (the
@@ -1069,6 +1074,7 @@ pub fn fingerprint_folder(folder: &Path, racy_ns: i64) -> Result<FolderFingerpri
             names_unsaved: AtomicBool::new(names_unsaved),
             saved_key: AtomicU64::new(saved_key),
             judged_key: AtomicU64::new(0),
+            quiet: AtomicBool::new(false),
         },
     );
     Ok(out)

@@ -35,6 +35,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 use rustix::fs::FileType;
@@ -71,6 +72,25 @@ fn was_saved(folder: &Path) -> bool {
     saved.iter().any(|f| f == folder)
 }
 
+/// When this process last saved the listings of a log folder for their marks (see
+/// `save_listings`).
+static MARKS_SAVED: Mutex<Vec<(PathBuf, Instant)>> = Mutex::new(Vec::new());
+/// How long a process waits before it saves a folder's marks again.
+const MARKS_EVERY: Duration = Duration::from_secs(30);
+
+fn marks_saved_lately(folder: &Path) -> bool {
+    let saved = MARKS_SAVED.lock().unwrap_or_else(|p| p.into_inner());
+    saved
+        .iter()
+        .any(|(f, at)| f == folder && at.elapsed() < MARKS_EVERY)
+}
+
+fn mark_marks_saved(folder: &Path) {
+    let mut saved = MARKS_SAVED.lock().unwrap_or_else(|p| p.into_inner());
+    saved.retain(|(f, _)| f != folder);
+    saved.push((folder.to_path_buf(), Instant::now()));
+}
+
 /// Load the listings saved in `path` for log folder `folder` and keep them as this process's,
 /// unless it keeps some of its own already. Whether they were taken.
 pub fn load_listings(folder: &Path, path: &Path) -> bool {
@@ -102,8 +122,16 @@ pub fn save_listings(folder: &Path, path: &Path) -> Result<bool> {
     let names = listings.names_unsaved.load(Ordering::Relaxed) && listings.names.is_some();
     // Runs found current against stamps of another state than the saved marks say (the index
     // was written since): without these marks, the next process would read every stamp again.
+    // Only from a search that found every run current (one that found changes writes the
+    // index, and its marks are of the state before that write), and at most every
+    // `MARKS_EVERY` in a process: a long-lived one (`runlog serve`) beside a running pipeline,
+    // whose writers move the index on at every status a run takes, would write the file
+    // (18-31 MB for 100,000 runs) at every search.
     let judged = listings.judged_key.load(Ordering::Relaxed);
-    let marks = judged & SHARED_KEY != 0 && judged != listings.saved_key.load(Ordering::Relaxed);
+    let marks = judged & SHARED_KEY != 0
+        && listings.quiet.load(Ordering::Relaxed)
+        && judged != listings.saved_key.load(Ordering::Relaxed)
+        && !marks_saved_lately(folder);
     let listed_enough = unsaved != 0 && !(was_saved(folder) && unsaved < enough && !names);
     if !listed_enough && !marks && (unsaved == 0 || path.exists()) {
         return Ok(false);
@@ -117,6 +145,9 @@ pub fn save_listings(folder: &Path, path: &Path) -> Result<bool> {
         .saved_key
         .store(saved_key_of(&listings), Ordering::Relaxed);
     mark_saved(folder);
+    if marks {
+        mark_marks_saved(folder);
+    }
     Ok(true)
 }
 
@@ -502,6 +533,7 @@ fn decode(bytes: &[u8], folder: &Path) -> Option<FolderListings> {
         names_unsaved: AtomicBool::new(false),
         saved_key: AtomicU64::new(saved_key),
         judged_key: AtomicU64::new(0),
+        quiet: AtomicBool::new(false),
     })
 }
 
@@ -535,6 +567,7 @@ mod tests {
             names_unsaved: AtomicBool::new(true),
             saved_key: AtomicU64::new(0),
             judged_key: AtomicU64::new(0),
+            quiet: AtomicBool::new(false),
         }
     }
 

@@ -729,6 +729,33 @@ def test_a_new_process_finds_runs_current_without_reading_the_stamps(
     assert _fresh_search_of(kind, tmp_path)["stamps_read"] is False
 
 
+def test_a_long_lived_process_saves_its_marks_now_and_then(tmp_path: Path) -> None:
+    """A process beside a running pipeline (``runlog serve``) sees the index moved on by the
+    writers before each of its searches: it saves its marks of the index's new state from a
+    search that found nothing changed, at most every 30 seconds, not the whole file at every
+    search."""
+    store = _store("chunked-fs", tmp_path)
+    write_runs(store)
+    _settle()
+    store.search_runs()  # built, and the listings saved
+    _settle()
+    store.search_runs()  # the runs whose merges the build stored read again
+    _settle()
+    store.search_runs()  # nothing changed: saved with the marks of this state
+    listings = tmp_path / LISTINGS
+    saved = {listings.stat().st_mtime_ns}
+    for status in ("FAIL", "SUCCESS", "FAIL", "SUCCESS"):
+        store.update_run_log_status("search-1", status)  # noted: the index moves on
+        _settle()
+        assert_answers_equal_scan(store, (None,))  # searches: the first may read it again
+        saved.add(listings.stat().st_mtime_ns)
+    assert len(saved) == 1, "the marks of a new state not saved again within 30 seconds"
+    # Another process saves the marks of the state it finds, and the next one reads no stamp.
+    assert _fresh_search_of("chunked-fs", tmp_path)["stamps_read"] is True
+    assert listings.stat().st_mtime_ns not in saved
+    assert _fresh_search_of("chunked-fs", tmp_path)["stamps_read"] is False
+
+
 @pytest.mark.parametrize(
     "damage", ["garbage", "cut short", "another folder's", "a link", "a folder"]
 )
