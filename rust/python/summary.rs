@@ -453,6 +453,9 @@ fn is_stale(
 
 #[pymethods]
 impl StoredStamps {
+    /// `rows` are the index file's at `state` (its epoch and generation): stamps of one state
+    /// are taken to be the same rows in every process, so that a run found current against
+    /// them by one process is current against them in the next (see `Stored::key`).
     #[new]
     fn new(state: (String, String), rows: Vec<(String, String, f64)>) -> Self {
         let rows = rows
