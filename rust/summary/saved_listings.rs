@@ -511,15 +511,18 @@ fn decode(bytes: &[u8], folder: &Path) -> Option<FolderListings> {
         return None;
     }
     // Each block on its own core, then the names checked in order across blocks.
-    let decoded: Vec<Option<Block<'_>>> = blocks
+    let decoded: Option<Vec<Block<'_>>> = blocks
         .par_iter()
         .map(|&(block_count, bytes)| decode_block(block_count, bytes))
         .collect();
-    let mut listed: Names = Vec::with_capacity(count);
-    let mut memos = Vec::with_capacity(count);
+    let decoded = decoded?;
+    // Room for what the blocks held, not for what the file claims (a count is only checked
+    // against the bytes left: a forged one could ask for hundreds of MB).
+    let held = decoded.iter().map(|block| block.names.len()).sum();
+    let mut listed: Names = Vec::with_capacity(held);
+    let mut memos = Vec::with_capacity(held);
     let mut previous: Option<&[u8]> = None;
     for block in decoded {
-        let block = block?;
         if previous.is_some_and(|p| p >= block.first) {
             return None;
         }
