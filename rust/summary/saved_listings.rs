@@ -109,9 +109,10 @@ pub fn load_listings(folder: &Path, path: &Path) -> bool {
 }
 
 /// Save this process's listings of `folder` to `path` when they are worth it: something was
-/// listed anew since they were last saved or loaded here, and that never happened before, or
-/// enough were (see `RESAVE_AFTER`), or the log folder itself was, or the file is gone.
-/// Whether they were saved.
+/// listed or stamped anew since they were last saved or loaded here, and that never happened
+/// before, or enough were (see `RESAVE_AFTER`), or the log folder itself was; or the runs were
+/// all found current against another state of the index than the saved marks are of (see
+/// below); or the file is gone. Whether they were saved.
 pub fn save_listings(folder: &Path, path: &Path) -> Result<bool> {
     let listings = listings_of(folder);
     let unsaved = listings.unsaved.load(Ordering::Relaxed);
