@@ -884,6 +884,15 @@ pub struct Verdict(Option<Arc<AtomicU64>>);
 /// file in every process (see `StoredStamps`), which a verdict saved to a file may carry.
 pub const SHARED_KEY: u64 = 1 << 63;
 
+/// `key` when it is shared between processes (`SHARED_KEY`), else 0: what may be saved.
+pub(super) fn shared_only(key: u64) -> u64 {
+    if key & SHARED_KEY != 0 {
+        key
+    } else {
+        0
+    }
+}
+
 impl Verdict {
     fn new() -> Self {
         Verdict(Some(Arc::new(AtomicU64::new(0))))
@@ -897,14 +906,9 @@ impl Verdict {
 
     /// What `saved` takes back: the key of a shared kind it was found current against, if any.
     pub(super) fn to_save(&self) -> Option<u64> {
-        self.0.as_ref().map(|mark| {
-            let key = mark.load(Ordering::Relaxed);
-            if key & SHARED_KEY != 0 {
-                key
-            } else {
-                0
-            }
-        })
+        self.0
+            .as_ref()
+            .map(|mark| shared_only(mark.load(Ordering::Relaxed)))
     }
 
     /// Whether the fingerprint was found current against stamps of key `key` (never 0).

@@ -41,8 +41,8 @@ use rayon::prelude::*;
 use rustix::fs::FileType;
 
 use super::fingerprint::{
-    keep_listings, listings_of, FileStat, Fingerprint, FolderListings, Listing, Memo, Names,
-    StatKey, Verdict, SHARED_KEY,
+    keep_listings, listings_of, shared_only, FileStat, Fingerprint, FolderListings, Listing, Memo,
+    Names, StatKey, Verdict,
 };
 use super::saved_file::{put_bytes, put_head, put_u64, read_file, write_whole, Reader};
 use crate::error::Result;
@@ -129,7 +129,7 @@ pub fn save_listings(folder: &Path, path: &Path) -> Result<bool> {
     // whose writers move the index on at every status a run takes, would write the file
     // (18-31 MB for 100,000 runs) at every search.
     let judged = listings.judged_key.load(Ordering::Relaxed);
-    let marks = judged & SHARED_KEY != 0
+    let marks = shared_only(judged) != 0
         && listings.quiet.load(Ordering::Relaxed)
         && judged != listings.saved_key.load(Ordering::Relaxed)
         && !marks_saved_lately(folder);
@@ -195,8 +195,7 @@ fn put_fingerprint(out: &mut Vec<u8>, found: &Fingerprint) {
 fn saved_key_of(listings: &FolderListings) -> u64 {
     match listings.judged_key.load(Ordering::Relaxed) {
         0 => listings.saved_key.load(Ordering::Relaxed),
-        judged if judged & SHARED_KEY != 0 => judged,
-        _ => 0,
+        judged => shared_only(judged),
     }
 }
 
@@ -548,6 +547,7 @@ fn decode(bytes: &[u8], folder: &Path) -> Option<FolderListings> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::summary::fingerprint::SHARED_KEY;
 
     fn sample() -> FolderListings {
         let listed: Names = vec![

@@ -473,10 +473,7 @@ class RunIndex:
                 if path not in _STORED and len(_STORED) >= _STORED_PATHS:
                     _STORED.pop(next(iter(_STORED)))
                 _STORED[path] = stored
-            try:
-                stored.save(beside_index(path, ".stamps"))  # for the next process (see ``_stored``)
-            except OSError as exc:
-                log.debug("stamps of %s not saved: %s", path, exc)
+            _save_for_next_process(stored, path)
             return found
         finally:
             with contextlib.suppress(OSError):
@@ -664,10 +661,7 @@ def _stored(
         rows = conn.execute("SELECT run_id, fingerprint, indexed_at FROM main.runs").fetchall()
         stored = _core.StoredStamps(state, rows)
         if all(state):
-            try:
-                stored.save(saved)
-            except OSError as exc:  # a cache: the next process reads them from SQLite
-                log.debug("stamps of %s not saved: %s", path, exc)
+            _save_for_next_process(stored, path)
     if all(state):
         with _STORED_LOCK:
             if path not in _STORED and len(_STORED) >= _STORED_PATHS:
@@ -698,10 +692,15 @@ def _save_stamps(path: str, state: tuple[str, str]) -> None:
     every row's stamp at every status a run takes."""
     with _STORED_LOCK:
         copy = _STORED.get(path)
-    if copy is None or copy.state != state or not all(state):
-        return
+    if copy is not None and copy.state == state and all(state):
+        _save_for_next_process(copy, path)
+
+
+def _save_for_next_process(stored: _core.StoredStamps, path: str) -> None:
+    """Save ``stored`` beside index ``path`` for the next process (see ``_stored``), unless the
+    file holds their state already."""
     try:
-        copy.save(beside_index(path, ".stamps"))
+        stored.save(beside_index(path, ".stamps"))
     except OSError as exc:  # a cache: the next process reads them from SQLite
         log.debug("stamps of %s not saved: %s", path, exc)
 
