@@ -190,7 +190,7 @@ impl Builder {
             }
             Layout::RunFolder => {
                 let run = Run::new(&self.folder.join(&entry.run_id), self.options);
-                match run.read(false) {
+                match run.read_for_summary() {
                     Ok(merged) => summary::summarize(&merged.document).map_err(|_| Outcome::Left),
                     Err(CoreError::NotFound { .. }) => Err(Outcome::Gone),
                     Err(err) if err.errno() == Some(2) => Err(Outcome::Gone),

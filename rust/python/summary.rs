@@ -305,7 +305,7 @@ fn summarize_run_folders<'py>(
             .with_min_len(8)
             .map(|run_id| {
                 let run = Run::new(&folder.join(run_id), options);
-                match run.read(false) {
+                match run.read_for_summary() {
                     Err(err) => (Err(Ok(err)), None),
                     Ok(merged) => match summary::summarize(&merged.document) {
                         Ok(found) => (Ok(found), None),

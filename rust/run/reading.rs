@@ -17,8 +17,23 @@ use crate::nesting;
 use crate::untrusted::Folder;
 
 impl Run {
-    /// The full run log, and what a salvage read left out.
+    /// The full run log, and what a salvage read left out. A read of an ended run that had to
+    /// merge its documents stores the merge as the run's snapshot, for the next full read.
     pub fn read(&self, salvage: bool) -> Result<MergedRun> {
+        self.read_merged(salvage, true)
+    }
+
+    /// The full run log as [`Run::read`] gives it, for a summary: from the stored merge when it
+    /// is still good, but a merge made here is not stored. An index summarizes every run that
+    /// changed (thousands after a pipeline's run, a hundred thousand in a build), and storing
+    /// each merge (a temp file, a second look at every document's stats, a rename) took most
+    /// of a summary's time for runs nobody reads in full afterwards; a search never writes into
+    /// a run's folder.
+    pub fn read_for_summary(&self) -> Result<MergedRun> {
+        self.read_merged(false, false)
+    }
+
+    fn read_merged(&self, salvage: bool, store_snapshot: bool) -> Result<MergedRun> {
         if salvage {
             // A salvage read uses nothing cached: it reads every journal past the damage.
             let (records, mut skipped) = crate::journal::read_all(&self.dir, true)?;
@@ -64,7 +79,7 @@ impl Run {
             }
             let run_log = self.read_run_log(&folder)?;
             let ended = document_status(&run_log).is_some_and(|s| s == "SUCCESS" || s == "FAIL");
-            if ended {
+            if ended && store_snapshot {
                 let now = match looked {
                     Some(now) => now,
                     None => document_stats(&self.dir)?,

@@ -206,6 +206,27 @@ fn the_end_of_a_run_stores_its_merge_and_a_later_write_is_folded_at_once() {
 }
 
 #[test]
+fn a_read_for_a_summary_never_stores_the_merge_it_made() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, run) = ended_run(dir.path());
+    run.fold_all().unwrap();
+    let expected = full(&Run::new(&path, options()));
+    fs::remove_file(path.join(SNAPSHOT_NAME)).unwrap();
+    // Past the age at which a full read stores the merge of an ended run.
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    let summarized = Run::new(&path, options()).read_for_summary().unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&summarized.document).unwrap(),
+        expected
+    );
+    assert!(!path.join(SNAPSHOT_NAME).exists(), "a summary stored it");
+    assert_eq!(full(&Run::new(&path, options())), expected);
+    assert!(path.join(SNAPSHOT_NAME).exists(), "a full read stores it");
+    let again = Run::new(&path, options()).read_for_summary().unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&again.document).unwrap(), expected);
+}
+
+#[test]
 fn no_snapshot_is_stored_of_documents_changed_since_the_fold() {
     let dir = tempfile::tempdir().unwrap();
     let (path, run) = ended_run(dir.path());
