@@ -218,6 +218,58 @@ def test_runs_copied_removed_and_changed_by_hand(tmp_path: Path, kind: str) -> N
     assert "garbage" in _ids(store, "status = 'UNREADABLE'")
 
 
+def test_a_run_summarized_again_rewrites_only_the_rows_that_changed(tmp_path: Path) -> None:
+    """A run read again into the index keeps its rows of parameters, metrics and steps where
+    they are as stored (a status flipped rewrites its run row alone), and each table that
+    changed is rewritten whole: a value changed, a name added or gone."""
+    from runlog_store.ops.runs import summarize
+
+    store = _store("file-system", tmp_path)
+    write_runs(store)
+    store.search_runs()
+    summaries = {r: summarize(store.get_run_log_json(r)) for r in store.list_run_ids()}
+    run_id, summary = next((r, s) for r, s in summaries.items() if s.params and s.metrics)
+    conn = sqlite3.connect(tmp_path / INDEX, isolation_level=None)
+    tables = ("params", "metrics", "steps")
+
+    def stored() -> dict[str, list[tuple[Any, ...]]]:
+        return {
+            t: conn.execute(f"SELECT * FROM {t} WHERE run_id = ?", (run_id,)).fetchall()
+            for t in tables
+        }
+
+    def write(changed: Any) -> int:
+        """Rows deleted, inserted and replaced by a write of the run summarized as ``changed``."""
+        rows = index_module._rows(run_id, changed, "changed", time.time())
+        before = conn.total_changes
+        conn.execute("BEGIN IMMEDIATE")
+        index_module._write(conn, [rows], [], time.time())
+        conn.execute("COMMIT")
+        return conn.total_changes - before
+
+    as_indexed = stored()
+    # The run's row replaced, the generation moved on; no other row.
+    flipped = "FAIL" if summary.status == "SUCCESS" else "SUCCESS"
+    assert write(summary.model_copy(update={"status": flipped})) <= 3
+    assert stored() == as_indexed
+    status = conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    assert status == (flipped,)
+    name = next(iter(summary.params))
+    for params in (
+        {**summary.params, name: "another value"},
+        {**summary.params, "added": 1.5},
+        {k: v for k, v in summary.params.items() if k != name},
+    ):
+        changed = summary.model_copy(update={"params": params})
+        assert write(changed) > 3
+        now = stored()
+        assert sorted(now["params"]) == sorted(index_module._rows(run_id, changed, "", 0).params)
+        assert now["metrics"] == as_indexed["metrics"] and now["steps"] == as_indexed["steps"]
+    conn.close()
+    # The run's stamp is not its fingerprint: read again, as a scan reads it.
+    assert_answers_equal_scan(store)
+
+
 def test_racy_runs_are_read_again_and_a_quiet_search_reads_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
