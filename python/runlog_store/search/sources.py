@@ -164,6 +164,11 @@ class RunSource(ABC):
         check_names(stamps)
         return stored.diff(expected, stamps, racy_seconds)
 
+    def save_for_next_process(self) -> None:
+        """Save what this process keeps of the store's listings, for the first search of the
+        next process; a source that keeps none saves nothing."""
+        return None
+
     def restriction(self) -> str | None:
         """The head of the fingerprints of the runs this store sees, when the index holds more
         (another store's runs in the same folder); None: every row is this store's."""
@@ -179,8 +184,8 @@ class RunSource(ABC):
 
     def core_reads(self) -> tuple[str, bool, float] | None:
         """Where the core reads this store's runs for an index build: the log folder, with the
-        store's ``fsync`` and ``lock_timeout`` (a read may store a merge); None when they are
-        read here (``summaries``)."""
+        store's ``fsync`` and ``lock_timeout`` (each run is opened with them, as the store
+        opens it); None when they are read here (``summaries``)."""
         return None
 
     def reader(self) -> BaseRunLogStore:
@@ -359,16 +364,11 @@ class FolderSource(RunSource):
     ) -> Changes | None:
         """``stamps`` compared with ``stored`` by the core, from one listing of the folder.
         The listings of the folder and its run folders another process saved are taken
-        first, and this process's are saved for the next one (``listings_path``)."""
+        first (``listings_path``; ``save_for_next_process`` saves this process's)."""
         listings = self.listings_path()
         if listings is not None:
             _core.load_folder_listings(self.folder, listings)
         found = _core.folder_changes(self.folder, stored, expected, racy_seconds)
-        if listings is not None:
-            try:
-                _core.save_folder_listings(self.folder, listings)
-            except OSError as exc:  # a cache: the next process lists the folders itself
-                log.debug("listings of %s not saved to %s: %s", self.folder, listings, exc)
         if found is None:
             return None
         (stale, gone), both, unnamed = found
@@ -386,6 +386,17 @@ class FolderSource(RunSource):
             bool(getattr(store, "fsync", True)),
             float(getattr(store, "lock_timeout", 60.0)),
         )
+
+    def save_for_next_process(self) -> None:
+        """Save this process's listings of the folder and its run folders beside the index,
+        when enough changed since they were last saved or taken (the core decides)."""
+        listings = self.listings_path()
+        if listings is None:
+            return
+        try:
+            _core.save_folder_listings(self.folder, listings)
+        except OSError as exc:  # a cache: the next process lists the folders itself
+            log.debug("listings of %s not saved to %s: %s", self.folder, listings, exc)
 
     def listings_path(self) -> str | None:
         """Where the listings of this folder are saved for the next process, beside the index
