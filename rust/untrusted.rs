@@ -167,6 +167,12 @@ impl Folder {
         })
     }
 
+    /// Remove the folder `name` right inside this one if it is empty; whether it was. A link
+    /// in its place is not followed (nor removed), and a folder that is not empty stays.
+    pub fn remove_empty_folder(&self, name: &std::ffi::OsStr) -> bool {
+        rustix::fs::unlinkat(&self.fd, name, rustix::fs::AtFlags::REMOVEDIR).is_ok()
+    }
+
     fn resolve(&self, below: &Path, how: How) -> std::result::Result<OwnedFd, Errno> {
         let flags = how.flags() | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
         // openat2 takes a mode only with O_CREAT.

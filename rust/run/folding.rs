@@ -13,7 +13,7 @@ use super::{Layout, Run, State};
 use crate::chunk::RUN_LOG_FILE;
 use crate::error::{CoreError, Result};
 use crate::fold::Doc;
-use crate::journal::{journal_path, Key};
+use crate::journal::{journal_path, Key, JOURNAL_DIR};
 use crate::merger::{check_run_record, Contents, Naming};
 use crate::names::{chunk_file_name, ChunkKind};
 use crate::untrusted::Folder;
@@ -239,8 +239,22 @@ impl Run {
         }
         state.index = Index::default();
         state.own = None;
+        self.remove_journal_folder();
         self.spares.release();
         Ok(folded_something.then_some((merged, expected)))
+    }
+
+    /// Remove `.journals/` once the fold removed every journal, under the lock that an append
+    /// takes to make it again: a scan of every run by an index (and any reader's listing of
+    /// the run) then looks at one file less per ended run. A folder that is not empty (a file
+    /// not ours in it) stays, and so does one that cannot be removed: it is only a cost. Not
+    /// synced: a power cut that brings it back brings back an empty folder, or journals whose
+    /// records the synced documents hold (a reader skips them).
+    fn remove_journal_folder(&self) {
+        let Ok(folder) = self.folder() else { return };
+        if let Some(run) = folder.folder_inside(std::ffi::OsStr::new(&self.name)) {
+            run.remove_empty_folder(std::ffi::OsStr::new(JOURNAL_DIR));
+        }
     }
 
     /// Replace a document with what a fold made of it: a spare file made ahead (`spares`),

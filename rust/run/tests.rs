@@ -227,6 +227,28 @@ fn a_read_for_a_summary_never_stores_the_merge_it_made() {
 }
 
 #[test]
+fn the_end_of_a_run_removes_its_journals_folder_and_a_later_write_makes_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, run) = ended_run(dir.path());
+    assert!(path.join(JOURNAL_DIR).is_dir());
+    run.fold_all().unwrap();
+    assert!(!path.join(JOURNAL_DIR).exists(), "an ended run keeps no journals' folder");
+    // Another process writes to the ended run: its journal (and the folder) made again, the
+    // record folded at once, and the folder gone again.
+    let mut again = step("a", "SUCCESS");
+    again.body = br#"{"name":"a","internal_name":"a","status":"SUCCESS","message":"m1"}"#.to_vec();
+    Run::new(&path, options()).append(&[again]).unwrap();
+    assert_eq!(full(&Run::new(&path, options()))["steps"]["a"]["message"], "m1");
+    assert!(!path.join(JOURNAL_DIR).exists());
+    // A file not ours in the folder: the folder stays, the file with it.
+    fs::create_dir(path.join(JOURNAL_DIR)).unwrap();
+    fs::write(path.join(JOURNAL_DIR).join("notes.txt"), b"kept").unwrap();
+    Run::new(&path, options()).append(&[step("b", "SUCCESS")]).unwrap();
+    assert_eq!(fs::read(path.join(JOURNAL_DIR).join("notes.txt")).unwrap(), b"kept");
+    assert_eq!(full(&Run::new(&path, options()))["steps"]["b"]["status"], "SUCCESS");
+}
+
+#[test]
 fn no_snapshot_is_stored_of_documents_changed_since_the_fold() {
     let dir = tempfile::tempdir().unwrap();
     let (path, run) = ended_run(dir.path());

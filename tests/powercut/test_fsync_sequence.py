@@ -96,6 +96,8 @@ EXPECTED = {
             "rename logs/r/.RunLog.json.tmp-* -> logs/r/RunLog.json",
             "fsync logs/r",
             "unlink logs/r/.journals/<journal>",
+            # (then `.journals` itself, by `unlinkat` relative to the run folder, not traced
+            # here: removing an empty folder needs no sync, see docs/format.md)
             # the run's merge, stored beside it: a cache, not synced (a reader checks its
             # length and hash, and the documents' stats, before using it)
             "create-new logs/r/..merged.json.tmp-*",

@@ -117,9 +117,9 @@ def test_documents_are_runnables_and_stay_inside_the_run(tmp_path: Path) -> None
     hashed = [name for name in files if name.startswith("BranchLog-~")]
     assert len(hashed) == 1 and len(hashed[0]) < 60, files
     documents = ["BranchLog-plain.b1.json", *hashed, "RunLog.json"]
-    # With the run's stored merge (a cache for our readers; runnable's ignores it).
-    assert files == sorted([".journals", ".layout", ".lock", ".merged.json", *documents])
-    assert os.listdir(run_folder / ".journals") == []
+    # With the run's stored merge (a cache for our readers; runnable's ignores it), and no
+    # journals' folder: every journal folded, the folder went with them.
+    assert files == sorted([".layout", ".lock", ".merged.json", *documents])
     assert os.listdir(tmp_path) == ["r"]  # nothing escaped the run's folder
     stored = json.loads((run_folder / "RunLog.json").read_text())
     assert list(stored["steps"]) == list(names)
