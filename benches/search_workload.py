@@ -42,7 +42,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-VERSION = 1
+VERSION = 2
 RUNS = int(os.environ.get("RUNLOG_BENCH_RUNS", "100000"))
 TEMPLATES = 200
 CACHE_ROOT = Path(os.environ.get("RUNLOG_BENCH_CACHE", Path.cwd() / ".bench-scratch" / "search"))
