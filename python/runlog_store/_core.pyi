@@ -391,7 +391,8 @@ def summarize_run_folders(
 ) -> list[dict[str, Any] | Exception]:
     """``summarize_run`` of chunked-fs runs (the folders ``<folder>/<run_id>``) read in parallel
     as ``ChunkedRun.read`` reads them (an ended run's stored merge when still good, stored by a
-    full read): per run its summary, or the exception its read or summary raised, in order."""
+    full read; a merge made here is not stored): per run its summary, or the exception its read
+    or summary raised, in order."""
 
 class StoredStamps:
     """The stamps an index file records, ``{run_id: (fingerprint, indexed_at)}``, read at

@@ -283,8 +283,9 @@ fn fingerprint_run_folder(
 
 /// Read and summarize chunked-fs runs (the folders `<folder>/<run_ids[i]>`) in parallel, each
 /// read as the store reads it (`ChunkedRun.read`: its stored merge when still good, which a
-/// full read of an ended run stores): for each a summary dict, or the exception its read or
-/// its summary raised, in order.
+/// full read of an ended run stores; a merge made here is not stored, see
+/// `Run::read_for_summary`): for each a summary dict, or the exception its read or its summary
+/// raised, in order.
 #[pyfunction]
 #[pyo3(signature = (folder, run_ids, *, fsync = true, lock_timeout = 60.0))]
 fn summarize_run_folders<'py>(
