@@ -223,7 +223,10 @@ fn a_read_for_a_summary_never_stores_the_merge_it_made() {
     assert_eq!(full(&Run::new(&path, options())), expected);
     assert!(path.join(SNAPSHOT_NAME).exists(), "a full read stores it");
     let again = Run::new(&path, options()).read_for_summary().unwrap();
-    assert_eq!(serde_json::from_slice::<Value>(&again.document).unwrap(), expected);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&again.document).unwrap(),
+        expected
+    );
 }
 
 #[test]
@@ -232,20 +235,34 @@ fn the_end_of_a_run_removes_its_journals_folder_and_a_later_write_makes_it_again
     let (path, run) = ended_run(dir.path());
     assert!(path.join(JOURNAL_DIR).is_dir());
     run.fold_all().unwrap();
-    assert!(!path.join(JOURNAL_DIR).exists(), "an ended run keeps no journals' folder");
+    assert!(
+        !path.join(JOURNAL_DIR).exists(),
+        "an ended run keeps no journals' folder"
+    );
     // Another process writes to the ended run: its journal (and the folder) made again, the
     // record folded at once, and the folder gone again.
     let mut again = step("a", "SUCCESS");
     again.body = br#"{"name":"a","internal_name":"a","status":"SUCCESS","message":"m1"}"#.to_vec();
     Run::new(&path, options()).append(&[again]).unwrap();
-    assert_eq!(full(&Run::new(&path, options()))["steps"]["a"]["message"], "m1");
+    assert_eq!(
+        full(&Run::new(&path, options()))["steps"]["a"]["message"],
+        "m1"
+    );
     assert!(!path.join(JOURNAL_DIR).exists());
     // A file not ours in the folder: the folder stays, the file with it.
     fs::create_dir(path.join(JOURNAL_DIR)).unwrap();
     fs::write(path.join(JOURNAL_DIR).join("notes.txt"), b"kept").unwrap();
-    Run::new(&path, options()).append(&[step("b", "SUCCESS")]).unwrap();
-    assert_eq!(fs::read(path.join(JOURNAL_DIR).join("notes.txt")).unwrap(), b"kept");
-    assert_eq!(full(&Run::new(&path, options()))["steps"]["b"]["status"], "SUCCESS");
+    Run::new(&path, options())
+        .append(&[step("b", "SUCCESS")])
+        .unwrap();
+    assert_eq!(
+        fs::read(path.join(JOURNAL_DIR).join("notes.txt")).unwrap(),
+        b"kept"
+    );
+    assert_eq!(
+        full(&Run::new(&path, options()))["steps"]["b"]["status"],
+        "SUCCESS"
+    );
 }
 
 #[test]
