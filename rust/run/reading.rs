@@ -77,9 +77,12 @@ impl Run {
                     looked = Some(now);
                 }
             }
+            // Read in every case: a missing document, or one naming another run, fails as
+            // a full read fails; its status matters only to a merge that is stored.
             let run_log = self.read_run_log(&folder)?;
-            let ended = document_status(&run_log).is_some_and(|s| s == "SUCCESS" || s == "FAIL");
-            if ended && store_snapshot {
+            if store_snapshot
+                && document_status(&run_log).is_some_and(|s| s == "SUCCESS" || s == "FAIL")
+            {
                 let now = match looked {
                     Some(now) => now,
                     None => document_stats(&self.dir)?,

@@ -776,11 +776,8 @@ def _unchanged(conn: sqlite3.Connection, rows: Sequence[query.IndexRows]) -> set
     same: set[tuple[str, str]] = set()
     for table in _TABLES[1:]:
         stored: dict[str, set[tuple[Any, ...]]] = {run_id: set() for run_id in run_ids}
-        for start in range(0, len(run_ids), 500):
-            batch = run_ids[start : start + 500]
-            marks = ", ".join("?" * len(batch))
-            for row in conn.execute(f"SELECT * FROM main.{table} WHERE run_id IN ({marks})", batch):
-                stored[row[0]].add(tuple(row))
+        for row in _rows_of_runs(conn, f"SELECT * FROM main.{table}", run_ids):
+            stored[row[0]].add(tuple(row))
         for run_id, run_rows in by_run.items():
             new = getattr(run_rows, table)
             if len(new) == len(stored[run_id]) and stored[run_id] == set(map(tuple, new)):
@@ -811,16 +808,18 @@ def _rows(
 
 def _recorded(conn: sqlite3.Connection, run_ids: Sequence[str]) -> dict[str, float]:
     """The ``indexed_at`` of those of these runs that have a row."""
-    found: dict[str, float] = {}
+    return dict(_rows_of_runs(conn, "SELECT run_id, indexed_at FROM main.runs", run_ids))
+
+
+def _rows_of_runs(
+    conn: sqlite3.Connection, select: str, run_ids: Sequence[str]
+) -> Iterator[tuple[Any, ...]]:
+    """The rows ``select`` finds for these runs (``WHERE run_id IN``, 500 ids a statement:
+    SQLite bounds a statement's parameters)."""
     for start in range(0, len(run_ids), 500):
         batch = run_ids[start : start + 500]
         marks = ", ".join("?" * len(batch))
-        found.update(
-            conn.execute(
-                f"SELECT run_id, indexed_at FROM main.runs WHERE run_id IN ({marks})", batch
-            ).fetchall()
-        )
-    return found
+        yield from conn.execute(f"{select} WHERE run_id IN ({marks})", batch)
 
 
 def _run_id(rows: query.IndexRows) -> str:
