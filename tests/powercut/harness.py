@@ -209,12 +209,46 @@ class Cut:
     dropped: dict[str, Any]
 
 
+# How long a cut waits for the acknowledgements it was asked to let through first: a writer on
+# a loaded machine takes tens of milliseconds per call, so this long means it is stuck.
+FIRST_ACKS_TIMEOUT = 60.0
+
+
+def _read_acks_until(read_end: int, prefix: str, count: int, mount: PowerCutMount) -> bytes:
+    """Read the writer's lines until ``count`` of them start with ``prefix``; what was read."""
+    data = b""
+    deadline = time.monotonic() + FIRST_ACKS_TIMEOUT
+    while data.count(b"\n" + prefix.encode()) + data.startswith(prefix.encode()) < count:
+        if b"\nERROR " in b"\n" + data:
+            break  # the writer failed: the caller reports its error
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"the writer acknowledged fewer than {count} '{prefix}' lines in "
+                f"{FIRST_ACKS_TIMEOUT:.0f} s: {data[-500:]!r}\n{mount.log_tail()}"
+            )
+        chunk = os.read(read_end, 65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
 def cut_under_writer(
-    mount: PowerCutMount, workload: Workload, rng: random.Random, *, max_delay: float = 0.08
+    mount: PowerCutMount,
+    workload: Workload,
+    rng: random.Random,
+    *,
+    max_delay: float = 0.08,
+    after_acks: tuple[str, int] | None = None,
 ) -> Cut:
     """Start the writer, let it work for a random moment, then cut the power and kill it at
     the same instant. Half the cuts drop everything unsynced; the others let a random part of
-    it reach the disk first."""
+    it reach the disk first.
+
+    ``after_acks=(prefix, n)`` starts the random moment only once the writer has acknowledged
+    ``n`` lines starting with ``prefix``: a test that needs some work done before every cut
+    (a cache recorded, to be checked after it) gets it however slow the machine is, where a
+    fixed delay would cut a slow writer before its first call returned."""
     # fork: the writer starts in milliseconds (a fresh interpreter would cost 100 times the
     # cut). The child only writes, and the parent holds no lock a child could inherit held.
     context = multiprocessing.get_context("fork")
@@ -222,13 +256,15 @@ def cut_under_writer(
     child = context.Process(target=_run_writer, args=(workload, write_end), daemon=True)
     child.start()
     os.close(write_end)
+    data = b""
+    if after_acks is not None:
+        data = _read_acks_until(read_end, after_acks[0], after_acks[1], mount)
     time.sleep(rng.uniform(0.002, max_delay))
     frozen_ns = time.monotonic_ns()  # errors met before this cannot be the cut's doing
     mount.freeze()
     assert child.pid is not None
     os.kill(child.pid, signal.SIGKILL)
     child.join()
-    data = b""
     while chunk := os.read(read_end, 65536):
         data += chunk
     os.close(read_end)
