@@ -167,6 +167,89 @@ pub fn parse_object_of_objects(text: &str) -> Option<Vec<(Cow<'_, str>, Fields<'
     )
 }
 
+/// An object's top level with the value under `children_key` read in the same pass as an
+/// object of objects ([`parse_object_of_objects`]): a document's steps (or branches) are most
+/// of its bytes, and [`parse_object`] of the document, then of that value, reads them twice.
+/// The children key keeps its place among the fields with `{}` as its value (the caller writes
+/// the children there from what it makes of them). `None` for any text the two reads would not
+/// both take as it is (not JSON, non-finite tokens, a value under the key that is not an object
+/// of objects, the key twice), which the caller reads the longer way for the same result or
+/// the same error.
+pub fn parse_object_with_children<'a>(
+    text: &'a str,
+    children_key: &str,
+) -> Option<ObjectWithChildren<'a>> {
+    let mut deserializer = serde_json::Deserializer::from_str(text);
+    let parsed =
+        serde::de::DeserializeSeed::deserialize(ChildrenSeed(children_key), &mut deserializer)
+            .ok()?;
+    deserializer.end().ok()?;
+    Some(parsed)
+}
+
+/// What [`parse_object_with_children`] reads: the top level, and the children's top levels.
+pub struct ObjectWithChildren<'a> {
+    pub fields: Fields<'a>,
+    pub children: Vec<(Cow<'a, str>, Fields<'a>)>,
+}
+
+struct ChildrenSeed<'k>(&'k str);
+
+impl<'de> serde::de::DeserializeSeed<'de> for ChildrenSeed<'_> {
+    type Value = ObjectWithChildren<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        struct SeedVisitor<'k>(&'k str);
+        impl<'de> Visitor<'de> for SeedVisitor<'_> {
+            type Value = ObjectWithChildren<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<ObjectWithChildren<'de>, A::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(12));
+                let mut children = None;
+                while let Some(key) = map.next_key::<Text<'de>>()? {
+                    if key.0 == self.0 {
+                        if children.is_some() {
+                            return Err(serde::de::Error::custom("the children key twice"));
+                        }
+                        let objects = map.next_value::<RawObjects<'de>>()?;
+                        children = Some(
+                            objects
+                                .0
+                                .into_iter()
+                                .map(|(name, object)| {
+                                    let child = object
+                                        .0
+                                        .into_iter()
+                                        .map(|(field, value)| (field, value.get()))
+                                        .collect();
+                                    (name, child)
+                                })
+                                .collect(),
+                        );
+                        fields.push((key.0, "{}"));
+                    } else {
+                        let value = map.next_value::<&'de RawValue>()?;
+                        fields.push((key.0, value.get()));
+                    }
+                }
+                Ok(ObjectWithChildren {
+                    fields,
+                    children: children.unwrap_or_default(),
+                })
+            }
+        }
+        deserializer.deserialize_map(SeedVisitor(self.0))
+    }
+}
+
 /// [`parse_object`] of bytes.
 pub fn parse_object_bytes(bytes: &[u8]) -> std::result::Result<Fields<'_>, String> {
     let text = std::str::from_utf8(bytes).map_err(|e| format!("it is not UTF-8 ({e})"))?;
@@ -504,6 +587,61 @@ pub fn write_python_json_string(out: &mut Vec<u8>, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one pass gives what the top level and then the children's object give, in the
+    /// same order, or declines text the two passes would read otherwise.
+    #[test]
+    fn a_document_and_its_children_read_in_one_pass_as_in_two() {
+        type TwoPasses<'a> = (Vec<(String, String)>, Vec<ObjectFields<'a>>);
+        fn two_passes(text: &str) -> Option<TwoPasses<'_>> {
+            let fields = parse_object(text).ok()?;
+            let (_, raw) = fields.iter().rev().find(|(k, _)| k == "steps")?;
+            let children = parse_object_of_objects(raw)?;
+            let fields: Vec<(String, String)> = fields
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.to_string(),
+                        if k == "steps" { "{}" } else { v }.to_string(),
+                    )
+                })
+                .collect();
+            Some((fields, children))
+        }
+        type ObjectFields<'a> = (Cow<'a, str>, Fields<'a>);
+        for text in [
+            r#"{"name": "b", "steps": {"s1": {"a": 1, "branches": {}}, "s2": {"x": [1, {"y": 2}]}}, "z": null}"#,
+            r#"{"steps": {}, "a": "x\"y", "a": 2}"#,
+            r#"{"st\u0065ps": {"s": {"k\u00e9": "v"}}, "after": true}"#,
+            r#" { "steps" : { "s" : { } } } "#,
+        ] {
+            let one = parse_object_with_children(text, "steps").expect(text);
+            let fields: Vec<(String, String)> = one
+                .fields
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            let (expected_fields, expected_children) = two_passes(text).expect(text);
+            assert_eq!(fields, expected_fields, "{text}");
+            assert_eq!(one.children, expected_children, "{text}");
+        }
+        let no_children = parse_object_with_children(r#"{"a": 1}"#, "steps").unwrap();
+        assert!(no_children.children.is_empty());
+        for declined in [
+            r#"{"steps": null}"#,
+            r#"{"steps": {"s": 1}}"#,
+            r#"{"steps": {}, "steps": {}}"#,
+            r#"{"steps": {"s": {"m": NaN}}}"#,
+            r#"{"a": 1} x"#,
+            "",
+            "[]",
+        ] {
+            assert!(
+                parse_object_with_children(declined, "steps").is_none(),
+                "{declined}"
+            );
+        }
+    }
 
     #[test]
     fn fields_are_borrowed_in_order_with_duplicates() {

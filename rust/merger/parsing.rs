@@ -175,7 +175,16 @@ pub(super) fn parse_chunk<'a>(
     bytes: &'a [u8],
 ) -> Result<Chunk<'a>> {
     let path = run_dir.join(file_name);
-    let mut fields = parse_object(bytes, &path)?;
+    let key = children_key(kind);
+    // The document and its children in one pass (see `parse_object_with_children`); any text
+    // that pass does not take is read the longer way, for the same result or the same error.
+    let one_pass = std::str::from_utf8(bytes)
+        .ok()
+        .and_then(|text| crate::json::parse_object_with_children(text, key));
+    let (mut fields, children) = match one_pass {
+        Some(parsed) => (raw_fields(parsed.fields), Some(parsed.children)),
+        None => (parse_object(bytes, &path)?, None),
+    };
     let created_ns = match remove(&mut fields, CREATED_NS_KEY) {
         None => legacy_created_ns(file_name),
         Some(value) => Some(serde_json::from_str::<i64>(value.text()).map_err(|_| {
@@ -187,7 +196,13 @@ pub(super) fn parse_chunk<'a>(
     let name = internal_name_of(&fields)
         .ok_or_else(|| CoreError::corrupt(&path, "it has no string \"internal_name\""))?;
     // The children are checked here, so a corrupt chunk adds nothing.
-    let children = embedded_children_of(&fields, children_key(kind), &path)?;
+    let children = match children {
+        Some(children) => children
+            .into_iter()
+            .map(|(key, child)| (key, Embedded::Parsed(raw_fields(child))))
+            .collect(),
+        None => embedded_children_of(&fields, key, &path)?,
+    };
     let embedded = collect_embedded(children, child_kind(kind), &path)?;
     Ok(Chunk {
         path,
@@ -276,13 +291,7 @@ pub(super) fn embedded_children_of<'a>(
             if let Some(children) = parse_object_of_objects(text) {
                 return Ok(children
                     .into_iter()
-                    .map(|(key, child)| {
-                        let child = child
-                            .into_iter()
-                            .map(|(name, value)| (name, Json::Raw(value)))
-                            .collect();
-                        (key, Embedded::Parsed(child))
-                    })
+                    .map(|(key, child)| (key, Embedded::Parsed(raw_fields(child))))
                     .collect());
             }
         }
@@ -291,6 +300,14 @@ pub(super) fn embedded_children_of<'a>(
         .into_iter()
         .map(|(key, value)| (key, Embedded::Raw(value)))
         .collect())
+}
+
+/// Fields of raw text as the merger holds them.
+fn raw_fields(fields: crate::json::Fields<'_>) -> Fields<'_> {
+    fields
+        .into_iter()
+        .map(|(key, value)| (key, Json::Raw(value)))
+        .collect()
 }
 
 pub(crate) fn parse_object<'a>(bytes: &'a [u8], path: &Path) -> Result<Fields<'a>> {
