@@ -31,6 +31,46 @@ use rustix::io::Errno;
 
 use crate::error::{CoreError, Result};
 
+/// What identifies a file's state: its inode (a replace makes a new one), size, and
+/// modification and change times in ns (a rewrite in place moves them). Written as
+/// `<inode>-<size>-<mtime ns>-<ctime ns>` in a run's stored merge (docs/format.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    pub ino: u64,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+}
+
+impl FileStamp {
+    pub fn of_metadata(meta: &std::fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp {
+            ino: meta.ino(),
+            size: meta.size(),
+            mtime_ns: meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
+            ctime_ns: meta.ctime() * 1_000_000_000 + meta.ctime_nsec(),
+        }
+    }
+
+    pub fn of_stat(stat: &rustix::fs::Stat) -> FileStamp {
+        FileStamp {
+            ino: stat.st_ino,
+            size: stat.st_size.max(0) as u64,
+            mtime_ns: stat.st_mtime * 1_000_000_000 + stat.st_mtime_nsec as i64,
+            ctime_ns: stat.st_ctime * 1_000_000_000 + stat.st_ctime_nsec as i64,
+        }
+    }
+
+    /// `<inode>-<size>-<mtime ns>-<ctime ns>`.
+    pub fn text(&self) -> String {
+        format!(
+            "{}-{}-{}-{}",
+            self.ino, self.size, self.mtime_ns, self.ctime_ns
+        )
+    }
+}
+
 /// The largest file the core reads: 1 GiB. A document or journal of a run is far smaller (a
 /// journal record is at most 256 MiB, and a writer starts a new journal before one reaches
 /// this size); a file past it is damage or someone else's, and reading it would take that much
@@ -120,6 +160,13 @@ impl Folder {
 
     /// [`Folder::open_file`], with the file's size as the `fstat` that checked its type saw it.
     fn open_file_sized(&self, below: &Path, how: How) -> Result<Option<(File, u64)>> {
+        Ok(self
+            .open_file_stat(below, how)?
+            .map(|(file, stat)| (file, stat.st_size.max(0) as u64)))
+    }
+
+    /// [`Folder::open_file`], with the `fstat` that checked its type.
+    fn open_file_stat(&self, below: &Path, how: How) -> Result<Option<(File, rustix::fs::Stat)>> {
         let path = self.path_of(below);
         let fd = match self.resolve(below, how) {
             Ok(fd) => fd,
@@ -129,7 +176,7 @@ impl Folder {
         // fstat, not statx: this is on every append's path, and only the type is needed.
         let stat = rustix::fs::fstat(&fd).map_err(|e| CoreError::io("stat", &path, e.into()))?;
         match FileType::from_raw_mode(stat.st_mode) {
-            FileType::RegularFile => Ok(Some((File::from(fd), stat.st_size.max(0) as u64))),
+            FileType::RegularFile => Ok(Some((File::from(fd), stat))),
             // A folder where a file is expected is an I/O error, as reading one is.
             FileType::Directory => {
                 let op = if how == How::Read { "read" } else { "open" };
@@ -147,6 +194,18 @@ impl Folder {
             return Ok(None);
         };
         read_bounded_sized(&file, &self.path_of(below), size).map(Some)
+    }
+
+    /// [`Folder::read`], with the file's stamp as the open's `fstat` saw it, before any byte
+    /// was read: a change to the file after that moves its stamp, so a cache built from these
+    /// bytes and recorded against this stamp is never taken for a later state of the file.
+    pub fn read_stamped(&self, below: &Path) -> Result<Option<(Vec<u8>, FileStamp)>> {
+        let Some((file, stat)) = self.open_file_stat(below, How::Read)? else {
+            return Ok(None);
+        };
+        let stamp = FileStamp::of_stat(&stat);
+        read_bounded_sized(&file, &self.path_of(below), stamp.size)
+            .map(|bytes| Some((bytes, stamp)))
     }
 
     /// The folder `name` right inside this one, opened without following a link; `None` when
@@ -275,7 +334,29 @@ pub fn read_bounded(file: &File, path: &Path, offset: u64) -> Result<Vec<u8>> {
 
 /// [`read_bounded`] from the start of a file whose size an `fstat` just gave.
 fn read_bounded_sized(file: &File, path: &Path, size: u64) -> Result<Vec<u8>> {
-    read_bounded_from(file, path, 0, size)
+    if size > MAX_FILE_BYTES {
+        return Err(too_large(path, size));
+    }
+    // One read of the size the open's fstat saw and a byte more: a file that still has that
+    // size is read in one system call, where reading until a read returns nothing takes a
+    // second one (a thousand of a thousand-branch run's first read). A file that is longer
+    // now, or a read that came back short, is read on to its end as before.
+    let mut bytes = vec![0u8; size as usize + 1];
+    let read = loop {
+        match file.read_at(&mut bytes, 0) {
+            Ok(read) => break read,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(CoreError::io("read", path, e)),
+        }
+    };
+    bytes.truncate(read);
+    if read as u64 != size {
+        read_at_to_end(file, path, 0, &mut bytes)?;
+        if bytes.len() as u64 > MAX_FILE_BYTES {
+            return Err(too_large(path, bytes.len() as u64));
+        }
+    }
+    Ok(bytes)
 }
 
 fn read_bounded_from(file: &File, path: &Path, offset: u64, size: u64) -> Result<Vec<u8>> {

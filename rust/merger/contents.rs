@@ -17,13 +17,16 @@ use crate::chunk::RUN_LOG_FILE;
 use crate::error::{CoreError, Result};
 use crate::journal::Record;
 use crate::names::{chunk_kind_of, object_chunk_kind, ChunkKind};
-use crate::untrusted::Folder;
+use crate::untrusted::{FileStamp, Folder};
 
 /// The fewest documents a read hands to another thread at once (see `Contents::read_folder`).
 const READS_PER_TASK: usize = 4;
 
 /// A document's name, kind and bytes (`None`: gone since it was listed).
 pub(super) type Document = (String, ChunkKind, Result<Option<Vec<u8>>>);
+
+/// A document's bytes and its stamp as the open's `fstat` saw it.
+type Stamped = (Vec<u8>, FileStamp);
 
 /// The documents of a run, read (or fetched) but not yet parsed.
 pub struct Contents {
@@ -32,6 +35,9 @@ pub struct Contents {
     pub(super) chunks: Vec<Document>,
     /// The run id the run-level document must name (`None`: not checked).
     pub(super) run_id: Option<String>,
+    /// Each document read from a folder (the run-level one included) by its name, with its
+    /// stamp as the open's `fstat` saw it before its bytes were read; empty for objects.
+    pub stamps: Vec<(String, FileStamp)>,
 }
 
 impl Contents {
@@ -48,18 +54,22 @@ impl Contents {
         // The run folder opened once (never through a link), each document by its name in
         // it; when it cannot be, each by `<run>/<name>` below its parent, whose open says why.
         let inside = folder.folder_inside(name);
-        let read_document = |document: &str| match &inside {
-            Some(inside) => read_whole(inside, Path::new(document)),
-            None => read_whole(&folder, &run.join(document)),
+        let read_document = |document: &str| {
+            match &inside {
+                Some(inside) => inside.read_stamped(Path::new(document)),
+                None => folder.read_stamped(&run.join(document)),
+            }
+            .map_err(CoreError::as_document)
         };
-        let run_log = read_document(RUN_LOG_FILE)?.ok_or_else(|| CoreError::NotFound {
-            path: run_log_path.clone(),
-        })?;
+        let (run_log, run_log_stamp) =
+            read_document(RUN_LOG_FILE)?.ok_or_else(|| CoreError::NotFound {
+                path: run_log_path.clone(),
+            })?;
         let read = |(name, _): &(String, ChunkKind)| read_document(name);
         // On every core in a pool, in pieces of at least READS_PER_TASK documents: a small
         // document is read in about 10 us, and handing a piece to another thread costs 5-20 us,
         // so a run of a few documents is read on this thread.
-        let contents: Vec<Result<Option<Vec<u8>>>> = if in_installed_pool() {
+        let contents: Vec<Result<Option<Stamped>>> = if in_installed_pool() {
             chunk_names
                 .par_iter()
                 .with_min_len(READS_PER_TASK)
@@ -68,16 +78,27 @@ impl Contents {
         } else {
             chunk_names.iter().map(read).collect()
         };
+        let mut stamps = Vec::with_capacity(contents.len() + 1);
+        stamps.push((RUN_LOG_FILE.to_string(), run_log_stamp));
         let chunks = chunk_names
             .into_iter()
             .zip(contents)
-            .map(|((name, kind), content)| (name, kind, content))
+            .map(|((name, kind), content)| {
+                let content = content.map(|read| {
+                    read.map(|(bytes, stamp)| {
+                        stamps.push((name.clone(), stamp));
+                        bytes
+                    })
+                });
+                (name, kind, content)
+            })
             .collect();
         Ok(Contents {
             location: run_dir.to_path_buf(),
             run_log,
             chunks,
             run_id: run_id.map(str::to_string),
+            stamps,
         })
     }
 
@@ -101,6 +122,7 @@ impl Contents {
             run_log,
             chunks,
             run_id: run_id.map(str::to_string),
+            stamps: Vec::new(),
         }
     }
 

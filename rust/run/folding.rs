@@ -8,7 +8,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use super::index::Index;
-use super::snapshot::{document_stats, stat_stamp, Stats};
+use super::snapshot::{stat_stamp, stats_of, Stats};
 use super::{Layout, Run, State};
 use crate::chunk::RUN_LOG_FILE;
 use crate::error::{CoreError, Result};
@@ -209,10 +209,10 @@ impl Run {
     /// The fold of everything; when it folded anything, the merged run and the stats of its
     /// documents as the fold left them (for the snapshot).
     pub(super) fn fold_all_locked(&self, state: &mut State) -> Result<Option<(Vec<u8>, Stats)>> {
-        // Taken before the documents are read: one changed after this (by a writer that does
-        // not take the lock) no longer has these stats.
-        let mut expected = document_stats(&self.dir)?;
         let contents = Contents::read_folder(&self.dir, Some(&self.name))?;
+        // As each document's open saw it, before its bytes were read: one changed after this
+        // (by a writer that does not take the lock) no longer has these stats.
+        let mut expected = stats_of(&contents.stamps);
         let (documents, merged) = {
             let records = state.index.all();
             let tree = contents.tree(&records, false)?;

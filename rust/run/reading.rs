@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use super::snapshot::{document_stats, settled_long_enough};
+use super::snapshot::{document_stats, settled_long_before, stats_of};
 use super::{Layout, Run, State};
 use crate::chunk::RUN_LOG_FILE;
-use crate::chunk::{decode_snapshot, document_status, SNAPSHOT_NAME};
+use crate::chunk::{decode_snapshot, document_status, now_ns, SNAPSHOT_NAME};
 use crate::error::Result;
 use crate::fold::Doc;
 use crate::journal::{journal_path, list_journals, read_from, scan, Key, Record, JOURNAL_DIR};
@@ -51,7 +51,7 @@ impl Run {
         // With no journal, the documents are the whole run: an ended one, unchanged since a
         // full read stored its merge, reads from that.
         let settled = state.index.cursors.is_empty();
-        let mut stats = None;
+        let mut store_merge = false;
         if settled {
             // A cache: one that cannot be read (a link, a FIFO, past the size cap) is no
             // snapshot, and the next merge replaces it. One that reads back whole was built
@@ -61,9 +61,6 @@ impl Run {
             // only for an ended run, against RunLog.json's stats among the others, so the same
             // stats are that ended document; the merge must name this run, as RunLog.json must.
             let snapshot = self.read_document(&folder, SNAPSHOT_NAME).ok().flatten();
-            // Taken before the documents are read: a document changed after this no longer
-            // matches what a snapshot built from this read says of it.
-            let mut looked = None;
             if let Some(snapshot) = &snapshot {
                 if let Ok(now) = document_stats(&self.dir) {
                     let stored = decode_snapshot(snapshot, &now)
@@ -74,24 +71,28 @@ impl Run {
                             skipped: Vec::new(),
                         });
                     }
-                    looked = Some(now);
                 }
             }
             // Read in every case: a missing document, or one naming another run, fails as
             // a full read fails; its status matters only to a merge that is stored.
             let run_log = self.read_run_log(&folder)?;
-            if store_snapshot
-                && document_status(&run_log).is_some_and(|s| s == "SUCCESS" || s == "FAIL")
-            {
-                let now = match looked {
-                    Some(now) => now,
-                    None => document_stats(&self.dir)?,
-                };
-                // Judged by the clock of the look itself (see SNAPSHOT_SETTLED_NS).
-                stats = settled_long_enough(&now).then_some(now);
-            }
+            store_merge = store_snapshot
+                && document_status(&run_log).is_some_and(|s| s == "SUCCESS" || s == "FAIL");
         }
+        let read_started_ns = now_ns();
         let contents = Contents::read_folder(&self.dir, Some(&self.name))?;
+        // The merge is stored against the stamps each document's open saw before its bytes
+        // were read (no stat of its own: a thousand-branch run's first read took a thousand
+        // stats more, twice), and only when every document had last changed well before the
+        // read began (SNAPSHOT_SETTLED_NS): a change made after those stamps then has a later
+        // change time however coarse the file clock, so no later state of a document can match
+        // them, and the store need not look at the documents again.
+        let stats = if store_merge {
+            let stats = stats_of(&contents.stamps);
+            settled_long_before(&stats, read_started_ns).then_some(stats)
+        } else {
+            None
+        };
         let records = state.index.all();
         let tree = contents.tree(&records, false)?;
         let document = tree.document();
@@ -104,18 +105,19 @@ impl Run {
             });
         };
         // An ended run with no journal (so the merge's status is RunLog.json's): checked, and
-        // hashed for its snapshot on the other core meanwhile.
+        // meanwhile on the other core hashed and written to a temp file, which is named as the
+        // run's snapshot only if the check passed (readers hand a snapshot out unchecked).
         let check = || nesting::check_read(&self.dir, &document);
-        let hash = || blake3::hash(&document);
-        let (checked, hash) = if in_installed_pool() {
-            rayon::join(check, hash)
+        let write = || self.write_settled_snapshot(&document, &stats);
+        let (checked, temp) = if in_installed_pool() {
+            rayon::join(check, write)
         } else {
-            (check(), hash())
+            (check(), write())
         };
+        if let Some(temp) = temp {
+            self.name_snapshot(&temp, checked.is_ok());
+        }
         checked?;
-        // Stored as the fold that ends a run stores it, against the stats taken before the
-        // documents were read (settled documents pass the clock's check at once).
-        self.store_checked_snapshot(&document, &hash, &stats);
         Ok(MergedRun {
             document,
             skipped: Vec::new(),

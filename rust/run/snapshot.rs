@@ -6,14 +6,15 @@ use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::Run;
-use crate::chunk::{document_status, now_ns, snapshot_header, RUN_LOG_FILE, SNAPSHOT_NAME};
+use crate::chunk::{document_status, snapshot_header, RUN_LOG_FILE, SNAPSHOT_NAME};
 use crate::error::{CoreError, Result};
 use crate::merger::in_installed_pool;
 use crate::names::chunk_kind_of;
+use crate::untrusted::FileStamp;
 
 use rayon::prelude::*;
 
@@ -100,6 +101,47 @@ impl Run {
     }
 }
 
+/// A snapshot stored against stats that need no second look: the stamps of the documents as
+/// the merge's own reads saw them, every one settled long before those reads began
+/// ([`settled_long_before`]). A document changed after its stamp was taken has another stamp
+/// now (a later change time: the file clock cannot still be in the tick of a change made
+/// [`SNAPSHOT_SETTLED_NS`] before), so a reader never takes this snapshot for that state.
+///
+/// In two halves, so that a full read writes the file while it checks the merge on the other
+/// core: [`Run::write_settled_snapshot`] hashes the merge and writes it to a temp file beside
+/// the run's documents, and [`Run::name_snapshot`] names it once the check passed (a reader
+/// skips temp files), or removes it.
+impl Run {
+    pub(super) fn write_settled_snapshot(&self, merged: &[u8], stats: &Stats) -> Option<PathBuf> {
+        let path = self.dir.join(SNAPSHOT_NAME);
+        let temp = crate::writer::temp_path_beside(&path).ok()?;
+        let hash = blake3::hash(merged);
+        let written = (|| -> io::Result<()> {
+            let file = OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o644)
+                .open(&temp)?;
+            let header = snapshot_header(stats, &hash, merged.len(), 0);
+            file.write_all_at(&header, 0)?;
+            file.write_all_at(merged, header.len() as u64)
+        })();
+        if written.is_err() {
+            let _ = fs::remove_file(&temp);
+            return None;
+        }
+        Some(temp)
+    }
+
+    /// Name the temp file [`Run::write_settled_snapshot`] wrote as the run's snapshot when the
+    /// merge in it passed its check (`keep`), else remove it; a cache, so a failure is ignored.
+    pub(super) fn name_snapshot(&self, temp: &Path, keep: bool) {
+        if !keep || fs::rename(temp, self.dir.join(SNAPSHOT_NAME)).is_err() {
+            let _ = fs::remove_file(temp);
+        }
+    }
+}
+
 /// How long every document of a run must have been unchanged before a merge of it is stored
 /// as its snapshot. Where file times are coarse (older kernels: one clock tick, a few ms), a
 /// document changed in place within the tick of the look that recorded its time could keep
@@ -111,13 +153,7 @@ pub(super) type Stats = HashMap<String, String>;
 
 /// What identifies a document's state: `<inode>-<size>-<mtime ns>-<ctime ns>`.
 pub(super) fn stat_stamp(meta: &fs::Metadata) -> String {
-    format!(
-        "{}-{}-{}-{}",
-        meta.ino(),
-        meta.size(),
-        meta.mtime() * 1_000_000_000 + meta.mtime_nsec(),
-        meta.ctime() * 1_000_000_000 + meta.ctime_nsec()
-    )
+    FileStamp::of_metadata(meta).text()
 }
 
 /// Each document of a run folder (`RunLog.json`, `BranchLog-*.json`, `StepLog-*.json`) with
@@ -177,12 +213,22 @@ pub(super) fn document_stats(dir: &Path) -> Result<Stats> {
 /// The fewest document stats [`document_stats`] hands to another thread at once (see there).
 const STATS_PER_TASK: usize = 64;
 
-/// Whether every document's last change is older than [`SNAPSHOT_SETTLED_NS`] now.
-pub(super) fn settled_long_enough(stats: &HashMap<String, String>) -> bool {
-    let limit = now_ns() - SNAPSHOT_SETTLED_NS;
+/// Whether every document's last change is older than [`SNAPSHOT_SETTLED_NS`] before
+/// `look_ns` (by the wall clock, which the file clock lags, never leads).
+pub(super) fn settled_long_before(stats: &HashMap<String, String>, look_ns: i64) -> bool {
+    let limit = look_ns - SNAPSHOT_SETTLED_NS;
     stats
         .values()
         .all(|stamp| change_time(stamp).is_some_and(|ctime| ctime < limit))
+}
+
+/// The stats of the documents a read stamped ([`crate::merger::Contents`]'s `stamps`), as
+/// [`document_stats`] gives them.
+pub(super) fn stats_of(stamps: &[(String, FileStamp)]) -> Stats {
+    stamps
+        .iter()
+        .map(|(name, stamp)| (name.clone(), stamp.text()))
+        .collect()
 }
 
 /// The change time (ns) in a document's stats (see [`document_stats`]).

@@ -229,6 +229,45 @@ fn a_read_for_a_summary_never_stores_the_merge_it_made() {
     );
 }
 
+/// A full read that merged an ended run stores the merge against the stamps its own reads took
+/// (the stats a later reader finds, so it is used), and only of documents settled before the
+/// read began; a document changed in place afterwards, to the same size, is read, not hidden.
+#[test]
+fn a_full_read_stores_its_merge_against_what_it_read_once_the_documents_settled() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, run) = ended_run(dir.path());
+    run.fold_all().unwrap();
+    let expected = full(&Run::new(&path, options()));
+    fs::remove_file(path.join(SNAPSHOT_NAME)).unwrap();
+    // Just written: not stored (unless this machine stalled past the settling time).
+    let rewritten = fs::read(path.join(RUN_LOG_FILE)).unwrap();
+    fs::write(path.join(RUN_LOG_FILE), &rewritten).unwrap();
+    let started = std::time::Instant::now();
+    assert_eq!(full(&Run::new(&path, options())), expected);
+    if started.elapsed() < std::time::Duration::from_millis(50) {
+        assert!(!path.join(SNAPSHOT_NAME).exists(), "stored the merge of fresh documents");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    assert_eq!(full(&Run::new(&path, options())), expected);
+    let snapshot = fs::read(path.join(SNAPSHOT_NAME)).expect("stored once settled");
+    let stored = decode_snapshot(&snapshot, &document_stats(&path).unwrap())
+        .expect("recorded against the documents' stats as they are");
+    assert_eq!(serde_json::from_slice::<Value>(stored).unwrap(), expected);
+
+    let document = fs::read(path.join(RUN_LOG_FILE)).unwrap();
+    let at = document
+        .windows(9)
+        .position(|w| w == b"\"SUCCESS\"")
+        .unwrap();
+    OpenOptions::new()
+        .write(true)
+        .open(path.join(RUN_LOG_FILE))
+        .unwrap()
+        .write_all_at(b"\"FAILED!\"", at as u64)
+        .unwrap();
+    assert_eq!(full(&Run::new(&path, options()))["status"], "FAILED!");
+}
+
 #[test]
 fn the_end_of_a_run_removes_its_journals_folder_and_a_later_write_makes_it_again() {
     let dir = tempfile::tempdir().unwrap();
