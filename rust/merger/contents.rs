@@ -31,7 +31,7 @@ type Stamped = (Vec<u8>, FileStamp);
 /// The documents of a run, read (or fetched) but not yet parsed.
 pub struct Contents {
     pub(super) location: PathBuf,
-    pub(super) run_log: Vec<u8>,
+    pub(crate) run_log: Vec<u8>,
     pub(super) chunks: Vec<Document>,
     /// The run id the run-level document must name (`None`: not checked).
     pub(super) run_id: Option<String>,
@@ -45,11 +45,20 @@ impl Contents {
     /// must name that run (a copy of another run's folder is refused:
     /// [`CoreError::RunIdMismatch`]).
     pub fn read_folder(run_dir: &Path, run_id: Option<&str>) -> Result<Contents> {
+        let (root, _) = run_place(run_dir);
+        Contents::read_folder_in(&Folder::open(root)?, run_dir, run_id)
+    }
+
+    /// [`Contents::read_folder`] with the folder that holds the run folder open already.
+    pub fn read_folder_in(
+        folder: &Folder,
+        run_dir: &Path,
+        run_id: Option<&str>,
+    ) -> Result<Contents> {
         let run_log_path = run_dir.join(RUN_LOG_FILE);
         let mut chunk_names = list_chunks(run_dir, &run_log_path)?;
         chunk_names.sort();
-        let (root, name) = run_place(run_dir);
-        let folder = Folder::open(root)?;
+        let (_, name) = run_place(run_dir);
         let run = Path::new(name);
         // The run folder opened once (never through a link), each document by its name in
         // it; when it cannot be, each by `<run>/<name>` below its parent, whose open says why.

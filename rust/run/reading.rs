@@ -51,7 +51,6 @@ impl Run {
         // With no journal, the documents are the whole run: an ended one, unchanged since a
         // full read stored its merge, reads from that.
         let settled = state.index.cursors.is_empty();
-        let mut store_merge = false;
         if settled {
             // A cache: one that cannot be read (a link, a FIFO, past the size cap) is no
             // snapshot, and the next merge replaces it. One that reads back whole was built
@@ -73,14 +72,14 @@ impl Run {
                     }
                 }
             }
-            // Read in every case: a missing document, or one naming another run, fails as
-            // a full read fails; its status matters only to a merge that is stored.
-            let run_log = self.read_run_log(&folder)?;
-            store_merge = store_snapshot
-                && document_status(&run_log).is_some_and(|s| s == "SUCCESS" || s == "FAIL");
         }
         let read_started_ns = now_ns();
-        let contents = Contents::read_folder(&self.dir, Some(&self.name))?;
+        // RunLog.json among the others: a missing one, or one naming another run, fails the
+        // read as the merge would fail it; its status says whether the merge may be stored.
+        let contents = Contents::read_folder_in(&folder, &self.dir, Some(&self.name))?;
+        let store_merge = store_snapshot
+            && settled
+            && document_status(&contents.run_log).is_some_and(|s| s == "SUCCESS" || s == "FAIL");
         // The merge is stored against the stamps each document's open saw before its bytes
         // were read (no stat of its own: a thousand-branch run's first read took a thousand
         // stats more, twice), and only when every document had last changed well before the

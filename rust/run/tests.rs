@@ -245,7 +245,10 @@ fn a_full_read_stores_its_merge_against_what_it_read_once_the_documents_settled(
     let started = std::time::Instant::now();
     assert_eq!(full(&Run::new(&path, options())), expected);
     if started.elapsed() < std::time::Duration::from_millis(50) {
-        assert!(!path.join(SNAPSHOT_NAME).exists(), "stored the merge of fresh documents");
+        assert!(
+            !path.join(SNAPSHOT_NAME).exists(),
+            "stored the merge of fresh documents"
+        );
     }
     std::thread::sleep(std::time::Duration::from_millis(150));
     assert_eq!(full(&Run::new(&path, options())), expected);
