@@ -470,6 +470,35 @@ mod tests {
     use std::io::Write;
     use std::os::unix::fs::symlink;
 
+    /// A file read in one `pread` of the size its `fstat` saw is still read whole when it
+    /// has grown or shrunk since (the size is a hint, never a limit), and its stamp is the
+    /// one a `stat` of it gives.
+    #[test]
+    fn a_file_is_read_whole_whatever_size_its_stat_said() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("doc.json");
+        let bytes: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).unwrap();
+        let file = File::open(&path).unwrap();
+        for hint in [0, 1, 69_999, 70_000, 70_001, 140_000] {
+            assert_eq!(
+                read_bounded_sized(&file, &path, hint).unwrap(),
+                bytes,
+                "{hint}"
+            );
+        }
+        let folder = Folder::open(dir.path()).unwrap();
+        let (read, stamp) = folder.read_stamped(Path::new("doc.json")).unwrap().unwrap();
+        assert_eq!(read, bytes);
+        let meta = std::fs::metadata(&path).unwrap();
+        assert_eq!(stamp, FileStamp::of_metadata(&meta));
+        assert_eq!(stamp.size, 70_000);
+        assert!(folder
+            .read_stamped(Path::new("gone.json"))
+            .unwrap()
+            .is_none());
+    }
+
     #[test]
     fn regular_files_are_read_and_missing_ones_are_none() {
         let dir = tempfile::tempdir().unwrap();
