@@ -150,10 +150,13 @@ impl<'de> Deserialize<'de> for RawObjects<'de> {
 /// JSON, a value that is not an object, non-finite tokens), which the caller reads the longer
 /// way for the same result or the same error.
 pub fn parse_object_of_objects(text: &str) -> Option<Vec<(Cow<'_, str>, Fields<'_>)>> {
-    let objects = serde_json::from_str::<RawObjects<'_>>(text).ok()?;
-    Some(
-        objects
-            .0
+    Some(serde_json::from_str::<RawObjects<'_>>(text).ok()?.fields())
+}
+
+impl<'a> RawObjects<'a> {
+    /// Each member's key with its object's fields, in stored order.
+    fn fields(self) -> Vec<(Cow<'a, str>, Fields<'a>)> {
+        self.0
             .into_iter()
             .map(|(key, object)| {
                 let fields = object
@@ -163,8 +166,8 @@ pub fn parse_object_of_objects(text: &str) -> Option<Vec<(Cow<'_, str>, Fields<'
                     .collect();
                 (key, fields)
             })
-            .collect(),
-    )
+            .collect()
+    }
 }
 
 /// An object's top level with the value under `children_key` read in the same pass as an
@@ -219,21 +222,7 @@ impl<'de> serde::de::DeserializeSeed<'de> for ChildrenSeed<'_> {
                         if children.is_some() {
                             return Err(serde::de::Error::custom("the children key twice"));
                         }
-                        let objects = map.next_value::<RawObjects<'de>>()?;
-                        children = Some(
-                            objects
-                                .0
-                                .into_iter()
-                                .map(|(name, object)| {
-                                    let child = object
-                                        .0
-                                        .into_iter()
-                                        .map(|(field, value)| (field, value.get()))
-                                        .collect();
-                                    (name, child)
-                                })
-                                .collect(),
-                        );
+                        children = Some(map.next_value::<RawObjects<'de>>()?.fields());
                         fields.push((key.0, "{}"));
                     } else {
                         let value = map.next_value::<&'de RawValue>()?;
