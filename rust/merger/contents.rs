@@ -37,7 +37,7 @@ pub struct Contents {
     pub(super) run_id: Option<String>,
     /// Each document read from a folder (the run-level one included) by its name, with its
     /// stamp as the open's `fstat` saw it before its bytes were read; empty for objects.
-    pub stamps: Vec<(String, FileStamp)>,
+    pub(crate) stamps: Vec<(String, FileStamp)>,
 }
 
 impl Contents {

@@ -86,12 +86,8 @@ impl Run {
         // read began (SNAPSHOT_SETTLED_NS): a change made after those stamps then has a later
         // change time however coarse the file clock, so no later state of a document can match
         // them, and the store need not look at the documents again.
-        let stats = if store_merge {
-            let stats = stats_of(&contents.stamps);
-            settled_long_before(&stats, read_started_ns).then_some(stats)
-        } else {
-            None
-        };
+        let stats = (store_merge && settled_long_before(&contents.stamps, read_started_ns))
+            .then(|| stats_of(&contents.stamps));
         let records = state.index.all();
         let tree = contents.tree(&records, false)?;
         let document = tree.document();

@@ -80,10 +80,7 @@ impl Run {
                     .values()
                     .all(|s| change_time(s).is_some_and(|c| c < probe_ns))
                 {
-                    // The header, then the merge from the caller's buffer: no copy of it.
-                    let header = snapshot_header(&stats, hash, merged.len(), 0);
-                    file.write_all_at(&header, 0)?;
-                    file.write_all_at(merged, header.len() as u64)?;
+                    write_snapshot_file(&file, &stats, hash, merged)?;
                     drop(file);
                     fs::rename(&temp, &path)?;
                     return Ok(true);
@@ -115,17 +112,12 @@ impl Run {
     pub(super) fn write_settled_snapshot(&self, merged: &[u8], stats: &Stats) -> Option<PathBuf> {
         let path = self.dir.join(SNAPSHOT_NAME);
         let temp = crate::writer::temp_path_beside(&path).ok()?;
-        let hash = blake3::hash(merged);
-        let written = (|| -> io::Result<()> {
-            let file = OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o644)
-                .open(&temp)?;
-            let header = snapshot_header(stats, &hash, merged.len(), 0);
-            file.write_all_at(&header, 0)?;
-            file.write_all_at(merged, header.len() as u64)
-        })();
+        let written = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&temp)
+            .and_then(|file| write_snapshot_file(&file, stats, &blake3::hash(merged), merged));
         if written.is_err() {
             let _ = fs::remove_file(&temp);
             return None;
@@ -140,6 +132,19 @@ impl Run {
             let _ = fs::remove_file(temp);
         }
     }
+}
+
+/// A snapshot's header, then the merge from the caller's buffer (no copy of it), into its temp
+/// file.
+fn write_snapshot_file(
+    file: &fs::File,
+    stats: &Stats,
+    hash: &blake3::Hash,
+    merged: &[u8],
+) -> io::Result<()> {
+    let header = snapshot_header(stats, hash, merged.len(), 0);
+    file.write_all_at(&header, 0)?;
+    file.write_all_at(merged, header.len() as u64)
 }
 
 /// How long every document of a run must have been unchanged before a merge of it is stored
@@ -215,11 +220,9 @@ const STATS_PER_TASK: usize = 64;
 
 /// Whether every document's last change is older than [`SNAPSHOT_SETTLED_NS`] before
 /// `look_ns` (by the wall clock, which the file clock lags, never leads).
-pub(super) fn settled_long_before(stats: &HashMap<String, String>, look_ns: i64) -> bool {
+pub(super) fn settled_long_before(stamps: &[(String, FileStamp)], look_ns: i64) -> bool {
     let limit = look_ns - SNAPSHOT_SETTLED_NS;
-    stats
-        .values()
-        .all(|stamp| change_time(stamp).is_some_and(|ctime| ctime < limit))
+    stamps.iter().all(|(_, stamp)| stamp.ctime_ns < limit)
 }
 
 /// The stats of the documents a read stamped ([`crate::merger::Contents`]'s `stamps`), as

@@ -16,6 +16,7 @@ import json
 import multiprocessing
 import os
 import random
+import select
 import signal
 import socket
 import subprocess
@@ -221,7 +222,9 @@ def _read_acks_until(read_end: int, prefix: str, count: int, mount: PowerCutMoun
     while data.count(b"\n" + prefix.encode()) + data.startswith(prefix.encode()) < count:
         if b"\nERROR " in b"\n" + data:
             break  # the writer failed: the caller reports its error
-        if time.monotonic() > deadline:
+        # Waited for with a bound: a writer stuck without a word would block a bare read.
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not select.select([read_end], [], [], remaining)[0]:
             raise AssertionError(
                 f"the writer acknowledged fewer than {count} '{prefix}' lines in "
                 f"{FIRST_ACKS_TIMEOUT:.0f} s: {data[-500:]!r}\n{mount.log_tail()}"
