@@ -20,7 +20,7 @@ import traceback
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple, NoReturn, TypeGuard
 
@@ -58,6 +58,7 @@ from runlog_store.exceptions import ConfigurationError, RunLogNotFoundError, Run
 # pydantic's models and more (tests/cli/test_startup.py lists what must not come with it).
 if TYPE_CHECKING:
     from runlog_store.catalogs.base import BaseCatalog
+    from runlog_store.ops.columns import Column
     from runlog_store.ops.diff import Difference, RunsDifference
     from runlog_store.ops.retention import RetentionPolicy, Selection
     from runlog_store.ops.runs import RunSummary
@@ -504,6 +505,7 @@ def list_runs(
     """
     from runlog_store.cli.progress import TerminalProgress
     from runlog_store.ops.runs import parse_age, parse_status, stored_run_ids
+    from runlog_store.search.query import with_shorthands
     from runlog_store.stores.base import MAX_PAGE_SIZE
 
     with _reporting_errors(verbose) as stores:
@@ -513,8 +515,8 @@ def list_runs(
             _check_filter(filter_text)
         if order_by is not None:
             _check_order(order_by)
-        extra = _attributes(columns) if columns is not None else []
-        search = _list_filter(filter_text, wanted, tag, age)
+        extra = _columns(columns) if columns is not None else []
+        search = with_shorthands(filter_text, wanted, tag, age)
         store = stores.open(config)
         next_token: str | None = None
         if limit == 0:
@@ -627,109 +629,22 @@ def _check_order(text: str) -> None:
     parse_order_by(text)
 
 
-def _list_filter(
-    filter_text: str | None, status: str | None, tag: str | None, age: timedelta | None
-) -> str | None:
-    """--filter and the shorthands as one filter: all must match. --since keeps runs not
-    started yet, as they are the newest; the age is written as an age, not a time, so that the
-    filter, and the page tokens of its search, are the same on the next page."""
-    parts = [filter_text] if filter_text is not None and filter_text.strip() else []
-    if status is not None or tag is not None:
-        from runlog_store.ops.retention import quoted  # a pydantic model to build: not for all
-
-        if status is not None:
-            parts.append(f"status = {quoted(status)}")
-        if tag is not None:
-            parts.append(f"tag = {quoted(tag)}")
-    if age is not None:
-        parts.append(f"start_time >= -{int(age.total_seconds())}s or start_time is null")
-    if len(parts) < 2:
-        return parts[0] if parts else None
-    return " and ".join(f"({part})" for part in parts)
-
-
-class _Attribute(NamedTuple):
-    """A column --columns adds: the attribute as typed, what it is (``params``, ``status``...)
-    and its name (a parameter's, a metric's, a step's; empty for a field of the run)."""
-
-    header: str
-    kind: str
-    name: str
-
-
-# The attributes of the filter language that are fields of a summary under another name.
-_RUN_FIELDS = {
-    "run_id": "run_id",
-    "status": "status",
-    "tag": "tag",
-    "start_time": "start",
-    "end_time": "end",
-    "duration": "duration_seconds",
-    "dag_hash": "dag_hash",
-    "commit": "commit",
-    "failed_step": "failed_step",
-}
-
-
-def _split_attributes(text: str) -> list[str]:
-    """``params.lr, metrics.`a,b`, step."x,y".status``: split at the commas outside backticks
-    and double quotes."""
-    parts, current, quote = [], "", ""
-    for char in text:
-        if quote:
-            current += char
-            if char == quote:
-                quote = ""
-        elif char in '`"':
-            quote = char
-            current += char
-        elif char == ",":
-            parts.append(current.strip())
-            current = ""
-        else:
-            current += char
-    parts.append(current.strip())
-    return [part for part in parts if part]
-
-
-def _attributes(text: str) -> list[_Attribute]:
+def _columns(text: str) -> list[Column]:
     """The attributes --columns names, each read as the filter language reads it."""
-    from runlog_store.search.query import ATTRIBUTES_HELP, IsNull, parse_filter
+    from runlog_store.ops.columns import ColumnError, parse_columns
 
-    found = []
-    for header in _split_attributes(text):
-        try:
-            expr = parse_filter(f"{header} is null")
-        except RunLogStoreError:
-            expr = None
-        if not isinstance(expr, IsNull):
-            raise RunLogStoreError(
-                f"--columns {header!r} is not an attribute of runs; they are {ATTRIBUTES_HELP}"
-            )
-        found.append(_Attribute(header, expr.attr.kind, expr.attr.name))
-    return found
-
-
-_MISSING = object()
-
-
-def _attribute_value(run: RunSummary, attribute: _Attribute) -> object:
-    """The attribute's value in a run, or _MISSING."""
-    if attribute.kind in _RUN_FIELDS:
-        value = getattr(run, _RUN_FIELDS[attribute.kind])
-        return _MISSING if value is None else value
-    held: dict[str, Any] = {
-        "params": run.params,
-        "metrics": run.metrics,
-        "step": run.step_statuses,
-    }[attribute.kind]
-    return held.get(attribute.name, _MISSING)
+    try:
+        return parse_columns(text)
+    except ColumnError as exc:
+        raise RunLogStoreError(f"--columns {exc}") from None
 
 
 def _attribute_cell(value: object, width: int = 40) -> str:
     """A value of a run as a cell: strings as they are, numbers and the rest as JSON writes
-    them; missing values "-"."""
-    if value is _MISSING:
+    them; missing values (MISSING) "-"."""
+    from runlog_store.ops.columns import MISSING
+
+    if value is MISSING:
         return "[dim]-[/]"
     if isinstance(value, datetime):
         text = _when(value)
@@ -756,8 +671,10 @@ _DROPPED = ("tag", "duration", "steps", "layout", "failed step", "start")
 
 
 def _runs_table(
-    runs: list[RunSummary], title: str, width: int, extra: list[_Attribute] | None = None
+    runs: list[RunSummary], title: str, width: int, extra: list[Column] | None = None
 ) -> Table:
+    from runlog_store.ops.columns import column_value
+
     columns = dict(_LIST_COLUMNS)
     if not any(run.layout for run in runs):
         del columns["layout"]
@@ -775,7 +692,7 @@ def _runs_table(
             "failed step": f"[red]{_shown(run.failed_step or run.error or '')}[/]",
         }
         for attribute in extra:
-            cells[attribute.header] = _attribute_cell(_attribute_value(run, attribute))
+            cells[attribute.header] = _attribute_cell(column_value(run, attribute))
         rows.append((run.run_id, cells))
     # A column asked for is drawn whole (up to a bound): the built-in ones make room for it,
     # they go first when the terminal is too narrow, then those asked for, last first.
@@ -1104,6 +1021,8 @@ _RUNS_AS_COLUMNS = 4
 def _differences_of_runs(
     differences: list[RunsDifference], order: list[str], rows: int, width: int
 ) -> Table:
+    from runlog_store.ops.columns import MISSING
+
     title = f"{counted(len(differences), 'difference')} across {len(order)} runs"
     if len(order) <= _RUNS_AS_COLUMNS:
         table = Table(title=title)
@@ -1117,7 +1036,7 @@ def _differences_of_runs(
                 hidden[found.section] += 1
                 continue
             shown[found.section] += 1
-            values = [_attribute_cell(found.values.get(r, _MISSING)) for r in order]
+            values = [_attribute_cell(found.values.get(r, MISSING)) for r in order]
             table.add_row(_shown(found.attribute), *values)
         for section, count in hidden.items():
             more = f"[dim]… {count} more {section}s (--json shows all)[/]"
@@ -1126,7 +1045,7 @@ def _differences_of_runs(
     columns = {d.attribute: max(3, min(cell_len(printable(d.attribute)), 12)) for d in differences}
     table_rows = []
     for run_id in order[:rows]:
-        cells = {d.attribute: _attribute_cell(d.values.get(run_id, _MISSING)) for d in differences}
+        cells = {d.attribute: _attribute_cell(d.values.get(run_id, MISSING)) for d in differences}
         table_rows.append((run_id, cells))
     table = _table_of_runs(title, width, columns, (), table_rows)
     if len(order) > rows:

@@ -45,6 +45,7 @@ from runlog_store.ops.runs import (
     run_id_problem,
     run_paths,
 )
+from runlog_store.search.query import all_of, quoted
 from runlog_store.stores.base import BaseRunLogStore
 
 # What a run old enough is kept for by the policy (ops.transfer.Action has them all).
@@ -137,23 +138,10 @@ class RetentionPolicy(BaseModel):
         if status is not None:
             changes["statuses"] = [status]
         if filter is not None and filter.strip():
-            changes["filter"] = both(self.filter, filter)
+            changes["filter"] = all_of(self.filter, filter)
         if include_unfinished:
             changes["include_unfinished"] = True
         return RetentionPolicy.model_validate({**self.model_dump(), **changes})
-
-
-def both(first: str | None, second: str | None) -> str | None:
-    """Two filters that must both match, as one filter."""
-    parts = [f for f in (first, second) if f is not None and f.strip()]
-    if len(parts) < 2:
-        return parts[0] if parts else None
-    return " and ".join(f"({part})" for part in parts)
-
-
-def quoted(value: str) -> str:
-    """A string literal of the filter language."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 class Candidate(BaseModel):
@@ -183,7 +171,7 @@ def search_filter(policy: RetentionPolicy) -> str | None:
     statuses = None
     if policy.statuses is not None:
         statuses = f"status in ({', '.join(quoted(s) for s in policy.statuses)})"
-    return both(policy.filter, statuses)
+    return all_of(policy.filter, statuses)
 
 
 def newest_of_each_tag(
@@ -318,7 +306,6 @@ __all__ = [
     "Kept",
     "RetentionPolicy",
     "Selection",
-    "both",
     "newest_of_each_tag",
     "quoted",
     "run_bytes",

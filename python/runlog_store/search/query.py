@@ -658,6 +658,41 @@ def parse_filter(text: str | None, now: datetime | None = None) -> Expr | None:
     return _build(tree.children[0], text, now or datetime.now())
 
 
+def quoted(value: str) -> str:
+    """A string literal of the filter language."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def all_of(*filters: str | None) -> str | None:
+    """Filters that must all match, as one filter; None and blank ones are left out (None when
+    nothing is left: every run)."""
+    parts = [f for f in filters if f is not None and f.strip()]
+    if len(parts) < 2:
+        return parts[0] if parts else None
+    return " and ".join(f"({part})" for part in parts)
+
+
+def with_shorthands(
+    filter_text: str | None,
+    status: str | None = None,
+    tag: str | None = None,
+    age: timedelta | None = None,
+) -> str | None:
+    """A filter and the shorthands of ``runlog list`` and the runs page (a status, a tag, runs
+    started within ``age``) as one filter: all must match. Runs not started yet are kept by an
+    age, as they are the newest; the age is written as an age, not a time, so that the filter,
+    and the page tokens of its search, are the same on the next page."""
+    since = None
+    if age is not None:
+        since = f"start_time >= -{int(age.total_seconds())}s or start_time is null"
+    return all_of(
+        filter_text,
+        None if status is None else f"status = {quoted(status)}",
+        None if tag is None else f"tag = {quoted(tag)}",
+        since,
+    )
+
+
 def parse_order_by(text: str | Sequence[str] | None) -> tuple[OrderKey, ...]:
     """The keys of an ordering: ``"metrics.accuracy desc, start_time"`` or a list of such
     keys; the default (None or blank) is ``start_time desc``."""
@@ -1369,6 +1404,7 @@ __all__ = [
     "Not",
     "Or",
     "OrderKey",
+    "all_of",
     "compile_search",
     "compile_where",
     "encode_value",
@@ -1378,10 +1414,12 @@ __all__ = [
     "matches",
     "parse_filter",
     "parse_order_by",
+    "quoted",
     "rows_of",
     "sort_runs",
     "summary_json",
     "time_value",
+    "with_shorthands",
 ]
 
 

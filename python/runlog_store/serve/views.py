@@ -21,8 +21,10 @@ from urllib.parse import urlencode
 from runlog_store.cli.render import format_seconds, printable
 from runlog_store.exceptions import RunLogStoreError
 from runlog_store.models import FAIL, SUCCESS, BranchLog, DataCatalog, RunLog, StepAttempt, StepLog
+from runlog_store.ops.columns import MISSING, Column, ColumnError, parse_columns
+from runlog_store.ops.columns import column_value as run_column_value
 from runlog_store.ops.runs import RunSummary, describe_code_identities, parse_time
-from runlog_store.search.query import FilterSyntaxError
+from runlog_store.search.query import FilterSyntaxError, with_shorthands
 from runlog_store.stores.base import MAX_PAGE_SIZE, BaseRunLogStore
 
 # A run has ended when it has one of these statuses; a live page stops following it then.
@@ -139,78 +141,19 @@ def _pointer(exc: FilterSyntaxError) -> str:
     return f"{line}\n{' ' * max(exc.column - 1, 0)}^"
 
 
-@dataclass
-class Column:
-    """An attribute the form's Columns field added: as typed, its kind and its name."""
-
-    header: str
-    kind: str
-    name: str
-
-
-_RUN_FIELDS = {
-    "run_id": "run_id",
-    "status": "status",
-    "tag": "tag",
-    "start_time": "start",
-    "end_time": "end",
-    "duration": "duration_seconds",
-    "dag_hash": "dag_hash",
-    "commit": "commit",
-    "failed_step": "failed_step",
-}
-
-
 def _columns(text: str) -> list[Column]:
-    """The attributes of the Columns field, each read as the filter language reads it (the
-    split at commas outside quotes is ``runlog list --columns``'s)."""
-    from runlog_store.search.query import ATTRIBUTES_HELP, IsNull, parse_filter
-
-    found = []
-    for header in _split_attributes(text):
-        try:
-            expr = parse_filter(f"{header} is null")
-        except RunLogStoreError:
-            expr = None
-        if not isinstance(expr, IsNull):
-            raise FormError(
-                f"Columns: {header!r} is not an attribute of runs; they are {ATTRIBUTES_HELP}"
-            )
-        found.append(Column(header, expr.attr.kind, expr.attr.name))
-    return found
-
-
-def _split_attributes(text: str) -> list[str]:
-    parts, current, quote = [], "", ""
-    for char in text:
-        if quote:
-            current += char
-            if char == quote:
-                quote = ""
-        elif char in '`"':
-            quote = char
-            current += char
-        elif char == ",":
-            parts.append(current.strip())
-            current = ""
-        else:
-            current += char
-    parts.append(current.strip())
-    return [part for part in parts if part]
+    """The attributes of the Columns field, each read as the filter language reads it (as
+    ``runlog list --columns`` reads them)."""
+    try:
+        return parse_columns(text)
+    except ColumnError as exc:
+        raise FormError(f"Columns: {exc}") from None
 
 
 def column_value(run: RunSummary, column: Column) -> str:
     """A run's value of an added column as text; "-" when it has none."""
-    if column.kind in _RUN_FIELDS:
-        value = getattr(run, _RUN_FIELDS[column.kind])
-    else:
-        held: dict[str, Any] = {
-            "params": run.params,
-            "metrics": run.metrics,
-            "step": run.step_statuses,
-        }[column.kind]
-        value = held.get(column.name)
-    if value is None:
+    value = run_column_value(run, column)
+    if value is MISSING:
         return "-"
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
@@ -220,23 +163,14 @@ def column_value(run: RunSummary, column: Column) -> str:
 def _search_filter(form: RunsForm) -> str | None:
     """The filter and the shorthands (status, tag, since) as one filter, as ``runlog list``
     combines them."""
-    from runlog_store.ops.retention import quoted
     from runlog_store.ops.runs import parse_age, parse_status
 
-    parts = [form.filter] if form.filter.strip() else []
     try:
-        if form.status.strip():
-            parts.append(f"status = {quoted(parse_status(form.status.strip(), 'status'))}")
-        if form.since.strip():
-            age = parse_age(form.since.strip(), "since")
-            parts.append(f"start_time >= -{int(age.total_seconds())}s or start_time is null")
+        status = parse_status(form.status.strip(), "status") if form.status.strip() else None
+        age = parse_age(form.since.strip(), "since") if form.since.strip() else None
     except RunLogStoreError as exc:
         raise FormError(str(exc)) from None
-    if form.tag:
-        parts.append(f"tag = {quoted(form.tag)}")
-    if len(parts) < 2:
-        return parts[0] if parts else None
-    return " and ".join(f"({part})" for part in parts)
+    return with_shorthands(form.filter, status, form.tag or None, age)
 
 
 @dataclass
