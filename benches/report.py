@@ -75,6 +75,14 @@ def table(path: Path) -> str:
                 ratio = "1.0 (base)"
             elif scale:
                 ratio = f"{median / base:.2f}x the cost"
+                rounds = bench.get("rounds")
+                if rounds and baseline.get("rounds"):
+                    each = [
+                        f"{t / baseline['rounds'][r]:.2f}"
+                        for r, t in sorted(rounds.items())
+                        if r in baseline["rounds"]
+                    ]
+                    ratio += f" (rounds: {', '.join(each)})"
             else:
                 ratio = f"**{base / median:.1f}x** faster"
                 rounds = bench.get("rounds")
