@@ -52,6 +52,12 @@ def _rounds_together(benches: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def _ratio(ours: float, baseline: float, cost: bool) -> str:
+    """A cost (ours over the baseline, for the scale groups) or a speed-up (the baseline over
+    ours), as the table prints it."""
+    return f"{ours / baseline:.2f}" if cost else f"{baseline / ours:.1f}"
+
+
 def table(path: Path) -> str:
     data = json.loads(path.read_text())
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -73,22 +79,13 @@ def table(path: Path) -> str:
                 ratio = "(no baseline in this run)"
             elif bench is baseline:
                 ratio = "1.0 (base)"
-            elif scale:
-                ratio = f"{median / base:.2f}x the cost"
-                rounds = bench.get("rounds")
-                if rounds and baseline.get("rounds"):
-                    each = [
-                        f"{t / baseline['rounds'][r]:.2f}"
-                        for r, t in sorted(rounds.items())
-                        if r in baseline["rounds"]
-                    ]
-                    ratio += f" (rounds: {', '.join(each)})"
             else:
-                ratio = f"**{base / median:.1f}x** faster"
+                ratio = _ratio(median, base, scale)
+                ratio = f"{ratio}x the cost" if scale else f"**{ratio}x** faster"
                 rounds = bench.get("rounds")
                 if rounds and baseline.get("rounds"):
                     each = [
-                        f"{baseline['rounds'][r] / t:.1f}"
+                        _ratio(t, baseline["rounds"][r], scale)
                         for r, t in sorted(rounds.items())
                         if r in baseline["rounds"]
                     ]
