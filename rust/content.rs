@@ -21,7 +21,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -32,7 +32,7 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{make_durable_all, HashCache};
-use crate::copier::temp_beside;
+use crate::copier::{temp_beside, write_out_meanwhile, EARLY_WRITE_OUT_MIN_BYTES};
 use crate::error::{CoreError, Result};
 use crate::flush::{device_of, make_durable, Pending};
 use crate::hasher::{
@@ -260,7 +260,7 @@ fn reflink(source: &File, target: &File) -> io::Result<()> {
 /// Copy `source` into `out` (both at their start), hashing with BLAKE3 as the bytes pass.
 fn copy_hashing(
     source: &mut File,
-    out: &mut File,
+    out: &mut impl Write,
     size: u64,
     src: &Path,
     dst: &Path,
@@ -445,6 +445,14 @@ fn store_one(
             };
         let written = if reflinked {
             hash_open_file(&mut out, &temp)?
+        } else if fsync && meta.len() >= EARLY_WRITE_OUT_MIN_BYTES {
+            // A large content is written out to the disk while it is copied, as the
+            // file-system catalog's copies are (`copier::write_out_meanwhile`).
+            let file = &out;
+            write_out_meanwhile(file, &target, || {
+                let mut writing = file;
+                copy_hashing(&mut input, &mut writing, meta.len(), source, &target)
+            })?
         } else {
             copy_hashing(&mut input, &mut out, meta.len(), source, &target)?
         };
@@ -1138,6 +1146,26 @@ mod tests {
             cache.lookup(Algorithm::Sha256, &identity),
             Some(first.recorded.as_str())
         );
+    }
+
+    #[test]
+    fn a_large_content_is_stored_whole_when_written_out_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("objects");
+        let src = dir.path().join("src");
+        let data: Vec<u8> = (0..EARLY_WRITE_OUT_MIN_BYTES as usize + 4_321)
+            .map(|i| (i % 249) as u8)
+            .collect();
+        fs::write(&src, &data).unwrap();
+        let d = digest_of(&data);
+        let stored = store_contents(&root, &[(src.clone(), d.clone())], true);
+        assert!(*stored[0].as_ref().unwrap());
+        assert_eq!(fs::read(object_path(&root, &d).unwrap()).unwrap(), data);
+        // A wrong digest is refused after the copy, its temp file (written out) removed.
+        let wrong = digest_of(b"other");
+        let refused = store_contents(&root, &[(src, wrong.clone())], true);
+        assert!(refused[0].is_err());
+        assert!(!object_path(&root, &wrong).unwrap().exists());
     }
 
     #[test]
