@@ -10,6 +10,10 @@ Groups (benches/report.py prints the baseline's time over ours):
                    (hard link: ext4 has no reflinks) (goal: >= 10x faster)
   content-minio    a put of the 400 unchanged files into a new run on one real MinIO server:
                    the minio catalog (uploads 100 MiB) against content-minio (a HEAD each)
+  content-new-big  a put of a new 768 MiB file (never seen: hashed, then copied and made
+                   durable), file-system against content-fs, three rounds in turns; both
+                   write a large copy out to the disk while they copy it (no goal: content-fs
+                   should cost what a per-run copy costs)
 
 fsync is on everywhere (the default).
 """
@@ -137,6 +141,50 @@ def test_content_repeat_put(benchmark: Any, scratch: Path, compute: Path, name: 
     result = benchmark.pedantic(put, rounds=5, iterations=1, warmup_rounds=1)
     assert len(result) == FILES
     shutil.rmtree(location, ignore_errors=True)
+
+
+# --- content-new-big: a new large file, hashed and made durable ------------------------------
+
+NEW_BIG_BYTES = 768 << 20
+NEW_BIG_ROUNDS = 3
+# Rounds in turns, each pair in the other order than the one before: a copy's writeback left
+# to the disk slows whatever comes next, so neither side may always come second.
+NEW_BIG_INTERLEAVED = [
+    (r, list(CATALOGS)[(r + i) % 2]) for r in range(1, NEW_BIG_ROUNDS + 1) for i in range(2)
+]
+
+
+@pytest.mark.parametrize(
+    ("round_", "name"), NEW_BIG_INTERLEAVED, ids=[f"{n}-{r}" for r, n in NEW_BIG_INTERLEAVED]
+)
+def test_content_put_of_a_new_big_file(noted: Any, scratch: Path, round_: int, name: str) -> None:
+    noted.group = "content-new-big: a put of a new 768 MiB file (hashed, copied, durable)"
+    role, type_name = CATALOGS[name]
+    noted.extra_info["role"] = role
+    noted.extra_info["implementation"] = name
+    noted.extra_info["round"] = round_
+    compute = scratch / f"new-big-{type_name}-{round_}"
+    compute.mkdir()
+    catalog = _catalog(type_name, scratch / f"new-big-{type_name}", compute)
+
+    def fresh() -> tuple[tuple[()], dict[str, Any]]:
+        # A file no round has put: its first bytes name the round.
+        block = os.urandom(1 << 20)
+        with open(compute / "big.bin", "wb") as out:
+            out.write(f"{type_name} {round_} {time.time()}".encode().ljust(64))
+            for _ in range(NEW_BIG_BYTES >> 20):
+                out.write(block)
+        os.sync()  # the file's own writeback is not the put's cost
+        return (), {}
+
+    result = noted.pedantic(
+        lambda: catalog.put("big.bin", run_id=f"new-big-{round_}"),
+        setup=fresh,
+        rounds=1,
+        iterations=1,
+    )
+    assert len(result) == 1
+    shutil.rmtree(compute)
 
 
 # --- content-get: 1 GiB by link and by copy ---------------------------------------------------
