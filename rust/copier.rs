@@ -186,9 +186,19 @@ pub(crate) fn write_out_meanwhile<T>(
             }
             out.sync_data()
         });
-        let result = work();
-        done.store(true, std::sync::atomic::Ordering::Release);
-        writer.thread().unpark();
+        // Set when `work` ends, however it ends: a panic in it must not leave the scope
+        // waiting forever on a thread that flushes until told to stop.
+        struct Stop<'a>(&'a std::sync::atomic::AtomicBool, &'a std::thread::Thread);
+        impl Drop for Stop<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Release);
+                self.1.unpark();
+            }
+        }
+        let result = {
+            let _stop = Stop(&done, writer.thread());
+            work()
+        };
         let flushed = writer
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("the write-out thread panicked")));
@@ -554,6 +564,11 @@ mod tests {
             Err(CoreError::InvalidArgument("the copy failed".into()))
         });
         assert!(failed.unwrap_err().to_string().contains("the copy failed"));
+        // A panic in the work stops the write-out thread too: the panic comes back, no hang.
+        let panicked = std::panic::catch_unwind(|| {
+            write_out_meanwhile(&out, &path, || -> Result<()> { panic!("in the copy") })
+        });
+        assert!(panicked.is_err());
     }
 
     #[test]
