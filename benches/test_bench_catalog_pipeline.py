@@ -123,6 +123,10 @@ def test_catalog_put_in_a_pipeline(
             catalog_type,
             {"catalog_location": str(project.catalog_folder), **catalog_config},
         )
+        # Every round starts on a disk with nothing left to write back: a syncfs flushes the
+        # whole file system, so without this a round with fsync on waited for the writes the
+        # rounds before it left in the page cache (runnable's never flushed), not its own.
+        os.sync()
         return (project, config), {}
 
     def run(project: Project, config: Path) -> None:
