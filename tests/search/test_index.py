@@ -346,6 +346,55 @@ def test_a_damaged_index_is_built_again(
         assert db.execute("SELECT count(*) FROM runs").fetchone() == (6,)
 
 
+# Searches, one after another, in a process of their own, until the file `stop` appears; the
+# count of searches printed at the end.
+_SEARCH_UNTIL_STOPPED = """
+import sys
+from pathlib import Path
+from runlog_store import create_store
+store = create_store("chunked-fs", log_folder=sys.argv[1])
+stop, count = Path(sys.argv[2]), 0
+while not stop.exists():
+    store.search_runs("status = 'SUCCESS' or params.p is not null", "start_time desc")
+    count += 1
+print(count)
+"""
+
+
+def test_an_index_cut_short_while_another_process_searches_it(
+    searched: BaseRunLogStore, tmp_path: Path
+) -> None:
+    """The index file truncated again and again under a process that keeps searching it: no
+    search fails and the process lives (an index read through a memory map would kill it with
+    SIGBUS at the first page it reads past the new end)."""
+    stop = tmp_path / "stop"
+    searcher = subprocess.Popen(
+        [sys.executable, "-c", _SEARCH_UNTIL_STOPPED, str(tmp_path), str(stop)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    cuts = 0
+    try:
+        deadline = time.monotonic() + 4.0
+        while time.monotonic() < deadline and searcher.poll() is None:
+            try:
+                size = (tmp_path / INDEX).stat().st_size
+                os.truncate(tmp_path / INDEX, [0, 50, 4096, size // 2][cuts % 4])
+                cuts += 1
+            except FileNotFoundError:
+                pass  # between a build's file and its link into place
+            time.sleep(0.003)
+    finally:
+        stop.touch()
+        out, err = searcher.communicate(timeout=60)
+    assert searcher.returncode == 0, (
+        f"the searching process ended with {searcher.returncode}:\n{err}"
+    )
+    assert cuts > 100 and int(out) > 10, f"{cuts} cuts, {out.strip()} searches: nothing was tried"
+    assert_answers_equal_scan(searched)
+
+
 def test_an_index_of_another_version_is_built_again(
     searched: BaseRunLogStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
