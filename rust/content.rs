@@ -36,8 +36,8 @@ use crate::copier::{temp_beside, write_out_meanwhile, EARLY_WRITE_OUT_MIN_BYTES}
 use crate::error::{CoreError, Result};
 use crate::flush::{device_of, make_durable, Pending};
 use crate::hasher::{
-    now_ns, open_regular, retry_while_changing, Algorithm, Attempt, FileIdentity, Hashed,
-    StreamHasher, PARALLEL_MIN_BYTES,
+    now_ns, open_regular, read_in_turns, retry_while_changing, Algorithm, Attempt, FileIdentity,
+    Hashed, StreamHasher, PARALLEL_MIN_BYTES,
 };
 use crate::writer::{create_dir_all_durable, fsync_folder};
 
@@ -83,8 +83,8 @@ pub struct ContentDigests {
 }
 
 /// Both digests of one file from one read: BLAKE3 and `algorithm` fed the same buffers (a big
-/// file: BLAKE3 tree-hashes a memory map on the pool while the other streams it, so the disk is
-/// read once and the page cache serves the second).
+/// file a piece at a time, BLAKE3 tree-hashing each piece on the pool while the other algorithm
+/// streams it and the next piece is read: `hasher::read_in_turns`).
 /// A file that changes while it is read is read again (`hasher::retry_while_changing`).
 fn hash_both(path: &Path, algorithm: Algorithm) -> Result<(Hashed, String)> {
     retry_while_changing(path, || hash_both_once(path, algorithm))
@@ -95,19 +95,15 @@ fn hash_both_once(path: &Path, algorithm: Algorithm) -> Result<Attempt<(Hashed, 
     let (mut file, meta) = open_regular(path)?;
     let before = FileIdentity::of(&meta);
     let (blake3_hex, recorded) = if before.size >= PARALLEL_MIN_BYTES {
-        let (tree, streamed) = rayon::join(
-            || {
-                let mut hasher = blake3::Hasher::new();
-                hasher
-                    .update_mmap_rayon(path)
-                    .map(|h| h.finalize().to_hex().to_string())
-            },
-            || stream_hash(&mut file, algorithm, before.size),
-        );
-        (
-            tree.map_err(|e| CoreError::io("read", path, e))?,
-            streamed.map_err(|e| CoreError::io("read", path, e))?,
-        )
+        let (mut tree, mut other) = (blake3::Hasher::new(), StreamHasher::new(algorithm));
+        let whole = read_in_turns(&mut file, before.size, |piece| {
+            rayon::join(|| tree.update_rayon(piece), || other.update(piece));
+        })
+        .map_err(|e| CoreError::io("read", path, e))?;
+        if !whole {
+            return Ok(Attempt::Changed);
+        }
+        (tree.finalize().to_hex().to_string(), other.finalize())
     } else {
         let mut tree = blake3::Hasher::new();
         let mut other = StreamHasher::new(algorithm);
@@ -136,21 +132,6 @@ fn hash_both_once(path: &Path, algorithm: Algorithm) -> Result<Attempt<(Hashed, 
         started_ns,
     };
     Ok(Attempt::Done((hashed, recorded)))
-}
-
-fn stream_hash(reader: &mut impl Read, algorithm: Algorithm, size: u64) -> io::Result<String> {
-    let mut hasher = StreamHasher::new(algorithm);
-    let mut buffer = vec![0u8; (size as usize).clamp(4096, BUFFER_BYTES)];
-    loop {
-        let n = match reader.read(&mut buffer) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hasher.finalize())
 }
 
 /// Per file (in parallel, in order): its BLAKE3 and its `algorithm` digest, its size and mode.

@@ -1,9 +1,11 @@
 //! Content hashing of files: BLAKE3 (the default) or SHA-256 (what runnable records).
 //!
 //! Every byte of every file is hashed, whatever its size. Many files are hashed in parallel
-//! (rayon, one task per file); a large file is hashed by BLAKE3's tree hashing over a memory
-//! map on all threads. SHA-256 cannot be split, so large SHA-256 files run one per thread.
-//! A file that changes while it is read is an error, never a digest of a mix.
+//! (rayon, one task per file); a large file is hashed by BLAKE3's tree hashing on all threads,
+//! a piece at a time while the next piece is read ([`read_in_turns`]). SHA-256 cannot be split,
+//! so large SHA-256 files run one per thread. A file that changes while it is read is read
+//! again, a few times, then an error, never a digest of a mix. No file is read through a memory
+//! map: a mapped file that another process cuts short kills the reader with SIGBUS.
 
 use std::fs::{File, Metadata};
 use std::io::{self, Read, Write};
@@ -17,12 +19,16 @@ use sha2::{Digest as _, Sha256};
 
 use crate::error::{CoreError, Result};
 
-/// Files at least this large are hashed by BLAKE3 over a memory map on all threads. Below it the
-/// split does not pay: blake3's own rule of thumb puts `update_rayon` behind a plain `update`
-/// under 128 KiB, mapping the file adds its page faults, and a batch of smaller files is spread
-/// one file per thread already. At BLAKE3's one-core speed (a few GB/s) 4 MiB is a millisecond
-/// or more of hashing, against tens of microseconds to map the file and wake the pool.
+/// Files at least this large are hashed by BLAKE3 on all threads ([`read_in_turns`]). Below it
+/// the split does not pay: blake3's own rule of thumb puts `update_rayon` behind a plain
+/// `update` under 128 KiB, two buffers of a piece each must be allocated, and a batch of
+/// smaller files is spread one file per thread already. At BLAKE3's one-core speed (a few GB/s)
+/// 4 MiB is a millisecond or more of hashing, against tens of microseconds to wake the pool.
 pub const PARALLEL_MIN_BYTES: u64 = 4 << 20;
+/// How much of a large file [`read_in_turns`] reads at a time while the piece before is hashed:
+/// enough that BLAKE3's `update_rayon` spreads each piece over every thread, little enough that
+/// the two buffers of each large file hashed at once stay small.
+const PIECE_BYTES: usize = 4 << 20;
 /// The read buffer of a streamed hash or copy (sized down to the file for small ones): at 1 MiB
 /// a read's system call is a negligible share of hashing the bytes, and one buffer per thread
 /// stays small.
@@ -191,14 +197,15 @@ fn hash_once(path: &Path, algorithm: Algorithm) -> Result<Attempt<Hashed>> {
     let before = FileIdentity::of(&meta);
     let digest = if algorithm == Algorithm::Blake3 && before.size >= PARALLEL_MIN_BYTES {
         let mut hasher = blake3::Hasher::new();
-        hasher
-            .update_mmap_rayon(path)
-            .map_err(|e| CoreError::io("read", path, e))?;
-        // The memory map reopens the path: check it is still the same, unchanged file.
-        let after = std::fs::metadata(path)
+        let whole = read_in_turns(&mut file, before.size, |piece| {
+            hasher.update_rayon(piece);
+        })
+        .map_err(|e| CoreError::io("read", path, e))?;
+        let after = file
+            .metadata()
             .map(|m| FileIdentity::of(&m))
             .map_err(|e| CoreError::io("stat", path, e))?;
-        if after != before {
+        if !whole || after != before {
             return Ok(Attempt::Changed);
         }
         hasher.finalize().to_hex().to_string()
@@ -219,6 +226,54 @@ fn hash_once(path: &Path, algorithm: Algorithm) -> Result<Attempt<Hashed>> {
         identity: before,
         started_ns,
     }))
+}
+
+/// Read `size` bytes of `file` from where it stands, a piece at a time, handing each piece to
+/// `take` while the next one is read (`rayon::join`): reading and hashing overlap, and every
+/// byte comes through a buffer, never a memory map (see the module's docs). `Ok(false)` when
+/// the file ended before `size` bytes: it was cut short while it was read.
+pub fn read_in_turns(
+    file: &mut File,
+    size: u64,
+    mut take: impl FnMut(&[u8]) + Send,
+) -> io::Result<bool> {
+    let piece = (size as usize).min(PIECE_BYTES);
+    let (mut current, mut next) = (vec![0u8; piece], vec![0u8; piece]);
+    let mut left = size;
+    let mut current_len = left.min(piece as u64) as usize;
+    if read_full(file, &mut current[..current_len])? < current_len {
+        return Ok(false);
+    }
+    left -= current_len as u64;
+    while left > 0 {
+        let wanted = left.min(piece as u64) as usize;
+        let ((), got) = rayon::join(
+            || take(&current[..current_len]),
+            || read_full(file, &mut next[..wanted]),
+        );
+        if got? < wanted {
+            return Ok(false);
+        }
+        left -= wanted as u64;
+        std::mem::swap(&mut current, &mut next);
+        current_len = wanted;
+    }
+    take(&current[..current_len]);
+    Ok(true)
+}
+
+/// Fill `buffer` from `file`; fewer bytes only at the file's end.
+fn read_full(file: &mut File, buffer: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read(&mut buffer[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
 }
 
 /// The error for a file that changed on each of `times` reads.
@@ -447,6 +502,59 @@ mod tests {
         })
         .unwrap();
         assert_eq!(value, 7);
+    }
+
+    #[test]
+    fn read_in_turns_hands_every_byte_in_order_and_says_when_a_file_ended_early() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let data: Vec<u8> = (0..PIECE_BYTES * 5 / 2).map(|i| (i % 253) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let mut seen = Vec::new();
+        let whole = read_in_turns(
+            &mut File::open(&path).unwrap(),
+            data.len() as u64,
+            |piece| seen.extend_from_slice(piece),
+        )
+        .unwrap();
+        assert!(whole);
+        assert_eq!(seen, data);
+        // A file shorter than the size its stat gave: cut short while it was read.
+        let claimed = data.len() as u64 + 10;
+        let mut file = File::open(&path).unwrap();
+        assert!(!read_in_turns(&mut file, claimed, |_| ()).unwrap());
+    }
+
+    #[test]
+    fn a_large_file_cut_short_while_it_is_hashed_is_read_again_not_a_crash() {
+        // A memory-mapped read of a file another thread truncates dies of SIGBUS (this test
+        // binary with it); a read through buffers sees the file end and reads it again.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("busy.bin");
+        let data: Vec<u8> = (0..PARALLEL_MIN_BYTES as usize * 4)
+            .map(|i| (i % 241) as u8)
+            .collect();
+        std::fs::write(&path, &data).unwrap();
+        let whole = hash_file(&path, Algorithm::Blake3).unwrap();
+        let stop = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+                    file.set_len(4096).unwrap();
+                    std::thread::sleep(Duration::from_millis(2));
+                    std::fs::write(&path, &data).unwrap();
+                }
+            });
+            let short = blake3::hash(&data[..4096]).to_hex().to_string();
+            for _ in 0..40 {
+                match hash_file(&path, Algorithm::Blake3) {
+                    Ok(digest) => assert!(digest == whole || digest == short, "a mix: {digest}"),
+                    Err(err) => assert!(err.to_string().contains("changed"), "{err}"),
+                }
+            }
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        });
     }
 
     #[test]
