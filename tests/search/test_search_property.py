@@ -73,6 +73,8 @@ from ._property_model import (
 )
 
 STEPS = int(os.environ.get("RUNLOG_SEARCH_PROPERTY_STEPS", "20"))
+# Each store type's seeds are the first seed plus its place here (``_run_sequences``).
+STORE_TYPES = ["file-system", "chunked-fs", "minio", "chunked-minio"]
 SEQUENCES = int(os.environ.get("RUNLOG_SEARCH_PROPERTY_SEQUENCES", "1"))
 _SEED = os.environ.get("RUNLOG_SEARCH_PROPERTY_SEED", "20261204")
 FIRST_SEED = int.from_bytes(os.urandom(4), "big") if _SEED == "random" else int(_SEED)
@@ -400,9 +402,16 @@ class Sequence:
         return self.rng.choice(runs) if runs else None
 
     def fail(self, text: str) -> None:
+        # This sequence's seed comes back as the first sequence of its store type's test when
+        # the first seed is this one less the type's offset (``_run_sequences``).
+        store_type = self.setup.store_type
+        first = self.seed - STORE_TYPES.index(store_type)
+        test = "in_a_bucket" if "minio" in store_type else "on_a_folder"
         pytest.fail(
-            f"{text}\n\nseed {self.seed} ({self.setup.store_type}), step {self.step}; replay with "
-            f"RUNLOG_SEARCH_PROPERTY_SEED={self.seed} RUNLOG_SEARCH_PROPERTY_STEPS={STEPS}\n"
+            f"{text}\n\nseed {self.seed} ({store_type}), step {self.step}; replay with "
+            f"RUNLOG_SEARCH_PROPERTY_SEED={first} RUNLOG_SEARCH_PROPERTY_STEPS={STEPS} "
+            f"RUNLOG_SEARCH_PROPERTY_SEQUENCES=1 .venv/bin/pytest -p no:randomly "
+            f"'tests/search/test_search_property.py::test_search_equals_scan_{test}[{store_type}]'\n"
             "last actions:\n  " + "\n  ".join(self.history[-25:]),
             pytrace=False,
         )
@@ -924,7 +933,7 @@ def _run_sequences(
 ) -> None:
     """``SEQUENCES`` sequences of ``STEPS`` steps, each on a store of its own; the seeds differ
     per store type, so the four types do not replay the same choices."""
-    offset = ["file-system", "chunked-fs", "minio", "chunked-minio"].index(store_type)
+    offset = STORE_TYPES.index(store_type)
     for n in range(SEQUENCES):
         folder = tmp_path / f"sequence{n}"
         folder.mkdir()
