@@ -346,6 +346,18 @@ def test_a_damaged_index_is_built_again(
         assert db.execute("SELECT count(*) FROM runs").fetchone() == (6,)
 
 
+def test_an_index_whose_summary_does_not_read_back_is_built_again(
+    searched: BaseRunLogStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stored summary damaged where SQLite cannot see it (inside its text): the search that
+    reads it builds the index again and answers as a scan does."""
+    with sqlite3.connect(tmp_path / INDEX) as db:
+        db.execute("UPDATE runs SET summary = substr(summary, 1, 40)")
+    with caplog.at_level(logging.WARNING, "runlog_store.search"):
+        assert_answers_equal_scan(searched)
+    assert "a stored summary does not read back" in caplog.text and "built again" in caplog.text
+
+
 # Searches, one after another, in a process of their own, until the file `stop` appears; the
 # count of searches printed at the end.
 _SEARCH_UNTIL_STOPPED = """

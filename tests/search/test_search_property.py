@@ -679,8 +679,12 @@ class Sequence:
     def do_index_corrupted(self, rng: random.Random) -> None:
         """Garbage written over the index: over its header, over the text of its schema (bytes
         that are not UTF-8 in every table's SQL, which SQLite parses when it opens the file;
-        in its write-ahead log too, where the newest copy of that page may be), or anywhere in
-        its pages. The kinds take turns, from a different one in each store's sequence."""
+        in its write-ahead log too, where the newest copy of that page may be), or over the
+        start of a page (its b-tree header, which SQLite checks whenever it reads the page). The
+        kinds take turns, from a different one in each store's sequence.
+
+        Damage SQLite cannot see (bytes changed inside a stored value, the header intact) is
+        not made: no index without checksums can tell it from a value (docs/format.md)."""
         for path in self.index_files():
             kind = CORRUPTIONS[(self.seed + self.corruptions) % len(CORRUPTIONS)]
             self.corruptions += 1
@@ -696,8 +700,12 @@ class Sequence:
                         junk = bytes(rng.randrange(0x80, 0x100) for _ in range(rng.randint(2, 4)))
                         damage.append((where, at + rng.randrange(2, 8), junk))
             else:
-                junk = bytes(rng.randrange(256) for _ in range(rng.choice([8, 64, 512])))
-                damage.append((path, rng.randrange(max(1, len(data))), junk))
+                # A page's first byte says what it is: 0 is no kind of page.
+                page_size = int.from_bytes(data[16:18], "big") or 65536 if len(data) > 18 else 0
+                pages = len(data) // page_size if page_size else 0
+                junk = bytes([0, *(rng.randrange(256) for _ in range(rng.choice([8, 64, 512])))])
+                at = rng.randrange(1, pages) * page_size if pages > 1 else 0
+                damage.append((path, at, junk))
             for where, at, junk in damage:
                 self.note(f"index {where.name}: {len(junk)} bytes of garbage at {at} ({kind})")
                 with where.open("r+b") as file:

@@ -40,6 +40,8 @@ from collections.abc import Collection, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import pydantic
+
 import runlog_store
 from runlog_store import _core
 from runlog_store.callbacks import NO_PROGRESS, Callback
@@ -200,6 +202,11 @@ class RunIndex:
             # Room for the pages a write changes across the tables and their indexes (the
             # default 2 MB spills them to the file mid-transaction); taken only as used.
             conn.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
+            # Each b-tree page is checked as it is read (its cells within the page): a page
+            # damaged past its header is then an error, and the index is built again, rather
+            # than a search answered from what the damage left. No cost measured (a warm
+            # search of 100,000 runs: 89-98 ms with it, 91-98 ms without).
+            conn.execute("PRAGMA cell_size_check = ON")
             if searching:
                 # A search's commit does not copy the WAL into the file (a checkpoint: as
                 # long again as the write, and a sync); its connection is closed after it
@@ -940,7 +947,11 @@ def _insert(
 
 
 def _summaries(found: list[tuple[Any, ...]]) -> list[RunSummary]:
-    return [RunSummary.model_validate_json(row[0]) for row in found]
+    try:
+        return [RunSummary.model_validate_json(row[0]) for row in found]
+    except pydantic.ValidationError as exc:
+        # Only this library writes the summaries: one that does not read back is damage.
+        raise _Corrupt(f"a stored summary does not read back: {exc.errors()[0]['msg']}") from exc
 
 
 def conn_path(conn: sqlite3.Connection) -> str:
