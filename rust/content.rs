@@ -32,7 +32,7 @@ use rustix::io::Errno;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{make_durable_all, HashCache};
-use crate::copier::{temp_beside, write_out_meanwhile, EARLY_WRITE_OUT_MIN_BYTES};
+use crate::copier::{temp_beside, written_out_if_large};
 use crate::error::{CoreError, Result};
 use crate::flush::{device_of, make_durable, Pending};
 use crate::hasher::{
@@ -426,16 +426,14 @@ fn store_one(
             };
         let written = if reflinked {
             hash_open_file(&mut out, &temp)?
-        } else if fsync && meta.len() >= EARLY_WRITE_OUT_MIN_BYTES {
+        } else {
             // A large content is written out to the disk while it is copied, as the
-            // file-system catalog's copies are (`copier::write_out_meanwhile`).
+            // file-system catalog's copies are.
             let file = &out;
-            write_out_meanwhile(file, &target, || {
+            written_out_if_large(file, &target, meta.len(), fsync, || {
                 let mut writing = file;
                 copy_hashing(&mut input, &mut writing, meta.len(), source, &target)
             })?
-        } else {
-            copy_hashing(&mut input, &mut out, meta.len(), source, &target)?
         };
         if written != digest {
             return Err(CoreError::NotAFile {
@@ -1134,7 +1132,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("objects");
         let src = dir.path().join("src");
-        let data: Vec<u8> = (0..EARLY_WRITE_OUT_MIN_BYTES as usize + 4_321)
+        let data: Vec<u8> = (0..crate::copier::EARLY_WRITE_OUT_MIN_BYTES as usize + 4_321)
             .map(|i| (i % 249) as u8)
             .collect();
         fs::write(&src, &data).unwrap();

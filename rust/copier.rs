@@ -116,7 +116,7 @@ fn write_temp(src: &Path, dst: &Path, algorithm: Algorithm, fsync: bool) -> Resu
             .open(&temp)
             .map_err(|e| CoreError::io("create", dst, e))?;
         // Written through a shared reference: the write-out thread flushes the same file.
-        let mut copy_and_hash = || -> Result<Option<String>> {
+        let copy_and_hash = || -> Result<Option<String>> {
             let mut writing = &out;
             let digest = if algorithm == Algorithm::Blake3 && before.size >= KERNEL_COPY_MIN_BYTES {
                 // A large file: the kernel copies it (copy_file_range, no trip through user
@@ -138,11 +138,7 @@ fn write_temp(src: &Path, dst: &Path, algorithm: Algorithm, fsync: bool) -> Resu
                 .map_err(|e| CoreError::io("stat", src, e))?;
             Ok((after == before).then_some(digest))
         };
-        let written = if fsync && before.size >= EARLY_WRITE_OUT_MIN_BYTES {
-            write_out_meanwhile(&out, dst, copy_and_hash)
-        } else {
-            copy_and_hash()
-        };
+        let written = written_out_if_large(&out, dst, before.size, fsync, copy_and_hash);
         match written {
             Ok(Some(digest)) => Ok(Attempt::Done(Written {
                 temp,
@@ -164,12 +160,29 @@ fn write_temp(src: &Path, dst: &Path, algorithm: Algorithm, fsync: bool) -> Resu
     })
 }
 
+/// Run `work` (the copy of `size` bytes into `out`, and its hash): with `fsync`, a copy of
+/// [`EARLY_WRITE_OUT_MIN_BYTES`] or more is written out meanwhile ([`write_out_meanwhile`]), a
+/// smaller one left to the batch's flush. The catalogs' copies all decide here.
+pub(crate) fn written_out_if_large<T>(
+    out: &fs::File,
+    dst: &Path,
+    size: u64,
+    fsync: bool,
+    work: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    if fsync && size >= EARLY_WRITE_OUT_MIN_BYTES {
+        write_out_meanwhile(out, dst, work)
+    } else {
+        work()
+    }
+}
+
 /// Run `work` (the copy of a large file into `out`, and its hash) while a thread of its own
 /// flushes `out` again and again, so the disk writes the copy while the kernel makes it and
 /// BLAKE3 reads it back: the batch's flush afterwards finds it written. A flush that fails
 /// fails the copy (`dst` named), whatever `work` did: its error is reported to this open file
 /// once, and the batch's flush, through another, might not see it.
-pub(crate) fn write_out_meanwhile<T>(
+fn write_out_meanwhile<T>(
     out: &fs::File,
     dst: &Path,
     work: impl FnOnce() -> Result<T>,
