@@ -208,6 +208,12 @@ impl Folder {
             .map(|bytes| Some((bytes, stamp)))
     }
 
+    /// The stat of what is at `below` (a link there is not followed; one above it is, as by
+    /// `fstatat`): for a file's stamp only, never to decide what to open.
+    pub fn stat_below(&self, below: &Path) -> Option<rustix::fs::Stat> {
+        rustix::fs::statat(&self.fd, below, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).ok()
+    }
+
     /// The folder `name` right inside this one, opened without following a link; `None` when
     /// it cannot be (missing, a link, not a folder): the caller then opens what it wants below
     /// this folder by the longer path, whose open says what is wrong. Files opened below the

@@ -21,9 +21,13 @@ use rayon::prelude::*;
 use rusqlite::{Connection, OpenFlags};
 
 use super::rows::{rows_of, IndexRows, ValueRow};
+use crate::chunk::{LAYOUT_MARKER, RUN_LOG_FILE};
 use crate::error::{CoreError, Result};
+use crate::merger::Contents;
 use crate::run::{Run, RunOptions};
-use crate::summary::{self, DocumentError};
+use crate::summary::fingerprint::LoneRunLog;
+use crate::summary::{self, DocumentError, RunSummary};
+use crate::untrusted::Folder;
 
 /// One SQL statement and its text parameters.
 #[derive(Debug, Clone)]
@@ -78,6 +82,9 @@ const QUEUED_BATCHES: usize = 2;
 pub struct Builder {
     path: PathBuf,
     folder: PathBuf,
+    /// The log folder, opened once for the runs read as a lone `RunLog.json` (`None` if it
+    /// could not be: every run is then read as its store reads it).
+    documents: Option<Folder>,
     options: RunOptions,
     indexed_at: f64,
     queue: Option<SyncSender<Vec<IndexRows>>>,
@@ -138,6 +145,7 @@ impl Builder {
         Ok(Builder {
             path: path.to_path_buf(),
             folder: folder.to_path_buf(),
+            documents: Folder::open(folder).ok(),
             options,
             indexed_at,
             queue: Some(queue),
@@ -188,15 +196,20 @@ impl Builder {
                     Err(_) => Err(Outcome::Left),
                 }
             }
-            Layout::RunFolder => {
-                let run = Run::new(&self.folder.join(&entry.run_id), self.options);
-                match run.read_for_summary() {
-                    Ok(merged) => summary::summarize(&merged.document).map_err(|_| Outcome::Left),
-                    Err(CoreError::NotFound { .. }) => Err(Outcome::Gone),
-                    Err(err) if err.errno() == Some(2) => Err(Outcome::Gone),
-                    Err(_) => Err(Outcome::Left),
+            Layout::RunFolder => match self.lone_run_log(entry) {
+                Some(found) => found,
+                None => {
+                    let run = Run::new(&self.folder.join(&entry.run_id), self.options);
+                    match run.read_for_summary() {
+                        Ok(merged) => {
+                            summary::summarize(&merged.document).map_err(|_| Outcome::Left)
+                        }
+                        Err(CoreError::NotFound { .. }) => Err(Outcome::Gone),
+                        Err(err) if err.errno() == Some(2) => Err(Outcome::Gone),
+                        Err(_) => Err(Outcome::Left),
+                    }
                 }
-            }
+            },
         };
         match found {
             // A document that names another run is the store's to judge (a copy, say).
@@ -207,6 +220,35 @@ impl Builder {
             },
             Err(outcome) => (outcome, None),
         }
+    }
+
+    /// The summary of a run whose folder held nothing but its `RunLog.json` (and the layout
+    /// marker) when it was stamped, read as four system calls (open, fstat, read, close) of
+    /// that one document instead of the store's read, which lists the folder again and looks
+    /// for journals and a stored merge (sixteen calls: a fifth of a build of 100,000 runs).
+    /// The document is merged alone, as the store's read merges a run of one document, so the
+    /// summary is the same; it is used only if the stamps of what was read (the marker's
+    /// stat'ed) make the very fingerprint the run was stamped with, which the index records
+    /// for it. `None`: read the run as its store does (another fingerprint, more documents,
+    /// anything that fails here).
+    fn lone_run_log(&self, entry: &Entry) -> Option<std::result::Result<RunSummary, Outcome>> {
+        let documents = self.documents.as_ref()?;
+        // A fingerprint of more documents is known before any read.
+        let lone = LoneRunLog::of(entry.fingerprint.rsplit(' ').next()?)?;
+        let run = Path::new(&entry.run_id);
+        let (bytes, stamp) = documents.read_stamped(&run.join(RUN_LOG_FILE)).ok()??;
+        let marker = lone
+            .with_marker()
+            .then(|| documents.stat_below(&run.join(LAYOUT_MARKER)))
+            .flatten();
+        if !lone.matches(&stamp, marker.as_ref()) {
+            return None;
+        }
+        let dir = self.folder.join(&entry.run_id);
+        let contents = Contents::from_objects(&dir, bytes, Vec::new(), Some(&entry.run_id));
+        let document = contents.tree(&[], false).ok()?.document();
+        crate::nesting::check_read(&dir, &document).ok()?;
+        Some(summary::summarize(&document).map_err(|_| Outcome::Left))
     }
 
     fn join(&mut self) -> Result<Connection> {

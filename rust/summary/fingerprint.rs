@@ -52,6 +52,82 @@ fn stamp(stat: &Stat) -> String {
     )
 }
 
+/// A run folder's fingerprint from the inode of the folder and the name and stamp text of each
+/// file stamped in it, sorted by name then text: `<inode>:<count>:<hash>`.
+fn folder_fingerprint<'a>(
+    ino: u64,
+    sorted: impl ExactSizeIterator<Item = (&'a [u8], &'a str)>,
+) -> String {
+    let count = sorted.len();
+    let mut hasher = blake3::Hasher::new();
+    for (entry, text) in sorted {
+        hasher.update(entry);
+        hasher.update(b"\0");
+        hasher.update(text.as_bytes());
+        hasher.update(b"\n");
+    }
+    let hex = hasher.finalize().to_hex();
+    format!("{ino}:{count}:{}", &hex[..32])
+}
+
+/// A run folder's fingerprint that counts one stamped file or two: the run's `RunLog.json`
+/// alone, or with the layout marker (a chunk document or journals would make it another, but
+/// their count alone does not say so: [`LoneRunLog::matches`] does).
+pub struct LoneRunLog<'a> {
+    fingerprint: &'a str,
+    ino: u64,
+    with_marker: bool,
+}
+
+impl<'a> LoneRunLog<'a> {
+    /// `None` for a fingerprint of no run folder (a run's link, an unreadable one) or of a
+    /// folder where more than two files were stamped.
+    pub fn of(fingerprint: &'a str) -> Option<LoneRunLog<'a>> {
+        let (ino, rest) = fingerprint.split_once(':')?;
+        let with_marker = match rest.split_once(':')?.0 {
+            "1" => false,
+            "2" => true,
+            _ => return None,
+        };
+        Some(LoneRunLog {
+            fingerprint,
+            ino: ino.parse().ok()?,
+            with_marker,
+        })
+    }
+
+    /// Whether a second file was stamped (the marker, if `matches` says so).
+    pub fn with_marker(&self) -> bool {
+        self.with_marker
+    }
+
+    /// Whether a scan that found the folder holding only `RunLog.json`, stamped `run_log`,
+    /// and (when two files were stamped) the layout marker, stat'ed `marker`, makes this very
+    /// fingerprint: then the folder held those files, as they are, when it was scanned.
+    pub fn matches(&self, run_log: &crate::untrusted::FileStamp, marker: Option<&Stat>) -> bool {
+        let run_log_text = format!(
+            "{}-{}-{}-{}",
+            run_log.ino, run_log.size, run_log.mtime_ns, run_log.ctime_ns
+        );
+        let mut stamped: Vec<(&[u8], String)> = vec![(RUN_LOG_FILE.as_bytes(), run_log_text)];
+        match (self.with_marker, marker) {
+            (false, _) => {}
+            (true, Some(stat)) => {
+                let text = format!(
+                    "{}{}",
+                    kind_prefix(stat, FileType::RegularFile),
+                    stamp(stat)
+                );
+                stamped.push((LAYOUT_MARKER.as_bytes(), text));
+            }
+            (true, None) => return false,
+        }
+        stamped.sort_unstable_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        let made = folder_fingerprint(self.ino, stamped.iter().map(|(e, t)| (*e, t.as_str())));
+        made == self.fingerprint
+    }
+}
+
 /// A stamp marked with the kind of what is there when it is not what the store writes: a run
 /// whose entry is a link (never followed) or a FIFO is listed, and read as unreadable.
 fn kind_prefix(stat: &Stat, expected: FileType) -> &'static str {
@@ -360,17 +436,14 @@ fn folder_contents_listed(
         }
     }
     stamps.sort_unstable_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
-    let mut hasher = blake3::Hasher::new();
-    for (entry, text, _) in &stamps {
-        hasher.update(entry);
-        hasher.update(b"\0");
-        hasher.update(text.as_bytes());
-        hasher.update(b"\n");
-    }
-    let hex = hasher.finalize().to_hex();
     let found = Fingerprint {
         run_id: name.to_os_string(),
-        fingerprint: format!("{ino}:{}:{}", stamps.len(), &hex[..32]),
+        fingerprint: folder_fingerprint(
+            ino,
+            stamps
+                .iter()
+                .map(|(entry, text, _)| (entry.as_slice(), text.as_str())),
+        ),
         newest_change_ns: newest,
     };
     if let Some(listing) = listing {

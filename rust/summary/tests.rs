@@ -257,3 +257,74 @@ fn one_run_has_the_fingerprint_the_scan_gives_it() {
     }
     assert_eq!(fingerprint_document(root, OsStr::new("r")).unwrap(), None);
 }
+
+#[test]
+fn a_lone_run_log_matches_its_fingerprint_and_nothing_else_does() {
+    use crate::untrusted::{FileStamp, Folder};
+    use fingerprint::{fingerprint_run_folder, LoneRunLog};
+    use std::ffi::OsStr;
+    use std::path::Path;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let run = root.join("r");
+    std::fs::create_dir_all(&run).unwrap();
+    std::fs::write(run.join("RunLog.json"), b"{}").unwrap();
+    let folder = Folder::open(root).unwrap();
+    // What the build's read of the one document sees: its open's stamp, the marker's stat.
+    let seen = || {
+        let (_, stamp) = folder
+            .read_stamped(Path::new("r/RunLog.json"))
+            .unwrap()
+            .unwrap();
+        (stamp, folder.stat_below(Path::new("r/.layout")))
+    };
+    let scanned = || {
+        fingerprint_run_folder(root, OsStr::new("r"))
+            .unwrap()
+            .unwrap()
+            .fingerprint
+    };
+    let matches = |fingerprint: &str| {
+        let lone = LoneRunLog::of(fingerprint)?;
+        let (stamp, marker) = seen();
+        Some(lone.matches(&stamp, marker.as_ref()))
+    };
+
+    // RunLog.json alone, then with the layout marker: the scan's own fingerprint.
+    let alone = scanned();
+    assert_eq!(matches(&alone), Some(true));
+    std::fs::write(run.join(".layout"), b"runlog-store chunked-fs 2\n").unwrap();
+    let with_marker = scanned();
+    assert_eq!(matches(&with_marker), Some(true));
+    // Another stamp of either file (a rewrite in place, the marker replaced) is not it.
+    let (stamp, marker) = seen();
+    let moved = FileStamp {
+        mtime_ns: stamp.mtime_ns + 1,
+        ..stamp
+    };
+    assert!(!LoneRunLog::of(&with_marker)
+        .unwrap()
+        .matches(&moved, marker.as_ref()));
+    assert!(!LoneRunLog::of(&with_marker).unwrap().matches(&stamp, None));
+    std::fs::remove_file(run.join(".layout")).unwrap();
+    std::fs::write(run.join(".layout"), b"runlog-store chunked-fs 2\n").unwrap();
+    assert_eq!(matches(&with_marker), Some(false));
+    // Two documents that are not the marker: counted two, and no match.
+    std::fs::remove_file(run.join(".layout")).unwrap();
+    std::fs::write(run.join("StepLog-a.json"), b"{}").unwrap();
+    let with_step = scanned();
+    assert!(with_step.contains(":2:"), "{with_step}");
+    assert_eq!(matches(&with_step), Some(false));
+    // More documents, journals, or what is no run folder's fingerprint: not a lone run log.
+    std::fs::write(run.join("StepLog-b.json"), b"{}").unwrap();
+    assert_eq!(matches(&scanned()), None);
+    for other in [
+        "",
+        "link:1-2-3-4",
+        "unreadable:1-2-3-4",
+        "x:1:ab",
+        "12:3:ab",
+    ] {
+        assert!(LoneRunLog::of(other).is_none(), "{other}");
+    }
+}

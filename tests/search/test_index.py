@@ -166,6 +166,41 @@ def test_one_index_serves_every_store_of_the_folder(tmp_path: Path) -> None:
     assert "theirs-chunked-0" in _ids(stores["file-system"])
 
 
+def test_a_build_reads_every_kind_of_run_folder_as_a_scan_does(tmp_path: Path) -> None:
+    """The first search builds the index from nothing, and reads a run folder that held only
+    its RunLog.json (with or without the layout marker) when it was stamped as that one
+    document, not as the store's read of the folder: runs of either store, with more
+    documents or a journal, and what is wrong in a lone RunLog.json, answer as a scan does."""
+    ours = _store("chunked-fs", tmp_path)
+    write_runs(ours)  # RunLog.json and the layout marker; a running run keeps a journal
+    _runnable_runs(tmp_path)  # RunLog.json and a StepLog document each
+    RunnableChunkedFs(log_folder=str(tmp_path)).create_run_log("theirs-lone", tag="lone")
+    assert sorted(os.listdir(tmp_path / "theirs-lone")) == ["RunLog.json"]
+    # A copy that still names the run it was copied from; one run log too deep to read; one
+    # that is no JSON: each a folder of one document, each unreadable to a scan.
+    shutil.copytree(tmp_path / "search-1", tmp_path / "copy-1")
+    (tmp_path / "deep").mkdir()
+    deep = json.loads((tmp_path / "theirs-lone" / "RunLog.json").read_text())
+    deep["run_id"], deep["tag"] = "deep", "x" * 8 + "[" * 200 + "]" * 200
+    nested: Any = 1
+    for _ in range(200):
+        nested = [nested]
+    deep["dag_hash"] = nested
+    (tmp_path / "deep" / "RunLog.json").write_text(json.dumps(deep))
+    (tmp_path / "garbage").mkdir()
+    (tmp_path / "garbage" / "RunLog.json").write_bytes(b"\x00not json")
+    callback = RecordingCallback()
+    store = _store("chunked-fs", tmp_path)
+    built = store.search_runs(None, "run_id", max_results=10_000, callback=callback)
+    # Built by this search: every run of the folder read into the index (runnable's three
+    # file-system runs beside them too: one index serves both layouts).
+    assert _indexed(callback) == len(built.runs) + 3 > 10
+    assert comparable(built.runs) == comparable(scanned(store, None, "run_id"))
+    assert_answers_equal_scan(store)
+    assert _ids(store, "status = 'UNREADABLE'") == ["copy-1", "deep", "garbage"]
+    assert _ids(store, "tag = 'lone'") == ["theirs-lone"]
+
+
 # --- runs changed by hand ---------------------------------------------------------------------
 
 
