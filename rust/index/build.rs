@@ -225,7 +225,7 @@ impl Builder {
     /// The summary of a run whose folder held nothing but its `RunLog.json` (and the layout
     /// marker) when it was stamped, read as four system calls (open, fstat, read, close) of
     /// that one document instead of the store's read, which lists the folder again and looks
-    /// for journals and a stored merge (sixteen calls: a fifth of a build of 100,000 runs).
+    /// for journals and a stored merge, and opens the folder twice (sixteen calls).
     /// The document is merged alone, as the store's read merges a run of one document, so the
     /// summary is the same; it is used only if the stamps of what was read (the marker's
     /// stat'ed) make the very fingerprint the run was stamped with, which the index records
