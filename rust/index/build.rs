@@ -23,7 +23,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::rows::{rows_of, IndexRows, ValueRow};
 use crate::chunk::{LAYOUT_MARKER, RUN_LOG_FILE};
 use crate::error::{CoreError, Result};
-use crate::merger::Contents;
+use crate::merger::merge_documents;
 use crate::run::{Run, RunOptions};
 use crate::summary::fingerprint::LoneRunLog;
 use crate::summary::{self, DocumentError, RunSummary};
@@ -245,10 +245,8 @@ impl Builder {
             return None;
         }
         let dir = self.folder.join(&entry.run_id);
-        let contents = Contents::from_objects(&dir, bytes, Vec::new(), Some(&entry.run_id));
-        let document = contents.tree(&[], false).ok()?.document();
-        crate::nesting::check_read(&dir, &document).ok()?;
-        Some(summary::summarize(&document).map_err(|_| Outcome::Left))
+        let merged = merge_documents(&dir, bytes, Vec::new(), false, Some(&entry.run_id)).ok()?;
+        Some(summary::summarize(&merged.document).map_err(|_| Outcome::Left))
     }
 
     fn join(&mut self) -> Result<Connection> {

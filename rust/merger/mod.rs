@@ -92,18 +92,21 @@ pub fn merge_run(run_dir: &Path, salvage: bool, run_id: Option<&str>) -> Result<
     Ok(MergedRun { document, skipped })
 }
 
-/// [`merge_run`] of a run already in memory (fetched from object storage): the run-level
-/// document's bytes and `(name, bytes)` of the other objects; names that are not chunks are
-/// ignored. Errors name `location` joined with the name.
+/// [`merge_run`] of a run already in memory (fetched from object storage, or a run folder's
+/// documents read already): the run-level document's bytes and `(name, bytes)` of the other
+/// objects; names that are not chunks are ignored. Errors name `location` joined with the
+/// name. With `run_id`, the run-level document must name that run.
 pub fn merge_documents(
     location: &Path,
-    run_log: &[u8],
+    run_log: Vec<u8>,
     objects: Vec<(String, Vec<u8>)>,
     salvage: bool,
+    run_id: Option<&str>,
 ) -> Result<MergedRun> {
-    let contents = Contents::from_objects(location, run_log.to_vec(), objects, None);
+    let contents = Contents::from_objects(location, run_log, objects, run_id);
     let mut tree = contents.tree(&[], salvage)?;
     let document = tree.document();
+    crate::nesting::check_read(location, &document)?;
     Ok(MergedRun {
         document,
         skipped: tree.take_skipped(),

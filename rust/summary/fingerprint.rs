@@ -105,11 +105,7 @@ impl<'a> LoneRunLog<'a> {
     /// and (when two files were stamped) the layout marker, stat'ed `marker`, makes this very
     /// fingerprint: then the folder held those files, as they are, when it was scanned.
     pub fn matches(&self, run_log: &crate::untrusted::FileStamp, marker: Option<&Stat>) -> bool {
-        let run_log_text = format!(
-            "{}-{}-{}-{}",
-            run_log.ino, run_log.size, run_log.mtime_ns, run_log.ctime_ns
-        );
-        let mut stamped: Vec<(&[u8], String)> = vec![(RUN_LOG_FILE.as_bytes(), run_log_text)];
+        let mut stamped: Vec<(&[u8], String)> = vec![(RUN_LOG_FILE.as_bytes(), run_log.text())];
         match (self.with_marker, marker) {
             (false, _) => {}
             (true, Some(stat)) => {
