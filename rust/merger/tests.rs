@@ -210,27 +210,22 @@ fn in_memory_documents_merge_like_a_folder() {
         .filter(|(name, _)| name != "RunLog.json")
         .chain([(".layout".to_string(), b"x".to_vec())])
         .collect();
-    let from_memory = merge_documents(
-        Path::new("s3://b/p/r"),
-        RUN.as_bytes().to_vec(),
-        objects,
-        false,
-        None,
-    )
-    .unwrap();
+    let merge = |objects| {
+        merge_documents(
+            Path::new("s3://b/p/r"),
+            RUN.as_bytes().to_vec(),
+            objects,
+            false,
+            None,
+        )
+    };
+    let from_memory = merge(objects).unwrap();
     assert_eq!(
         from_memory.document,
         merge_run(d, false, None).unwrap().document
     );
     let bad = vec![("StepLog-x.json".to_string(), b"{".to_vec())];
-    let err = merge_documents(
-        Path::new("s3://b/p/r"),
-        RUN.as_bytes().to_vec(),
-        bad,
-        false,
-        None,
-    )
-    .unwrap_err();
+    let err = merge(bad).unwrap_err();
     assert!(
         err.to_string().contains("s3://b/p/r/StepLog-x.json"),
         "{err}"
