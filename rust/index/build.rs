@@ -36,7 +36,9 @@ pub struct Statement {
     pub params: Vec<String>,
 }
 
-/// The inserts of a run's rows: `runs` (18 columns), `params` and `metrics` (6), `steps` (4).
+/// The inserts of a run's rows: `runs` (its 18 columns, a new row), then `params` and
+/// `metrics` (6) and `steps` (4), each with the key SQLite gave the run's row first: the
+/// tables of a run's values name it by that integer, not by its run id.
 #[derive(Debug, Clone)]
 pub struct Inserts {
     pub run: String,
@@ -246,7 +248,9 @@ impl Builder {
         }
         let dir = self.folder.join(&entry.run_id);
         let merged = merge_documents(&dir, bytes, Vec::new(), false, Some(&entry.run_id)).ok()?;
-        Some(summary::summarize(&merged.document).map_err(|_| Outcome::Left))
+        // Its nesting checked by the merge, on these very bytes.
+        let summary = summary::summarize_within_nesting(&merged.document);
+        Some(summary.map_err(|_| Outcome::Left))
     }
 
     fn join(&mut self) -> Result<Connection> {
@@ -298,6 +302,7 @@ fn run_with(
 fn insert(conn: &Connection, path: &Path, inserts: &Inserts, batch: &[IndexRows]) -> Result<()> {
     let fail = |e| sqlite_error(path, e);
     let mut runs = conn.prepare_cached(&inserts.run).map_err(fail)?;
+    let mut keys = Vec::with_capacity(batch.len());
     for rows in batch {
         let run = &rows.run;
         run_with(
@@ -324,6 +329,9 @@ fn insert(conn: &Connection, path: &Path, inserts: &Inserts, batch: &[IndexRows]
             ],
         )
         .map_err(fail)?;
+        // The run's key (`runs.run_key`, its rowid): a plain insert into a table without
+        // triggers, so the row this statement made.
+        keys.push(conn.last_insert_rowid());
     }
     for (sql, values) in [
         (&inserts.params, |rows: &IndexRows| &rows.params),
@@ -331,12 +339,12 @@ fn insert(conn: &Connection, path: &Path, inserts: &Inserts, batch: &[IndexRows]
     ] as [(&String, fn(&IndexRows) -> &Vec<ValueRow>); 2]
     {
         let mut statement = conn.prepare_cached(sql).map_err(fail)?;
-        for rows in batch {
+        for (rows, key) in batch.iter().zip(&keys) {
             for value in values(rows) {
                 run_with(
                     &mut statement,
                     &[
-                        &rows.run.run_id,
+                        key,
                         &value.name,
                         &value.kind,
                         &value.num,
@@ -349,13 +357,9 @@ fn insert(conn: &Connection, path: &Path, inserts: &Inserts, batch: &[IndexRows]
         }
     }
     let mut steps = conn.prepare_cached(&inserts.steps).map_err(fail)?;
-    for rows in batch {
+    for (rows, key) in batch.iter().zip(&keys) {
         for step in &rows.steps {
-            run_with(
-                &mut steps,
-                &[&rows.run.run_id, &step.name, &step.status, &step.folded],
-            )
-            .map_err(fail)?;
+            run_with(&mut steps, &[key, &step.name, &step.status, &step.folded]).map_err(fail)?;
         }
     }
     Ok(())

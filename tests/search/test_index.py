@@ -43,6 +43,7 @@ from runlog_store import (
 from runlog_store.callbacks import RecordingCallback
 from runlog_store.exceptions import RunLogNotFoundError
 from runlog_store.search import index as index_module
+from runlog_store.search import query
 from runlog_store.search.sources import (
     FORMER_INDEX_FILE,
     INDEX_FILE,
@@ -268,10 +269,27 @@ def test_a_run_summarized_again_rewrites_only_the_rows_that_changed(tmp_path: Pa
     tables = ("params", "metrics", "steps")
 
     def stored() -> dict[str, list[tuple[Any, ...]]]:
-        return {
-            t: conn.execute(f"SELECT * FROM {t} WHERE run_id = ?", (run_id,)).fetchall()
+        """The run's rows of each table, as ``rows_of`` makes them (the run id, then the
+        columns after the run's key), and its key, under ``"key"``."""
+        found = {
+            t: conn.execute(
+                f"SELECT r.run_id, {', '.join(f'v.{c}' for c in columns(t))} "
+                f"FROM {t} AS v JOIN runs AS r USING (run_key) WHERE r.run_id = ?",
+                (run_id,),
+            ).fetchall()
             for t in tables
         }
+        found["key"] = conn.execute(
+            "SELECT run_key FROM runs WHERE run_id = ?", (run_id,)
+        ).fetchall()
+        # No row of a parameter, metric or step belongs to no run.
+        for t in tables:
+            orphans = f"SELECT count(*) FROM {t} WHERE run_key NOT IN (SELECT run_key FROM runs)"
+            assert conn.execute(orphans).fetchone() == (0,), t
+        return found
+
+    def columns(table: str) -> tuple[str, ...]:
+        return query.STEP_COLUMNS if table == "steps" else query.VALUE_COLUMNS
 
     def write(changed: Any) -> int:
         """Rows deleted, inserted and replaced by a write of the run summarized as ``changed``."""
@@ -300,9 +318,60 @@ def test_a_run_summarized_again_rewrites_only_the_rows_that_changed(tmp_path: Pa
         now = stored()
         assert sorted(now["params"]) == sorted(index_module._rows(run_id, changed, "", 0).params)
         assert now["metrics"] == as_indexed["metrics"] and now["steps"] == as_indexed["steps"]
+        assert now["key"] == as_indexed["key"]  # the run keeps its key, which its rows hold
     conn.close()
     # The run's stamp is not its fingerprint: read again, as a scan reads it.
     assert_answers_equal_scan(store)
+
+
+def test_one_write_that_removes_adds_and_reindexes_runs_leaves_each_run_its_own_rows(
+    tmp_path: Path,
+) -> None:
+    """The rows of a run's parameters, metrics and steps name it by its key. One write that
+    removes the run of the highest key (which a run added next may take), adds a run and
+    indexes another again (which keeps its key and its rows as they were) leaves every run
+    with exactly its own rows, and no row of a run that is not there."""
+    from runlog_store.ops.runs import summarize
+
+    store = _store("file-system", tmp_path)
+    write_runs(store)
+    store.search_runs()
+    summaries = {r: summarize(store.get_run_log_json(r)) for r in store.list_run_ids()}
+    conn = sqlite3.connect(tmp_path / INDEX, isolation_level=None)
+    keys = dict(conn.execute("SELECT run_id, run_key FROM runs"))
+    last = max(keys, key=lambda r: keys[r])
+    # The first run indexed: read into a new row, it would take another key.
+    kept = min((r for r, s in summaries.items() if s.params and s.metrics), key=lambda r: keys[r])
+    added = summaries[last].model_copy(
+        update={"run_id": "search-added", "params": {"only": "mine"}, "metrics": {"m": 1.0}}
+    )
+    flipped = summaries[kept].model_copy(update={"status": "FAIL"})
+    now = time.time()
+    rows = [
+        index_module._rows(r, s, "f", now) for r, s in (("search-added", added), (kept, flipped))
+    ]
+    conn.execute("BEGIN IMMEDIATE")
+    index_module._write(conn, rows, [last], now)
+    conn.execute("COMMIT")
+
+    after = dict(conn.execute("SELECT run_id, run_key FROM runs"))
+    assert last not in after and after[kept] == keys[kept]
+    assert after["search-added"] == keys[last]  # the key of a run gone is taken again
+    expected = {r: s for r, s in summaries.items() if r != last}
+    expected.update({"search-added": added, kept: flipped})
+    assert set(after) == set(expected)
+    for table in ("params", "metrics", "steps"):
+        columns = query.STEP_COLUMNS if table == "steps" else query.VALUE_COLUMNS
+        found = sorted(
+            conn.execute(
+                f"SELECT r.run_id, {', '.join(f'v.{c}' for c in columns)} "
+                f"FROM {table} AS v LEFT JOIN runs AS r USING (run_key)"
+            ).fetchall(),
+            key=repr,
+        )
+        made = [getattr(index_module._rows(r, s, "", 0), table) for r, s in expected.items()]
+        assert found == sorted((row for rows in made for row in rows), key=repr), table
+    conn.close()
 
 
 def test_racy_runs_are_read_again_and_a_quiet_search_reads_nothing(

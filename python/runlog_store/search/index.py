@@ -63,7 +63,7 @@ log = logging.getLogger("runlog_store.search")
 
 # What a file built by another version holds may mean something else: it is rebuilt. The
 # summaries are the library's (a new version may summarize differently), the tables query.py's.
-FORMAT = 3
+FORMAT = 4
 
 
 # The stamps of every run, read by a process's first search, from an index of their own: in the
@@ -516,7 +516,7 @@ class RunIndex:
             builder = _core.IndexBuilder(
                 temp,
                 _build_setup(epoch),
-                tuple(statement for _, statement in _INSERTS),
+                _BUILD_INSERTS,
                 [(statement, []) for statement in (*_BUILD_SECONDARY, "COMMIT")],
                 folder,
                 indexed_at=stamped_at,
@@ -738,12 +738,16 @@ def _write(
     # table's B-tree and its indexes, per row, for nothing: two thirds of the write of a
     # thousand runs whose status runnable's store flipped).
     unchanged = _unchanged(conn, [r for r in replaced if _run_id(r) in kept])
-    conn.executemany("DELETE FROM main.runs WHERE run_id = ?", removed)
     for table in _TABLES[1:]:
         conn.executemany(
-            f"DELETE FROM main.{table} WHERE run_id = ?",
+            f"DELETE FROM main.{table} WHERE run_key = {_KEY_OF}",
             [key for key in removed if (key[0], table) not in unchanged],
         )
+    # A run indexed again keeps its row, updated in place below, and with it its key, which
+    # its rows left unchanged hold.
+    conn.executemany(
+        "DELETE FROM main.runs WHERE run_id = ?", [key for key in removed if key[0] not in kept]
+    )
     # Many rows into empty tables (a build): the secondary indexes are made after the rows,
     # one sort each, not grown a row at a time.
     bulk = len(replaced) >= BULK_ROWS and not recorded and _empty(conn)
@@ -771,7 +775,12 @@ def _unchanged(conn: sqlite3.Connection, rows: Sequence[query.IndexRows]) -> set
     same: set[tuple[str, str]] = set()
     for table in _TABLES[1:]:
         stored: dict[str, set[tuple[Any, ...]]] = {run_id: set() for run_id in run_ids}
-        for row in _rows_of_runs(conn, f"SELECT * FROM main.{table}", run_ids):
+        columns = query.STEP_COLUMNS if table == "steps" else query.VALUE_COLUMNS
+        select = (
+            f"SELECT r.run_id, {', '.join(f't.{c}' for c in columns)} "
+            f"FROM main.{table} AS t JOIN main.runs AS r USING (run_key)"
+        )
+        for row in _rows_of_runs(conn, select, run_ids):
             stored[row[0]].add(tuple(row))
         for run_id, run_rows in by_run.items():
             new = getattr(run_rows, table)
@@ -822,16 +831,24 @@ def _run_id(rows: query.IndexRows) -> str:
 
 
 # Into the tables themselves (``main``): a search of one layout's runs hides the others behind a
-# temporary view named ``runs``.
+# temporary view named ``runs``. A run's row first: the rows of its parameters, metrics and steps
+# look its key up by its run id (``query.INSERT_PARAM``).
+_KEY_OF = "(SELECT run_key FROM main.runs WHERE run_id = ?)"
 _INSERTS = (
-    (
-        "run",
-        f"INSERT OR REPLACE INTO main.runs ({', '.join(query.RUN_COLUMNS)}) "
-        f"VALUES ({', '.join('?' * len(query.RUN_COLUMNS))})",
-    ),
-    ("params", "INSERT OR REPLACE INTO main.params VALUES (?, ?, ?, ?, ?, ?)"),
-    ("metrics", "INSERT OR REPLACE INTO main.metrics VALUES (?, ?, ?, ?, ?, ?)"),
-    ("steps", "INSERT OR REPLACE INTO main.steps VALUES (?, ?, ?, ?)"),
+    ("run", query.INSERT_RUN.replace("INSERT INTO runs ", "INSERT INTO main.runs ", 1)),
+    ("params", f"INSERT OR REPLACE INTO main.params VALUES ({_KEY_OF}, ?, ?, ?, ?, ?)"),
+    ("metrics", f"INSERT OR REPLACE INTO main.metrics VALUES ({_KEY_OF}, ?, ?, ?, ?, ?)"),
+    ("steps", f"INSERT OR REPLACE INTO main.steps VALUES ({_KEY_OF}, ?, ?, ?)"),
+)
+# A build's inserts, into tables it made empty (``_core.IndexBuilder``): each run's row as a
+# new one (two rows of one run id are an error, not a replacement), and the rows of its
+# parameters, metrics and steps with the key SQLite gave it, which the core binds first.
+_BUILD_INSERTS = (
+    f"INSERT INTO main.runs ({', '.join(query.RUN_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(query.RUN_COLUMNS))})",
+    "INSERT INTO main.params VALUES (?, ?, ?, ?, ?, ?)",
+    "INSERT INTO main.metrics VALUES (?, ?, ?, ?, ?, ?)",
+    "INSERT INTO main.steps VALUES (?, ?, ?, ?)",
 )
 
 
@@ -896,6 +913,7 @@ _TABLE_STATEMENTS = [
 def _split(run_ids: list[str], core_reads: bool) -> tuple[list[str], list[str]]:
     """The runs the core reads for a build (when it reads the store's runs at all: those whose
     names are valid run ids) and those read in Python, each in run id order."""
+    from runlog_store._paths import is_plain_run_id
     from runlog_store.ops.runs import run_id_problem
 
     run_ids.sort()
@@ -904,7 +922,8 @@ def _split(run_ids: list[str], core_reads: bool) -> tuple[list[str], list[str]]:
     by_core: list[str] = []
     by_python: list[str] = []
     for run_id in run_ids:
-        (by_core if run_id_problem(run_id) is None else by_python).append(run_id)
+        valid = is_plain_run_id(run_id) or run_id_problem(run_id) is None
+        (by_core if valid else by_python).append(run_id)
     return by_core, by_python
 
 
