@@ -97,8 +97,7 @@ impl std::fmt::Display for Unreadable {
 
 /// The summary of a run log's JSON (a merged run log: the whole run in one document).
 pub fn summarize(data: &[u8]) -> Result<RunSummary, Unreadable> {
-    let text = std::str::from_utf8(data)
-        .map_err(|e| Unreadable::NotJson(format!("it is not UTF-8: {e}")))?;
+    let text = utf8(data)?;
     // Values are taken apart recursively (`value`): a document nesting deeper than any store
     // writes (a hostile one, 100,000 levels) would overflow the stack of the thread reading it.
     let depth = crate::json::nesting_of_bytes(data);
@@ -108,6 +107,21 @@ pub fn summarize(data: &[u8]) -> Result<RunSummary, Unreadable> {
             crate::nesting::MAX_NESTING
         )));
     }
+    summarize_text(text)
+}
+
+/// [`summarize`] of a document whose nesting was just found within the limit: the merge that
+/// made it checked every byte of it (`merger::merge_documents`, `nesting::check_read`), which
+/// [`summarize`]'s own check would do again. Any other document goes through [`summarize`].
+pub fn summarize_within_nesting(data: &[u8]) -> Result<RunSummary, Unreadable> {
+    summarize_text(utf8(data)?)
+}
+
+fn utf8(data: &[u8]) -> Result<&str, Unreadable> {
+    std::str::from_utf8(data).map_err(|e| Unreadable::NotJson(format!("it is not UTF-8: {e}")))
+}
+
+fn summarize_text(text: &str) -> Result<RunSummary, Unreadable> {
     match serde_json::from_str::<Run<'_>>(text) {
         Ok(run) => summarize_parsed(run, text, text),
         Err(refused) => {
