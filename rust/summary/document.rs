@@ -54,7 +54,9 @@ impl Loose<'_> {
 }
 
 /// Python's `repr()` of a float: the shortest digits that read back, in exponent form below
-/// 1e-4 and from 1e16 on.
+/// 1e-4 and from 1e16 on. The digits are formatted once (`{:e}`, Rust's shortest round-trip
+/// digits, the same as Python's) and placed around the point here: an index build writes this
+/// for every number of every run's summary.
 pub fn python_float_repr(value: f64) -> String {
     if value.is_nan() {
         return "nan".to_string();
@@ -77,12 +79,34 @@ pub fn python_float_repr(value: f64) -> String {
         let sign = if exponent < 0 { '-' } else { '+' };
         return format!("{mantissa}e{sign}{:02}", exponent.abs());
     }
-    let plain = format!("{value}");
-    if plain.contains('.') {
-        plain
+    let (sign, unsigned) = match mantissa.strip_prefix('-') {
+        Some(rest) => ("-", rest),
+        None => ("", mantissa),
+    };
+    let mut out = String::with_capacity(sign.len() + unsigned.len() + 20);
+    out.push_str(sign);
+    let (first, rest) = unsigned.split_at(1); // "1.2345": one digit before the point
+    let rest = rest.strip_prefix('.').unwrap_or(rest);
+    if exponent < 0 {
+        // 0.000ddd: the point, then zeros up to the first digit.
+        out.push_str("0.");
+        out.extend(std::iter::repeat('0').take((-exponent - 1) as usize));
+        out.push_str(first);
+        out.push_str(rest);
     } else {
-        format!("{plain}.0")
+        let whole = exponent as usize; // digits after the first that come before the point
+        out.push_str(first);
+        if rest.len() > whole {
+            out.push_str(&rest[..whole]);
+            out.push('.');
+            out.push_str(&rest[whole..]);
+        } else {
+            out.push_str(rest);
+            out.extend(std::iter::repeat('0').take(whole - rest.len()));
+            out.push_str(".0");
+        }
     }
+    out
 }
 
 impl<'de> Deserialize<'de> for Loose<'de> {
