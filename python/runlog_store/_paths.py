@@ -47,6 +47,19 @@ def validate_run_id(run_id: object) -> str:
     return run_id
 
 
+# What ``validate_run_id`` accepts of ASCII names: a first character that is neither a dot nor
+# forbidden, then at most 199 that are not forbidden (one byte each).
+_PLAIN_RUN_ID = re.compile(r"[^.\x00-\x1f\x7f/\\][^\x00-\x1f\x7f/\\]{0,199}")
+
+
+def is_plain_run_id(name: str) -> bool:
+    """Whether ``name`` is an ASCII run id ``validate_run_id`` accepts, in one match and
+    without building an error: an index build checks every name of a log folder (100,000 runs
+    in a tenth of the time). False for any name that is not ASCII, valid or not: ask
+    ``validate_run_id``."""
+    return name.isascii() and _PLAIN_RUN_ID.fullmatch(name) is not None
+
+
 def validate_internal_name(name: object, *, run_id: str = "") -> str:
     """Return ``name`` if it can be stored; the chunk name encoding makes any string safe."""
     if not isinstance(name, str):

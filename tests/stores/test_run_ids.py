@@ -5,8 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from runlog_store import RunLog
+from runlog_store._paths import is_plain_run_id, validate_run_id
 from runlog_store.exceptions import InvalidRunIdError
 
 from ..conftest import STORE_TYPES, make_store, store_config
@@ -61,3 +64,20 @@ def test_good_unusual_run_ids_round_trip(tmp_path: Path, request: pytest.Fixture
         for run_id in ("with space", "ünïcode-rün", "a" * 200, "dots.in.id", "x..y"):
             store.create_run_log(run_id)
             assert store.get_run_log_by_id(run_id).run_id == run_id
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.text(alphabet=st.characters(codec="ascii"), max_size=205)
+    | st.sampled_from([*BAD_RUN_IDS, "a" * 200, ".", "x.", "é", "a\x7fb", "run-1"])
+    | st.text(max_size=8)
+)
+def test_the_quick_check_of_a_name_accepts_only_run_ids_and_every_ascii_one(name: str) -> None:
+    """``is_plain_run_id`` (an index build's check of each name of a log folder) says yes only
+    to names ``validate_run_id`` accepts, and to every ASCII one it accepts."""
+    try:
+        validate_run_id(name)
+        valid = True
+    except InvalidRunIdError:
+        valid = False
+    assert is_plain_run_id(name) == (valid and name.isascii())
