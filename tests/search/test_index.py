@@ -829,7 +829,7 @@ def test_an_index_folder_that_is_not_this_users_own_is_never_written_through(
 # The search another process makes: its answers against a scan, how many listings it took
 # anew (``_core.folder_listings_taken``) and whether it read the index's stamps.
 _FRESH_SEARCH = """
-import json, sys
+import json, os, sys
 from runlog_store import _core, create_store
 from runlog_store.search import index
 from runlog_store.stores.project import ProjectRunLogStore
@@ -838,7 +838,8 @@ kind, folder = sys.argv[1], sys.argv[2]
 store = (ProjectRunLogStore(log_folder=folder, fsync=False) if kind == "runnable-project"
          else create_store(kind, log_folder=folder, fsync=False))
 store.search_runs()
-listed = _core.folder_listings_taken(folder)
+# Counted under the name given and under the absolute path, whichever the search used.
+listed = sum(_core.folder_listings_taken(f) for f in {folder, os.path.abspath(folder)})
 stamps_read = any(stored.rows_read for stored in index._STORED.values())
 for filter in FILTERS:
     for order_by in ORDERS:
@@ -849,15 +850,16 @@ print(json.dumps({"listed": listed, "stamps_read": stamps_read}))
 """
 
 
-def _fresh_search_of(kind: str, folder: Path) -> dict[str, Any]:
-    """Search ``folder`` in a process of its own: every answer equals a scan; how many
-    listings its first search took anew (``listed``) and whether it read the index's stamps
-    (``stamps_read``)."""
+def _fresh_search_of(kind: str, folder: Path, cwd: Path | None = None) -> dict[str, Any]:
+    """Search ``folder`` (relative to ``cwd``) in a process of its own: every answer equals a
+    scan; how many listings its first search took anew (``listed``) and whether it read the
+    index's stamps (``stamps_read``)."""
     done = subprocess.run(
         [sys.executable, "-c", _FRESH_SEARCH, kind, str(folder)],
         capture_output=True,
         text=True,
         check=False,
+        cwd=cwd,
     )
     assert done.returncode == 0, done.stderr
     found: dict[str, Any] = json.loads(done.stdout)
@@ -915,6 +917,26 @@ def test_a_new_process_takes_the_listings_another_saved(tmp_path: Path, kind: st
     assert 2 <= _fresh_search(kind, tmp_path) <= 4, "the log folder and what changed in it"
     assert (tmp_path / LISTINGS).stat().st_mtime_ns != saved
     assert _fresh_search(kind, tmp_path) <= 1, "the saved listings are the log folder's now"
+
+
+@pytest.mark.parametrize("kind", FOLDER_TYPES)
+def test_a_folder_named_relatively_or_absolutely_shares_its_saved_listings(
+    tmp_path: Path, kind: str
+) -> None:
+    """One process names the log folder by its absolute path (a pipeline's configuration),
+    the next relative to where it runs (``runlog`` in the project): the same folder, whose
+    listings the first saved and the next takes, listing nothing again."""
+    logs = tmp_path / "logs"
+    store = _store(kind, logs)
+    write_runs(store)
+    _runnable_runs(logs)
+    _store_merges(store)
+    store.search_runs()
+    _settle()
+    store.search_runs()
+    assert _fresh_search_of(kind, Path("logs"), cwd=tmp_path)["listed"] == 0
+    assert _fresh_search_of(kind, logs)["listed"] == 0
+    assert _fresh_search_of(kind, Path("logs"), cwd=tmp_path)["listed"] == 0
 
 
 @pytest.mark.parametrize("kind", FOLDER_TYPES)

@@ -338,9 +338,17 @@ class FolderSource(RunSource):
     def __init__(self, store: BaseRunLogStore, layout: str | None) -> None:
         super().__init__(store)
         self.layout = layout
-        self.folder: str = store.log_folder  # type: ignore[attr-defined]
         # The layout of each run as the last stamps saw it: where summaries read it.
         self.layouts: dict[str, str] = {}
+
+    @property
+    def folder(self) -> str:
+        """The log folder's absolute path, taken where the store would reach it now (a relative
+        one from the working folder): a folder named relatively by one process and absolutely
+        by the next keeps one index, one copy of its stamps and one set of saved listings,
+        which are found by the folder's name."""
+        folder: str = self.store.log_folder  # type: ignore[attr-defined]
+        return os.path.abspath(folder)
 
     def index_path(self) -> str | None:
         return folder_index_path(self.folder)
