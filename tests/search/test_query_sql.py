@@ -34,6 +34,7 @@ from runlog_store.search.query import (
     rows_of,
     sort_runs,
     summary_json,
+    with_key,
 )
 
 NOW = datetime(2026, 12, 4, 12, 0, 0)
@@ -275,9 +276,10 @@ def load(runs: list[RunSummary]) -> sqlite3.Connection:
     for run in runs:
         rows = rows_of(run, "fingerprint", 1.0)
         db.execute(INSERT_RUN, rows.run)
-        db.executemany(INSERT_PARAM, rows.params)
-        db.executemany(INSERT_METRIC, rows.metrics)
-        db.executemany(INSERT_STEP, rows.steps)
+        key = db.execute("SELECT run_key FROM runs WHERE run_id = ?", rows.run[:1]).fetchone()[0]
+        db.executemany(INSERT_PARAM, with_key(rows.params, key))
+        db.executemany(INSERT_METRIC, with_key(rows.metrics, key))
+        db.executemany(INSERT_STEP, with_key(rows.steps, key))
     return db
 
 

@@ -728,7 +728,7 @@ def _write(
     and the run ids whose rows were deleted."""
     touched = list(dict.fromkeys([*gone, *(_run_id(r) for r in rows)]))
     recorded = _recorded(conn, touched)
-    newer = {run_id for run_id, indexed_at in recorded.items() if indexed_at > stamped_at}
+    newer = {run_id for run_id, (indexed_at, _) in recorded.items() if indexed_at > stamped_at}
     # Rows in run id order: the tables' B-trees grow at their ends instead of splitting pages.
     replaced = sorted((r for r in rows if _run_id(r) not in newer), key=_run_id)
     removed = [(run_id,) for run_id in touched if run_id in recorded and run_id not in newer]
@@ -740,8 +740,8 @@ def _write(
     unchanged = _unchanged(conn, [r for r in replaced if _run_id(r) in kept])
     for table in _TABLES[1:]:
         conn.executemany(
-            f"DELETE FROM main.{table} WHERE run_key = {_KEY_OF}",
-            [key for key in removed if (key[0], table) not in unchanged],
+            f"DELETE FROM main.{table} WHERE run_key = ?",
+            [(recorded[r][1],) for (r,) in removed if (r, table) not in unchanged],
         )
     # A run indexed again keeps its row, updated in place below, and with it its key, which
     # its rows left unchanged hold.
@@ -810,9 +810,10 @@ def _rows(
     )
 
 
-def _recorded(conn: sqlite3.Connection, run_ids: Sequence[str]) -> dict[str, float]:
-    """The ``indexed_at`` of those of these runs that have a row."""
-    return dict(_rows_of_runs(conn, "SELECT run_id, indexed_at FROM main.runs", run_ids))
+def _recorded(conn: sqlite3.Connection, run_ids: Sequence[str]) -> dict[str, tuple[float, int]]:
+    """The ``indexed_at`` and key of those of these runs that have a row."""
+    select = "SELECT run_id, indexed_at, run_key FROM main.runs"
+    return {run_id: (at, key) for run_id, at, key in _rows_of_runs(conn, select, run_ids)}
 
 
 def _rows_of_runs(
@@ -830,26 +831,16 @@ def _run_id(rows: query.IndexRows) -> str:
     return str(rows.run[0])
 
 
-# Into the tables themselves (``main``): a search of one layout's runs hides the others behind a
-# temporary view named ``runs``. A run's row first: the rows of its parameters, metrics and steps
-# look its key up by its run id (``query.INSERT_PARAM``).
-_KEY_OF = "(SELECT run_key FROM main.runs WHERE run_id = ?)"
+# The inserts of the rows of a run's parameters, metrics and steps, by the field of
+# ``query.IndexRows`` that holds them.
 _INSERTS = (
-    ("run", query.INSERT_RUN.replace("INSERT INTO runs ", "INSERT INTO main.runs ", 1)),
-    ("params", f"INSERT OR REPLACE INTO main.params VALUES ({_KEY_OF}, ?, ?, ?, ?, ?)"),
-    ("metrics", f"INSERT OR REPLACE INTO main.metrics VALUES ({_KEY_OF}, ?, ?, ?, ?, ?)"),
-    ("steps", f"INSERT OR REPLACE INTO main.steps VALUES ({_KEY_OF}, ?, ?, ?)"),
+    ("params", query.INSERT_PARAM),
+    ("metrics", query.INSERT_METRIC),
+    ("steps", query.INSERT_STEP),
 )
-# A build's inserts, into tables it made empty (``_core.IndexBuilder``): each run's row as a
-# new one (two rows of one run id are an error, not a replacement), and the rows of its
+# A build's inserts (``_core.IndexBuilder``): each run's row as a new one, then the rows of its
 # parameters, metrics and steps with the key SQLite gave it, which the core binds first.
-_BUILD_INSERTS = (
-    f"INSERT INTO main.runs ({', '.join(query.RUN_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(query.RUN_COLUMNS))})",
-    "INSERT INTO main.params VALUES (?, ?, ?, ?, ?, ?)",
-    "INSERT INTO main.metrics VALUES (?, ?, ?, ?, ?, ?)",
-    "INSERT INTO main.steps VALUES (?, ?, ?, ?)",
-)
+_BUILD_INSERTS = (query.INSERT_NEW_RUN, *(statement for _, statement in _INSERTS))
 
 
 # The secondary indexes of the tables (every CREATE INDEX of the schema, made in ``main``), and
@@ -913,7 +904,6 @@ _TABLE_STATEMENTS = [
 def _split(run_ids: list[str], core_reads: bool) -> tuple[list[str], list[str]]:
     """The runs the core reads for a build (when it reads the store's runs at all: those whose
     names are valid run ids) and those read in Python, each in run id order."""
-    from runlog_store._paths import is_plain_run_id
     from runlog_store.ops.runs import run_id_problem
 
     run_ids.sort()
@@ -922,8 +912,7 @@ def _split(run_ids: list[str], core_reads: bool) -> tuple[list[str], list[str]]:
     by_core: list[str] = []
     by_python: list[str] = []
     for run_id in run_ids:
-        valid = is_plain_run_id(run_id) or run_id_problem(run_id) is None
-        (by_core if valid else by_python).append(run_id)
+        (by_core if run_id_problem(run_id) is None else by_python).append(run_id)
     return by_core, by_python
 
 
@@ -950,20 +939,21 @@ def _insert(
     unchanged: Collection[tuple[str, str]] = (),
 ) -> None:
     """Insert the rows of these runs, but those of a table ``unchanged`` says are stored (the
-    fields of ``query.IndexRows`` but ``run`` are named after their tables)."""
+    fields of ``query.IndexRows`` but ``run`` are named after their tables): each run's own
+    row first, then the others with the key it has."""
+    conn.executemany(query.INSERT_RUN, [r.run for r in rows])
+    select = "SELECT run_id, run_key FROM main.runs"
+    keys = dict(_rows_of_runs(conn, select, [_run_id(r) for r in rows]))
     for field, statement in _INSERTS:
-        if field == "run":
-            conn.executemany(statement, [r.run for r in rows])
-        else:
-            conn.executemany(
-                statement,
-                [
-                    v
-                    for r in rows
-                    if (_run_id(r), field) not in unchanged
-                    for v in getattr(r, field)
-                ],
-            )
+        conn.executemany(
+            statement,
+            [
+                v
+                for r in rows
+                if (_run_id(r), field) not in unchanged
+                for v in query.with_key(getattr(r, field), keys[_run_id(r)])
+            ],
+        )
 
 
 def _summaries(found: list[tuple[Any, ...]]) -> list[RunSummary]:

@@ -996,28 +996,21 @@ RUN_COLUMNS = (
     "commit_id_folded",
     "failed_step_folded",
 )
+# Into the tables themselves (``main``): a search of one layout's runs hides the others behind a
+# temporary view named ``runs``.
 _UPDATED = ", ".join(f"{column} = excluded.{column}" for column in RUN_COLUMNS[1:])
+# A run's row as a new one (a build's, into tables it made empty: two rows of one run id are an
+# error there, not a replacement).
+INSERT_NEW_RUN = (
+    f"INSERT INTO main.runs ({', '.join(RUN_COLUMNS)}) VALUES ({', '.join('?' * len(RUN_COLUMNS))})"
+)
 # A run indexed again is updated in place: it keeps its key, and so the rows of its own that
 # are as they were.
-INSERT_RUN = (
-    f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) "
-    f"VALUES ({', '.join('?' * len(RUN_COLUMNS))}) "
-    f"ON CONFLICT (run_id) DO UPDATE SET {_UPDATED}"
-)
-# The rows of a run's parameters, metrics and steps name it by its run id, first (the rows
-# ``rows_of`` makes): its key is looked up as each is inserted, after the run's own row.
-_KEY_OF = "(SELECT run_key FROM runs WHERE run_id = ?)"
-INSERT_PARAM = f"INSERT OR REPLACE INTO params VALUES ({_KEY_OF}, ?, ?, ?, ?, ?)"
-INSERT_METRIC = f"INSERT OR REPLACE INTO metrics VALUES ({_KEY_OF}, ?, ?, ?, ?, ?)"
-INSERT_STEP = f"INSERT OR REPLACE INTO steps VALUES ({_KEY_OF}, ?, ?, ?)"
-# The statements that remove a run's rows (one parameter: the run id), before it is indexed
-# again or when it is gone; the run's own row last (its key finds the others).
-DELETE_RUN = (
-    f"DELETE FROM params WHERE run_key = {_KEY_OF}",
-    f"DELETE FROM metrics WHERE run_key = {_KEY_OF}",
-    f"DELETE FROM steps WHERE run_key = {_KEY_OF}",
-    "DELETE FROM runs WHERE run_id = ?",
-)
+INSERT_RUN = f"{INSERT_NEW_RUN} ON CONFLICT (run_id) DO UPDATE SET {_UPDATED}"
+# The rows of a run's parameters, metrics and steps, its key first (``with_key``).
+INSERT_PARAM = "INSERT OR REPLACE INTO main.params VALUES (?, ?, ?, ?, ?, ?)"
+INSERT_METRIC = "INSERT OR REPLACE INTO main.metrics VALUES (?, ?, ?, ?, ?, ?)"
+INSERT_STEP = "INSERT OR REPLACE INTO main.steps VALUES (?, ?, ?, ?)"
 # The columns of a parameter's or metric's row and of a step's after the run's key: the rows
 # ``rows_of`` makes hold the run id, then these.
 VALUE_COLUMNS = ("name", "type", "num", "text", "folded")
@@ -1029,13 +1022,20 @@ StepRow = tuple[str, str, str | None, str | None]
 
 
 class IndexRows(NamedTuple):
-    """The rows of one run: for ``INSERT_RUN``, ``INSERT_PARAM``, ``INSERT_METRIC`` and
-    ``INSERT_STEP``."""
+    """The rows of one run: for ``INSERT_RUN``, and, once the run's row has its key, for
+    ``INSERT_PARAM``, ``INSERT_METRIC`` and ``INSERT_STEP`` (``with_key``). Each row of a
+    parameter, metric or step holds the run id first."""
 
     run: RunRow
     params: list[ValueRow]
     metrics: list[ValueRow]
     steps: list[StepRow]
+
+
+def with_key(rows: Sequence[tuple[Any, ...]], key: int) -> list[tuple[Any, ...]]:
+    """Rows of a run's parameters, metrics or steps (the run id first) for their table: the
+    run's key (``runs.run_key``) in the run id's place."""
+    return [(key, *row[1:]) for row in rows]
 
 
 def fold(text: str) -> str:
@@ -1400,9 +1400,9 @@ def compile_search(
 __all__ = [
     "ATTRIBUTES_HELP",
     "DEFAULT_ORDER",
-    "DELETE_RUN",
     "INDEX_SCHEMA",
     "INSERT_METRIC",
+    "INSERT_NEW_RUN",
     "INSERT_PARAM",
     "INSERT_RUN",
     "INSERT_STEP",
@@ -1439,6 +1439,7 @@ __all__ = [
     "sort_runs",
     "summary_json",
     "time_value",
+    "with_key",
     "with_shorthands",
 ]
 
