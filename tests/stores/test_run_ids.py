@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from runlog_store import RunLog
-from runlog_store._paths import is_plain_run_id, validate_run_id
+from runlog_store._paths import _checked_run_id, is_plain_run_id
 from runlog_store.exceptions import InvalidRunIdError
 
 from ..conftest import STORE_TYPES, make_store, store_config
@@ -73,10 +73,10 @@ def test_good_unusual_run_ids_round_trip(tmp_path: Path, request: pytest.Fixture
     | st.text(max_size=8)
 )
 def test_the_quick_check_of_a_name_accepts_only_run_ids_and_every_ascii_one(name: str) -> None:
-    """``is_plain_run_id`` (an index build's check of each name of a log folder) says yes only
-    to names ``validate_run_id`` accepts, and to every ASCII one it accepts."""
+    """``is_plain_run_id`` (``validate_run_id``'s check of the common case) says yes only to
+    names the rules one by one accept, and to every ASCII one they accept."""
     try:
-        validate_run_id(name)
+        _checked_run_id(name)
         valid = True
     except InvalidRunIdError:
         valid = False
