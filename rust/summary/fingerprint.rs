@@ -41,15 +41,10 @@ fn change_ns(stat: &Stat) -> i64 {
     stat.st_ctime * 1_000_000_000 + stat.st_ctime_nsec as i64
 }
 
-/// `<inode>-<size>-<mtime ns>-<ctime ns>`.
+/// `<inode>-<size>-<mtime ns>-<ctime ns>`, as the stamp of a file read below a folder says it
+/// (`FileStamp::text`).
 fn stamp(stat: &Stat) -> String {
-    format!(
-        "{}-{}-{}-{}",
-        stat.st_ino,
-        stat.st_size,
-        stat.st_mtime * 1_000_000_000 + stat.st_mtime_nsec as i64,
-        change_ns(stat)
-    )
+    crate::untrusted::FileStamp::of_stat(stat).text()
 }
 
 /// A run folder's fingerprint from the inode of the folder and the name and stamp text of each
@@ -109,11 +104,7 @@ impl<'a> LoneRunLog<'a> {
         match (self.with_marker, marker) {
             (false, _) => {}
             (true, Some(stat)) => {
-                let text = format!(
-                    "{}{}",
-                    kind_prefix(stat, FileType::RegularFile),
-                    stamp(stat)
-                );
+                let text = stamp_text(stat, FileType::RegularFile);
                 stamped.push((LAYOUT_MARKER.as_bytes(), text));
             }
             (true, None) => return false,
@@ -122,6 +113,11 @@ impl<'a> LoneRunLog<'a> {
         let made = folder_fingerprint(self.ino, stamped.iter().map(|(e, t)| (*e, t.as_str())));
         made == self.fingerprint
     }
+}
+
+/// A file's stamp as a fingerprint holds it: marked with its kind when it is not `expected`.
+fn stamp_text(stat: &Stat, expected: FileType) -> String {
+    format!("{}{}", kind_prefix(stat, expected), stamp(stat))
 }
 
 /// A stamp marked with the kind of what is there when it is not what the store writes: a run
@@ -233,11 +229,7 @@ pub fn fingerprint_documents(folder: &Path) -> Result<Vec<Fingerprint>> {
             let run_id = &name.as_bytes()[..name.len() - ".json".len()];
             Some(Fingerprint {
                 run_id: OsStr::from_bytes(run_id).to_os_string(),
-                fingerprint: format!(
-                    "{}{}",
-                    kind_prefix(&stat, FileType::RegularFile),
-                    stamp(&stat)
-                ),
+                fingerprint: stamp_text(&stat, FileType::RegularFile),
                 newest_change_ns: change_ns(&stat),
             })
         })
@@ -257,11 +249,7 @@ pub fn fingerprint_document(folder: &Path, run_id: &OsStr) -> Result<Option<Fing
     }
     Ok(lstat_at(fd.as_fd(), &name).ok().map(|stat| Fingerprint {
         run_id: run_id.to_os_string(),
-        fingerprint: format!(
-            "{}{}",
-            kind_prefix(&stat, FileType::RegularFile),
-            stamp(&stat)
-        ),
+        fingerprint: stamp_text(&stat, FileType::RegularFile),
         newest_change_ns: change_ns(&stat),
     }))
 }
@@ -416,7 +404,7 @@ fn folder_contents_listed(
         } else {
             FileType::RegularFile
         };
-        let text = format!("{}{}", kind_prefix(&stat, expected), stamp(&stat));
+        let text = stamp_text(&stat, expected);
         if let Some(listing) = listing.as_deref_mut() {
             listing.names.push(entry.clone());
             if entry == LAYOUT_MARKER.as_bytes() {
@@ -494,11 +482,7 @@ fn journal_stamps(
         *newest = (*newest).max(change_ns(&stat));
         let mut key = format!("{JOURNAL_DIR}/").into_bytes();
         key.extend_from_slice(entry);
-        let text = format!(
-            "{}{}",
-            kind_prefix(&stat, FileType::RegularFile),
-            stamp(&stat)
-        );
+        let text = stamp_text(&stat, FileType::RegularFile);
         stamps.push((key, text, FileStat::of(&stat)));
     }
     Some(names)
