@@ -511,6 +511,59 @@ def test_an_index_cut_short_while_another_process_searches_it(
     assert_answers_equal_scan(searched)
 
 
+# One search in a process of its own, which exits as soon as it has printed the answer. Its WAL
+# is copied into the file after the answer however small it is, and that copy is slowed down
+# as one of hundreds of MB is (a build's, or a thousand changed runs').
+_SEARCH_AND_EXIT = """
+import sys, time
+from runlog_store import create_store
+from runlog_store.search import index
+index.BACKGROUND_WAL_BYTES = 0
+checkpoint = index._checkpoint
+def slow_checkpoint(conn):
+    time.sleep(0.5)
+    checkpoint(conn)
+index._checkpoint = slow_checkpoint
+store = create_store(sys.argv[1], log_folder=sys.argv[2])
+print(len(store.search_runs(max_results=1000).runs))
+"""
+
+
+@pytest.mark.parametrize("kind", ["file-system", "chunked-fs"])
+def test_a_process_that_exits_after_its_search_leaves_no_wal_behind(
+    tmp_path: Path, kind: str
+) -> None:
+    """A process whose search wrote to the index and that exits right after the answer still
+    copies the WAL into the file, and closes it: SQLite removes the WAL with the last
+    connection. A WAL left behind would be read back whole by the next process to open the
+    file, and a copy that an exit cuts short begins again from the start: a folder searched
+    only by the command line kept a 550 MB WAL, read at every search."""
+    store = _store(kind, tmp_path)
+    write_runs(store)
+    runs = len(_ids(store))
+    wal = tmp_path / INDEX_FOLDER / (INDEX_FILE + "-wal")
+    assert (tmp_path / INDEX).exists() and not wal.exists()
+    # Runs the index does not hold yet (copied by hand), which the process's search writes.
+    for n in range(3):
+        if kind == "file-system":
+            shutil.copyfile(tmp_path / "search-1.json", tmp_path / f"copy-{n}.json")
+        else:
+            shutil.copytree(tmp_path / "search-1", tmp_path / f"copy-{n}")
+    _settle()
+    done = subprocess.run(
+        [sys.executable, "-c", _SEARCH_AND_EXIT, kind, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == runs + 3
+    assert not wal.exists(), "the process exited before its WAL was copied into the index"
+    with sqlite3.connect(tmp_path / INDEX) as db:
+        assert db.execute("SELECT count(*) FROM runs").fetchone() == (runs + 3,)
+
+
 def test_an_index_of_another_version_is_built_again(
     searched: BaseRunLogStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
