@@ -564,19 +564,123 @@ def test_a_process_that_exits_after_its_search_leaves_no_wal_behind(
         assert db.execute("SELECT count(*) FROM runs").fetchone() == (runs + 3,)
 
 
+def _schema(path: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(path) as db:
+        return sorted(
+            db.execute("SELECT type, name FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'")
+        )
+
+
+def _epoch(path: Path) -> str:
+    with sqlite3.connect(path) as db:
+        return str(db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0])
+
+
 def test_an_index_of_another_version_is_built_again(
-    searched: BaseRunLogStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    searched: BaseRunLogStore,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The file of an older version is filled from a build, copied in by one write
+    transaction: every table and index of this version, no row of the old one, no build file
+    left behind."""
     path = tmp_path / INDEX
+    schema = _schema(path)
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value = 'an older one' WHERE key = 'version'")
         db.execute("UPDATE runs SET status = 'FAIL'")  # would answer wrong if it were kept
+        db.execute("CREATE TABLE gone (x)")  # and a table of its own
+    fills = []
+    fill = index_module.RunIndex._fill
+    monkeypatch.setattr(
+        index_module.RunIndex, "_fill", lambda *a, **k: fills.append(k) or fill(*a, **k)
+    )
+    progress = RecordingCallback()
     with caplog.at_level(logging.WARNING, "runlog_store.search"):
-        assert_answers_equal_scan(searched)
+        page = searched.search_runs(callback=progress, max_results=1000)
+    assert comparable(page.runs) == comparable(scanned(searched, None, None))
+    assert fills == [{"secondary": False}] and _indexed(progress) == len(page.runs)
+    assert_answers_equal_scan(searched)
     assert "has version an older one" in caplog.text
     with sqlite3.connect(path) as db:
         version = db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     assert version == (index_module.SCHEMA_VERSION,)
+    assert _schema(path) == schema
+    assert [p.name for p in path.parent.glob(INDEX_FILE + ".build-*")] == []
+
+
+def test_a_folder_without_hard_links_copies_its_build_into_the_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where a build cannot be linked into place, the same build is copied into the file
+    made in place (one build, not two), and the search answers from it."""
+    store = _store("chunked-fs", tmp_path)
+    write_runs(store)
+
+    def no_links(source: Any, target: Any) -> None:
+        raise PermissionError(1, "Operation not permitted", str(source))
+
+    monkeypatch.setattr(index_module.os, "link", no_links)
+    fills = []
+    fill = index_module.RunIndex._fill
+    monkeypatch.setattr(
+        index_module.RunIndex, "_fill", lambda *a, **k: fills.append(k) or fill(*a, **k)
+    )
+    assert_answers_equal_scan(store)
+    assert len(fills) == 1
+    path = tmp_path / INDEX
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert db.execute("SELECT count(*) FROM runs").fetchone() == (len(_ids(store)),)
+    assert [p.name for p in path.parent.glob(INDEX_FILE + ".build-*")] == []
+    monkeypatch.undo()
+    other = tmp_path / "other"
+    other.mkdir()
+    built = _store("chunked-fs", other)
+    write_runs(built)
+    built.search_runs()
+    assert _schema(path) == _schema(other / INDEX)
+
+
+def test_an_older_index_brought_up_to_date_by_another_process_meanwhile_is_kept(
+    searched: BaseRunLogStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes find an older file: the second to finish its build finds the file of
+    this version under the write lock, keeps it and searches it."""
+    path = tmp_path / INDEX
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = 'an older one' WHERE key = 'version'")
+    fill = index_module.RunIndex._fill
+    theirs: list[str] = []
+
+    def fill_and_race(self: Any, *args: Any, **kwargs: Any) -> Any:
+        found = fill(self, *args, **kwargs)
+        subprocess.run(
+            [sys.executable, "-c", _SEARCH_ONCE, "chunked-fs", str(tmp_path)],
+            check=True,
+            timeout=120,
+        )
+        theirs.append(_epoch(path))
+        return found
+
+    monkeypatch.setattr(index_module.RunIndex, "_fill", fill_and_race)
+    searched.create_run_log("during")
+    answer = searched.search_runs(None, "run_id", max_results=10_000)
+    monkeypatch.undo()
+    assert "during" in [r.run_id for r in answer.runs]
+    assert len(theirs) == 1 and _epoch(path) == theirs[0], "the other process's rows were kept"
+    assert_answers_equal_scan(searched)
+    assert [p.name for p in path.parent.glob(INDEX_FILE + ".build-*")] == []
+
+
+_SEARCH_ONCE = """
+import sys
+from runlog_store import create_store
+create_store(sys.argv[1], log_folder=sys.argv[2]).search_runs()
+"""
 
 
 @pytest.mark.parametrize(
