@@ -18,7 +18,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -564,6 +564,28 @@ def test_a_process_that_exits_after_its_search_leaves_no_wal_behind(
         assert db.execute("SELECT count(*) FROM runs").fetchone() == (runs + 3,)
 
 
+def _search_while_another_process(
+    store: BaseRunLogStore, monkeypatch: pytest.MonkeyPatch, other: Callable[[], None]
+) -> None:
+    """Search ``store`` (a run created just before) while ``other``, what another process
+    does meanwhile, runs once right after this process's build: the answer has that run."""
+    fill = index_module.RunIndex._fill
+    done: list[bool] = []
+
+    def fill_then_other(self: Any, *args: Any, **kwargs: Any) -> Any:
+        found = fill(self, *args, **kwargs)
+        if not done:  # once: `other` may build in this process too
+            done.append(True)
+            other()
+        return found
+
+    store.create_run_log("during")
+    with monkeypatch.context() as patched:
+        patched.setattr(index_module.RunIndex, "_fill", fill_then_other)
+        answer = store.search_runs(None, "run_id", max_results=10_000)
+    assert done and "during" in [r.run_id for r in answer.runs]
+
+
 def _schema(path: Path) -> list[tuple[str, str]]:
     with sqlite3.connect(path) as db:
         return sorted(
@@ -653,24 +675,14 @@ def test_an_older_index_brought_up_to_date_by_another_process_meanwhile_is_kept(
     path = tmp_path / INDEX
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value = 'an older one' WHERE key = 'version'")
-    fill = index_module.RunIndex._fill
     theirs: list[str] = []
 
-    def fill_and_race(self: Any, *args: Any, **kwargs: Any) -> Any:
-        found = fill(self, *args, **kwargs)
-        subprocess.run(
-            [sys.executable, "-c", _SEARCH_ONCE, "chunked-fs", str(tmp_path)],
-            check=True,
-            timeout=120,
-        )
+    def other_copies_its_build_in() -> None:
+        command = [sys.executable, "-c", _SEARCH_ONCE, "chunked-fs", str(tmp_path)]
+        subprocess.run(command, check=True, timeout=120)
         theirs.append(_epoch(path))
-        return found
 
-    monkeypatch.setattr(index_module.RunIndex, "_fill", fill_and_race)
-    searched.create_run_log("during")
-    answer = searched.search_runs(None, "run_id", max_results=10_000)
-    monkeypatch.undo()
-    assert "during" in [r.run_id for r in answer.runs]
+    _search_while_another_process(searched, monkeypatch, other_copies_its_build_in)
     assert len(theirs) == 1 and _epoch(path) == theirs[0], "the other process's rows were kept"
     assert_answers_equal_scan(searched)
     assert [p.name for p in path.parent.glob(INDEX_FILE + ".build-*")] == []
@@ -786,28 +798,15 @@ def test_a_build_is_linked_into_place_whole(
 
     # Another process links its index while this one builds: theirs stays, ours answers.
     (tmp_path / INDEX).unlink()
-    fill = index_module.RunIndex._fill
     theirs: list[str] = []
 
-    def fill_and_race(self: Any, *args: Any) -> Any:
-        found = fill(self, *args)
-        if theirs:  # the other process's own build
-            return found
-        theirs.append("")
-        other = _store("chunked-fs", tmp_path)
-        other.search_runs()  # builds and links its own, the name still free
-        with sqlite3.connect(tmp_path / INDEX) as db:
-            theirs[0] = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0]
-        return found
+    def other_builds() -> None:
+        _store("chunked-fs", tmp_path).search_runs()  # builds and links its own, the name free
+        theirs.append(_epoch(tmp_path / INDEX))
 
-    monkeypatch.setattr(index_module.RunIndex, "_fill", fill_and_race)
-    searched.create_run_log("during")
-    answer = searched.search_runs(None, "run_id", max_results=10_000)
-    monkeypatch.undo()
-    assert "during" in [r.run_id for r in answer.runs]
+    _search_while_another_process(searched, monkeypatch, other_builds)
     assert len(theirs) == 1 and theirs[0] != ours
-    with sqlite3.connect(tmp_path / INDEX) as db:
-        assert db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0] == theirs[0]
+    assert _epoch(tmp_path / INDEX) == theirs[0]
     assert [p.name for p in (tmp_path / INDEX_FOLDER).glob(INDEX_FILE + ".build-*")] == []
     assert_answers_equal_scan(searched)
 
