@@ -14,6 +14,7 @@ import math
 import multiprocessing
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -659,12 +660,7 @@ def test_a_folder_without_hard_links_copies_its_build_into_the_index(
         assert db.execute("SELECT count(*) FROM runs").fetchone() == (len(_ids(store)),)
     assert [p.name for p in path.parent.glob(INDEX_FILE + ".build-*")] == []
     monkeypatch.undo()
-    other = tmp_path / "other"
-    other.mkdir()
-    built = _store("chunked-fs", other)
-    write_runs(built)
-    built.search_runs()
-    assert _schema(path) == _schema(other / INDEX)
+    assert _schema(path) == _schema_of_a_new_build(tmp_path / "other")
 
 
 def test_an_older_index_brought_up_to_date_by_another_process_meanwhile_is_kept(
@@ -686,6 +682,63 @@ def test_an_older_index_brought_up_to_date_by_another_process_meanwhile_is_kept(
     assert len(theirs) == 1 and _epoch(path) == theirs[0], "the other process's rows were kept"
     assert_answers_equal_scan(searched)
     assert [p.name for p in path.parent.glob(INDEX_FILE + ".build-*")] == []
+
+
+# A search that finds an index of an older version, killed (SIGKILL) inside the transaction
+# that copies its build in: after the rows, before the secondary indexes are all made.
+_KILLED_WHILE_COPYING = """
+import os, signal, sys
+from runlog_store import create_store
+from runlog_store.search import index
+secondary = index._SECONDARY
+def killed_half_way():
+    yield secondary[0]
+    os.kill(os.getpid(), signal.SIGKILL)
+index._SECONDARY = killed_half_way()
+create_store("chunked-fs", log_folder=sys.argv[1]).search_runs()
+"""
+
+
+def test_a_search_killed_while_it_copies_a_build_in_leaves_the_older_index(
+    searched: BaseRunLogStore, tmp_path: Path
+) -> None:
+    """The copy is one transaction: a process killed in it leaves the file as it was (the
+    older version, every row), and the next search copies a build of its own in."""
+    path = tmp_path / INDEX
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE meta SET value = 'an older one' WHERE key = 'version'")
+        runs = db.execute("SELECT count(*) FROM runs").fetchone()
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_WHILE_COPYING, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone() == (
+            "an older one",
+        )
+        assert db.execute("SELECT count(*) FROM runs").fetchone() == runs
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    builds = {
+        p.name.removesuffix("-wal").removesuffix("-shm") for p in path.parent.glob("*.build-*")
+    }
+    assert len(builds) == 1, f"the killed process's build, with its WAL: {builds}"
+    assert_answers_equal_scan(searched)
+    with sqlite3.connect(path) as db:
+        version = db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert version == (index_module.SCHEMA_VERSION,)
+    assert _schema(path) == _schema_of_a_new_build(tmp_path / "new")
+
+
+def _schema_of_a_new_build(folder: Path) -> list[tuple[str, str]]:
+    store = _store("chunked-fs", folder)
+    write_runs(store)
+    store.search_runs()
+    return _schema(folder / INDEX)
 
 
 _SEARCH_ONCE = """

@@ -240,6 +240,7 @@ class RunIndex:
         if built is not None:
             self._copy_build(conn, path, built)
             return
+        _sweep_builds(path)
         temp = f"{path}.build-{uuid.uuid4().hex}"
         try:
             with _collector_paused():
