@@ -613,7 +613,7 @@ def test_an_index_of_another_version_is_built_again(
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value = 'an older one' WHERE key = 'version'")
         db.execute("UPDATE runs SET status = 'FAIL'")  # would answer wrong if it were kept
-        db.execute("CREATE TABLE gone (x)")  # and a table of its own
+        db.execute('CREATE TABLE "gone"";x" (x)')  # and a table of its own, oddly named
     fills = []
     fill = index_module.RunIndex._fill
     monkeypatch.setattr(

@@ -282,7 +282,8 @@ class RunIndex:
                     "SELECT type, name FROM main.sqlite_master WHERE type IN ('table', 'view') "
                     "AND name NOT LIKE 'sqlite_%'"
                 ).fetchall():
-                    conn.execute(f'DROP {kind.upper()} IF EXISTS main."{name}"')
+                    quoted = name.replace('"', '""')  # whatever the file named it
+                    conn.execute(f'DROP {kind.upper()} IF EXISTS main."{quoted}"')
                 for table in ("meta", *_TABLES):
                     conn.execute(_MAIN_TABLES[table])
                     conn.execute(f"INSERT INTO main.{table} SELECT * FROM build.{table}")
