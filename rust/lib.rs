@@ -29,4 +29,15 @@ pub mod writer;
 #[cfg(feature = "python")]
 mod python;
 
+/// The allocator of the Python extension (not of `cargo test`): mimalloc's thread-local heaps
+/// instead of glibc's arenas. An index build of 100,000 chunked-fs runs allocates and frees
+/// millions of small strings and vectors on the core's threads: with glibc, malloc and free
+/// were 8-9% of its samples; with mimalloc the build took 7% less time and CPU (six rounds in
+/// turns, 5.22-5.43 s against 5.63-5.81 s). Only the core's own allocations go through it:
+/// Python's objects and SQLite's pages keep their allocators, and what the core hands to
+/// Python is copied into Python's objects.
+#[cfg(feature = "python")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub use error::{CoreError, Result};
