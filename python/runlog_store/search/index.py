@@ -711,11 +711,17 @@ def _stored(
         if all(state):
             _save_for_next_process(stored, path)
     if all(state):
-        with _STORED_LOCK:
-            if path not in _STORED and len(_STORED) >= _STORED_PATHS:
-                _STORED.pop(next(iter(_STORED)))
-            _STORED[path] = stored
+        _remember(path, stored)
     return stored
+
+
+def _remember(path: str, stored: _core.StoredStamps) -> None:
+    """``stored`` as this process's copy of the stamps of index ``path``; the oldest copy
+    is dropped past ``_STORED_PATHS`` indexes."""
+    with _STORED_LOCK:
+        if path not in _STORED and len(_STORED) >= _STORED_PATHS:
+            _STORED.pop(next(iter(_STORED)))
+        _STORED[path] = stored
 
 
 def _applied(
@@ -977,10 +983,7 @@ def _collector_paused() -> Iterator[None]:
 def _keep_stored(path: str, stored: _core.StoredStamps) -> None:
     """``stored``, the stamps of a file just built, as this process's copy of index ``path``
     and saved for the next process."""
-    with _STORED_LOCK:
-        if path not in _STORED and len(_STORED) >= _STORED_PATHS:
-            _STORED.pop(next(iter(_STORED)))
-        _STORED[path] = stored
+    _remember(path, stored)
     _save_for_next_process(stored, path)
 
 
