@@ -666,15 +666,16 @@ def test_a_folder_without_hard_links_copies_its_build_into_the_index(
 def test_an_older_index_brought_up_to_date_by_another_process_meanwhile_is_kept(
     searched: BaseRunLogStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Two processes find an older file: the second to finish its build finds the file of
-    this version under the write lock, keeps it and searches it."""
+    """Two processes find an older file and both build (the other one without the build lock
+    this one holds, its wait run out): the second to finish its build finds the file of this
+    version under the write lock, keeps it and searches it."""
     path = tmp_path / INDEX
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value = 'an older one' WHERE key = 'version'")
     theirs: list[str] = []
 
     def other_copies_its_build_in() -> None:
-        command = [sys.executable, "-c", _SEARCH_ONCE, "chunked-fs", str(tmp_path)]
+        command = [sys.executable, "-c", _SEARCH_ONCE_NOT_WAITING, "chunked-fs", str(tmp_path)]
         subprocess.run(command, check=True, timeout=120)
         theirs.append(_epoch(path))
 
@@ -682,6 +683,16 @@ def test_an_older_index_brought_up_to_date_by_another_process_meanwhile_is_kept(
     assert len(theirs) == 1 and _epoch(path) == theirs[0], "the other process's rows were kept"
     assert_answers_equal_scan(searched)
     assert [p.name for p in path.parent.glob(INDEX_FILE + ".build-*")] == []
+
+
+# A search that does not wait for another process's build (``_build_turn``).
+_SEARCH_ONCE_NOT_WAITING = """
+import sys
+from runlog_store import create_store
+from runlog_store.search import index
+index.BUILD_TURN_SECONDS = 0.0
+create_store(sys.argv[1], log_folder=sys.argv[2]).search_runs()
+"""
 
 
 # A search that finds an index of an older version, killed (SIGKILL) inside the transaction
@@ -746,6 +757,127 @@ import sys
 from runlog_store import create_store
 create_store(sys.argv[1], log_folder=sys.argv[2]).search_runs()
 """
+
+
+_BUILD_SLOWLY = """
+import pathlib, sys, time
+from runlog_store import create_store
+from runlog_store.search import index
+fill = index.RunIndex._fill
+def slow_fill(self, *args, **kwargs):
+    pathlib.Path(sys.argv[3]).touch()  # the build has begun, under its build lock
+    time.sleep(float(sys.argv[4]))
+    return fill(self, *args, **kwargs)
+index.RunIndex._fill = slow_fill
+store = create_store(sys.argv[1], log_folder=sys.argv[2])
+print(len(store.search_runs(max_results=1000).runs))
+"""
+
+
+def _index_to_build(store: BaseRunLogStore, folder: Path, index_was: str) -> None:
+    """Runs in ``folder`` whose index is missing, or of an older version."""
+    write_runs(store)
+    store.search_runs()
+    path = folder / INDEX
+    assert path.exists()
+    if index_was == "missing":
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+    else:
+        with sqlite3.connect(path) as db:
+            db.execute("UPDATE meta SET value = 'an older one' WHERE key = 'version'")
+    _settle()
+
+
+def _another_process_building(kind: str, folder: Path, seconds: float) -> subprocess.Popen[str]:
+    """Another process searching ``folder``, whose build of the index takes ``seconds`` more
+    than it would: returned once that build has begun."""
+    began = folder.parent / f"{folder.name}-build-began"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _BUILD_SLOWLY, kind, str(folder), str(began), str(seconds)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not began.exists():
+        assert child.poll() is None, child.communicate()
+        assert time.monotonic() < deadline, "the other process's build never began"
+        time.sleep(0.01)
+    return child
+
+
+def _counting_fills(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    fills: list[dict[str, Any]] = []
+    fill = index_module.RunIndex._fill
+    monkeypatch.setattr(
+        index_module.RunIndex, "_fill", lambda *a, **k: fills.append(k) or fill(*a, **k)
+    )
+    return fills
+
+
+@pytest.mark.parametrize("kind", ["file-system", "chunked-fs"])
+@pytest.mark.parametrize("index_was", ["missing", "of an older version"])
+def test_a_search_waits_for_another_process_building_the_index_and_builds_none(
+    tmp_path: Path, kind: str, index_was: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes that find the index to build build it once: the second waits for the
+    first's build lock, then finds the index made and only brings it up to date. Without the
+    lock each read every run for a build of its own (seen failing so)."""
+    folder = tmp_path / "runs"
+    store = _store(kind, folder)
+    _index_to_build(store, folder, index_was)
+    child = _another_process_building(kind, folder, 1.5)
+    fills = _counting_fills(monkeypatch)
+    progress = RecordingCallback()
+    page = store.search_runs(callback=progress, max_results=1000)
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    assert fills == [], "this process built the index too"
+    assert progress.phases[0] == ("waiting for another process's build of the index", 0, "items")
+    assert int(out) == len(page.runs) > 0
+    assert comparable(page.runs) == comparable(scanned(store, None, None))
+    assert_answers_equal_scan(store)
+
+
+def test_a_wait_for_another_process_build_is_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A build that holds its lock past ``BUILD_TURN_SECONDS`` is not waited for longer: the
+    search builds its own, as before the lock, and both answers are right."""
+    folder = tmp_path / "runs"
+    store = _store("file-system", folder)
+    _index_to_build(store, folder, "missing")
+    child = _another_process_building("file-system", folder, 6.0)
+    fills = _counting_fills(monkeypatch)
+    monkeypatch.setattr(index_module, "BUILD_TURN_SECONDS", 0.3)
+    began = time.monotonic()
+    with caplog.at_level(logging.WARNING, "runlog_store.search"):
+        page = store.search_runs(max_results=1000)
+    assert time.monotonic() - began < 5.0, "waited for the other build"
+    assert len(fills) == 1 and "built without its build lock" in caplog.text
+    assert comparable(page.runs) == comparable(scanned(store, None, None))
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 0, err
+    assert int(out) == len(page.runs)
+    assert_answers_equal_scan(store)
+
+
+def test_a_link_in_place_of_the_build_lock_is_not_followed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A symbolic link at the build lock's name (the index folder may be shared) is neither
+    followed nor an error: the index is built without the lock, nothing made where it points."""
+    store = _store("file-system", tmp_path)
+    _index_to_build(store, tmp_path, "missing")
+    lock = Path(beside_index(str(tmp_path / INDEX), ".build.lock"))
+    lock.unlink(missing_ok=True)
+    target = tmp_path / "elsewhere"
+    lock.symlink_to(target)
+    with caplog.at_level(logging.WARNING, "runlog_store.search"):
+        assert_answers_equal_scan(store)
+    assert "built without its build lock" in caplog.text
+    assert not target.exists() and lock.is_symlink()
 
 
 @pytest.mark.parametrize(
@@ -849,8 +981,10 @@ def test_a_build_is_linked_into_place_whole(
         ours = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0]
     writing.unlink()
 
-    # Another process links its index while this one builds: theirs stays, ours answers.
+    # Another process links its index while this one builds: theirs stays, ours answers. (It
+    # builds without waiting for this one's build lock, as when its wait runs out.)
     (tmp_path / INDEX).unlink()
+    monkeypatch.setattr(index_module, "BUILD_TURN_SECONDS", 0.0)
     theirs: list[str] = []
 
     def other_builds() -> None:

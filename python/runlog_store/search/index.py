@@ -45,6 +45,7 @@ import pydantic
 import runlog_store
 from runlog_store import _core
 from runlog_store.callbacks import NO_PROGRESS, Callback
+from runlog_store.exceptions import LockTimeoutError, RunLogStoreError
 from runlog_store.ops.runs import RunSummary
 from runlog_store.search import query
 from runlog_store.search.sources import (
@@ -87,6 +88,10 @@ META_SCHEMA = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT
 # instead (a writer's hook waits far less: it must not slow the run it records).
 BUSY_SECONDS = 5.0
 NOTE_BUSY_SECONDS = 0.25
+# How long a search waits for another process's build of the same index (``_build_turn``)
+# before it builds one of its own: a build of 100,000 runs takes 5-10 s here, so a wait this
+# long covers builds of about a million runs; past it, both build, as they did before the turn.
+BUILD_TURN_SECONDS = 120.0
 # Two clock ticks of the coarsest file system clock in use (a kernel tick of 10 ms) and then
 # some: changes this close to the stamp are read again.
 RACY_SECONDS = 0.05
@@ -237,18 +242,21 @@ class RunIndex:
             raise _Newer(found)
         if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
             conn.execute("PRAGMA journal_mode = WAL")
-        if built is not None:
+        if built is not None:  # made under the caller's build turn
             self._copy_build(conn, path, built)
             return
-        _sweep_builds(path)
-        temp = f"{path}.build-{uuid.uuid4().hex}"
-        try:
-            with _collector_paused():
-                _, epoch, put = self._fill(temp, None, [], callback, secondary=False)
-            if self._copy_build(conn, path, temp):
-                _keep_stored(path, _core.StoredStamps((epoch, "1"), put))
-        finally:
-            _remove_build(temp)
+        with _build_turn(path, callback):
+            if self._version(conn) == SCHEMA_VERSION:
+                return  # another process's build was copied in while this one waited
+            _sweep_builds(path)
+            temp = f"{path}.build-{uuid.uuid4().hex}"
+            try:
+                with _collector_paused():
+                    _, epoch, put = self._fill(temp, None, [], callback, secondary=False)
+                if self._copy_build(conn, path, temp):
+                    _keep_stored(path, _core.StoredStamps((epoch, "1"), put))
+            finally:
+                _remove_build(temp)
 
     def _copy_build(self, conn: sqlite3.Connection, path: str, built: str) -> bool:
         """Replace what the file holds by the rows of the build ``built``, in one write
@@ -395,10 +403,12 @@ class RunIndex:
         sql, params = query.compile_search(expr, order)
         params = [*params, limit, offset]
         if reconcile and not os.path.exists(path):
-            remove_former_index(path)
-            built = self._build(path, sql, params, callback)
-            if built is not None:
-                return _summaries(built)
+            with _build_turn(path, callback):
+                if not os.path.exists(path):  # else another process built it meanwhile
+                    remove_former_index(path)
+                    built = self._build(path, sql, params, callback)
+                    if built is not None:
+                        return _summaries(built)
         with self._connect(path, BUSY_SECONDS, searching=True) as conn:
             if not reconcile and self._version(conn) != SCHEMA_VERSION:
                 # Deleted or built again since the first page: not the index it paged.
@@ -985,6 +995,36 @@ def _keep_stored(path: str, stored: _core.StoredStamps) -> None:
     and saved for the next process."""
     _remember(path, stored)
     _save_for_next_process(stored, path)
+
+
+@contextlib.contextmanager
+def _build_turn(path: str, callback: Callback) -> Iterator[None]:
+    """Hold the build lock of index ``path`` (``<name>.build.lock`` beside it, an exclusive
+    ``flock``) while the block builds the index: a search that finds another process building
+    it waits for that build (at most ``BUILD_TURN_SECONDS``), then finds the index made and
+    searches it, instead of reading every run a second time for a build of its own. The
+    caller checks again under the lock whether the index still needs a build.
+
+    A lock that cannot be had (the wait ran out, a link or no file at the lock's name) is
+    logged and the block runs without it: two builds then race as they would without the lock,
+    which each build survives (``_build``, ``_copy_build``). A killed holder releases it."""
+    name = beside_index(path, ".build.lock")
+    lock = _core.FileLock(name, 0.0)
+    try:
+        try:
+            lock.__enter__()
+        except LockTimeoutError:  # held: another process is building the index
+            lock = _core.FileLock(name, BUILD_TURN_SECONDS)
+            with callback.phase("waiting for another process's build of the index", 0, "items"):
+                lock.__enter__()
+    except (RunLogStoreError, OSError) as exc:
+        log.warning("run index %s built without its build lock: %s", path, exc)
+        yield
+        return
+    try:
+        yield
+    finally:
+        lock.__exit__(None, None, None)
 
 
 def _remove_build(temp: str) -> None:
