@@ -1005,9 +1005,10 @@ def _build_turn(path: str, callback: Callback) -> Iterator[None]:
     searches it, instead of reading every run a second time for a build of its own. The
     caller checks again under the lock whether the index still needs a build.
 
-    A lock that cannot be had (the wait ran out, a link or no file at the lock's name) is
-    logged and the block runs without it: two builds then race as they would without the lock,
-    which each build survives (``_build``, ``_copy_build``). A killed holder releases it."""
+    A lock that cannot be had (the wait ran out, a symbolic link in its place, which is never
+    followed, a folder where it cannot be made) is logged and the block runs without it: two
+    builds then race as they would without the lock, which each build survives (``_build``,
+    ``_copy_build``). A killed holder's lock is released by the kernel."""
     name = beside_index(path, ".build.lock")
     lock = _core.FileLock(name, 0.0)
     try:
