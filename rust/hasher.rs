@@ -116,10 +116,8 @@ pub fn hash_files(paths: &[PathBuf], algorithm: Algorithm) -> Vec<Result<String>
     paths
         .par_iter()
         .enumerate()
-        .map(|(at, path)| {
-            let place = folders.place(at, path);
-            retry_while_changing(path, || hash_once(&place, algorithm)).map(|h| h.digest)
-        })
+        .map(|(at, path)| hash_with_identity_at(&folders.place(at, path), algorithm))
+        .map(|hashed| hashed.map(|h| h.digest))
         .collect()
 }
 
@@ -133,53 +131,55 @@ const SHARED_FOLDER_MIN_FILES: usize = 8;
 
 /// Where to open a file from: by its whole path, or by its last name inside a folder opened
 /// once for the batch. Either way `path` names it in errors.
-pub struct Place<'a> {
-    pub path: &'a Path,
+struct Place<'a> {
+    path: &'a Path,
     inside: Option<(BorrowedFd<'a>, &'a OsStr)>,
 }
 
 impl<'a> Place<'a> {
-    pub fn by_path(path: &'a Path) -> Self {
+    fn by_path(path: &'a Path) -> Self {
         Place { path, inside: None }
     }
 }
 
 /// The folders shared by runs of consecutive paths of a batch (see
 /// [`SHARED_FOLDER_MIN_FILES`]), each opened once (`O_PATH`: nothing is read through it).
-struct SharedFolders {
+struct SharedFolders<'a> {
     opened: Vec<OwnedFd>,
-    /// For each path of the batch, the index in `opened` of its folder, if it has one.
-    folder_of: Vec<Option<usize>>,
+    /// For each path of the batch, the index in `opened` of its folder and its last name, when
+    /// it is opened inside a shared folder.
+    inside: Vec<Option<(usize, &'a OsStr)>>,
 }
 
-impl SharedFolders {
-    fn of(paths: &[PathBuf]) -> Self {
+impl<'a> SharedFolders<'a> {
+    fn of(paths: &'a [PathBuf]) -> Self {
+        let split: Vec<Option<(&Path, &OsStr)>> =
+            paths.iter().map(|path| split_last_name(path)).collect();
         let mut shared = SharedFolders {
             opened: Vec::new(),
-            folder_of: vec![None; paths.len()],
+            inside: vec![None; paths.len()],
         };
         let mut start = 0;
-        while start < paths.len() {
-            let folder = split_last_name(&paths[start]).map(|(folder, _)| folder);
+        while start < split.len() {
+            let folder = split[start].map(|(folder, _)| folder);
             let mut end = start + 1;
-            while end < paths.len()
-                && folder.is_some()
-                && split_last_name(&paths[end]).map(|(f, _)| f) == folder
-            {
+            while end < split.len() && folder.is_some() && split[end].map(|(f, _)| f) == folder {
                 end += 1;
             }
-            if let Some(folder) = folder {
-                if end - start >= SHARED_FOLDER_MIN_FILES {
-                    // A folder that cannot be opened leaves its files to be opened by path,
-                    // each then failing (or not) with its own error.
-                    if let Ok(fd) = rustix::fs::open(
-                        folder,
-                        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-                        Mode::empty(),
-                    ) {
-                        shared.opened.push(fd);
-                        let index = shared.opened.len() - 1;
-                        shared.folder_of[start..end].fill(Some(index));
+            if let Some(folder) = folder.filter(|_| end - start >= SHARED_FOLDER_MIN_FILES) {
+                // A folder that cannot be opened leaves its files to be opened by path, each
+                // then failing (or not) with its own error.
+                if let Ok(fd) = rustix::fs::open(
+                    folder,
+                    OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ) {
+                    shared.opened.push(fd);
+                    let index = shared.opened.len() - 1;
+                    for (inside, found) in
+                        shared.inside[start..end].iter_mut().zip(&split[start..end])
+                    {
+                        *inside = found.map(|(_, name)| (index, name));
                     }
                 }
             }
@@ -188,11 +188,8 @@ impl SharedFolders {
         shared
     }
 
-    fn place<'a>(&'a self, at: usize, path: &'a Path) -> Place<'a> {
-        let inside = self.folder_of[at].and_then(|index| {
-            let (_, name) = split_last_name(path)?;
-            Some((self.opened[index].as_fd(), name))
-        });
+    fn place(&'a self, at: usize, path: &'a Path) -> Place<'a> {
+        let inside = self.inside[at].map(|(index, name)| (self.opened[index].as_fd(), name));
         Place { path, inside }
     }
 }
@@ -226,7 +223,7 @@ pub fn open_regular(path: &Path) -> Result<(File, Metadata)> {
 }
 
 /// [`open_regular`] from a [`Place`].
-pub fn open_regular_at(place: &Place<'_>) -> Result<(File, Metadata)> {
+fn open_regular_at(place: &Place<'_>) -> Result<(File, Metadata)> {
     let path = place.path;
     let flags = OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC;
     let opened = match place.inside {
@@ -300,7 +297,11 @@ pub fn retry_while_changing<T>(
 /// Hash one file and say which file (identity) the digest belongs to; a file that changes
 /// while it is read is read again (see [`retry_while_changing`]).
 pub fn hash_with_identity(path: &Path, algorithm: Algorithm) -> Result<Hashed> {
-    retry_while_changing(path, || hash_once(&Place::by_path(path), algorithm))
+    hash_with_identity_at(&Place::by_path(path), algorithm)
+}
+
+fn hash_with_identity_at(place: &Place<'_>, algorithm: Algorithm) -> Result<Hashed> {
+    retry_while_changing(place.path, || hash_once(place, algorithm))
 }
 
 fn hash_once(place: &Place<'_>, algorithm: Algorithm) -> Result<Attempt<Hashed>> {
