@@ -97,6 +97,16 @@ def _indexed(callback: RecordingCallback) -> int:
     )
 
 
+def _counting_fills(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The keyword arguments of every build (``RunIndex._fill``) this process makes."""
+    fills: list[dict[str, Any]] = []
+    fill = index_module.RunIndex._fill
+    monkeypatch.setattr(
+        index_module.RunIndex, "_fill", lambda *a, **k: fills.append(k) or fill(*a, **k)
+    )
+    return fills
+
+
 def _settle() -> None:
     """Wait out the racy window: runs written before this are not read again for it."""
     time.sleep(index_module.RACY_SECONDS * 2 + 0.02)
@@ -614,11 +624,7 @@ def test_an_index_of_another_version_is_built_again(
         db.execute("UPDATE meta SET value = 'an older one' WHERE key = 'version'")
         db.execute("UPDATE runs SET status = 'FAIL'")  # would answer wrong if it were kept
         db.execute('CREATE TABLE "gone"";x" (x)')  # and a table of its own, oddly named
-    fills = []
-    fill = index_module.RunIndex._fill
-    monkeypatch.setattr(
-        index_module.RunIndex, "_fill", lambda *a, **k: fills.append(k) or fill(*a, **k)
-    )
+    fills = _counting_fills(monkeypatch)
     progress = RecordingCallback()
     with caplog.at_level(logging.WARNING, "runlog_store.search"):
         page = searched.search_runs(callback=progress, max_results=1000)
@@ -646,11 +652,7 @@ def test_a_folder_without_hard_links_copies_its_build_into_the_index(
         raise PermissionError(1, "Operation not permitted", str(source))
 
     monkeypatch.setattr(index_module.os, "link", no_links)
-    fills = []
-    fill = index_module.RunIndex._fill
-    monkeypatch.setattr(
-        index_module.RunIndex, "_fill", lambda *a, **k: fills.append(k) or fill(*a, **k)
-    )
+    fills = _counting_fills(monkeypatch)
     assert_answers_equal_scan(store)
     assert len(fills) == 1
     path = tmp_path / INDEX
@@ -805,15 +807,6 @@ def _another_process_building(kind: str, folder: Path, seconds: float) -> subpro
         assert time.monotonic() < deadline, "the other process's build never began"
         time.sleep(0.01)
     return child
-
-
-def _counting_fills(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    fills: list[dict[str, Any]] = []
-    fill = index_module.RunIndex._fill
-    monkeypatch.setattr(
-        index_module.RunIndex, "_fill", lambda *a, **k: fills.append(k) or fill(*a, **k)
-    )
-    return fills
 
 
 @pytest.mark.parametrize("kind", ["file-system", "chunked-fs"])

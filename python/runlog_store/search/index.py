@@ -1010,22 +1010,17 @@ def _build_turn(path: str, callback: Callback) -> Iterator[None]:
     builds then race as they would without the lock, which each build survives (``_build``,
     ``_copy_build``). A killed holder's lock is released by the kernel."""
     name = beside_index(path, ".build.lock")
-    lock = _core.FileLock(name, 0.0)
+    held = contextlib.ExitStack()
     try:
         try:
-            lock.__enter__()
+            held.enter_context(_core.FileLock(name, 0.0))
         except LockTimeoutError:  # held: another process is building the index
-            lock = _core.FileLock(name, BUILD_TURN_SECONDS)
             with callback.phase("waiting for another process's build of the index", 0, "items"):
-                lock.__enter__()
+                held.enter_context(_core.FileLock(name, BUILD_TURN_SECONDS))
     except (RunLogStoreError, OSError) as exc:
         log.warning("run index %s built without its build lock: %s", path, exc)
+    with held:
         yield
-        return
-    try:
-        yield
-    finally:
-        lock.__exit__(None, None, None)
 
 
 def _remove_build(temp: str) -> None:
